@@ -1,0 +1,3 @@
+module fanmail
+
+go 1.26.8
