@@ -1,0 +1,231 @@
+// Package config reads fanmail's single TOML config file: defaults in one
+// struct literal, then the file, then validation that names the bad key.
+// Every key is optional, so fanmail runs with no file at all.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the effective configuration of one fanmail instance.
+type Config struct {
+	Hostname       string `toml:"hostname"`         // EHLO name and Received "by"; default: the OS hostname
+	Listen         string `toml:"listen"`           // SMTP listen address
+	DataDir        string `toml:"data_dir"`         // holds lists.db and the spool
+	MaxMessageSize Size   `toml:"max_message_size"` // SIZE limit for incoming posts
+
+	Delivery Delivery          `toml:"delivery"`
+	Routes   map[string]string `toml:"routes"` // domain → host:port, bypassing DNS
+	Queue    Queue             `toml:"queue"`
+}
+
+// Delivery configures the outbound side.
+type Delivery struct {
+	Resolvers      []string `toml:"resolvers"` // host:port; empty = /etc/resolv.conf
+	Port           int      `toml:"port"`      // port used for MX hosts
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	CommandTimeout Duration `toml:"command_timeout"`
+	DataTimeout    Duration `toml:"data_timeout"`
+}
+
+// Queue configures the spool and its runners.
+type Queue struct {
+	Runners               int      `toml:"runners"`                 // concurrent deliveries (sendmail R=)
+	RecipientsPerEnvelope int      `toml:"recipients_per_envelope"` // sendmail r=
+	RetryMin              Duration `toml:"retry_min"`               // first retry after a deferral
+	RetryMax              Duration `toml:"retry_max"`               // backoff ceiling
+	QueueReturn           Duration `toml:"queuereturn"`             // give up and fail after
+	Sync                  bool     `toml:"sync"`                    // fsync before 250 (sendmail SuperSafe)
+}
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	return Config{
+		Listen:         "127.0.0.1:2525",
+		DataDir:        "fanmail-data",
+		MaxMessageSize: 25 << 20,
+		Delivery: Delivery{
+			Port:           25,
+			ConnectTimeout: Duration(30 * time.Second),
+			CommandTimeout: Duration(5 * time.Minute),
+			DataTimeout:    Duration(10 * time.Minute),
+		},
+		Routes: map[string]string{},
+		Queue: Queue{
+			Runners:               64,
+			RecipientsPerEnvelope: 100,
+			RetryMin:              Duration(5 * time.Minute),
+			RetryMax:              Duration(4 * time.Hour),
+			QueueReturn:           Duration(5 * 24 * time.Hour),
+			Sync:                  true,
+		},
+	}
+}
+
+// Load reads path over the defaults; path "" means defaults only.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := cfg.parse(path, string(data)); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func (c *Config) parse(path, data string) error {
+	md, err := toml.Decode(data, c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return fmt.Errorf("%s: unknown key %s (check the spelling against `fanmail config check`)", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// Validate rejects impossible values, naming the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			bad("hostname", "not set and the OS hostname is unknown; set hostname = \"mail.example.org\"")
+		}
+		c.Hostname = h
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port (%v)", c.Listen, err)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if c.MaxMessageSize <= 0 {
+		bad("max_message_size", "must be positive")
+	}
+	for _, r := range c.Delivery.Resolvers {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			bad("delivery.resolvers", "%q is not host:port, e.g. \"127.0.0.1:53\"", r)
+		}
+	}
+	if c.Delivery.Port <= 0 || c.Delivery.Port > 65535 {
+		bad("delivery.port", "%d is not a TCP port", c.Delivery.Port)
+	}
+	for name, d := range map[string]Duration{
+		"delivery.connect_timeout": c.Delivery.ConnectTimeout,
+		"delivery.command_timeout": c.Delivery.CommandTimeout,
+		"delivery.data_timeout":    c.Delivery.DataTimeout,
+		"queue.retry_min":          c.Queue.RetryMin,
+		"queue.retry_max":          c.Queue.RetryMax,
+		"queue.queuereturn":        c.Queue.QueueReturn,
+	} {
+		if d <= 0 {
+			bad(name, "must be a positive duration such as \"30s\" or \"5m\"")
+		}
+	}
+	if c.Queue.RetryMax < c.Queue.RetryMin {
+		bad("queue.retry_max", "%v is less than queue.retry_min %v", c.Queue.RetryMax, c.Queue.RetryMin)
+	}
+	routes := make(map[string]string, len(c.Routes))
+	for domain, hostport := range c.Routes {
+		if _, port, err := net.SplitHostPort(hostport); err != nil || port == "" {
+			bad("routes."+domain, "%q is not host:port, e.g. \"127.0.0.5:2526\"", hostport)
+		}
+		routes[strings.ToLower(strings.TrimSuffix(domain, "."))] = hostport
+	}
+	c.Routes = routes
+	if c.Queue.Runners < 1 {
+		bad("queue.runners", "must be at least 1")
+	}
+	if c.Queue.RecipientsPerEnvelope < 1 {
+		bad("queue.recipients_per_envelope", "must be at least 1")
+	}
+	return errors.Join(errs...)
+}
+
+// ListsDB is the path of the lists database.
+func (c *Config) ListsDB() string { return filepath.Join(c.DataDir, "lists.db") }
+
+// SpoolDir is the path of the default queue directory.
+func (c *Config) SpoolDir() string { return filepath.Join(c.DataDir, "queue") }
+
+// Duration is a time.Duration written as "30s", "5m" or "4h" in the file.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"30s\" or \"5m\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written as 1048576, "25MB" or "512KB".
+type Size int64
+
+func (s *Size) UnmarshalText(b []byte) error {
+	str := strings.ToUpper(strings.TrimSpace(string(b)))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(str, u.suffix) {
+			str, mult = strings.TrimSpace(strings.TrimSuffix(str, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a size such as 26214400 or \"25MB\"", b)
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
+
+// String renders the effective config as TOML, for `fanmail config check`.
+func (c Config) String() string {
+	var b strings.Builder
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		return fmt.Sprintf("# cannot render config: %v\n", err)
+	}
+	return b.String()
+}

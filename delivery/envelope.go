@@ -1,0 +1,50 @@
+package delivery
+
+import (
+	"fmt"
+	"io"
+)
+
+// Envelope is one SMTP transaction's worth of work: a sender, recipients
+// that all share one destination domain, and the message to send them.
+// The queue hands delivery plain Envelopes; delivery never reaches back
+// into the queue.
+type Envelope struct {
+	QueueID    string // for logs only
+	Sender     string // MAIL FROM; "" is the null sender
+	Domain     string // lowercase destination domain shared by every recipient
+	Recipients []string
+	Size       int64            // exact size of what Open returns, for SIZE=
+	Open       func() io.Reader // a fresh reader over the whole message each call
+}
+
+// Status is the outcome of one recipient's attempt.
+type Status int
+
+const (
+	Delivered Status = iota + 1 // 2xx: the receiver took responsibility
+	Deferred                    // 4xx or a network/DNS failure: try again later
+	Failed                      // 5xx or a permanent condition such as null MX
+)
+
+func (s Status) String() string {
+	switch s {
+	case Delivered:
+		return "sent"
+	case Deferred:
+		return "deferred"
+	case Failed:
+		return "bounced"
+	}
+	return fmt.Sprintf("status(%d)", int(s))
+}
+
+// Result is what happened to one recipient, with the reply that decided it.
+type Result struct {
+	Recipient string
+	Status    Status
+	Code      int    // SMTP reply code; 0 when no reply was received
+	Enhanced  string // RFC 3463 status such as "5.1.1"; may be empty
+	Text      string // the remote reply text or a description of the local error
+	Relay     string // host:port of the MX that answered, if any
+}

@@ -1,0 +1,389 @@
+package queuegroups
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+const segmentSuffix = ".journal"
+
+// segment is one journal file. Older segments stay open read-only so
+// runners can read message bodies with pread while new records append
+// to the active one.
+type segment struct {
+	seq  uint64
+	path string
+	file *os.File
+	size int64 // bytes of valid records; only the writer changes it for the active segment
+
+	live int          // pending messages whose latest full record is here; guarded by Queue.mu
+	pins atomic.Int32 // records appended here that the queue has not registered yet
+}
+
+// journal is one queue directory's append-only log with group commit:
+// one writer goroutine takes every append waiting at the moment, writes
+// them in order, and makes them durable with a single fdatasync.
+type journal struct {
+	dir         string
+	sync        bool
+	segmentSize int64
+	log         *slog.Logger
+
+	mu   sync.Mutex // guards segs and each segment's membership in it
+	segs []*segment // oldest first; the last is the active one
+
+	closeMu    sync.RWMutex // held shared while sending to reqs, so close never races a send
+	isClosed   bool
+	reqs       chan *appendReq
+	writerDone chan struct{}
+	syncs      atomic.Int64 // fdatasync calls, for benchmarks and tests
+}
+
+type appendReq struct {
+	recs [][]byte
+	pin  bool // pin the segment until the caller registers what it wrote
+	done chan appendResult
+}
+
+type appendResult struct {
+	seg  *segment
+	offs []int64 // offset of each record's frame within seg
+	err  error
+}
+
+var errClosed = errors.New("queue is closed")
+
+// openJournal replays dir's segments through fn in order and then opens
+// a fresh active segment. A torn or corrupt record ends its segment's
+// replay with a log line; it is never fatal.
+func openJournal(dir string, sync bool, segmentSize int64, log *slog.Logger,
+	fn func(seg *segment, off int64, typ byte, payload []byte) error) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create queue directory: %w", err)
+	}
+	j := &journal{dir: dir, sync: sync, segmentSize: segmentSize, log: log,
+		reqs: make(chan *appendReq, 1024), writerDone: make(chan struct{})}
+	seqs, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	var last uint64
+	for _, seq := range seqs {
+		seg, err := j.replaySegment(seq, fn)
+		if err != nil {
+			j.closeFiles()
+			return nil, err
+		}
+		j.segs = append(j.segs, seg)
+		last = seq
+	}
+	if _, err := j.newSegment(last + 1); err != nil {
+		j.closeFiles()
+		return nil, err
+	}
+	go j.writer()
+	return j, nil
+}
+
+func listSegments(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read queue directory: %w", err)
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), segmentSuffix)
+		if !ok || e.IsDir() {
+			continue
+		}
+		seq, err := strconv.ParseUint(name, 16, 64)
+		if err != nil {
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	sort.Slice(seqs, func(a, b int) bool { return seqs[a] < seqs[b] })
+	return seqs, nil
+}
+
+func segmentPath(dir string, seq uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x%s", seq, segmentSuffix))
+}
+
+func (j *journal) replaySegment(seq uint64, fn func(*segment, int64, byte, []byte) error) (*segment, error) {
+	path := segmentPath(j.dir, seq)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read journal segment: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open journal segment: %w", err)
+	}
+	seg := &segment{seq: seq, path: path, file: f}
+	off := int64(0)
+	for off < int64(len(data)) {
+		n, typ, payload, ok := readFrame(data[off:])
+		if !ok {
+			j.log.Warn("journal: ignoring torn or corrupt tail", "segment", path, "offset", off, "bytes", int64(len(data))-off)
+			break
+		}
+		if err := fn(seg, off, typ, payload); err != nil {
+			j.log.Warn("journal: skipping unreadable record", "segment", path, "offset", off, "err", err)
+		}
+		off += n
+	}
+	seg.size = off
+	return seg, nil
+}
+
+// readFrame parses one record at the start of b.
+func readFrame(b []byte) (n int64, typ byte, payload []byte, ok bool) {
+	if len(b) < frameHeader+1 {
+		return 0, 0, nil, false
+	}
+	length := binary.LittleEndian.Uint32(b[0:4])
+	if length == 0 || length > maxRecord || int64(len(b)) < frameHeader+int64(length) {
+		return 0, 0, nil, false
+	}
+	body := b[frameHeader : frameHeader+int64(length)]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[4:8]) {
+		return 0, 0, nil, false
+	}
+	return frameHeader + int64(length), body[0], body[1:], true
+}
+
+// newSegment creates and becomes the active segment. The directory is
+// synced so the new file survives a crash along with what it will hold.
+func (j *journal) newSegment(seq uint64) (*segment, error) {
+	path := segmentPath(j.dir, seq)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("create journal segment: %w", err)
+	}
+	if j.sync {
+		if err := syncDir(j.dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	seg := &segment{seq: seq, path: path, file: f}
+	j.mu.Lock()
+	j.segs = append(j.segs, seg)
+	j.mu.Unlock()
+	return seg, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open queue directory for sync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync queue directory: %w", err)
+	}
+	return nil
+}
+
+func (j *journal) active() *segment {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.segs[len(j.segs)-1]
+}
+
+// append writes recs contiguously and returns once they are durable (or
+// written, when sync is off). Concurrent callers share one fdatasync.
+func (j *journal) append(pin bool, recs ...[]byte) (*segment, []int64, error) {
+	req := &appendReq{recs: recs, pin: pin, done: make(chan appendResult, 1)}
+	j.closeMu.RLock()
+	if j.isClosed {
+		j.closeMu.RUnlock()
+		return nil, nil, errClosed
+	}
+	j.reqs <- req
+	j.closeMu.RUnlock()
+	res := <-req.done
+	return res.seg, res.offs, res.err
+}
+
+// writer is the directory's only writer; batching happens naturally:
+// whatever queued up during one fdatasync is written by the next.
+func (j *journal) writer() {
+	defer close(j.writerDone)
+	var batch []*appendReq
+	for req := range j.reqs {
+		batch = append(batch[:0], req)
+	drain:
+		for len(batch) < 4096 {
+			select {
+			case req, ok := <-j.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, req)
+			default:
+				break drain
+			}
+		}
+		j.writeBatch(batch)
+	}
+}
+
+func (j *journal) writeBatch(batch []*appendReq) {
+	seg := j.active()
+	var total int64
+	for _, req := range batch {
+		for _, r := range req.recs {
+			total += int64(len(r))
+		}
+	}
+	if seg.size > 0 && seg.size+total > j.segmentSize {
+		next, err := j.newSegment(seg.seq + 1)
+		if err != nil {
+			j.fail(batch, err)
+			return
+		}
+		seg = next
+	}
+	start := seg.size
+	off := start
+	bufs := make([][]byte, 0, len(batch))
+	results := make([]appendResult, len(batch))
+	for i, req := range batch {
+		results[i] = appendResult{seg: seg, offs: make([]int64, len(req.recs))}
+		for k, r := range req.recs {
+			results[i].offs[k] = off
+			off += int64(len(r))
+			bufs = append(bufs, r)
+		}
+	}
+	if err := writeAllAt(seg.file, bufs, start); err != nil {
+		// Cut off whatever part landed so the next batch starts clean.
+		_ = seg.file.Truncate(start)
+		j.fail(batch, fmt.Errorf("write journal %s: %w", seg.path, err))
+		return
+	}
+	if j.sync {
+		if err := syscall.Fdatasync(int(seg.file.Fd())); err != nil {
+			_ = seg.file.Truncate(start)
+			j.fail(batch, fmt.Errorf("fdatasync journal %s: %w", seg.path, err))
+			return
+		}
+		j.syncs.Add(1)
+	}
+	seg.size = off
+	for i, req := range batch {
+		if req.pin {
+			seg.pins.Add(1)
+		}
+		req.done <- results[i]
+	}
+}
+
+// writeAllAt writes bufs back to back at off, coalescing small records
+// so a batch of many small messages costs few syscalls.
+func writeAllAt(f *os.File, bufs [][]byte, off int64) error {
+	const coalesce = 256 << 10
+	var pending []byte
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		n, err := f.WriteAt(pending, off)
+		off += int64(n)
+		pending = pending[:0]
+		return err
+	}
+	for _, b := range bufs {
+		if len(b) >= coalesce {
+			if err := flush(); err != nil {
+				return err
+			}
+			n, err := f.WriteAt(b, off)
+			off += int64(n)
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if len(pending)+len(b) > coalesce {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		pending = append(pending, b...)
+	}
+	return flush()
+}
+
+func (j *journal) fail(batch []*appendReq, err error) {
+	j.log.Error("journal write failed", "dir", j.dir, "err", err)
+	for _, req := range batch {
+		req.done <- appendResult{err: err}
+	}
+}
+
+// segments returns a snapshot of the segment list, oldest first.
+func (j *journal) segments() []*segment {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]*segment(nil), j.segs...)
+}
+
+// dropOldest removes leading segments for which done says so; the active
+// segment is never removed. done runs with the journal lock held.
+func (j *journal) dropOldest(done func(*segment) bool) {
+	j.mu.Lock()
+	var drop []*segment
+	for len(j.segs) > 1 && done(j.segs[0]) && j.segs[0].pins.Load() == 0 {
+		drop = append(drop, j.segs[0])
+		j.segs = j.segs[1:]
+	}
+	j.mu.Unlock()
+	for _, seg := range drop {
+		seg.file.Close()
+		if err := os.Remove(seg.path); err != nil {
+			j.log.Warn("journal: cannot remove finished segment", "segment", seg.path, "err", err)
+		}
+	}
+}
+
+// close stops the writer once queued appends are done and closes files.
+func (j *journal) close() {
+	j.closeMu.Lock()
+	if j.isClosed {
+		j.closeMu.Unlock()
+		return
+	}
+	j.isClosed = true
+	close(j.reqs)
+	j.closeMu.Unlock()
+	<-j.writerDone
+	j.closeFiles()
+}
+
+func (j *journal) closeFiles() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, seg := range j.segs {
+		seg.file.Close()
+	}
+}
+
+// readerAt gives runners a view of a body inside a segment.
+func (seg *segment) section(off, n int64) io.Reader {
+	return io.NewSectionReader(seg.file, off, n)
+}

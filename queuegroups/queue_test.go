@@ -1,0 +1,338 @@
+package queuegroups
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"fanmail/delivery"
+)
+
+// recorder is a scripted receiving side: it reads every message fully, as
+// an SMTP client would, and answers per recipient by a rule.
+type recorder struct {
+	mu     sync.Mutex
+	got    map[string]int    // recipient → deliveries
+	bodies map[string]string // recipient → last content
+	rule   func(rcpt string, attempt int) delivery.Status
+	tries  map[string]int
+}
+
+func newRecorder(rule func(string, int) delivery.Status) *recorder {
+	return &recorder{got: map[string]int{}, bodies: map[string]string{}, tries: map[string]int{}, rule: rule}
+}
+
+func (r *recorder) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+	data, err := io.ReadAll(env.Open())
+	if err != nil || int64(len(data)) != env.Size {
+		panic(fmt.Sprintf("read body: %v (%d of %d bytes)", err, len(data), env.Size))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := make([]delivery.Result, len(env.Recipients))
+	for i, rcpt := range env.Recipients {
+		r.tries[rcpt]++
+		st := delivery.Delivered
+		if r.rule != nil {
+			st = r.rule(rcpt, r.tries[rcpt])
+		}
+		res[i] = delivery.Result{Recipient: rcpt, Status: st, Code: 250}
+		if st == delivery.Delivered {
+			r.got[rcpt]++
+			r.bodies[rcpt] = string(data)
+		}
+	}
+	return res
+}
+
+func (r *recorder) count(rcpt string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[rcpt]
+}
+
+func (r *recorder) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.got {
+		n += c
+	}
+	return n
+}
+
+func testConfig(dir string) Config {
+	return Config{Dir: dir, Runners: 4, Sync: true, RetryMin: 20 * time.Millisecond,
+		RetryMax: 100 * time.Millisecond, QueueReturn: time.Hour}
+}
+
+func testMessage(ids *IDSource, domains, perDomain int) *Message {
+	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte("Subject: hi\r\n\r\nhello\r\n")}
+	p := Part{Sender: "owner-list@example.org", Prefix: []byte("List-Id: <list.example.org>\r\n")}
+	for d := 0; d < domains; d++ {
+		var rcpts []string
+		for i := 0; i < perDomain; i++ {
+			rcpts = append(rcpts, fmt.Sprintf("u%d-%s@d%d.test", i, m.ID, d))
+		}
+		p.Envelopes = append(p.Envelopes, Envelope{Domain: fmt.Sprintf("d%d.test", d), Recipients: rcpts})
+	}
+	m.Parts = []Part{p}
+	return m
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeliversEveryRecipientOnceWithPrefix(t *testing.T) {
+	rec := newRecorder(nil)
+	q, err := Open(testConfig(t.TempDir()), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	defer q.Close(context.Background())
+	ids := NewIDSource()
+	m := testMessage(ids, 5, 7)
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all delivered", func() bool { return q.Stats().Messages == 0 })
+	if got := rec.total(); got != 35 {
+		t.Fatalf("delivered %d, want 35", got)
+	}
+	for _, e := range m.Parts[0].Envelopes {
+		for _, r := range e.Recipients {
+			if rec.count(r) != 1 {
+				t.Errorf("%s delivered %d times", r, rec.count(r))
+			}
+			if want := "List-Id: <list.example.org>\r\nSubject: hi\r\n\r\nhello\r\n"; rec.bodies[r] != want {
+				t.Errorf("%s got %q, want %q", r, rec.bodies[r], want)
+			}
+		}
+	}
+}
+
+func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
+	rec := newRecorder(func(rcpt string, attempt int) delivery.Status {
+		if strings.HasPrefix(rcpt, "u0-") && attempt < 3 {
+			return delivery.Deferred
+		}
+		return delivery.Delivered
+	})
+	q, err := Open(testConfig(t.TempDir()), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	defer q.Close(context.Background())
+	m := testMessage(NewIDSource(), 1, 3)
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all delivered", func() bool { return q.Stats().Messages == 0 })
+	for _, r := range m.Parts[0].Envelopes[0].Recipients {
+		if rec.count(r) != 1 {
+			t.Errorf("%s delivered %d times, want once", r, rec.count(r))
+		}
+	}
+	if n := rec.tries[m.Parts[0].Envelopes[0].Recipients[0]]; n != 3 {
+		t.Errorf("deferred recipient tried %d times, want 3", n)
+	}
+}
+
+func TestExpiredRecipientFails(t *testing.T) {
+	rec := newRecorder(func(string, int) delivery.Status { return delivery.Deferred })
+	cfg := testConfig(t.TempDir())
+	cfg.QueueReturn = 50 * time.Millisecond
+	q, err := Open(cfg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	defer q.Close(context.Background())
+	if err := q.Enqueue(context.Background(), testMessage(NewIDSource(), 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "message to expire", func() bool { return q.Stats().Messages == 0 })
+}
+
+func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	ids := NewIDSource()
+	// First run: u0 is delivered, the others are deferred far into the future.
+	first := newRecorder(func(rcpt string, _ int) delivery.Status {
+		if strings.HasPrefix(rcpt, "u0-") {
+			return delivery.Delivered
+		}
+		return delivery.Deferred
+	})
+	cfg := testConfig(dir)
+	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
+	q, err := Open(cfg, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	m := testMessage(ids, 2, 3)
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first attempts", func() bool { return q.Stats().Deferred == 2 })
+	q.Close(context.Background())
+
+	// Second run: everything pending is delivered once it is flushed.
+	second := newRecorder(nil)
+	q2, err := Open(cfg, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := q2.Stats(); s.Recipients != 4 {
+		t.Fatalf("recovered %d pending recipients, want 4", s.Recipients)
+	}
+	q2.Start()
+	q2.Flush()
+	defer q2.Close(context.Background())
+	waitFor(t, "recovered delivery", func() bool { return q2.Stats().Messages == 0 })
+	for _, e := range m.Parts[0].Envelopes {
+		for _, r := range e.Recipients {
+			want := 1
+			if strings.HasPrefix(r, "u0-") {
+				want = 0
+			}
+			if got := second.count(r); got != want {
+				t.Errorf("%s delivered %d times after restart, want %d", r, got, want)
+			}
+		}
+	}
+}
+
+func TestTornTailIsSkipped(t *testing.T) {
+	dir := t.TempDir()
+	ids := NewIDSource()
+	q, err := Open(testConfig(dir), newRecorder(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage(ids, 1, 2)
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	q.Close(context.Background())
+	// A second message whose record was cut short by a crash.
+	seqs, _ := listSegments(dir)
+	path := segmentPath(dir, seqs[len(seqs)-1])
+	ms := &msgState{id: ids.Next(), parts: []partState{{sender: "x"}}}
+	ms.envs = []*envState{{msg: ms, domain: "d", rcpts: []string{"a@d"}, status: []rcptStatus{0}}}
+	torn := encodeMessage(ms, []byte("body"))
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(torn[:len(torn)-3])
+	f.Close()
+
+	rec := newRecorder(nil)
+	q2, err := Open(testConfig(dir), rec)
+	if err != nil {
+		t.Fatalf("reopen after torn write: %v", err)
+	}
+	if s := q2.Stats(); s.Messages != 1 || s.Recipients != 2 {
+		t.Fatalf("recovered %+v, want the one intact message with 2 recipients", s)
+	}
+	q2.Start()
+	defer q2.Close(context.Background())
+	waitFor(t, "delivery after torn tail", func() bool { return q2.Stats().Messages == 0 })
+}
+
+func TestOldSegmentsAreCollected(t *testing.T) {
+	dir := t.TempDir()
+	ids := NewIDSource()
+	stuck := ""
+	rec := newRecorder(func(rcpt string, _ int) delivery.Status {
+		if rcpt == stuck {
+			return delivery.Deferred
+		}
+		return delivery.Delivered
+	})
+	cfg := testConfig(dir)
+	cfg.SegmentSize = 4 << 10
+	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
+	q, err := Open(cfg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	first := testMessage(ids, 1, 1)
+	stuck = first.Parts[0].Envelopes[0].Recipients[0]
+	if err := q.Enqueue(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		m := testMessage(ids, 2, 5)
+		m.Body = []byte(strings.Repeat("x", 500))
+		if err := q.Enqueue(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "only the stuck message left", func() bool { return q.Stats().Messages == 1 && q.Stats().Inflight == 0 })
+	q.Close(context.Background())
+	seqs, _ := listSegments(dir)
+	if len(seqs) > 8 {
+		t.Errorf("%d journal segments remain; the stuck message pins old segments", len(seqs))
+	}
+	q2, err := Open(cfg, newRecorder(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close(context.Background())
+	if s := q2.Stats(); s.Messages != 1 || s.Recipients != 1 {
+		t.Fatalf("after collection recovered %+v, want the stuck message", s)
+	}
+	if _, err := os.Stat(filepath.Join(dir)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGroupCommitSharesSyncs(t *testing.T) {
+	rec := newRecorder(nil)
+	q, err := Open(testConfig(t.TempDir()), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	ids := NewIDSource()
+	var wg sync.WaitGroup
+	const n = 200
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := q.Enqueue(context.Background(), testMessage(ids, 1, 1)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	s := q.Stats()
+	if s.Messages != n {
+		t.Fatalf("queued %d, want %d", s.Messages, n)
+	}
+	if s.Syncs >= n {
+		t.Errorf("%d fsyncs for %d concurrent messages; group commit is not batching", s.Syncs, n)
+	}
+	t.Logf("%d messages, %d fsyncs", n, s.Syncs)
+}
