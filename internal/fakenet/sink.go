@@ -1,0 +1,419 @@
+package fakenet
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// SinkOptions configures a Sink. The zero value is a sink on 127.0.0.1 with
+// an OS-chosen port that accepts everything and keeps message bodies.
+type SinkOptions struct {
+	// Addr to listen on, such as "127.0.0.7:0"; empty means "127.0.0.1:0".
+	Addr string
+	// Hostname in the greeting and EHLO reply; default "sink.fakenet.test".
+	Hostname string
+	// MaxMessageBytes is advertised with SIZE and enforced; 0 advertises
+	// SIZE without a limit.
+	MaxMessageBytes int64
+	// MaxConns, when positive, caps concurrent connections: one more is
+	// greeted with 421 and closed, as a busy MTA would.
+	MaxConns int
+	// ConnHook, if set, is asked about every accepted connection; a non-nil
+	// reply is sent instead of the 220 greeting and the connection closed.
+	ConnHook func(remoteAddr string) *smtp.SMTPError
+	// RcptHook, if set, chooses the reply to each RCPT: nil accepts, an
+	// *smtp.SMTPError is sent as is.
+	RcptHook func(from, to string) error
+	// DataHook, if set, runs after the message is read and before it is
+	// recorded; a non-nil error (typically *smtp.SMTPError) is the DATA
+	// reply and the message is not recorded. It may sleep to model a slow
+	// receiver.
+	DataHook func(d Delivery) error
+	// DiscardBodies keeps only each message's key, not its bytes, so a
+	// benchmark can deliver 100,000 copies in little memory.
+	DiscardBodies bool
+	// Timeout bounds each read and write on a server connection so a
+	// vanished client cannot hold a test open; default 1 minute.
+	Timeout time.Duration
+}
+
+// Delivery is one completed transaction (DATA answered 250).
+type Delivery struct {
+	From       string
+	Recipients []string
+	Data       []byte // nil when SinkOptions.DiscardBodies is set
+	Key        string // MessageKey of the data
+	Size       int64  // bytes received
+	SizeParam  int64  // MAIL FROM SIZE= value, 0 if absent
+	BodyParam  string // MAIL FROM BODY= value, "" if absent
+	Helo       string // EHLO/HELO name the client gave
+	RemoteAddr string
+}
+
+// SinkStats is a snapshot of a Sink's counters.
+type SinkStats struct {
+	Connections         int // TCP connections accepted, including rejected ones
+	Rejected            int // connections refused at greeting (MaxConns or ConnHook)
+	MaxConcurrentConns  int // highest number of connections open at once
+	Transactions        int // completed DATA
+	RcptAccepted        int // RCPT commands answered 250
+	RcptRejected        int // RCPT commands answered with an error
+	RecipientsDelivered int // sum of recipients over completed transactions
+	Bytes               int64
+	Duplicates          int // deliveries of a (message key, recipient) pair already seen
+}
+
+type pairKey struct{ key, rcpt string }
+
+// Sink is an SMTP server that records what it receives. All methods are
+// safe for concurrent use.
+type Sink struct {
+	opts SinkOptions
+	srv  *smtp.Server
+	ln   net.Listener
+	done chan struct{} // closed when Serve returns
+	wg   sync.WaitGroup
+
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced on every delivery
+	active     int
+	stats      SinkStats
+	deliveries []Delivery
+	perRcpt    map[string]int
+	pairs      map[pairKey]int
+}
+
+// NewSink starts a sink and returns once it is accepting connections.
+func NewSink(opts SinkOptions) (*Sink, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "sink.fakenet.test"
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Minute
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sink listen %s: %w", opts.Addr, err)
+	}
+	s := &Sink{
+		opts:    opts,
+		ln:      ln,
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+		perRcpt: make(map[string]int),
+		pairs:   make(map[pairKey]int),
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = opts.Hostname
+	srv.MaxMessageBytes = opts.MaxMessageBytes
+	srv.ReadTimeout = opts.Timeout
+	srv.WriteTimeout = opts.Timeout
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	s.srv = srv
+	go func() {
+		defer close(s.done)
+		_ = srv.Serve(&sinkListener{Listener: ln, s: s})
+	}()
+	return s, nil
+}
+
+// Addr is the listening address as host:port.
+func (s *Sink) Addr() string { return s.ln.Addr().String() }
+
+// Host is the listening IP address.
+func (s *Sink) Host() string { return s.ln.Addr().(*net.TCPAddr).IP.String() }
+
+// Port is the listening port.
+func (s *Sink) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// Close stops the sink and drops open connections.
+func (s *Sink) Close() error {
+	_ = s.srv.Close()
+	// Serve may not have registered the listener yet; close it ourselves.
+	_ = s.ln.Close()
+	<-s.done
+	s.wg.Wait()
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Sink) Stats() SinkStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Connections is the number of TCP connections accepted.
+func (s *Sink) Connections() int { return s.Stats().Connections }
+
+// MaxConcurrentConns is the highest number of connections open at once.
+func (s *Sink) MaxConcurrentConns() int { return s.Stats().MaxConcurrentConns }
+
+// Transactions is the number of completed DATA commands.
+func (s *Sink) Transactions() int { return s.Stats().Transactions }
+
+// Duplicates counts deliveries of a (message, recipient) pair beyond the first.
+func (s *Sink) Duplicates() int { return s.Stats().Duplicates }
+
+// RecipientsDelivered is the number of recipient deliveries over all
+// completed transactions.
+func (s *Sink) RecipientsDelivered() int { return s.Stats().RecipientsDelivered }
+
+// RecipientCount is how many completed transactions included rcpt.
+func (s *Sink) RecipientCount(rcpt string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.perRcpt[rcpt]
+}
+
+// PairCount is how many times the message with the given key reached rcpt.
+func (s *Sink) PairCount(key, rcpt string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pairs[pairKey{key, rcpt}]
+}
+
+// Deliveries returns a copy of every completed transaction in arrival order.
+func (s *Sink) Deliveries() []Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Delivery, len(s.deliveries))
+	copy(out, s.deliveries)
+	return out
+}
+
+// WaitRecipients blocks until at least n recipient deliveries have been
+// recorded or ctx ends.
+func (s *Sink) WaitRecipients(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		got, ch := s.stats.RecipientsDelivered, s.changed
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("sink %s: %d of %d recipients delivered: %w", s.Addr(), got, n, ctx.Err())
+		}
+	}
+}
+
+func (s *Sink) record(d Delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Transactions++
+	s.stats.Bytes += d.Size
+	s.stats.RecipientsDelivered += len(d.Recipients)
+	for _, r := range d.Recipients {
+		s.perRcpt[r]++
+		k := pairKey{d.Key, r}
+		s.pairs[k]++
+		if s.pairs[k] > 1 {
+			s.stats.Duplicates++
+		}
+	}
+	s.deliveries = append(s.deliveries, d)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// MessageKey identifies a message for duplicate counting: its Message-ID
+// header if it has one, else "sha256:" and the hex digest of the bytes.
+func MessageKey(data []byte) string {
+	if id := headerValue(data, "message-id"); id != "" {
+		return id
+	}
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// headerValue returns the first value of the named header (lowercase name),
+// unfolded and trimmed, looking only at the header section.
+func headerValue(data []byte, name string) string {
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			return "" // end of header
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 || !bytes.EqualFold(bytes.TrimSpace(line[:colon]), []byte(name)) {
+			continue
+		}
+		val := string(bytes.TrimSpace(line[colon+1:]))
+		// Unfold continuation lines.
+		for len(data) > 0 && (data[0] == ' ' || data[0] == '\t') {
+			next := data
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				next, data = data[:i], data[i+1:]
+			} else {
+				data = nil
+			}
+			val += " " + string(bytes.TrimSpace(next))
+		}
+		return strings.TrimSpace(val)
+	}
+	return ""
+}
+
+// sinkListener counts connections and turns away those over the cap with a
+// real 421 greeting, which go-smtp's Server has no hook for.
+type sinkListener struct {
+	net.Listener
+	s *Sink
+}
+
+func (l *sinkListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		s := l.s
+		var reply *smtp.SMTPError
+		if s.opts.ConnHook != nil {
+			reply = s.opts.ConnHook(c.RemoteAddr().String())
+		}
+		s.mu.Lock()
+		s.stats.Connections++
+		if reply == nil && s.opts.MaxConns > 0 && s.active >= s.opts.MaxConns {
+			reply = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 5}, Message: "Too many connections, try again later"}
+		}
+		if reply != nil {
+			s.stats.Rejected++
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				rejectConn(c, reply, s.opts.Timeout)
+			}()
+			continue
+		}
+		s.active++
+		s.stats.MaxConcurrentConns = max(s.stats.MaxConcurrentConns, s.active)
+		s.mu.Unlock()
+		return &trackedConn{Conn: c, s: s}, nil
+	}
+}
+
+func rejectConn(c net.Conn, reply *smtp.SMTPError, timeout time.Duration) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	line := strconv.Itoa(reply.Code)
+	if ec := reply.EnhancedCode; ec != (smtp.EnhancedCode{}) && ec != smtp.NoEnhancedCode {
+		line += fmt.Sprintf(" %d.%d.%d", ec[0], ec[1], ec[2])
+	}
+	_, _ = io.WriteString(c, line+" "+reply.Message+"\r\n")
+}
+
+// trackedConn lowers the active count exactly once when closed.
+type trackedConn struct {
+	net.Conn
+	s    *Sink
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		c.s.active--
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+type sinkSession struct {
+	s      *Sink
+	remote string
+	helo   string
+	from   string
+	opts   smtp.MailOptions
+	rcpts  []string
+}
+
+func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
+	return &sinkSession{s: s, remote: c.Conn().RemoteAddr().String(), helo: c.Hostname()}, nil
+}
+
+func (ss *sinkSession) Reset() {
+	ss.from, ss.opts, ss.rcpts = "", smtp.MailOptions{}, nil
+}
+
+func (ss *sinkSession) Logout() error { return nil }
+
+func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
+	ss.from = from
+	if opts != nil {
+		ss.opts = *opts
+	}
+	return nil
+}
+
+func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	var err error
+	if h := ss.s.opts.RcptHook; h != nil {
+		err = h(ss.from, to)
+	}
+	ss.s.mu.Lock()
+	if err != nil {
+		ss.s.stats.RcptRejected++
+	} else {
+		ss.s.stats.RcptAccepted++
+	}
+	ss.s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+func (ss *sinkSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	d := Delivery{
+		From:       ss.from,
+		Recipients: append([]string(nil), ss.rcpts...),
+		Data:       data,
+		Key:        MessageKey(data),
+		Size:       int64(len(data)),
+		SizeParam:  ss.opts.Size,
+		BodyParam:  string(ss.opts.Body),
+		Helo:       ss.helo,
+		RemoteAddr: ss.remote,
+	}
+	if h := ss.s.opts.DataHook; h != nil {
+		if err := h(d); err != nil {
+			return err
+		}
+	}
+	if ss.s.opts.DiscardBodies {
+		d.Data = nil
+	}
+	ss.s.record(d)
+	return nil
+}
