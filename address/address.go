@@ -82,6 +82,9 @@ func Parse(s string) (Mailbox, error) {
 		}
 		s = s[1 : len(s)-1]
 	} else if strings.HasSuffix(s, ">") {
+		if strings.Contains(s, "<") {
+			return Mailbox{}, errorf("text before < (give only the address inside <>)")
+		}
 		return Mailbox{}, errorf("missing opening <")
 	}
 	if s == "" {

@@ -78,6 +78,7 @@ func TestParseInvalid(t *testing.T) {
 		{"<>", "empty address"},
 		{"<a@b", "missing closing >"},
 		{"a@b>", "missing opening <"},
+		{"Bob Smith <bob@example.com>", "text before < (give only the address inside <>)"},
 		{"bob", "missing @"},
 		{"@example.org", "missing local part"},
 		{"bob@", "missing domain"},

@@ -1,0 +1,189 @@
+// Package lists owns the store of lists and members: one SQLite file
+// (lists.db, pure Go via modernc.org/sqlite) that the server reads while
+// the fanmail CLI writes, each from its own process. The expander asks it
+// for a list's members and uses Version to know when its cache is stale.
+//
+// Concurrency rests on SQLite: WAL mode lets readers run while one writer
+// commits, busy_timeout makes a second writer wait instead of failing, and
+// every write transaction starts with BEGIN IMMEDIATE so it takes the
+// write lock up front rather than failing on upgrade.
+package lists
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNoList means the list does not exist.
+var ErrNoList = errors.New("no such list")
+
+// ErrListExists means a list with that address (compared
+// case-insensitively) already exists.
+var ErrListExists = errors.New("list already exists")
+
+// busyTimeout is how long a writer waits for another process's write
+// transaction before giving up; CLI imports of large lists take seconds.
+const busyTimeout = 5 * time.Second
+
+// migrations[i] brings the schema from user_version i to i+1. Append only:
+// a released step is never edited.
+var migrations = []string{
+	`CREATE TABLE lists (
+		id      INTEGER PRIMARY KEY,
+		address TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		owner   TEXT NOT NULL DEFAULT '',
+		created INTEGER NOT NULL -- Unix seconds
+	);
+	CREATE TABLE members (
+		list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+		address TEXT NOT NULL, -- address.Normalize form
+		domain  TEXT NOT NULL, -- lowercase domain of address
+		PRIMARY KEY (list_id, address)
+	) WITHOUT ROWID;
+	-- Members are read in (domain, address) order, which is how the
+	-- expander cuts envelopes.
+	CREATE INDEX members_by_domain ON members(list_id, domain, address);`,
+}
+
+// Store is an open list store. It is safe for concurrent use.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+
+	// versionConn is used for PRAGMA data_version only and never writes,
+	// so every commit on any other connection, this process's pool
+	// included, changes the value it reports.
+	versionMu   sync.Mutex
+	versionConn *sql.Conn
+}
+
+// Open opens the store at path, creating the file and the schema if they
+// are missing and migrating an older schema.
+func Open(path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open list store %s: %w", path, err)
+	}
+	// A file: URI so that '?' or '#' in the path cannot be taken for
+	// parameters.
+	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + url.Values{
+		"_busy_timeout": {fmt.Sprint(busyTimeout.Milliseconds())},
+		"_journal_mode": {"WAL"},
+		"_synchronous":  {"NORMAL"}, // durable at checkpoints; a crash loses at most the last commits, never consistency
+		"_foreign_keys": {"on"},
+		"_txlock":       {"immediate"},
+	}.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open list store %s: %w", path, err)
+	}
+	s := &Store{db: db, now: time.Now}
+	ctx := context.Background()
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open list store %s: %w", path, err)
+	}
+	if s.versionConn, err = db.Conn(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open list store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error {
+	s.versionMu.Lock()
+	err := s.versionConn.Close()
+	s.versionMu.Unlock()
+	return errors.Join(err, s.db.Close())
+}
+
+// migrate applies the missing schema steps in one write transaction, so
+// two processes opening a new file at once do not both create it.
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin migration: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this fanmail understands (%d); upgrade fanmail", version, len(migrations))
+	}
+	if version == len(migrations) {
+		return nil
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
+		}
+	}
+	// PRAGMA takes no bound parameters; the value is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migration: %w", err)
+	}
+	return nil
+}
+
+// Version returns a value that changes whenever any process, this one
+// included, commits a change to the store. It is cheap (no table is
+// read), so callers may check it on every use of a cache.
+func (s *Store) Version(ctx context.Context) (int64, error) {
+	s.versionMu.Lock()
+	defer s.versionMu.Unlock()
+	var v int64
+	if err := s.versionConn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("list store version: %w", err)
+	}
+	return v, nil
+}
+
+// write runs fn in a write transaction (BEGIN IMMEDIATE, from the DSN)
+// and commits it if fn succeeds.
+func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// queryer is what both *sql.DB and *sql.Tx offer.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// listID returns the id of the list whose address is list, compared
+// case-insensitively after normalization.
+func listID(ctx context.Context, q queryer, list string) (int64, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, "SELECT id FROM lists WHERE address = ?", lookupKey(list)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("list %s: %w", list, ErrNoList)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up list %s: %w", list, err)
+	}
+	return id, nil
+}
