@@ -92,7 +92,6 @@ func TestCreateList(t *testing.T) {
 
 var cmpTime = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
 
-
 func TestGetListLookup(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
