@@ -1,0 +1,435 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"fanmail/internal/fakenet"
+
+	"github.com/emersion/go-smtp"
+	"github.com/google/go-cmp/cmp"
+	"github.com/miekg/dns"
+)
+
+func TestDeliverMXPreferenceOrder(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{}, fakenet.SinkOptions{})
+	w.zoneMX("example.test", 60, sinkIP(0), sinkIP(1))
+	a := w.agent(w.config())
+
+	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+	checkBriefs(t, repeat(sent, 2), res)
+	if got, want := res[0].Relay, w.sinks[0].Addr(); got != want {
+		t.Errorf("relay = %q, want %q", got, want)
+	}
+	if n := w.sinks[0].Transactions(); n != 1 {
+		t.Errorf("primary MX got %d transactions, want 1", n)
+	}
+	if n := w.sinks[1].Connections(); n != 0 {
+		t.Errorf("backup MX got %d connections, want 0", n)
+	}
+	// The backup's address is never looked up while the primary works.
+	if n := w.dns.Queries("mx2.example.test", dns.TypeA); n != 0 {
+		t.Errorf("backup MX A queries = %d, want 0", n)
+	}
+	d := w.sinks[0].Deliveries()[0]
+	want := fakenet.Delivery{
+		From:       "owner@list.test",
+		Recipients: []string{"a@example.test", "b@example.test"},
+		Data:       []byte(testBody),
+		Key:        "<m1@list.test>",
+		Size:       int64(len(testBody)),
+		SizeParam:  int64(len(testBody)),
+		BodyParam:  "8BITMIME",
+		Helo:       "fanmail.test",
+	}
+	d.RemoteAddr = ""
+	if diff := cmp.Diff(want, d); diff != "" {
+		t.Errorf("delivery (-want +got):\n%s", diff)
+	}
+}
+
+func TestDeliverFallsBackToNextMX(t *testing.T) {
+	t.Parallel()
+	refuse := func(code int) func(string) *smtp.SMTPError {
+		return func(string) *smtp.SMTPError {
+			return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 3, 2}, Message: "not now"}
+		}
+	}
+	tests := []struct {
+		name      string
+		first     fakenet.SinkOptions
+		firstIP   string // "" means sink 0
+		wantFirst int    // connections the first MX sees
+	}{
+		{name: "connection refused", firstIP: closedIP},
+		{name: "421 greeting", first: fakenet.SinkOptions{ConnHook: refuse(421)}, wantFirst: 1},
+		{name: "554 greeting", first: fakenet.SinkOptions{ConnHook: refuse(554)}, wantFirst: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, tt.first, fakenet.SinkOptions{})
+			first := tt.firstIP
+			if first == "" {
+				first = sinkIP(0)
+			}
+			w.zoneMX("example.test", 60, first, sinkIP(1))
+			a := w.agent(w.config())
+
+			res := a.Deliver(ctxT(t), envelope("example.test", "a", "b", "c"))
+			checkBriefs(t, repeat(sent, 3), res)
+			if got := res[0].Relay; got != w.sinks[1].Addr() {
+				t.Errorf("relay = %q, want the second MX %q", got, w.sinks[1].Addr())
+			}
+			if n := w.sinks[0].Connections(); n != tt.wantFirst {
+				t.Errorf("first MX connections = %d, want %d", n, tt.wantFirst)
+			}
+			if n := w.sinks[1].RecipientsDelivered(); n != 3 {
+				t.Errorf("second MX got %d recipients, want 3", n)
+			}
+		})
+	}
+}
+
+func TestDeliverAllMXDown(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.zoneMX("example.test", 60, closedIP, "127.0.0.98")
+	a := w.agent(w.config())
+	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+	checkBriefs(t, repeat(brief{Deferred, 0, "4.4.1"}, 2), res)
+	if !strings.Contains(res[0].Text, "127.0.0.98") {
+		t.Errorf("text %q does not name the last host tried", res[0].Text)
+	}
+}
+
+func TestDeliverDNSOutcomes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		zone  func(w *world)
+		want  brief
+		text  string // substring of Result.Text
+		conns int    // connections the sink should see
+	}{
+		{
+			name:  "implicit MX",
+			zone:  func(w *world) { w.dns.SetA("example.test", 60, sinkIP(0)) },
+			want:  sent,
+			conns: 1,
+		},
+		{
+			name: "null MX fails without connecting",
+			zone: func(w *world) {
+				w.dns.SetNullMX("example.test", 60)
+				w.dns.SetA("example.test", 60, sinkIP(0)) // must not be used
+			},
+			want: brief{Failed, 0, "5.1.10"},
+			text: "does not accept mail (null MX)",
+		},
+		{
+			name: "NXDOMAIN",
+			zone: func(*world) {},
+			want: brief{Failed, 0, "5.1.2"},
+			text: "not found",
+		},
+		{
+			name: "no MX and no A",
+			zone: func(w *world) { w.dns.AddName("example.test") },
+			want: brief{Failed, 0, "5.4.4"},
+			text: "no MX and no address",
+		},
+		{
+			name: "SERVFAIL",
+			zone: func(w *world) {
+				w.zoneMX("example.test", 60, sinkIP(0))
+				w.dns.SetRcode("example.test", dns.RcodeServerFailure)
+			},
+			want: brief{Deferred, 0, "4.4.3"},
+			text: "SERVFAIL",
+		},
+		{
+			name: "DNS timeout",
+			zone: func(w *world) {
+				w.zoneMX("example.test", 60, sinkIP(0))
+				w.dns.SetSilent("example.test", true)
+			},
+			want: brief{Deferred, 0, "4.4.3"},
+			text: "timeout",
+		},
+		{
+			name: "MX host without address",
+			zone: func(w *world) {
+				w.dns.SetMX("example.test", 60, fakenet.MX{Pref: 10, Host: "gone.example.test"})
+			},
+			want: brief{Deferred, 0, "4.4.4"},
+			text: "gone.example.test",
+		},
+		{
+			name: "MX host without address, backup works",
+			zone: func(w *world) {
+				w.dns.SetMX("example.test", 60, fakenet.MX{Pref: 10, Host: "gone.example.test"}, fakenet.MX{Pref: 20, Host: "mx.example.test"})
+				w.dns.SetA("mx.example.test", 60, sinkIP(0))
+			},
+			want:  sent,
+			conns: 1,
+		},
+		{
+			name: "truncated UDP answer retried over TCP",
+			zone: func(w *world) {
+				w.zoneMX("example.test", 60, sinkIP(0))
+				w.dns.SetTruncate(true)
+			},
+			want:  sent,
+			conns: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			tt.zone(w)
+			a := w.agent(w.config())
+			res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+			checkBriefs(t, repeat(tt.want, 2), res)
+			if !strings.Contains(res[0].Text, tt.text) {
+				t.Errorf("text = %q, want it to contain %q", res[0].Text, tt.text)
+			}
+			if n := w.sinks[0].Connections(); n != tt.conns {
+				t.Errorf("sink connections = %d, want %d", n, tt.conns)
+			}
+		})
+	}
+}
+
+func TestDeliverPerRecipientReplies(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+		switch {
+		case strings.HasPrefix(to, "busy@"):
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+		case strings.HasPrefix(to, "gone@"):
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}})
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+
+	res := a.Deliver(ctxT(t), envelope("example.test", "a", "busy", "b", "gone", "c"))
+	want := []Result{
+		{Recipient: "a@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
+		{Recipient: "busy@example.test", Status: Deferred, Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Relay: w.sinks[0].Addr()},
+		{Recipient: "b@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
+		{Recipient: "gone@example.test", Status: Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user", Relay: w.sinks[0].Addr()},
+		{Recipient: "c@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
+	}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a@example.test", "b@example.test", "c@example.test"}, w.sinks[0].Deliveries()[0].Recipients); diff != "" {
+		t.Errorf("sink recipients (-want +got):\n%s", diff)
+	}
+
+	// One log line per recipient, with the stable keys.
+	lines := strings.Split(strings.TrimSpace(w.logs.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("got %d log lines, want 5:\n%s", len(lines), w.logs.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[3]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]any{"msg": "delivery", "qid": "Q1", "rcpt": "gone@example.test", "domain": "example.test",
+		"relay": w.sinks[0].Addr(), "code": 550.0, "status": "bounced", "reply": "5.1.1 no such user"} {
+		if rec[k] != v {
+			t.Errorf("log %s = %v, want %v", k, rec[k], v)
+		}
+	}
+}
+
+func TestDeliverAllRecipientsRejected(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no"}
+	}})
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+	checkBriefs(t, repeat(brief{Failed, 550, "5.1.1"}, 2), res)
+	if n := w.sinks[0].Transactions(); n != 0 {
+		t.Errorf("DATA sent with no accepted recipient: %d transactions", n)
+	}
+}
+
+func TestDeliverDataReply(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		code int
+		want Status
+	}{
+		{"5xx fails accepted recipients", 554, Failed},
+		{"4xx defers accepted recipients", 451, Deferred},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, fakenet.SinkOptions{
+				RcptHook: func(_, to string) error {
+					if strings.HasPrefix(to, "gone@") {
+						return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+					}
+					return nil
+				},
+				DataHook: func(fakenet.Delivery) error {
+					return &smtp.SMTPError{Code: tt.code, EnhancedCode: smtp.EnhancedCode{tt.code / 100, 7, 1}, Message: "content rejected"}
+				},
+			})
+			w.zoneMX("example.test", 60, sinkIP(0))
+			a := w.agent(w.config())
+			res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "b"))
+			dataBrief := brief{tt.want, tt.code, strings.Replace("x.7.1", "x", string(rune('0'+tt.code/100)), 1)}
+			checkBriefs(t, []brief{dataBrief, {Failed, 550, "5.1.1"}, dataBrief}, res)
+			if res[0].Text != "content rejected" {
+				t.Errorf("text = %q", res[0].Text)
+			}
+		})
+	}
+}
+
+func TestDeliver421AtRcpt(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+		switch {
+		case strings.HasPrefix(to, "gone@"):
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case strings.HasPrefix(to, "c@"):
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"}
+		}
+		return nil
+	}})
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+	res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "c", "d"))
+	d := brief{Deferred, 421, "4.3.2"}
+	checkBriefs(t, []brief{d, {Failed, 550, "5.1.1"}, d, d}, res)
+	if n := w.sinks[0].Transactions(); n != 0 {
+		t.Errorf("sink got %d transactions after 421, want 0", n)
+	}
+}
+
+func TestDeliverRouteBypassesDNS(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.zoneMX("example.test", 60, closedIP) // DNS would send it nowhere
+	cfg := w.config()
+	cfg.Routes = map[string]string{"example.test": w.sinks[0].Addr()}
+	a := w.agent(cfg)
+	env := envelope("example.test", "a")
+	env.Domain = "Example.TEST" // matched lowercased
+	res := a.Deliver(ctxT(t), env)
+	checkBriefs(t, []brief{sent}, res)
+	if n := w.dns.TotalQueries(); n != 0 {
+		t.Errorf("DNS saw %d queries, want 0", n)
+	}
+}
+
+func TestDeliverNullSenderAndRawBody(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+	body := "Subject: bounce\n\n.leading dot\nbare LF\n"
+	env := envelope("example.test", "a")
+	env.Sender = ""
+	env.Size = int64(len(body))
+	env.Open = func() io.Reader { return strings.NewReader(body) }
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), env))
+	d := w.sinks[0].Deliveries()[0]
+	if d.From != "" {
+		t.Errorf("MAIL FROM = %q, want <>", d.From)
+	}
+	// Dot-stuffing is undone by the receiver and bare LFs become CRLF.
+	if want := "Subject: bounce\r\n\r\n.leading dot\r\nbare LF\r\n"; string(d.Data) != want {
+		t.Errorf("body = %q, want %q", d.Data, want)
+	}
+}
+
+func TestDeliverBadEnvelopes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+
+	env := envelope("example.test", "a")
+	env.Recipients = append(env.Recipients, "evil\r\nRCPT TO:<x@y>", "")
+	checkBriefs(t, []brief{sent, {Failed, 0, "5.1.3"}, {Failed, 0, "5.1.3"}}, a.Deliver(ctxT(t), env))
+
+	env = envelope("example.test", "a")
+	env.Sender = "x\r\nDATA"
+	checkBriefs(t, []brief{{Failed, 0, "5.1.7"}}, a.Deliver(ctxT(t), env))
+
+	env = envelope("", "a")
+	checkBriefs(t, []brief{{Deferred, 0, "4.3.0"}}, a.Deliver(ctxT(t), env))
+
+	if res := a.Deliver(ctxT(t), envelope("example.test")); len(res) != 0 {
+		t.Errorf("no recipients gave %d results", len(res))
+	}
+}
+
+func TestDeliverBodyReadError(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+	env := envelope("example.test", "a")
+	env.Open = func() io.Reader {
+		return io.MultiReader(strings.NewReader("Subject: x\r\n\r\npart"), errReader{errors.New("disk on fire")})
+	}
+	res := a.Deliver(ctxT(t), env)
+	checkBriefs(t, []brief{{Deferred, 0, "4.3.0"}}, res)
+	if n := w.sinks[0].Transactions(); n != 0 {
+		t.Errorf("half a message was delivered")
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestDeliverContextCancel(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{DataHook: func(fakenet.Delivery) error {
+		time.Sleep(3 * time.Second)
+		return nil
+	}})
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res := a.Deliver(ctx, envelope("example.test", "a"))
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("Deliver took %v after its context ended", el)
+	}
+	checkBriefs(t, []brief{{Deferred, 0, "4.4.7"}}, res)
+}
+
+func TestDeliverAfterClose(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.zoneMX("example.test", 60, sinkIP(0))
+	a := w.agent(w.config())
+	a.Close()
+	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	if n := w.dns.TotalQueries(); n != 0 {
+		t.Errorf("closed agent made %d DNS queries", n)
+	}
+}

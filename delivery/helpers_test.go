@@ -1,0 +1,211 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"fanmail/internal/fakenet"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// world is one test's network: a DNS server and SMTP sinks that all listen
+// on the same port, each on its own 127.0.0.x, so Config.Port reaches any
+// of them and an unused 127.0.0.x at that port is a closed port.
+type world struct {
+	t     *testing.T
+	dns   *fakenet.DNS
+	sinks []*fakenet.Sink
+	port  int
+	logs  *syncBuffer
+}
+
+// sinkIP is the address of sink i; closedIP is never listened on.
+func sinkIP(i int) string { return fmt.Sprintf("127.0.0.%d", 10+i) }
+
+const closedIP = "127.0.0.99"
+
+func newWorld(t *testing.T, sinkOpts ...fakenet.SinkOptions) *world {
+	t.Helper()
+	d, err := fakenet.NewDNS("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	w := &world{t: t, dns: d, logs: &syncBuffer{}}
+	w.sinks, w.port = startSinks(t, sinkOpts)
+	return w
+}
+
+// startSinks binds the first sink to an OS-chosen port and the rest to the
+// same port on their own addresses, retrying with a fresh port if one of
+// those happens to be taken.
+func startSinks(t *testing.T, opts []fakenet.SinkOptions) ([]*fakenet.Sink, int) {
+	t.Helper()
+	if len(opts) == 0 {
+		opts = []fakenet.SinkOptions{{}}
+	}
+	var lastErr error
+	for range 10 {
+		var sinks []*fakenet.Sink
+		port := 0
+		for i, o := range opts {
+			o.Addr = fmt.Sprintf("%s:%d", sinkIP(i), port)
+			o.Timeout = 5 * time.Second
+			s, err := fakenet.NewSink(o)
+			if err != nil {
+				lastErr = err
+				break
+			}
+			sinks = append(sinks, s)
+			port = s.Port()
+		}
+		if len(sinks) == len(opts) {
+			t.Cleanup(func() {
+				for _, s := range sinks {
+					s.Close()
+				}
+			})
+			return sinks, port
+		}
+		for _, s := range sinks {
+			s.Close()
+		}
+	}
+	t.Fatalf("start sinks: %v", lastErr)
+	return nil, 0
+}
+
+func (w *world) config() Config {
+	return Config{
+		Resolvers:      []string{w.dns.Addr()},
+		DNSTimeout:     300 * time.Millisecond,
+		Port:           w.port,
+		HELO:           "fanmail.test",
+		ConnectTimeout: 2 * time.Second,
+		CommandTimeout: 2 * time.Second,
+		DataTimeout:    2 * time.Second,
+		Logger:         slog.New(slog.NewJSONHandler(w.logs, nil)),
+	}
+}
+
+func (w *world) agent(cfg Config) *Agent {
+	w.t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// zoneMX points domain at MX hosts mxN.<domain> with preference 10*(N+1),
+// each host's A record being the IP given.
+func (w *world) zoneMX(domain string, ttl uint32, ips ...string) {
+	var mxs []fakenet.MX
+	for i, ip := range ips {
+		host := fmt.Sprintf("mx%d.%s", i+1, domain)
+		mxs = append(mxs, fakenet.MX{Pref: uint16(10 * (i + 1)), Host: host})
+		w.dns.SetA(host, ttl, ip)
+	}
+	w.dns.SetMX(domain, ttl, mxs...)
+}
+
+const testBody = "Message-ID: <m1@list.test>\r\nSubject: test\r\n\r\nhello, list\r\n"
+
+func envelope(domain string, rcpts ...string) Envelope {
+	var full []string
+	for _, r := range rcpts {
+		full = append(full, r+"@"+domain)
+	}
+	return Envelope{
+		QueueID:    "Q1",
+		Sender:     "owner@list.test",
+		Domain:     domain,
+		Recipients: full,
+		Size:       int64(len(testBody)),
+		Open:       func() io.Reader { return strings.NewReader(testBody) },
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// brief is the part of a Result most tests compare.
+type brief struct {
+	Status   Status
+	Code     int
+	Enhanced string
+}
+
+func briefs(rs []Result) []brief {
+	out := make([]brief, len(rs))
+	for i, r := range rs {
+		out[i] = brief{r.Status, r.Code, r.Enhanced}
+	}
+	return out
+}
+
+func checkBriefs(t *testing.T, want []brief, got []Result) {
+	t.Helper()
+	if diff := cmp.Diff(want, briefs(got)); diff != "" {
+		t.Errorf("results (-want +got):\n%s\nfull: %+v", diff, got)
+	}
+}
+
+func repeat(b brief, n int) []brief {
+	out := make([]brief, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
+}
+
+var (
+	sent = brief{Delivered, 250, "2.0.0"}
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeClock lets cache tests move time without sleeping.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
