@@ -56,9 +56,6 @@ func New(cfg Config) (*Agent, error) {
 	}, nil
 }
 
-// Resolver is the Agent's shared resolver.
-func (a *Agent) Resolver() *Resolver { return a.res }
-
 // Close releases the Agent; Deliver calls after it defer every recipient.
 func (a *Agent) Close() error {
 	a.closed.Store(true)
@@ -132,12 +129,12 @@ func (t *txn) run(ctx context.Context) {
 	case env.Domain == "" || env.Open == nil:
 		t.settle(Deferred, 0, "4.3.0", "malformed envelope: no domain or no message", "")
 		return
-	case strings.ContainsAny(env.Sender, "\r\n<> "):
+	case strings.ContainsAny(env.Sender, "\r\n<>"):
 		t.settle(Failed, 0, "5.1.7", fmt.Sprintf("bad sender address syntax %q", env.Sender), "")
 		return
 	}
 	for i, r := range env.Recipients {
-		if r == "" || strings.ContainsAny(r, "\r\n<> ") {
+		if r == "" || strings.ContainsAny(r, "\r\n<>") {
 			t.set(i, Failed, 0, "5.1.3", fmt.Sprintf("bad recipient address syntax %q", r), "")
 		}
 	}

@@ -22,8 +22,9 @@ type Config struct {
 	// Port is the SMTP port used for MX hosts; default 25. Tests point it
 	// at their sinks, which all listen on one port on different 127.x IPs.
 	Port int
-	// Routes maps a lowercase domain to a fixed "host:port", bypassing DNS
-	// entirely for that domain (exact match, no subdomains).
+	// Routes maps a lowercase domain to a fixed "host:port", bypassing MX
+	// lookups for that domain (exact match, no subdomains). Use an IP: a
+	// host name here is resolved by the operating system, not Resolvers.
 	Routes map[string]string
 	// HELO is the name given in EHLO/HELO; default os.Hostname().
 	HELO string

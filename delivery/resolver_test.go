@@ -163,7 +163,7 @@ func TestZoneChangeSeenAfterTTL(t *testing.T) {
 	w.dns.SetA("new.example.test", 60, sinkIP(1))
 	a := w.agent(w.config())
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
-	a.Resolver().now = clock.Now
+	a.res.now = clock.Now
 
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
 	w.dns.SetMX("example.test", 60, fakenet.MX{Pref: 5, Host: "new.example.test"})
