@@ -51,7 +51,7 @@ func (s *Store) AddMembersProgress(ctx context.Context, list string, addrs []str
 				return fmt.Errorf("add %s to %s: %w", a, list, err)
 			}
 			added += int(n)
-			if progress != nil && (i+1)%progressEvery == 0 {
+			if progress != nil && (i+1)%progressEvery == 0 && i+1 < len(norm) {
 				progress(i+1, len(norm))
 			}
 		}

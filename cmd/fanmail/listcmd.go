@@ -1,0 +1,391 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"fanmail/address"
+	"fanmail/expander"
+	"fanmail/lists"
+)
+
+// openStore opens the list store named by the effective config, creating
+// the data directory if needed.
+func openStore(c *cli.Context) (*lists.Store, error) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	return lists.Open(cfg.ListsDB())
+}
+
+// withStore runs fn with an open store and closes it afterwards.
+func withStore(c *cli.Context, fn func(*lists.Store) error) error {
+	store, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	return errors.Join(fn(store), store.Close())
+}
+
+// noList turns ErrNoList into a message that says how to fix it.
+func noList(list string, err error) error {
+	if errors.Is(err, lists.ErrNoList) {
+		return fmt.Errorf("list %s does not exist (create it with: fanmail list create %s)", list, list)
+	}
+	return err
+}
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "create, inspect and delete lists",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create an empty list",
+				ArgsUsage: "LIST@DOMAIN",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "owner", Usage: "owner's `ADDR`ESS"}},
+				Action:    listCreate,
+			},
+			{Name: "delete", Usage: "delete a list and all its members", ArgsUsage: "LIST", Action: listDelete},
+			{Name: "show", Usage: "show a list's details", ArgsUsage: "LIST", Action: listShow},
+			{Name: "ls", Usage: "list all lists with their member counts", Action: listLs},
+		},
+	}
+}
+
+func listCreate(c *cli.Context) error {
+	owner := c.String("owner")
+	args, err := interspersed(c, map[string]*string{"owner": &owner})
+	if err != nil {
+		return fmt.Errorf("list create: %w", err)
+	}
+	if len(args) != 1 {
+		return errors.New("list create: give exactly one LIST@DOMAIN, e.g. fanmail list create announce@lists.example.org --owner you@example.org")
+	}
+	list, err := address.Normalize(args[0])
+	if err != nil {
+		return fmt.Errorf("list create: list address %q: %w", args[0], err)
+	}
+	if owner != "" {
+		if _, err := address.Parse(owner); err != nil {
+			return fmt.Errorf("list create: --owner %q: %w", owner, err)
+		}
+	}
+	return withStore(c, func(store *lists.Store) error {
+		err := store.CreateList(c.Context, list, owner)
+		if errors.Is(err, lists.ErrListExists) {
+			return fmt.Errorf("list %s already exists (see it with: fanmail list show %s)", list, list)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "created list %s (bounces go to %s)\n", list, expander.BounceAddress(list))
+		return nil
+	})
+}
+
+// oneList returns the single LIST argument of a command.
+func oneList(c *cli.Context, cmd string) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("%s: give exactly one LIST, e.g. fanmail %s announce@lists.example.org", cmd, cmd)
+	}
+	return strings.TrimSpace(c.Args().First()), nil
+}
+
+func listDelete(c *cli.Context) error {
+	list, err := oneList(c, "list delete")
+	if err != nil {
+		return err
+	}
+	return withStore(c, func(store *lists.Store) error {
+		l, err := store.GetList(c.Context, list)
+		if err != nil {
+			return noList(list, err)
+		}
+		if err := store.DeleteList(c.Context, l.Address); err != nil {
+			return noList(list, err)
+		}
+		fmt.Fprintf(c.App.Writer, "deleted list %s and its %s\n", l.Address, plural(l.Members, "member", "members"))
+		return nil
+	})
+}
+
+func listShow(c *cli.Context) error {
+	list, err := oneList(c, "list show")
+	if err != nil {
+		return err
+	}
+	return withStore(c, func(store *lists.Store) error {
+		l, err := store.GetList(c.Context, list)
+		if err != nil {
+			return noList(list, err)
+		}
+		owner := l.Owner
+		if owner == "" {
+			owner = "(none)"
+		}
+		w := tabwriter.NewWriter(c.App.Writer, 0, 0, 1, ' ', 0)
+		fmt.Fprintf(w, "list:\t%s\n", l.Address)
+		fmt.Fprintf(w, "owner:\t%s\n", owner)
+		fmt.Fprintf(w, "created:\t%s\n", l.Created.Format(time.RFC3339))
+		fmt.Fprintf(w, "members:\t%d\n", l.Members)
+		fmt.Fprintf(w, "bounces:\t%s\n", expander.BounceAddress(l.Address))
+		return w.Flush()
+	})
+}
+
+func listLs(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return errors.New("list ls: takes no arguments")
+	}
+	return withStore(c, func(store *lists.Store) error {
+		all, err := store.Lists(c.Context)
+		if err != nil {
+			return err
+		}
+		if len(all) == 0 {
+			fmt.Fprintln(c.App.ErrWriter, "no lists yet (create one with: fanmail list create LIST@DOMAIN)")
+			return nil
+		}
+		w := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+		for _, l := range all {
+			fmt.Fprintf(w, "%s\t%s\n", l.Address, plural(l.Members, "member", "members"))
+		}
+		return w.Flush()
+	})
+}
+
+func memberCommand() *cli.Command {
+	fileFlag := &cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read addresses from `FILE`, one per line (- for standard input)"}
+	return &cli.Command{
+		Name:  "member",
+		Usage: "add, remove and list a list's members",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "add members (all or nothing: one bad address and nothing is added)",
+				ArgsUsage: "LIST [ADDR...]",
+				Flags:     []cli.Flag{fileFlag},
+				Action:    memberAdd,
+			},
+			{
+				Name:      "rm",
+				Usage:     "remove members (all or nothing)",
+				ArgsUsage: "LIST [ADDR...]",
+				Flags:     []cli.Flag{fileFlag},
+				Action:    memberRm,
+			},
+			{Name: "ls", Usage: "print a list's members, one per line", ArgsUsage: "LIST", Action: memberLs},
+		},
+	}
+}
+
+func memberAdd(c *cli.Context) error {
+	list, addrs, err := memberArgs(c, "member add")
+	if err != nil {
+		return err
+	}
+	return withStore(c, func(store *lists.Store) error {
+		l, err := store.GetList(c.Context, list)
+		if err != nil {
+			return noList(list, err)
+		}
+		unique := countUnique(addrs)
+		added, err := store.AddMembersProgress(c.Context, l.Address, addrs, progress(c, "adding members"))
+		if err != nil {
+			return noList(list, err)
+		}
+		fmt.Fprintf(c.App.Writer, "added %s to %s (%d already present%s)\n",
+			plural(added, "member", "members"), l.Address, unique-added, dupNote(len(addrs)-unique))
+		return nil
+	})
+}
+
+func memberRm(c *cli.Context) error {
+	list, addrs, err := memberArgs(c, "member rm")
+	if err != nil {
+		return err
+	}
+	return withStore(c, func(store *lists.Store) error {
+		l, err := store.GetList(c.Context, list)
+		if err != nil {
+			return noList(list, err)
+		}
+		unique := countUnique(addrs)
+		removed, err := store.RemoveMembers(c.Context, l.Address, addrs)
+		if err != nil {
+			return noList(list, err)
+		}
+		fmt.Fprintf(c.App.Writer, "removed %s from %s (%s%s)\n",
+			plural(removed, "member", "members"), l.Address, notMembers(unique-removed), dupNote(len(addrs)-unique))
+		return nil
+	})
+}
+
+func memberLs(c *cli.Context) error {
+	list, err := oneList(c, "member ls")
+	if err != nil {
+		return err
+	}
+	return withStore(c, func(store *lists.Store) error {
+		members, err := store.Members(c.Context, list)
+		if err != nil {
+			return noList(list, err)
+		}
+		w := bufio.NewWriter(c.App.Writer)
+		for _, m := range members {
+			w.WriteString(m)
+			w.WriteByte('\n')
+		}
+		return w.Flush()
+	})
+}
+
+// memberArgs returns the LIST argument and the normalized addresses from
+// the other arguments and --file. Every bad address is reported, naming
+// its argument or FILE:LINE, and then none is returned, so nothing is
+// applied.
+func memberArgs(c *cli.Context, cmd string) (list string, addrs []string, err error) {
+	file := c.String("file")
+	args, err := interspersed(c, map[string]*string{"file": &file, "f": &file})
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	if len(args) == 0 || (len(args) == 1 && file == "") {
+		return "", nil, fmt.Errorf("%s: give a LIST and addresses or --file FILE (- for standard input), e.g. fanmail %s announce@lists.example.org bob@example.com", cmd, cmd)
+	}
+	list = strings.TrimSpace(args[0])
+	var bad []error // one per bad argument or line
+	for i, a := range args[1:] {
+		n, err := address.Normalize(a)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("argument %d %q: %w (fix the address or leave it out)", i+2, a, err))
+			continue
+		}
+		addrs = append(addrs, n)
+	}
+	if file != "" {
+		fromFile, err := readMemberFile(c, file)
+		var lines interface{ Unwrap() []error }
+		switch {
+		case errors.As(err, &lines):
+			bad = append(bad, lines.Unwrap()...)
+		case err != nil:
+			return "", nil, fmt.Errorf("%s: %w", cmd, err)
+		}
+		addrs = append(addrs, fromFile...)
+	}
+	if len(bad) > 0 {
+		return "", nil, fmt.Errorf("%s: %s, nothing applied:\n%w",
+			cmd, plural(len(bad), "bad address", "bad addresses"), errors.Join(bad...))
+	}
+	return list, addrs, nil
+}
+
+// readMemberFile reads a member file, "-" being the app's standard input.
+// Bad lines come back as one joined error of *lists.LineError.
+func readMemberFile(c *cli.Context, file string) ([]string, error) {
+	if file == "-" {
+		return lists.ReadMemberFile(file, c.App.Reader)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return lists.ReadMemberFile(file, f)
+}
+
+// interspersed returns the positional arguments with the named string
+// flags removed and stored. urfave/cli v2 stops parsing flags at the
+// first argument, but "member add LIST --file F" is the natural order.
+// After "--" everything is an argument.
+func interspersed(c *cli.Context, flags map[string]*string) ([]string, error) {
+	in := c.Args().Slice()
+	var out []string
+	for i := 0; i < len(in); i++ {
+		arg := in[i]
+		if arg == "--" {
+			return append(out, in[i+1:]...), nil
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			out = append(out, arg)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		target, ok := flags[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown flag %s (put \"--\" before an address that starts with -)", arg)
+		}
+		if !hasValue {
+			if i+1 == len(in) {
+				return nil, fmt.Errorf("flag %s needs a value", arg)
+			}
+			i++
+			value = in[i]
+		}
+		*target = value
+	}
+	return out, nil
+}
+
+// progress returns a progress reporter writing to stderr, or nil when
+// stdout is not a terminal: scripts and pipes get the summary only. Small
+// batches finish before anyone could read a counter, so they get none.
+func progress(c *cli.Context, what string) func(done, total int) {
+	f, ok := c.App.Writer.(*os.File)
+	if !ok || !(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		return nil
+	}
+	return func(done, total int) {
+		if total < 10_000 {
+			return
+		}
+		fmt.Fprintf(c.App.ErrWriter, "\r%s: %d/%d", what, done, total)
+		if done == total {
+			fmt.Fprintln(c.App.ErrWriter)
+		}
+	}
+}
+
+func countUnique(addrs []string) int {
+	seen := make(map[string]struct{}, len(addrs))
+	for _, a := range addrs {
+		seen[a] = struct{}{}
+	}
+	return len(seen)
+}
+
+func notMembers(n int) string {
+	if n == 1 {
+		return "1 was not a member"
+	}
+	return fmt.Sprintf("%d were not members", n)
+}
+
+func dupNote(dups int) string {
+	if dups == 0 {
+		return ""
+	}
+	return ", " + plural(dups, "duplicate", "duplicates") + " in the input"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
