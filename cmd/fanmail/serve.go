@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"fanmail/delivery"
+	"fanmail/expander"
+	"fanmail/ingress"
+	"fanmail/lists"
+	"fanmail/queuegroups"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the SMTP server and the queue runners",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "SMTP listen `ADDR` (default 127.0.0.1:2525)", EnvVars: []string{"FANMAIL_LISTEN"}},
+			&cli.StringFlag{Name: "hostname", Usage: "`NAME` for EHLO and Received (default: the OS hostname)", EnvVars: []string{"FANMAIL_HOSTNAME"}},
+		},
+		Action: runServe,
+	}
+}
+
+func runServe(c *cli.Context) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	store, err := lists.Open(cfg.ListsDB())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	agent, err := delivery.New(delivery.Config{
+		Resolvers:      cfg.Delivery.Resolvers,
+		Port:           cfg.Delivery.Port,
+		Routes:         cfg.Routes,
+		HELO:           cfg.Hostname,
+		ConnectTimeout: cfg.Delivery.ConnectTimeout.D(),
+		CommandTimeout: cfg.Delivery.CommandTimeout.D(),
+		DataTimeout:    cfg.Delivery.DataTimeout.D(),
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	defer agent.Close()
+
+	queue, err := queuegroups.Open(queuegroups.Config{
+		Dir:         cfg.SpoolDir(),
+		Runners:     cfg.Queue.Runners,
+		Sync:        cfg.Queue.Sync,
+		RetryMin:    cfg.Queue.RetryMin.D(),
+		RetryMax:    cfg.Queue.RetryMax.D(),
+		QueueReturn: cfg.Queue.QueueReturn.D(),
+		Logger:      log,
+	}, agent)
+	if err != nil {
+		return err
+	}
+
+	exp := expander.New(store, cfg.Hostname, cfg.Queue.RecipientsPerEnvelope)
+	srv := ingress.New(ingress.Config{
+		Listen:         cfg.Listen,
+		Hostname:       cfg.Hostname,
+		MaxMessageSize: int64(cfg.MaxMessageSize),
+		Logger:         log,
+	}, exp, queue, queuegroups.NewIDSource())
+	if err := srv.Listen(); err != nil {
+		queue.Close(context.Background())
+		return err
+	}
+	queue.Start()
+	dataDir, _ := filepath.Abs(cfg.DataDir)
+	log.Info("fanmail started", "listen", srv.Addr().String(), "hostname", cfg.Hostname,
+		"data_dir", dataDir, "lists_db", cfg.ListsDB(), "spool", cfg.SpoolDir())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	var serveErr error
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String())
+	case serveErr = <-served:
+		log.Error("SMTP server stopped", "err", serveErr)
+	}
+
+	// Stop taking mail first, so every 250 already sent is in the journal,
+	// then give deliveries in progress a moment to finish; whatever is
+	// still pending stays queued for the next start.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	srv.Shutdown(ctx)
+	cancel()
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := queue.Close(ctx); err != nil {
+		log.Warn("deliveries interrupted at shutdown; they stay queued", "err", err)
+	}
+	log.Info("fanmail stopped")
+	return serveErr
+}

@@ -1,0 +1,217 @@
+// Package expander is the second stage of the pipeline: it turns one
+// accepted post and its recipients (list addresses) into queue parts, one
+// per list, each with the list's bounce address as envelope sender, the
+// headers the list adds, and the members cut into per-domain envelopes
+// of at most r recipients. It performs no DNS lookups (sendmail's
+// nocanonify): addresses are used as written, with lowercase domains.
+package expander
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+
+	"fanmail/lists"
+	"fanmail/queuegroups"
+)
+
+// Store is what the expander needs of the list store.
+type Store interface {
+	GetList(ctx context.Context, address string) (lists.List, error)
+	Members(ctx context.Context, list string) ([]string, error)
+	Version(ctx context.Context) (int64, error)
+}
+
+// ErrUnknownRecipient means the address is neither a list nor anything
+// else fanmail accepts mail for.
+var ErrUnknownRecipient = errors.New("no such list")
+
+// ErrLoop means a post carries the List-Id of the list it is sent to: our
+// own distribution came back.
+var ErrLoop = errors.New("mail loop: post already carries this list's List-Id")
+
+// Expander expands posts to list members.
+type Expander struct {
+	store    Store
+	hostname string
+	perEnv   int
+
+	mu      sync.Mutex
+	version int64
+	members map[string][]string // list → members, valid while version holds
+}
+
+// New returns an expander cutting envelopes of at most perEnvelope recipients.
+func New(store Store, hostname string, perEnvelope int) *Expander {
+	if perEnvelope < 1 {
+		perEnvelope = 100
+	}
+	return &Expander{store: store, hostname: hostname, perEnv: perEnvelope, members: map[string][]string{}}
+}
+
+// Lookup returns the canonical address of the list rcpt names, or
+// ErrUnknownRecipient. Lookup is case-insensitive.
+func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
+	l, err := x.store.GetList(ctx, rcpt)
+	if errors.Is(err, lists.ErrNoList) {
+		return "", ErrUnknownRecipient
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up %s: %w", rcpt, err)
+	}
+	return l.Address, nil
+}
+
+// Post is one accepted message as ingress hands it over.
+type Post struct {
+	ID         string
+	Received   time.Time
+	Sender     string   // the poster's MAIL FROM, for the log only: bounces go to the list
+	Helo       string   // client's EHLO name
+	RemoteAddr string   // client's IP address
+	Lists      []string // canonical list addresses from Lookup
+	Body       []byte   // header and body as received, CRLF
+}
+
+// Expand builds the queue message for p: the body is kept once, and each
+// list becomes a part with its own sender, headers and envelopes.
+func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, error) {
+	body, listIDs := stripListID(p.Body)
+	m := &queuegroups.Message{ID: p.ID, Received: p.Received, Body: body}
+	for _, list := range p.Lists {
+		local, domain, _ := strings.Cut(list, "@")
+		listID := local + "." + domain
+		for _, id := range listIDs {
+			if strings.EqualFold(id, listID) {
+				return nil, fmt.Errorf("%s: %w", list, ErrLoop)
+			}
+		}
+		members, err := x.Members(ctx, list)
+		if err != nil {
+			return nil, err
+		}
+		var prefix bytes.Buffer
+		fmt.Fprintf(&prefix, "Received: from %s (%s)\r\n\tby %s (fanmail) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
+			p.Helo, bracket(p.RemoteAddr), x.hostname, p.ID, list, p.Received.Format(time.RFC1123Z))
+		fmt.Fprintf(&prefix, "List-Id: <%s>\r\n", listID)
+		m.Parts = append(m.Parts, queuegroups.Part{
+			Sender:    BounceAddress(list),
+			Prefix:    prefix.Bytes(),
+			Envelopes: Split(members, x.perEnv),
+		})
+	}
+	return m, nil
+}
+
+// BounceAddress is sendmail's owner-LIST convention: delivery errors for a
+// list's mail go to its owner, never to the poster.
+func BounceAddress(list string) string { return "owner-" + list }
+
+// Members returns a list's members, cached until the store changes.
+func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
+	v, err := x.store.Version(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list store version: %w", err)
+	}
+	key := strings.ToLower(list)
+	x.mu.Lock()
+	if v != x.version {
+		x.version = v
+		clear(x.members)
+	}
+	cached, ok := x.members[key]
+	x.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	members, err := x.store.Members(ctx, list)
+	if err != nil {
+		return nil, fmt.Errorf("members of %s: %w", list, err)
+	}
+	x.mu.Lock()
+	if v == x.version {
+		x.members[key] = members
+	}
+	x.mu.Unlock()
+	return members, nil
+}
+
+// Split deduplicates recipients (domains compared case-insensitively),
+// groups them by domain and cuts each domain's share into envelopes of
+// at most r recipients. Domains and recipients come out sorted, so the
+// same input always yields the same envelopes.
+func Split(rcpts []string, r int) []queuegroups.Envelope {
+	byDomain := make(map[string][]string)
+	seen := make(map[string]struct{}, len(rcpts))
+	for _, addr := range rcpts {
+		at := strings.LastIndexByte(addr, '@')
+		if at < 0 {
+			continue
+		}
+		domain := strings.ToLower(addr[at+1:])
+		norm := addr[:at+1] + domain
+		if _, dup := seen[norm]; dup {
+			continue
+		}
+		seen[norm] = struct{}{}
+		byDomain[domain] = append(byDomain[domain], norm)
+	}
+	domains := make([]string, 0, len(byDomain))
+	for d := range byDomain {
+		domains = append(domains, d)
+	}
+	sort.Strings(domains)
+	var envs []queuegroups.Envelope
+	for _, d := range domains {
+		members := byDomain[d]
+		sort.Strings(members)
+		for len(members) > 0 {
+			n := min(r, len(members))
+			envs = append(envs, queuegroups.Envelope{Domain: d, Recipients: members[:n:n]})
+			members = members[n:]
+		}
+	}
+	return envs
+}
+
+// stripListID removes List-Id fields from the post's header (our part adds
+// the list's own) and returns the ids it found. A header that does not
+// parse is left untouched: fanmail relays what it was given.
+func stripListID(body []byte) ([]byte, []string) {
+	br := bufio.NewReader(bytes.NewReader(body))
+	h, err := textproto.ReadHeader(br)
+	if err != nil || !h.Has("List-Id") {
+		return body, nil
+	}
+	var ids []string
+	for _, v := range h.Values("List-Id") {
+		if i, j := strings.IndexByte(v, '<'), strings.LastIndexByte(v, '>'); i >= 0 && j > i {
+			ids = append(ids, v[i+1:j])
+		}
+	}
+	h.Del("List-Id")
+	var out bytes.Buffer
+	out.Grow(len(body))
+	if err := textproto.WriteHeader(&out, h); err != nil {
+		return body, ids
+	}
+	if _, err := out.ReadFrom(br); err != nil {
+		return body, ids
+	}
+	return out.Bytes(), ids
+}
+
+func bracket(ip string) string {
+	if ip == "" {
+		return "unknown"
+	}
+	return "[" + ip + "]"
+}

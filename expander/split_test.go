@@ -1,0 +1,91 @@
+package expander
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"fanmail/queuegroups"
+)
+
+func TestSplit(t *testing.T) {
+	tests := []struct {
+		name  string
+		rcpts []string
+		r     int
+		want  []queuegroups.Envelope
+	}{
+		{
+			name:  "groups by domain, sorted, cut at r",
+			rcpts: []string{"c@b.test", "a@a.test", "b@b.test", "a@b.test"},
+			r:     2,
+			want: []queuegroups.Envelope{
+				{Domain: "a.test", Recipients: []string{"a@a.test"}},
+				{Domain: "b.test", Recipients: []string{"a@b.test", "b@b.test"}},
+				{Domain: "b.test", Recipients: []string{"c@b.test"}},
+			},
+		},
+		{
+			name:  "duplicates removed, domain case-insensitive, local part kept",
+			rcpts: []string{"Bob@Example.TEST", "Bob@example.test", "bob@example.test"},
+			r:     100,
+			want: []queuegroups.Envelope{
+				{Domain: "example.test", Recipients: []string{"Bob@example.test", "bob@example.test"}},
+			},
+		},
+		{name: "empty", rcpts: nil, r: 100, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, Split(tt.rcpts, tt.r)); diff != "" {
+				t.Errorf("Split (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSplitEnvelopeCount(t *testing.T) {
+	// 1,000 members over 20 domains with r=7: each domain yields
+	// ceil(members/7) envelopes and no envelope exceeds r.
+	var rcpts []string
+	perDomain := map[string]int{}
+	for i := 0; i < 1000; i++ {
+		d := fmt.Sprintf("d%02d.test", i*i%20)
+		perDomain[d]++
+		rcpts = append(rcpts, fmt.Sprintf("user%d@%s", i, d))
+	}
+	got := map[string]int{}
+	total := 0
+	for _, e := range Split(rcpts, 7) {
+		if len(e.Recipients) > 7 || len(e.Recipients) == 0 {
+			t.Fatalf("envelope for %s has %d recipients", e.Domain, len(e.Recipients))
+		}
+		got[e.Domain]++
+		total += len(e.Recipients)
+	}
+	if total != 1000 {
+		t.Fatalf("%d recipients in envelopes, want 1000", total)
+	}
+	for d, n := range perDomain {
+		if want := (n + 6) / 7; got[d] != want {
+			t.Errorf("%s: %d envelopes, want %d", d, got[d], want)
+		}
+	}
+}
+
+func TestStripListID(t *testing.T) {
+	in := "From: a@b.test\r\nList-Id: Other list\r\n <other.example.org>\r\nSubject: x\r\n\r\nbody\r\nList-Id: <kept.in.body>\r\n"
+	body, ids := stripListID([]byte(in))
+	want := "From: a@b.test\r\nSubject: x\r\n\r\nbody\r\nList-Id: <kept.in.body>\r\n"
+	if string(body) != want {
+		t.Errorf("body:\n%q\nwant\n%q", body, want)
+	}
+	if diff := cmp.Diff([]string{"other.example.org"}, ids); diff != "" {
+		t.Errorf("ids (-want +got):\n%s", diff)
+	}
+	plain := "Subject: y\r\n\r\nno list here\r\n"
+	if body, ids := stripListID([]byte(plain)); string(body) != plain || ids != nil {
+		t.Errorf("a post without List-Id changed: %q %v", body, ids)
+	}
+}

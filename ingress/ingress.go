@@ -1,0 +1,237 @@
+// Package ingress is the first stage of the pipeline: the SMTP server
+// side. It accepts a post only for addresses the expander recognises (no
+// relaying), hands the message to the expander and then to the queue,
+// and answers 250 with the queue ID only once the queue says the message
+// is durable.
+package ingress
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"fanmail/address"
+	"fanmail/expander"
+	"fanmail/queuegroups"
+)
+
+// Expander resolves recipients and expands posts; *expander.Expander is one.
+type Expander interface {
+	Lookup(ctx context.Context, rcpt string) (string, error)
+	Expand(ctx context.Context, p expander.Post) (*queuegroups.Message, error)
+}
+
+// Queue stores messages durably; *queuegroups.Queue is one.
+type Queue interface {
+	Enqueue(ctx context.Context, m *queuegroups.Message) error
+}
+
+// Config is the SMTP listener's settings.
+type Config struct {
+	Listen         string
+	Hostname       string
+	MaxMessageSize int64
+	MaxRecipients  int           // per transaction; 0 means 1000
+	ReadTimeout    time.Duration // 0 means 5 minutes (RFC 5321 §4.5.3.2)
+	WriteTimeout   time.Duration
+	Logger         *slog.Logger
+}
+
+// Server is fanmail's SMTP listener.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	exp   Expander
+	queue Queue
+	ids   *queuegroups.IDSource
+	smtp  *smtp.Server
+	ln    net.Listener
+
+	// inData counts DATA commands being processed, so shutdown can wait
+	// until every message that may get a 250 is on disk.
+	inData sync.WaitGroup
+}
+
+// New prepares a server; Listen binds it.
+func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
+	if cfg.MaxRecipients == 0 {
+		cfg.MaxRecipients = 1000
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 5 * time.Minute
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids}
+	srv := smtp.NewServer(s)
+	srv.Addr = cfg.Listen
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxMessageSize
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.ReadTimeout = cfg.ReadTimeout
+	srv.WriteTimeout = cfg.WriteTimeout
+	srv.ErrorLog = slogAdapter{cfg.Logger}
+	s.smtp = srv
+	return s
+}
+
+// Listen binds the listening socket, so the caller knows the port is
+// taken before it reports the server as started.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts sessions until Shutdown.
+func (s *Server) Serve() error {
+	err := s.smtp.Serve(s.ln)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets sessions finish until ctx ends, then
+// closes the rest; it returns once no DATA is being processed, so every
+// 250 sent is backed by the journal.
+func (s *Server) Shutdown(ctx context.Context) {
+	if err := s.smtp.Shutdown(ctx); err != nil {
+		s.smtp.Close()
+	}
+	s.inData.Wait()
+}
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	remote := ""
+	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		remote = addr.IP.String()
+	}
+	return &session{srv: s, conn: c, remote: remote}, nil
+}
+
+type session struct {
+	srv    *Server
+	conn   *smtp.Conn
+	remote string
+	from   string
+	lists  []string
+	seen   map[string]bool
+}
+
+var (
+	errTempStore = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary local problem, please try again later"}
+	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
+		Message: "Mail loop detected: this post already went through this list"}
+)
+
+func (ss *session) Reset() {
+	ss.from = ""
+	ss.lists = nil
+	ss.seen = nil
+}
+
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if from != "" {
+		if _, err := address.Parse(from); err != nil {
+			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+				Message: fmt.Sprintf("Bad sender address syntax: %v", err)}
+		}
+	}
+	ss.from = from
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	mbox, err := address.Parse(to)
+	if err != nil {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
+	}
+	list, err := ss.srv.exp.Lookup(context.Background(), mbox.String())
+	if errors.Is(err, expander.ErrUnknownRecipient) {
+		// One reply for every unknown address: no relaying, and no hint
+		// about which local names exist.
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+			Message: "No such list here; this server does not relay"}
+	}
+	if err != nil {
+		ss.srv.log.Error("recipient lookup failed", "rcpt", to, "err", err)
+		return errTempStore
+	}
+	if !ss.seen[list] {
+		if ss.seen == nil {
+			ss.seen = map[string]bool{}
+		}
+		ss.seen[list] = true
+		ss.lists = append(ss.lists, list)
+	}
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	s := ss.srv
+	s.inData.Add(1)
+	defer s.inData.Done()
+
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		var serr *smtp.SMTPError
+		if errors.As(err, &serr) {
+			return serr // 552 5.3.4 from the size limit
+		}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading message"}
+	}
+	ctx := context.Background()
+	id := s.ids.Next()
+	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
+		RemoteAddr: ss.remote, Lists: ss.lists, Body: buf.Bytes()}
+	msg, err := s.exp.Expand(ctx, post)
+	if errors.Is(err, expander.ErrLoop) {
+		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
+		return errLoop
+	}
+	if err != nil {
+		s.log.Error("expansion failed", "qid", id, "err", err)
+		return errTempStore
+	}
+	rcpts := msg.Recipients()
+	if rcpts > 0 {
+		if err := s.queue.Enqueue(ctx, msg); err != nil {
+			s.log.Error("cannot queue message", "qid", id, "err", err)
+			return errTempStore
+		}
+	}
+	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts)
+	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
+	// 250 carries the queue ID.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// slogAdapter routes go-smtp's internal error log to slog.
+type slogAdapter struct{ log *slog.Logger }
+
+func (a slogAdapter) Printf(format string, v ...any) { a.log.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Println(v ...any)               { a.log.Warn(fmt.Sprint(v...)) }
