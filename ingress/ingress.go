@@ -141,6 +141,8 @@ type session struct {
 var (
 	errTempStore = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, please try again later"}
+	errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message has a line over 2000 characters; RFC 5321 allows 1000"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
 )
@@ -201,6 +203,11 @@ func (ss *session) Data(r io.Reader) error {
 		var serr *smtp.SMTPError
 		if errors.As(err, &serr) {
 			return serr // 552 5.3.4 from the size limit
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			// go-smtp closes the session after this reply: the rest of
+			// the line cannot be told apart from commands.
+			return errLineTooLong
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading message"}
 	}

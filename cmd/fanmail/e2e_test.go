@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"fanmail/internal/fakenet"
+)
+
+const e2eList = "announce@lists.example.org"
+
+const e2ePost = "From: Poster <poster@example.org>\r\n" +
+	"To: announce@lists.example.org\r\n" +
+	"Subject: end to end\r\n" +
+	"Message-ID: <e2e-1@example.org>\r\n" +
+	"\r\n" +
+	"First line of the post.\r\n" +
+	".leading dot survives dot-stuffing\r\n" +
+	"Last line.\r\n"
+
+// uneven member counts: some domains need several envelopes of r=100,
+// one needs exactly one full envelope plus one recipient.
+func e2eCounts(domains int) []int {
+	counts := make([]int, domains)
+	counts[0], counts[1], counts[2] = 250, 101, 100
+	left := 1000 - 451
+	for i := 3; i < domains; i++ {
+		counts[i] = left / (domains - i)
+		left -= counts[i]
+	}
+	return counts
+}
+
+// TestEndToEndFanout is the whole path with every part real: the built
+// binary, a DNS server with an MX per domain, one SMTP sink per MX, a
+// list of 1,000 members made through the CLI, one post over SMTP.
+func TestEndToEndFanout(t *testing.T) {
+	t.Parallel()
+	domains := testDomains(20)
+	counts := e2eCounts(len(domains))
+	n := newFakeNet(t, domains, nil)
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+
+	fanmailCLI(t, cfg, "", "list", "create", e2eList, "--owner", "alice@example.org")
+	file, members := membersFile(t, domains, counts)
+	if out := fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file); !strings.Contains(out, "1000") {
+		t.Fatalf("member add said %q, want it to report 1000 members", out)
+	}
+
+	p := startFanmail(t, cfg)
+	qid := postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
+	n.waitDelivered(t, len(members), 60*time.Second, p)
+	time.Sleep(200 * time.Millisecond) // would-be duplicates have time to show
+
+	got := n.recipientCounts()
+	for _, m := range members {
+		if got[m] != 1 {
+			t.Errorf("%s received the post %d times, want 1", m, got[m])
+		}
+	}
+	if len(got) != len(members) {
+		t.Errorf("sinks saw %d distinct recipients, want %d", len(got), len(members))
+	}
+	for i, d := range domains {
+		s := n.sinks[d]
+		if want := (counts[i] + 99) / 100; s.Transactions() != want {
+			t.Errorf("%s: %d DATA transactions for %d members, want %d", d, s.Transactions(), counts[i], want)
+		}
+		for _, del := range s.Deliveries() {
+			if del.From != "owner-"+e2eList {
+				t.Errorf("%s: envelope sender %q, want the list's bounce address", d, del.From)
+			}
+			if !bytes.HasSuffix(del.Data, []byte(e2ePost)) {
+				t.Errorf("%s: post not intact:\n%s", d, del.Data)
+			}
+			if !bytes.Contains(del.Data, []byte("List-Id: <announce.lists.example.org>\r\n")) {
+				t.Errorf("%s: no List-Id header:\n%s", d, del.Data)
+			}
+			if !bytes.Contains(del.Data, []byte("with ESMTP id "+qid)) {
+				t.Errorf("%s: no Received header naming queue ID %s:\n%s", d, qid, del.Data)
+			}
+		}
+	}
+	p.stop(t)
+}
+
+// TestCrashAfterAcceptRedelivers kills the real process with SIGKILL after
+// the 250, while half the domains have delivered and the other half are
+// in the middle of DATA, then restarts it: every member gets the post,
+// and nobody whose delivery was recorded gets it twice.
+func TestCrashAfterAcceptRedelivers(t *testing.T) {
+	t.Parallel()
+	domains := testDomains(20)
+	counts := e2eCounts(len(domains))
+	var hold atomic.Bool // while set, sinks of held domains stall in DATA
+	hold.Store(true)
+	release := make(chan struct{})
+	var stalled atomic.Int32
+	held := func(d string) bool { return d >= "d10" }
+	n := newFakeNet(t, domains, func(domain string) fakenet.SinkOptions {
+		if !held(domain) {
+			return fakenet.SinkOptions{}
+		}
+		return fakenet.SinkOptions{DataHook: func(fakenet.Delivery) error {
+			if !hold.Load() {
+				return nil
+			}
+			// The message is in but not acknowledged: the sender dies
+			// now, so it must send it again.
+			stalled.Add(1)
+			<-release
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "aborted"}
+		}}
+	})
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
+	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	file, members := membersFile(t, domains, counts)
+	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+
+	p := startFanmail(t, cfg)
+	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
+
+	var free int
+	for i, d := range domains {
+		if !held(d) {
+			free += counts[i]
+		}
+	}
+	n.waitDelivered(t, free, 60*time.Second, p)
+	deadline := time.Now().Add(30 * time.Second)
+	for stalled.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if stalled.Load() == 0 {
+		t.Fatal("no held domain reached DATA before the kill")
+	}
+	// Give the free domains' status records time to reach the journal:
+	// one group commit takes milliseconds.
+	time.Sleep(500 * time.Millisecond)
+	p.kill(t)
+	hold.Store(false)
+	close(release)
+
+	p = startFanmail(t, cfg)
+	n.waitDelivered(t, len(members), 60*time.Second, p)
+	if !strings.Contains(p.log.String(), `msg="queue recovered"`) {
+		t.Errorf("restart did not log the recovered queue")
+	}
+	time.Sleep(300 * time.Millisecond)
+	got := n.recipientCounts()
+	for _, m := range members {
+		if got[m] != 1 {
+			t.Errorf("%s received the post %d times, want exactly 1", m, got[m])
+		}
+	}
+	p.stop(t)
+}
+
+// TestQueuedBeforeStopDeliveredAfterRestart: a post accepted while every
+// MX refuses is deferred; SIGTERM exits 0 with it still queued; the next
+// start delivers it once the MX takes mail again.
+func TestQueuedBeforeStopDeliveredAfterRestart(t *testing.T) {
+	t.Parallel()
+	domains := testDomains(3)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	var mu sync.Mutex
+	refused := 0
+	n := newFakeNet(t, domains, func(string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{ConnHook: func(string) *smtp.SMTPError {
+			if !refuse.Load() {
+				return nil
+			}
+			mu.Lock()
+			refused++
+			mu.Unlock()
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "not now"}
+		}}
+	})
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
+	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	fanmailCLI(t, cfg, "a@d00.test\nb@d01.test\nc@d02.test\n", "member", "add", e2eList, "--file", "-")
+
+	p := startFanmail(t, cfg)
+	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		r := refused
+		mu.Unlock()
+		if r >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.stop(t)
+	if !strings.Contains(p.log.String(), "status=deferred") {
+		t.Fatalf("no deferral logged before the stop")
+	}
+	if n.delivered() != 0 {
+		t.Fatalf("delivered %d recipients while every MX refused", n.delivered())
+	}
+
+	refuse.Store(false)
+	p = startFanmail(t, cfg)
+	n.waitDelivered(t, 3, 30*time.Second, p)
+	if !strings.Contains(p.log.String(), `msg="queue recovered"`) {
+		t.Errorf("restart did not log the recovered queue")
+	}
+	p.stop(t)
+}

@@ -1,0 +1,363 @@
+package main
+
+// The end-to-end harness: it builds the real fanmail binary, runs it as a
+// child process against a real DNS server and real SMTP sinks on
+// loopback (each domain's MX on its own 127.x.y.z address), and talks to
+// it over SMTP and through its CLI, as an operator would.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"fanmail/internal/fakenet"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// fanmailBinary builds cmd/fanmail once per test run.
+func fanmailBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "fanmail-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "fanmail")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// fakeNet is the outside world of one test: a DNS server and one sink per
+// domain, all sinks on the same port so fanmail's delivery.port reaches
+// every MX.
+type fakeNet struct {
+	dns   *fakenet.DNS
+	port  int
+	sinks map[string]*fakenet.Sink // by domain
+}
+
+// newFakeNet starts the DNS server and a sink for each domain; opts (may
+// be nil) customises a domain's sink.
+func newFakeNet(t *testing.T, domains []string, opts func(domain string) fakenet.SinkOptions) *fakeNet {
+	t.Helper()
+	d, err := fakenet.NewDNS("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	// A random 127.A.B.0/24 keeps parallel test runs off each other's
+	// addresses; a clash just means trying another block.
+	for try := 0; ; try++ {
+		n := &fakeNet{dns: d, sinks: map[string]*fakenet.Sink{}}
+		block := fmt.Sprintf("127.%d.%d.", 1+rand.IntN(250), 1+rand.IntN(250))
+		ok := true
+		for i, domain := range domains {
+			var o fakenet.SinkOptions
+			if opts != nil {
+				o = opts(domain)
+			}
+			o.Addr = fmt.Sprintf("%s%d:%d", block, i+1, n.port)
+			s, err := fakenet.NewSink(o)
+			if err != nil {
+				if try == 10 {
+					t.Fatal(err)
+				}
+				ok = false
+				break
+			}
+			n.port = s.Port()
+			n.sinks[domain] = s
+			mx := "mx." + domain
+			d.SetMX(domain, 300, fakenet.MX{Pref: 10, Host: mx})
+			d.SetA(mx, 300, s.Host())
+		}
+		if ok {
+			for _, s := range n.sinks {
+				t.Cleanup(func() { s.Close() })
+			}
+			return n
+		}
+		for _, s := range n.sinks {
+			s.Close()
+		}
+	}
+}
+
+// writeConfig writes a config for a server using n, plus extra TOML lines.
+func (n *fakeNet) writeConfig(t *testing.T, dataDir, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`listen = "127.0.0.1:0"
+hostname = "fanmail.test"
+data_dir = %q
+
+[delivery]
+resolvers = [%q]
+port = %d
+connect_timeout = "2s"
+command_timeout = "10s"
+data_timeout = "20s"
+%s`, dataDir, n.dns.Addr(), n.port, extra)
+	path := filepath.Join(t.TempDir(), "fanmail.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// recipientCounts adds up deliveries per recipient over every sink.
+func (n *fakeNet) recipientCounts() map[string]int {
+	got := map[string]int{}
+	for _, s := range n.sinks {
+		for _, d := range s.Deliveries() {
+			for _, r := range d.Recipients {
+				got[r]++
+			}
+		}
+	}
+	return got
+}
+
+func (n *fakeNet) delivered() int {
+	total := 0
+	for _, s := range n.sinks {
+		total += s.RecipientsDelivered()
+	}
+	return total
+}
+
+// waitDelivered waits until the sinks have counted want recipients.
+func (n *fakeNet) waitDelivered(t *testing.T, want int, timeout time.Duration, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for n.delivered() < want {
+		if time.Now().After(deadline) {
+			p.dumpLog(t)
+			t.Fatalf("sinks counted %d of %d recipients after %v", n.delivered(), want, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// proc is one running fanmail server.
+type proc struct {
+	cmd  *exec.Cmd
+	addr string // SMTP listen address as bound
+	log  *syncBuffer
+	done chan struct{}
+	err  error // exit status, once done is closed
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
+
+// startFanmail runs `fanmail --config cfg serve` and waits until it logs
+// the address it listens on.
+func startFanmail(t *testing.T, cfg string) *proc {
+	t.Helper()
+	cmd := exec.Command(fanmailBinary(t), "--config", cfg, "serve")
+	pr, pw := io.Pipe()
+	p := &proc{cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = pw
+	cmd.Stdout = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.log.Write([]byte(line + "\n"))
+			if m := listenRE.FindStringSubmatch(line); m != nil {
+				started <- m[1]
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			p.dumpLog(t)
+		}
+	})
+	select {
+	case p.addr = <-started:
+		return p
+	case <-p.done:
+		t.Fatalf("fanmail exited before listening: %v\n%s", p.err, p.log.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fanmail did not start listening within 30s\n%s", p.log.String())
+	}
+	return nil
+}
+
+func (p *proc) dumpLog(t *testing.T) {
+	t.Helper()
+	lines := strings.Split(p.log.String(), "\n")
+	if len(lines) > 60 {
+		lines = append([]string{"..."}, lines[len(lines)-60:]...)
+	}
+	t.Logf("fanmail log:\n%s", strings.Join(lines, "\n"))
+}
+
+// kill ends the server the hard way, as a crash or power cut would.
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// stop sends SIGTERM and requires a clean exit 0.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("fanmail did not exit within 40s of SIGTERM")
+	}
+	if p.err != nil {
+		t.Fatalf("fanmail exited with %v after SIGTERM, want exit status 0", p.err)
+	}
+}
+
+// fanmailCLI runs a fanmail command (list, member …) with the given config.
+func fanmailCLI(t *testing.T, cfg string, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(fanmailBinary(t), append([]string{"--config", cfg}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("fanmail %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// postTo sends one message over SMTP and returns the queue ID from the 250.
+func postTo(t *testing.T, addr, from, rcpt, msg string) string {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("poster.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(w, msg); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatalf("end of DATA: %v", err)
+	}
+	id, ok := strings.CutPrefix(resp.StatusText, "2.0.0 OK queued as ")
+	if !ok {
+		t.Fatalf("reply to DATA %q has no queue ID", resp.StatusText)
+	}
+	c.Quit()
+	return id
+}
+
+// membersFile writes a member file with count[i] addresses at domains[i].
+func membersFile(t *testing.T, domains []string, count []int) (string, []string) {
+	t.Helper()
+	var b strings.Builder
+	var all []string
+	b.WriteString("# generated members\n")
+	for i, d := range domains {
+		for k := 0; k < count[i]; k++ {
+			addr := fmt.Sprintf("member%04d@%s", k, d)
+			all = append(all, addr)
+			b.WriteString(addr + "\n")
+		}
+	}
+	path := filepath.Join(t.TempDir(), "members.txt")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, all
+}
+
+func testDomains(n int) []string {
+	ds := make([]string, n)
+	for i := range ds {
+		ds[i] = fmt.Sprintf("d%02d.test", i)
+	}
+	return ds
+}

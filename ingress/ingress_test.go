@@ -1,0 +1,262 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"fanmail/delivery"
+	"fanmail/expander"
+	"fanmail/lists"
+	"fanmail/queuegroups"
+)
+
+// noDelivery is never called: the tests below leave the runners stopped
+// so the queue's contents can be inspected.
+type noDelivery struct{}
+
+func (noDelivery) Deliver(context.Context, delivery.Envelope) []delivery.Result {
+	panic("runners were not started")
+}
+
+type fixture struct {
+	addr     string
+	queue    *queuegroups.Queue
+	spoolDir string
+}
+
+// start runs a real server on loopback with a real list store, expander
+// and queue; only the runners are left off.
+func start(t *testing.T, maxSize int64) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := lists.Open(filepath.Join(dir, "lists.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	ctx := context.Background()
+	if err := store.CreateList(ctx, "announce@lists.example.org", "alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.AddMembers(ctx, "announce@lists.example.org",
+		[]string{"bob@example.com", "carol@example.net", "dave@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(dir, "queue")
+	q, err := queuegroups.Open(queuegroups.Config{Dir: spool, Sync: true, RetryMin: time.Minute,
+		RetryMax: time.Hour, QueueReturn: time.Hour}, noDelivery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Config{Listen: "127.0.0.1:0", Hostname: "fanmail.test", MaxMessageSize: maxSize,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
+		expander.New(store, "fanmail.test", 2), q, queuegroups.NewIDSource())
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		q.Close(ctx)
+	})
+	return &fixture{addr: srv.Addr().String(), queue: q, spoolDir: spool}
+}
+
+func dial(t *testing.T, addr string) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// wantReply checks that err is the SMTP reply code with enhanced status.
+func wantReply(t *testing.T, what string, err error, code int, enh smtp.EnhancedCode) {
+	t.Helper()
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		t.Fatalf("%s: got %v, want %d %v", what, err, code, enh)
+	}
+	if se.Code != code || se.EnhancedCode != enh {
+		t.Errorf("%s: got %d %v %q, want %d %v", what, se.Code, se.EnhancedCode, se.Message, code, enh)
+	}
+}
+
+const post = "From: poster@example.org\r\nTo: announce@lists.example.org\r\nSubject: hello\r\n\r\nFirst post.\r\n"
+
+func TestEHLOExtensions(t *testing.T) {
+	f := start(t, 1<<20)
+	c := dial(t, f.addr)
+	for _, ext := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"} {
+		if ok, _ := c.Extension(ext); !ok {
+			t.Errorf("EHLO does not advertise %s", ext)
+		}
+	}
+	if ok, v := c.Extension("SIZE"); !ok || v != "1048576" {
+		t.Errorf("SIZE = %v %q, want 1048576", ok, v)
+	}
+}
+
+func TestAcceptedPostIsQueuedWithID(t *testing.T) {
+	f := start(t, 1<<20)
+	c := dial(t, f.addr)
+	if err := c.Mail("poster@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Lists are found case-insensitively.
+	if err := c.Rcpt("ANNOUNCE@Lists.Example.ORG", nil); err != nil {
+		t.Fatalf("RCPT to a list: %v", err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(post)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatalf("end of DATA: %v", err)
+	}
+	id, ok := strings.CutPrefix(resp.StatusText, "2.0.0 OK queued as ")
+	if !ok || len(id) != 16 {
+		t.Fatalf("250 reply %q does not carry a queue ID", resp.StatusText)
+	}
+	// r=2 over bob+dave@example.com and carol@example.net: two envelopes.
+	s := f.queue.Stats()
+	if s.Messages != 1 || s.Recipients != 3 || s.Envelopes != 2 {
+		t.Errorf("queue after 250: %+v, want 1 message, 2 envelopes, 3 recipients", s)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	f := start(t, 1024)
+	tests := []struct {
+		name string
+		run  func(c *smtp.Client) error
+		code int
+		enh  smtp.EnhancedCode
+	}{
+		{"unknown local part", func(c *smtp.Client) error {
+			c.Mail("poster@example.org", nil)
+			return c.Rcpt("nosuchlist@lists.example.org", nil)
+		}, 550, smtp.EnhancedCode{5, 1, 1}},
+		{"relay attempt", func(c *smtp.Client) error {
+			c.Mail("poster@example.org", nil)
+			return c.Rcpt("someone@elsewhere.example", nil)
+		}, 550, smtp.EnhancedCode{5, 1, 1}},
+		{"malformed recipient", func(c *smtp.Client) error {
+			c.Mail("poster@example.org", nil)
+			return c.Rcpt("a..b@lists.example.org", nil)
+		}, 501, smtp.EnhancedCode{5, 1, 3}},
+		{"malformed sender", func(c *smtp.Client) error {
+			return c.Mail("bad@@example.org", nil)
+		}, 553, smtp.EnhancedCode{5, 1, 7}},
+		{"declared size over the limit", func(c *smtp.Client) error {
+			return c.Mail("poster@example.org", &smtp.MailOptions{Size: 4096})
+		}, 552, smtp.EnhancedCode{5, 3, 4}},
+		{"message over the limit", func(c *smtp.Client) error {
+			c.Mail("poster@example.org", nil)
+			if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
+				return err
+			}
+			w, err := c.Data()
+			if err != nil {
+				return err
+			}
+			w.Write([]byte(post + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 20)))
+			return w.Close()
+		}, 552, smtp.EnhancedCode{5, 3, 4}},
+		{"line too long", func(c *smtp.Client) error {
+			c.Mail("poster@example.org", nil)
+			if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
+				return err
+			}
+			w, err := c.Data()
+			if err != nil {
+				return err
+			}
+			w.Write([]byte(post + strings.Repeat("x", 2100) + "\r\n"))
+			return w.Close()
+		}, 554, smtp.EnhancedCode{5, 6, 0}},
+		{"post looping back to its list", func(c *smtp.Client) error {
+			c.Mail("poster@example.org", nil)
+			if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
+				return err
+			}
+			w, err := c.Data()
+			if err != nil {
+				return err
+			}
+			w.Write([]byte("List-Id: Announcements <announce.lists.example.org>\r\n" + post))
+			return w.Close()
+		}, 554, smtp.EnhancedCode{5, 4, 6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantReply(t, tt.name, tt.run(dial(t, f.addr)), tt.code, tt.enh)
+		})
+	}
+	if s := f.queue.Stats(); s.Messages != 0 {
+		t.Errorf("rejected posts left %d messages in the queue", s.Messages)
+	}
+}
+
+// TestDeletedList checks that a list deleted while the server runs stops
+// taking mail at once.
+func TestDeletedList(t *testing.T) {
+	dir := t.TempDir()
+	store, err := lists.Open(filepath.Join(dir, "lists.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	if err := store.CreateList(ctx, "gone@example.org", ""); err != nil {
+		t.Fatal(err)
+	}
+	exp := expander.New(store, "fanmail.test", 100)
+	if _, err := exp.Lookup(ctx, "gone@example.org"); err != nil {
+		t.Fatalf("lookup before delete: %v", err)
+	}
+	if err := store.DeleteList(ctx, "gone@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exp.Lookup(ctx, "gone@example.org"); !errors.Is(err, expander.ErrUnknownRecipient) {
+		t.Errorf("lookup after delete: %v, want ErrUnknownRecipient", err)
+	}
+}
+
+// TestAcceptedPostSurvivesRestart checks that the 250 means durable: the
+// message is replayed from the spool by a fresh queue.
+func TestAcceptedPostSurvivesRestart(t *testing.T) {
+	f := start(t, 1<<20)
+	c := dial(t, f.addr)
+	if err := c.SendMail("poster@example.org", []string{"announce@lists.example.org"}, strings.NewReader(post)); err != nil {
+		t.Fatal(err)
+	}
+	// A second queue on the same directory, as after a crash: open
+	// replays the journal without disturbing the running one's files.
+	q, err := queuegroups.Open(queuegroups.Config{Dir: f.spoolDir, RetryMin: time.Minute,
+		RetryMax: time.Hour, QueueReturn: time.Hour}, noDelivery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	if s := q.Stats(); s.Messages != 1 || s.Recipients != 3 {
+		t.Errorf("replayed queue: %+v, want 1 message with 3 recipients", s)
+	}
+}
