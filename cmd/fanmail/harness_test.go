@@ -33,7 +33,7 @@ var (
 )
 
 // fanmailBinary builds cmd/fanmail once per test run.
-func fanmailBinary(t *testing.T) string {
+func fanmailBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "fanmail-e2e-bin")
@@ -72,7 +72,7 @@ type fakeNet struct {
 
 // newFakeNet starts the DNS server and a sink for each domain; opts (may
 // be nil) customises a domain's sink.
-func newFakeNet(t *testing.T, domains []string, opts func(domain string) fakenet.SinkOptions) *fakeNet {
+func newFakeNet(t testing.TB, domains []string, opts func(domain string) fakenet.SinkOptions) *fakeNet {
 	t.Helper()
 	d, err := fakenet.NewDNS("127.0.0.1:0")
 	if err != nil {
@@ -118,7 +118,7 @@ func newFakeNet(t *testing.T, domains []string, opts func(domain string) fakenet
 }
 
 // writeConfig writes a config for a server using n, plus extra TOML lines.
-func (n *fakeNet) writeConfig(t *testing.T, dataDir, extra string) string {
+func (n *fakeNet) writeConfig(t testing.TB, dataDir, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`listen = "127.0.0.1:0"
 hostname = "fanmail.test"
@@ -160,7 +160,7 @@ func (n *fakeNet) delivered() int {
 }
 
 // waitDelivered waits until the sinks have counted want recipients.
-func (n *fakeNet) waitDelivered(t *testing.T, want int, timeout time.Duration, p *proc) {
+func (n *fakeNet) waitDelivered(t testing.TB, want int, timeout time.Duration, p *proc) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for n.delivered() < want {
@@ -202,7 +202,7 @@ var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
 
 // startFanmail runs `fanmail --config cfg serve` and waits until it logs
 // the address it listens on.
-func startFanmail(t *testing.T, cfg string) *proc {
+func startFanmail(t testing.TB, cfg string) *proc {
 	t.Helper()
 	cmd := exec.Command(fanmailBinary(t), "--config", cfg, "serve")
 	pr, pw := io.Pipe()
@@ -252,7 +252,7 @@ func startFanmail(t *testing.T, cfg string) *proc {
 	return nil
 }
 
-func (p *proc) dumpLog(t *testing.T) {
+func (p *proc) dumpLog(t testing.TB) {
 	t.Helper()
 	lines := strings.Split(p.log.String(), "\n")
 	if len(lines) > 60 {
@@ -262,7 +262,7 @@ func (p *proc) dumpLog(t *testing.T) {
 }
 
 // kill ends the server the hard way, as a crash or power cut would.
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func (p *proc) kill(t *testing.T) {
 }
 
 // stop sends SIGTERM and requires a clean exit 0.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -287,7 +287,7 @@ func (p *proc) stop(t *testing.T) {
 }
 
 // fanmailCLI runs a fanmail command (list, member …) with the given config.
-func fanmailCLI(t *testing.T, cfg string, stdin string, args ...string) string {
+func fanmailCLI(t testing.TB, cfg string, stdin string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(fanmailBinary(t), append([]string{"--config", cfg}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -299,7 +299,7 @@ func fanmailCLI(t *testing.T, cfg string, stdin string, args ...string) string {
 }
 
 // postTo sends one message over SMTP and returns the queue ID from the 250.
-func postTo(t *testing.T, addr, from, rcpt, msg string) string {
+func postTo(t testing.TB, addr, from, rcpt, msg string) string {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
@@ -335,7 +335,7 @@ func postTo(t *testing.T, addr, from, rcpt, msg string) string {
 }
 
 // membersFile writes a member file with count[i] addresses at domains[i].
-func membersFile(t *testing.T, domains []string, count []int) (string, []string) {
+func membersFile(t testing.TB, domains []string, count []int) (string, []string) {
 	t.Helper()
 	var b strings.Builder
 	var all []string

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"fanmail/internal/fakenet"
+)
+
+// BenchmarkFanout10k times one post to 10,000 members over 100 domains,
+// from the 250 until the sinks have counted every recipient, against the
+// real binary with a durable queue.
+func BenchmarkFanout10k(b *testing.B) {
+	domains := testDomains(100)
+	counts := make([]int, len(domains))
+	for i := range counts {
+		counts[i] = 100
+	}
+	n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{DiscardBodies: true}
+	})
+	cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "")
+	fanmailCLI(b, cfg, "", "list", "create", e2eList)
+	file, members := membersFile(b, domains, counts)
+	fanmailCLI(b, cfg, "", "member", "add", e2eList, "--file", file)
+	p := startFanmail(b, cfg)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		postTo(b, p.addr, "poster@example.org", e2eList, e2ePost)
+		n.waitDelivered(b, (i+1)*len(members), 5*time.Minute, p)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "rcpts/s")
+	p.stop(b)
+}
+
+// BenchmarkAcceptSmallPosts measures how fast the server answers 250 to
+// one-recipient posts, each durable (fsynced) before its 250, from one
+// client posting in a row and from 16 clients at once. Delivery runs
+// alongside, as in production.
+func BenchmarkAcceptSmallPosts(b *testing.B) {
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			domains := testDomains(1)
+			n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
+				return fakenet.SinkOptions{DiscardBodies: true}
+			})
+			cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "")
+			fanmailCLI(b, cfg, "", "list", "create", e2eList)
+			fanmailCLI(b, cfg, "solo@d00.test\n", "member", "add", e2eList, "--file", "-")
+			p := startFanmail(b, cfg)
+			per := (b.N + clients - 1) / clients
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for c := 0; c < clients; c++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := postMany(p.addr, per); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(per*clients)/b.Elapsed().Seconds(), "msgs/s")
+			p.stop(b)
+		})
+	}
+}
+
+// postMany sends count posts on one SMTP connection, one transaction each.
+func postMany(addr string, count int) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("poster.example.org"); err != nil {
+		return err
+	}
+	for i := 0; i < count; i++ {
+		if err := c.Mail("poster@example.org", nil); err != nil {
+			return err
+		}
+		if err := c.Rcpt(e2eList, nil); err != nil {
+			return err
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, strings.Replace(e2ePost, "e2e-1@", fmt.Sprintf("bench-%d@", i), 1)); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("post %d: %w", i, err)
+		}
+	}
+	return c.Quit()
+}
