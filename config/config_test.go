@@ -1,0 +1,96 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, text string) (Config, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fanmail.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Load(path)
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if cfg.Listen != "127.0.0.1:2525" || cfg.DataDir != "fanmail-data" || !cfg.Queue.Sync ||
+		cfg.Queue.RecipientsPerEnvelope != 100 || cfg.MaxMessageSize != 25<<20 || cfg.Hostname == "" {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestLoadOverridesDefaults(t *testing.T) {
+	cfg, err := load(t, `
+hostname = "mail.example.org"
+max_message_size = "10MB"
+[delivery]
+resolvers = ["127.0.0.1:5353"]
+port = 2526
+[routes]
+"Example.TEST." = "127.0.0.5:2526"
+[queue]
+recipients_per_envelope = 50
+retry_min = "1m"
+sync = false
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hostname != "mail.example.org" || cfg.MaxMessageSize != 10<<20 || cfg.Delivery.Port != 2526 ||
+		cfg.Queue.RecipientsPerEnvelope != 50 || cfg.Queue.RetryMin.D() != time.Minute || cfg.Queue.Sync {
+		t.Errorf("file not applied: %+v", cfg)
+	}
+	if cfg.Routes["example.test"] != "127.0.0.5:2526" {
+		t.Errorf("route domains are not normalised: %v", cfg.Routes)
+	}
+	if cfg.Listen != "127.0.0.1:2525" {
+		t.Errorf("unset key lost its default: listen = %q", cfg.Listen)
+	}
+}
+
+// Every rejected config names the key (or line) and says what is wrong.
+func TestBadConfigs(t *testing.T) {
+	tests := []struct{ text, want string }{
+		{`listen = "2525"`, `listen: "2525" is not host:port`},
+		{`lisen = "127.0.0.1:25"`, "unknown key lisen"},
+		{"[queue]\nrunner = 4", "unknown key queue.runner"},
+		{`max_message_size = "lots"`, `"lots" is not a size`},
+		{`max_message_size = 0`, "max_message_size: must be positive"},
+		{"[delivery]\nport = 70000", "delivery.port: 70000 is not a TCP port"},
+		{"[delivery]\nresolvers = [\"127.0.0.1\"]", `delivery.resolvers: "127.0.0.1" is not host:port`},
+		{"[delivery]\nconnect_timeout = \"soon\"", `"soon" is not a duration`},
+		{"[delivery]\ncommand_timeout = \"-1s\"", "delivery.command_timeout: must be a positive duration"},
+		{"[queue]\nretry_min = \"2h\"\nretry_max = \"1h\"", "queue.retry_max: 1h0m0s is less than queue.retry_min 2h0m0s"},
+		{"[queue]\nrunners = 0", "queue.runners: must be at least 1"},
+		{"[queue]\nrecipients_per_envelope = -1", "queue.recipients_per_envelope: must be at least 1"},
+		{"[routes]\n\"example.test\" = \"127.0.0.5\"", `routes.example.test: "127.0.0.5" is not host:port`},
+		{"data_dir = \"\"", "data_dir: must not be empty"},
+		{"listen = \n", "fanmail.toml:1:"},
+	}
+	for _, tt := range tests {
+		_, err := load(t, tt.text)
+		if err == nil {
+			t.Errorf("%q: accepted, want error containing %q", tt.text, tt.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %q, want it to contain %q", tt.text, err, tt.want)
+		}
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.toml") {
+		t.Errorf("missing file: %v, want an error naming the file", err)
+	}
+}
