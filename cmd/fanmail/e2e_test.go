@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -215,4 +217,45 @@ func TestQueuedBeforeStopDeliveredAfterRestart(t *testing.T) {
 		t.Errorf("restart did not log the recovered queue")
 	}
 	p.stop(t)
+}
+
+// TestServeDefaultsFlagsAndEnv runs the server with no config file: the
+// environment and flags override the embedded defaults, and SIGINT stops
+// it with exit status 0.
+func TestServeDefaultsFlagsAndEnv(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	p := startFanmailArgs(t, []string{"FANMAIL_DATA_DIR=" + dataDir, "FANMAIL_HOSTNAME=env.test"},
+		"serve", "--listen", "127.0.0.1:0", "--hostname", "flag.test")
+	log := p.log.String()
+	for _, want := range []string{"hostname=flag.test", "data_dir=" + dataDir} {
+		if !strings.Contains(log, want) {
+			t.Errorf("start-up log lacks %q:\n%s", want, log)
+		}
+	}
+	c, err := smtp.Dial(p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("poster@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	if err := c.Rcpt("anyone@elsewhere.example", nil); !errors.As(err, &se) || se.Code != 550 {
+		t.Errorf("relay attempt: %v, want 550", err)
+	}
+	c.Close()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	if p.err != nil {
+		t.Errorf("exit after SIGINT: %v, want status 0", p.err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "lists.db")); err != nil {
+		t.Errorf("lists database not created under the data directory: %v", err)
+	}
 }

@@ -204,7 +204,14 @@ var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
 // the address it listens on.
 func startFanmail(t testing.TB, cfg string) *proc {
 	t.Helper()
-	cmd := exec.Command(fanmailBinary(t), "--config", cfg, "serve")
+	return startFanmailArgs(t, nil, "--config", cfg, "serve")
+}
+
+// startFanmailArgs runs fanmail with args and extra environment entries.
+func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(fanmailBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	p := &proc{cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = pw
