@@ -13,7 +13,24 @@ type Message struct {
 	Received time.Time // when the post was accepted
 	Body     []byte    // the post as received (header and body, CRLF line ends)
 	Parts    []Part
+	Mode     DeliveryMode // how soon the runners take it; zero is background
 }
+
+// DeliveryMode is sendmail's DeliveryMode for one message.
+type DeliveryMode int
+
+const (
+	// ModeBackground hands every envelope to the runners as soon as the
+	// message is durable, while the SMTP client gets its 250 (sendmail b).
+	ModeBackground DeliveryMode = iota
+	// ModeInteractive makes the first attempt of every envelope before
+	// Enqueue returns, so the 250 follows delivery (sendmail i).
+	ModeInteractive
+	// ModeQueue only stores the message; the group's next queue run,
+	// one interval later, delivers it (sendmail q). Load control uses it
+	// to keep accepting while delivery is paused.
+	ModeQueue
+)
 
 // Part is one expansion of the message: its own envelope sender and the
 // header lines prepended to Body for its recipients (Received, List-Id).
