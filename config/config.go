@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"fanmail/queuegroups"
 )
 
 // Config is the effective configuration of one fanmail instance.
@@ -38,16 +40,6 @@ type Delivery struct {
 	DataTimeout    Duration `toml:"data_timeout"`
 }
 
-// Queue configures the spool and its runners.
-type Queue struct {
-	Runners               int      `toml:"runners"`                 // concurrent deliveries (sendmail R=)
-	RecipientsPerEnvelope int      `toml:"recipients_per_envelope"` // sendmail r=
-	RetryMin              Duration `toml:"retry_min"`               // first retry after a deferral
-	RetryMax              Duration `toml:"retry_max"`               // backoff ceiling
-	QueueReturn           Duration `toml:"queuereturn"`             // give up and fail after
-	Sync                  bool     `toml:"sync"`                    // fsync before 250 (sendmail SuperSafe)
-}
-
 // Default returns the configuration used when no file is given.
 func Default() Config {
 	return Config{
@@ -64,10 +56,12 @@ func Default() Config {
 		Queue: Queue{
 			Runners:               64,
 			RecipientsPerEnvelope: 100,
+			Interval:              Duration(time.Minute),
+			DeliveryMode:          "background",
+			SuperSafe:             SuperSafe{queuegroups.SafeTrue},
 			RetryMin:              Duration(5 * time.Minute),
 			RetryMax:              Duration(4 * time.Hour),
 			QueueReturn:           Duration(5 * 24 * time.Hour),
-			Sync:                  true,
 		},
 	}
 }
@@ -164,20 +158,12 @@ func (c *Config) Validate() error {
 		routes[strings.ToLower(strings.TrimSuffix(domain, "."))] = hostport
 	}
 	c.Routes = routes
-	if c.Queue.Runners < 1 {
-		bad("queue.runners", "must be at least 1")
-	}
-	if c.Queue.RecipientsPerEnvelope < 1 {
-		bad("queue.recipients_per_envelope", "must be at least 1")
-	}
+	c.validateQueue(bad)
 	return errors.Join(errs...)
 }
 
 // ListsDB is the path of the lists database.
 func (c *Config) ListsDB() string { return filepath.Join(c.DataDir, "lists.db") }
-
-// SpoolDir is the path of the default queue directory.
-func (c *Config) SpoolDir() string { return filepath.Join(c.DataDir, "queue") }
 
 // Duration is a time.Duration written as "30s", "5m" or "4h" in the file.
 type Duration time.Duration

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fanmail/queuegroups"
 )
 
 func load(t *testing.T, text string) (Config, error) {
@@ -22,7 +24,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	if cfg.Listen != "127.0.0.1:2525" || cfg.DataDir != "fanmail-data" || !cfg.Queue.Sync ||
+	if cfg.Listen != "127.0.0.1:2525" || cfg.DataDir != "fanmail-data" || cfg.Queue.SuperSafe.V != queuegroups.SafeTrue ||
 		cfg.Queue.RecipientsPerEnvelope != 100 || cfg.MaxMessageSize != 25<<20 || cfg.Hostname == "" {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
@@ -40,13 +42,15 @@ port = 2526
 [queue]
 recipients_per_envelope = 50
 retry_min = "1m"
-sync = false
+supersafe = "interactive"
+delivery_mode = "interactive"
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Hostname != "mail.example.org" || cfg.MaxMessageSize != 10<<20 || cfg.Delivery.Port != 2526 ||
-		cfg.Queue.RecipientsPerEnvelope != 50 || cfg.Queue.RetryMin.D() != time.Minute || cfg.Queue.Sync {
+		cfg.Queue.RecipientsPerEnvelope != 50 || cfg.Queue.RetryMin.D() != time.Minute ||
+		cfg.Queue.SuperSafe.V != queuegroups.SafeInteractive || cfg.Queue.DeliveryMode != "interactive" {
 		t.Errorf("file not applied: %+v", cfg)
 	}
 	if cfg.Routes["example.test"] != "127.0.0.5:2526" {
@@ -75,6 +79,19 @@ func TestBadConfigs(t *testing.T) {
 		{"[routes]\n\"example.test\" = \"127.0.0.5\"", `routes.example.test: "127.0.0.5" is not host:port`},
 		{"data_dir = \"\"", "data_dir: must not be empty"},
 		{"listen = \n", "fanmail.toml:1:"},
+		{"[queue]\nsupersafe = \"maybe\"", `supersafe: maybe is not true, false or "interactive"`},
+		{"[queue]\ndelivery_mode = \"deferred\"", `queue.delivery_mode: "deferred" is not a delivery mode`},
+		{"[queue]\nmax_queue_children = -1", "queue.max_queue_children: must be 0"},
+		{"[[queue.group]]\nname = \"big\"", "queue.group big: needs path"},
+		{"[[queue.group]]\nname = \"b g\"\npath = \"q\"", `queue group "b g": names are letters`},
+		{"[[queue.group]]\nname = \"big\"\npath = \"/nonexistent/q*\"", `path "/nonexistent/q*" matches no directory`},
+		{"[[queue.group]]\nname = \"a\"\npath = \"q\"\n[[queue.group]]\nname = \"b\"\npath = \"q\"", "share directory"},
+		{"[[queue.group]]\nname = \"a\"\npath = \"q\"\n[[queue.group]]\nname = \"a\"\npath = \"r\"", "declared twice"},
+		{"[[queue.rule]]\ndomains = [\"gmail.com\"]\ngroup = \"nope\"", `names queue group "nope", which is not declared`},
+		{"[[queue.rule]]\ndomains = [\"gmail.com\"]\ngroup = \"control\"", "the control group is for mail fanmail generates"},
+		{"[[queue.rule]]\ndomains = [\"*gmail.com\"]\ngroup = \"default\"", `domain pattern "*gmail.com"`},
+		{"[[queue.rule]]\ngroup = \"default\"", "queue.rule[0]: needs domains"},
+		{"[[queue.group]]\nname = \"big\"\npath = \"q\"\nrunners = -1", "must not be negative"},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)
@@ -84,6 +101,63 @@ func TestBadConfigs(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %q, want it to contain %q", tt.text, err, tt.want)
+		}
+	}
+}
+
+func TestQueueGroups(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"big/q1", "big/q2"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := load(t, `data_dir = "`+dir+`"
+[queue]
+runners = 10
+min_queue_age = "27m"
+max_queue_children = 50
+[[queue.group]]
+name = "big"
+path = "big/q*"
+recipients_per_envelope = 50
+runners = 3
+[[queue.group]]
+name = "control"
+runners = 2
+[[queue.rule]]
+domains = ["gmail.com", "*.gmail.com"]
+group = "big"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cfg.Spool(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]queuegroups.GroupConfig{}
+	for _, g := range sc.Groups {
+		got[g.Name] = g
+	}
+	big := got["big"]
+	if len(big.Dirs) != 2 || big.Dirs[0] != filepath.Join(dir, "big/q1") || big.Runners != 3 ||
+		big.RecipientsPerEnvelope != 50 || big.MinQueueAge != 27*time.Minute {
+		t.Errorf("big group: %+v", big)
+	}
+	if def := got["default"]; def.Runners != 10 || def.Dirs[0] != filepath.Join(dir, "queue") || def.RecipientsPerEnvelope != 100 {
+		t.Errorf("default group: %+v", def)
+	}
+	if c := got["control"]; c.Runners != 2 || c.Dirs[0] != filepath.Join(dir, "queue-control") {
+		t.Errorf("control group: %+v", c)
+	}
+	if sc.MaxQueueChildren != 50 || len(sc.Rules) != 1 {
+		t.Errorf("spool: %+v", sc)
+	}
+	r := queuegroups.NewRouter(sc)
+	for domain, want := range map[string]string{"gmail.com": "big", "mx.gmail.com": "big", "notgmail.com": "default", "example.org": "default"} {
+		if g, _ := r.Route(domain); g != want {
+			t.Errorf("Route(%s) = %s, want %s", domain, g, want)
 		}
 	}
 }

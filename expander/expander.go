@@ -38,23 +38,27 @@ var ErrUnknownRecipient = errors.New("no such list")
 // own distribution came back.
 var ErrLoop = errors.New("mail loop: post already carries this list's List-Id")
 
+// Router picks a domain's queue group and that group's envelope size
+// (sendmail's queuegroup ruleset and r=); *queuegroups.Router is one.
+type Router interface {
+	Route(domain string) (group string, perEnvelope int)
+}
+
 // Expander expands posts to list members.
 type Expander struct {
 	store    Store
 	hostname string
-	perEnv   int
+	router   Router
 
 	mu      sync.Mutex
 	version int64
 	members map[string][]string // list → members, valid while version holds
 }
 
-// New returns an expander cutting envelopes of at most perEnvelope recipients.
-func New(store Store, hostname string, perEnvelope int) *Expander {
-	if perEnvelope < 1 {
-		perEnvelope = 100
-	}
-	return &Expander{store: store, hostname: hostname, perEnv: perEnvelope, members: map[string][]string{}}
+// New returns an expander that routes each domain to a queue group and
+// cuts envelopes of that group's size.
+func New(store Store, hostname string, router Router) *Expander {
+	return &Expander{store: store, hostname: hostname, router: router, members: map[string][]string{}}
 }
 
 // Lookup returns the canonical address of the list rcpt names, or
@@ -105,7 +109,7 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 		m.Parts = append(m.Parts, queuegroups.Part{
 			Sender:    BounceAddress(list),
 			Prefix:    prefix.Bytes(),
-			Envelopes: Split(members, x.perEnv),
+			Envelopes: SplitRouted(members, x.router),
 		})
 	}
 	return m, nil
@@ -144,11 +148,22 @@ func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
 	return members, nil
 }
 
-// Split deduplicates recipients (domains compared case-insensitively),
-// groups them by domain and cuts each domain's share into envelopes of
-// at most r recipients. Domains and recipients come out sorted, so the
-// same input always yields the same envelopes.
+// Split is SplitRouted with every domain in the default group and
+// envelopes of at most r recipients.
 func Split(rcpts []string, r int) []queuegroups.Envelope {
+	return SplitRouted(rcpts, fixed(r))
+}
+
+type fixed int
+
+func (r fixed) Route(string) (string, int) { return "", int(r) }
+
+// SplitRouted deduplicates recipients (domains compared
+// case-insensitively), groups them by domain, asks the router for each
+// domain's queue group and envelope size, and cuts each domain's share
+// into envelopes of at most that many recipients. Domains and recipients
+// come out sorted, so the same input always yields the same envelopes.
+func SplitRouted(rcpts []string, router Router) []queuegroups.Envelope {
 	byDomain := make(map[string][]string)
 	seen := make(map[string]struct{}, len(rcpts))
 	for _, addr := range rcpts {
@@ -173,9 +188,13 @@ func Split(rcpts []string, r int) []queuegroups.Envelope {
 	for _, d := range domains {
 		members := byDomain[d]
 		sort.Strings(members)
+		group, r := router.Route(d)
+		if r < 1 {
+			r = len(members) // r=0: unlimited, as sendmail
+		}
 		for len(members) > 0 {
 			n := min(r, len(members))
-			envs = append(envs, queuegroups.Envelope{Domain: d, Recipients: members[:n:n]})
+			envs = append(envs, queuegroups.Envelope{Group: group, Domain: d, Recipients: members[:n:n]})
 			members = members[n:]
 		}
 	}

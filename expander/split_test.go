@@ -89,3 +89,36 @@ func TestStripListID(t *testing.T) {
 		t.Errorf("a post without List-Id changed: %q %v", body, ids)
 	}
 }
+
+// TestSplitRouted checks that each domain lands in the group its rule
+// names and is cut by that group's r=.
+func TestSplitRouted(t *testing.T) {
+	router := queuegroups.NewRouter(queuegroups.Config{
+		Groups: []queuegroups.GroupConfig{
+			{Name: "default", RecipientsPerEnvelope: 3},
+			{Name: "big", RecipientsPerEnvelope: 2},
+			{Name: "control"},
+		},
+		Rules: []queuegroups.Rule{{Patterns: []string{"big.test", "*.big.test"}, Group: "big"}},
+	})
+	var rcpts []string
+	for _, d := range []string{"big.test", "mx.big.test", "small.test"} {
+		for i := 0; i < 5; i++ {
+			rcpts = append(rcpts, fmt.Sprintf("u%d@%s", i, d))
+		}
+	}
+	got := map[string][]int{}
+	groups := map[string]string{}
+	for _, e := range SplitRouted(rcpts, router) {
+		got[e.Domain] = append(got[e.Domain], len(e.Recipients))
+		groups[e.Domain] = e.Group
+	}
+	want := map[string][]int{"big.test": {2, 2, 1}, "mx.big.test": {2, 2, 1}, "small.test": {3, 2}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("envelope sizes (-want +got):\n%s", diff)
+	}
+	wantGroups := map[string]string{"big.test": "big", "mx.big.test": "big", "small.test": "default"}
+	if diff := cmp.Diff(wantGroups, groups); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+}

@@ -49,14 +49,13 @@ func start(t *testing.T, maxSize int64) *fixture {
 		t.Fatal(err)
 	}
 	spool := filepath.Join(dir, "queue")
-	q, err := queuegroups.Open(queuegroups.Config{Dir: spool, Sync: true, RetryMin: time.Minute,
-		RetryMax: time.Hour, QueueReturn: time.Hour}, noDelivery{})
+	q, err := queuegroups.Open(spoolConfig(spool), noDelivery{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := New(Config{Listen: "127.0.0.1:0", Hostname: "fanmail.test", MaxMessageSize: maxSize,
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
-		expander.New(store, "fanmail.test", 2), q, queuegroups.NewIDSource())
+		expander.New(store, "fanmail.test", q.Router()), q, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +67,17 @@ func start(t *testing.T, maxSize int64) *fixture {
 		q.Close(ctx)
 	})
 	return &fixture{addr: srv.Addr().String(), queue: q, spoolDir: spool}
+}
+
+// spoolConfig is a spool in dir whose default group cuts envelopes of 2.
+func spoolConfig(dir string) queuegroups.Config {
+	return queuegroups.Config{
+		Groups: []queuegroups.GroupConfig{
+			{Name: queuegroups.DefaultGroup, Dirs: []string{dir}, RecipientsPerEnvelope: 2},
+			{Name: queuegroups.ControlGroup, Dirs: []string{dir + "-control"}},
+		},
+		RetryMin: time.Minute, RetryMax: time.Hour, QueueReturn: time.Hour,
+	}
 }
 
 func dial(t *testing.T, addr string) *smtp.Client {
@@ -228,7 +238,7 @@ func TestDeletedList(t *testing.T) {
 	if err := store.CreateList(ctx, "gone@example.org", ""); err != nil {
 		t.Fatal(err)
 	}
-	exp := expander.New(store, "fanmail.test", 100)
+	exp := expander.New(store, "fanmail.test", nil)
 	if _, err := exp.Lookup(ctx, "gone@example.org"); err != nil {
 		t.Fatalf("lookup before delete: %v", err)
 	}
@@ -248,10 +258,8 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 	if err := c.SendMail("poster@example.org", []string{"announce@lists.example.org"}, strings.NewReader(post)); err != nil {
 		t.Fatal(err)
 	}
-	// A second queue on the same directory, as after a crash: open
-	// replays the journal without disturbing the running one's files.
-	q, err := queuegroups.Open(queuegroups.Config{Dir: f.spoolDir, RetryMin: time.Minute,
-		RetryMax: time.Hour, QueueReturn: time.Hour}, noDelivery{})
+	// A read-only replay of the directory sees what a restart would.
+	q, err := queuegroups.OpenReadOnly(spoolConfig(f.spoolDir))
 	if err != nil {
 		t.Fatal(err)
 	}

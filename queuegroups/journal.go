@@ -37,7 +37,6 @@ type segment struct {
 // them in order, and makes them durable with a single fdatasync.
 type journal struct {
 	dir         string
-	sync        bool
 	segmentSize int64
 	log         *slog.Logger
 
@@ -46,6 +45,7 @@ type journal struct {
 
 	closeMu    sync.RWMutex // held shared while sending to reqs, so close never races a send
 	isClosed   bool
+	readOnly   bool
 	reqs       chan *appendReq
 	writerDone chan struct{}
 	syncs      atomic.Int64 // fdatasync calls, for benchmarks and tests
@@ -53,6 +53,7 @@ type journal struct {
 
 type appendReq struct {
 	recs [][]byte
+	sync bool // the batch holding this request is fdatasynced before it returns
 	pin  bool // pin the segment until the caller registers what it wrote
 	done chan appendResult
 }
@@ -68,12 +69,12 @@ var errClosed = errors.New("queue is closed")
 // openJournal replays dir's segments through fn in order and then opens
 // a fresh active segment. A torn or corrupt record ends its segment's
 // replay with a log line; it is never fatal.
-func openJournal(dir string, sync bool, segmentSize int64, log *slog.Logger,
+//
+// A read-only journal (for inspecting the queue while no server runs)
+// only replays: it creates no segment and takes no appends.
+func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 	fn func(seg *segment, off int64, typ byte, payload []byte) error) (*journal, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("create queue directory: %w", err)
-	}
-	j := &journal{dir: dir, sync: sync, segmentSize: segmentSize, log: log,
+	j := &journal{dir: dir, segmentSize: segmentSize, log: log,
 		reqs: make(chan *appendReq, 1024), writerDone: make(chan struct{})}
 	seqs, err := listSegments(dir)
 	if err != nil {
@@ -88,6 +89,12 @@ func openJournal(dir string, sync bool, segmentSize int64, log *slog.Logger,
 		}
 		j.segs = append(j.segs, seg)
 		last = seq
+	}
+	if readOnly {
+		j.readOnly = true
+		j.isClosed = true
+		close(j.writerDone)
+		return j, nil
 	}
 	if _, err := j.newSegment(last + 1); err != nil {
 		j.closeFiles()
@@ -173,11 +180,9 @@ func (j *journal) newSegment(seq uint64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create journal segment: %w", err)
 	}
-	if j.sync {
-		if err := syncDir(j.dir); err != nil {
-			f.Close()
-			return nil, err
-		}
+	if err := syncDir(j.dir); err != nil {
+		f.Close()
+		return nil, err
 	}
 	seg := &segment{seq: seq, path: path, file: f}
 	j.mu.Lock()
@@ -204,10 +209,11 @@ func (j *journal) active() *segment {
 	return j.segs[len(j.segs)-1]
 }
 
-// append writes recs contiguously and returns once they are durable (or
-// written, when sync is off). Concurrent callers share one fdatasync.
-func (j *journal) append(pin bool, recs ...[]byte) (*segment, []int64, error) {
-	req := &appendReq{recs: recs, pin: pin, done: make(chan appendResult, 1)}
+// append writes recs contiguously and returns once they are written and,
+// if sync is set, durable together with everything written before them.
+// Concurrent callers share one fdatasync (group commit).
+func (j *journal) append(sync, pin bool, recs ...[]byte) (*segment, []int64, error) {
+	req := &appendReq{recs: recs, sync: sync, pin: pin, done: make(chan appendResult, 1)}
 	j.closeMu.RLock()
 	if j.isClosed {
 		j.closeMu.RUnlock()
@@ -251,6 +257,12 @@ func (j *journal) writeBatch(batch []*appendReq) {
 		}
 	}
 	if seg.size > 0 && seg.size+total > j.segmentSize {
+		// Records written without a sync must not be left behind in a
+		// segment that no later sync will cover.
+		if err := syscall.Fdatasync(int(seg.file.Fd())); err != nil {
+			j.fail(batch, fmt.Errorf("fdatasync journal %s: %w", seg.path, err))
+			return
+		}
 		next, err := j.newSegment(seg.seq + 1)
 		if err != nil {
 			j.fail(batch, err)
@@ -262,7 +274,9 @@ func (j *journal) writeBatch(batch []*appendReq) {
 	off := start
 	bufs := make([][]byte, 0, len(batch))
 	results := make([]appendResult, len(batch))
+	sync := false
 	for i, req := range batch {
+		sync = sync || req.sync
 		results[i] = appendResult{seg: seg, offs: make([]int64, len(req.recs))}
 		for k, r := range req.recs {
 			results[i].offs[k] = off
@@ -276,7 +290,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 		j.fail(batch, fmt.Errorf("write journal %s: %w", seg.path, err))
 		return
 	}
-	if j.sync {
+	if sync {
 		if err := syscall.Fdatasync(int(seg.file.Fd())); err != nil {
 			_ = seg.file.Truncate(start)
 			j.fail(batch, fmt.Errorf("fdatasync journal %s: %w", seg.path, err))
@@ -336,6 +350,8 @@ func (j *journal) fail(batch []*appendReq, err error) {
 	}
 }
 
+func (j *journal) isReadOnly() bool { return j.readOnly }
+
 // segments returns a snapshot of the segment list, oldest first.
 func (j *journal) segments() []*segment {
 	j.mu.Lock()
@@ -366,6 +382,8 @@ func (j *journal) close() {
 	j.closeMu.Lock()
 	if j.isClosed {
 		j.closeMu.Unlock()
+		<-j.writerDone
+		j.closeFiles()
 		return
 	}
 	j.isClosed = true

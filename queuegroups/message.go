@@ -13,16 +13,18 @@ type Message struct {
 	Received time.Time // when the post was accepted
 	Body     []byte    // the post as received (header and body, CRLF line ends)
 	Parts    []Part
-	Mode     DeliveryMode // how soon the runners take it; zero is background
+	Mode     DeliveryMode // how soon the runners take it; zero is the spool's default
 }
 
 // DeliveryMode is sendmail's DeliveryMode for one message.
 type DeliveryMode int
 
 const (
+	// ModeDefault takes the spool's configured mode.
+	ModeDefault DeliveryMode = iota
 	// ModeBackground hands every envelope to the runners as soon as the
 	// message is durable, while the SMTP client gets its 250 (sendmail b).
-	ModeBackground DeliveryMode = iota
+	ModeBackground
 	// ModeInteractive makes the first attempt of every envelope before
 	// Enqueue returns, so the 250 follows delivery (sendmail i).
 	ModeInteractive
@@ -40,8 +42,10 @@ type Part struct {
 	Envelopes []Envelope
 }
 
-// Envelope is one SMTP transaction's recipients, all in one domain.
+// Envelope is one SMTP transaction's recipients, all in one domain, and
+// the queue group the Router chose for that domain ("" is the default).
 type Envelope struct {
+	Group      string
 	Domain     string
 	Recipients []string
 }
@@ -61,12 +65,19 @@ func (m *Message) Recipients() int {
 type msgState struct {
 	id       string
 	received time.Time
+	dir      *dir     // the queue directory holding it
 	seg      *segment // segment holding the latest full record
 	bodyOff  int64    // body's offset within seg's file
 	bodyLen  int64
 	parts    []partState
 	envs     []*envState
-	pending  int // envelopes with at least one pending recipient
+	pending  int  // envelopes with at least one pending recipient
+	deleted  bool // removed by the operator; outcomes in flight are dropped
+
+	// For interactive delivery: closed once every envelope has had its
+	// first attempt; untried counts those still waiting.
+	firstDone chan struct{}
+	untried   int
 }
 
 type partState struct {
@@ -86,7 +97,8 @@ type envState struct {
 	attempts int
 	next     time.Time // zero: due now
 	inflight bool
-	heapIdx  int // position in the deferred heap, -1 when not there
+	tried    bool // has had an attempt in this process
+	heapIdx  int  // position in the deferred heap, -1 when not there
 }
 
 func (e *envState) pendingCount() int {

@@ -67,9 +67,16 @@ func (r *recorder) total() int {
 	return n
 }
 
+// testConfig is a spool with the default group in dir and the control
+// group beside it.
 func testConfig(dir string) Config {
-	return Config{Dir: dir, Runners: 4, Sync: true, RetryMin: 20 * time.Millisecond,
-		RetryMax: 100 * time.Millisecond, QueueReturn: time.Hour}
+	return Config{
+		Groups: []GroupConfig{
+			{Name: DefaultGroup, Dirs: []string{dir}, Runners: 4},
+			{Name: ControlGroup, Dirs: []string{filepath.Join(dir, "control")}, Runners: 1},
+		},
+		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, QueueReturn: time.Hour,
+	}
 }
 
 func testMessage(ids *IDSource, domains, perDomain int) *Message {
@@ -204,7 +211,7 @@ func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
 		t.Fatalf("recovered %d pending recipients, want 4", s.Recipients)
 	}
 	q2.Start()
-	q2.Flush()
+	q2.Flush("", "")
 	defer q2.Close(context.Background())
 	waitFor(t, "recovered delivery", func() bool { return q2.Stats().Messages == 0 })
 	for _, e := range m.Parts[0].Envelopes {

@@ -61,20 +61,16 @@ func runServe(c *cli.Context) error {
 	}
 	defer agent.Close()
 
-	queue, err := queuegroups.Open(queuegroups.Config{
-		Dir:         cfg.SpoolDir(),
-		Runners:     cfg.Queue.Runners,
-		Sync:        cfg.Queue.Sync,
-		RetryMin:    cfg.Queue.RetryMin.D(),
-		RetryMax:    cfg.Queue.RetryMax.D(),
-		QueueReturn: cfg.Queue.QueueReturn.D(),
-		Logger:      log,
-	}, agent)
+	spoolCfg, err := cfg.Spool(log)
+	if err != nil {
+		return err
+	}
+	queue, err := queuegroups.Open(spoolCfg, agent)
 	if err != nil {
 		return err
 	}
 
-	exp := expander.New(store, cfg.Hostname, cfg.Queue.RecipientsPerEnvelope)
+	exp := expander.New(store, cfg.Hostname, queue.Router())
 	srv := ingress.New(ingress.Config{
 		Listen:         cfg.Listen,
 		Hostname:       cfg.Hostname,
@@ -88,7 +84,7 @@ func runServe(c *cli.Context) error {
 	queue.Start()
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	log.Info("fanmail started", "listen", srv.Addr().String(), "hostname", cfg.Hostname,
-		"data_dir", dataDir, "lists_db", cfg.ListsDB(), "spool", cfg.SpoolDir())
+		"data_dir", dataDir, "lists_db", cfg.ListsDB(), "queue_groups", len(spoolCfg.Groups))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()

@@ -1,0 +1,236 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"fanmail/queuegroups"
+)
+
+// Queue configures the spool: the default group's settings (which every
+// declared group inherits for what it leaves unset, as sendmail's groups
+// take the options set before them), extra groups, and the ordered rules
+// that send destination domains to groups.
+type Queue struct {
+	Runners               int       `toml:"runners"`                 // default group's R=
+	RecipientsPerEnvelope int       `toml:"recipients_per_envelope"` // default group's r=
+	Interval              Duration  `toml:"interval"`                // I=: queue run interval for queue-only mail
+	MinQueueAge           Duration  `toml:"min_queue_age"`           // MinQueueAge: no retry sooner than this
+	MaxQueueChildren      int       `toml:"max_queue_children"`      // MaxQueueChildren: all groups' deliveries; 0 = no cap
+	DeliveryMode          string    `toml:"delivery_mode"`           // background | interactive | queue
+	SuperSafe             SuperSafe `toml:"supersafe"`               // true | false | "interactive"
+	RetryMin              Duration  `toml:"retry_min"`               // first retry after a deferral
+	RetryMax              Duration  `toml:"retry_max"`               // backoff ceiling
+	QueueReturn           Duration  `toml:"queuereturn"`             // give up and fail after
+
+	Groups []Group `toml:"group"`
+	Rules  []Rule  `toml:"rule"`
+}
+
+// Group is one [[queue.group]] table; zero fields inherit from [queue].
+type Group struct {
+	Name                  string   `toml:"name"`
+	Path                  Paths    `toml:"path"` // directories or globs, relative to data_dir
+	Runners               int      `toml:"runners"`
+	RecipientsPerEnvelope int      `toml:"recipients_per_envelope"`
+	Interval              Duration `toml:"interval"`
+	MinQueueAge           Duration `toml:"min_queue_age"`
+}
+
+// Rule is one [[queue.rule]] table: domains matching go to group.
+type Rule struct {
+	Domains []string `toml:"domains"`
+	Group   string   `toml:"group"`
+}
+
+// Paths is one directory or a list of them; each may be a glob.
+type Paths []string
+
+func (p *Paths) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		*p = Paths{v}
+	case []any:
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("path: %v is not a string", e)
+			}
+			*p = append(*p, s)
+		}
+	default:
+		return fmt.Errorf("path: give a directory or a list of directories")
+	}
+	return nil
+}
+
+// SuperSafe is written `true`, `false` or `"interactive"`.
+type SuperSafe struct{ V queuegroups.SuperSafe }
+
+func (s *SuperSafe) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case bool:
+		s.V = queuegroups.SafeFalse
+		if v {
+			s.V = queuegroups.SafeTrue
+		}
+		return nil
+	case string:
+		switch strings.ToLower(v) {
+		case "true":
+			s.V = queuegroups.SafeTrue
+			return nil
+		case "false":
+			s.V = queuegroups.SafeFalse
+			return nil
+		case "interactive":
+			s.V = queuegroups.SafeInteractive
+			return nil
+		}
+	}
+	return fmt.Errorf("supersafe: %v is not true, false or \"interactive\"", v)
+}
+
+func (s SuperSafe) MarshalText() ([]byte, error) { return []byte(s.V.String()), nil }
+
+// groupDirs expands a group's paths: relative ones live under data_dir, a
+// glob must match at least one directory.
+func (c *Config) groupDirs(name string, paths Paths) ([]string, error) {
+	var dirs []string
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(c.DataDir, p)
+		}
+		if !strings.ContainsAny(p, "*?[") {
+			dirs = append(dirs, filepath.Clean(p))
+			continue
+		}
+		matches, err := filepath.Glob(p)
+		if err != nil {
+			return nil, fmt.Errorf("queue group %s: path %q: %v", name, p, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("queue group %s: path %q matches no directory; create them first (one per disk)", name, p)
+		}
+		dirs = append(dirs, matches...)
+	}
+	return dirs, nil
+}
+
+// validateQueue checks the [queue] section and its groups and rules by
+// building the spool config, so what passes here opens at start-up.
+func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
+	q := &c.Queue
+	if q.Runners < 1 {
+		bad("queue.runners", "must be at least 1")
+	}
+	if q.RecipientsPerEnvelope < 1 {
+		bad("queue.recipients_per_envelope", "must be at least 1")
+	}
+	if q.MaxQueueChildren < 0 {
+		bad("queue.max_queue_children", "must be 0 (no cap) or more")
+	}
+	if q.Interval <= 0 {
+		bad("queue.interval", "must be a positive duration such as \"1m\"")
+	}
+	if q.MinQueueAge < 0 {
+		bad("queue.min_queue_age", "must not be negative")
+	}
+	if _, err := queuegroups.ParseDeliveryMode(q.DeliveryMode); err != nil {
+		bad("queue.delivery_mode", "%v", err)
+	}
+	for i, g := range q.Groups {
+		key := fmt.Sprintf("queue.group[%d]", i)
+		if g.Name != "" {
+			key = "queue.group " + g.Name
+		}
+		if g.Runners < 0 || g.RecipientsPerEnvelope < 0 || g.Interval < 0 || g.MinQueueAge < 0 {
+			bad(key, "runners, recipients_per_envelope, interval and min_queue_age must not be negative (0 inherits from [queue])")
+		}
+		if len(g.Path) == 0 && g.Name != queuegroups.DefaultGroup && g.Name != queuegroups.ControlGroup {
+			bad(key, "needs path = \"DIR\" or a list of directories (one per disk)")
+		}
+	}
+	for i, r := range q.Rules {
+		if len(r.Domains) == 0 || r.Group == "" {
+			bad(fmt.Sprintf("queue.rule[%d]", i), "needs domains = [\"example.com\", \"*.example.com\"] and group = \"NAME\"")
+		}
+	}
+	if _, err := c.Spool(nil); err != nil {
+		bad("queue", "%v", err)
+	}
+}
+
+// Spool returns the queuegroups configuration: the default group in
+// data_dir/queue and the control group in data_dir/queue-control unless
+// declared otherwise, then every declared group.
+func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
+	q := c.Queue
+	mode, _ := queuegroups.ParseDeliveryMode(q.DeliveryMode)
+	sc := queuegroups.Config{
+		MaxQueueChildren: q.MaxQueueChildren,
+		Mode:             mode,
+		SuperSafe:        q.SuperSafe.V,
+		RetryMin:         q.RetryMin.D(),
+		RetryMax:         q.RetryMax.D(),
+		QueueReturn:      q.QueueReturn.D(),
+		Logger:           log,
+	}
+	inherit := func(g Group) queuegroups.GroupConfig {
+		gc := queuegroups.GroupConfig{Name: g.Name, Runners: q.Runners, RecipientsPerEnvelope: q.RecipientsPerEnvelope,
+			Interval: q.Interval.D(), MinQueueAge: q.MinQueueAge.D()}
+		if g.Runners > 0 {
+			gc.Runners = g.Runners
+		}
+		if g.RecipientsPerEnvelope > 0 {
+			gc.RecipientsPerEnvelope = g.RecipientsPerEnvelope
+		}
+		if g.Interval > 0 {
+			gc.Interval = g.Interval.D()
+		}
+		if g.MinQueueAge > 0 {
+			gc.MinQueueAge = g.MinQueueAge.D()
+		}
+		return gc
+	}
+	builtin := map[string]Group{
+		queuegroups.DefaultGroup: {Name: queuegroups.DefaultGroup, Path: Paths{"queue"}},
+		queuegroups.ControlGroup: {Name: queuegroups.ControlGroup, Path: Paths{"queue-control"}, Runners: 4},
+	}
+	var declared []Group
+	for _, g := range q.Groups {
+		if b, ok := builtin[g.Name]; ok {
+			if len(g.Path) == 0 {
+				g.Path = b.Path
+			}
+			if g.Runners == 0 {
+				g.Runners = b.Runners
+			}
+			builtin[g.Name] = g
+			continue
+		}
+		declared = append(declared, g)
+	}
+	for _, g := range append([]Group{builtin[queuegroups.DefaultGroup], builtin[queuegroups.ControlGroup]}, declared...) {
+		gc := inherit(g)
+		dirs, err := c.groupDirs(g.Name, g.Path)
+		if err != nil {
+			return sc, err
+		}
+		gc.Dirs = dirs
+		sc.Groups = append(sc.Groups, gc)
+	}
+	for _, r := range q.Rules {
+		pats := make([]string, len(r.Domains))
+		for i, d := range r.Domains {
+			pats[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+		}
+		sc.Rules = append(sc.Rules, queuegroups.Rule{Patterns: pats, Group: r.Group})
+	}
+	if err := queuegroups.Validate(sc); err != nil {
+		return sc, err
+	}
+	return sc, nil
+}

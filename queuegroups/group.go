@@ -1,0 +1,312 @@
+package queuegroups
+
+import (
+	"bytes"
+	"container/heap"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fanmail/delivery"
+)
+
+// group is one queue group: its directories, its schedule (due envelopes
+// round-robin across messages, deferred ones by time) and its persistent
+// runners. One mutex guards the schedule and every directory's message
+// state; journal writes happen outside it.
+type group struct {
+	q    *Queue
+	cfg  GroupConfig
+	dirs []*dir
+	turn atomic.Uint32 // spreads new messages over dirs
+
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when work becomes ready or the group closes
+	ready    readyRing
+	deferred deferHeap
+	inflight int
+	closing  bool
+	wake     chan struct{} // nudges the retry timer when the earliest deferral changes
+}
+
+func newGroup(q *Queue, cfg GroupConfig) *group {
+	g := &group{q: q, cfg: cfg, wake: make(chan struct{}, 1)}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+// pickDir chooses the directory for a new message, in turn.
+func (g *group) pickDir() *dir {
+	return g.dirs[int(g.turn.Add(1))%len(g.dirs)]
+}
+
+// schedule makes e due now or at e.next. Called with g.mu held.
+func (g *group) schedule(e *envState, now time.Time) {
+	if e.next.After(now) {
+		heap.Push(&g.deferred, e)
+		g.nudge()
+		return
+	}
+	g.ready.push(e)
+}
+
+// nudge wakes the retry timer; called with g.mu held.
+func (g *group) nudge() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (g *group) runner() {
+	defer g.q.wg.Done()
+	for {
+		e := g.take()
+		if e == nil {
+			return
+		}
+		if !g.q.acquire(g) {
+			g.putBack(e)
+			return
+		}
+		g.deliver(e)
+		g.q.release(g)
+	}
+}
+
+// take blocks until an envelope is due or the group closes.
+func (g *group) take() *envState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for {
+		for g.ready.empty() && !g.closing {
+			g.cond.Wait()
+		}
+		if g.closing {
+			return nil
+		}
+		e := g.ready.pop()
+		if e.msg.deleted || e.pendingCount() == 0 {
+			continue
+		}
+		e.inflight = true
+		g.inflight++
+		return e
+	}
+}
+
+// putBack returns an envelope taken but not attempted (shutdown).
+func (g *group) putBack(e *envState) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e.inflight = false
+	g.inflight--
+	g.ready.push(e)
+}
+
+// deliver runs one attempt of e and records every recipient's outcome.
+func (g *group) deliver(e *envState) {
+	q := g.q
+	m := e.msg
+	var idx []int
+	var rcpts []string
+	for i, s := range e.status {
+		if !s.final() {
+			idx = append(idx, i)
+			rcpts = append(rcpts, e.rcpts[i])
+		}
+	}
+	g.mu.Lock()
+	part := m.parts[e.part]
+	seg, bodyOff, bodyLen := m.seg, m.bodyOff, m.bodyLen
+	g.mu.Unlock()
+	env := delivery.Envelope{
+		QueueID: m.id, Sender: part.sender, Domain: e.domain, Recipients: rcpts,
+		Size: int64(len(part.prefix)) + bodyLen,
+		Open: func() io.Reader {
+			return io.MultiReader(bytes.NewReader(part.prefix), seg.section(bodyOff, bodyLen))
+		},
+	}
+	results := q.deliverer.Deliver(q.runCtx, env)
+	if len(results) != len(rcpts) {
+		q.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
+			"domain", e.domain, "want", len(rcpts), "got", len(results))
+		results = make([]delivery.Result, len(rcpts))
+		for i := range results {
+			results[i] = delivery.Result{Recipient: rcpts[i], Status: delivery.Deferred, Text: "internal error"}
+		}
+	}
+	u := g.outcome(e, idx, results, time.Now())
+
+	g.mu.Lock()
+	deleted := m.deleted
+	g.mu.Unlock()
+	if !deleted {
+		// Status records ride along with the next sync: losing one to a
+		// power cut means a resend, never a lost recipient.
+		if _, _, err := m.dir.j.append(false, false, encodeStatus(u)); err != nil {
+			// Nothing was recorded, so the attempt is as if it never
+			// happened: try the envelope again later rather than lose
+			// a recipient.
+			q.log.Error("cannot record delivery status; will retry", "qid", m.id, "domain", e.domain, "err", err)
+			u = &statusUpdate{id: m.id, env: e.index, attempts: e.attempts, next: time.Now().Add(q.cfg.RetryMin)}
+		}
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e.inflight = false
+	g.inflight--
+	if !e.tried {
+		e.tried = true
+		if m.firstDone != nil {
+			if m.untried--; m.untried == 0 {
+				close(m.firstDone)
+			}
+		}
+	}
+	if m.deleted {
+		return
+	}
+	applyUpdate(e, u)
+	if e.pendingCount() > 0 {
+		heap.Push(&g.deferred, e)
+		g.nudge()
+		return
+	}
+	m.pending--
+	if m.pending == 0 {
+		delete(m.dir.msgs, m.id)
+		m.seg.live--
+		m.dir.collect()
+		q.log.Info("message done", "qid", m.id, "group", g.cfg.Name)
+	}
+}
+
+// outcome turns one attempt's results into a status record: delivered and
+// failed recipients are final, deferred ones get the next attempt time
+// (backoff, at least the group's min_queue_age) or fail once the queue
+// lifetime is over.
+func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now time.Time) *statusUpdate {
+	q := g.q
+	u := &statusUpdate{id: e.msg.id, env: e.index, attempts: e.attempts + 1}
+	deferred := false
+	for i, r := range results {
+		ru := rcptUpdate{index: idx[i], reply: replyText(r)}
+		switch r.Status {
+		case delivery.Delivered:
+			ru.status = rcptDelivered
+		case delivery.Failed:
+			ru.status = rcptFailed
+		default:
+			ru.status = rcptPending
+			deferred = true
+		}
+		u.rcpts = append(u.rcpts, ru)
+	}
+	if !deferred {
+		return u
+	}
+	next := now.Add(max(backoff(u.attempts, q.cfg.RetryMin, q.cfg.RetryMax), g.cfg.MinQueueAge))
+	if !next.After(e.msg.received.Add(q.cfg.QueueReturn)) {
+		u.next = next
+		return u
+	}
+	for i := range u.rcpts {
+		if u.rcpts[i].status == rcptPending {
+			u.rcpts[i].status = rcptFailed
+			u.rcpts[i].reply = "queue lifetime expired; last reply: " + u.rcpts[i].reply
+			q.log.Warn("giving up", "qid", e.msg.id, "rcpt", e.rcpts[u.rcpts[i].index], "status", "expired")
+		}
+	}
+	return u
+}
+
+func replyText(r delivery.Result) string {
+	if r.Code == 0 {
+		return r.Text
+	}
+	if r.Enhanced != "" {
+		return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text)
+	}
+	return fmt.Sprintf("%d %s", r.Code, r.Text)
+}
+
+// applyUpdate folds a status record into an envelope's state.
+func applyUpdate(e *envState, u *statusUpdate) {
+	e.attempts = u.attempts
+	e.next = u.next
+	for _, r := range u.rcpts {
+		if r.index < len(e.status) {
+			e.status[r.index] = r.status
+			e.replies[r.index] = r.reply
+		}
+	}
+}
+
+// retryTimer moves deferred envelopes to the ready ring when they fall due.
+func (g *group) retryTimer() {
+	defer g.q.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		g.mu.Lock()
+		if g.closing {
+			g.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		moved := false
+		for g.deferred.Len() > 0 && !g.deferred[0].next.After(now) {
+			e := heap.Pop(&g.deferred).(*envState)
+			g.ready.push(e)
+			moved = true
+		}
+		wait := time.Hour
+		if g.deferred.Len() > 0 {
+			wait = g.deferred[0].next.Sub(now)
+		}
+		g.mu.Unlock()
+		if moved {
+			g.cond.Broadcast()
+		}
+		t.Reset(wait)
+		select {
+		case <-t.C:
+		case <-g.wake:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		case <-g.q.runCtx.Done():
+			return
+		}
+	}
+}
+
+// flush makes deferred envelopes due now; domain "" means all of them.
+func (g *group) flush(domain string) int {
+	g.mu.Lock()
+	var keep deferHeap
+	moved := 0
+	for g.deferred.Len() > 0 {
+		e := heap.Pop(&g.deferred).(*envState)
+		if domain != "" && e.domain != domain {
+			keep = append(keep, e)
+			continue
+		}
+		e.next = time.Time{}
+		g.ready.push(e)
+		moved++
+	}
+	for _, e := range keep {
+		heap.Push(&g.deferred, e)
+	}
+	g.mu.Unlock()
+	g.cond.Broadcast()
+	return moved
+}

@@ -1,0 +1,257 @@
+package queuegroups
+
+import (
+	"cmp"
+	"container/heap"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Stats is a snapshot of the queue's contents over all groups.
+type Stats struct {
+	Messages   int // message shares with pending recipients (one per group a post reaches)
+	Envelopes  int // envelopes with pending recipients
+	Recipients int // pending recipients
+	Inflight   int // envelopes being delivered now
+	Deferred   int // envelopes waiting for a retry
+	Syncs      int64
+}
+
+// Stats returns totals over every group.
+func (q *Queue) Stats() Stats {
+	var s Stats
+	for _, g := range q.order {
+		g.mu.Lock()
+		s.Inflight += g.inflight
+		s.Deferred += g.deferred.Len()
+		for _, d := range g.dirs {
+			s.Messages += len(d.msgs)
+			s.Syncs += d.j.syncs.Load()
+			for _, m := range d.msgs {
+				for _, e := range m.envs {
+					if n := e.pendingCount(); n > 0 {
+						s.Envelopes++
+						s.Recipients += n
+					}
+				}
+			}
+		}
+		g.mu.Unlock()
+	}
+	return s
+}
+
+// DirSummary is one queue directory's line in a queue listing (mailq).
+type DirSummary struct {
+	Group      string         `json:"group"`
+	Dir        string         `json:"dir"`
+	Messages   int            `json:"messages"`
+	Envelopes  int            `json:"envelopes"`
+	Recipients int            `json:"recipients"`
+	Inflight   int            `json:"inflight"`
+	Deferred   int            `json:"deferred"`
+	Oldest     time.Time      `json:"oldest,omitzero"`
+	TopDomains []DomainCount  `json:"top_domains,omitempty"`
+	List       []MessageBrief `json:"messages_list,omitempty"`
+}
+
+// DomainCount is pending recipients at one destination domain.
+type DomainCount struct {
+	Domain     string `json:"domain"`
+	Recipients int    `json:"recipients"`
+}
+
+// MessageBrief is one queued message in a listing.
+type MessageBrief struct {
+	ID         string    `json:"id"`
+	Received   time.Time `json:"received"`
+	Size       int64     `json:"size"`
+	Recipients int       `json:"recipients"` // pending
+}
+
+// Summary lists every group directory: counts, the oldest pending
+// message, the top destination domains and, up to limit per directory,
+// the messages themselves (oldest first).
+func (q *Queue) Summary(topDomains, limit int) []DirSummary {
+	var out []DirSummary
+	for _, g := range q.order {
+		g.mu.Lock()
+		for _, d := range g.dirs {
+			s := DirSummary{Group: g.cfg.Name, Dir: d.path}
+			domains := map[string]int{}
+			for _, m := range d.msgs {
+				n := 0
+				for _, e := range m.envs {
+					p := e.pendingCount()
+					if p == 0 {
+						continue
+					}
+					n += p
+					s.Envelopes++
+					if e.inflight {
+						s.Inflight++
+					} else if e.heapIdx >= 0 {
+						s.Deferred++
+					}
+					domains[e.domain] += p
+				}
+				s.Messages++
+				s.Recipients += n
+				if s.Oldest.IsZero() || m.received.Before(s.Oldest) {
+					s.Oldest = m.received
+				}
+				s.List = append(s.List, MessageBrief{ID: m.id, Received: m.received, Size: m.bodyLen, Recipients: n})
+			}
+			for dom, n := range domains {
+				s.TopDomains = append(s.TopDomains, DomainCount{dom, n})
+			}
+			slices.SortFunc(s.TopDomains, func(a, b DomainCount) int {
+				return cmp.Or(cmp.Compare(b.Recipients, a.Recipients), cmp.Compare(a.Domain, b.Domain))
+			})
+			s.TopDomains = s.TopDomains[:min(len(s.TopDomains), topDomains)]
+			slices.SortFunc(s.List, func(a, b MessageBrief) int {
+				return cmp.Or(a.Received.Compare(b.Received), cmp.Compare(a.ID, b.ID))
+			})
+			s.List = s.List[:min(len(s.List), limit)]
+			out = append(out, s)
+		}
+		g.mu.Unlock()
+	}
+	return out
+}
+
+// MessageDetail is everything the queue knows of one message.
+type MessageDetail struct {
+	ID        string           `json:"id"`
+	Received  time.Time        `json:"received"`
+	Size      int64            `json:"size"`
+	Envelopes []EnvelopeDetail `json:"envelopes"`
+}
+
+// EnvelopeDetail is one envelope of a message, with each recipient.
+type EnvelopeDetail struct {
+	Group      string            `json:"group"`
+	Dir        string            `json:"dir"`
+	Sender     string            `json:"sender"`
+	Domain     string            `json:"domain"`
+	Attempts   int               `json:"attempts"`
+	Next       time.Time         `json:"next,omitzero"`
+	Inflight   bool              `json:"inflight,omitempty"`
+	Recipients []RecipientDetail `json:"recipients"`
+}
+
+// RecipientDetail is one recipient's state and last reply.
+type RecipientDetail struct {
+	Address string `json:"address"`
+	Status  string `json:"status"` // pending, delivered, failed
+	Reply   string `json:"reply,omitempty"`
+}
+
+// ErrNoMessage means no queued message has the ID.
+var ErrNoMessage = errors.New("no such message in the queue")
+
+// Show returns message id as every group holds it.
+func (q *Queue) Show(id string) (MessageDetail, error) {
+	md := MessageDetail{ID: id}
+	found := false
+	for _, g := range q.order {
+		g.mu.Lock()
+		for _, d := range g.dirs {
+			m := d.msgs[id]
+			if m == nil {
+				continue
+			}
+			found = true
+			md.Received, md.Size = m.received, m.bodyLen
+			for _, e := range m.envs {
+				ed := EnvelopeDetail{Group: g.cfg.Name, Dir: d.path, Sender: m.parts[e.part].sender, Domain: e.domain,
+					Attempts: e.attempts, Next: e.next, Inflight: e.inflight}
+				for i, r := range e.rcpts {
+					ed.Recipients = append(ed.Recipients, RecipientDetail{Address: r, Status: statusName(e.status[i]), Reply: e.replies[i]})
+				}
+				md.Envelopes = append(md.Envelopes, ed)
+			}
+		}
+		g.mu.Unlock()
+	}
+	if !found {
+		return md, fmt.Errorf("%s: %w", id, ErrNoMessage)
+	}
+	return md, nil
+}
+
+func statusName(s rcptStatus) string {
+	switch s {
+	case rcptDelivered:
+		return "delivered"
+	case rcptFailed:
+		return "failed"
+	}
+	return "pending"
+}
+
+// ErrNoGroup means a flush named a group the spool does not have.
+var ErrNoGroup = errors.New("no such queue group")
+
+// Flush makes deferred envelopes due now (sendmail -q, postqueue -f):
+// in one group or all (group ""), to one domain or all (domain "").
+// It returns how many envelopes it moved.
+func (q *Queue) Flush(group, domain string) (int, error) {
+	moved := 0
+	for _, g := range q.order {
+		if group != "" && g.cfg.Name != group {
+			continue
+		}
+		moved += g.flush(domain)
+		if group != "" {
+			return moved, nil
+		}
+	}
+	if group != "" {
+		return 0, fmt.Errorf("%s: %w", group, ErrNoGroup)
+	}
+	return moved, nil
+}
+
+// Delete removes a message from every group (postsuper -d): a delete
+// record makes it final across restarts; an attempt in progress finishes
+// but its outcome is dropped. It returns the recipients still pending
+// that will not be delivered.
+func (q *Queue) Delete(id string) (int, error) {
+	dropped, found := 0, false
+	for _, g := range q.order {
+		for _, d := range g.dirs {
+			g.mu.Lock()
+			m := d.msgs[id]
+			g.mu.Unlock()
+			if m == nil {
+				continue
+			}
+			found = true
+			if _, _, err := d.j.append(true, false, encodeDelete(id)); err != nil {
+				return dropped, fmt.Errorf("delete %s: %w", id, err)
+			}
+			g.mu.Lock()
+			if d.msgs[id] == m {
+				m.deleted = true
+				delete(d.msgs, id)
+				m.seg.live--
+				for _, e := range m.envs {
+					dropped += e.pendingCount()
+					if e.heapIdx >= 0 {
+						heap.Remove(&g.deferred, e.heapIdx)
+					}
+				}
+				d.collect()
+			}
+			g.mu.Unlock()
+			q.log.Info("message deleted by the operator", "qid", id, "group", g.cfg.Name)
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("%s: %w", id, ErrNoMessage)
+	}
+	return dropped, nil
+}
