@@ -162,8 +162,13 @@ func (m *loadMonitor) sample() {
 		if was == is {
 			continue
 		}
-		attrs := []any{"load", load, "depth", depth,
-			c.laKey, c.la(m.cfg), c.dKey, c.depth(m.cfg)}
+		var attrs []any
+		if m.useLA {
+			attrs = append(attrs, "load", load, c.laKey, c.la(m.cfg))
+		}
+		if m.useDepth {
+			attrs = append(attrs, "depth", depth, c.dKey, c.depth(m.cfg))
+		}
 		if is {
 			m.log.Warn(c.on, attrs...)
 		} else {
@@ -222,11 +227,11 @@ func (l *loadListener) Accept() (net.Conn, error) {
 			l.reject(c, "Service temporarily unavailable, system overloaded; try again later")
 			continue
 		}
-		max := int64(s.cfg.Load.MaxSessions)
+		limit := int64(s.cfg.Load.MaxSessions)
 		// Only this goroutine adds, so the check cannot overshoot.
-		if n := l.sessions.Load(); max > 0 && n >= max {
+		if n := l.sessions.Load(); limit > 0 && n >= limit {
 			if !l.full.Swap(true) {
-				s.log.Warn("overload: too many sessions, refusing connections", "sessions", n, "max_sessions", max)
+				s.log.Warn("overload: too many sessions, refusing connections", "sessions", n, "max_sessions", limit)
 			}
 			l.reject(c, "Service temporarily unavailable, too many sessions; try again later")
 			continue
@@ -264,8 +269,8 @@ type sessionConn struct {
 func (c *sessionConn) Close() error {
 	c.once.Do(func() {
 		n := c.l.sessions.Add(-1)
-		if max := int64(c.l.s.cfg.Load.MaxSessions); n < max && c.l.full.CompareAndSwap(true, false) {
-			c.l.s.log.Info("overload cleared: below max_sessions, accepting connections", "sessions", n, "max_sessions", max)
+		if limit := int64(c.l.s.cfg.Load.MaxSessions); n < limit && c.l.full.CompareAndSwap(true, false) {
+			c.l.s.log.Info("overload cleared: below max_sessions, accepting connections", "sessions", n, "max_sessions", limit)
 		}
 	})
 	return c.Conn.Close()
