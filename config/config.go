@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type Config struct {
 	Delivery Delivery          `toml:"delivery"`
 	Routes   map[string]string `toml:"routes"` // domain → host:port, bypassing DNS
 	Queue    Queue             `toml:"queue"`
+	Load     LoadControl       `toml:"load"`
 }
 
 // Delivery configures the outbound side.
@@ -38,6 +40,21 @@ type Delivery struct {
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	CommandTimeout Duration `toml:"command_timeout"`
 	DataTimeout    Duration `toml:"data_timeout"`
+}
+
+// LoadControl is load control (sendmail QueueLA, DelayLA, RefuseLA,
+// MaxDaemonChildren): a threshold of 0 is off, and each is reached when
+// the 1-minute load average, or the pending recipients in the spool, is
+// at or above it.
+type LoadControl struct {
+	QueueLA          float64  `toml:"queue_la"`           // accept but only queue
+	DelayLA          float64  `toml:"delay_la"`           // sleep delay before MAIL, RCPT, DATA replies
+	RefuseLA         float64  `toml:"refuse_la"`          // 421 4.3.2 at connect
+	QueueDepthQueue  int      `toml:"queue_depth_queue"`  // as queue_la, by pending recipients
+	QueueDepthDelay  int      `toml:"queue_depth_delay"`  // as delay_la
+	QueueDepthRefuse int      `toml:"queue_depth_refuse"` // as refuse_la
+	MaxSessions      int      `toml:"max_sessions"`       // open SMTP sessions; 0 = unlimited
+	Delay            Duration `toml:"delay"`              // the DelayLA pause per command
 }
 
 // Default returns the configuration used when no file is given.
@@ -62,6 +79,12 @@ func Default() Config {
 			RetryMin:              Duration(5 * time.Minute),
 			RetryMax:              Duration(4 * time.Hour),
 			QueueReturn:           Duration(5 * 24 * time.Hour),
+		},
+		// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
+		Load: LoadControl{
+			QueueLA:  float64(8 * runtime.NumCPU()),
+			RefuseLA: float64(12 * runtime.NumCPU()),
+			Delay:    Duration(time.Second),
 		},
 	}
 }
@@ -159,7 +182,37 @@ func (c *Config) Validate() error {
 	}
 	c.Routes = routes
 	c.validateQueue(bad)
+	c.Load.validate(bad)
 	return errors.Join(errs...)
+}
+
+func (l *LoadControl) validate(bad func(key, format string, args ...any)) {
+	for key, v := range map[string]float64{
+		"load.queue_la":           l.QueueLA,
+		"load.delay_la":           l.DelayLA,
+		"load.refuse_la":          l.RefuseLA,
+		"load.queue_depth_queue":  float64(l.QueueDepthQueue),
+		"load.queue_depth_delay":  float64(l.QueueDepthDelay),
+		"load.queue_depth_refuse": float64(l.QueueDepthRefuse),
+		"load.max_sessions":       float64(l.MaxSessions),
+	} {
+		if v < 0 {
+			bad(key, "must not be negative (0 turns it off)")
+		}
+	}
+	// Refusing below the queueing threshold would skip the gentler step
+	// (sendmail TUNING: RefuseLA above QueueLA).
+	if l.RefuseLA > 0 && l.QueueLA > 0 && l.RefuseLA < l.QueueLA {
+		bad("load.refuse_la", "%v is below load.queue_la %v (defaults: 12 and 8 per CPU)", l.RefuseLA, l.QueueLA)
+	}
+	if l.QueueDepthRefuse > 0 && l.QueueDepthQueue > 0 && l.QueueDepthRefuse < l.QueueDepthQueue {
+		bad("load.queue_depth_refuse", "%d is below load.queue_depth_queue %d", l.QueueDepthRefuse, l.QueueDepthQueue)
+	}
+	if l.Delay < 0 {
+		bad("load.delay", "must not be negative")
+	} else if l.Delay == 0 && (l.DelayLA > 0 || l.QueueDepthDelay > 0) {
+		bad("load.delay", "must be positive when load.delay_la or load.queue_depth_delay is set, e.g. \"1s\"")
+	}
 }
 
 // ListsDB is the path of the lists database.

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,44 @@ func TestDefaultsAreValid(t *testing.T) {
 	if cfg.Listen != "127.0.0.1:2525" || cfg.DataDir != "fanmail-data" || cfg.Queue.SuperSafe.V != queuegroups.SafeTrue ||
 		cfg.Queue.RecipientsPerEnvelope != 100 || cfg.MaxMessageSize != 25<<20 || cfg.Hostname == "" {
 		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestLoadControlDefaults(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := float64(runtime.NumCPU())
+	want := LoadControl{QueueLA: 8 * n, RefuseLA: 12 * n, Delay: Duration(time.Second)}
+	if cfg.Load != want {
+		t.Errorf("load defaults: %+v, want %+v (sendmail's QueueLA and RefuseLA per CPU, depth and sessions off)", cfg.Load, want)
+	}
+}
+
+func TestLoadControlOverrides(t *testing.T) {
+	cfg, err := load(t, `
+[load]
+queue_la = 6
+delay_la = 4.5
+refuse_la = 0
+queue_depth_queue = 10000
+queue_depth_delay = 20000
+queue_depth_refuse = 50000
+max_sessions = 200
+delay = "250ms"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LoadControl{QueueLA: 6, DelayLA: 4.5, QueueDepthQueue: 10000, QueueDepthDelay: 20000,
+		QueueDepthRefuse: 50000, MaxSessions: 200, Delay: Duration(250 * time.Millisecond)}
+	if cfg.Load != want {
+		t.Errorf("load: %+v, want %+v", cfg.Load, want)
+	}
+	// A refuse threshold of 0 is off, so it does not have to exceed queue_la.
+	if _, err := load(t, "[load]\nqueue_la = 50\nrefuse_la = 0"); err != nil {
+		t.Errorf("refuse_la off with queue_la set: %v", err)
 	}
 }
 
@@ -92,6 +131,19 @@ func TestBadConfigs(t *testing.T) {
 		{"[[queue.rule]]\ndomains = [\"*gmail.com\"]\ngroup = \"default\"", `domain pattern "*gmail.com"`},
 		{"[[queue.rule]]\ngroup = \"default\"", "queue.rule[0]: needs domains"},
 		{"[[queue.group]]\nname = \"big\"\npath = \"q\"\nrunners = -1", "must not be negative"},
+		{"[load]\nqueue_la = -1", "load.queue_la: must not be negative"},
+		{"[load]\ndelay_la = -0.5", "load.delay_la: must not be negative"},
+		{"[load]\nrefuse_la = -2", "load.refuse_la: must not be negative"},
+		{"[load]\nqueue_depth_queue = -1", "load.queue_depth_queue: must not be negative"},
+		{"[load]\nqueue_depth_delay = -1", "load.queue_depth_delay: must not be negative"},
+		{"[load]\nqueue_depth_refuse = -1", "load.queue_depth_refuse: must not be negative"},
+		{"[load]\nmax_sessions = -1", "load.max_sessions: must not be negative"},
+		{"[load]\nqueue_la = 20\nrefuse_la = 10", "load.refuse_la: 10 is below load.queue_la 20"},
+		{"[load]\nqueue_depth_queue = 5000\nqueue_depth_refuse = 1000", "load.queue_depth_refuse: 1000 is below load.queue_depth_queue 5000"},
+		{"[load]\ndelay = \"-1s\"", "load.delay: must not be negative"},
+		{"[load]\ndelay_la = 4\ndelay = \"0s\"", "load.delay: must be positive when load.delay_la"},
+		{"[load]\ndelay = \"a while\"", `"a while" is not a duration`},
+		{"[load]\nmax_session = 10", "unknown key load.max_session"},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)

@@ -2,7 +2,8 @@
 // side. It accepts a post only for addresses the expander recognises (no
 // relaying), hands the message to the expander and then to the queue,
 // and answers 250 with the queue ID only once the queue says the message
-// is durable.
+// is durable. Under load it queues only, slows down or refuses at
+// connect (load.go), so it never accepts faster than fanmail delivers.
 package ingress
 
 import (
@@ -42,6 +43,7 @@ type Config struct {
 	MaxRecipients  int           // per transaction; 0 means 1000
 	ReadTimeout    time.Duration // 0 means 5 minutes (RFC 5321 §4.5.3.2)
 	WriteTimeout   time.Duration
+	Load           Load // load control; the zero value turns it off
 	Logger         *slog.Logger
 }
 
@@ -53,7 +55,8 @@ type Server struct {
 	queue Queue
 	ids   *queuegroups.IDSource
 	smtp  *smtp.Server
-	ln    net.Listener
+	ln    *loadListener
+	load  *loadMonitor
 
 	// inData counts DATA commands being processed, so shutdown can wait
 	// until every message that may get a 250 is on disk.
@@ -74,7 +77,8 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids}
+	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
+		load: newLoadMonitor(cfg.Load, cfg.Logger)}
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
 	srv.Domain = cfg.Hostname
@@ -94,7 +98,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
-	s.ln = ln
+	s.ln = &loadListener{Listener: ln, s: s}
 	return nil
 }
 
@@ -118,6 +122,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 		s.smtp.Close()
 	}
 	s.inData.Wait()
+	if s.ln != nil {
+		s.ln.rejects.Wait()
+	}
 }
 
 // NewSession implements smtp.Backend.
@@ -156,6 +163,7 @@ func (ss *session) Reset() {
 func (ss *session) Logout() error { return nil }
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	ss.srv.load.pace()
 	if from != "" {
 		if _, err := address.Parse(from); err != nil {
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
@@ -167,6 +175,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.srv.load.pace()
 	mbox, err := address.Parse(to)
 	if err != nil {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
@@ -211,6 +220,7 @@ func (ss *session) Data(r io.Reader) error {
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading message"}
 	}
+	s.load.pace()
 	ctx := context.Background()
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
@@ -225,13 +235,19 @@ func (ss *session) Data(r io.Reader) error {
 		return errTempStore
 	}
 	rcpts := msg.Recipients()
+	queueOnly := s.load.current()&stateQueue != 0
+	if queueOnly {
+		// Accept, but leave delivery to the next queue run while the
+		// system catches up (sendmail QueueLA).
+		msg.Mode = queuegroups.ModeQueue
+	}
 	if rcpts > 0 {
 		if err := s.queue.Enqueue(ctx, msg); err != nil {
 			s.log.Error("cannot queue message", "qid", id, "err", err)
 			return errTempStore
 		}
 	}
-	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts)
+	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts, "queue_only", queueOnly)
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}

@@ -27,12 +27,20 @@ func (noDelivery) Deliver(context.Context, delivery.Envelope) []delivery.Result 
 type fixture struct {
 	addr     string
 	queue    *queuegroups.Queue
+	modes    *modeRecorder
 	spoolDir string
 }
 
 // start runs a real server on loopback with a real list store, expander
 // and queue; only the runners are left off.
 func start(t *testing.T, maxSize int64) *fixture {
+	t.Helper()
+	return startWith(t, Config{MaxMessageSize: maxSize})
+}
+
+// startWith is start with the caller's Config; the listen address,
+// hostname and timeouts are filled in.
+func startWith(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := lists.Open(filepath.Join(dir, "lists.db"))
@@ -53,9 +61,10 @@ func start(t *testing.T, maxSize int64) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{Listen: "127.0.0.1:0", Hostname: "fanmail.test", MaxMessageSize: maxSize,
-		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
-		expander.New(store, "fanmail.test", q.Router()), q, queuegroups.NewIDSource())
+	cfg.Listen, cfg.Hostname = "127.0.0.1:0", "fanmail.test"
+	cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 5*time.Second
+	modes := &modeRecorder{Queue: q}
+	srv := New(cfg, expander.New(store, "fanmail.test", q.Router()), modes, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +75,7 @@ func start(t *testing.T, maxSize int64) *fixture {
 		srv.Shutdown(ctx)
 		q.Close(ctx)
 	})
-	return &fixture{addr: srv.Addr().String(), queue: q, spoolDir: spool}
+	return &fixture{addr: srv.Addr().String(), queue: q, modes: modes, spoolDir: spool}
 }
 
 // spoolConfig is a spool in dir whose default group cuts envelopes of 2.

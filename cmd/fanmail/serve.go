@@ -75,7 +75,21 @@ func runServe(c *cli.Context) error {
 		Listen:         cfg.Listen,
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: int64(cfg.MaxMessageSize),
-		Logger:         log,
+		Load: ingress.Load{
+			QueueLA:          cfg.Load.QueueLA,
+			DelayLA:          cfg.Load.DelayLA,
+			RefuseLA:         cfg.Load.RefuseLA,
+			QueueDepthQueue:  cfg.Load.QueueDepthQueue,
+			QueueDepthDelay:  cfg.Load.QueueDepthDelay,
+			QueueDepthRefuse: cfg.Load.QueueDepthRefuse,
+			MaxSessions:      cfg.Load.MaxSessions,
+			Delay:            cfg.Load.Delay.D(),
+			// The one place that knows how to count the spool's
+			// pending recipients; ingress samples it at most every
+			// 250ms.
+			QueueDepth: func() int { return queue.Stats().Recipients },
+		},
+		Logger: log,
 	}, exp, queue, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		queue.Close(context.Background())
