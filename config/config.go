@@ -215,6 +215,9 @@ func (l *LoadControl) validate(bad func(key, format string, args ...any)) {
 	}
 }
 
+// AdminSocket is the unix socket the queue tools reach a running server on.
+func (c *Config) AdminSocket() string { return filepath.Join(c.DataDir, "control.sock") }
+
 // ListsDB is the path of the lists database.
 func (c *Config) ListsDB() string { return filepath.Join(c.DataDir, "lists.db") }
 

@@ -31,6 +31,7 @@ func newApp() *cli.App {
 			serveCommand(),
 			listCommand(),
 			memberCommand(),
+			queueCommand(),
 			configCommand(),
 		},
 		HideHelpCommand: true,

@@ -96,6 +96,11 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	queue.Start()
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	if err := queue.ServeAdmin(adminCtx, cfg.AdminSocket()); err != nil {
+		log.Warn("queue tools will read the spool directly", "err", err)
+	}
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	log.Info("fanmail started", "listen", srv.Addr().String(), "hostname", cfg.Hostname,
 		"data_dir", dataDir, "lists_db", cfg.ListsDB(), "queue_groups", len(spoolCfg.Groups))

@@ -1,0 +1,179 @@
+package queuegroups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+)
+
+// The queue tools (fanmail queue, show, flush, delete) talk to a running
+// server over a unix socket in its data directory, so their answers are
+// the live queue's; the socket's file mode keeps other users out.
+
+// AdminHandler serves the queue tools' requests:
+//
+//	GET    /queue?top=N&limit=N  []DirSummary
+//	GET    /queue/{id}           MessageDetail
+//	POST   /flush?group=&domain= {"moved": N}
+//	DELETE /queue/{id}           {"dropped": N}
+func (q *Queue) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
+		top, _ := strconv.Atoi(r.URL.Query().Get("top"))
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		writeJSON(w, http.StatusOK, q.Summary(top, limit))
+	})
+	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
+		md, err := q.Show(r.PathValue("id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, md)
+	})
+	mux.HandleFunc("POST /flush", func(w http.ResponseWriter, r *http.Request) {
+		moved, err := q.Flush(r.URL.Query().Get("group"), r.URL.Query().Get("domain"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"moved": moved})
+	})
+	mux.HandleFunc("DELETE /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
+		dropped, err := q.Delete(r.PathValue("id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"dropped": dropped})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, ErrNoMessage) || errors.Is(err, ErrNoGroup) {
+		code = http.StatusNotFound
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// ServeAdmin listens on the unix socket at path (replacing a stale one:
+// the caller holds the queue's directory locks, so no other server owns
+// it) and serves AdminHandler until ctx ends.
+func (q *Queue) ServeAdmin(ctx context.Context, path string) error {
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("queue admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("queue admin socket: %w", err)
+	}
+	srv := &http.Server{Handler: q.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		os.Remove(path)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			q.log.Error("queue admin socket stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// AdminClient calls a running server's AdminHandler over its socket.
+type AdminClient struct {
+	http *http.Client
+}
+
+// ErrNoServer means nothing answers on the admin socket.
+var ErrNoServer = errors.New("no fanmail server is running on this data directory")
+
+// DialAdmin returns a client for the server whose socket is at path, or
+// ErrNoServer when none answers there.
+func DialAdmin(path string) (*AdminClient, error) {
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w (socket %s: %v)", ErrNoServer, path, err)
+	}
+	conn.Close()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &AdminClient{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+}
+
+func (c *AdminClient) do(method, path string, query url.Values, out any) error {
+	u := url.URL{Scheme: "http", Host: "fanmail", Path: path, RawQuery: query.Encode()}
+	req, err := http.NewRequest(method, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("queue admin %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("queue admin %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusNotFound {
+				return errors.New(e.Error)
+			}
+			return fmt.Errorf("server: %s", e.Error)
+		}
+		return fmt.Errorf("queue admin %s %s: %s", method, path, resp.Status)
+	}
+	return json.Unmarshal(body, out)
+}
+
+// Summary is Queue.Summary on the server.
+func (c *AdminClient) Summary(top, limit int) ([]DirSummary, error) {
+	var out []DirSummary
+	err := c.do("GET", "/queue", url.Values{"top": {strconv.Itoa(top)}, "limit": {strconv.Itoa(limit)}}, &out)
+	return out, err
+}
+
+// Show is Queue.Show on the server.
+func (c *AdminClient) Show(id string) (MessageDetail, error) {
+	var out MessageDetail
+	err := c.do("GET", "/queue/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// Flush is Queue.Flush on the server.
+func (c *AdminClient) Flush(group, domain string) (int, error) {
+	var out map[string]int
+	err := c.do("POST", "/flush", url.Values{"group": {group}, "domain": {domain}}, &out)
+	return out["moved"], err
+}
+
+// Delete is Queue.Delete on the server.
+func (c *AdminClient) Delete(id string) (int, error) {
+	var out map[string]int
+	err := c.do("DELETE", "/queue/"+url.PathEscape(id), nil, &out)
+	return out["dropped"], err
+}
