@@ -1,0 +1,325 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"fanmail/internal/fakenet"
+)
+
+// concurrency tracks DATA transactions in progress at the sinks, per
+// queue group (by domain prefix) and in all.
+type concurrency struct {
+	mu      sync.Mutex
+	now     map[string]int
+	peak    map[string]int
+	all     int
+	peakAll int
+}
+
+func (c *concurrency) hook(group string, hold time.Duration) func(fakenet.Delivery) error {
+	return func(fakenet.Delivery) error {
+		c.mu.Lock()
+		c.now[group]++
+		c.all++
+		c.peak[group] = max(c.peak[group], c.now[group])
+		c.peakAll = max(c.peakAll, c.all)
+		c.mu.Unlock()
+		time.Sleep(hold)
+		c.mu.Lock()
+		c.now[group]--
+		c.all--
+		c.mu.Unlock()
+		return nil
+	}
+}
+
+// TestRunnerCapsAtTheSinks: two groups of 3 runners under a global cap of
+// 4; the sinks never see more transactions at once than that.
+func TestRunnerCapsAtTheSinks(t *testing.T) {
+	t.Parallel()
+	var domains, bDomains []string
+	for i := 0; i < 5; i++ {
+		domains = append(domains, fmt.Sprintf("a%02d.test", i))
+		b := fmt.Sprintf("b%02d.test", i)
+		domains = append(domains, b)
+		bDomains = append(bDomains, `"`+b+`"`)
+	}
+	c := &concurrency{now: map[string]int{}, peak: map[string]int{}}
+	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{DataHook: c.hook(d[:1], 20*time.Millisecond)}
+	})
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), fmt.Sprintf(`
+[queue]
+runners = 3
+recipients_per_envelope = 10
+max_queue_children = 4
+[[queue.group]]
+name = "b"
+path = "queue-b"
+[[queue.rule]]
+domains = [%s]
+group = "b"
+`, strings.Join(bDomains, ", ")))
+	counts := make([]int, len(domains))
+	for i := range counts {
+		counts[i] = 100
+	}
+	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	file, members := membersFile(t, domains, counts)
+	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+	p := startFanmail(t, cfg)
+	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
+	n.waitDelivered(t, len(members), 60*time.Second, p)
+	if c.peak["a"] > 3 || c.peak["b"] > 3 {
+		t.Errorf("peak transactions per group a=%d b=%d, want at most 3 (runners)", c.peak["a"], c.peak["b"])
+	}
+	if c.peakAll > 4 {
+		t.Errorf("peak transactions over all groups %d, want at most 4 (max_queue_children)", c.peakAll)
+	}
+	if c.peakAll < 4 {
+		t.Errorf("peak transactions %d never reached the cap of 4: the test proves nothing", c.peakAll)
+	}
+	for _, d := range domains {
+		if got := n.sinks[d].Transactions(); got != 10 {
+			t.Errorf("%s: %d transactions for 100 members at r=10, want 10", d, got)
+		}
+	}
+	p.stop(t)
+}
+
+// TestSmallPostDuringBigFanout: a 10-member list's post, sent while a
+// 100,000-member fan-out is delivering, is delivered within seconds and
+// before the fan-out ends.
+func TestSmallPostDuringBigFanout(t *testing.T) {
+	t.Parallel()
+	big := testDomains(100)
+	small := []string{"small0.test", "small1.test"}
+	n := newFakeNet(t, append(append([]string{}, big...), small...), func(d string) fakenet.SinkOptions {
+		o := fakenet.SinkOptions{DiscardBodies: true}
+		if !strings.HasPrefix(d, "small") {
+			// Slow the fan-out down so it is surely still running.
+			o.DataHook = func(fakenet.Delivery) error { time.Sleep(15 * time.Millisecond); return nil }
+		}
+		return o
+	})
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nrunners = 16\n")
+	counts := make([]int, len(big))
+	for i := range counts {
+		counts[i] = 1000
+	}
+	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	file, members := membersFile(t, big, counts)
+	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+	fanmailCLI(t, cfg, "", "list", "create", "small@lists.example.org")
+	var smallMembers strings.Builder
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&smallMembers, "m%d@%s\n", i, small[i%2])
+	}
+	fanmailCLI(t, cfg, smallMembers.String(), "member", "add", "small@lists.example.org", "--file", "-")
+
+	p := startFanmail(t, cfg)
+	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
+	n.waitDelivered(t, 2000, 60*time.Second, p)
+	start := time.Now()
+	postTo(t, p.addr, "poster@example.org", "small@lists.example.org",
+		strings.Replace(e2ePost, "e2e-1@", "small-1@", 1))
+	for n.sinks[small[0]].RecipientsDelivered()+n.sinks[small[1]].RecipientsDelivered() < 10 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the small post was not delivered within 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	took := time.Since(start)
+	bigDone := n.delivered() - 10
+	t.Logf("small post delivered in %v, with %d of %d fan-out recipients delivered", took, bigDone, len(members))
+	if bigDone >= len(members) {
+		t.Errorf("the fan-out finished before the small post: nothing was shown")
+	}
+	if took > 5*time.Second {
+		t.Errorf("small post took %v during the fan-out, want seconds at most", took)
+	}
+	n.waitDelivered(t, len(members)+10, 3*time.Minute, p)
+	p.stop(t)
+}
+
+// TestQueueTools runs the queue commands against a running server whose
+// MXs defer everything, then against the spool with the server stopped.
+func TestQueueTools(t *testing.T) {
+	t.Parallel()
+	domains := testDomains(2)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	n := newFakeNet(t, domains, func(string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{RcptHook: func(_, to string) error {
+			if refuse.Load() {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "try later"}
+			}
+			return nil
+		}}
+	})
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1h\"\nretry_max = \"1h\"\n")
+	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	fanmailCLI(t, cfg, "a@d00.test\nb@d00.test\nc@d01.test\n", "member", "add", e2eList, "--file", "-")
+	p := startFanmail(t, cfg)
+	keep := postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
+	drop := postTo(t, p.addr, "poster@example.org", e2eList, strings.Replace(e2ePost, "e2e-1@", "e2e-2@", 1))
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(p.log.String(), "status=deferred") < 6 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // until every recipient had its first attempt
+	}
+
+	out := fanmailCLI(t, cfg, "", "queue")
+	for _, want := range []string{"GROUP", "default", "queue-control", "top domains: d00.test 4, d01.test 2", keep, drop, "6 recipients pending"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fanmail queue lacks %q:\n%s", want, out)
+		}
+	}
+	show := fanmailCLI(t, cfg, "", "queue", "show", keep)
+	for _, want := range []string{"envelope to d00.test via group default", "pending   a@d00.test", "451 4.7.0 try later", "sender <owner-" + e2eList + ">"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("fanmail queue show lacks %q:\n%s", want, show)
+		}
+	}
+	if out := fanmailCLI(t, cfg, "", "queue", "delete", drop); !strings.Contains(out, "deleted "+drop+" (3 pending recipients dropped)") {
+		t.Errorf("queue delete said %q", out)
+	}
+	refuse.Store(false)
+	if out := fanmailCLI(t, cfg, "", "queue", "flush", "--domain", "D00.test"); !strings.Contains(out, "1 deferred envelopes are due now") {
+		t.Errorf("queue flush --domain said %q", out)
+	}
+	n.waitDelivered(t, 2, 20*time.Second, p)
+	p.stop(t)
+
+	// With the server stopped the tools read the spool itself.
+	cmd := exec.Command(fanmailBinary(t), "--config", cfg, "queue")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("offline queue listing: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "no server running; reading the queue directly") ||
+		!strings.Contains(stdout.String(), "1 recipients pending") || strings.Contains(stdout.String(), drop) {
+		t.Errorf("offline listing:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	cmd = exec.Command(fanmailBinary(t), "--config", cfg, "queue", "flush")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "retried when fanmail serve starts") {
+		t.Errorf("offline flush: %v %s", err, out)
+	}
+	if out := fanmailCLI(t, cfg, "", "queue", "delete", keep); !strings.Contains(out, "1 pending recipients dropped") {
+		t.Errorf("offline delete said %q", out)
+	}
+	if out := fanmailCLI(t, cfg, "", "queue"); !strings.Contains(out, "0 recipients pending") {
+		t.Errorf("after offline delete:\n%s", out)
+	}
+}
+
+// TestCrashSoakAcrossGroups kills the server with SIGKILL at random
+// moments while posts fan out over three groups (one with two
+// directories), restarting it each time: every recipient of every post
+// is delivered, duplicates stay within what was in flight at the kills,
+// and the journals never hold a record replay cannot read.
+func TestCrashSoakAcrossGroups(t *testing.T) {
+	t.Parallel()
+	kills := 4
+	if s := os.Getenv("FANMAIL_SOAK_KILLS"); s != "" {
+		fmt.Sscan(s, &kills)
+	}
+	domains := testDomains(30)
+	var bRule, cRule []string
+	for _, d := range domains[10:20] {
+		bRule = append(bRule, `"`+d+`"`)
+	}
+	for _, d := range domains[20:] {
+		cRule = append(cRule, `"`+d+`"`)
+	}
+	n := newFakeNet(t, domains, func(string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{DiscardBodies: true, DataHook: func(fakenet.Delivery) error {
+			time.Sleep(time.Duration(rand.IntN(4)) * time.Millisecond)
+			return nil
+		}}
+	})
+	dataDir := filepath.Join(t.TempDir(), "data")
+	for _, d := range []string{"b/q1", "b/q2"} {
+		if err := os.MkdirAll(filepath.Join(dataDir, d), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const runners, r = 8, 10
+	cfg := n.writeConfig(t, dataDir, fmt.Sprintf(`
+[queue]
+runners = %d
+recipients_per_envelope = %d
+retry_min = "1s"
+retry_max = "2s"
+[[queue.group]]
+name = "b"
+path = "b/q*"
+[[queue.group]]
+name = "c"
+path = "queue-c"
+recipients_per_envelope = 7
+[[queue.rule]]
+domains = [%s]
+group = "b"
+[[queue.rule]]
+domains = [%s]
+group = "c"
+`, runners, r, strings.Join(bRule, ", "), strings.Join(cRule, ", ")))
+	counts := make([]int, len(domains))
+	for i := range counts {
+		counts[i] = 100
+	}
+	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	file, members := membersFile(t, domains, counts)
+	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+
+	var logs strings.Builder
+	for i := 0; i <= kills; i++ {
+		p := startFanmail(t, cfg)
+		postTo(t, p.addr, "poster@example.org", e2eList, strings.Replace(e2ePost, "e2e-1@", fmt.Sprintf("soak-%d@", i), 1))
+		if i == kills {
+			n.waitDelivered(t, (kills+1)*len(members), 2*time.Minute, p)
+			time.Sleep(300 * time.Millisecond)
+			p.stop(t)
+		} else {
+			time.Sleep(time.Duration(20+rand.IntN(400)) * time.Millisecond)
+			p.kill(t)
+		}
+		logs.WriteString(p.log.String())
+	}
+	dups := 0
+	for _, s := range n.sinks {
+		dups += s.Duplicates()
+	}
+	for i := 0; i <= kills; i++ {
+		key := fmt.Sprintf("<soak-%d@example.org>", i)
+		for _, m := range members {
+			count := 0
+			for _, s := range n.sinks {
+				count += s.PairCount(key, m)
+			}
+			if count == 0 {
+				t.Fatalf("post %d never reached %s", i, m)
+			}
+		}
+	}
+	// Only envelopes in flight at a kill may go out twice.
+	if limit := kills * runners * 3 * r; dups > limit {
+		t.Errorf("%d duplicate deliveries over %d kills, more than in flight could explain (%d)", dups, kills, limit)
+	}
+	if strings.Contains(logs.String(), "skipping unreadable record") {
+		t.Errorf("replay met an unreadable record:\n%s", logs.String())
+	}
+	t.Logf("%d kills, %d posts of %d recipients, %d duplicates", kills, kills+1, len(members), dups)
+}
