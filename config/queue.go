@@ -234,3 +234,24 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 	}
 	return sc, nil
 }
+
+// SpoolSummary describes the queue groups and rules in effect, with
+// inherited values filled in and globs expanded, as TOML comments for
+// `fanmail config check`.
+func (c *Config) SpoolSummary() string {
+	sc, err := c.Spool(nil)
+	if err != nil {
+		return fmt.Sprintf("# queue groups: %v\n", err)
+	}
+	var b strings.Builder
+	b.WriteString("\n# queue groups in effect:\n")
+	for _, g := range sc.Groups {
+		fmt.Fprintf(&b, "#   %-10s runners=%d recipients_per_envelope=%d interval=%v min_queue_age=%v dirs=%s\n",
+			g.Name, g.Runners, g.RecipientsPerEnvelope, g.Interval, g.MinQueueAge, strings.Join(g.Dirs, ","))
+	}
+	for _, r := range sc.Rules {
+		fmt.Fprintf(&b, "#   rule: %s -> %s\n", strings.Join(r.Patterns, ", "), r.Group)
+	}
+	b.WriteString("#   every other domain -> default\n")
+	return b.String()
+}

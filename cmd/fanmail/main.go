@@ -78,7 +78,7 @@ func configCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprint(c.App.Writer, cfg.String())
+				fmt.Fprint(c.App.Writer, cfg.String(), cfg.SpoolSummary())
 				return nil
 			},
 		}},
