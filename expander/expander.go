@@ -50,28 +50,79 @@ type Expander struct {
 	hostname string
 	router   Router
 
-	mu      sync.Mutex
-	version int64
-	members map[string][]string // list → members, valid while version holds
+	mu        sync.Mutex
+	version   int64
+	checked   time.Time           // when version was last read from the store
+	members   map[string][]string // list → members, valid while version holds
+	addresses map[string]string   // lowercase address → list address, "" = not a list
 }
+
+// versionTTL bounds how stale the caches can be: the store's version is
+// read at most this often, so a busy server does not query SQLite on
+// every RCPT, and a list change made from the CLI is seen within it.
+const versionTTL = 50 * time.Millisecond
 
 // New returns an expander that routes each domain to a queue group and
 // cuts envelopes of that group's size.
 func New(store Store, hostname string, router Router) *Expander {
-	return &Expander{store: store, hostname: hostname, router: router, members: map[string][]string{}}
+	return &Expander{store: store, hostname: hostname, router: router,
+		members: map[string][]string{}, addresses: map[string]string{}}
 }
 
 // Lookup returns the canonical address of the list rcpt names, or
 // ErrUnknownRecipient. Lookup is case-insensitive.
 func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
-	l, err := x.store.GetList(ctx, rcpt)
-	if errors.Is(err, lists.ErrNoList) {
+	key := strings.ToLower(rcpt)
+	if err := x.refresh(ctx); err != nil {
+		return "", err
+	}
+	x.mu.Lock()
+	v := x.version
+	list, ok := x.addresses[key]
+	x.mu.Unlock()
+	if !ok {
+		l, err := x.store.GetList(ctx, rcpt)
+		switch {
+		case errors.Is(err, lists.ErrNoList):
+		case err != nil:
+			return "", fmt.Errorf("look up %s: %w", rcpt, err)
+		default:
+			list = l.Address
+		}
+		x.mu.Lock()
+		if v == x.version {
+			x.addresses[key] = list
+		}
+		x.mu.Unlock()
+	}
+	if list == "" {
 		return "", ErrUnknownRecipient
 	}
-	if err != nil {
-		return "", fmt.Errorf("look up %s: %w", rcpt, err)
+	return list, nil
+}
+
+// refresh reads the store's version if the last read is older than
+// versionTTL, and empties the caches when it changed.
+func (x *Expander) refresh(ctx context.Context) error {
+	x.mu.Lock()
+	fresh := time.Since(x.checked) < versionTTL
+	x.mu.Unlock()
+	if fresh {
+		return nil
 	}
-	return l.Address, nil
+	v, err := x.store.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("list store version: %w", err)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.checked = time.Now()
+	if v != x.version {
+		x.version = v
+		clear(x.members)
+		clear(x.addresses)
+	}
+	return nil
 }
 
 // Post is one accepted message as ingress hands it over.
@@ -121,16 +172,12 @@ func BounceAddress(list string) string { return "owner-" + list }
 
 // Members returns a list's members, cached until the store changes.
 func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
-	v, err := x.store.Version(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list store version: %w", err)
+	if err := x.refresh(ctx); err != nil {
+		return nil, err
 	}
 	key := strings.ToLower(list)
 	x.mu.Lock()
-	if v != x.version {
-		x.version = v
-		clear(x.members)
-	}
+	v := x.version
 	cached, ok := x.members[key]
 	x.mu.Unlock()
 	if ok {

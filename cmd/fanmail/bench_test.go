@@ -43,16 +43,22 @@ func BenchmarkFanout10k(b *testing.B) {
 
 // BenchmarkAcceptSmallPosts measures how fast the server answers 250 to
 // one-recipient posts, each durable (fsynced) before its 250, from one
-// client posting in a row and from 16 clients at once. Delivery runs
-// alongside, as in production.
+// client posting in a row and from 16 clients at once. In background mode
+// delivery runs alongside, as in production; queue mode measures
+// acceptance alone.
 func BenchmarkAcceptSmallPosts(b *testing.B) {
-	for _, clients := range []int{1, 16} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+	for _, bc := range []struct {
+		clients int
+		mode    string
+	}{{1, "background"}, {16, "background"}, {16, "queue"}} {
+		clients := bc.clients
+		b.Run(fmt.Sprintf("clients=%d/mode=%s", clients, bc.mode), func(b *testing.B) {
 			domains := testDomains(1)
 			n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
 				return fakenet.SinkOptions{DiscardBodies: true}
 			})
-			cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "")
+			cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"),
+				fmt.Sprintf("[queue]\ndelivery_mode = %q\ninterval = \"1h\"\n", bc.mode))
 			fanmailCLI(b, cfg, "", "list", "create", e2eList)
 			fanmailCLI(b, cfg, "solo@d00.test\n", "member", "add", e2eList, "--file", "-")
 			p := startFanmail(b, cfg)
