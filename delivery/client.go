@@ -159,7 +159,14 @@ func (c *conn) startTLS(ctx context.Context, mode TLSMode, a *Agent) error {
 		return localError(false, "4.7.5", "STARTTLS", c.relay, &tlsError{err}, "TLS handshake with %s: %v", c.relay, err)
 	}
 	c.nc, c.tp, c.tls = tc, textproto.NewConn(tc), true
-	return c.ehlo()
+	err = c.ehlo()
+	var de *Error
+	if errors.As(err, &de) && de.Code == 0 {
+		// TLS 1.3 reports a server's refusal (say, of a missing client
+		// certificate) only at the first read after the handshake.
+		return localError(false, "4.7.5", "STARTTLS", c.relay, &tlsError{err}, "TLS session with %s failed: %v", c.relay, err)
+	}
+	return err
 }
 
 // cmd sends one command and reads its reply.
