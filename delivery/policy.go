@@ -79,7 +79,7 @@ type ReplyRule struct {
 // (the server is closing: overloaded or throttling) halves concurrency.
 var DefaultReplyRules = []ReplyRule{
 	{Code: "421 4.7.28", Action: ActionSuspend, Suspend: 15 * time.Minute},                // Gmail: unusual rate
-	{Code: "421 4.7.0", Text: "[TS0", Action: ActionSuspend, Suspend: 30 * time.Minute},   // Yahoo: temporarily deferred
+	{Code: "421 4.7.0", Text: "[TS", Action: ActionSuspend, Suspend: 30 * time.Minute},    // Yahoo: temporarily deferred
 	{Code: "451 4.7.500", Action: ActionSuspend, Suspend: 5 * time.Minute},                // Outlook: server busy
 	{Code: "4", Text: "try again later", Action: ActionSuspend, Suspend: 2 * time.Minute}, // generic throttling
 	{Code: "421", Action: ActionHalve},
