@@ -213,7 +213,12 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 					return err
 				}
 			}
-			stop := context.AfterFunc(ctx, func() { c.nc.Close() })
+			if err := t.a.pool.rateWait(ctx, t.dest); err != nil {
+				t.settleIdx(chunk, localError(false, "4.4.7", "", "", err, "delivery interrupted: %v", err))
+				break
+			}
+			nc := c.nc
+			stop := context.AfterFunc(ctx, func() { nc.Close() })
 			stale := c.send(t, chunk, c.txns > 0)
 			if !stop() {
 				// The socket was closed under the transaction: blame the

@@ -13,6 +13,9 @@ import (
 // destination had no free connection slot: soon, but not a busy loop.
 const busyRetry = 5 * time.Second
 
+// destForget is how long an unused MX group's state is kept.
+const destForget = 10 * time.Minute
+
 // Errors from acquiring a connection slot.
 var (
 	errBusy      = errors.New("destination busy")
@@ -37,6 +40,7 @@ type destination struct {
 	until     time.Time // suspended until
 	why       string    // reason for the suspension
 	nextStart time.Time // rate delay: earliest next transaction
+	lastUsed  time.Time // last handed a connection or slot
 	wake      chan struct{}
 }
 
@@ -67,9 +71,10 @@ func (p *pool) dest(key string, lim limits) *destination {
 	defer p.mu.Unlock()
 	d, ok := p.dests[key]
 	if !ok {
-		d = &destination{key: key, lim: lim, window: min(p.cfg.InitialConcurrency, lim.maxConns), wake: make(chan struct{})}
+		d = &destination{key: key, lim: lim, window: min(p.cfg.InitialConcurrency, lim.maxConns), wake: make(chan struct{}), lastUsed: p.now()}
 		p.dests[key] = d
 	}
+	d.lastUsed = p.now() // keeps the janitor from forgetting it under us
 	return d
 }
 
@@ -89,15 +94,24 @@ func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
 		}
 		if n := len(d.idle); n > 0 {
 			c := d.idle[n-1] // the most recently used is the least likely to have timed out
+			if p.now().Sub(c.idleSince) >= p.cfg.ConnIdleTimeout {
+				// The janitor has not got to it yet.
+				p.evictLocked(c)
+				p.mu.Unlock()
+				p.quitAll([]*conn{c})
+				continue
+			}
 			d.idle = d.idle[:n-1]
 			p.idle.Remove(c.elem)
+			d.lastUsed = p.now()
 			p.mu.Unlock()
 			return c, nil
 		}
 		if d.open < d.window {
 			d.open++
+			d.lastUsed = p.now()
 			p.mu.Unlock()
-			return nil, p.rateWait(ctx, d)
+			return nil, nil
 		}
 		wake := d.wake
 		p.mu.Unlock()
@@ -111,7 +125,8 @@ func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
 	}
 }
 
-// rateWait spaces transaction starts by the destination's rate delay.
+// rateWait spaces transaction starts to d by its rate delay (Postfix's
+// default_destination_rate_delay), on new and reused connections alike.
 func (p *pool) rateWait(ctx context.Context, d *destination) error {
 	if d.lim.rateDelay <= 0 {
 		return nil
@@ -130,7 +145,6 @@ func (p *pool) rateWait(ctx context.Context, d *destination) error {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			p.release(d, nil)
 			return ctx.Err()
 		}
 	}
@@ -182,13 +196,32 @@ func (p *pool) evictLocked(c *conn) *conn {
 	return c
 }
 
+// quitAll closes cs politely in the background; close waits for them.
+// Once the pool is shut, the caller waits instead, so nothing is added to
+// the wait group while close is waiting on it.
 func (p *pool) quitAll(cs []*conn) {
+	if len(cs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	shut := p.shut
+	if !shut {
+		p.wg.Add(len(cs))
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range cs {
-		p.wg.Add(1)
+		wg.Add(1)
 		go func() {
-			defer p.wg.Done()
+			defer wg.Done()
+			if !shut {
+				defer p.wg.Done()
+			}
 			c.quit()
 		}()
+	}
+	if shut {
+		wg.Wait()
 	}
 }
 
@@ -213,6 +246,13 @@ func (p *pool) janitor() {
 				closing = append(closing, p.evictLocked(c))
 			}
 		}
+		// Forget groups unused for a while, so the map does not grow with
+		// every domain ever seen; their window starts over next time.
+		for key, d := range p.dests {
+			if d.open == 0 && !now.Before(d.until) && now.Sub(d.lastUsed) > destForget {
+				delete(p.dests, key)
+			}
+		}
 		p.mu.Unlock()
 		p.quitAll(closing)
 	}
@@ -232,7 +272,7 @@ func (p *pool) close() {
 	}
 	p.mu.Unlock()
 	close(p.done)
-	p.quitAll(closing)
+	p.quitAll(closing) // shut: waits for the QUITs, in parallel
 	p.wg.Wait()
 }
 

@@ -257,3 +257,22 @@ func TestConcurrencyGrowsOnSuccess(t *testing.T) {
 		t.Errorf("window after 20 successes = %d, want the cap 4", s.Window)
 	}
 }
+
+func TestRateDelaySpacesTransactions(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.zoneMX("example.test", 60, sinkIP(0))
+	cfg := w.config()
+	cfg.RateDelay = 40 * time.Millisecond
+	a := w.agent(cfg)
+	start := time.Now()
+	for i := range 4 {
+		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", fmt.Sprint("r", i))))
+	}
+	if el := time.Since(start); el < 120*time.Millisecond {
+		t.Errorf("4 transactions took %v, want at least 3 rate delays (120ms)", el)
+	}
+	if n := w.sinks[0].Connections(); n != 1 {
+		t.Errorf("connections = %d, want 1", n)
+	}
+}
