@@ -12,10 +12,6 @@ import (
 	"time"
 )
 
-// quitTimeout bounds QUIT: every verdict is in by then, so a slow server
-// must not hold the delivery slot for a full command timeout.
-const quitTimeout = 10 * time.Second
-
 // Deliver makes one attempt at env and returns exactly one Result per
 // env.Recipients entry, in the same order. It never returns early without
 // a verdict: anything that is not a definite answer is Deferred.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -133,6 +134,12 @@ func TestLockStepWithoutPipelining(t *testing.T) {
 	// A second envelope reuses the connection with RSET, still lock-step.
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "c")))
 	a.Close()
+	// QUIT is sent without waiting for its reply: wait for the server.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, cmds, _, _, _ := s.stats(); cmds[len(cmds)-1] == "QUIT" {
+			break
+		}
+	}
 	conns, cmds, msgs, batches, violations := s.stats()
 	if violations != 0 || len(batches) != 0 {
 		t.Errorf("client pipelined without PIPELINING: %d early commands, %d groups", violations, len(batches))

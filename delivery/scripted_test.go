@@ -15,7 +15,7 @@ import (
 // answer DATA with 354 when no recipient was accepted, or hang up
 // mid-transaction.
 type scripted struct {
-	t  *testing.T
+	t  testing.TB
 	ln net.Listener
 	// ext are the EHLO keywords offered.
 	ext []string
@@ -35,7 +35,7 @@ type scripted struct {
 	violations int      // commands that arrived before the previous reply
 }
 
-func newScripted(t *testing.T, ip string, s *scripted) *scripted {
+func newScripted(t testing.TB, ip string, s *scripted) *scripted {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -111,6 +111,7 @@ func (s *scripted) serve(c net.Conn) {
 		return w.Flush() == nil
 	}
 	read := func() (string, bool) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		l, err := r.ReadString('\n')
 		if err != nil {
 			return "", false
