@@ -24,6 +24,7 @@ type Agent struct {
 	log         *slog.Logger
 	pool        *pool
 	tlsSessions tls.ClientSessionCache
+	tlsBroken   brokenTLS
 	closed      atomic.Bool
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -42,14 +43,49 @@ type conn struct {
 // mode forbids it, upgrades with STARTTLS. A failed handshake under
 // opportunistic TLS is retried once in plain text, since nothing in
 // opportunistic TLS may block delivery.
+// The failure is remembered for tlsRetryAfter so the next connections
+// to that relay go straight to plain text.
 func (a *Agent) dial(ctx context.Context, host, relay string, mode TLSMode) (*conn, error) {
+	if mode == TLSOpportunistic && a.tlsBroken.recent(relay) {
+		mode = TLSNone
+	}
 	c, err := a.dialOnce(ctx, host, relay, mode)
 	var te *tlsError
 	if mode == TLSOpportunistic && errors.As(err, &te) {
-		a.log.Info("TLS handshake failed, retrying without TLS", slog.String("relay", relay), slog.String("error", err.Error()))
+		a.log.Info("TLS failed, retrying without TLS", slog.String("relay", relay), slog.String("error", err.Error()))
+		a.tlsBroken.add(relay)
 		c, err = a.dialOnce(ctx, host, relay, TLSNone)
 	}
+	if err == nil {
+		a.log.Debug("connected", slog.String("host", host), slog.String("relay", relay), slog.Bool("tls", c.tls),
+			slog.Bool("pipelining", c.has("PIPELINING")))
+	}
 	return c, err
+}
+
+// tlsRetryAfter is how long a relay whose TLS failed is sent plain text.
+const tlsRetryAfter = time.Hour
+
+// brokenTLS remembers relays whose STARTTLS failed, bounded in size.
+type brokenTLS struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (b *brokenTLS) recent(relay string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.m[relay]
+	return ok && time.Since(t) < tlsRetryAfter
+}
+
+func (b *brokenTLS) add(relay string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || len(b.m) >= 10_000 {
+		b.m = map[string]time.Time{} // crude bound: forgetting costs one more failed handshake
+	}
+	b.m[relay] = time.Now()
 }
 
 // tlsError marks a STARTTLS handshake failure.

@@ -54,13 +54,29 @@ func (e *Error) status() Status {
 // replyError builds an Error from a reply line. RFC 5321 §4.2.1: the
 // first digit decides; anything but 5 is temporary here.
 func replyError(cmd string, code int, msg, relay string) *Error {
-	enh, text := splitEnhanced(msg)
+	enh, text := parseReply(msg)
 	return &Error{Permanent: code/100 == 5, Code: code, Enhanced: enh, Command: cmd, Line: text, Relay: relay}
 }
 
 // localError is a condition found on this side, with an RFC 3463 code.
 func localError(permanent bool, enhanced, cmd, relay string, cause error, format string, args ...any) *Error {
 	return &Error{Permanent: permanent, Enhanced: enhanced, Command: cmd, Line: fmt.Sprintf(format, args...), Relay: relay, Err: cause}
+}
+
+// parseReply splits a reply's text into its enhanced code and one line of
+// text: a multi-line reply repeats the code on every line (RFC 2034 §4),
+// which is kept once.
+func parseReply(msg string) (enh, text string) {
+	lines := strings.Split(msg, "\n")
+	enh, first := splitEnhanced(lines[0])
+	parts := []string{first}
+	for _, l := range lines[1:] {
+		if e, t := splitEnhanced(l); e == enh {
+			l = t
+		}
+		parts = append(parts, strings.TrimSpace(l))
+	}
+	return enh, strings.Join(parts, " ")
 }
 
 // splitEnhanced separates a leading RFC 2034 "x.y.z " from a reply's text.

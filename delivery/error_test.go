@@ -48,3 +48,11 @@ func TestSplitEnhanced(t *testing.T) {
 		}
 	}
 }
+
+func TestParseReplyMultiline(t *testing.T) {
+	t.Parallel()
+	enh, text := parseReply("5.7.1 The user or domain that you are sending to\n5.7.1 does not accept mail\nfrom you")
+	if enh != "5.7.1" || text != "The user or domain that you are sending to does not accept mail from you" {
+		t.Errorf("parseReply = %q, %q", enh, text)
+	}
+}

@@ -210,7 +210,7 @@ func (c *conn) data(t *txn, accepted []int) {
 		return
 	}
 	if code/100 == 2 {
-		enh, text := splitEnhanced(msg)
+		enh, text := parseReply(msg)
 		for _, i := range accepted {
 			t.set(i, Delivered, code, enh, text, c.relay)
 		}
