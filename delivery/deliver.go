@@ -120,6 +120,7 @@ func (t *txn) set(i int, st Status, code int, enhanced, text, relay string) {
 
 func (t *txn) setErr(i int, e *Error) {
 	t.set(i, e.status(), e.Code, e.Enhanced, e.Line, e.Relay)
+	t.results[i].Host = e.Host
 }
 
 // settleIdx gives every pending recipient in idx the verdict e.
@@ -216,6 +217,11 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 			nc := c.nc
 			stop := context.AfterFunc(ctx, func() { nc.Close() })
 			stale := c.send(t, chunk, c.txns > 0)
+			for _, i := range chunk {
+				if t.results[i].Relay == c.relay {
+					t.results[i].Host = c.host
+				}
+			}
 			if !stop() {
 				// The socket was closed under the transaction: blame the
 				// deadline, not the server.
@@ -309,6 +315,7 @@ func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
 				return c, nil
 			}
 			last = asError(err, &conn{relay: addr})
+			last.Host = mx.Host
 			t.apply(last)
 		}
 	}

@@ -225,11 +225,11 @@ func TestDeliverPerRecipientReplies(t *testing.T) {
 
 	res := a.Deliver(ctxT(t), envelope("example.test", "a", "busy", "b", "gone", "c"))
 	want := []Result{
-		{Recipient: "a@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
-		{Recipient: "busy@example.test", Status: Deferred, Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Relay: w.sinks[0].Addr()},
-		{Recipient: "b@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
-		{Recipient: "gone@example.test", Status: Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user", Relay: w.sinks[0].Addr()},
-		{Recipient: "c@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
+		{Recipient: "a@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "busy@example.test", Status: Deferred, Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "b@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "gone@example.test", Status: Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "c@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
 	}
 	if diff := cmp.Diff(want, res); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)

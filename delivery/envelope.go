@@ -54,6 +54,7 @@ type Result struct {
 	Enhanced  string // RFC 3463 status such as "5.1.1"; may be empty
 	Text      string // the remote reply text or a description of the local error
 	Relay     string // host:port of the MX that answered, if any
+	Host      string // that MX's host name, for a DSN's Remote-MTA
 	// RetryAfter, when positive, is how soon a Deferred recipient is worth
 	// retrying: short when the destination was only busy, the remaining
 	// time when it is suspended. Zero means the queue's normal backoff.

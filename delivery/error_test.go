@@ -56,3 +56,18 @@ func TestParseReplyMultiline(t *testing.T) {
 		t.Errorf("parseReply = %q, %q", enh, text)
 	}
 }
+
+func FuzzParseReply(f *testing.F) {
+	for _, s := range []string{"2.0.0 OK", "5.1.1 a\n5.1.1 b", "", "4.", "9.9.9 x", "5.1.1", "\n\n", "5.1.1 x\nnot coded"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		enh, text := parseReply(msg)
+		if enh != "" {
+			if e, _ := splitEnhanced(enh + " x"); e != enh {
+				t.Errorf("enhanced code %q from %q does not parse again", enh, msg)
+			}
+		}
+		_ = text
+	})
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/delivery"
+
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 	"github.com/google/go-cmp/cmp"
@@ -229,5 +231,35 @@ func TestComposeUTF8Recipient(t *testing.T) {
 	}
 	if got := parse(t, b).PerRcpt[0]["Final-Recipient"]; got != "utf-8; ünï@example.test" {
 		t.Errorf("Final-Recipient = %q", got)
+	}
+}
+
+func TestFromResult(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   delivery.Result
+		want Recipient
+	}{
+		{
+			delivery.Result{Recipient: "gone@example.test", Status: delivery.Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user",
+				Relay: "192.0.2.1:25", Host: "mx1.example.test"},
+			Recipient{FinalRecipient: "gone@example.test", Action: Failed, Status: "5.1.1", RemoteMTA: "mx1.example.test",
+				Code: 550, Text: "no such user", LastAttempt: at},
+		},
+		{
+			delivery.Result{Recipient: "slow@example.test", Status: delivery.Deferred, Text: "connect: refused"},
+			Recipient{FinalRecipient: "slow@example.test", Action: Delayed, Status: "4.0.0", Text: "connect: refused",
+				LastAttempt: at, WillRetryUntil: at.Add(time.Hour)},
+		},
+		{
+			delivery.Result{Recipient: "x@null.test", Status: delivery.Failed, Enhanced: "5.1.10", Text: "null MX"},
+			Recipient{FinalRecipient: "x@null.test", Action: Failed, Status: "5.1.10", Text: "null MX", LastAttempt: at},
+		},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, FromResult(tt.in, at, at.Add(time.Hour))); diff != "" {
+			t.Errorf("FromResult(%+v) (-want +got):\n%s", tt.in, diff)
+		}
 	}
 }
