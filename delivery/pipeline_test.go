@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -249,5 +250,23 @@ func TestReusedConnectionGoneStale(t *testing.T) {
 	conns, _, msgs, _, _ := s.stats()
 	if conns != 2 || len(msgs) != 2 {
 		t.Errorf("connections = %d, messages = %d; want 2 and 2 (one redial, nothing sent twice)", conns, len(msgs))
+	}
+}
+
+func TestPipelinedGroupsAreBounded(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt, reply: rcptReplies(map[string]string{"RCPT TO:<r7@": "550 5.1.1 no"})})
+	a := scriptedAgent(t, s, func(c *Config) { c.RcptsPerTxn = 250 })
+	var rcpts []string
+	for i := range 250 {
+		rcpts = append(rcpts, fmt.Sprint("r", i))
+	}
+	res := a.Deliver(ctxT(t), envelope("example.test", rcpts...))
+	want := repeat(sent, 250)
+	want[7] = brief{Failed, 550, "5.1.1"}
+	checkBriefs(t, want, res)
+	_, cmds, msgs, _, _ := s.stats()
+	if len(msgs) != 1 || len(cmds) != 1+1+250+1 {
+		t.Errorf("%d messages, %d commands; want 1 and %d", len(msgs), len(cmds), 253)
 	}
 }

@@ -15,6 +15,10 @@ const (
 	cmdDATA
 )
 
+// maxPipelined bounds one pipelined group: its replies, about 30 bytes
+// each, fit in any socket buffer.
+const maxPipelined = 100
+
 type txnCmd struct {
 	kind int
 	name string
@@ -54,20 +58,26 @@ func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
 	cmds = append(cmds, txnCmd{kind: cmdDATA, name: "DATA", line: "DATA"})
 
 	pipelined := c.has("PIPELINING")
-	if pipelined {
-		for _, cm := range cmds {
-			if err := c.write(cm.name, "%s", cm.line); err != nil {
-				return c.lost(t, idx, reused, 0, err)
-			}
-		}
-		if err := c.flush("MAIL FROM"); err != nil {
-			return c.lost(t, idx, reused, 0, err)
-		}
-	}
-
 	var mailErr *Error
 	var accepted []int
+	written := 0
 	for k, cm := range cmds {
+		if pipelined && k == written {
+			if mailErr != nil {
+				return false // every reply is in; no use sending the rest
+			}
+			// Groups are bounded so that neither side can block writing
+			// while the other is writing too (RFC 2920 §3.1).
+			written = min(len(cmds), k+maxPipelined)
+			for _, w := range cmds[k:written] {
+				if err := c.write(w.name, "%s", w.line); err != nil {
+					return c.lost(t, idx, reused, k, err)
+				}
+			}
+			if err := c.flush(cm.name); err != nil {
+				return c.lost(t, idx, reused, k, err)
+			}
+		}
 		if !pipelined {
 			// Lock-step: stop at the first command that can no longer help.
 			if mailErr != nil || (cm.kind == cmdDATA && len(accepted) == 0) {
