@@ -77,11 +77,13 @@ type ReplyRule struct {
 // DefaultReplyRules are used when Config.ReplyRules is nil: the providers'
 // documented rate-limit replies suspend their MX group, and any other 421
 // (the server is closing: overloaded or throttling) halves concurrency.
+// There is deliberately no rule on a bare "try again later": mailbox-full
+// and too-many-connections replies say it too, and must not stop a whole
+// provider.
 var DefaultReplyRules = []ReplyRule{
-	{Code: "421 4.7.28", Action: ActionSuspend, Suspend: 15 * time.Minute},                // Gmail: unusual rate
-	{Code: "421 4.7.0", Text: "[TS", Action: ActionSuspend, Suspend: 30 * time.Minute},    // Yahoo: temporarily deferred
-	{Code: "451 4.7.500", Action: ActionSuspend, Suspend: 5 * time.Minute},                // Outlook: server busy
-	{Code: "4", Text: "try again later", Action: ActionSuspend, Suspend: 2 * time.Minute}, // generic throttling
+	{Code: "421 4.7.28", Action: ActionSuspend, Suspend: 15 * time.Minute},             // Gmail: unusual rate
+	{Code: "421 4.7.0", Text: "[TS", Action: ActionSuspend, Suspend: 30 * time.Minute}, // Yahoo: temporarily deferred
+	{Code: "451 4.7.500", Action: ActionSuspend, Suspend: 5 * time.Minute},             // Outlook: server busy
 	{Code: "421", Action: ActionHalve},
 }
 
