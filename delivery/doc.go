@@ -33,6 +33,10 @@
 //  6. The connection goes back to the cache unless it broke, reached
 //     TxnsPerConn or ConnMaxAge, or the group's window shrank; idle ones
 //     close after ConnIdleTimeout, and ConnCacheSize caps them all.
+//     Cached connections belong to the MX group, not to one host name:
+//     any of them reaches an MX of every domain in the group, and keeping
+//     them in the group's budget is what lets MaxConns hold as measured
+//     at the server (idle connections count).
 //
 // Status follows the reply class: 2xx Delivered, 4xx Deferred, 5xx Failed;
 // anything that is not a definite answer is Deferred. A 421 or a lost

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -275,4 +276,48 @@ func TestRateDelaySpacesTransactions(t *testing.T) {
 	if n := w.sinks[0].Connections(); n != 1 {
 		t.Errorf("connections = %d, want 1", n)
 	}
+}
+
+func TestSlotWaitEndsWithContext(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	w := newWorld(t, fakenet.SinkOptions{DataHook: func(fakenet.Delivery) error {
+		<-release
+		return nil
+	}})
+	defer close(release)
+	w.zoneMX("example.test", 60, sinkIP(0))
+	cfg := w.config()
+	cfg.MaxConns = 1
+	cfg.SlotWait = 10 * time.Second
+	a := w.agent(cfg)
+	go a.Deliver(ctxT(t), envelope("example.test", "slow"))
+	for !a.Busy("example.test") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res := a.Deliver(ctx, envelope("example.test", "waiting"))
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("waited %v for a slot after the context ended", el)
+	}
+	checkBriefs(t, []brief{{Deferred, 0, "4.4.7"}}, res)
+}
+
+func TestCloseQuitsCachedConnections(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt})
+	a := scriptedAgent(t, s, nil)
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	a.Close()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, cmds, _, _, _ := s.stats(); cmds[len(cmds)-1] == "QUIT" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no QUIT on the cached connection after Close")
+		}
+	}
+	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), envelope("example.test", "b")))
 }
