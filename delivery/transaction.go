@@ -196,10 +196,9 @@ func (c *conn) mailCommand(t *txn, idx []int) (string, bool) {
 // data sends the body after a 354 and settles the accepted recipients
 // with the reply to the final dot (RFC 5321 §4.5.3.2.5-6 timeouts).
 func (c *conn) data(t *txn, accepted []int) {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.DataTimeout))
 	w := c.tp.DotWriter()
 	body := &readErrReader{r: t.env.Open()}
-	if _, err := io.Copy(w, body); err != nil {
+	if _, err := io.Copy(w, &blockDeadline{r: body, c: c}); err != nil {
 		c.broken = true
 		c.nc.Close() // dropping the connection before the dot aborts the transaction
 		if body.err != nil {
@@ -239,6 +238,26 @@ func (c *conn) lost(t *txn, idx []int, reused bool, k int, err error) bool {
 	}
 	t.settleIdx(idx, asError(err, c))
 	return false
+}
+
+// dataBlockTimeout bounds each block of the body (RFC 5321 §4.5.3.2.5:
+// 3 minutes per TCP send), never beyond DataTimeout.
+const dataBlockTimeout = 3 * time.Minute
+
+// blockDeadline renews the write deadline before each block io.Copy
+// hands on, so a large body on a slow link is bounded per block rather
+// than as a whole.
+type blockDeadline struct {
+	r io.Reader
+	c *conn
+}
+
+func (b *blockDeadline) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		_ = b.c.nc.SetWriteDeadline(time.Now().Add(min(dataBlockTimeout, b.c.cfg.DataTimeout)))
+	}
+	return n, err
 }
 
 // readErrReader remembers a read error so a failed copy can be blamed on
