@@ -140,6 +140,16 @@ func Compose(r Report) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dsn: write header: %w", err)
 	}
+	status, headers := statusPart(r), originalHeader(r.Header)
+	statusType, statusCTE, headersType := "message/delivery-status", "7bit", "text/rfc822-headers"
+	// RFC 6533 §6: internationalized addresses or headers need the global
+	// types, which allow UTF-8.
+	if !isASCII(status) {
+		statusType, statusCTE = "message/global-delivery-status", "8bit"
+	}
+	if !isASCII(headers) {
+		headersType = "message/global-headers"
+	}
 	parts := []struct {
 		ctype  string
 		params map[string]string
@@ -147,8 +157,8 @@ func Compose(r Report) ([]byte, error) {
 		body   []byte
 	}{
 		{"text/plain", map[string]string{"charset": "utf-8"}, "8bit", humanPart(r)},
-		{"message/delivery-status", nil, "7bit", statusPart(r)},
-		{"text/rfc822-headers", nil, "8bit", originalHeader(r.Header)},
+		{statusType, nil, statusCTE, status},
+		{headersType, nil, "8bit", headers},
 	}
 	for _, p := range parts {
 		var ph message.Header
@@ -271,6 +281,15 @@ func statusPart(r Report) []byte {
 		}
 	}
 	return []byte(b.String())
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // addressType prefixes an address with its RFC 3464 address type:

@@ -80,7 +80,7 @@ func parse(t *testing.T, b []byte) parsed {
 		switch ct {
 		case "text/plain":
 			p.Human = string(body)
-		case "message/delivery-status":
+		case "message/delivery-status", "message/global-delivery-status":
 			br := bufio.NewReader(bytes.NewReader(body))
 			for {
 				h, err := textproto.ReadHeader(br)
@@ -100,7 +100,7 @@ func parse(t *testing.T, b []byte) parsed {
 					break
 				}
 			}
-		case "text/rfc822-headers":
+		case "text/rfc822-headers", "message/global-headers":
 			p.OrigHeaders = string(body)
 		}
 	}
@@ -229,8 +229,12 @@ func TestComposeUTF8Recipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := parse(t, b).PerRcpt[0]["Final-Recipient"]; got != "utf-8; ünï@example.test" {
+	p := parse(t, b)
+	if got := p.PerRcpt[0]["Final-Recipient"]; got != "utf-8; ünï@example.test" {
 		t.Errorf("Final-Recipient = %q", got)
+	}
+	if p.Types[2] != "message/global-delivery-status" || p.Types[3] != "text/rfc822-headers" {
+		t.Errorf("part types = %q, want the global delivery status (RFC 6533)", p.Types)
 	}
 }
 
