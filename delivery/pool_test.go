@@ -134,6 +134,8 @@ func TestConcurrencyCapAndMXCache(t *testing.T) {
 	}
 	wg.Wait()
 	st := w.sinks[0].Stats()
+	t.Logf("100 envelopes to 2 domains sharing an MX: %d connections, at most %d at once, %d transactions",
+		st.Connections, st.MaxConcurrentConns, st.Transactions)
 	if st.MaxConcurrentConns > 4 {
 		t.Errorf("server saw %d concurrent connections, cap is 4", st.MaxConcurrentConns)
 	}

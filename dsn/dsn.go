@@ -4,7 +4,8 @@
 // It sits beside the queue, which decides when a DSN is due; dsn only
 // writes the message, as a multipart/report (RFC 6522) with a
 // human-readable part, a message/delivery-status part and the original
-// header as text/rfc822-headers.
+// header as text/rfc822-headers (their RFC 6533 global variants when
+// addresses or headers are UTF-8).
 //
 // Preconditions the caller keeps:
 //   - Never compose a DSN for a message whose envelope sender is null
