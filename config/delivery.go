@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
+
+	"fanmail/delivery"
 )
 
 // DeliveryLimits are the [delivery] keys for the connection cache, the
@@ -132,4 +135,49 @@ func (l *DeliveryLimits) validate() []error {
 		}
 	}
 	return errs
+}
+
+// DeliveryConfig maps the [delivery] and [routes] settings onto the
+// delivery agent's Config, so serve builds the agent in one line.
+func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
+	d, l := c.Delivery, c.Delivery.DeliveryLimits
+	dc := delivery.Config{
+		Resolvers:          d.Resolvers,
+		Port:               d.Port,
+		Routes:             c.Routes,
+		HELO:               c.Hostname,
+		ConnectTimeout:     d.ConnectTimeout.D(),
+		CommandTimeout:     d.CommandTimeout.D(),
+		DataTimeout:        d.DataTimeout.D(),
+		Logger:             log,
+		ConnCacheSize:      l.ConnectionCacheSize,
+		ConnIdleTimeout:    l.ConnectionIdleTimeout.D(),
+		ConnMaxAge:         l.ConnectionMaxAge.D(),
+		MaxConns:           l.MaxConnections,
+		InitialConcurrency: l.InitialConcurrency,
+		RcptsPerTxn:        l.RecipientsPerTransaction,
+		TxnsPerConn:        l.TransactionsPerConnection,
+		RateDelay:          l.RateDelay.D(),
+		SlotWait:           l.SlotWait.D(),
+		DeadAfter:          l.DeadAfter,
+		DeadSuspend:        l.DeadSuspend.D(),
+		TLS:                delivery.TLSMode(l.TLS),
+	}
+	for _, x := range l.Destinations {
+		dc.Destinations = append(dc.Destinations, delivery.Destination{
+			Match:       x.Match,
+			MaxConns:    x.MaxConnections,
+			RcptsPerTxn: x.RecipientsPerTransaction,
+			TxnsPerConn: x.TransactionsPerConnection,
+			RateDelay:   x.RateDelay.D(),
+			TLS:         delivery.TLSMode(x.TLS),
+		})
+	}
+	// No rules in the file keeps delivery's defaults (nil), not none.
+	for _, r := range l.ReplyRules {
+		dc.ReplyRules = append(dc.ReplyRules, delivery.ReplyRule{
+			Code: r.Code, Text: r.Text, Action: delivery.ReplyAction(r.Action), Suspend: r.Suspend.D(),
+		})
+	}
+	return dc
 }

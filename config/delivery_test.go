@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fanmail/delivery"
 )
 
 func loadString(t *testing.T, data string) (Config, error) {
@@ -73,4 +75,51 @@ func TestDeliveryLimitsRejected(t *testing.T) {
 			t.Errorf("%q: error %v, want one naming %s", tt.data, err, tt.want)
 		}
 	}
+}
+
+// TestDeliveryConfigAccepted maps the defaults and a file's settings onto
+// delivery.Config and has the agent validate them: the two sets of
+// defaults and checks must agree.
+func TestDeliveryConfigAccepted(t *testing.T) {
+	cfg := Default()
+	cfg.Hostname = "mx.test"
+	cfg.Delivery.Resolvers = []string{"127.0.0.1:53"}
+	dc := cfg.DeliveryConfig(nil)
+	a, err := delivery.New(dc)
+	if err != nil {
+		t.Fatalf("delivery rejects the default config: %v", err)
+	}
+	a.Close()
+	if dc.ReplyRules != nil {
+		t.Errorf("default reply rules = %v, want nil (delivery's defaults)", dc.ReplyRules)
+	}
+	file, err := loadString(t, `
+[delivery]
+resolvers = ["127.0.0.1:53"]
+recipients_per_transaction = 100
+tls = "none"
+
+[[delivery.destination]]
+match = ".example.test"
+tls = "required"
+
+[[delivery.reply_rule]]
+code = "450 4.7.1"
+action = "suspend"
+suspend = "1m"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc = file.DeliveryConfig(nil)
+	if dc.RcptsPerTxn != 100 || dc.TLS != delivery.TLSNone || dc.HELO != "mx.test" ||
+		len(dc.Destinations) != 1 || dc.Destinations[0].TLS != delivery.TLSRequired ||
+		len(dc.ReplyRules) != 1 || dc.ReplyRules[0].Action != delivery.ActionSuspend || dc.ReplyRules[0].Suspend != time.Minute {
+		t.Errorf("mapped config = %+v", dc)
+	}
+	a, err = delivery.New(dc)
+	if err != nil {
+		t.Fatalf("delivery rejects the mapped config: %v", err)
+	}
+	a.Close()
 }
