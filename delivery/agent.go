@@ -16,7 +16,8 @@ import (
 const maxAddrs = 5
 
 // Agent delivers envelopes. It is safe for concurrent use; its resolver
-// cache is shared by every Deliver call.
+// cache, connection cache, MX group state and TLS session cache are
+// shared by every Deliver call.
 type Agent struct {
 	cfg         Config
 	res         *Resolver
