@@ -40,6 +40,7 @@ type Delivery struct {
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	CommandTimeout Duration `toml:"command_timeout"`
 	DataTimeout    Duration `toml:"data_timeout"`
+	DeliveryLimits          // connection cache, limits, TLS, reply rules (delivery.go)
 }
 
 // LoadControl is load control (sendmail QueueLA, DelayLA, RefuseLA,
@@ -68,6 +69,7 @@ func Default() Config {
 			ConnectTimeout: Duration(30 * time.Second),
 			CommandTimeout: Duration(5 * time.Minute),
 			DataTimeout:    Duration(10 * time.Minute),
+			DeliveryLimits: defaultDeliveryLimits(),
 		},
 		Routes: map[string]string{},
 		Queue: Queue{
@@ -170,6 +172,7 @@ func (c *Config) Validate() error {
 			bad(name, "must be a positive duration such as \"30s\" or \"5m\"")
 		}
 	}
+	errs = append(errs, c.Delivery.DeliveryLimits.validate()...)
 	if c.Queue.RetryMax < c.Queue.RetryMin {
 		bad("queue.retry_max", "%v is less than queue.retry_min %v", c.Queue.RetryMax, c.Queue.RetryMin)
 	}

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -39,6 +40,56 @@ type Config struct {
 	DataTimeout time.Duration
 	// Logger receives one line per recipient attempt; default discards.
 	Logger *slog.Logger
+
+	// Connection cache (sendmail's ConnectionCacheSize/Timeout, Postfix's
+	// smtp_connection_cache_*), shared by every Deliver call.
+	//
+	// ConnCacheSize caps idle connections kept across all destinations;
+	// default 100, negative disables the cache.
+	ConnCacheSize int
+	// ConnIdleTimeout closes a cached connection idle this long; default 5s
+	// (Postfix waits 2s, sendmail 5m: servers drop idle clients).
+	ConnIdleTimeout time.Duration
+	// ConnMaxAge stops reusing a connection this old; default 5m (Postfix's
+	// smtp_connection_reuse_time_limit).
+	ConnMaxAge time.Duration
+
+	// Limits per MX group (destinations whose MX hosts are the same),
+	// overridable per domain or MX host by Destinations.
+	//
+	// MaxConns caps connections open at once to one MX group; default 20
+	// (Postfix's default_destination_concurrency_limit).
+	MaxConns int
+	// InitialConcurrency is where the adaptive window starts; default 5.
+	InitialConcurrency int
+	// RcptsPerTxn caps recipients per mail transaction; default 50. A
+	// larger envelope takes several transactions, on one connection when
+	// it can.
+	RcptsPerTxn int
+	// TxnsPerConn caps transactions per connection; default 100.
+	TxnsPerConn int
+	// RateDelay spaces transaction starts to one MX group; default 0.
+	RateDelay time.Duration
+	// SlotWait is how long Deliver waits for a connection slot of a busy
+	// MX group before deferring with 4.4.5 and a short RetryAfter; default
+	// 1s. Runners are not parked behind one slow destination.
+	SlotWait time.Duration
+	// DeadAfter consecutive failed sessions at a window of 1 suspend the
+	// MX group for DeadSuspend; defaults 5 and 1m.
+	DeadAfter   int
+	DeadSuspend time.Duration
+	// Destinations override limits and TLS per domain or MX host
+	// pattern; the first match wins.
+	Destinations []Destination
+	// ReplyRules map replies to actions on the MX group; nil means
+	// DefaultReplyRules, an empty non-nil slice means none.
+	ReplyRules []ReplyRule
+
+	// TLS is the outbound STARTTLS mode; default opportunistic.
+	TLS TLSMode
+	// TLSRootCAs verifies certificates under TLSRequired; nil means the
+	// system pool.
+	TLSRootCAs *x509.CertPool
 }
 
 const (
@@ -48,6 +99,17 @@ const (
 	defaultConnectTimeout = 30 * time.Second
 	defaultCommandTimeout = 5 * time.Minute
 	defaultDataTimeout    = 10 * time.Minute
+
+	defaultConnCacheSize      = 100
+	defaultConnIdleTimeout    = 5 * time.Second
+	defaultConnMaxAge         = 5 * time.Minute
+	defaultMaxConns           = 20
+	defaultInitialConcurrency = 5
+	defaultRcptsPerTxn        = 50
+	defaultTxnsPerConn        = 100
+	defaultSlotWait           = time.Second
+	defaultDeadAfter          = 5
+	defaultDeadSuspend        = time.Minute
 )
 
 // withDefaults returns cfg with every zero field set to its default and
@@ -71,6 +133,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"connect timeout", &cfg.ConnectTimeout, defaultConnectTimeout},
 		{"command timeout", &cfg.CommandTimeout, defaultCommandTimeout},
 		{"data timeout", &cfg.DataTimeout, defaultDataTimeout},
+		{"connection idle timeout", &cfg.ConnIdleTimeout, defaultConnIdleTimeout},
+		{"connection max age", &cfg.ConnMaxAge, defaultConnMaxAge},
+		{"rate delay", &cfg.RateDelay, 0},
+		{"slot wait", &cfg.SlotWait, defaultSlotWait},
+		{"dead suspend", &cfg.DeadSuspend, defaultDeadSuspend},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%s %v: must not be negative", d.name, *d.v)
@@ -78,6 +145,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if err := cfg.limitDefaults(); err != nil {
+		return cfg, err
 	}
 	for _, r := range cfg.Resolvers {
 		if err := checkHostPort(r); err != nil {
@@ -118,6 +188,62 @@ func checkHostPort(s string) error {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// limitDefaults fills in and checks the connection cache, limit, TLS and
+// reply rule settings.
+func (cfg *Config) limitDefaults() error {
+	if cfg.ConnCacheSize == 0 {
+		cfg.ConnCacheSize = defaultConnCacheSize
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"max conns", &cfg.MaxConns, defaultMaxConns},
+		{"initial concurrency", &cfg.InitialConcurrency, defaultInitialConcurrency},
+		{"recipients per transaction", &cfg.RcptsPerTxn, defaultRcptsPerTxn},
+		{"transactions per connection", &cfg.TxnsPerConn, defaultTxnsPerConn},
+		{"dead after", &cfg.DeadAfter, defaultDeadAfter},
+	} {
+		if *n.v < 0 {
+			return fmt.Errorf("%s %d: must not be negative", n.name, *n.v)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if cfg.InitialConcurrency > cfg.MaxConns {
+		cfg.InitialConcurrency = cfg.MaxConns
+	}
+	if cfg.TLS == "" {
+		cfg.TLS = TLSOpportunistic
+	}
+	if !cfg.TLS.valid() {
+		return fmt.Errorf("tls %q: must be opportunistic, required or none", cfg.TLS)
+	}
+	for _, d := range cfg.Destinations {
+		m := strings.TrimPrefix(strings.TrimPrefix(d.Match, "*"), ".")
+		if m == "" || strings.ContainsAny(m, " \t@*") {
+			return fmt.Errorf("destination %q: match must be a domain, *.domain or .domain", d.Match)
+		}
+		if d.MaxConns < 0 || d.RcptsPerTxn < 0 || d.TxnsPerConn < 0 || d.RateDelay < 0 {
+			return fmt.Errorf("destination %q: limits must not be negative", d.Match)
+		}
+		if d.TLS != "" && !d.TLS.valid() {
+			return fmt.Errorf("destination %q: tls %q: must be opportunistic, required or none", d.Match, d.TLS)
+		}
+	}
+	if cfg.ReplyRules == nil {
+		cfg.ReplyRules = DefaultReplyRules
+	}
+	for _, r := range cfg.ReplyRules {
+		if err := r.check(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

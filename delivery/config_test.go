@@ -29,6 +29,25 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"route without port", func(c *Config) { c.Routes = map[string]string{"example.test": "127.0.0.1"} }, "route for example.test"},
 		{"route port zero", func(c *Config) { c.Routes = map[string]string{"example.test": "127.0.0.1:0"} }, "bad port"},
 		{"helo with space", func(c *Config) { c.HELO = "two words" }, "helo"},
+		{"negative idle timeout", func(c *Config) { c.ConnIdleTimeout = -1 }, "connection idle timeout"},
+		{"negative max age", func(c *Config) { c.ConnMaxAge = -1 }, "connection max age"},
+		{"negative rate delay", func(c *Config) { c.RateDelay = -1 }, "rate delay"},
+		{"negative slot wait", func(c *Config) { c.SlotWait = -1 }, "slot wait"},
+		{"negative dead suspend", func(c *Config) { c.DeadSuspend = -1 }, "dead suspend"},
+		{"negative max conns", func(c *Config) { c.MaxConns = -1 }, "max conns"},
+		{"negative initial concurrency", func(c *Config) { c.InitialConcurrency = -1 }, "initial concurrency"},
+		{"negative rcpts per txn", func(c *Config) { c.RcptsPerTxn = -1 }, "recipients per transaction"},
+		{"negative txns per conn", func(c *Config) { c.TxnsPerConn = -1 }, "transactions per connection"},
+		{"negative dead after", func(c *Config) { c.DeadAfter = -1 }, "dead after"},
+		{"unknown tls mode", func(c *Config) { c.TLS = "sometimes" }, `tls "sometimes"`},
+		{"destination without match", func(c *Config) { c.Destinations = []Destination{{Match: "*."}} }, "destination"},
+		{"destination bad pattern", func(c *Config) { c.Destinations = []Destination{{Match: "a*b.test"}} }, "destination"},
+		{"destination negative limit", func(c *Config) { c.Destinations = []Destination{{Match: "x.test", MaxConns: -2}} }, "must not be negative"},
+		{"destination bad tls", func(c *Config) { c.Destinations = []Destination{{Match: "x.test", TLS: "yes"}} }, `tls "yes"`},
+		{"reply rule without code", func(c *Config) { c.ReplyRules = []ReplyRule{{Action: ActionHalve}} }, "reply rule code"},
+		{"reply rule bad code", func(c *Config) { c.ReplyRules = []ReplyRule{{Code: "x21", Action: ActionHalve}} }, "reply rule code"},
+		{"reply rule unknown action", func(c *Config) { c.ReplyRules = []ReplyRule{{Code: "421", Action: "panic"}} }, "unknown action"},
+		{"reply rule suspend without time", func(c *Config) { c.ReplyRules = []ReplyRule{{Code: "421", Action: ActionSuspend}} }, "positive duration"},
 		{"missing resolv.conf", func(c *Config) {
 			c.Resolvers = nil
 			c.ResolvConf = filepath.Join(t.TempDir(), "nope")
@@ -71,6 +90,12 @@ func TestNewDefaults(t *testing.T) {
 	if c.Port != 25 || c.ConnectTimeout != 30*time.Second || c.CommandTimeout != 5*time.Minute ||
 		c.DataTimeout != 10*time.Minute || c.DNSTimeout != 5*time.Second || c.HELO == "" || c.Logger == nil {
 		t.Errorf("defaults not applied: %+v", c)
+	}
+	if c.ConnCacheSize != 100 || c.ConnIdleTimeout != 5*time.Second || c.ConnMaxAge != 5*time.Minute ||
+		c.MaxConns != 20 || c.InitialConcurrency != 5 || c.RcptsPerTxn != 50 || c.TxnsPerConn != 100 ||
+		c.SlotWait != time.Second || c.DeadAfter != 5 || c.DeadSuspend != time.Minute || c.TLS != TLSOpportunistic ||
+		len(c.ReplyRules) != len(DefaultReplyRules) || c.RateDelay != 0 {
+		t.Errorf("limit defaults not applied: %+v", c)
 	}
 	if got := strings.Join(a.res.servers, ","); got != "127.0.0.53:53,127.0.0.54:53" {
 		t.Errorf("servers from resolv.conf = %s", got)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -224,11 +225,11 @@ func TestDeliverPerRecipientReplies(t *testing.T) {
 
 	res := a.Deliver(ctxT(t), envelope("example.test", "a", "busy", "b", "gone", "c"))
 	want := []Result{
-		{Recipient: "a@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
-		{Recipient: "busy@example.test", Status: Deferred, Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Relay: w.sinks[0].Addr()},
-		{Recipient: "b@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
-		{Recipient: "gone@example.test", Status: Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user", Relay: w.sinks[0].Addr()},
-		{Recipient: "c@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr()},
+		{Recipient: "a@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "busy@example.test", Status: Deferred, Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "b@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "gone@example.test", Status: Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "c@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
 	}
 	if diff := cmp.Diff(want, res); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
@@ -431,5 +432,46 @@ func TestDeliverAfterClose(t *testing.T) {
 	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), envelope("example.test", "a")))
 	if n := w.dns.TotalQueries(); n != 0 {
 		t.Errorf("closed agent made %d DNS queries", n)
+	}
+}
+
+// TestDefinitiveDNSAnswersFailFast sends 100 concurrent deliveries to a
+// null MX domain and to a missing one: one query each, no connection,
+// every recipient failed at once.
+func TestDefinitiveDNSAnswersFailFast(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.dns.SetNullMX("null.test", 300)
+	a := w.agent(w.config())
+	start := time.Now()
+	var wg sync.WaitGroup
+	results := make([][]Result, 100)
+	for i := range results {
+		wg.Go(func() {
+			results[i] = a.Deliver(ctxT(t), envelope([]string{"null.test", "nxdomain.test"}[i%2], "a"))
+		})
+	}
+	wg.Wait()
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("took %v", el)
+	}
+	for i, r := range results {
+		want := brief{Failed, 0, "5.1.10"}
+		if i%2 == 1 {
+			want = brief{Failed, 0, "5.1.2"}
+		}
+		checkBriefs(t, []brief{want}, r)
+	}
+	if n := w.dns.Queries("null.test", dns.TypeMX); n != 1 {
+		t.Errorf("null.test MX queried %d times, want 1", n)
+	}
+	if n := w.dns.Queries("nxdomain.test", dns.TypeMX); n != 1 {
+		t.Errorf("nxdomain.test MX queried %d times, want 1", n)
+	}
+	if n := w.dns.TotalQueries(); n != 2 {
+		t.Errorf("%d DNS queries in all, want 2 (no A lookups)", n)
+	}
+	if n := w.sinks[0].Connections(); n != 0 {
+		t.Errorf("%d connections", n)
 	}
 }

@@ -1,24 +1,61 @@
 // Package delivery is the last stage of the pipeline: it turns an
-// Envelope into an SMTP transaction with the destination domain's MX and
-// reports one Result per recipient. It owns MX resolution (with a shared
-// cache) and the outbound SMTP dialogue; it knows nothing of the queue.
+// Envelope into SMTP transactions with the destination domain's MX and
+// reports one Result per recipient. It owns MX resolution (one cache for
+// the process), the outbound connection cache, per-destination limits
+// and the SMTP client; it knows nothing of the queue.
 //
 // One Deliver call:
 //
 //  1. Routes: a domain with a static route goes to that host:port, no DNS.
-//  2. MX lookup through the Resolver (cached, TTLs honoured, concurrent
-//     lookups collapsed): null MX (RFC 7505) and NXDOMAIN fail every
-//     recipient, other DNS trouble defers them; no MX means the domain
-//     itself (implicit MX).
-//  3. MX hosts in preference order, each resolved to A records only when
-//     reached: connect, greeting, EHLO. A refused connection, greeting or
-//     EHLO moves on to the next address; if none is left, all recipients
-//     are deferred with the last reason.
-//  4. MAIL FROM (SIZE, BODY=8BITMIME when offered), RCPT per recipient
-//     (each reply kept), DATA only if one was accepted; its reply decides
-//     every accepted recipient. 421 or a lost connection defers whoever is
-//     still undecided. QUIT.
+//  2. MX lookup through the Resolver (cached, TTLs honoured, negative
+//     answers cached per RFC 2308, concurrent lookups collapsed into one,
+//     TCP retry on truncation, a timeout per query): null MX (RFC 7505)
+//     and NXDOMAIN fail every recipient at once, other DNS trouble defers
+//     them; no MX means the domain itself (implicit MX). Nothing else is
+//     looked up (nocanonify).
+//  3. The MX group: domains whose MX host sets are equal share one budget
+//     (one provider hosts many domains). Its limits come from Config,
+//     overridden by the first Destination whose pattern matches the domain
+//     or one of its MX hosts.
+//  4. A connection: an idle cached one of the group if there is one (it
+//     gets RSET before its next transaction), else a slot to dial a new
+//     one, MX hosts in preference order, each resolved to A records only
+//     when reached. A refused connection, or a greeting or EHLO that is not
+//     2xx, moves on to the next address (at most five). STARTTLS follows
+//     the TLS mode (opportunistic, required or none), resuming TLS
+//     sessions with hosts seen before.
+//  5. Transactions of at most RcptsPerTxn recipients, on the same
+//     connection while it lasts. With PIPELINING (RFC 2920) MAIL FROM,
+//     every RCPT TO and DATA go in one write and the replies are read in
+//     order; without it, lock-step. SIZE, 8BITMIME and SMTPUTF8 are
+//     honoured: a message the server cannot take is failed with 5.3.4,
+//     5.6.3 or 5.6.7, never converted.
+//  6. The connection goes back to the cache unless it broke, reached
+//     TxnsPerConn or ConnMaxAge, or the group's window shrank; idle ones
+//     close after ConnIdleTimeout, and ConnCacheSize caps them all.
+//     Cached connections belong to the MX group, not to one host name:
+//     any of them reaches an MX of every domain in the group, and keeping
+//     them in the group's budget is what lets MaxConns hold as measured
+//     at the server (idle connections count).
 //
 // Status follows the reply class: 2xx Delivered, 4xx Deferred, 5xx Failed;
-// anything that is not a definite answer is Deferred.
+// anything that is not a definite answer is Deferred. A 421 or a lost
+// connection defers whoever is still undecided; a body is only sent after
+// its 354 has been read, so a read error can never send a message twice.
+//
+// Scheduling per MX group follows Postfix's queue manager: the window of
+// concurrent connections starts at InitialConcurrency, grows by one after
+// a window's worth of successful sessions up to MaxConns, shrinks by one
+// per failed session, and after DeadAfter failures at a window of one the
+// group is suspended for DeadSuspend. ReplyRules map replies to actions
+// (halve the window, suspend the group for a while); the defaults halve on
+// any 421 and suspend on the big providers' rate-limit replies.
+//
+// A busy destination does not park runners: when the group has no free
+// slot, Deliver waits at most SlotWait (context-aware) and then defers the
+// recipients with 4.4.5 and Result.RetryAfter set to a few seconds; a
+// suspended group defers at once with 4.4.1 and RetryAfter set to the
+// time left. The queue should honour RetryAfter instead of its normal
+// backoff for those recipients, and may call Busy (non-blocking, no DNS)
+// to prefer other destinations' envelopes while one is saturated.
 package delivery

@@ -3,6 +3,7 @@ package delivery
 import (
 	"fmt"
 	"io"
+	"time"
 )
 
 // Envelope is one SMTP transaction's worth of work: a sender, recipients
@@ -16,6 +17,12 @@ type Envelope struct {
 	Recipients []string
 	Size       int64            // exact size of what Open returns, for SIZE=
 	Open       func() io.Reader // a fresh reader over the whole message each call
+	// EightBit says the message has 8-bit content; when false, delivery
+	// scans it only if a server lacks 8BITMIME.
+	EightBit bool
+	// SMTPUTF8 says the message needs SMTPUTF8 (RFC 6531), as when it was
+	// received with that parameter; non-ASCII addresses need it anyway.
+	SMTPUTF8 bool
 }
 
 // Status is the outcome of one recipient's attempt.
@@ -47,4 +54,9 @@ type Result struct {
 	Enhanced  string // RFC 3463 status such as "5.1.1"; may be empty
 	Text      string // the remote reply text or a description of the local error
 	Relay     string // host:port of the MX that answered, if any
+	Host      string // that MX's host name, for a DSN's Remote-MTA
+	// RetryAfter, when positive, is how soon a Deferred recipient is worth
+	// retrying: short when the destination was only busy, the remaining
+	// time when it is suspended. Zero means the queue's normal backoff.
+	RetryAfter time.Duration
 }

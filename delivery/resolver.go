@@ -93,6 +93,21 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MXHost, error
 	if err != nil {
 		return nil, err
 	}
+	return mxHosts(domain, e)
+}
+
+// CachedMX is LookupMX answered from the cache alone, without a query;
+// ok is false when no usable answer is cached.
+func (r *Resolver) CachedMX(domain string) (hosts []MXHost, ok bool) {
+	e, ok := r.cached(cacheKey{dns.Fqdn(strings.ToLower(domain)), dns.TypeMX})
+	if !ok {
+		return nil, false
+	}
+	hosts, err := mxHosts(domain, e)
+	return hosts, err == nil
+}
+
+func mxHosts(domain string, e cacheEntry) ([]MXHost, error) {
 	name := strings.TrimSuffix(strings.ToLower(domain), ".")
 	switch {
 	case e.nxdomain:

@@ -1,0 +1,299 @@
+package delivery
+
+import (
+	"container/list"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// conn is one outbound SMTP connection, past the greeting and EHLO (and
+// STARTTLS when used), ready for mail transactions. One goroutine uses it
+// at a time; between uses it rests in the connection cache.
+//
+// The client is written on net/textproto rather than go-smtp's because it
+// must pipeline (RFC 2920) and be reused across envelopes, which go-smtp's
+// client does not do.
+type conn struct {
+	nc    net.Conn
+	tp    *textproto.Conn
+	host  string // MX host name, for TLS and messages
+	relay string // host:port dialled
+	ext   map[string]string
+	tls   bool
+	cfg   *Config
+
+	created   time.Time
+	txns      int // transactions started on this connection
+	dest      *destination
+	elem      *list.Element // in the pool's idle list while cached
+	idleSince time.Time     // when it was last put in the cache
+	broken    bool          // the server closed, or an I/O error: never reuse
+}
+
+// dial connects to relay, reads the greeting, says EHLO and, unless tls
+// mode forbids it, upgrades with STARTTLS. A failed handshake under
+// opportunistic TLS is retried once in plain text, since nothing in
+// opportunistic TLS may block delivery.
+// The failure is remembered for tlsRetryAfter so the next connections
+// to that relay go straight to plain text.
+func (a *Agent) dial(ctx context.Context, host, relay string, mode TLSMode) (*conn, error) {
+	if mode == TLSOpportunistic && a.tlsBroken.recent(relay) {
+		mode = TLSNone
+	}
+	c, err := a.dialOnce(ctx, host, relay, mode)
+	var te *tlsError
+	if mode == TLSOpportunistic && errors.As(err, &te) {
+		a.log.Info("TLS failed, retrying without TLS", slog.String("relay", relay), slog.String("error", err.Error()))
+		a.tlsBroken.add(relay)
+		c, err = a.dialOnce(ctx, host, relay, TLSNone)
+	}
+	if err == nil {
+		a.log.Debug("connected", slog.String("host", host), slog.String("relay", relay), slog.Bool("tls", c.tls),
+			slog.Bool("pipelining", c.has("PIPELINING")))
+	}
+	return c, err
+}
+
+// tlsRetryAfter is how long a relay whose TLS failed is sent plain text.
+const tlsRetryAfter = time.Hour
+
+// brokenTLS remembers relays whose STARTTLS failed, bounded in size.
+type brokenTLS struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (b *brokenTLS) recent(relay string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.m[relay]
+	return ok && time.Since(t) < tlsRetryAfter
+}
+
+func (b *brokenTLS) add(relay string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || len(b.m) >= 10_000 {
+		b.m = map[string]time.Time{} // crude bound: forgetting costs one more failed handshake
+	}
+	b.m[relay] = time.Now()
+}
+
+// tlsError marks a STARTTLS handshake failure.
+type tlsError struct{ err error }
+
+func (e *tlsError) Error() string { return e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }
+
+func (a *Agent) dialOnce(ctx context.Context, host, relay string, mode TLSMode) (*conn, error) {
+	nc, err := a.dialer.DialContext(ctx, "tcp", relay)
+	if err != nil {
+		return nil, localError(false, "4.4.1", "connect", relay, err, "connect to %s (%s): %v", host, relay, err)
+	}
+	// Deadlines bound each read; closing the socket is what interrupts a
+	// blocked read when the caller gives up.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	c := &conn{nc: nc, tp: textproto.NewConn(nc), host: host, relay: relay, cfg: &a.cfg, created: time.Now()}
+	if err := c.hello(ctx, mode, a); err != nil {
+		nc.Close()
+		return nil, c.ctxErr(ctx, err)
+	}
+	return c, nil
+}
+
+// hello does the greeting, EHLO (HELO if EHLO is refused) and STARTTLS.
+func (c *conn) hello(ctx context.Context, mode TLSMode, a *Agent) error {
+	// RFC 5321 §4.5.3.2.1: the greeting gets the command timeout too.
+	code, msg, err := c.readReply("greeting", c.cfg.CommandTimeout)
+	if err != nil {
+		return err
+	}
+	if code != 220 {
+		return replyError("greeting", code, msg, c.relay)
+	}
+	if err := c.ehlo(); err != nil {
+		return err
+	}
+	if _, ok := c.ext["STARTTLS"]; ok && mode != TLSNone {
+		if err := c.startTLS(ctx, mode, a); err != nil {
+			return err
+		}
+	}
+	if mode == TLSRequired && !c.tls {
+		return localError(false, "4.7.10", "STARTTLS", c.relay, nil, "TLS is required for %s but %s does not offer STARTTLS", c.host, c.relay)
+	}
+	return nil
+}
+
+func (c *conn) ehlo() error {
+	code, msg, err := c.cmd("EHLO", "EHLO %s", c.cfg.HELO)
+	if err != nil {
+		return err
+	}
+	c.ext = map[string]string{}
+	if code == 250 {
+		// RFC 5321 §4.1.1.1: the first line is the greeting, the rest are
+		// keywords with optional parameters.
+		lines := strings.Split(msg, "\n")
+		for _, l := range lines[1:] {
+			k, v, _ := strings.Cut(strings.TrimSpace(l), " ")
+			c.ext[strings.ToUpper(k)] = v
+		}
+		return nil
+	}
+	if code/100 != 5 {
+		return replyError("EHLO", code, msg, c.relay)
+	}
+	// RFC 5321 §3.2: a server that does not know EHLO gets HELO and no
+	// extensions.
+	code, msg, err = c.cmd("HELO", "HELO %s", c.cfg.HELO)
+	if err != nil {
+		return err
+	}
+	if code != 250 {
+		return replyError("HELO", code, msg, c.relay)
+	}
+	return nil
+}
+
+// startTLS upgrades the connection (RFC 3207) and repeats EHLO, whose
+// answer before TLS must be forgotten (§4.2). Sessions are resumed from
+// the agent's shared session cache on hosts seen before.
+func (c *conn) startTLS(ctx context.Context, mode TLSMode, a *Agent) error {
+	code, msg, err := c.cmd("STARTTLS", "STARTTLS")
+	if err != nil {
+		return err
+	}
+	if code != 220 {
+		if mode == TLSRequired {
+			return replyError("STARTTLS", code, msg, c.relay)
+		}
+		return nil // opportunistic: carry on in plain text
+	}
+	cfg := &tls.Config{
+		ServerName:         c.host,
+		ClientSessionCache: a.tlsSessions,
+		RootCAs:            c.cfg.TLSRootCAs,
+		MinVersion:         tls.VersionTLS12,
+		// Opportunistic TLS protects against passive eavesdropping only;
+		// an unverifiable certificate must not stop delivery (RFC 7435).
+		InsecureSkipVerify: mode != TLSRequired,
+	}
+	tc := tls.Client(c.nc, cfg)
+	_ = tc.SetDeadline(time.Now().Add(c.cfg.CommandTimeout))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return localError(false, "4.7.5", "STARTTLS", c.relay, &tlsError{err}, "TLS handshake with %s: %v", c.relay, err)
+	}
+	c.nc, c.tp, c.tls = tc, textproto.NewConn(tc), true
+	err = c.ehlo()
+	var de *Error
+	if errors.As(err, &de) && de.Code == 0 {
+		// TLS 1.3 reports a server's refusal (say, of a missing client
+		// certificate) only at the first read after the handshake.
+		return localError(false, "4.7.5", "STARTTLS", c.relay, &tlsError{err}, "TLS session with %s failed: %v", c.relay, err)
+	}
+	return err
+}
+
+// cmd sends one command and reads its reply.
+func (c *conn) cmd(name, format string, args ...any) (int, string, error) {
+	if err := c.write(name, format, args...); err != nil {
+		return 0, "", err
+	}
+	if err := c.flush(name); err != nil {
+		return 0, "", err
+	}
+	return c.readReply(name, c.cfg.CommandTimeout)
+}
+
+// write buffers one command line; flush sends what is buffered.
+func (c *conn) write(name, format string, args ...any) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.CommandTimeout))
+	if _, err := fmt.Fprintf(c.tp.W, format+"\r\n", args...); err != nil {
+		c.broken = true
+		return c.ioError(name, err)
+	}
+	return nil
+}
+
+func (c *conn) flush(name string) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.CommandTimeout))
+	if err := c.tp.W.Flush(); err != nil {
+		c.broken = true
+		return c.ioError(name, err)
+	}
+	return nil
+}
+
+// readReply reads one (possibly multi-line) reply. A 421 means the server
+// is closing the connection (RFC 5321 §3.8), so it is not reused.
+func (c *conn) readReply(name string, timeout time.Duration) (int, string, error) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
+	code, msg, err := c.tp.ReadResponse(0)
+	if err != nil {
+		c.broken = true
+		var pe textproto.ProtocolError
+		if errors.As(err, &pe) {
+			return 0, "", localError(false, "4.5.0", name, c.relay, err, "bad reply from %s to %s: %v", c.relay, name, err)
+		}
+		return 0, "", c.ioError(name, err)
+	}
+	if code < 200 || code > 599 {
+		c.broken = true
+		return 0, "", localError(false, "4.5.0", name, c.relay, nil, "reply code %d from %s to %s out of range", code, c.relay, name)
+	}
+	if code == 421 {
+		c.broken = true
+	}
+	return code, msg, nil
+}
+
+func (c *conn) ioError(name string, err error) *Error {
+	return localError(false, "4.4.2", name, c.relay, err, "lost connection with %s during %s: %v", c.relay, name, err)
+}
+
+// ctxErr reports a cancelled context as such rather than as the I/O error
+// closing the socket caused.
+func (c *conn) ctxErr(ctx context.Context, err error) error {
+	var de *Error
+	if ctx.Err() != nil && (!errors.As(err, &de) || de.Code == 0) {
+		return localError(false, "4.4.7", "", c.relay, ctx.Err(), "delivery interrupted with %s: %v", c.relay, ctx.Err())
+	}
+	return err
+}
+
+// maxSize is the server's SIZE limit (RFC 1870), 0 if none.
+func (c *conn) maxSize() int64 {
+	v, ok := c.ext["SIZE"]
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
+
+func (c *conn) has(ext string) bool {
+	_, ok := c.ext[ext]
+	return ok
+}
+
+// quit says goodbye and closes without waiting for the reply: every
+// verdict is in, so the round trip would buy nothing (Postfix's
+// smtp_skip_quit_response).
+func (c *conn) quit() {
+	if !c.broken {
+		_ = c.write("QUIT", "QUIT")
+		_ = c.flush("QUIT")
+	}
+	c.nc.Close()
+}

@@ -1,0 +1,395 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Deliver makes one attempt at env and returns exactly one Result per
+// env.Recipients entry, in the same order. It never returns early without
+// a verdict: anything that is not a definite answer is Deferred.
+func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
+	env.Domain = strings.ToLower(env.Domain)
+	results := make([]Result, len(env.Recipients))
+	for i, r := range env.Recipients {
+		results[i].Recipient = r
+	}
+	if len(results) == 0 {
+		return results
+	}
+	t := &txn{a: a, env: env, results: results}
+	t.run(ctx)
+	for _, r := range results {
+		a.log.LogAttrs(ctx, slog.LevelInfo, "delivery",
+			slog.String("qid", env.QueueID),
+			slog.String("rcpt", r.Recipient),
+			slog.String("domain", env.Domain),
+			slog.String("relay", r.Relay),
+			slog.Int("code", r.Code),
+			slog.String("status", r.Status.String()),
+			slog.String("reply", strings.TrimSpace(r.Enhanced+" "+r.Text)),
+		)
+	}
+	return results
+}
+
+// Busy reports, without waiting or querying DNS, whether a Deliver to
+// domain now would find its MX group suspended or out of connection
+// slots. A domain whose MX is not cached is never busy. The queue may use
+// it to pick other work first; Deliver itself also defers promptly (4.4.5
+// with a RetryAfter) rather than parking a runner.
+func (a *Agent) Busy(domain string) bool {
+	d := a.knownDest(strings.ToLower(domain))
+	return d != nil && a.pool.busy(d)
+}
+
+// Destination returns the scheduling state of domain's MX group, if the
+// group exists and its MX answer is cached.
+func (a *Agent) Destination(domain string) (DestinationState, bool) {
+	d := a.knownDest(strings.ToLower(domain))
+	if d == nil {
+		return DestinationState{}, false
+	}
+	return a.pool.state(d), true
+}
+
+func (a *Agent) knownDest(domain string) *destination {
+	var key string
+	if hp, ok := a.cfg.Routes[domain]; ok {
+		key = routeKey(hp)
+	} else {
+		hosts, ok := a.res.CachedMX(domain)
+		if !ok {
+			return nil
+		}
+		key = groupKey(hostNames(hosts))
+	}
+	a.pool.mu.Lock()
+	defer a.pool.mu.Unlock()
+	return a.pool.dests[key]
+}
+
+func routeKey(hp string) string { return "route:" + hp }
+
+// groupKey names an MX group: the sorted set of its MX host names.
+func groupKey(hosts []string) string {
+	s := slices.Clone(hosts)
+	slices.Sort(s)
+	return strings.Join(slices.Compact(s), ",")
+}
+
+func hostNames(mxs []MXHost) []string {
+	out := make([]string, len(mxs))
+	for i, m := range mxs {
+		out[i] = m.Host
+	}
+	return out
+}
+
+// txn is one Deliver call's state.
+type txn struct {
+	a       *Agent
+	env     Envelope
+	results []Result
+	hosts   []MXHost // MX hosts in preference order, or the route host
+	route   string   // host:port of a static route
+	dest    *destination
+	lim     limits
+	session bool // a session got as far as a transaction
+	ruled   bool // a reply rule has acted for this delivery
+}
+
+// pending reports whether recipient i still awaits a verdict.
+func (t *txn) pending(i int) bool { return t.results[i].Status == 0 }
+
+func (t *txn) anyPending(idx []int) bool {
+	return slices.ContainsFunc(idx, t.pending)
+}
+
+func (t *txn) set(i int, st Status, code int, enhanced, text, relay string) {
+	r := &t.results[i]
+	r.Status, r.Code, r.Enhanced, r.Text, r.Relay = st, code, enhanced, text, relay
+}
+
+func (t *txn) setErr(i int, e *Error) {
+	t.set(i, e.status(), e.Code, e.Enhanced, e.Line, e.Relay)
+	t.results[i].Host = e.Host
+}
+
+// settleIdx gives every pending recipient in idx the verdict e.
+func (t *txn) settleIdx(idx []int, e *Error) {
+	for _, i := range idx {
+		if t.pending(i) {
+			t.setErr(i, e)
+		}
+	}
+}
+
+// settle gives every recipient still pending the verdict e.
+func (t *txn) settle(e *Error) {
+	for i := range t.results {
+		if t.pending(i) {
+			t.setErr(i, e)
+		}
+	}
+}
+
+func (t *txn) run(ctx context.Context) {
+	env := t.env
+	switch {
+	case t.a.closed.Load():
+		t.settle(localError(false, "4.3.2", "", "", nil, "delivery agent is shut down"))
+		return
+	case env.Domain == "" || env.Open == nil:
+		t.settle(localError(false, "4.3.0", "", "", nil, "malformed envelope: no domain or no message"))
+		return
+	case strings.ContainsAny(env.Sender, "\r\n<>"):
+		t.settle(localError(true, "5.1.7", "", "", nil, "bad sender address syntax %q", env.Sender))
+		return
+	}
+	for i, r := range env.Recipients {
+		if r == "" || strings.ContainsAny(r, "\r\n<>") {
+			t.setErr(i, localError(true, "5.1.3", "", "", nil, "bad recipient address syntax %q", r))
+		}
+	}
+
+	var key string
+	if hp, ok := t.a.cfg.Routes[env.Domain]; ok {
+		host, _, _ := net.SplitHostPort(hp)
+		t.route, t.hosts, key = hp, []MXHost{{Host: host}}, routeKey(hp)
+	} else {
+		hosts, err := t.a.res.LookupMX(ctx, env.Domain)
+		switch {
+		case errors.Is(err, ErrNullMX):
+			t.settle(localError(true, "5.1.10", "", "", err, "domain %s does not accept mail (null MX)", env.Domain))
+			return
+		case errors.Is(err, ErrNXDomain):
+			t.settle(localError(true, "5.1.2", "", "", err, "domain %s not found (NXDOMAIN)", env.Domain))
+			return
+		case err != nil:
+			t.settle(localError(false, "4.4.3", "", "", err, "DNS lookup failed: %v", err))
+			return
+		}
+		t.hosts, key = hosts, groupKey(hostNames(hosts))
+	}
+	t.lim = t.a.policy(env.Domain, hostNames(t.hosts))
+	t.dest = t.a.pool.dest(key, t.lim)
+	connErr := t.deliverAll(ctx)
+	t.feedback(connErr)
+}
+
+// deliverAll runs as many transactions as the recipients-per-transaction
+// limit needs, on one connection while it lasts. It returns the error
+// that stopped it from getting a connection, if any.
+func (t *txn) deliverAll(ctx context.Context) *Error {
+	var idx []int
+	for i := range t.results {
+		if t.pending(i) {
+			idx = append(idx, i)
+		}
+	}
+	var c *conn
+	defer func() {
+		if c != nil {
+			t.a.pool.release(t.dest, c)
+		}
+	}()
+	for chunk := range slices.Chunk(idx, t.lim.rcptsPerTxn) {
+		for retry := 0; t.anyPending(chunk); retry++ {
+			if c == nil {
+				var err *Error
+				if c, err = t.connect(ctx); err != nil {
+					t.settle(err)
+					return err
+				}
+			}
+			if err := t.a.pool.rateWait(ctx, t.dest); err != nil {
+				t.settleIdx(chunk, localError(false, "4.4.7", "", "", err, "delivery interrupted: %v", err))
+				break
+			}
+			nc := c.nc
+			stop := context.AfterFunc(ctx, func() { nc.Close() })
+			stale := c.send(t, chunk, c.txns > 0)
+			for _, i := range chunk {
+				if t.results[i].Relay == c.relay {
+					t.results[i].Host = c.host
+				}
+			}
+			if !stop() {
+				// The socket was closed under the transaction: blame the
+				// deadline, not the server.
+				c.broken = true
+				e := localError(false, "4.4.7", "", c.relay, ctx.Err(), "delivery interrupted with %s: %v", c.relay, ctx.Err())
+				for _, i := range chunk {
+					if r := t.results[i]; r.Status != Delivered && r.Code == 0 {
+						t.results[i].Status = 0
+						t.setErr(i, e)
+					}
+				}
+			}
+			if !stale {
+				t.session = true
+			}
+			if c.broken || c.txns >= t.lim.txnsPerConn {
+				t.a.pool.release(t.dest, c)
+				c = nil
+			}
+			if stale && retry > 0 {
+				t.settleIdx(chunk, localError(false, "4.4.2", "RSET", "", nil, "cached connections to %s keep failing", t.dest.key))
+			}
+		}
+	}
+	return nil
+}
+
+// connect takes a cached connection to the destination or dials one,
+// trying MX hosts in preference order (RFC 5321 §5.1).
+func (t *txn) connect(ctx context.Context) (*conn, *Error) {
+	for {
+		c, err := t.a.pool.acquire(ctx, t.dest)
+		switch {
+		case errors.Is(err, errBusy):
+			return nil, &Error{Enhanced: "4.4.5", Line: fmt.Sprintf("%s: %v", t.dest.key, err), Err: err}
+		case errors.Is(err, errSuspended):
+			return nil, &Error{Enhanced: "4.4.1", Line: fmt.Sprintf("%s: %v", t.dest.key, err), Err: err}
+		case err != nil:
+			return nil, localError(false, "4.4.7", "", "", err, "delivery interrupted: %v", err)
+		case c != nil && t.lim.tls == TLSRequired && !c.tls:
+			c.broken = true // cached in plain text: not good enough here
+			t.a.pool.release(t.dest, c)
+			continue
+		case c != nil:
+			return c, nil
+		}
+		c, de := t.dialHosts(ctx)
+		if de != nil {
+			t.a.pool.release(t.dest, nil)
+			return nil, de
+		}
+		return c, nil
+	}
+}
+
+// dialHosts resolves MX hosts one at a time, in order, so a working
+// primary costs no lookups for the backups. A refused connection, a
+// greeting or EHLO that is not 2xx moves on to the next address. Only the
+// first maxAddrs addresses are tried.
+func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
+	var last *Error
+	tried := 0
+	for _, mx := range t.hosts {
+		var addrs []string
+		if t.route != "" {
+			addrs = []string{t.route}
+		} else {
+			ips, err := t.a.res.LookupA(ctx, mx.Host)
+			switch {
+			case err == nil:
+			case mx.Implicit && (errors.Is(err, ErrNoAddress) || errors.Is(err, ErrNXDomain)):
+				return nil, localError(true, "5.4.4", "", "", err, "domain %s has no MX and no address records", t.env.Domain)
+			case errors.Is(err, ErrNoAddress) || errors.Is(err, ErrNXDomain):
+				last = localError(false, "4.4.4", "", "", err, "MX host %s has no address: %v", mx.Host, err)
+				continue
+			default:
+				last = localError(false, "4.4.3", "", "", err, "DNS lookup failed: %v", err)
+				continue
+			}
+			for _, ip := range ips {
+				addrs = append(addrs, netip.AddrPortFrom(ip, uint16(t.a.cfg.Port)).String())
+			}
+		}
+		for _, addr := range addrs {
+			if tried == maxAddrs || ctx.Err() != nil {
+				break
+			}
+			tried++
+			c, err := t.a.dial(ctx, mx.Host, addr, t.lim.tls)
+			if err == nil {
+				return c, nil
+			}
+			last = asError(err, &conn{relay: addr})
+			last.Host = mx.Host
+			t.apply(last)
+		}
+	}
+	return nil, t.giveUp(ctx, last)
+}
+
+// giveUp is the error everyone still pending gets when no host took the
+// session. Its code may be a 5xx greeting: the verdict is still Deferred,
+// Code and Enhanced only report what the host said.
+func (t *txn) giveUp(ctx context.Context, last *Error) *Error {
+	switch {
+	case ctx.Err() != nil && (last == nil || last.Code == 0):
+		return localError(false, "4.4.7", "", "", ctx.Err(), "delivery interrupted: %v", ctx.Err())
+	case last != nil:
+		e := *last
+		e.Permanent = false
+		return &e
+	}
+	return localError(false, "4.4.4", "", "", nil, "no MX host of %s could be tried", t.env.Domain)
+}
+
+// feedback tells the pool how the destination did, applies reply rules
+// to the replies recipients got, and marks deferrals that the queue may
+// retry sooner than its normal backoff.
+func (t *txn) feedback(connErr *Error) {
+	p := t.a.pool
+	switch {
+	case connErr == nil || t.session:
+		p.feedback(t.dest, true, "")
+	case errors.Is(connErr, errBusy):
+		t.retryAfter(busyRetry)
+		return
+	case errors.Is(connErr, errSuspended):
+		if s := p.state(t.dest); !s.SuspendedUntil.IsZero() {
+			t.retryAfter(time.Until(s.SuspendedUntil))
+		}
+		return
+	case connErr.Enhanced == "4.4.7" || connErr.Permanent:
+		return // our own deadline, or a DNS verdict: says nothing of the hosts
+	default:
+		p.feedback(t.dest, false, connErr.Error())
+	}
+	for _, r := range t.results {
+		if t.ruled {
+			break
+		}
+		if r.Code >= 400 && t.apply(&Error{Code: r.Code, Enhanced: r.Enhanced, Line: r.Text}) {
+			break
+		}
+	}
+}
+
+// apply runs the first reply rule matching e, reporting whether one did.
+func (t *txn) apply(e *Error) bool {
+	if e == nil || e.Code == 0 || t.ruled {
+		return false
+	}
+	for _, rule := range t.a.cfg.ReplyRules {
+		if rule.matches(e.Code, e.Enhanced, e.Line) {
+			reply := strings.TrimSpace(fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Line))
+			t.ruled = true
+			t.a.pool.apply(t.dest, rule, reply)
+			t.a.log.Info("reply rule", slog.String("domain", t.env.Domain), slog.String("relay", e.Relay),
+				slog.String("action", string(rule.Action)), slog.String("reply", reply))
+			return true
+		}
+	}
+	return false
+}
+
+func (t *txn) retryAfter(d time.Duration) {
+	for i := range t.results {
+		if t.results[i].Status == Deferred && t.results[i].Code == 0 {
+			t.results[i].RetryAfter = d
+		}
+	}
+}

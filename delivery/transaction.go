@@ -1,0 +1,316 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// command kinds in one mail transaction.
+const (
+	cmdRSET = iota
+	cmdMAIL
+	cmdRCPT
+	cmdDATA
+)
+
+// maxPipelined bounds one pipelined group: its replies, about 30 bytes
+// each, fit in any socket buffer.
+const maxPipelined = 100
+
+type txnCmd struct {
+	kind int
+	name string
+	line string
+	rcpt int // index into the envelope's recipients, for cmdRCPT
+}
+
+// send runs one mail transaction on c for the recipients idx of t's
+// envelope and gives each of them a verdict, with one exception: when c
+// came from the cache (reused) and died before the server answered
+// anything, nothing is decided and send reports stale, so the caller can
+// retry on a fresh connection. Nothing can have been delivered then: the
+// body is only sent after the 354 has been read.
+//
+// With PIPELINING (RFC 2920) the RSET, MAIL FROM, every RCPT TO and DATA
+// go out in one write and the replies are read back in order; without it
+// each command waits for its reply (RFC 5321 §4.1.4).
+func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
+	env := &t.env
+	c.txns++
+	mail, ok := c.mailCommand(t, idx)
+	if !ok {
+		return false
+	}
+	var cmds []txnCmd
+	if reused {
+		// RFC 5321 §4.1.1.5: RSET starts a clean transaction and proves the
+		// cached connection is still alive (sendmail's probe).
+		cmds = append(cmds, txnCmd{kind: cmdRSET, name: "RSET", line: "RSET"})
+	}
+	cmds = append(cmds, txnCmd{kind: cmdMAIL, name: "MAIL FROM", line: mail})
+	for _, i := range idx {
+		if t.pending(i) {
+			cmds = append(cmds, txnCmd{kind: cmdRCPT, name: "RCPT TO", line: "RCPT TO:<" + env.Recipients[i] + ">", rcpt: i})
+		}
+	}
+	cmds = append(cmds, txnCmd{kind: cmdDATA, name: "DATA", line: "DATA"})
+
+	pipelined := c.has("PIPELINING")
+	var mailErr *Error
+	var accepted []int
+	written := 0
+	for k, cm := range cmds {
+		if pipelined && k == written {
+			if mailErr != nil {
+				return false // every reply is in; no use sending the rest
+			}
+			// Groups are bounded so that neither side can block writing
+			// while the other is writing too (RFC 2920 §3.1).
+			written = min(len(cmds), k+maxPipelined)
+			for _, w := range cmds[k:written] {
+				if err := c.write(w.name, "%s", w.line); err != nil {
+					return c.lost(t, idx, reused, k, err)
+				}
+			}
+			if err := c.flush(cm.name); err != nil {
+				return c.lost(t, idx, reused, k, err)
+			}
+		}
+		if !pipelined {
+			// Lock-step: stop at the first command that can no longer help.
+			if mailErr != nil || (cm.kind == cmdDATA && len(accepted) == 0) {
+				break
+			}
+			if err := c.write(cm.name, "%s", cm.line); err != nil {
+				return c.lost(t, idx, reused, k, err)
+			}
+			if err := c.flush(cm.name); err != nil {
+				return c.lost(t, idx, reused, k, err)
+			}
+		}
+		code, msg, err := c.readReply(cm.name, c.cfg.CommandTimeout)
+		if err != nil {
+			return c.lost(t, idx, reused, k, err)
+		}
+		switch cm.kind {
+		case cmdRSET:
+			if code != 250 {
+				// A server that cannot reset is not one to reuse; nothing
+				// of this transaction counts, so start over elsewhere.
+				c.broken = true
+				return true
+			}
+		case cmdMAIL:
+			if code/100 != 2 {
+				mailErr = replyError("MAIL FROM", code, msg, c.relay)
+				t.settleIdx(idx, mailErr)
+				if code == 421 {
+					return false
+				}
+			}
+		case cmdRCPT:
+			switch {
+			case mailErr != nil:
+				// RFC 2920 §3.1: after a refused MAIL the RCPT replies are
+				// read and ignored.
+			case code/100 == 2:
+				accepted = append(accepted, cm.rcpt)
+			case code == 421:
+				t.settleIdx(idx, replyError("RCPT TO", code, msg, c.relay))
+				return false
+			default:
+				t.setErr(cm.rcpt, replyError("RCPT TO", code, msg, c.relay))
+			}
+		case cmdDATA:
+			if code != 354 {
+				if len(accepted) > 0 && mailErr == nil {
+					t.settleIdx(accepted, replyError("DATA", code, msg, c.relay))
+				}
+				return false
+			}
+			if len(accepted) == 0 || mailErr != nil {
+				// RFC 2920 §3.1: a 354 with no recipient accepted gets an
+				// empty message, which the server must refuse.
+				if err := c.write("DATA", "."); err == nil && c.flush("DATA") == nil {
+					_, _, _ = c.readReply("end of DATA", c.cfg.DataTimeout)
+				}
+				return false
+			}
+			c.data(t, accepted)
+			return false
+		}
+	}
+	return false
+}
+
+// mailCommand builds MAIL FROM with the parameters the server offered,
+// and fails the recipients up front when the server cannot take the
+// message as it is: fanmail never converts or truncates a message.
+func (c *conn) mailCommand(t *txn, idx []int) (string, bool) {
+	env := &t.env
+	if limit := c.maxSize(); limit > 0 && env.Size > limit {
+		// RFC 1870 §6.1: over the fixed maximum is permanent.
+		t.settleIdx(idx, localError(true, "5.3.4", "MAIL FROM", c.relay, nil,
+			"message size %d exceeds the fixed maximum message size %d of %s", env.Size, limit, c.relay))
+		return "", false
+	}
+	utf8 := env.SMTPUTF8 || !isASCII(env.Sender)
+	for _, i := range idx {
+		if t.pending(i) && !isASCII(env.Recipients[i]) {
+			utf8 = true
+			if !c.has("SMTPUTF8") {
+				t.setErr(i, localError(true, "5.6.7", "RCPT TO", c.relay, nil,
+					"non-ASCII recipient address and %s does not offer SMTPUTF8", c.relay))
+			}
+		}
+	}
+	if utf8 && !c.has("SMTPUTF8") && (env.SMTPUTF8 || !isASCII(env.Sender)) {
+		// RFC 6531 §3.2: without the extension the message cannot be sent.
+		t.settleIdx(idx, localError(true, "5.6.7", "MAIL FROM", c.relay, nil,
+			"message needs SMTPUTF8 and %s does not offer it", c.relay))
+		return "", false
+	}
+	if !t.anyPending(idx) {
+		return "", false
+	}
+	line := "MAIL FROM:<" + env.Sender + ">"
+	if c.has("SIZE") && env.Size > 0 {
+		line += fmt.Sprintf(" SIZE=%d", env.Size)
+	}
+	if c.has("8BITMIME") {
+		line += " BODY=8BITMIME"
+	} else if t.eightBit() {
+		// RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
+		t.settleIdx(idx, localError(true, "5.6.3", "MAIL FROM", c.relay, nil,
+			"message has 8-bit content and %s does not offer 8BITMIME", c.relay))
+		return "", false
+	}
+	if utf8 && c.has("SMTPUTF8") {
+		line += " SMTPUTF8"
+	}
+	return line, true
+}
+
+// data sends the body after a 354 and settles the accepted recipients
+// with the reply to the final dot (RFC 5321 §4.5.3.2.5-6 timeouts).
+func (c *conn) data(t *txn, accepted []int) {
+	w := c.tp.DotWriter()
+	body := &readErrReader{r: t.env.Open()}
+	if _, err := io.Copy(w, &blockDeadline{r: body, c: c}); err != nil {
+		c.broken = true
+		c.nc.Close() // dropping the connection before the dot aborts the transaction
+		if body.err != nil {
+			t.settleIdx(accepted, localError(false, "4.3.0", "DATA", c.relay, body.err, "read message: %v", body.err))
+			return
+		}
+		t.settleIdx(accepted, c.ioError("message body", err))
+		return
+	}
+	if err := w.Close(); err != nil {
+		c.broken = true
+		t.settleIdx(accepted, c.ioError("end of DATA", err))
+		return
+	}
+	code, msg, err := c.readReply("end of DATA", c.cfg.DataTimeout)
+	if err != nil {
+		t.settleIdx(accepted, asError(err, c))
+		return
+	}
+	if code/100 == 2 {
+		enh, text := parseReply(msg)
+		for _, i := range accepted {
+			t.set(i, Delivered, code, enh, text, c.relay)
+		}
+		return
+	}
+	t.settleIdx(accepted, replyError("end of DATA", code, msg, c.relay))
+}
+
+// lost handles an I/O error after k replies: a reused connection that
+// died before its first reply is stale; otherwise whoever is undecided is
+// deferred, and the connection is never used again.
+func (c *conn) lost(t *txn, idx []int, reused bool, k int, err error) bool {
+	c.broken = true
+	if reused && k == 0 {
+		return true
+	}
+	t.settleIdx(idx, asError(err, c))
+	return false
+}
+
+// dataBlockTimeout bounds each block of the body (RFC 5321 §4.5.3.2.5:
+// 3 minutes per TCP send), never beyond DataTimeout.
+const dataBlockTimeout = 3 * time.Minute
+
+// blockDeadline renews the write deadline before each block io.Copy
+// hands on, so a large body on a slow link is bounded per block rather
+// than as a whole.
+type blockDeadline struct {
+	r io.Reader
+	c *conn
+}
+
+func (b *blockDeadline) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		_ = b.c.nc.SetWriteDeadline(time.Now().Add(min(dataBlockTimeout, b.c.cfg.DataTimeout)))
+	}
+	return n, err
+}
+
+// readErrReader remembers a read error so a failed copy can be blamed on
+// the message source rather than the connection.
+type readErrReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// eightBit scans the message for bytes over 127; it is only asked when a
+// server lacks 8BITMIME, which is rare, so the extra read is cheap.
+func (t *txn) eightBit() bool {
+	if t.env.EightBit {
+		return true
+	}
+	buf := make([]byte, 32<<10)
+	r := t.env.Open()
+	for {
+		n, err := r.Read(buf)
+		for _, b := range buf[:n] {
+			if b >= 0x80 {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// asError returns err as an *Error, describing any other error as a lost
+// connection.
+func asError(err error, c *conn) *Error {
+	var de *Error
+	if errors.As(err, &de) {
+		return de
+	}
+	return c.ioError("transaction", err)
+}
