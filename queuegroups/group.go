@@ -193,7 +193,19 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 	q := g.q
 	u := &statusUpdate{id: e.msg.id, env: e.index, attempts: e.attempts + 1}
 	deferred := false
+	// A destination that was busy or suspended says when to come back;
+	// that is no attempt, so it neither grows the backoff nor waits for
+	// min_queue_age. One real deferral among them decides as usual.
+	var retryAfter time.Duration
+	allBusy := true
 	for i, r := range results {
+		if r.Status != delivery.Delivered && r.Status != delivery.Failed {
+			if r.RetryAfter > 0 {
+				retryAfter = max(retryAfter, r.RetryAfter)
+			} else {
+				allBusy = false
+			}
+		}
 		ru := rcptUpdate{index: idx[i], reply: replyText(r)}
 		switch r.Status {
 		case delivery.Delivered:
@@ -210,6 +222,10 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 		return u
 	}
 	next := now.Add(max(backoff(u.attempts, q.cfg.RetryMin, q.cfg.RetryMax), g.cfg.MinQueueAge))
+	if allBusy {
+		u.attempts = e.attempts
+		next = now.Add(retryAfter)
+	}
 	if !next.After(e.msg.received.Add(q.cfg.QueueReturn)) {
 		u.next = next
 		return u

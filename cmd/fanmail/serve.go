@@ -46,16 +46,7 @@ func runServe(c *cli.Context) error {
 	}
 	defer store.Close()
 
-	agent, err := delivery.New(delivery.Config{
-		Resolvers:      cfg.Delivery.Resolvers,
-		Port:           cfg.Delivery.Port,
-		Routes:         cfg.Routes,
-		HELO:           cfg.Hostname,
-		ConnectTimeout: cfg.Delivery.ConnectTimeout.D(),
-		CommandTimeout: cfg.Delivery.CommandTimeout.D(),
-		DataTimeout:    cfg.Delivery.DataTimeout.D(),
-		Logger:         log,
-	})
+	agent, err := delivery.New(cfg.DeliveryConfig(log))
 	if err != nil {
 		return err
 	}
