@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -111,4 +112,58 @@ func postMany(addr string, count int) error {
 		}
 	}
 	return c.Quit()
+}
+
+// BenchmarkFanout100kGroups times one post to 100,000 members over 1,000
+// domains routed to four queue groups (the default group and three
+// more, each in its own directory), from the 250 until the sinks have
+// counted every recipient, and reports the server's peak memory.
+func BenchmarkFanout100kGroups(b *testing.B) {
+	domains := testDomains(1000)
+	counts := make([]int, len(domains))
+	for i := range counts {
+		counts[i] = 100
+	}
+	n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{DiscardBodies: true}
+	})
+	var groups strings.Builder
+	for g := 1; g <= 3; g++ {
+		var pats []string
+		for i := g; i < len(domains); i += 4 {
+			pats = append(pats, `"`+domains[i]+`"`)
+		}
+		fmt.Fprintf(&groups, "[[queue.group]]\nname = \"g%d\"\npath = \"queue-g%d\"\n", g, g)
+		fmt.Fprintf(&groups, "[[queue.rule]]\ndomains = [%s]\ngroup = \"g%d\"\n", strings.Join(pats, ", "), g)
+	}
+	cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "[queue]\nrunners = 32\n"+groups.String())
+	fanmailCLI(b, cfg, "", "list", "create", e2eList)
+	file, members := membersFile(b, domains, counts)
+	fanmailCLI(b, cfg, "", "member", "add", e2eList, "--file", file)
+	p := startFanmail(b, cfg)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		postTo(b, p.addr, "poster@example.org", e2eList, e2ePost)
+		n.waitDelivered(b, (i+1)*len(members), 10*time.Minute, p)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "rcpts/s")
+	b.ReportMetric(float64(peakRSS(b, p.cmd.Process.Pid))/(1<<20), "peak-MiB")
+	p.stop(b)
+}
+
+// peakRSS reads a process's peak resident set size (VmHWM) in bytes.
+func peakRSS(t testing.TB, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -79,18 +79,18 @@ func newFakeNet(t testing.TB, domains []string, opts func(domain string) fakenet
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	// A random 127.A.B.0/24 keeps parallel test runs off each other's
+	// A random 127.A.B.0 block keeps parallel test runs off each other's
 	// addresses; a clash just means trying another block.
 	for try := 0; ; try++ {
 		n := &fakeNet{dns: d, sinks: map[string]*fakenet.Sink{}}
-		block := fmt.Sprintf("127.%d.%d.", 1+rand.IntN(250), 1+rand.IntN(250))
+		a, b := 1+rand.IntN(250), rand.IntN(200)
 		ok := true
 		for i, domain := range domains {
 			var o fakenet.SinkOptions
 			if opts != nil {
 				o = opts(domain)
 			}
-			o.Addr = fmt.Sprintf("%s%d:%d", block, i+1, n.port)
+			o.Addr = fmt.Sprintf("127.%d.%d.%d:%d", a, b+i/250, 1+i%250, n.port)
 			s, err := fakenet.NewSink(o)
 			if err != nil {
 				if try == 10 {

@@ -36,7 +36,9 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
+	logOut := newLogWriter(c.App.ErrWriter, 100*time.Millisecond)
+	defer logOut.Close()
+	log := slog.New(slog.NewTextHandler(logOut, nil))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -95,6 +97,7 @@ func runServe(c *cli.Context) error {
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	log.Info("fanmail started", "listen", srv.Addr().String(), "hostname", cfg.Hostname,
 		"data_dir", dataDir, "lists_db", cfg.ListsDB(), "queue_groups", len(spoolCfg.Groups))
+	logOut.flush()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
