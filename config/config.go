@@ -40,6 +40,7 @@ type Delivery struct {
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	CommandTimeout Duration `toml:"command_timeout"`
 	DataTimeout    Duration `toml:"data_timeout"`
+	FallbackRelay  string   `toml:"fallback_relay"` // host:port for mail every MX defers (sendmail FallbackMXhost)
 	DeliveryLimits          // connection cache, limits, TLS, reply rules (delivery.go)
 }
 
@@ -155,6 +156,11 @@ func (c *Config) Validate() error {
 	for _, r := range c.Delivery.Resolvers {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			bad("delivery.resolvers", "%q is not host:port, e.g. \"127.0.0.1:53\"", r)
+		}
+	}
+	if fr := c.Delivery.FallbackRelay; fr != "" {
+		if _, port, err := net.SplitHostPort(fr); err != nil || port == "" {
+			bad("delivery.fallback_relay", "%q is not host:port, e.g. \"10.0.0.25:25\"", fr)
 		}
 	}
 	if c.Delivery.Port <= 0 || c.Delivery.Port > 65535 {

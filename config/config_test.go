@@ -117,6 +117,7 @@ func TestBadConfigs(t *testing.T) {
 		{"[queue]\nrecipients_per_envelope = -1", "queue.recipients_per_envelope: must be at least 1"},
 		{"[routes]\n\"example.test\" = \"127.0.0.5\"", `routes.example.test: "127.0.0.5" is not host:port`},
 		{"data_dir = \"\"", "data_dir: must not be empty"},
+		{"[delivery]\nfallback_relay = \"relay.example\"", `delivery.fallback_relay: "relay.example" is not host:port`},
 		{"listen = \n", "fanmail.toml:1:"},
 		{"[queue]\nsupersafe = \"maybe\"", `supersafe: maybe is not true, false or "interactive"`},
 		{"[queue]\ndelivery_mode = \"deferred\"", `queue.delivery_mode: "deferred" is not a delivery mode`},

@@ -145,6 +145,7 @@ func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 		Resolvers:          d.Resolvers,
 		Port:               d.Port,
 		Routes:             c.Routes,
+		FallbackRelay:      d.FallbackRelay,
 		HELO:               c.Hostname,
 		ConnectTimeout:     d.ConnectTimeout.D(),
 		CommandTimeout:     d.CommandTimeout.D(),

@@ -27,6 +27,11 @@ type Config struct {
 	// lookups for that domain (exact match, no subdomains). Use an IP: a
 	// host name here is resolved by the operating system, not Resolvers.
 	Routes map[string]string
+	// FallbackRelay is sendmail's FallbackMXhost: a "host:port" that gets
+	// the recipients every MX of their domain deferred (not those
+	// deferred because their destination was busy or suspended) in the
+	// same attempt. Empty means none.
+	FallbackRelay string
 	// HELO is the name given in EHLO/HELO; default os.Hostname().
 	HELO string
 	// ConnectTimeout bounds the TCP connect; default 30s. RFC 5321 only
@@ -152,6 +157,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	for _, r := range cfg.Resolvers {
 		if err := checkHostPort(r); err != nil {
 			return cfg, fmt.Errorf("resolver %q: %w", r, err)
+		}
+	}
+	if cfg.FallbackRelay != "" {
+		if err := checkHostPort(cfg.FallbackRelay); err != nil {
+			return cfg, fmt.Errorf("fallback relay %q: %w", cfg.FallbackRelay, err)
 		}
 	}
 	for domain, hp := range cfg.Routes {

@@ -26,6 +26,9 @@ func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
 	}
 	t := &txn{a: a, env: env, results: results}
 	t.run(ctx)
+	if a.cfg.FallbackRelay != "" {
+		a.fallback(ctx, env, results)
+	}
 	for _, r := range results {
 		a.log.LogAttrs(ctx, slog.LevelInfo, "delivery",
 			slog.String("qid", env.QueueID),
@@ -38,6 +41,35 @@ func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
 		)
 	}
 	return results
+}
+
+// fallback sends the recipients every MX deferred to the fallback relay
+// and takes its verdicts. Recipients deferred because the destination
+// was busy or suspended wait for their own MX instead.
+func (a *Agent) fallback(ctx context.Context, env Envelope, results []Result) {
+	var idx []int
+	for i, r := range results {
+		if r.Status == Deferred && r.RetryAfter == 0 {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 || ctx.Err() != nil {
+		return
+	}
+	fe := env
+	fe.Recipients = make([]string, len(idx))
+	for k, i := range idx {
+		fe.Recipients[k] = env.Recipients[i]
+	}
+	ft := &txn{a: a, env: fe, results: make([]Result, len(idx))}
+	for k := range ft.results {
+		ft.results[k].Recipient = fe.Recipients[k]
+	}
+	ft.runRoute(ctx, a.cfg.FallbackRelay)
+	for k, i := range idx {
+		results[i] = ft.results[k]
+		results[i].Text = "via fallback relay: " + results[i].Text
+	}
 }
 
 // Busy reports, without waiting or querying DNS, whether a Deliver to
@@ -160,26 +192,37 @@ func (t *txn) run(ctx context.Context) {
 		}
 	}
 
-	var key string
 	if hp, ok := t.a.cfg.Routes[env.Domain]; ok {
-		host, _, _ := net.SplitHostPort(hp)
-		t.route, t.hosts, key = hp, []MXHost{{Host: host}}, routeKey(hp)
-	} else {
-		hosts, err := t.a.res.LookupMX(ctx, env.Domain)
-		switch {
-		case errors.Is(err, ErrNullMX):
-			t.settle(localError(true, "5.1.10", "", "", err, "domain %s does not accept mail (null MX)", env.Domain))
-			return
-		case errors.Is(err, ErrNXDomain):
-			t.settle(localError(true, "5.1.2", "", "", err, "domain %s not found (NXDOMAIN)", env.Domain))
-			return
-		case err != nil:
-			t.settle(localError(false, "4.4.3", "", "", err, "DNS lookup failed: %v", err))
-			return
-		}
-		t.hosts, key = hosts, groupKey(hostNames(hosts))
+		t.runRoute(ctx, hp)
+		return
 	}
-	t.lim = t.a.policy(env.Domain, hostNames(t.hosts))
+	hosts, err := t.a.res.LookupMX(ctx, env.Domain)
+	switch {
+	case errors.Is(err, ErrNullMX):
+		t.settle(localError(true, "5.1.10", "", "", err, "domain %s does not accept mail (null MX)", env.Domain))
+		return
+	case errors.Is(err, ErrNXDomain):
+		t.settle(localError(true, "5.1.2", "", "", err, "domain %s not found (NXDOMAIN)", env.Domain))
+		return
+	case err != nil:
+		t.settle(localError(false, "4.4.3", "", "", err, "DNS lookup failed: %v", err))
+		return
+	}
+	t.hosts = hosts
+	t.deliverTo(ctx, groupKey(hostNames(hosts)))
+}
+
+// runRoute delivers through a static "host:port" instead of the MX.
+func (t *txn) runRoute(ctx context.Context, hp string) {
+	host, _, _ := net.SplitHostPort(hp)
+	t.route, t.hosts = hp, []MXHost{{Host: host}}
+	t.deliverTo(ctx, routeKey(hp))
+}
+
+// deliverTo runs the transactions against the destination named key,
+// within its limits, and feeds the outcome back to its concurrency.
+func (t *txn) deliverTo(ctx context.Context, key string) {
+	t.lim = t.a.policy(t.env.Domain, hostNames(t.hosts))
 	t.dest = t.a.pool.dest(key, t.lim)
 	connErr := t.deliverAll(ctx)
 	t.feedback(connErr)

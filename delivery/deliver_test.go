@@ -475,3 +475,32 @@ func TestDefinitiveDNSAnswersFailFast(t *testing.T) {
 		t.Errorf("%d connections", n)
 	}
 }
+
+// TestFallbackRelay: recipients every MX defers go to the fallback relay
+// in the same attempt (sendmail's FallbackMXhost); a 5xx from the MX is
+// final and never retried through the fallback.
+func TestFallbackRelay(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+		if strings.HasPrefix(to, "gone") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}})
+	w.zoneMX("down.test", 60, closedIP)
+	w.zoneMX("up.test", 60, sinkIP(0))
+	cfg := w.config()
+	cfg.FallbackRelay = w.sinks[0].Addr()
+	a := w.agent(cfg)
+
+	res := a.Deliver(ctxT(t), envelope("down.test", "a", "b", "gone"))
+	checkBriefs(t, []brief{sent, sent, {Failed, 550, "5.1.1"}}, res)
+	if res[0].Relay != w.sinks[0].Addr() || !strings.Contains(res[0].Text, "via fallback relay") {
+		t.Errorf("result %+v does not name the fallback relay", res[0])
+	}
+	res = a.Deliver(ctxT(t), envelope("up.test", "c", "gone2"))
+	checkBriefs(t, []brief{sent, {Failed, 550, "5.1.1"}}, res)
+	if n := w.sinks[0].Transactions(); n != 2 {
+		t.Errorf("%d transactions, want one through the fallback and one direct", n)
+	}
+}
