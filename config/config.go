@@ -82,6 +82,7 @@ func Default() Config {
 			RetryMin:              Duration(5 * time.Minute),
 			RetryMax:              Duration(4 * time.Hour),
 			QueueReturn:           Duration(5 * 24 * time.Hour),
+			QueueWarn:             Duration(4 * time.Hour),
 		},
 		// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
 		Load: LoadControl{

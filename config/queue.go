@@ -24,6 +24,7 @@ type Queue struct {
 	RetryMin              Duration  `toml:"retry_min"`               // first retry after a deferral
 	RetryMax              Duration  `toml:"retry_max"`               // backoff ceiling
 	QueueReturn           Duration  `toml:"queuereturn"`             // give up and fail after
+	QueueWarn             Duration  `toml:"queuewarn"`               // delay warning after; 0 = never
 
 	Groups []Group `toml:"group"`
 	Rules  []Rule  `toml:"rule"`
@@ -135,6 +136,9 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	if q.Interval <= 0 {
 		bad("queue.interval", "must be a positive duration such as \"1m\"")
 	}
+	if q.QueueWarn < 0 {
+		bad("queue.queuewarn", "must be 0 (no warning) or a duration such as \"4h\"")
+	}
 	if q.MinQueueAge < 0 {
 		bad("queue.min_queue_age", "must not be negative")
 	}
@@ -176,6 +180,8 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 		RetryMin:         q.RetryMin.D(),
 		RetryMax:         q.RetryMax.D(),
 		QueueReturn:      q.QueueReturn.D(),
+		QueueWarn:        q.QueueWarn.D(),
+		Hostname:         c.Hostname,
 		Logger:           log,
 	}
 	inherit := func(g Group) queuegroups.GroupConfig {

@@ -32,6 +32,8 @@ type Config struct {
 	RetryMin    time.Duration // first retry after a deferral
 	RetryMax    time.Duration // backoff ceiling
 	QueueReturn time.Duration // give up after (sendmail Timeout.queuereturn)
+	QueueWarn   time.Duration // send a delay warning after (Timeout.queuewarn); 0 = never
+	Hostname    string        // the reporting MTA named in DSNs
 	SegmentSize int64         // journal segment size; 0 means 64 MiB
 	Logger      *slog.Logger
 }
@@ -119,6 +121,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
 	}
 	if cfg.RetryMin <= 0 || cfg.RetryMax < cfg.RetryMin || cfg.QueueReturn <= 0 {
 		return cfg, fmt.Errorf("retry %v..%v, queuereturn %v: need 0 < retry_min <= retry_max and queuereturn > 0",

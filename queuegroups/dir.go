@@ -96,11 +96,19 @@ func (d *dir) replayRecord(seg *segment, off int64, typ byte, payload []byte) er
 		}
 		applyUpdate(m.envs[u.env], u)
 	case recDelete:
-		id, err := decodeDelete(payload)
+		id, err := decodeID(payload)
 		if err != nil {
 			return err
 		}
 		delete(d.msgs, id)
+	case recWarned:
+		id, err := decodeID(payload)
+		if err != nil {
+			return err
+		}
+		if m := d.msgs[id]; m != nil {
+			m.warned = true
+		}
 	default:
 		return fmt.Errorf("unknown record type %d", typ)
 	}

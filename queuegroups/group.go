@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,6 +156,15 @@ func (g *group) deliver(e *envState) {
 		}
 	}
 
+	// Both run after the unlock below: they take locks of their own.
+	var finished, stillDeferred bool
+	defer func() {
+		if finished {
+			q.settle(m.id)
+		} else if stillDeferred {
+			g.warnDelayed(m, time.Now())
+		}
+	}()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e.inflight = false
@@ -174,14 +184,13 @@ func (g *group) deliver(e *envState) {
 	if e.pendingCount() > 0 {
 		heap.Push(&g.deferred, e)
 		g.nudge()
+		stillDeferred = true
 		return
 	}
 	m.pending--
 	if m.pending == 0 {
-		delete(m.dir.msgs, m.id)
-		m.seg.live--
-		m.dir.collect()
-		q.log.Info("message done", "qid", m.id, "group", g.cfg.Name)
+		g.finish(m)
+		finished = true
 	}
 }
 
@@ -233,16 +242,18 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 	for i := range u.rcpts {
 		if u.rcpts[i].status == rcptPending {
 			u.rcpts[i].status = rcptFailed
-			u.rcpts[i].reply = "queue lifetime expired; last reply: " + u.rcpts[i].reply
+			u.rcpts[i].reply = "5.4.7 queue lifetime expired; last reply: " + u.rcpts[i].reply
 			q.log.Warn("giving up", "qid", e.msg.id, "rcpt", e.rcpts[u.rcpts[i].index], "status", "expired")
 		}
 	}
 	return u
 }
 
+// replyText records a result as "CODE ENHANCED TEXT", leaving out what
+// it lacks; parseReply reads it back for DSNs.
 func replyText(r delivery.Result) string {
 	if r.Code == 0 {
-		return r.Text
+		return strings.TrimSpace(r.Enhanced + " " + r.Text)
 	}
 	if r.Enhanced != "" {
 		return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text)

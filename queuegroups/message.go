@@ -73,6 +73,8 @@ type msgState struct {
 	envs     []*envState
 	pending  int  // envelopes with at least one pending recipient
 	deleted  bool // removed by the operator; outcomes in flight are dropped
+	warned   bool // the delay warning went out (queuewarn)
+	done     bool // every recipient is final; kept until its DSN is sent
 
 	// For interactive delivery: closed once every envelope has had its
 	// first attempt; untried counts those still waiting.
@@ -122,6 +124,7 @@ func encodeMessage(m *msgState, body []byte) []byte {
 	enc := newEncoder(recMessage, size)
 	enc.str(m.id)
 	enc.time(m.received)
+	enc.byte1(boolByte(m.warned))
 	enc.uvarint(uint64(len(m.parts)))
 	for _, p := range m.parts {
 		enc.str(p.sender)
@@ -148,6 +151,7 @@ func encodeMessage(m *msgState, body []byte) []byte {
 func decodeMessage(payload []byte) (m *msgState, bodyOff, bodyLen int, err error) {
 	d := &decoder{b: payload}
 	m = &msgState{id: d.str(), received: d.time()}
+	m.warned = d.byte1() == 1
 	nparts := d.count()
 	for i := 0; i < nparts && d.err == nil; i++ {
 		sender := d.str()
@@ -224,17 +228,28 @@ func decodeStatus(payload []byte) (*statusUpdate, error) {
 	return u, nil
 }
 
-func encodeDelete(id string) []byte {
-	enc := newEncoder(recDelete, len(id)+2)
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// encodeID writes a record of typ that carries only a message ID.
+func encodeID(typ byte, id string) []byte {
+	enc := newEncoder(typ, len(id)+2)
 	enc.str(id)
 	return enc.frame()
 }
 
-func decodeDelete(payload []byte) (string, error) {
+func encodeDelete(id string) []byte { return encodeID(recDelete, id) }
+
+// decodeID reads a record written by encodeID.
+func decodeID(payload []byte) (string, error) {
 	d := &decoder{b: payload}
 	id := d.str()
 	if d.err != nil {
-		return "", fmt.Errorf("delete record: %w", d.err)
+		return "", fmt.Errorf("id record: %w", d.err)
 	}
 	return id, nil
 }

@@ -25,7 +25,10 @@ type Queue struct {
 	groups    map[string]*group
 	order     []*group // config order, for listings
 
-	children chan struct{} // MaxQueueChildren slots; nil when uncapped
+	children  chan struct{} // MaxQueueChildren slots; nil when uncapped
+	ids       *IDSource     // for the DSNs the queue generates
+	bounceMu  sync.Mutex    // one settle at a time, so a DSN is sent once
+	unsettled []string      // messages recovered done, whose DSN Start sends
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -51,7 +54,8 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue config: %w", err)
 	}
-	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, router: NewRouter(cfg), groups: map[string]*group{}}
+	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, router: NewRouter(cfg), groups: map[string]*group{},
+		ids: NewIDSource()}
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
 	if cfg.MaxQueueChildren > 0 {
 		q.children = make(chan struct{}, cfg.MaxQueueChildren)
@@ -97,12 +101,16 @@ func (q *Queue) recover() {
 						rcpts += n
 					}
 				}
-				if m.pending == 0 {
+				if m.pending == 0 && !m.failedFor() {
 					delete(d.msgs, id)
 					continue
 				}
 				msgs++
 				m.seg.live++
+				if m.pending == 0 {
+					m.done = true // its DSN may not have gone out
+					q.unsettled = append(q.unsettled, id)
+				}
 				for _, e := range m.envs {
 					if e.pendingCount() > 0 {
 						g.schedule(e, now)
@@ -130,6 +138,10 @@ func (q *Queue) Start() {
 			q.wg.Add(1)
 			go g.retryTimer()
 		}
+		for _, id := range q.unsettled {
+			q.settle(id)
+		}
+		q.unsettled = nil
 	})
 }
 

@@ -19,7 +19,8 @@ const (
 const (
 	recMessage byte = 1 // full message: body, parts, envelopes, recipient states
 	recStatus  byte = 2 // outcome of one attempt of one envelope
-	recDelete  byte = 3 // message removed by the operator
+	recDelete  byte = 3 // message removed by the operator, or finished after its DSN
+	recWarned  byte = 4 // the delay warning for a message was sent
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

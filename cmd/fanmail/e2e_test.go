@@ -259,3 +259,50 @@ func TestServeDefaultsFlagsAndEnv(t *testing.T) {
 		t.Errorf("lists database not created under the data directory: %v", err)
 	}
 }
+
+// TestBounceReachesListOwner: recipients an MX refuses with 5xx produce
+// one DSN, from the null sender, to the list's bounce address (never the
+// poster), naming each failed recipient with its code.
+func TestBounceReachesListOwner(t *testing.T) {
+	t.Parallel()
+	domains := []string{"d00.test", "d01.test", "lists.example.org"}
+	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{RcptHook: func(_, to string) error {
+			if strings.HasPrefix(to, "gone") {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
+			}
+			return nil
+		}}
+	})
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	fanmailCLI(t, cfg, "ok@d00.test\ngone1@d00.test\ngone2@d01.test\nok@d01.test\n", "member", "add", e2eList, "--file", "-")
+	p := startFanmail(t, cfg)
+	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
+	owner := n.sinks["lists.example.org"]
+	n.waitDelivered(t, 3, 30*time.Second, p) // two members and the DSN
+	time.Sleep(200 * time.Millisecond)
+	dels := owner.Deliveries()
+	if len(dels) != 1 {
+		t.Fatalf("%d messages at the list's bounce address, want one DSN", len(dels))
+	}
+	d := dels[0]
+	if d.From != "" || len(d.Recipients) != 1 || d.Recipients[0] != "owner-"+e2eList {
+		t.Errorf("DSN envelope <%s> -> %v, want <> -> owner-%s", d.From, d.Recipients, e2eList)
+	}
+	for _, want := range []string{
+		"report-type=delivery-status",
+		"Final-Recipient: rfc822; gone1@d00.test",
+		"Final-Recipient: rfc822; gone2@d01.test",
+		"Diagnostic-Code: smtp; 550 5.1.1 no such user here",
+		"Message-ID: <e2e-1@example.org>",
+	} {
+		if !bytes.Contains(d.Data, []byte(want)) {
+			t.Errorf("DSN lacks %q:\n%s", want, d.Data)
+		}
+	}
+	if bytes.Contains(d.Data, []byte("Final-Recipient: rfc822; ok@")) {
+		t.Errorf("DSN reports a delivered recipient:\n%s", d.Data)
+	}
+	p.stop(t)
+}

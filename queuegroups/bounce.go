@@ -1,0 +1,234 @@
+package queuegroups
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"fanmail/dsn"
+)
+
+// Delivery status notifications. When every recipient of a message is
+// final and some failed (a 5xx, or the queue lifetime ran out), one DSN
+// per envelope sender goes to that sender, listing every failed
+// recipient of the message over all the groups it was split across. A
+// share that finishes first is kept, marked done, until the last share
+// finishes; a delete record then retires them all, after the DSN is
+// queued, so a crash in between sends the DSN again rather than never.
+// After queuewarn a message still deferred gets one delay warning per
+// share. DSNs travel through the control group with the null sender, so
+// they never cause DSNs themselves, and never go to a null sender.
+
+// failedFor reports whether m has a failed recipient whose envelope
+// sender may get a DSN.
+func (m *msgState) failedFor() bool {
+	for _, e := range m.envs {
+		if !dsn.Wanted(m.parts[e.part].sender) {
+			continue
+		}
+		for _, s := range e.status {
+			if s == rcptFailed {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// finish retires a share whose recipients are all final: at once if it
+// owes no DSN, else it waits (done) for settle. Called with g.mu held; the
+// caller calls settle(m.id) after unlocking.
+func (g *group) finish(m *msgState) {
+	if m.failedFor() {
+		m.done = true
+		return
+	}
+	delete(m.dir.msgs, m.id)
+	m.seg.live--
+	m.dir.collect()
+	g.q.log.Info("message done", "qid", m.id, "group", g.cfg.Name)
+}
+
+// settle sends the DSNs for message id once no share of it is pending,
+// then retires its done shares.
+func (q *Queue) settle(id string) {
+	q.bounceMu.Lock()
+	defer q.bounceMu.Unlock()
+	type held struct {
+		g *group
+		m *msgState
+	}
+	var done []held
+	for _, g := range q.order {
+		g.mu.Lock()
+		for _, d := range g.dirs {
+			m := d.msgs[id]
+			if m == nil {
+				continue
+			}
+			if !m.done {
+				g.mu.Unlock()
+				return // a later finish settles it
+			}
+			done = append(done, held{g, m})
+		}
+		g.mu.Unlock()
+	}
+	if len(done) == 0 {
+		return
+	}
+	var shares []*msgState
+	for _, h := range done {
+		shares = append(shares, h.m)
+	}
+	if err := q.bounce(shares, dsn.Failed); err != nil {
+		q.log.Error("cannot queue the DSN; it is retried at the next start", "qid", id, "err", err)
+		return
+	}
+	for _, h := range done {
+		d := h.m.dir
+		if _, _, err := d.j.append(false, false, encodeDelete(id)); err != nil {
+			q.log.Error("cannot retire a bounced message; its DSN may be sent again after a restart", "qid", id, "err", err)
+		}
+		h.g.mu.Lock()
+		if d.msgs[id] == h.m {
+			delete(d.msgs, id)
+			h.m.seg.live--
+			d.collect()
+		}
+		h.g.mu.Unlock()
+		q.log.Info("message done", "qid", id, "group", h.g.cfg.Name, "status", "bounced")
+	}
+}
+
+// warnDelayed sends m's delay warning if it is due: the message is older
+// than queuewarn, still has deferred recipients and was not warned yet.
+func (g *group) warnDelayed(m *msgState, now time.Time) {
+	q := g.q
+	if q.cfg.QueueWarn <= 0 || now.Sub(m.received) < q.cfg.QueueWarn {
+		return
+	}
+	g.mu.Lock()
+	if m.warned || m.deleted {
+		g.mu.Unlock()
+		return
+	}
+	m.warned = true
+	g.mu.Unlock()
+	if err := q.bounce([]*msgState{m}, dsn.Delayed); err != nil {
+		q.log.Error("cannot queue the delay warning", "qid", m.id, "err", err)
+		return
+	}
+	if _, _, err := m.dir.j.append(false, false, encodeID(recWarned, m.id)); err != nil {
+		q.log.Warn("cannot record the delay warning; it may be sent again after a restart", "qid", m.id, "err", err)
+	}
+}
+
+// bounce composes and queues one DSN per envelope sender over shares,
+// reporting recipients in the given state: failed ones for dsn.Failed,
+// deferred ones for dsn.Delayed.
+func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
+	type report struct {
+		sender string
+		rcpts  []dsn.Recipient
+		header []byte
+	}
+	var order []string
+	bySender := map[string]*report{}
+	expires := shares[0].received.Add(q.cfg.QueueReturn)
+	for _, m := range shares {
+		g := m.dir.g
+		g.mu.Lock()
+		for _, e := range m.envs {
+			sender := m.parts[e.part].sender
+			if !dsn.Wanted(sender) {
+				continue
+			}
+			want := rcptFailed
+			if action == dsn.Delayed {
+				want = rcptPending
+			}
+			for i, st := range e.status {
+				if st != want {
+					continue
+				}
+				rep := bySender[sender]
+				if rep == nil {
+					rep = &report{sender: sender}
+					bySender[sender] = rep
+					order = append(order, sender)
+				}
+				code, enh, text := parseReply(e.replies[i])
+				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Status: enh, Code: code, Text: text}
+				if action == dsn.Delayed {
+					rc.WillRetryUntil = expires
+				}
+				rep.rcpts = append(rep.rcpts, rc)
+			}
+		}
+		seg, off, n := m.seg, m.bodyOff, m.bodyLen
+		g.mu.Unlock()
+		for _, rep := range bySender {
+			if rep.header == nil {
+				h, err := dsn.HeaderOf(io.NewSectionReader(seg.file, off, n))
+				if err != nil {
+					return fmt.Errorf("read original header: %w", err)
+				}
+				rep.header = h
+			}
+		}
+	}
+	for _, sender := range order {
+		rep := bySender[sender]
+		body, err := dsn.Compose(dsn.Report{ReportingMTA: q.cfg.Hostname, To: sender,
+			ArrivalDate: shares[0].received, Header: rep.header, Recipients: rep.rcpts})
+		if err != nil {
+			return err
+		}
+		at := strings.LastIndexByte(sender, '@')
+		if at < 0 {
+			q.log.Warn("no DSN for an envelope sender without a domain", "qid", shares[0].id, "sender", sender)
+			continue
+		}
+		msg := &Message{ID: q.ids.Next(), Received: time.Now(), Body: body, Parts: []Part{{
+			Sender: "",
+			Envelopes: []Envelope{{Group: ControlGroup, Domain: strings.ToLower(sender[at+1:]),
+				Recipients: []string{sender}}},
+		}}}
+		if err := q.Enqueue(q.runCtx, msg); err != nil {
+			return err
+		}
+		q.log.Info("dsn queued", "qid", msg.ID, "orig_qid", shares[0].id, "to", sender,
+			"action", string(action), "rcpts", len(rep.rcpts))
+	}
+	return nil
+}
+
+// parseReply splits a recorded reply ("550 5.1.1 text", "4.4.1 text" or
+// plain text) into its SMTP code, enhanced status and text.
+func parseReply(s string) (code int, enhanced, text string) {
+	first, rest, _ := strings.Cut(s, " ")
+	if n, err := strconv.Atoi(first); err == nil && len(first) == 3 {
+		code, s = n, rest
+		first, rest, _ = strings.Cut(s, " ")
+	}
+	if isEnhanced(first) {
+		return code, first, rest
+	}
+	return code, "", s
+}
+
+func isEnhanced(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if _, err := strconv.Atoi(p); err != nil || p == "" {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,236 @@
+package queuegroups
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message"
+
+	"fanmail/delivery"
+)
+
+// dsnCatcher delivers by rule and keeps every null-sender message (the
+// DSNs the queue generates), with its envelope.
+type dsnCatcher struct {
+	rule func(rcpt string) delivery.Status
+	mu   sync.Mutex
+	dsns []caught
+}
+
+type caught struct {
+	env  delivery.Envelope
+	body []byte
+}
+
+func (c *dsnCatcher) Deliver(_ context.Context, env delivery.Envelope) []delivery.Result {
+	body, _ := io.ReadAll(env.Open())
+	isDSN := env.Sender == "" && bytes.Contains(body, []byte("report-type=delivery-status"))
+	res := make([]delivery.Result, len(env.Recipients))
+	for i, r := range env.Recipients {
+		switch st := c.rule(r); {
+		case isDSN:
+			res[i] = delivery.Result{Recipient: r, Status: delivery.Delivered, Code: 250}
+		case st == delivery.Failed:
+			res[i] = delivery.Result{Recipient: r, Status: st, Code: 550, Enhanced: "5.1.1", Text: "no such user"}
+		case st == delivery.Deferred:
+			res[i] = delivery.Result{Recipient: r, Status: st, Code: 451, Enhanced: "4.3.0", Text: "try later"}
+		default:
+			res[i] = delivery.Result{Recipient: r, Status: st, Code: 250}
+		}
+	}
+	if isDSN {
+		c.mu.Lock()
+		c.dsns = append(c.dsns, caught{env, body})
+		c.mu.Unlock()
+	}
+	return res
+}
+
+func (c *dsnCatcher) caught() []caught {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]caught(nil), c.dsns...)
+}
+
+// statusFields returns the per-recipient blocks of a DSN's
+// message/delivery-status part.
+func statusFields(t *testing.T, body []byte) string {
+	t.Helper()
+	e, err := message.Read(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := e.MultipartReader()
+	if mr == nil {
+		t.Fatalf("DSN is not multipart:\n%s", body)
+	}
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("no message/delivery-status part: %v", err)
+		}
+		if ct, _, _ := p.Header.ContentType(); ct == "message/delivery-status" {
+			b, _ := io.ReadAll(p.Body)
+			return string(b)
+		}
+	}
+}
+
+func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
+	cfg := groupsConfig(t.TempDir())
+	cfg.Hostname = "fanmail.test"
+	c := &dsnCatcher{rule: func(r string) delivery.Status {
+		if strings.HasPrefix(r, "u1-") || strings.HasPrefix(r, "u3-") {
+			return delivery.Failed
+		}
+		return delivery.Delivered
+	}}
+	q, err := Open(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	defer q.Close(context.Background())
+	m := post(q, NewIDSource(), "Message-ID: <orig@example.org>\r\nSubject: x\r\n\r\nbody\r\n",
+		map[string]int{"a.test": 4, "b.test": 4})
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue to empty", func() bool { return q.Stats().Messages == 0 })
+	dsns := c.caught()
+	if len(dsns) != 1 {
+		t.Fatalf("%d DSNs, want one for the message across both groups", len(dsns))
+	}
+	d := dsns[0]
+	if d.env.Recipients[0] != "owner-list@example.org" || d.env.Sender != "" {
+		t.Errorf("DSN envelope %q -> %v, want <> -> the list's bounce address", d.env.Sender, d.env.Recipients)
+	}
+	fields := statusFields(t, d.body)
+	for _, want := range []string{
+		"Reporting-MTA: dns; fanmail.test",
+		"Final-Recipient: rfc822; u1-" + m.ID + "@a.test",
+		"Final-Recipient: rfc822; u3-" + m.ID + "@a.test",
+		"Final-Recipient: rfc822; u1-" + m.ID + "@b.test",
+		"Final-Recipient: rfc822; u3-" + m.ID + "@b.test",
+		"Action: failed",
+		"Status: 5.1.1",
+		"Diagnostic-Code: smtp; 550 5.1.1 no such user",
+	} {
+		if !strings.Contains(fields, want) {
+			t.Errorf("delivery-status lacks %q:\n%s", want, fields)
+		}
+	}
+	if n := strings.Count(fields, "Final-Recipient:"); n != 4 {
+		t.Errorf("%d recipients reported, want the 4 that failed", n)
+	}
+	if !bytes.Contains(d.body, []byte("Message-ID: <orig@example.org>")) {
+		t.Errorf("DSN does not carry the original header")
+	}
+}
+
+func TestNoDSNForNullSender(t *testing.T) {
+	c := &dsnCatcher{rule: func(string) delivery.Status { return delivery.Failed }}
+	q, err := Open(groupsConfig(t.TempDir()), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	defer q.Close(context.Background())
+	m := post(q, NewIDSource(), "x", map[string]int{"a.test": 2})
+	m.Parts[0].Sender = ""
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue to empty", func() bool { return q.Stats().Messages == 0 })
+	if n := len(c.caught()); n != 0 {
+		t.Errorf("%d DSNs for a null-sender message, want none", n)
+	}
+}
+
+func TestExpiryDSNAndDelayWarning(t *testing.T) {
+	cfg := groupsConfig(t.TempDir())
+	cfg.QueueReturn = 400 * time.Millisecond
+	cfg.QueueWarn = 100 * time.Millisecond
+	cfg.RetryMin, cfg.RetryMax = 30*time.Millisecond, 30*time.Millisecond
+	c := &dsnCatcher{rule: func(string) delivery.Status { return delivery.Deferred }}
+	q, err := Open(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	defer q.Close(context.Background())
+	if err := q.Enqueue(context.Background(), post(q, NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue to empty", func() bool { return q.Stats().Messages == 0 && len(c.caught()) == 2 })
+	dsns := c.caught()
+	warn, bounce := statusFields(t, dsns[0].body), statusFields(t, dsns[1].body)
+	if !strings.Contains(warn, "Action: delayed") || !strings.Contains(warn, "Will-Retry-Until:") || strings.Count(warn, "Final-Recipient") != 2 {
+		t.Errorf("first DSN is not the delay warning for both recipients:\n%s", warn)
+	}
+	if !strings.Contains(bounce, "Action: failed") || !strings.Contains(bounce, "Status: 5.4.7") {
+		t.Errorf("second DSN is not the expiry bounce:\n%s", bounce)
+	}
+	if !bytes.Contains(dsns[1].body, []byte("queue lifetime expired; last reply: 451 4.3.0 try later")) {
+		t.Errorf("expiry bounce does not give the last reply:\n%s", dsns[1].body)
+	}
+}
+
+// TestDSNSurvivesRestart: one group's share has failed and finished, the
+// other's is still deferred when the server stops; after the restart the
+// other finishes and one DSN still reports the first group's failures.
+func TestDSNSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := groupsConfig(dir)
+	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
+	var deferB atomic.Bool
+	deferB.Store(true)
+	rule := func(r string) delivery.Status {
+		switch {
+		case strings.HasSuffix(r, "@a.test") && strings.HasPrefix(r, "u0-"):
+			return delivery.Failed
+		case strings.HasSuffix(r, "@b.test") && deferB.Load():
+			return delivery.Deferred
+		}
+		return delivery.Delivered
+	}
+	c := &dsnCatcher{rule: rule}
+	q, err := Open(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	m := post(q, NewIDSource(), "x", map[string]int{"a.test": 2, "b.test": 2})
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a done, b deferred", func() bool { s := q.Stats(); return s.Deferred == 1 && s.Inflight == 0 && s.Recipients == 2 })
+	q.Close(context.Background())
+	if n := len(c.caught()); n != 0 {
+		t.Fatalf("%d DSNs while a share was still pending", n)
+	}
+
+	deferB.Store(false)
+	c2 := &dsnCatcher{rule: rule}
+	q2, err := Open(cfg, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2.Start()
+	defer q2.Close(context.Background())
+	q2.Flush("", "")
+	waitFor(t, "the queue to empty", func() bool { return q2.Stats().Messages == 0 })
+	dsns := c2.caught()
+	if len(dsns) != 1 {
+		t.Fatalf("%d DSNs after the restart, want 1", len(dsns))
+	}
+	if f := statusFields(t, dsns[0].body); !strings.Contains(f, "u0-"+m.ID+"@a.test") || strings.Count(f, "Final-Recipient") != 1 {
+		t.Errorf("DSN after restart:\n%s", f)
+	}
+}
