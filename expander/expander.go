@@ -54,7 +54,7 @@ type Expander struct {
 	version   int64
 	checked   time.Time           // when version was last read from the store
 	members   map[string][]string // list → members, valid while version holds
-	addresses map[string]string   // lowercase address → list address, "" = not a list
+	addresses map[string]target   // lowercase address → what it names
 }
 
 // versionTTL bounds how stale the caches can be: the store's version is
@@ -66,39 +66,98 @@ const versionTTL = 50 * time.Millisecond
 // cuts envelopes of that group's size.
 func New(store Store, hostname string, router Router) *Expander {
 	return &Expander{store: store, hostname: hostname, router: router,
-		members: map[string][]string{}, addresses: map[string]string{}}
+		members: map[string][]string{}, addresses: map[string]target{}}
 }
 
-// Lookup returns the canonical address of the list rcpt names, or
-// ErrUnknownRecipient. Lookup is case-insensitive.
+// Lookup returns the canonical form of rcpt if fanmail takes mail for
+// it, or ErrUnknownRecipient. It takes lists (case-insensitively) and
+// their administrative addresses owner-LIST and LIST-request, which
+// reach the list's owner (sendmail's owner- and -request conventions), so
+// bounces sent to a list's bounce address reach a person.
 func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
-	key := strings.ToLower(rcpt)
-	if err := x.refresh(ctx); err != nil {
+	t, err := x.target(ctx, rcpt)
+	if err != nil {
 		return "", err
 	}
-	x.mu.Lock()
-	v := x.version
-	list, ok := x.addresses[key]
-	x.mu.Unlock()
-	if !ok {
-		l, err := x.store.GetList(ctx, rcpt)
-		switch {
-		case errors.Is(err, lists.ErrNoList):
-		case err != nil:
-			return "", fmt.Errorf("look up %s: %w", rcpt, err)
-		default:
-			list = l.Address
-		}
-		x.mu.Lock()
-		if v == x.version {
-			x.addresses[key] = list
-		}
-		x.mu.Unlock()
-	}
-	if list == "" {
+	if t.list == "" {
 		return "", ErrUnknownRecipient
 	}
-	return list, nil
+	if t.owner != "" {
+		return t.admin, nil
+	}
+	return t.list, nil
+}
+
+// target is what an address names: a list, or with owner set, one of a
+// list's administrative addresses.
+type target struct {
+	list  string // the list's address; "" if the address is nothing here
+	owner string // the owner to forward to, for owner-LIST and LIST-request
+	admin string // the administrative address, as canonical as the list's
+}
+
+// target resolves rcpt, from the cache while the store is unchanged.
+func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
+	if err := x.refresh(ctx); err != nil {
+		return target{}, err
+	}
+	key := strings.ToLower(rcpt)
+	x.mu.Lock()
+	v := x.version
+	t, ok := x.addresses[key]
+	x.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := x.resolve(ctx, rcpt)
+	if err != nil {
+		return t, err
+	}
+	x.mu.Lock()
+	if v == x.version {
+		x.addresses[key] = t
+	}
+	x.mu.Unlock()
+	return t, nil
+}
+
+func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
+	l, err := x.store.GetList(ctx, rcpt)
+	switch {
+	case err == nil:
+		return target{list: l.Address}, nil
+	case !errors.Is(err, lists.ErrNoList):
+		return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
+	}
+	local, domain, ok := strings.Cut(rcpt, "@")
+	if !ok {
+		return target{}, nil
+	}
+	lower := strings.ToLower(local)
+	var base string
+	switch {
+	case strings.HasPrefix(lower, "owner-") && len(local) > len("owner-"):
+		base = local[len("owner-"):]
+	case strings.HasSuffix(lower, "-request") && len(local) > len("-request"):
+		base = local[:len(local)-len("-request")]
+	default:
+		return target{}, nil
+	}
+	l, err = x.store.GetList(ctx, base+"@"+domain)
+	switch {
+	case errors.Is(err, lists.ErrNoList):
+		return target{}, nil
+	case err != nil:
+		return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
+	case l.Owner == "":
+		return target{}, nil // nobody to forward to: as if it did not exist
+	}
+	lLocal, lDomain, _ := strings.Cut(l.Address, "@")
+	admin := "owner-" + lLocal + "@" + lDomain
+	if strings.HasSuffix(lower, "-request") {
+		admin = lLocal + "-request@" + lDomain
+	}
+	return target{list: l.Address, owner: l.Owner, admin: admin}, nil
 }
 
 // refresh reads the store's version if the last read is older than
@@ -132,7 +191,7 @@ type Post struct {
 	Sender     string   // the poster's MAIL FROM, for the log only: bounces go to the list
 	Helo       string   // client's EHLO name
 	RemoteAddr string   // client's IP address
-	Lists      []string // canonical list addresses from Lookup
+	Lists      []string // canonical recipients from Lookup: lists and their owner- and -request addresses
 	Body       []byte   // header and body as received, CRLF
 }
 
@@ -141,7 +200,24 @@ type Post struct {
 func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, error) {
 	body, listIDs := stripListID(p.Body)
 	m := &queuegroups.Message{ID: p.ID, Received: p.Received, Body: body}
-	for _, list := range p.Lists {
+	for _, rcpt := range p.Lists {
+		t, err := x.target(ctx, rcpt)
+		if err != nil {
+			return nil, err
+		}
+		if t.owner != "" {
+			// Mail for the owner keeps its envelope sender (null for a
+			// DSN) and gets no list headers.
+			var prefix bytes.Buffer
+			x.received(&prefix, p, t.admin)
+			m.Parts = append(m.Parts, queuegroups.Part{Sender: p.Sender, Prefix: prefix.Bytes(),
+				Envelopes: SplitRouted([]string{t.owner}, x.router)})
+			continue
+		}
+		list := t.list
+		if list == "" {
+			return nil, fmt.Errorf("%s: %w", rcpt, ErrUnknownRecipient)
+		}
 		local, domain, _ := strings.Cut(list, "@")
 		listID := local + "." + domain
 		for _, id := range listIDs {
@@ -154,8 +230,7 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			return nil, err
 		}
 		var prefix bytes.Buffer
-		fmt.Fprintf(&prefix, "Received: from %s (%s)\r\n\tby %s (fanmail) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
-			p.Helo, bracket(p.RemoteAddr), x.hostname, p.ID, list, p.Received.Format(time.RFC1123Z))
+		x.received(&prefix, p, list)
 		fmt.Fprintf(&prefix, "List-Id: <%s>\r\n", listID)
 		m.Parts = append(m.Parts, queuegroups.Part{
 			Sender:    BounceAddress(list),
@@ -164,6 +239,12 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 		})
 	}
 	return m, nil
+}
+
+// received writes the Received header for p's copies addressed to rcpt.
+func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
+		p.Helo, bracket(p.RemoteAddr), x.hostname, p.ID, rcpt, p.Received.Format(time.RFC1123Z))
 }
 
 // BounceAddress is sendmail's owner-LIST convention: delivery errors for a

@@ -286,3 +286,39 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 		t.Errorf("replayed queue: %+v, want 1 message with 3 recipients", s)
 	}
 }
+
+// TestOwnerAddresses: owner-LIST and LIST-request reach the list's owner
+// with the envelope sender kept (null for a bounce) and no list headers.
+func TestOwnerAddresses(t *testing.T) {
+	f := start(t, 1<<20)
+	for _, rcpt := range []string{"owner-announce@lists.example.org", "Announce-Request@Lists.Example.org"} {
+		c := dial(t, f.addr)
+		if err := c.Mail("", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", rcpt, err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("Subject: bounce\r\n\r\nreport\r\n"))
+		resp, err := w.CloseWithResponse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strings.TrimPrefix(resp.StatusText, "2.0.0 OK queued as ")
+		md, err := f.queue.Show(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(md.Envelopes) != 1 || md.Envelopes[0].Sender != "" || len(md.Envelopes[0].Recipients) != 1 ||
+			md.Envelopes[0].Recipients[0].Address != "alice@example.org" {
+			t.Errorf("mail to %s queued as %+v, want one envelope <> -> alice@example.org", rcpt, md)
+		}
+	}
+	c := dial(t, f.addr)
+	c.Mail("", nil)
+	wantReply(t, "owner of a missing list", c.Rcpt("owner-nosuch@lists.example.org", nil), 550, smtp.EnhancedCode{5, 1, 1})
+}
