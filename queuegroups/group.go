@@ -88,7 +88,7 @@ func (g *group) take() *envState {
 		if g.closing {
 			return nil
 		}
-		e := g.ready.pop()
+		e := g.nextReady()
 		if e.msg.deleted || e.pendingCount() == 0 {
 			continue
 		}
@@ -96,6 +96,36 @@ func (g *group) take() *envState {
 		g.inflight++
 		return e
 	}
+}
+
+// busyChecker is implemented by deliverers that know, without blocking,
+// that a destination has no free connection slot; *delivery.Agent is one.
+type busyChecker interface {
+	Busy(domain string) bool
+}
+
+// nextReady pops a due envelope, passing over a few whose destination is
+// busy so a runner does not sit waiting for a slot while other mail is
+// ready; if every one looked at is busy, the first is taken anyway. Called
+// with g.mu held and the ring not empty.
+func (g *group) nextReady() *envState {
+	bc, ok := g.q.deliverer.(busyChecker)
+	if !ok {
+		return g.ready.pop()
+	}
+	first := g.ready.pop()
+	if !bc.Busy(first.domain) {
+		return first
+	}
+	for i := 0; i < 8 && !g.ready.empty(); i++ {
+		e := g.ready.pop()
+		if !bc.Busy(e.domain) {
+			g.ready.push(first)
+			return e
+		}
+		g.ready.push(e)
+	}
+	return first
 }
 
 // putBack returns an envelope taken but not attempted (shutdown).

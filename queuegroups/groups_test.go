@@ -465,3 +465,52 @@ func TestSecondServerIsLockedOut(t *testing.T) {
 	}
 	ro.Close(context.Background())
 }
+
+// busyDeliverer reports a.test busy until released, and records the
+// order of attempts.
+type busyDeliverer struct {
+	busy  atomic.Bool
+	mu    sync.Mutex
+	order []string
+}
+
+func (b *busyDeliverer) Busy(domain string) bool { return domain == "a.test" && b.busy.Load() }
+
+func (b *busyDeliverer) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+	b.mu.Lock()
+	b.order = append(b.order, env.Domain)
+	b.mu.Unlock()
+	return newRecorder(nil).Deliver(ctx, env)
+}
+
+// TestBusyDestinationIsPassedOver: a runner takes mail for a free
+// destination before mail for one at its connection cap.
+func TestBusyDestinationIsPassedOver(t *testing.T) {
+	cfg := groupsConfig(t.TempDir())
+	cfg.Groups[0].Runners = 1
+	d := &busyDeliverer{}
+	d.busy.Store(true)
+	q, err := Open(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := NewIDSource()
+	if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 4})); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(context.Background(), post(q, ids, "y", map[string]int{"free.test": 1})); err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	defer q.Close(context.Background())
+	waitFor(t, "the free destination", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.order) > 0
+	})
+	d.busy.Store(false)
+	waitFor(t, "all delivered", func() bool { return q.Stats().Messages == 0 })
+	if d.order[0] != "free.test" {
+		t.Errorf("attempt order %v, want free.test before the busy a.test", d.order)
+	}
+}
