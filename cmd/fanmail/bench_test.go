@@ -20,25 +20,13 @@ import (
 // real binary with a durable queue.
 func BenchmarkFanout10k(b *testing.B) {
 	domains := testDomains(100)
-	counts := make([]int, len(domains))
-	for i := range counts {
-		counts[i] = 100
-	}
+	counts := each(len(domains), 100)
 	n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
 		return fakenet.SinkOptions{DiscardBodies: true}
 	})
 	cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "")
-	fanmailCLI(b, cfg, "", "list", "create", e2eList)
-	file, members := membersFile(b, domains, counts)
-	fanmailCLI(b, cfg, "", "member", "add", e2eList, "--file", file)
-	p := startFanmail(b, cfg)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		postTo(b, p.addr, "poster@example.org", e2eList, e2ePost)
-		n.waitDelivered(b, (i+1)*len(members), 5*time.Minute, p)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "rcpts/s")
+	members := makeList(b, cfg, e2eList, domains, counts)
+	p := benchFanout(b, n, cfg, len(members), 5*time.Minute)
 	p.stop(b)
 }
 
@@ -120,10 +108,7 @@ func postMany(addr string, count int) error {
 // counted every recipient, and reports the server's peak memory.
 func BenchmarkFanout100kGroups(b *testing.B) {
 	domains := testDomains(1000)
-	counts := make([]int, len(domains))
-	for i := range counts {
-		counts[i] = 100
-	}
+	counts := each(len(domains), 100)
 	n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
 		return fakenet.SinkOptions{DiscardBodies: true}
 	})
@@ -137,17 +122,8 @@ func BenchmarkFanout100kGroups(b *testing.B) {
 		fmt.Fprintf(&groups, "[[queue.rule]]\ndomains = [%s]\ngroup = \"g%d\"\n", strings.Join(pats, ", "), g)
 	}
 	cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "[queue]\nrunners = 32\n"+groups.String())
-	fanmailCLI(b, cfg, "", "list", "create", e2eList)
-	file, members := membersFile(b, domains, counts)
-	fanmailCLI(b, cfg, "", "member", "add", e2eList, "--file", file)
-	p := startFanmail(b, cfg)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		postTo(b, p.addr, "poster@example.org", e2eList, e2ePost)
-		n.waitDelivered(b, (i+1)*len(members), 10*time.Minute, p)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "rcpts/s")
+	members := makeList(b, cfg, e2eList, domains, counts)
+	p := benchFanout(b, n, cfg, len(members), 10*time.Minute)
 	b.ReportMetric(float64(peakRSS(b, p.cmd.Process.Pid))/(1<<20), "peak-MiB")
 	p.stop(b)
 }
@@ -166,4 +142,19 @@ func peakRSS(t testing.TB, pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// benchFanout starts the server, then b.N times posts to the list and
+// waits for the sinks to count all of its members, reporting recipients
+// per second. It returns the server, still running.
+func benchFanout(b *testing.B, n *fakeNet, cfg string, members int, timeout time.Duration) *proc {
+	p := startFanmail(b, cfg)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		postTo(b, p.addr, "poster@example.org", e2eList, e2ePost)
+		n.waitDelivered(b, (i+1)*members, timeout, p)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*members)/b.Elapsed().Seconds(), "rcpts/s")
+	return p
 }

@@ -122,9 +122,7 @@ func TestCrashAfterAcceptRedelivers(t *testing.T) {
 		}}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
-	file, members := membersFile(t, domains, counts)
-	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+	members := makeList(t, cfg, e2eList, domains, counts)
 
 	p := startFanmail(t, cfg)
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)

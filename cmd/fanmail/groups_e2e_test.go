@@ -71,13 +71,8 @@ path = "queue-b"
 domains = [%s]
 group = "b"
 `, strings.Join(bDomains, ", ")))
-	counts := make([]int, len(domains))
-	for i := range counts {
-		counts[i] = 100
-	}
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
-	file, members := membersFile(t, domains, counts)
-	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+	counts := each(len(domains), 100)
+	members := makeList(t, cfg, e2eList, domains, counts)
 	p := startFanmail(t, cfg)
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	n.waitDelivered(t, len(members), 60*time.Second, p)
@@ -114,13 +109,8 @@ func TestSmallPostDuringBigFanout(t *testing.T) {
 		return o
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nrunners = 16\n")
-	counts := make([]int, len(big))
-	for i := range counts {
-		counts[i] = 1000
-	}
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
-	file, members := membersFile(t, big, counts)
-	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+	counts := each(len(big), 1000)
+	members := makeList(t, cfg, e2eList, big, counts)
 	fanmailCLI(t, cfg, "", "list", "create", "small@lists.example.org")
 	var smallMembers strings.Builder
 	for i := 0; i < 10; i++ {
@@ -276,13 +266,8 @@ group = "b"
 domains = [%s]
 group = "c"
 `, runners, r, strings.Join(bRule, ", "), strings.Join(cRule, ", ")))
-	counts := make([]int, len(domains))
-	for i := range counts {
-		counts[i] = 100
-	}
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
-	file, members := membersFile(t, domains, counts)
-	fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file)
+	counts := each(len(domains), 100)
+	members := makeList(t, cfg, e2eList, domains, counts)
 
 	var logs strings.Builder
 	for i := 0; i <= kills; i++ {

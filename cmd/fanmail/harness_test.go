@@ -348,6 +348,25 @@ func postTo(t testing.TB, addr, from, rcpt, msg string) string {
 	return id
 }
 
+// makeList creates list through the CLI with count[i] members at
+// domains[i] and returns the members.
+func makeList(t testing.TB, cfg, list string, domains []string, count []int) []string {
+	t.Helper()
+	fanmailCLI(t, cfg, "", "list", "create", list)
+	file, members := membersFile(t, domains, count)
+	fanmailCLI(t, cfg, "", "member", "add", list, "--file", file)
+	return members
+}
+
+// each returns n copies of v: a member count for every domain.
+func each(n, v int) []int {
+	counts := make([]int, n)
+	for i := range counts {
+		counts[i] = v
+	}
+	return counts
+}
+
 // membersFile writes a member file with count[i] addresses at domains[i].
 func membersFile(t testing.TB, domains []string, count []int) (string, []string) {
 	t.Helper()
