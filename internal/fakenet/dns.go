@@ -36,8 +36,8 @@ type DNS struct {
 	rcodes     map[string]int      // forced reply code per name
 	silent     map[string]bool     // names whose queries get no answer
 	negTTL     uint32
-	additional bool // add A records of MX targets to MX answers
-	truncate   bool // answer every UDP query with an empty, truncated reply
+	additional bool   // add A records of MX targets to MX answers
+	truncate   bool   // answer every UDP query with an empty, truncated reply
 	zone       string // if set, names outside it get REFUSED
 	queries    map[queryKey]int
 	total      int
