@@ -54,6 +54,9 @@ type Report struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
 	TargetPIDs int     `json:"target_processes"`
+	// The tool's own sinks and DNS share the machine with the target.
+	ToolCPUSeconds float64 `json:"tool_cpu_seconds"`
+	LoadAvg        string  `json:"loadavg_before"` // /proc/loadavg at the start: other load skews results
 
 	LatencyP50ms float64 `json:"latency_p50_ms"`
 	LatencyP99ms float64 `json:"latency_p99_ms"`
@@ -73,6 +76,16 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s", runtime.NumCPU(), model, strings.TrimSpace(string(kernel)), runtime.Version())
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func (r *Report) writeJSON(w io.Writer) error {
@@ -110,6 +123,7 @@ func (r *Report) writeTable(w io.Writer) error {
 	} else {
 		row("target CPU", "not measured (give --target-pid or --target-pidfile)")
 	}
-	row("machine", "%s", r.Machine)
+	row("tool CPU", "%.2f s (sinks, DNS, injection: same machine)", r.ToolCPUSeconds)
+	row("machine", "%s; load average before: %s", r.Machine, r.LoadAvg)
 	return tw.Flush()
 }

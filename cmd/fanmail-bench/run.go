@@ -98,7 +98,7 @@ func runBench(ctx context.Context, o *options) (*Report, error) {
 		Command: o.command, Machine: machine(), Workload: o.workload,
 		Members: o.members, Domains: o.domains, Dist: o.dist, Sinks: o.sinks,
 		Lists: len(p.lists), Posts: len(p.posts), Clients: o.clients, MessageBytes: o.size,
-		RTTMillis: float64(o.rtt) / float64(time.Millisecond),
+		RTTMillis: float64(o.rtt) / float64(time.Millisecond), LoadAvg: loadAvg(),
 	}
 	if o.workload == "mass" {
 		r.Members = len(p.lists)
@@ -138,6 +138,7 @@ func runBench(ctx context.Context, o *options) (*Report, error) {
 		}
 	}
 	r.SetupSeconds = time.Since(setupStart).Seconds()
+	toolBefore, _ := readProc(os.Getpid())
 	var before treeUsage
 	if pid != 0 {
 		if before, err = usageTree(pid); err != nil {
@@ -184,6 +185,9 @@ func runBench(ctx context.Context, o *options) (*Report, error) {
 	}
 	stopProgress()
 
+	if toolAfter, err := readProc(os.Getpid()); err == nil {
+		r.ToolCPUSeconds = float64(toolAfter.utime+toolAfter.stime-toolBefore.utime-toolBefore.stime) / clockTicks
+	}
 	var after treeUsage
 	if pid != 0 {
 		if after, err = usageTree(pid); err != nil {
