@@ -67,6 +67,7 @@ func inject(ctx context.Context, target string, posts []post, clients, size int,
 				}
 				if err != nil {
 					fail(fmt.Errorf("post %s: %w", p.id, err))
+					col.forget(p.id, p.expect)
 					continue
 				}
 				col.accept(p.id, time.Now())

@@ -150,7 +150,7 @@ func runBench(ctx context.Context, o *options) (*Report, error) {
 	runCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if _, expected := col.progress(); expected == 0 {
-		close(col.done)
+		col.forget("", nil) // nothing to wait for
 	}
 	var accepted atomic.Int64
 	injected := make(chan injectResult, 1)
