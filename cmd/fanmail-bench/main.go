@@ -30,12 +30,25 @@ func main() {
 	}
 }
 
+// commandLine renders the invocation for the report, quoting arguments
+// so it can be pasted back into a shell.
+func commandLine(args []string) string {
+	parts := []string{"fanmail-bench"}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$;&|<>*?()") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, "usage: fanmail-bench fanout|mass|mixed [flags]   (fanmail-bench fanout -h for flags)")
 		return fmt.Errorf("no workload given")
 	}
-	o := &options{workload: args[0], command: "fanmail-bench " + strings.Join(args, " ")}
+	o := &options{workload: args[0], command: commandLine(args)}
 	fs := flag.NewFlagSet("fanmail-bench "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.members, "members", 1000, "list members in all (fanout, mixed)")
