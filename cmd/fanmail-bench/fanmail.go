@@ -137,7 +137,7 @@ func (t *fanmailTarget) stop() error {
 }
 
 func (t *fanmailTarget) terminate() error {
-	if t.cmd == nil || t.cmd.Process == nil {
+	if t.cmd == nil || t.cmd.Process == nil || t.exited == nil {
 		return nil
 	}
 	defer t.logFile.Close()

@@ -57,16 +57,21 @@ type options struct {
 // runBench sets up the world and the target, injects the workload, waits
 // until the sinks have counted every expected recipient (or the timeout),
 // and reports.
-func runBench(ctx context.Context, o *options) (*Report, error) {
+func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 	dir := o.workDir
 	if dir == "" {
-		var err error
 		if dir, err = os.MkdirTemp("", "fanmail-bench-"); err != nil {
 			return nil, fmt.Errorf("create work directory: %w", err)
 		}
-		if !o.keep {
-			defer os.RemoveAll(dir)
-		}
+		// A failed or incomplete run keeps its directory (and fanmail's
+		// log) for a look.
+		defer func() {
+			if o.keep || err != nil || rep == nil || !rep.Complete {
+				o.log.Info("work directory kept", "dir", dir)
+				return
+			}
+			os.RemoveAll(dir)
+		}()
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create work directory: %w", err)
 	}
@@ -112,10 +117,10 @@ func runBench(ctx context.Context, o *options) (*Report, error) {
 		if fm, err = setupFanmail(ctx, o, dir, w.dns.Addr(), p); err != nil {
 			return nil, err
 		}
+		defer fm.stop()
 		if err := fm.start(ctx); err != nil {
 			return nil, err
 		}
-		defer fm.stop()
 		target, pid = fm.listen, fm.pid()
 		r.Target = "fanmail " + fm.bin + " (embedded defaults; config: " + fm.cfg + ")"
 	} else {
