@@ -107,6 +107,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		} else if werr := r.writeTable(stdout); werr != nil {
 			return werr
 		}
+		if err == nil && !r.Complete {
+			// The report is printed; the exit status tells scripts.
+			return fmt.Errorf("incomplete run: %d of %d recipients delivered, %d posts failed", r.Delivered, r.Expected, r.PostsFailed)
+		}
 	}
 	return err
 }
