@@ -36,8 +36,9 @@ type DNS struct {
 	rcodes     map[string]int      // forced reply code per name
 	silent     map[string]bool     // names whose queries get no answer
 	negTTL     uint32
-	additional bool // add A records of MX targets to MX answers
-	truncate   bool // answer every UDP query with an empty, truncated reply
+	additional bool   // add A records of MX targets to MX answers
+	truncate   bool   // answer every UDP query with an empty, truncated reply
+	zone       string // if set, names outside it get REFUSED
 	queries    map[queryKey]int
 	total      int
 	tcpQueries int
@@ -238,6 +239,18 @@ func (d *DNS) SetTruncate(on bool) {
 	d.truncate = on
 }
 
+// SetZone makes the server answer REFUSED for names outside zone, so a
+// system resolver that lists it before the real one falls through to the
+// next server for every other name. "" (the default) answers everything.
+func (d *DNS) SetZone(zone string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.zone = ""
+	if zone != "" {
+		d.zone = fqdn(zone)
+	}
+}
+
 // Queries is how many queries for (name, qtype) arrived, over UDP and TCP.
 func (d *DNS) Queries(name string, qtype uint16) int {
 	d.mu.Lock()
@@ -295,6 +308,9 @@ func (d *DNS) serve(w dns.ResponseWriter, req *dns.Msg, overTCP bool) {
 		return
 	}
 	switch rrs, exists := d.records[name]; {
+	case d.zone != "" && !dns.IsSubDomain(d.zone, name):
+		m.Rcode = dns.RcodeRefused
+		m.Authoritative = false
 	case d.rcodes[name] != 0:
 		m.Rcode = d.rcodes[name]
 	case !overTCP && d.truncate:

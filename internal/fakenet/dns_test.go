@@ -188,3 +188,18 @@ func TestDNSFixedAddress(t *testing.T) {
 		t.Fatal("second server on the same address started")
 	}
 }
+
+func TestDNSZoneRefusesOutside(t *testing.T) {
+	d := newDNS(t)
+	d.SetA("mx.bench.test", 60, "127.0.0.9")
+	d.SetZone("bench.test")
+	for name, want := range map[string]string{"mx.bench.test": "NOERROR", "other.bench.test": "NXDOMAIN", "proxy.example.org": "REFUSED"} {
+		r, err := query(t, d, "udp", name, dns.TypeA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dns.RcodeToString[r.Rcode]; got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -47,6 +48,18 @@ type SinkOptions struct {
 	// Timeout bounds each read and write on a server connection so a
 	// vanished client cannot hold a test open; default 1 minute.
 	Timeout time.Duration
+	// RTT, when positive, emulates a WAN round trip on every connection
+	// (see rttConn): one RTT before the greeting and one on the first read
+	// after each reply, so a pipelined batch pays once and a lock-step
+	// dialogue pays per command, as on a real link.
+	RTT time.Duration
+	// Drop, if set, is asked after each message is read; true closes the
+	// connection with no reply, as a failed link would, and the message
+	// is not recorded (the client must retry it).
+	Drop func(d Delivery) bool
+	// OnRecord, if set, is called after each delivery is recorded, with
+	// the time it was, outside the sink's lock.
+	OnRecord func(d Delivery, at time.Time)
 }
 
 // Delivery is one completed transaction (DATA answered 250).
@@ -73,6 +86,7 @@ type SinkStats struct {
 	RecipientsDelivered int // sum of recipients over completed transactions
 	Bytes               int64
 	Duplicates          int // deliveries of a (message key, recipient) pair already seen
+	Dropped             int // transactions cut off by SinkOptions.Drop
 }
 
 type pairKey struct{ key, rcpt string }
@@ -215,9 +229,10 @@ func (s *Sink) WaitRecipients(ctx context.Context, n int) error {
 	}
 }
 
-func (s *Sink) record(d Delivery) {
+func (s *Sink) record(d Delivery) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	at := time.Now()
 	s.stats.Transactions++
 	s.stats.Bytes += d.Size
 	s.stats.RecipientsDelivered += len(d.Recipients)
@@ -232,6 +247,7 @@ func (s *Sink) record(d Delivery) {
 	s.deliveries = append(s.deliveries, d)
 	close(s.changed)
 	s.changed = make(chan struct{})
+	return at
 }
 
 // MessageKey identifies a message for duplicate counting: its Message-ID
@@ -314,7 +330,11 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 		s.active++
 		s.stats.MaxConcurrentConns = max(s.stats.MaxConcurrentConns, s.active)
 		s.mu.Unlock()
-		return &trackedConn{Conn: c, s: s}, nil
+		var conn net.Conn = c
+		if s.opts.RTT > 0 {
+			conn = newRTTConn(c, s.opts.RTT)
+		}
+		return &trackedConn{Conn: conn, s: s}, nil
 	}
 }
 
@@ -346,6 +366,7 @@ func (c *trackedConn) Close() error {
 
 type sinkSession struct {
 	s      *Sink
+	conn   net.Conn
 	remote string
 	helo   string
 	from   string
@@ -354,7 +375,7 @@ type sinkSession struct {
 }
 
 func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
-	return &sinkSession{s: s, remote: c.Conn().RemoteAddr().String(), helo: c.Hostname()}, nil
+	return &sinkSession{s: s, conn: c.Conn(), remote: c.Conn().RemoteAddr().String(), helo: c.Hostname()}, nil
 }
 
 func (ss *sinkSession) Reset() {
@@ -406,6 +427,13 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		Helo:       ss.helo,
 		RemoteAddr: ss.remote,
 	}
+	if drop := ss.s.opts.Drop; drop != nil && drop(d) {
+		ss.s.mu.Lock()
+		ss.s.stats.Dropped++
+		ss.s.mu.Unlock()
+		ss.conn.Close()
+		return errors.New("connection dropped")
+	}
 	if h := ss.s.opts.DataHook; h != nil {
 		if err := h(d); err != nil {
 			return err
@@ -414,6 +442,9 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if ss.s.opts.DiscardBodies {
 		d.Data = nil
 	}
-	ss.s.record(d)
+	at := ss.s.record(d)
+	if f := ss.s.opts.OnRecord; f != nil {
+		f(d, at)
+	}
 	return nil
 }

@@ -1,0 +1,116 @@
+// Command fanmail-bench measures an SMTP server on fan-out work, on
+// loopback only: it starts SMTP sinks (one per loopback address) and a DNS
+// server naming them, prepares a list (fanmail's CLI) or an aliases file
+// (other MTAs), injects posts, and reports how fast every recipient
+// reached the sinks, with duplicates, latency and the target's CPU.
+//
+// Usage:
+//
+//	fanmail-bench fanout [flags]   one post to a list of --members
+//	fanmail-bench mass [flags]     --messages one-recipient posts from --clients
+//	fanmail-bench mixed [flags]    --lists lists, --posts each, posted concurrently
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "fanmail-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// commandLine renders the invocation for the report, quoting arguments
+// so it can be pasted back into a shell.
+func commandLine(args []string) string {
+	parts := []string{"fanmail-bench"}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$;&|<>*?()") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: fanmail-bench fanout|mass|mixed [flags]   (fanmail-bench fanout -h for flags)")
+		return fmt.Errorf("no workload given")
+	}
+	o := &options{workload: args[0], command: commandLine(args)}
+	fs := flag.NewFlagSet("fanmail-bench "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.members, "members", 1000, "list members in all (fanout, mixed)")
+	fs.IntVar(&o.domains, "domains", 100, "recipient domains (one sink each unless --sinks)")
+	fs.StringVar(&o.dist, "dist", "uniform", "members over domains: uniform, or skewed (Zipf: a few huge domains, a long tail)")
+	fs.IntVar(&o.sinks, "sinks", 0, "SMTP sinks, each on its own 127.1.x.y address (default: one per domain)")
+	fs.IntVar(&o.sinkPort, "sink-port", 2526, "TCP port of every sink (the target's MX port)")
+	fs.IntVar(&o.size, "size", 4096, "message size in bytes, headers included")
+	fs.IntVar(&o.messages, "messages", 1000, "mass: one-recipient posts to inject")
+	fs.IntVar(&o.clients, "clients", 0, "concurrent injecting SMTP sessions (default: mass 20, mixed --lists, fanout 1)")
+	fs.IntVar(&o.lists, "lists", 0, "mixed: lists (default 10); mass: distinct recipients, each a one-member list on fanmail (default 100)")
+	fs.IntVar(&o.posts, "posts", 1, "mixed: posts to each list")
+	fs.BoolVar(&o.direct, "direct", false, "mass: RCPT the recipient itself, not its one-member list (MTAs that relay from loopback)")
+	fs.DurationVar(&o.rtt, "rtt", 0, "emulated WAN round trip per exchange at the sinks, e.g. 50ms")
+	fs.Float64Var(&o.tempFail, "temp-fail", 0, "share of RCPTs the sinks answer 451 (at random, per attempt)")
+	fs.Float64Var(&o.permFail, "perm-fail", 0, "share of recipients the sinks answer 550 (fixed per address; not expected)")
+	fs.Float64Var(&o.dropShare, "drop", 0, "share of transactions whose connection the sinks drop before replying to the final dot")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "cap on concurrent connections per sink (421 beyond), like a large provider")
+	fs.IntVar(&o.implicitMX, "implicit-mx", 0, "domains with no MX, only an A record")
+	fs.IntVar(&o.nullMX, "null-mx", 0, "domains with a null MX; their members are not expected")
+	fs.IntVar(&o.deadMX, "dead-mx", 0, "domains whose first MX refuses connections")
+	fs.StringVar(&o.dnsAddr, "dns", "127.0.0.1:0", "DNS server address (127.0.0.1:53 for MTAs that use the system resolver)")
+	fs.StringVar(&o.target, "target", "", "HOST:PORT of an SMTP server to measure instead of fanmail (loopback only)")
+	fs.StringVar(&o.fanmailBin, "fanmail-bin", "", "fanmail binary (default: go build ./cmd/fanmail)")
+	fs.IntVar(&o.targetPID, "target-pid", 0, "--target: PID whose process tree's CPU and memory to report")
+	fs.StringVar(&o.targetPIDFile, "target-pidfile", "", "--target: file holding that PID, e.g. /var/spool/postfix/pid/master.pid")
+	fs.StringVar(&o.aliases, "aliases", "", "--target: write the lists as an aliases(5) FILE (members in :include: files beside it)")
+	fs.StringVar(&o.prepareCmd, "prepare-cmd", "", "--target: shell command to run after writing --aliases, e.g. newaliases")
+	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "give up waiting for deliveries after this long")
+	fs.DurationVar(&o.settle, "settle", defaultSettle, "keep counting this long after the last expected recipient, for late duplicates")
+	fs.StringVar(&o.workDir, "work-dir", "", "directory for fanmail's data, config and log (default: a temporary one, removed)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary work directory")
+	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	o.log = slog.New(slog.NewTextHandler(stderr, nil))
+	if !*quiet {
+		o.progress = stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := runBench(ctx, o)
+	if r != nil {
+		if *jsonOut {
+			if werr := r.writeJSON(stdout); werr != nil {
+				return werr
+			}
+		} else if werr := r.writeTable(stdout); werr != nil {
+			return werr
+		}
+		if err == nil && !r.Complete {
+			// The report is printed; the exit status tells scripts.
+			return fmt.Errorf("incomplete run: %d of %d recipients delivered, %d posts failed", r.Delivered, r.Expected, r.PostsFailed)
+		}
+	}
+	return err
+}
