@@ -18,7 +18,9 @@ type arrival struct {
 
 // collector ties what the sinks receive to what was injected: it counts
 // each expected (Message-ID, recipient) pair once, duplicates beyond that
-// across all sinks, and strays (mail the run never sent or expected).
+// across all sinks, bounces (null-sender reports the target sent, such as
+// DSNs for the null-MX domain's members) and strays (other mail the run
+// never sent or expected).
 type collector struct {
 	mu       sync.Mutex
 	want     map[pair]bool // expected pairs; true once delivered
@@ -26,6 +28,7 @@ type collector struct {
 	got      int
 	dups     int
 	stray    int
+	bounces  int
 	arrivals []arrival
 	accepted map[string]time.Time // Message-ID → when the target said 250
 	last     time.Time
@@ -76,6 +79,10 @@ func (c *collector) accept(key string, at time.Time) {
 func (c *collector) record(d fakenet.Delivery, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if d.From == "" {
+		c.bounces++
+		return
+	}
 	for _, r := range d.Recipients {
 		seen, ok := c.want[pair{d.Key, r}]
 		switch {

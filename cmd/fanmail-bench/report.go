@@ -50,6 +50,7 @@ type Report struct {
 	Bytes         int64 `json:"bytes"`
 	Duplicates    int   `json:"duplicates"`
 	Stray         int   `json:"stray"`
+	Bounces       int   `json:"bounces"` // null-sender reports (DSNs) the target sent
 
 	CPUSeconds float64 `json:"cpu_seconds"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
@@ -116,7 +117,7 @@ func (r *Report) writeTable(w io.Writer) error {
 	row("rate", "%.0f recipients/s, %.1f posts/s end to end, %.1f transactions/s", r.RcptsPerSec, r.PostsPerSec, r.TxnsPerSec)
 	row("sinks saw", "%d transactions, %d connections (%d refused), %d RCPTs rejected, %d dropped, %d bytes",
 		r.Transactions, r.Connections, r.ConnsRefused, r.RcptsRejected, r.Dropped, r.Bytes)
-	row("duplicates", "%d (stray: %d)", r.Duplicates, r.Stray)
+	row("duplicates", "%d (stray: %d, bounces: %d)", r.Duplicates, r.Stray, r.Bounces)
 	row("latency", "p50 %.0f ms, p99 %.0f ms, max %.0f ms (250 of the post → sink)", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	if r.TargetPIDs > 0 {
 		row("target CPU", "%.2f s over %d process(es), peak RSS %.1f MB", r.CPUSeconds, r.TargetPIDs, r.PeakRSSMB)

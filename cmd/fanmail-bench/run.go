@@ -225,7 +225,7 @@ func fill(r *Report, o *options, col *collector, w *world, inj injectResult, sta
 		r.InjectPerSec = float64(inj.accepted) / r.InjectSeconds
 	}
 	col.mu.Lock()
-	r.Expected, r.Delivered, r.Duplicates, r.Stray = col.expected, col.got, col.dups, col.stray
+	r.Expected, r.Delivered, r.Duplicates, r.Stray, r.Bounces = col.expected, col.got, col.dups, col.stray, col.bounces
 	last := col.last
 	col.mu.Unlock()
 	r.Complete = r.Delivered == r.Expected && r.PostsFailed == 0
