@@ -33,7 +33,12 @@ type Pos struct {
 	Line int
 }
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
+func (p Pos) String() string {
+	if p.Line == 0 {
+		return p.File // about the whole file
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
 
 // Target is one value on the right of an alias, or one item of an
 // :include: file.
