@@ -330,12 +330,12 @@ func (s *state) execTarget(n *Node, t Target, depth int, sender string, fromIncl
 		refuse = what + " from a file writable by group or others are refused (chmod go-w " + t.Pos.File + ")"
 	}
 	if refuse != "" {
-		subject := t.String()
+		subject, msg := t.String(), refuse
 		if t.Pos.File != "" {
-			subject = t.Pos.String()
+			subject, msg = t.Pos.String(), t.String()+": "+refuse
 		}
 		n.Note = "error: " + refuse
-		s.fail(subject, t.String()+": "+refuse)
+		s.fail(subject, msg)
 		return
 	}
 	s.emit(n, Final{Kind: t.Kind, Value: t.Value, Sender: sender, Pos: t.Pos})

@@ -27,6 +27,7 @@ type Config struct {
 	Delivery Delivery          `toml:"delivery"`
 	Routes   map[string]string `toml:"routes"` // domain → host:port, bypassing DNS
 	Queue    Queue             `toml:"queue"`
+	Aliases  Aliases           `toml:"aliases"`
 }
 
 // Delivery configures the outbound side.
@@ -69,6 +70,7 @@ func Default() Config {
 			QueueReturn:           Duration(5 * 24 * time.Hour),
 			Sync:                  true,
 		},
+		Aliases: defaultAliases(),
 	}
 }
 
@@ -170,6 +172,7 @@ func (c *Config) Validate() error {
 	if c.Queue.RecipientsPerEnvelope < 1 {
 		bad("queue.recipients_per_envelope", "must be at least 1")
 	}
+	c.validateAliases(bad)
 	return errors.Join(errs...)
 }
 

@@ -32,6 +32,7 @@ func newApp() *cli.App {
 			listCommand(),
 			memberCommand(),
 			configCommand(),
+			aliasesCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -156,3 +156,21 @@ func TestAppendFileLocked(t *testing.T) {
 		t.Errorf("stale dotlock not broken: %v", res)
 	}
 }
+
+func TestRunAs(t *testing.T) {
+	if _, err := RunAs("", 0); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("root without user: %v", err)
+	}
+	if c, err := RunAs("", 1000); c != nil || err != nil {
+		t.Errorf("non-root without user: %v %v", c, err)
+	}
+	if _, err := RunAs("root", 0); err == nil {
+		t.Error("program_user root accepted")
+	}
+	if c, err := RunAs("nobody", 0); err != nil || c == nil || c.UID == 0 {
+		t.Errorf("nobody: %v %v", c, err)
+	}
+	if _, err := RunAs("no-such-user-fanmail", 0); err == nil {
+		t.Error("unknown user accepted")
+	}
+}
