@@ -141,7 +141,11 @@ func parseEntry(s string, pos Pos, probs *Problems) (Entry, bool) {
 	if strings.TrimSpace(rest) == "" {
 		return bad("missing value for alias %s (write at least one target after the colon)", quoteName(name))
 	}
+	before := len(*probs)
 	e.Targets = parseValues(rest, pos, nil, probs)
+	if len(e.Targets) == 0 && len(*probs) > before {
+		return Entry{}, false // the values' own errors say why
+	}
 	if len(e.Targets) == 0 {
 		return bad("no usable value for alias %s", quoteName(name))
 	}
