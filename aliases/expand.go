@@ -165,13 +165,20 @@ func (s *state) maxDepth() int {
 func (s *state) address(n *Node, t Target, depth int, sender string) {
 	name, domain, local := t.Value, s.primary(), true
 	if t.Kind == Address {
-		m, err := address.Parse(t.Value)
-		if err != nil { // parsed once already; only a changed rule gets here
-			n.Note = "error: " + err.Error()
-			s.fail(t.Value, err.Error())
-			return
+		// Value is normalized: the domain follows the last @, and only a
+		// quoted local part needs parsing again to be unquoted.
+		at := strings.LastIndexByte(t.Value, '@')
+		name, domain = t.Value[:at], t.Value[at+1:]
+		local = s.isLocal(domain)
+		if local && strings.HasPrefix(name, `"`) {
+			m, err := address.Parse(t.Value)
+			if err != nil {
+				n.Note = "error: " + err.Error()
+				s.fail(t.Value, err.Error())
+				return
+			}
+			name = m.Local
 		}
-		name, domain, local = m.Local, m.Domain, s.isLocal(m.Domain)
 	}
 	final := t.Value
 	if t.Kind == Local {

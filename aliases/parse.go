@@ -18,20 +18,29 @@ const maxLine = 1 << 20
 // every problem found; a bad entry or value is reported and skipped, the
 // rest of the file is still read. name labels positions (FILE:LINE).
 func Parse(r io.Reader, name string) ([]Entry, Problems) {
+	return parse(r, name, 0)
+}
+
+// parse is Parse with room for sizeHint entries made up front.
+func parse(r io.Reader, name string, sizeHint int) ([]Entry, Problems) {
 	var (
-		entries []Entry
+		entries = make([]Entry, 0, sizeHint)
 		probs   Problems
-		cur     strings.Builder
-		start   int  // line of the entry being gathered; 0 = none
-		joinBS  bool // previous line ended with a backslash
+		cur     []string // the lines of the entry being gathered
+		start   int      // line of the entry being gathered; 0 = none
+		joinBS  bool     // previous line ended with a backslash
 	)
 	flush := func() {
 		if start > 0 {
-			if e, ok := parseEntry(cur.String(), Pos{name, start}, &probs); ok {
+			text := cur[0]
+			if len(cur) > 1 {
+				text = strings.Join(cur, "")
+			}
+			if e, ok := parseEntry(text, Pos{name, start}, &probs); ok {
 				entries = append(entries, e)
 			}
 		}
-		cur.Reset()
+		cur = cur[:0]
 		start = 0
 	}
 	err := eachLine(r, func(n int, line string) {
@@ -42,7 +51,7 @@ func Parse(r io.Reader, name string) ([]Entry, Problems) {
 		}
 		switch {
 		case cont && start > 0:
-			cur.WriteString(line)
+			cur = append(cur, line)
 		case strings.TrimSpace(line) == "":
 			// Blank lines neither end an entry nor count as one.
 		case line[0] == '#':
@@ -54,12 +63,11 @@ func Parse(r io.Reader, name string) ([]Entry, Problems) {
 				joinBS = false
 				return
 			}
-			cur.WriteByte(' ')
-			cur.WriteString(line)
+			cur = append(cur, " ", line)
 		default:
 			flush()
 			start = n
-			cur.WriteString(line)
+			cur = append(cur, line)
 		}
 	})
 	flush()
@@ -164,11 +172,32 @@ func parseName(raw string) (string, error) {
 	case raw[0] == '\\':
 		return "", fmt.Errorf(`starts with \ (a backslash is only meaningful on the right of the colon)`)
 	}
+	if simpleAtom(raw) {
+		return raw, nil
+	}
 	m, err := address.Parse(raw + "@alias.invalid")
 	if err != nil {
 		return "", err
 	}
 	return m.Local, nil
+}
+
+// simpleAtom reports whether s is a short dot-atom of letters, digits
+// and . - _ +, the usual alias name, which needs no full parse.
+func simpleAtom(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '+':
+		case c == '.' && s[i-1] != '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // closingQuote returns the index of the quote ending the quoted string
@@ -188,18 +217,11 @@ func closingQuote(s string) int {
 // parseValues splits a right-hand side at commas outside quotes, angle
 // brackets and (comments), and appends the targets to dst.
 func parseValues(s string, pos Pos, dst []Target, probs *Problems) []Target {
-	var (
-		item    strings.Builder
-		inQuote bool
-		angle   int
-		paren   int
-	)
 	bad := func(format string, args ...any) {
 		*probs = append(*probs, Problem{pos, Error, fmt.Sprintf(format, args...)})
 	}
-	end := func() {
-		v := strings.TrimSpace(item.String())
-		item.Reset()
+	add := func(v string) {
+		v = strings.TrimSpace(v)
 		if v == "" {
 			return
 		}
@@ -210,6 +232,23 @@ func parseValues(s string, pos Pos, dst []Target, probs *Problems) []Target {
 		}
 		t.Pos = pos
 		dst = append(dst, t)
+	}
+	if !strings.ContainsAny(s, `"(<\`) {
+		// The common case, plain comma-separated values: no copying.
+		for v := range strings.SplitSeq(s, ",") {
+			add(v)
+		}
+		return dst
+	}
+	var (
+		item    strings.Builder
+		inQuote bool
+		angle   int
+		paren   int
+	)
+	end := func() {
+		add(item.String())
+		item.Reset()
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -304,6 +343,9 @@ func parseTarget(v string) (Target, error) {
 	}
 	quotedOnly := v[0] == '"' && closingQuote(v) == len(v)-1
 	if quotedOnly || v[0] != '"' && !strings.Contains(v, "@") {
+		if simpleAtom(v) {
+			return Target{Kind: Local, Value: v, NoAlias: noAlias}, nil
+		}
 		m, err := address.Parse(v + "@alias.invalid")
 		if err != nil {
 			return Target{}, fmt.Errorf("bad local name %q: %v%s", v, err, hint(v))

@@ -40,7 +40,7 @@ func Load(opts LoadOptions, files ...string) (*Table, Problems) {
 			b.probs = append(b.probs, Problem{Pos{f, 0}, Warning,
 				"writable by group or others: its |program and /file targets are refused (chmod go-w " + f + ")"})
 		}
-		b.add(bytes.NewReader(data), f)
+		b.add(bytes.NewReader(data), f, bytes.Count(data, []byte("\n")))
 	}
 	return b.t, b.probs
 }
@@ -49,7 +49,7 @@ func Load(opts LoadOptions, files ...string) (*Table, Problems) {
 // Load for tests and for content that is not on disk.
 func LoadReader(opts LoadOptions, r io.Reader, name string) (*Table, Problems) {
 	b := newBuilder(opts)
-	b.add(r, name)
+	b.add(r, name, 0)
 	return b.t, b.probs
 }
 
@@ -60,12 +60,15 @@ type builder struct {
 }
 
 func newBuilder(opts LoadOptions) *builder {
-	return &builder{opts: opts, t: &Table{entries: map[string]*Entry{}, unsafe: map[string]bool{}}}
+	return &builder{opts: opts, t: &Table{entries: make(map[string]*Entry), unsafe: map[string]bool{}}}
 }
 
-func (b *builder) add(r io.Reader, name string) {
-	entries, probs := Parse(r, name)
+func (b *builder) add(r io.Reader, name string, lines int) {
+	entries, probs := parse(r, name, lines)
 	b.probs = append(b.probs, probs...)
+	if len(b.t.entries) == 0 {
+		b.t.entries = make(map[string]*Entry, len(entries))
+	}
 	for i := range entries {
 		e := &entries[i]
 		old, dup := b.t.entries[e.Name]
