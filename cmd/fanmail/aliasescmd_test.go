@@ -57,7 +57,11 @@ func TestAliasesExpandGolden(t *testing.T) {
 					wantLines = append(wantLines, l)
 				}
 			}
-			args := append([]string{"aliases", "expand", "--aliases", in, "--local-domain", "example.org", "--local-domain", "localhost"}, addrs...)
+			args := []string{"aliases", "expand", "--aliases", in, "--local-domain", "example.org", "--local-domain", "localhost"}
+			if strings.Contains(string(data), "\n# options: merge") {
+				args = append(args, "--merge")
+			}
+			args = append(args, addrs...)
 			stdout, _, _ := run(t, t.TempDir(), "", args...)
 			var got []string
 			for _, l := range strings.Split(strings.TrimSuffix(stdout, "\n"), "\n") {

@@ -14,15 +14,19 @@ trap 'rm -rf "$dir"' EXIT
 mkdir "$dir/q"
 printf 'hosts files\naliases files\npasswd files\n' > "$dir/service.switch"
 sed "s#@DIR@#$dir#g" sendmail.cf.in > "$dir/sendmail.cf"
+# "# options: merge" cases use the -A map flag: duplicate names are merged.
+sed "s#^O AliasFile=#O AliasFile=hash:-A #" "$dir/sendmail.cf" > "$dir/sendmail-A.cf"
 for in in [0-9][0-9]-*.in; do
 	args=$(sed -n '1s/^# expand: //p' "$in")
+	cf=$dir/sendmail.cf
+	if grep -q '^# options: merge' "$in"; then cf=$dir/sendmail-A.cf; fi
 	# sendmail resolves a relative :include: against its queue directory.
 	sed "s#:include:\([^/]\)#:include:$here/\1#g" "$in" > "$dir/aliases"
 	rm -f "$dir/aliases.db"
 	# A private UTS namespace gives sendmail a qualified host name, so it
 	# does not sleep waiting for DNS to qualify this machine's name.
 	unshare -u sh -c "hostname mail.example.org
-		'$sm' -C '$dir/sendmail.cf' -bi >/dev/null 2>&1
-		'$sm' -C '$dir/sendmail.cf' -bv $args" 2>&1 |
+		'$sm' -C '$cf' -bi >/dev/null 2>&1
+		'$sm' -C '$cf' -bv $args" 2>&1 |
 		grep -v 'World writable directory' > "${in%.in}.sendmail" || true
 done
