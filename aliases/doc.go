@@ -25,11 +25,19 @@
 //     with "owner-") is looked up; when its value is a single address it
 //     becomes the envelope sender of NAME's targets, otherwise the
 //     sender is owner-NAME itself.
+//     The conventional owner-x: x-request, x-request: maintainer makes
+//     x-request@PRIMARY the sender; NAME-request is an ordinary alias.
+//   - A local name is looked up in the Table first, then in the
+//     ListSource (so an alias can override or wrap a list); a list's
+//     members are expanded in turn and get owner-LIST as sender.
 //   - A local name with no alias and no list, and \name, become
 //     name@PRIMARY, the first local domain.
 //   - |program and /file targets are honoured only from the aliases files
 //     of the Table, not from :include: files (unless AllowIncludeExec),
 //     and never when the file naming them is group- or world-writable.
 //   - A missing or unreadable :include: file is an error for that branch;
-//     every other target is still produced.
+//     every other target is still produced. Include files are read at
+//     expansion time, relative paths against the naming file's directory.
+//   - Mail to :include:, |program or /file given directly (not reached
+//     through an aliases file) is refused, as sendmail does.
 package aliases

@@ -85,7 +85,7 @@ type Result struct {
 // RCPT TO or `sendmail -bv`). Only list-store errors, which mean the
 // store is unusable, are returned as an error.
 func (x *Expander) Expand(ctx context.Context, addrs ...string) (Result, error) {
-	s := &state{x: x, ctx: ctx, seen: map[string]bool{}, active: map[string]bool{}, done: map[string]bool{}}
+	s := &state{x: x, ctx: ctx, seen: map[string]bool{}, active: map[string]bool{}, done: map[string]bool{}, unsafe: map[string]bool{}}
 	for _, a := range addrs {
 		n := &Node{Label: a}
 		s.res.Tree = append(s.res.Tree, n)
@@ -111,6 +111,7 @@ type state struct {
 	seen   map[string]bool // final targets produced
 	active map[string]bool // aliases and lists being expanded (ancestors)
 	done   map[string]bool // aliases, lists and includes already expanded
+	unsafe map[string]bool // :include: files writable by group or others
 }
 
 func (s *state) fail(subject, msg string) {
@@ -308,6 +309,9 @@ func (s *state) include(n *Node, t Target, depth int, sender string, fromInclude
 		}
 		return
 	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o022 != 0 {
+		s.unsafe[path] = true // its programs and files are refused
+	}
 	targets, probs := ParseInclude(f, path)
 	f.Close()
 	for _, p := range probs {
@@ -333,7 +337,7 @@ func (s *state) execTarget(n *Node, t Target, depth int, sender string, fromIncl
 		refuse = "cannot mail directly to " + what
 	case fromInclude && !s.x.AllowIncludeExec:
 		refuse = what + " in :include: files are refused (list them in the aliases file, or enable them for includes in the config)"
-	case s.x.Table != nil && s.x.Table.unsafe[t.Pos.File]:
+	case s.unsafe[t.Pos.File] || s.x.Table != nil && s.x.Table.unsafe[t.Pos.File]:
 		refuse = what + " from a file writable by group or others are refused (chmod go-w " + t.Pos.File + ")"
 	}
 	if refuse != "" {

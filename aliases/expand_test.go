@@ -153,6 +153,11 @@ func TestIncludeAndSafety(t *testing.T) {
 	if got := expand(t, x, "staff").Lines(); !slicesContain(got, "/tmp/x") {
 		t.Errorf("AllowIncludeExec: %v", got)
 	}
+	os.Chmod(filepath.Join(dir, "members"), 0o666)
+	wantLine := "ERROR: " + dir + "/members:2: /tmp/x: files from a file writable by group or others are refused (chmod go-w " + dir + "/members)"
+	if got := expand(t, x, "staff").Lines(); !slicesContain(got, wantLine) {
+		t.Errorf("world-writable include: %v", got)
+	}
 }
 
 func slicesContain(s []string, v string) bool {

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,20 @@ func TestRunAs(t *testing.T) {
 	}
 	if _, err := RunAs("no-such-user-fanmail", 0); err == nil {
 		t.Error("unknown user accepted")
+	}
+}
+
+func TestRunProgramAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	cred, err := RunAs("nobody", 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	res := RunProgram(context.Background(), "id -u", Request{Message: strings.NewReader(""), Cred: cred}, time.Second)
+	want := fmt.Sprintf("exited 0: %d", cred.UID)
+	if res.Status != Delivered || !strings.HasSuffix(res.Reason, want) {
+		t.Errorf("got %v, want delivered ending %q", res, want)
 	}
 }
