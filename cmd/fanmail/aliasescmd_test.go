@@ -124,3 +124,16 @@ envelopes (queue group default, r=100):
 `)},
 	})
 }
+
+func TestServeRefusesProgramsAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the refusal is for a server running as root")
+	}
+	dir := t.TempDir()
+	al := writeFile(t, dir, "aliases", "x: |/bin/true\n")
+	cfg := writeFile(t, dir, "fanmail.toml", "hostname = \"mail.example.org\"\n[aliases]\nfiles = [\""+al+"\"]\n")
+	_, _, err := run(t, dir, "", "--config", cfg, "serve", "--listen", "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), "refusing to run |program targets as root") {
+		t.Errorf("serve as root without program_user: %v", err)
+	}
+}
