@@ -180,3 +180,25 @@ func TestCaseAndLocalDomains(t *testing.T) {
 		t.Errorf("Lookup: %v %v", e, ok)
 	}
 }
+
+func TestAccepts(t *testing.T) {
+	x := &Expander{
+		Table:        table(t, LoadOptions{}, "postmaster: root\n"),
+		LocalDomains: []string{"example.org"},
+		Lists:        fakeLists{"news@example.org": {"a@r.example"}},
+	}
+	for addr, want := range map[string]bool{
+		"PostMaster@Example.org": true,
+		"news@example.org":       true,
+		"nobody@example.org":     false,
+		"postmaster@r.example":   false,
+		"not an address":         false,
+	} {
+		if got, err := x.Accepts(context.Background(), addr); got != want || err != nil {
+			t.Errorf("Accepts(%q) = %v, %v; want %v", addr, got, err, want)
+		}
+	}
+	if _, err := x.Accepts(context.Background(), "broken@example.org"); err == nil {
+		t.Error("store error not returned")
+	}
+}
