@@ -221,7 +221,7 @@ func (s *state) address(n *Node, t Target, depth int, sender string) {
 			return
 		}
 		if ok {
-			s.list(n, key, addr, members, depth, sender)
+			s.list(n, key, addr, members, depth)
 			return
 		}
 	}
@@ -229,11 +229,11 @@ func (s *state) address(n *Node, t Target, depth int, sender string) {
 }
 
 // list expands a list of the list store; its owner is owner-LIST.
-func (s *state) list(n *Node, key, addr string, members []string, depth int, sender string) {
+func (s *state) list(n *Node, key, addr string, members []string, depth int) {
 	s.done[key], s.active[key] = true, true
 	defer func() { s.active[key] = false }()
 	n.Note = fmt.Sprintf("list, %d members", len(members))
-	sender = "owner-" + addr
+	sender := "owner-" + addr
 	for _, m := range members {
 		child := &Node{Label: m}
 		n.Children = append(n.Children, child)
