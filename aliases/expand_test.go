@@ -202,3 +202,21 @@ func TestAccepts(t *testing.T) {
 		t.Error("store error not returned")
 	}
 }
+
+// TestConcurrentExpand: one Table and Expander serve many expansions at
+// once (run with -race).
+func TestConcurrentExpand(t *testing.T) {
+	x := &Expander{Table: table(t, LoadOptions{}, "a: b, c@r.example\nb: d@r.example, a\n"), LocalDomains: []string{"example.org"}}
+	done := make(chan []string)
+	for range 8 {
+		go func() {
+			res, _ := x.Expand(context.Background(), "a")
+			done <- res.Lines()
+		}()
+	}
+	for range 8 {
+		if got := <-done; strings.Join(got, " ") != "d@r.example a@example.org c@r.example" {
+			t.Errorf("got %v", got)
+		}
+	}
+}
