@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -80,7 +81,9 @@ func aliasesExpand(c *cli.Context) error {
 		domains = cfg.Aliases.LocalDomains
 	}
 	table, probs := aliases.Load(aliases.LoadOptions{Merge: c.Bool("merge") || cfg.Aliases.MergeDuplicates}, files...)
-	w := c.App.Writer
+	bw := bufio.NewWriter(c.App.Writer) // one line per target: 50,000 writes otherwise
+	defer bw.Flush()
+	w := bw
 	for _, p := range probs {
 		if p.Severity == aliases.Error {
 			fmt.Fprintf(w, "ERROR: %s: %s\n", p.Pos, p.Msg)
