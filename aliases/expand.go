@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,8 @@ type Expander struct {
 	// AllowIncludeExec honours |program and /file targets found in
 	// :include: files (sendmail and Postfix refuse them by default).
 	AllowIncludeExec bool
-	MaxDepth         int // 0 = MaxDepth
+	MaxDepth         int          // 0 = MaxDepth
+	Log              *slog.Logger // nil: failures are only returned
 }
 
 // Final is one target the message goes to.
@@ -116,6 +118,9 @@ type state struct {
 
 func (s *state) fail(subject, msg string) {
 	s.res.Failures = append(s.res.Failures, Failure{subject, msg})
+	if s.x.Log != nil {
+		s.x.Log.Warn("alias expansion", "subject", subject, "error", msg)
+	}
 }
 
 func (s *state) primary() string {

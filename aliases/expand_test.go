@@ -3,6 +3,7 @@ package aliases
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,7 +138,8 @@ func TestIncludeAndSafety(t *testing.T) {
 	if len(probs) != 1 || probs[0].Severity != Warning || !strings.Contains(probs[0].Msg, "writable by group or others") {
 		t.Fatalf("problems %v", probs)
 	}
-	x := &Expander{Table: tb, LocalDomains: []string{"example.org"}}
+	var logged strings.Builder
+	x := &Expander{Table: tb, LocalDomains: []string{"example.org"}, Log: slog.New(slog.NewTextHandler(&logged, nil))}
 	want := []string{
 		"a@r.example",
 		"/var/mail/archive",
@@ -148,6 +150,9 @@ func TestIncludeAndSafety(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, expand(t, x, "staff", "self", "archive", "prog").Lines()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if n := strings.Count(logged.String(), "msg=\"alias expansion\""); n != 3 {
+		t.Errorf("%d failures logged, want 3:\n%s", n, logged.String())
 	}
 	x.AllowIncludeExec = true
 	if got := expand(t, x, "staff").Lines(); !slicesContain(got, "/tmp/x") {
