@@ -31,6 +31,7 @@ type Config struct {
 	Routes   map[string]string `toml:"routes"` // domain → host:port, bypassing DNS
 	Queue    Queue             `toml:"queue"`
 	Load     LoadControl       `toml:"load"`
+	Aliases  Aliases           `toml:"aliases"`
 }
 
 // Delivery configures the outbound side.
@@ -90,6 +91,7 @@ func Default() Config {
 			RefuseLA: float64(12 * runtime.NumCPU()),
 			Delay:    Duration(time.Second),
 		},
+		Aliases: defaultAliases(),
 	}
 }
 
@@ -193,6 +195,7 @@ func (c *Config) Validate() error {
 	c.Routes = routes
 	c.validateQueue(bad)
 	c.Load.validate(bad)
+	c.validateAliases(bad)
 	return errors.Join(errs...)
 }
 

@@ -33,6 +33,7 @@ func newApp() *cli.App {
 			memberCommand(),
 			queueCommand(),
 			configCommand(),
+			aliasesCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fanmail/delivery"
+	"fanmail/delivery/local"
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/lists"
@@ -35,6 +36,12 @@ func runServe(c *cli.Context) error {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
+	}
+	// An aliases file's |program must never run as root: refuse to start.
+	if len(cfg.Aliases.Files) > 0 {
+		if _, err := local.RunAs(cfg.Aliases.ProgramUser, os.Geteuid()); err != nil {
+			return err
+		}
 	}
 	logOut := newLogWriter(c.App.ErrWriter, 100*time.Millisecond)
 	defer logOut.Close()

@@ -1,0 +1,46 @@
+package config
+
+import (
+	"strings"
+	"time"
+
+	"fanmail/address"
+)
+
+// Aliases configures sendmail-style aliases files.
+type Aliases struct {
+	Files []string `toml:"files"` // aliases(5) files, read in order; the only files whose |program and /file targets are honoured
+	// LocalDomains are the domains whose addresses are looked up as
+	// aliases; the first (default: hostname) qualifies bare local names.
+	LocalDomains     []string `toml:"local_domains"`
+	MergeDuplicates  bool     `toml:"merge_duplicates"`   // join a name defined twice (sendmail -A) instead of last-wins
+	AllowIncludeExec bool     `toml:"allow_include_exec"` // honour |program and /file in :include: files
+	ProgramUser      string   `toml:"program_user"`       // user |programs run as; required when fanmail runs as root
+	ProgramTimeout   Duration `toml:"program_timeout"`    // kill a |program after this and defer
+}
+
+func defaultAliases() Aliases {
+	return Aliases{ProgramTimeout: Duration(5 * time.Minute)}
+}
+
+// validateAliases checks the aliases section; hostname must be set.
+func (c *Config) validateAliases(bad func(key, format string, args ...any)) {
+	a := &c.Aliases
+	if len(a.LocalDomains) == 0 && c.Hostname != "" {
+		a.LocalDomains = []string{strings.ToLower(c.Hostname)}
+	}
+	for i, d := range a.LocalDomains {
+		if _, err := address.Parse("postmaster@" + d); err != nil {
+			bad("aliases.local_domains", "%q is not a domain: %v", d, err)
+		}
+		a.LocalDomains[i] = strings.ToLower(d)
+	}
+	for _, f := range a.Files {
+		if f == "" {
+			bad("aliases.files", "empty file name")
+		}
+	}
+	if a.ProgramTimeout <= 0 {
+		bad("aliases.program_timeout", "must be a positive duration such as \"30s\" or \"5m\"")
+	}
+}
