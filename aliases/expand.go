@@ -190,6 +190,24 @@ func (s *state) address(n *Node, t Target, depth int, sender string) {
 	if t.Kind == Local {
 		final = address.Mailbox{Local: name, Domain: domain}.String()
 	}
+	if !local && !t.NoAlias && s.x.Lists != nil {
+		// A list of the lists store has a domain of its own, seldom a
+		// local one: any address may name one.
+		addr := lower(final)
+		if s.active[addr] || s.done[addr] {
+			n.Note = "duplicate suppressed"
+			return
+		}
+		members, ok, err := s.x.Lists.ListMembers(s.ctx, addr)
+		if err != nil {
+			s.err = fmt.Errorf("look up list %s: %w", addr, err)
+			return
+		}
+		if ok {
+			s.list(n, addr, addr, members, depth)
+			return
+		}
+	}
 	if !local || t.NoAlias {
 		s.emit(n, Final{Kind: Address, Value: final, Sender: sender})
 		return

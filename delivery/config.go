@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"fanmail/delivery/local"
 )
 
 // Config configures an Agent. Zero fields take the defaults below.
@@ -32,6 +34,12 @@ type Config struct {
 	// deferred because their destination was busy or suspended) in the
 	// same attempt. Empty means none.
 	FallbackRelay string
+	// ProgramTimeout bounds a |program run or a /file append for the
+	// local targets of aliases files; default 5m.
+	ProgramTimeout time.Duration
+	// ProgramCred is who |programs run as and who owns files created for
+	// /file targets; nil means the server's own user.
+	ProgramCred *local.Credentials
 	// HELO is the name given in EHLO/HELO; default os.Hostname().
 	HELO string
 	// ConnectTimeout bounds the TCP connect; default 30s. RFC 5321 only
@@ -158,6 +166,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		if err := checkHostPort(r); err != nil {
 			return cfg, fmt.Errorf("resolver %q: %w", r, err)
 		}
+	}
+	if cfg.ProgramTimeout <= 0 {
+		cfg.ProgramTimeout = 5 * time.Minute
 	}
 	if cfg.FallbackRelay != "" {
 		if err := checkHostPort(cfg.FallbackRelay); err != nil {

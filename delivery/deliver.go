@@ -24,6 +24,9 @@ func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
 	if len(results) == 0 {
 		return results
 	}
+	if env.Domain == LocalDomain {
+		return a.deliverLocal(ctx, env)
+	}
 	t := &txn{a: a, env: env, results: results}
 	t.run(ctx)
 	if a.cfg.FallbackRelay != "" {

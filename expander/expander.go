@@ -19,6 +19,8 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
+	"fanmail/aliases"
+	"fanmail/delivery"
 	"fanmail/lists"
 	"fanmail/queuegroups"
 )
@@ -49,6 +51,7 @@ type Expander struct {
 	store    Store
 	hostname string
 	router   Router
+	aliases  *Aliases // nil: no aliases files
 
 	mu        sync.Mutex
 	version   int64
@@ -69,12 +72,28 @@ func New(store Store, hostname string, router Router) *Expander {
 		members: map[string][]string{}, addresses: map[string]target{}}
 }
 
+// WithAliases makes x serve the aliases in a, looked up before lists.
+func (x *Expander) WithAliases(a *Aliases) *Expander {
+	x.aliases = a
+	return x
+}
+
+// ErrNoTargets means an alias expanded to nothing deliverable: every
+// branch failed (a loop, a missing :include:, a refused target).
+var ErrNoTargets = errors.New("alias expansion left no recipients")
+
 // Lookup returns the canonical form of rcpt if fanmail takes mail for
-// it, or ErrUnknownRecipient. It takes lists (case-insensitively) and
+// it, or ErrUnknownRecipient. It takes aliases (when aliases files are
+// served, and before lists, as sendmail consults aliases first), lists (case-insensitively) and
 // their administrative addresses owner-LIST and LIST-request, which
 // reach the list's owner (sendmail's owner- and -request conventions), so
 // bounces sent to a list's bounce address reach a person.
 func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
+	if x.aliases != nil {
+		if canon, ok := x.aliases.isAlias(rcpt); ok {
+			return canon, nil
+		}
+	}
 	t, err := x.target(ctx, rcpt)
 	if err != nil {
 		return "", err
@@ -200,7 +219,14 @@ type Post struct {
 func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, error) {
 	body, listIDs := stripListID(p.Body)
 	m := &queuegroups.Message{ID: p.ID, Received: p.Received, Body: body}
+	var aliased []string
 	for _, rcpt := range p.Lists {
+		if x.aliases != nil {
+			if _, ok := x.aliases.isAlias(rcpt); ok {
+				aliased = append(aliased, rcpt)
+				continue
+			}
+		}
 		t, err := x.target(ctx, rcpt)
 		if err != nil {
 			return nil, err
@@ -238,7 +264,62 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			Envelopes: SplitRouted(members, x.router),
 		})
 	}
+	if len(aliased) > 0 {
+		parts, err := x.expandAliases(ctx, p, aliased)
+		if err != nil {
+			return nil, err
+		}
+		m.Parts = append(m.Parts, parts...)
+	}
 	return m, nil
+}
+
+// expandAliases expands the aliases a post is addressed to, together (so
+// a target reached twice gets the post once), into one part per envelope
+// sender: owner-NAME where the aliases file has one, else the poster.
+// |program and /file targets get envelopes of their own in the local
+// pseudo-domain, one target each.
+func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([]queuegroups.Part, error) {
+	res, err := x.aliases.expander(listSource{x}).Expand(ctx, rcpts...)
+	if err != nil {
+		return nil, fmt.Errorf("expand aliases: %w", err)
+	}
+	if len(res.Targets) == 0 {
+		return nil, fmt.Errorf("%s: %w (%d errors)", strings.Join(rcpts, ", "), ErrNoTargets, len(res.Failures))
+	}
+	var prefix bytes.Buffer
+	x.received(&prefix, p, rcpts[0])
+	type group struct {
+		addrs []string
+		local []queuegroups.Envelope
+	}
+	var order []string
+	bySender := map[string]*group{}
+	for _, t := range res.Targets {
+		sender := t.Sender
+		if sender == "" {
+			sender = p.Sender
+		}
+		g := bySender[sender]
+		if g == nil {
+			g = &group{}
+			bySender[sender] = g
+			order = append(order, sender)
+		}
+		switch t.Kind {
+		case aliases.Program, aliases.File:
+			g.local = append(g.local, queuegroups.Envelope{Domain: delivery.LocalDomain, Recipients: []string{t.String()}})
+		default:
+			g.addrs = append(g.addrs, t.Value)
+		}
+	}
+	parts := make([]queuegroups.Part, 0, len(order))
+	for _, sender := range order {
+		g := bySender[sender]
+		parts = append(parts, queuegroups.Part{Sender: sender, Prefix: prefix.Bytes(),
+			Envelopes: append(SplitRouted(g.addrs, x.router), g.local...)})
+	}
+	return parts, nil
 }
 
 // received writes the Received header for p's copies addressed to rcpt.

@@ -150,6 +150,8 @@ var (
 		Message: "Temporary local problem, please try again later"}
 	errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "Message has a line over 2000 characters; RFC 5321 allows 1000"}
+	errNoTargets = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
+		Message: "Alias expansion left no deliverable recipients"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
 )
@@ -229,6 +231,10 @@ func (ss *session) Data(r io.Reader) error {
 	if errors.Is(err, expander.ErrLoop) {
 		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
 		return errLoop
+	}
+	if errors.Is(err, expander.ErrNoTargets) {
+		s.log.Warn("rejected post: alias expansion left no recipients", "qid", id, "from", ss.from, "err", err)
+		return errNoTargets
 	}
 	if err != nil {
 		s.log.Error("expansion failed", "qid", id, "err", err)

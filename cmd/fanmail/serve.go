@@ -38,8 +38,9 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	// An aliases file's |program must never run as root: refuse to start.
+	var programCred *local.Credentials
 	if len(cfg.Aliases.Files) > 0 {
-		if _, err := local.RunAs(cfg.Aliases.ProgramUser, os.Geteuid()); err != nil {
+		if programCred, err = local.RunAs(cfg.Aliases.ProgramUser, os.Geteuid()); err != nil {
 			return err
 		}
 	}
@@ -55,7 +56,9 @@ func runServe(c *cli.Context) error {
 	}
 	defer store.Close()
 
-	agent, err := delivery.New(cfg.DeliveryConfig(log))
+	deliveryCfg := cfg.DeliveryConfig(log)
+	deliveryCfg.ProgramCred, deliveryCfg.ProgramTimeout = programCred, cfg.Aliases.ProgramTimeout.D()
+	agent, err := delivery.New(deliveryCfg)
 	if err != nil {
 		return err
 	}
@@ -71,6 +74,19 @@ func runServe(c *cli.Context) error {
 	}
 
 	exp := expander.New(store, cfg.Hostname, queue.Router())
+	var aliasTable *expander.Aliases
+	if len(cfg.Aliases.Files) > 0 {
+		aliasTable, err = expander.LoadAliases(expander.AliasConfig{
+			Files: cfg.Aliases.Files, LocalDomains: cfg.Aliases.LocalDomains,
+			Merge: cfg.Aliases.MergeDuplicates, AllowIncludeExec: cfg.Aliases.AllowIncludeExec,
+			Logger: log, Lists: store.Lists,
+		})
+		if err != nil {
+			queue.Close(context.Background())
+			return err
+		}
+		exp.WithAliases(aliasTable)
+	}
 	srv := ingress.New(ingress.Config{
 		Listen:         cfg.Listen,
 		Hostname:       cfg.Hostname,
@@ -106,17 +122,32 @@ func runServe(c *cli.Context) error {
 		"data_dir", dataDir, "lists_db", cfg.ListsDB(), "queue_groups", len(spoolCfg.Groups))
 	logOut.flush()
 
+	if aliasTable != nil {
+		go aliasTable.Watch(adminCtx, 2*time.Second)
+	}
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	var serveErr error
-	select {
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
-	case serveErr = <-served:
-		log.Error("SMTP server stopped", "err", serveErr)
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				// sendmail's newaliases signal: reload the aliases files.
+				if aliasTable != nil {
+					_ = aliasTable.Reload()
+				}
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String())
+		case serveErr = <-served:
+			log.Error("SMTP server stopped", "err", serveErr)
+		}
+		break wait
 	}
 
 	// Stop taking mail first, so every 250 already sent is in the journal,

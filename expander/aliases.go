@@ -1,0 +1,200 @@
+package expander
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fanmail/address"
+	"fanmail/aliases"
+	"fanmail/lists"
+)
+
+// AliasConfig is the aliases files a server serves and how.
+type AliasConfig struct {
+	Files            []string
+	LocalDomains     []string // the first qualifies bare names
+	Merge            bool     // join names defined twice (sendmail -A) instead of last-wins
+	AllowIncludeExec bool     // honour |program and /file from :include: files
+	Logger           *slog.Logger
+	// Lists, if set, gives the lists store's lists, so each load reports
+	// the lists an alias of the same address hides.
+	Lists func(context.Context) ([]lists.List, error)
+}
+
+// Aliases holds the current alias table of a running server. A reload
+// builds a new table and swaps it in atomically; one that finds errors
+// keeps the previous table, so a half-edited file never takes effect.
+type Aliases struct {
+	cfg   AliasConfig
+	log   *slog.Logger
+	table atomic.Pointer[aliases.Table]
+
+	mu     sync.Mutex // one reload at a time
+	stamps []stamp    // the files as last loaded
+}
+
+// stamp is what tells a file changed: its size and modification time.
+type stamp struct {
+	size  int64
+	mtime time.Time
+	err   bool
+}
+
+func stampOf(path string) stamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{err: true}
+	}
+	return stamp{size: fi.Size(), mtime: fi.ModTime()}
+}
+
+// LoadAliases loads the files; any error in them is returned, naming
+// FILE:LINE, so a server refuses to start on a broken aliases file
+// rather than run without some of its aliases. Warnings are logged.
+func LoadAliases(cfg AliasConfig) (*Aliases, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Aliases{cfg: cfg, log: cfg.Logger}
+	if err := a.Reload(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Reload reads the files again. On errors the previous table stays in
+// use and every problem is logged with its file and line.
+func (a *Aliases) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	stamps := make([]stamp, len(a.cfg.Files))
+	for i, f := range a.cfg.Files {
+		stamps[i] = stampOf(f)
+	}
+	t, probs := aliases.Load(aliases.LoadOptions{Merge: a.cfg.Merge}, a.cfg.Files...)
+	var errs []error
+	for _, p := range probs {
+		if p.Severity == aliases.Error {
+			errs = append(errs, errors.New(p.String()))
+			a.log.Error("aliases: "+p.String(), "file", p.Pos.File, "line", p.Pos.Line)
+		} else {
+			a.log.Warn("aliases: "+p.String(), "file", p.Pos.File, "line", p.Pos.Line)
+		}
+	}
+	a.stamps = stamps // a broken file is not retried until it changes again
+	if len(errs) > 0 {
+		if a.table.Load() != nil {
+			a.log.Error("aliases reload failed; the previous table stays in use", "errors", len(errs))
+		}
+		return fmt.Errorf("aliases: %w", errors.Join(errs...))
+	}
+	a.table.Store(t)
+	a.log.Info("aliases loaded", "files", strings.Join(a.cfg.Files, ","), "aliases", t.Len())
+	if a.cfg.Lists != nil {
+		ls, err := a.cfg.Lists(context.Background())
+		if err != nil {
+			a.log.Warn("aliases: cannot compare with the lists store", "err", err)
+		}
+		for _, l := range a.Shadowed(ls) {
+			a.log.Warn("aliases: an alias and a list share an address; the alias wins", "address", l)
+		}
+	}
+	return nil
+}
+
+// Watch reloads whenever a file's size or modification time changes,
+// checking every interval, until ctx ends.
+func (a *Aliases) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.changed() {
+			_ = a.Reload()
+		}
+	}
+}
+
+func (a *Aliases) changed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, f := range a.cfg.Files {
+		if stampOf(f) != a.stamps[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// Table is the table in use now.
+func (a *Aliases) Table() *aliases.Table { return a.table.Load() }
+
+// isAlias reports whether rcpt is an address in a local domain whose
+// local part the current table defines.
+func (a *Aliases) isAlias(rcpt string) (string, bool) {
+	m, err := address.Parse(rcpt)
+	if err != nil {
+		return "", false
+	}
+	local := false
+	for _, d := range a.cfg.LocalDomains {
+		if strings.EqualFold(m.Domain, d) {
+			local = true
+			break
+		}
+	}
+	if !local {
+		return "", false
+	}
+	if _, ok := a.Table().Lookup(m.Local); !ok {
+		return "", false
+	}
+	return strings.ToLower(m.Local) + "@" + strings.ToLower(m.Domain), true
+}
+
+// expander returns an aliases expander over the current table, with the
+// list store as its list source.
+func (a *Aliases) expander(lists aliases.ListSource) *aliases.Expander {
+	return &aliases.Expander{Table: a.Table(), Lists: lists, LocalDomains: a.cfg.LocalDomains,
+		AllowIncludeExec: a.cfg.AllowIncludeExec, Log: a.log}
+}
+
+// Shadowed lists the lists that an alias of the same name hides: an
+// address that is both goes to the alias (aliases are looked up first,
+// as sendmail looks up aliases before anything else).
+func (a *Aliases) Shadowed(ls []lists.List) []string {
+	var out []string
+	for _, l := range ls {
+		if _, ok := a.isAlias(l.Address); ok {
+			out = append(out, l.Address)
+		}
+	}
+	return out
+}
+
+// listSource lets alias expansion reach the lists store through the
+// expander's cache.
+type listSource struct{ x *Expander }
+
+func (s listSource) ListMembers(ctx context.Context, addr string) ([]string, bool, error) {
+	t, err := s.x.target(ctx, addr)
+	if err != nil || t.list == "" || t.owner != "" {
+		return nil, false, err
+	}
+	members, err := s.x.Members(ctx, t.list)
+	if err != nil {
+		return nil, false, err
+	}
+	return members, true, nil
+}
