@@ -163,6 +163,17 @@ func (a *Aliases) isAlias(rcpt string) (string, bool) {
 	return strings.ToLower(m.Local) + "@" + strings.ToLower(m.Domain), true
 }
 
+// isLocalDomain reports whether addr's domain is one of the local domains.
+func (a *Aliases) isLocalDomain(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	for _, d := range a.cfg.LocalDomains {
+		if at >= 0 && strings.EqualFold(addr[at+1:], d) {
+			return true
+		}
+	}
+	return false
+}
+
 // expander returns an aliases expander over the current table, with the
 // list store as its list source.
 func (a *Aliases) expander(lists aliases.ListSource) *aliases.Expander {

@@ -36,9 +36,14 @@ type Store interface {
 // else fanmail accepts mail for.
 var ErrUnknownRecipient = errors.New("no such list")
 
-// ErrLoop means a post carries the List-Id of the list it is sent to: our
-// own distribution came back.
-var ErrLoop = errors.New("mail loop: post already carries this list's List-Id")
+// ErrLoop means a post is going round in circles: it carries the List-Id
+// of the list it is sent to (our own distribution came back), or more
+// Received headers than maxHops.
+var ErrLoop = errors.New("mail loop")
+
+// maxHops is Postfix's hopcount_limit: a post with more Received headers
+// has passed through too many servers to be anything but a loop.
+const maxHops = 50
 
 // Router picks a domain's queue group and that group's envelope size
 // (sendmail's queuegroup ruleset and r=); *queuegroups.Router is one.
@@ -217,6 +222,9 @@ type Post struct {
 // Expand builds the queue message for p: the body is kept once, and each
 // list becomes a part with its own sender, headers and envelopes.
 func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, error) {
+	if n := countReceived(p.Body); n > maxHops {
+		return nil, fmt.Errorf("%d Received headers: %w", n, ErrLoop)
+	}
 	body, listIDs := stripListID(p.Body)
 	m := &queuegroups.Message{ID: p.ID, Received: p.Received, Body: body}
 	var aliased []string
@@ -248,7 +256,7 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 		listID := local + "." + domain
 		for _, id := range listIDs {
 			if strings.EqualFold(id, listID) {
-				return nil, fmt.Errorf("%s: %w", list, ErrLoop)
+				return nil, fmt.Errorf("%s: post already carries this list's List-Id: %w", list, ErrLoop)
 			}
 		}
 		members, err := x.Members(ctx, list)
@@ -295,6 +303,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	}
 	var order []string
 	bySender := map[string]*group{}
+	dropped := 0
 	for _, t := range res.Targets {
 		sender := t.Sender
 		if sender == "" {
@@ -306,16 +315,27 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 			bySender[sender] = g
 			order = append(order, sender)
 		}
-		switch t.Kind {
-		case aliases.Program, aliases.File:
+		switch {
+		case t.Kind == aliases.Program || t.Kind == aliases.File:
 			g.local = append(g.local, queuegroups.Envelope{Domain: delivery.LocalDomain, Recipients: []string{t.String()}})
+		case x.aliases.isLocalDomain(t.Value):
+			// A local name no alias or list defines is a mailbox, and
+			// fanmail has none: sending it out would come straight back.
+			x.aliases.log.Warn("aliases: no local mailbox; target dropped", "qid", p.ID, "target", t.Value)
+			dropped++
 		default:
 			g.addrs = append(g.addrs, t.Value)
 		}
 	}
+	if dropped == len(res.Targets) {
+		return nil, fmt.Errorf("%s: %w (only local mailboxes)", strings.Join(rcpts, ", "), ErrNoTargets)
+	}
 	parts := make([]queuegroups.Part, 0, len(order))
 	for _, sender := range order {
 		g := bySender[sender]
+		if len(g.addrs) == 0 && len(g.local) == 0 {
+			continue
+		}
 		parts = append(parts, queuegroups.Part{Sender: sender, Prefix: prefix.Bytes(),
 			Envelopes: append(SplitRouted(g.addrs, x.router), g.local...)})
 	}
@@ -408,6 +428,26 @@ func SplitRouted(rcpts []string, router Router) []queuegroups.Envelope {
 		}
 	}
 	return envs
+}
+
+// countReceived counts the Received fields of a message's header.
+func countReceived(msg []byte) int {
+	n := 0
+	for len(msg) > 0 {
+		line := msg
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, msg = msg[:i], msg[i+1:]
+		} else {
+			msg = nil
+		}
+		if len(bytes.TrimRight(line, "\r")) == 0 {
+			break // end of the header
+		}
+		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
+			n++
+		}
+	}
+	return n
 }
 
 // stripListID removes List-Id fields from the post's header (our part adds

@@ -322,3 +322,25 @@ func TestOwnerAddresses(t *testing.T) {
 	c.Mail("", nil)
 	wantReply(t, "owner of a missing list", c.Rcpt("owner-nosuch@lists.example.org", nil), 550, smtp.EnhancedCode{5, 1, 1})
 }
+
+// TestHopLimit: a post that has passed more than 50 servers is a loop.
+func TestHopLimit(t *testing.T) {
+	f := start(t, 1<<20)
+	send := func(hops int) error {
+		c := dial(t, f.addr)
+		c.Mail("poster@example.org", nil)
+		if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
+			return err
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		w.Write([]byte(strings.Repeat("Received: from a.example by b.example; Wed, 25 Nov 2026 06:00:00 +0000\r\n", hops) + post))
+		return w.Close()
+	}
+	if err := send(50); err != nil {
+		t.Errorf("50 hops: %v, want accepted", err)
+	}
+	wantReply(t, "51 hops", send(51), 554, smtp.EnhancedCode{5, 4, 6})
+}

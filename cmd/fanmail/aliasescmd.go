@@ -14,6 +14,7 @@ import (
 	"fanmail/aliases"
 	"fanmail/expander"
 	"fanmail/lists"
+	"fanmail/queuegroups"
 )
 
 func aliasesCommand() *cli.Command {
@@ -114,7 +115,11 @@ func aliasesExpand(c *cli.Context) error {
 		fmt.Fprintln(w, line)
 	}
 	if c.Bool("explain") {
-		explain(w, res, cfg.Queue.RecipientsPerEnvelope)
+		spool, err := cfg.Spool(nil)
+		if err != nil {
+			return err
+		}
+		explain(w, res, queuegroups.NewRouter(spool))
 	}
 	if n := probs.Errors() + len(res.Failures); n > 0 {
 		return fmt.Errorf("aliases expand: %s (see the ERROR lines)", plural(n, "error", "errors"))
@@ -136,13 +141,14 @@ func (l storeLists) ListMembers(ctx context.Context, addr string) ([]string, boo
 }
 
 // explain prints the expansion tree and how the addresses would be cut
-// into envelopes: per envelope sender, per domain, at most r each.
-func explain(w io.Writer, res aliases.Result, r int) {
+// into envelopes: per envelope sender, per domain, in the domain's queue
+// group, at most that group's r each.
+func explain(w io.Writer, res aliases.Result, router *queuegroups.Router) {
 	fmt.Fprintln(w, "\nexpansion:")
 	for _, n := range res.Tree {
 		printNode(w, n, 1)
 	}
-	fmt.Fprintf(w, "\nenvelopes (queue group default, r=%d):\n", r)
+	fmt.Fprintln(w, "\nenvelopes:")
 	var senders []string
 	bySender := map[string][]string{}
 	for _, t := range res.Targets {
@@ -161,9 +167,11 @@ func explain(w io.Writer, res aliases.Result, r int) {
 	}
 	for _, s := range senders {
 		n := map[string]int{} // envelopes so far per domain
-		for _, env := range expander.Split(bySender[s], r) {
+		for _, env := range expander.SplitRouted(bySender[s], router) {
 			n[env.Domain]++
-			fmt.Fprintf(w, "  sender %s, domain %s, envelope %d: %s\n", s, env.Domain, n[env.Domain], summarize(env.Recipients))
+			group, r := router.Route(env.Domain)
+			fmt.Fprintf(w, "  sender %s, queue group %s (r=%d), domain %s, envelope %d: %s\n",
+				s, group, r, env.Domain, n[env.Domain], summarize(env.Recipients))
 		}
 	}
 }

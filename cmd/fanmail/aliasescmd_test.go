@@ -116,11 +116,11 @@ expansion:
       |/bin/cat  (error: programs in :include: files are refused (list them in the aliases file, or enable them for includes in the config))
     boss@x.org  (deliver)
 
-envelopes (queue group default, r=100):
-  sender owner-news@lists.example.org, domain x.org, envelope 1: 1 recipient: a@x.org
-  sender owner-news@lists.example.org, domain y.org, envelope 1: 2 recipients: m1@y.org, m2@y.org
-  sender <the post's sender>, domain example.org, envelope 1: 1 recipient: root@example.org
-  sender staff-request@example.org, domain x.org, envelope 1: 1 recipient: boss@x.org
+envelopes:
+  sender owner-news@lists.example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: a@x.org
+  sender owner-news@lists.example.org, queue group default (r=100), domain y.org, envelope 1: 2 recipients: m1@y.org, m2@y.org
+  sender <the post's sender>, queue group default (r=100), domain example.org, envelope 1: 1 recipient: root@example.org
+  sender staff-request@example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: boss@x.org
 `)},
 	})
 }
