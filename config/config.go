@@ -42,6 +42,7 @@ type Delivery struct {
 	CommandTimeout Duration `toml:"command_timeout"`
 	DataTimeout    Duration `toml:"data_timeout"`
 	FallbackRelay  string   `toml:"fallback_relay"` // host:port for mail every MX defers (sendmail FallbackMXhost)
+	Pipelining     bool     `toml:"pipelining"`     // use PIPELINING when offered (RFC 2920)
 	DeliveryLimits          // connection cache, limits, TLS, reply rules (delivery.go)
 }
 
@@ -67,6 +68,7 @@ func Default() Config {
 		DataDir:        "fanmail-data",
 		MaxMessageSize: 25 << 20,
 		Delivery: Delivery{
+			Pipelining:     true,
 			Port:           25,
 			ConnectTimeout: Duration(30 * time.Second),
 			CommandTimeout: Duration(5 * time.Minute),

@@ -146,6 +146,7 @@ func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 		Port:               d.Port,
 		Routes:             c.Routes,
 		FallbackRelay:      d.FallbackRelay,
+		NoPipelining:       !d.Pipelining,
 		HELO:               c.Hostname,
 		ConnectTimeout:     d.ConnectTimeout.D(),
 		CommandTimeout:     d.CommandTimeout.D(),

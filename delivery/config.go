@@ -34,6 +34,11 @@ type Config struct {
 	// deferred because their destination was busy or suspended) in the
 	// same attempt. Empty means none.
 	FallbackRelay string
+	// NoPipelining keeps to the lock-step dialogue even with servers that
+	// offer PIPELINING, like Postfix's smtp_discard_ehlo_keywords =
+	// pipelining: for a receiver whose pipelining is broken, and for
+	// measuring what pipelining gains.
+	NoPipelining bool
 	// ProgramTimeout bounds a |program run or a /file append for the
 	// local targets of aliases files; default 5m.
 	ProgramTimeout time.Duration

@@ -270,3 +270,16 @@ func TestPipelinedGroupsAreBounded(t *testing.T) {
 		t.Errorf("%d messages, %d commands; want 1 and %d", len(msgs), len(cmds), 253)
 	}
 }
+
+// TestPipeliningTurnedOff: with NoPipelining the client keeps to lock
+// step even when the server offers PIPELINING.
+func TestPipeliningTurnedOff(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt, reply: rcptReplies(nil)})
+	a := scriptedAgent(t, s, func(c *Config) { c.NoPipelining = true })
+	checkBriefs(t, []brief{sent, sent}, a.Deliver(ctxT(t), envelope("example.test", "a", "b")))
+	a.Close()
+	if _, _, msgs, batches, violations := s.stats(); violations != 0 || len(batches) != 0 || len(msgs) != 1 {
+		t.Errorf("%d early commands, %d pipelined groups, %d messages; want 0, 0, 1", violations, len(batches), len(msgs))
+	}
+}

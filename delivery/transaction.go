@@ -57,7 +57,7 @@ func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
 	}
 	cmds = append(cmds, txnCmd{kind: cmdDATA, name: "DATA", line: "DATA"})
 
-	pipelined := c.has("PIPELINING")
+	pipelined := c.has("PIPELINING") && !c.cfg.NoPipelining
 	var mailErr *Error
 	var accepted []int
 	written := 0

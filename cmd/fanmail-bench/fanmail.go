@@ -65,7 +65,7 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan)
 	t.listen = fmt.Sprintf("127.0.0.1:%d", port)
 	t.cfg = filepath.Join(dir, "fanmail.toml")
 	cfg := fmt.Sprintf("hostname = \"fanmail.bench.test\"\nlisten = %q\ndata_dir = %q\n\n[delivery]\nresolvers = [%q]\nport = %d\n",
-		t.listen, filepath.Join(dir, "data"), dnsAddr, o.sinkPort)
+		t.listen, filepath.Join(dir, "data"), dnsAddr, o.sinkPort) + extraConfig(o.fanmailSet)
 	if err := os.WriteFile(t.cfg, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write fanmail config: %w", err)
 	}
@@ -154,4 +154,28 @@ func (t *fanmailTarget) terminate() error {
 		<-t.exited
 		return errors.New("fanmail did not stop within 30s of SIGTERM; killed")
 	}
+}
+
+// extraConfig renders --set SECTION.KEY=VALUE settings as TOML that can
+// follow the generated config, whose last table is [delivery].
+func extraConfig(sets []string) string {
+	var order []string
+	bySection := map[string][]string{}
+	for _, set := range sets {
+		k, v, _ := strings.Cut(set, "=")
+		i := strings.LastIndexByte(k, '.')
+		section := k[:i]
+		if _, ok := bySection[section]; !ok {
+			order = append(order, section)
+		}
+		bySection[section] = append(bySection[section], k[i+1:]+" = "+v)
+	}
+	var b strings.Builder
+	b.WriteString(strings.Join(bySection["delivery"], "\n"))
+	for _, section := range order {
+		if section != "delivery" {
+			fmt.Fprintf(&b, "\n[%s]\n%s\n", section, strings.Join(bySection[section], "\n"))
+		}
+	}
+	return b.String() + "\n"
 }

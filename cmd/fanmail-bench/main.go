@@ -73,6 +73,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.dnsAddr, "dns", "127.0.0.1:0", "DNS server address (127.0.0.1:53 for MTAs that use the system resolver)")
 	fs.StringVar(&o.target, "target", "", "HOST:PORT of an SMTP server to measure instead of fanmail (loopback only)")
 	fs.StringVar(&o.fanmailBin, "fanmail-bin", "", "fanmail binary (default: go build ./cmd/fanmail)")
+	fs.Func("set", "fanmail: add SECTION.KEY=VALUE (a TOML value) to its config, e.g. delivery.pipelining=false; repeatable",
+		func(v string) error {
+			k, _, ok := strings.Cut(v, "=")
+			if !ok || !strings.Contains(k, ".") {
+				return fmt.Errorf("--set %q: want SECTION.KEY=VALUE", v)
+			}
+			o.fanmailSet = append(o.fanmailSet, v)
+			return nil
+		})
 	fs.IntVar(&o.targetPID, "target-pid", 0, "--target: PID whose process tree's CPU and memory to report")
 	fs.StringVar(&o.targetPIDFile, "target-pidfile", "", "--target: file holding that PID, e.g. /var/spool/postfix/pid/master.pid")
 	fs.StringVar(&o.aliases, "aliases", "", "--target: write the lists as an aliases(5) FILE (members in :include: files beside it)")

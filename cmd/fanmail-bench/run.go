@@ -16,6 +16,7 @@ import (
 
 // options are one run's settings; main fills them from flags.
 type options struct {
+	fanmailSet []string // SECTION.KEY=TOML-VALUE settings added to fanmail's config
 	workload   string
 	members    int
 	domains    int
