@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -193,12 +194,19 @@ func (c *conn) mailCommand(t *txn, idx []int) (string, bool) {
 	return line, true
 }
 
+// copyBufs recycles the buffers bodies are copied through: one per
+// transaction would be most of delivery's garbage.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // data sends the body after a 354 and settles the accepted recipients
 // with the reply to the final dot (RFC 5321 §4.5.3.2.5-6 timeouts).
 func (c *conn) data(t *txn, accepted []int) {
 	w := c.tp.DotWriter()
 	body := &readErrReader{r: t.env.Open()}
-	if _, err := io.Copy(w, &blockDeadline{r: body, c: c}); err != nil {
+	buf := copyBufs.Get().(*[]byte)
+	_, err := io.CopyBuffer(w, &blockDeadline{r: body, c: c}, *buf)
+	copyBufs.Put(buf)
+	if err != nil {
 		c.broken = true
 		c.nc.Close() // dropping the connection before the dot aborts the transaction
 		if body.err != nil {

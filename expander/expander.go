@@ -432,8 +432,19 @@ func SplitRouted(rcpts []string, router Router) []queuegroups.Envelope {
 
 // countReceived counts the Received fields of a message's header.
 func countReceived(msg []byte) int {
+	return countFields(msg, "received:", -1)
+}
+
+// hasField reports whether the header has a field named by prefix.
+func hasField(msg []byte, prefix string) bool {
+	return countFields(msg, prefix, 1) > 0
+}
+
+// countFields counts header lines starting with prefix (lowercase, with
+// the colon), case-insensitively, stopping at limit (-1: none).
+func countFields(msg []byte, prefix string, limit int) int {
 	n := 0
-	for len(msg) > 0 {
+	for len(msg) > 0 && n != limit {
 		line := msg
 		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
 			line, msg = msg[:i], msg[i+1:]
@@ -443,7 +454,7 @@ func countReceived(msg []byte) int {
 		if len(bytes.TrimRight(line, "\r")) == 0 {
 			break // end of the header
 		}
-		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
+		if len(line) >= len(prefix) && bytes.EqualFold(line[:len(prefix)], []byte(prefix)) {
 			n++
 		}
 	}
@@ -454,6 +465,9 @@ func countReceived(msg []byte) int {
 // the list's own) and returns the ids it found. A header that does not
 // parse is left untouched: fanmail relays what it was given.
 func stripListID(body []byte) ([]byte, []string) {
+	if !hasField(body, "list-id:") {
+		return body, nil // the usual case, without parsing the header
+	}
 	br := bufio.NewReader(bytes.NewReader(body))
 	h, err := textproto.ReadHeader(br)
 	if err != nil || !h.Has("List-Id") {

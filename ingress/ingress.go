@@ -58,6 +58,8 @@ type Server struct {
 	ln    *loadListener
 	load  *loadMonitor
 
+	bufs sync.Pool // of *bytes.Buffer, for reading posts
+
 	// inData counts DATA commands being processed, so shutdown can wait
 	// until every message that may get a 250 is on disk.
 	inData sync.WaitGroup
@@ -79,6 +81,7 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
 		load: newLoadMonitor(cfg.Load, cfg.Logger)}
+	s.bufs.New = func() any { return new(bytes.Buffer) }
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
 	srv.Domain = cfg.Hostname
@@ -209,7 +212,15 @@ func (ss *session) Data(r io.Reader) error {
 	s.inData.Add(1)
 	defer s.inData.Done()
 
-	var buf bytes.Buffer
+	// The post is copied into the journal by Enqueue and not kept, so its
+	// buffer is reused by the next one.
+	buf := s.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 4<<20 {
+			s.bufs.Put(buf)
+		}
+	}()
 	if _, err := buf.ReadFrom(r); err != nil {
 		var serr *smtp.SMTPError
 		if errors.As(err, &serr) {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const segmentSuffix = ".journal"
@@ -307,40 +309,36 @@ func (j *journal) writeBatch(batch []*appendReq) {
 	}
 }
 
-// writeAllAt writes bufs back to back at off, coalescing small records
-// so a batch of many small messages costs few syscalls.
+// writeAllAt writes bufs back to back at off with pwritev(2), so a batch
+// of many small records costs a few syscalls and no copying.
 func writeAllAt(f *os.File, bufs [][]byte, off int64) error {
-	const coalesce = 256 << 10
-	var pending []byte
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
+	const iovMax = 1024 // IOV_MAX on Linux
+	fd := int(f.Fd())
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), iovMax)]
+		n, err := unix.Pwritev(fd, chunk, off)
+		if err != nil {
+			return err
 		}
-		n, err := f.WriteAt(pending, off)
+		if n == 0 && len(chunk[0]) > 0 {
+			return io.ErrShortWrite
+		}
 		off += int64(n)
-		pending = pending[:0]
-		return err
-	}
-	for _, b := range bufs {
-		if len(b) >= coalesce {
-			if err := flush(); err != nil {
-				return err
+		// Skip what was written; a short write resumes mid-buffer.
+		for n > 0 && len(chunk) > 0 {
+			if n >= len(chunk[0]) {
+				n -= len(chunk[0])
+				chunk, bufs = chunk[1:], bufs[1:]
+				continue
 			}
-			n, err := f.WriteAt(b, off)
-			off += int64(n)
-			if err != nil {
-				return err
-			}
-			continue
+			bufs[0] = bufs[0][n:]
+			n = 0
 		}
-		if len(pending)+len(b) > coalesce {
-			if err := flush(); err != nil {
-				return err
-			}
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
 		}
-		pending = append(pending, b...)
 	}
-	return flush()
+	return nil
 }
 
 func (j *journal) fail(batch []*appendReq, err error) {

@@ -343,3 +343,29 @@ func TestGroupCommitSharesSyncs(t *testing.T) {
 	}
 	t.Logf("%d messages, %d fsyncs", n, s.Syncs)
 }
+
+// TestWriteAllAt writes more buffers than one pwritev takes.
+func TestWriteAllAt(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "w"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var bufs [][]byte
+	var want []byte
+	for i := 0; i < 2500; i++ {
+		b := []byte(fmt.Sprintf("record %d;", i))
+		if i%7 == 0 {
+			b = nil // empty records are allowed
+		}
+		bufs = append(bufs, b)
+		want = append(want, b...)
+	}
+	if err := writeAllAt(f, bufs, 3); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(f.Name())
+	if string(got[3:]) != string(want) {
+		t.Errorf("wrote %d bytes, want %d matching", len(got)-3, len(want))
+	}
+}

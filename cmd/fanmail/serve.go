@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -33,6 +34,13 @@ func serveCommand() *cli.Command {
 }
 
 func runServe(c *cli.Context) error {
+	if os.Getenv("GOGC") == "" {
+		// The server's live heap is small (tens of MB even mid fan-out)
+		// and its garbage is per message: collecting a fifth as often
+		// saves a third of the CPU at the accept rates that matter, for
+		// a few tens of MB. GOGC in the environment still decides.
+		debug.SetGCPercent(400)
+	}
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
