@@ -44,6 +44,7 @@ type Report struct {
 
 	Transactions  int   `json:"transactions"`
 	Connections   int   `json:"connections"`
+	DNSQueries    int   `json:"dns_queries"` // answered by the tool's DNS server, all types
 	ConnsRefused  int   `json:"connections_refused"`
 	RcptsRejected int   `json:"rcpts_rejected"`
 	Dropped       int   `json:"transactions_dropped"`
@@ -117,6 +118,7 @@ func (r *Report) writeTable(w io.Writer) error {
 	row("rate", "%.0f recipients/s, %.1f posts/s end to end, %.1f transactions/s", r.RcptsPerSec, r.PostsPerSec, r.TxnsPerSec)
 	row("sinks saw", "%d transactions, %d connections (%d refused), %d RCPTs rejected, %d dropped, %d bytes",
 		r.Transactions, r.Connections, r.ConnsRefused, r.RcptsRejected, r.Dropped, r.Bytes)
+	row("dns", "%d queries answered", r.DNSQueries)
 	row("duplicates", "%d (stray: %d, bounces: %d)", r.Duplicates, r.Stray, r.Bounces)
 	row("latency", "p50 %.0f ms, p99 %.0f ms, max %.0f ms (250 of the post → sink)", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)
 	if r.TargetPIDs > 0 {

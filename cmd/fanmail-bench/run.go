@@ -236,6 +236,7 @@ func fill(r *Report, o *options, col *collector, w *world, inj injectResult, sta
 	st := w.stats()
 	r.Transactions, r.Connections, r.ConnsRefused = st.Transactions, st.Connections, st.Rejected
 	r.RcptsRejected, r.Dropped, r.Bytes = st.RcptRejected, st.Dropped, st.Bytes
+	r.DNSQueries = w.dns.TotalQueries()
 	if r.DeliverSeconds > 0 {
 		r.RcptsPerSec = float64(r.Delivered) / r.DeliverSeconds
 		r.PostsPerSec = float64(inj.accepted) / r.DeliverSeconds
