@@ -39,7 +39,7 @@ func BenchmarkAcceptSmallPosts(b *testing.B) {
 	for _, bc := range []struct {
 		clients int
 		mode    string
-	}{{1, "background"}, {16, "background"}, {16, "queue"}} {
+	}{{1, "background"}, {16, "background"}, {16, "queue"}, {64, "queue"}} {
 		clients := bc.clients
 		b.Run(fmt.Sprintf("clients=%d/mode=%s", clients, bc.mode), func(b *testing.B) {
 			domains := testDomains(1)
