@@ -48,13 +48,19 @@ everyone: nested, %s,
 	"|cat >> %s"
 nested: n1@d00.test, N2@D01.TEST, member0001@d01.test
 `, e2eList, include, w.progOut))
+	// As root, programs must run as someone else; otherwise they run as
+	// the server's own user.
+	runAs := ""
+	if os.Geteuid() == 0 {
+		runAs = `program_user = "nobody"`
+	}
 	w.cfg = w.n.writeConfig(t, filepath.Join(dir, "data"), fmt.Sprintf(`
 [aliases]
 files = [%q]
 local_domains = ["fanmail.test"]
-program_user = "nobody"
+%s
 program_timeout = "10s"
-`, w.file))
+`, w.file, runAs))
 	w.members = makeList(t, w.cfg, e2eList, domains, []int{3, 3})
 	return w
 }
