@@ -102,6 +102,23 @@ func dial(t *testing.T, addr string) *smtp.Client {
 	return c
 }
 
+// postData sends msg to the list in one transaction and returns the
+// first error, of whichever command.
+func postData(c *smtp.Client, msg string) error {
+	if err := c.Mail("poster@example.org", nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	w.Write([]byte(msg))
+	return w.Close()
+}
+
 // wantReply checks that err is the SMTP reply code with enhanced status.
 func wantReply(t *testing.T, what string, err error, code int, enh smtp.EnhancedCode) {
 	t.Helper()
@@ -188,40 +205,13 @@ func TestRejections(t *testing.T) {
 			return c.Mail("poster@example.org", &smtp.MailOptions{Size: 4096})
 		}, 552, smtp.EnhancedCode{5, 3, 4}},
 		{"message over the limit", func(c *smtp.Client) error {
-			c.Mail("poster@example.org", nil)
-			if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
-				return err
-			}
-			w, err := c.Data()
-			if err != nil {
-				return err
-			}
-			w.Write([]byte(post + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 20)))
-			return w.Close()
+			return postData(c, post+strings.Repeat(strings.Repeat("x", 98)+"\r\n", 20))
 		}, 552, smtp.EnhancedCode{5, 3, 4}},
 		{"line too long", func(c *smtp.Client) error {
-			c.Mail("poster@example.org", nil)
-			if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
-				return err
-			}
-			w, err := c.Data()
-			if err != nil {
-				return err
-			}
-			w.Write([]byte(post + strings.Repeat("x", 2100) + "\r\n"))
-			return w.Close()
+			return postData(c, post+strings.Repeat("x", 2100)+"\r\n")
 		}, 554, smtp.EnhancedCode{5, 6, 0}},
 		{"post looping back to its list", func(c *smtp.Client) error {
-			c.Mail("poster@example.org", nil)
-			if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
-				return err
-			}
-			w, err := c.Data()
-			if err != nil {
-				return err
-			}
-			w.Write([]byte("List-Id: Announcements <announce.lists.example.org>\r\n" + post))
-			return w.Close()
+			return postData(c, "List-Id: Announcements <announce.lists.example.org>\r\n"+post)
 		}, 554, smtp.EnhancedCode{5, 4, 6}},
 	}
 	for _, tt := range tests {
@@ -327,17 +317,8 @@ func TestOwnerAddresses(t *testing.T) {
 func TestHopLimit(t *testing.T) {
 	f := start(t, 1<<20)
 	send := func(hops int) error {
-		c := dial(t, f.addr)
-		c.Mail("poster@example.org", nil)
-		if err := c.Rcpt("announce@lists.example.org", nil); err != nil {
-			return err
-		}
-		w, err := c.Data()
-		if err != nil {
-			return err
-		}
-		w.Write([]byte(strings.Repeat("Received: from a.example by b.example; Wed, 25 Nov 2026 06:00:00 +0000\r\n", hops) + post))
-		return w.Close()
+		return postData(dial(t, f.addr),
+			strings.Repeat("Received: from a.example by b.example; Wed, 25 Nov 2026 06:00:00 +0000\r\n", hops)+post)
 	}
 	if err := send(50); err != nil {
 		t.Errorf("50 hops: %v, want accepted", err)
