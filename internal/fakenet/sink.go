@@ -334,7 +334,7 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 		if s.opts.RTT > 0 {
 			conn = newRTTConn(c, s.opts.RTT)
 		}
-		return &trackedConn{Conn: conn, s: s}, nil
+		return &trackedConn{Conn: &batchConn{Conn: conn}, s: s}, nil
 	}
 }
 
