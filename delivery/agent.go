@@ -68,5 +68,6 @@ const tlsSessionCacheSize = 1024
 func (a *Agent) Close() error {
 	a.closed.Store(true)
 	a.pool.close()
+	a.res.closeIdle()
 	return nil
 }

@@ -32,9 +32,11 @@ func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
 	if a.cfg.FallbackRelay != "" {
 		a.fallback(ctx, env, results)
 	}
+	// One line per recipient, as Postfix logs; the envelope's own fields
+	// are formatted once for all of them (a fan-out logs 100,000 lines).
+	log := a.log.With(slog.String("qid", env.QueueID))
 	for _, r := range results {
-		a.log.LogAttrs(ctx, slog.LevelInfo, "delivery",
-			slog.String("qid", env.QueueID),
+		log.LogAttrs(ctx, slog.LevelInfo, "delivery",
 			slog.String("rcpt", r.Recipient),
 			slog.String("domain", env.Domain),
 			slog.String("relay", r.Relay),

@@ -52,7 +52,15 @@ type Resolver struct {
 
 	mu    sync.Mutex
 	cache map[cacheKey]cacheEntry
+
+	udpMu   sync.Mutex
+	udpIdle map[string][]*dns.Conn // sockets to each server, free for a query
 }
+
+// maxIdleUDP bounds the sockets kept per server between queries: enough
+// for a burst of lookups at the start of a fan-out without a new socket
+// (socket, connect, close: most of a query's cost on loopback) each.
+const maxIdleUDP = 32
 
 type cacheKey struct {
 	name  string // lowercase FQDN
@@ -243,7 +251,13 @@ func (r *Resolver) exchange(ctx context.Context, key cacheKey, server string) (*
 	for _, network := range []string{"udp", "tcp"} {
 		qctx, cancel := context.WithTimeout(ctx, r.timeout)
 		c := &dns.Client{Net: network, Timeout: r.timeout, UDPSize: ednsUDPSize}
-		m, _, err := c.ExchangeContext(qctx, req, server)
+		var m *dns.Msg
+		var err error
+		if network == "udp" {
+			m, err = r.exchangeUDP(qctx, c, req, server)
+		} else {
+			m, _, err = c.ExchangeContext(qctx, req, server)
+		}
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("%s via %s: %w", server, network, err)
@@ -263,6 +277,56 @@ func (r *Resolver) exchange(ctx context.Context, key cacheKey, server string) (*
 		return nil, fmt.Errorf("%s: %s", server, dns.RcodeToString[msg.Rcode])
 	}
 	return msg, nil
+}
+
+// exchangeUDP sends req over a UDP socket to server kept from an earlier
+// query, or a new one. A socket is used by one query at a time; replies
+// with another ID (late answers to a query that timed out) are skipped by
+// the client, and a socket that saw an error is closed, not reused.
+func (r *Resolver) exchangeUDP(ctx context.Context, c *dns.Client, req *dns.Msg, server string) (*dns.Msg, error) {
+	r.udpMu.Lock()
+	var co *dns.Conn
+	if idle := r.udpIdle[server]; len(idle) > 0 {
+		co = idle[len(idle)-1]
+		r.udpIdle[server] = idle[:len(idle)-1]
+	}
+	r.udpMu.Unlock()
+	if co == nil {
+		var err error
+		if co, err = c.DialContext(ctx, server); err != nil {
+			return nil, err
+		}
+	}
+	m, _, err := c.ExchangeWithConnContext(ctx, req, co)
+	if err != nil {
+		co.Close()
+		return nil, err
+	}
+	r.udpMu.Lock()
+	if r.udpIdle == nil {
+		r.udpIdle = map[string][]*dns.Conn{}
+	}
+	if len(r.udpIdle[server]) < maxIdleUDP {
+		r.udpIdle[server] = append(r.udpIdle[server], co)
+		co = nil
+	}
+	r.udpMu.Unlock()
+	if co != nil {
+		co.Close()
+	}
+	return m, nil
+}
+
+// closeIdle closes the sockets kept for later queries.
+func (r *Resolver) closeIdle() {
+	r.udpMu.Lock()
+	defer r.udpMu.Unlock()
+	for server, idle := range r.udpIdle {
+		for _, co := range idle {
+			co.Close()
+		}
+		delete(r.udpIdle, server)
+	}
 }
 
 // parse turns a NOERROR or NXDOMAIN answer into a cache entry and its TTL.
