@@ -102,11 +102,11 @@ func wantRefused(t *testing.T, err error, text string) {
 	}
 }
 
-// timed runs f and returns its error and how long it took.
-func timed(f func() error) (error, time.Duration) {
+// timed runs f and returns how long it took and its error.
+func timed(f func() error) (time.Duration, error) {
 	t0 := time.Now()
 	err := f()
-	return err, time.Since(t0)
+	return time.Since(t0), err
 }
 
 func TestLoadThresholds(t *testing.T) {
@@ -172,7 +172,7 @@ func TestLoadThresholds(t *testing.T) {
 				}},
 			}
 			for _, st := range steps {
-				err, took := timed(st.run)
+				took, err := timed(st.run)
 				if err != nil {
 					t.Fatalf("%s: %v", st.cmd, err)
 				}
