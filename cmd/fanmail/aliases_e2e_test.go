@@ -81,12 +81,7 @@ func TestAliasExpansionEndToEnd(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	got := w.n.recipientCounts()
-	for _, r := range want {
-		if got[r] != 1 {
-			t.Errorf("%s received the post %d times, want 1", r, got[r])
-		}
-	}
+	got := w.n.wantEachOnce(t, want)
 	if len(got) != len(want) {
 		t.Errorf("sinks saw %d recipients %v, want %d", len(got), got, len(want))
 	}

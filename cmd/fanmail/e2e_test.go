@@ -61,12 +61,7 @@ func TestEndToEndFanout(t *testing.T) {
 	n.waitDelivered(t, len(members), 60*time.Second, p)
 	time.Sleep(200 * time.Millisecond) // would-be duplicates have time to show
 
-	got := n.recipientCounts()
-	for _, m := range members {
-		if got[m] != 1 {
-			t.Errorf("%s received the post %d times, want 1", m, got[m])
-		}
-	}
+	got := n.wantEachOnce(t, members)
 	if len(got) != len(members) {
 		t.Errorf("sinks saw %d distinct recipients, want %d", len(got), len(members))
 	}
@@ -154,12 +149,7 @@ func TestCrashAfterAcceptRedelivers(t *testing.T) {
 		t.Errorf("restart did not log the recovered queue")
 	}
 	time.Sleep(300 * time.Millisecond)
-	got := n.recipientCounts()
-	for _, m := range members {
-		if got[m] != 1 {
-			t.Errorf("%s received the post %d times, want exactly 1", m, got[m])
-		}
-	}
+	n.wantEachOnce(t, members)
 	p.stop(t)
 }
 

@@ -158,6 +158,19 @@ func (n *fakeNet) recipientCounts() map[string]int {
 	return got
 }
 
+// wantEachOnce checks that every one of rcpts got exactly one delivery,
+// and returns the counts for further checks.
+func (n *fakeNet) wantEachOnce(t testing.TB, rcpts []string) map[string]int {
+	t.Helper()
+	got := n.recipientCounts()
+	for _, r := range rcpts {
+		if got[r] != 1 {
+			t.Errorf("%s received the post %d times, want exactly 1", r, got[r])
+		}
+	}
+	return got
+}
+
 func (n *fakeNet) delivered() int {
 	total := 0
 	for _, s := range n.sinks {
