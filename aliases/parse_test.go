@@ -181,3 +181,25 @@ func TestParseInclude(t *testing.T) {
 		t.Error("multi-line message")
 	}
 }
+
+// TestDeliberateDifferences: an entry over sendmail's 8 KiB line buffer
+// is read whole, and UTF-8 is kept as written (sendmail refuses the
+// first with "alias line too long" and strips the 8th bit of the second).
+func TestDeliberateDifferences(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("big: first@r.example")
+	for i := range 2000 {
+		b.WriteString(",\n  m" + strings.Repeat("x", i%10) + "@r.example")
+	}
+	b.WriteString("\ncafé: café@r.example, josé\n")
+	p := parseFile([]byte(b.String()), "f", classW)
+	if len(p.probs) != 0 || len(p.entries) != 2 {
+		t.Fatalf("problems %v, %d entries", p.probs, len(p.entries))
+	}
+	if n := len(p.entries[0].Targets); n != 2001 {
+		t.Errorf("big has %d targets, want 2001", n)
+	}
+	if got := entriesOf(parsed{entries: p.entries[1:]}); !cmp.Equal(got, []string{"café address café@r.example f:2002", "café local josé f:2002"}) {
+		t.Errorf("UTF-8: %v", got)
+	}
+}
