@@ -108,7 +108,7 @@ func (r Result) Lines() []string {
 // RCPT TO or `sendmail -bv`). Only list-store errors, which mean the
 // store is unusable, are returned as an error.
 func (x *Expander) Expand(ctx context.Context, addrs ...string) (Result, error) {
-	s := &state{x: x, ctx: ctx, seen: map[string]bool{}, active: map[string]bool{}, done: map[string]bool{},
+	s := &state{x: x, ctx: ctx, seen: map[seenKey]bool{}, active: map[string]bool{}, done: map[string]bool{},
 		unsafe: map[string]bool{}, failed: map[Failure]bool{}}
 	for _, a := range addrs {
 		n := &Node{Label: a}
@@ -142,7 +142,7 @@ type state struct {
 	ctx    context.Context
 	res    Result
 	err    error
-	seen   map[string]bool  // final targets produced
+	seen   map[seenKey]bool // final targets produced
 	active map[string]bool  // aliases and lists being expanded (ancestors)
 	done   map[string]bool  // aliases, lists and includes already expanded
 	unsafe map[string]bool  // :include: files writable by group or others
@@ -246,7 +246,8 @@ func (s *state) address(n *Node, t Target, depth int, sender, parent string) {
 // name, user+*, user), a list of the store, or a local mailbox.
 func (s *state) local(n *Node, t Target, name, domain string, depth int, sender, parent string) {
 	if !t.NoAlias {
-		for _, c := range candidates(name) {
+		var buf [3]candidate
+		for _, c := range candidates(buf[:0], name) {
 			if c.extra > 0 && s.tooDeep(n, t.String(), depth+c.extra) {
 				return
 			}
@@ -392,14 +393,21 @@ func (s *state) owner(name, inherited string) string {
 	return o + "@" + s.primary()
 }
 
+// seenKey identifies a final target: local parts compare exactly (a
+// local mailbox is lowercase already), domains without regard to case.
+type seenKey struct {
+	kind  Kind
+	value string
+}
+
 // emit adds a final target unless it was produced already.
 func (s *state) emit(n *Node, f Final) {
-	key := f.Kind.String() + ":" + f.Value
+	key := seenKey{f.Kind, f.Value}
 	if f.Kind == Address {
-		// Local parts compare exactly (a local mailbox is lowercase
-		// already), domains without regard to case.
 		at := strings.LastIndexByte(f.Value, '@')
-		key = "address:" + f.Value[:at+1] + lower(f.Value[at+1:])
+		if d := f.Value[at+1:]; lower(d) != d {
+			key.value = f.Value[:at+1] + lower(d)
+		}
 	}
 	if s.seen[key] {
 		n.Note = joinNote(n.Note, "duplicate suppressed")

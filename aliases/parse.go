@@ -1,7 +1,6 @@
 package aliases
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -52,44 +51,50 @@ func (l *logical) lineAt(off int) int {
 	return n
 }
 
-// splitLines returns the physical lines of data, CR LF read as LF.
-func splitLines(data []byte) []physical {
-	var lines []physical
-	for n := 1; len(data) > 0; n++ {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
+// splitLines returns the physical lines of text, CR LF read as LF. The
+// lines share text's memory.
+func splitLines(text string) []physical {
+	lines := make([]physical, 0, strings.Count(text, "\n")+1)
+	for n := 1; text != ""; n++ {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
 		} else {
-			data = nil
+			text = ""
 		}
-		lines = append(lines, physical{string(bytes.TrimSuffix(line, []byte("\r"))), n})
+		lines = append(lines, physical{strings.TrimSuffix(line, "\r"), n})
 	}
 	return lines
 }
 
-// joinLines gathers the logical lines of a file.
-func joinLines(lines []physical) []logical {
-	var out []logical
-	for i := 0; i < len(lines); i++ {
-		l := logical{text: lines[i].text, first: lines[i].n, segs: []int{0}, lines: []int{lines[i].n}}
-		for i+1 < len(lines) {
-			next := lines[i+1].text
-			switch {
-			case strings.HasSuffix(l.text, `\`):
-				l.text = l.text[:len(l.text)-1]
-			case next != "" && (next[0] == ' ' || next[0] == '\t'):
-			default:
-				goto done
-			}
-			i++
-			l.segs = append(l.segs, len(l.text))
-			l.lines = append(l.lines, lines[i].n)
-			l.text += next
-		}
-	done:
-		out = append(out, l)
+// continues reports whether the logical line ending with last goes on
+// with next: after a trailing backslash, or when next starts with a blank.
+func continues(last, next string) bool {
+	return strings.HasSuffix(last, `\`) || next != "" && (next[0] == ' ' || next[0] == '\t')
+}
+
+// join makes the logical line that starts at lines[i] into l (reusing
+// its slices) and returns the index of the line after it.
+func join(lines []physical, i int, l *logical, b *strings.Builder) int {
+	l.text, l.first = lines[i].text, lines[i].n
+	l.segs, l.lines = append(l.segs[:0], 0), append(l.lines[:0], lines[i].n)
+	if i+1 == len(lines) || !continues(l.text, lines[i+1].text) {
+		return i + 1 // the common case: nothing to copy
 	}
-	return out
+	b.Reset()
+	last := lines[i].text
+	for ; i+1 < len(lines) && continues(last, lines[i+1].text); i++ {
+		if strings.HasSuffix(last, `\`) {
+			last = last[:len(last)-1]
+		}
+		b.WriteString(last)
+		last = lines[i+1].text
+		l.segs = append(l.segs, b.Len())
+		l.lines = append(l.lines, lines[i+1].n)
+	}
+	b.WriteString(last)
+	l.text = b.String()
+	return i + 1
 }
 
 // parsed is what reading one aliases file produced.
@@ -102,10 +107,15 @@ type parsed struct {
 // parseFile reads an aliases file's content. localDomains is class w: a
 // name written NAME@DOMAIN is NAME when DOMAIN is local.
 func parseFile(data []byte, name string, localDomains []string) parsed {
-	var p parsed
-	lines := splitLines(data)
+	var (
+		p     parsed
+		l     logical
+		b     strings.Builder
+		lines = splitLines(string(data))
+	)
 	p.entries = make([]Entry, 0, len(lines))
-	for _, l := range joinLines(lines) {
+	for i := 0; i < len(lines); {
+		i = join(lines, i, &l, &b)
 		p.logicalLine(&l, name, localDomains)
 	}
 	return p
@@ -174,7 +184,7 @@ func (p *parsed) logicalLine(l *logical, file string, localDomains []string) {
 		p.refused = append(p.refused, e)
 		return
 	}
-	items, err := splitValues(rest, func(off int) int { return l.lineAt(colon + 1 + off) })
+	items, err := splitValues(nil, rest, func(off int) int { return l.lineAt(colon + 1 + off) })
 	if err != nil {
 		p.add(pos, Error, "alias %s: %v", quoteName(name), err)
 		p.refused = append(p.refused, e)
@@ -270,14 +280,18 @@ func parseName(raw string, localDomains []string) (string, error) {
 // line is a comma-separated list of values (no continuation lines).
 func parseInclude(data []byte, name string) ([]Target, Problems) {
 	var (
-		targets []Target
-		p       parsed
+		p     parsed
+		items []item
+		lines = splitLines(string(data))
 	)
-	for _, l := range splitLines(data) {
+	targets := make([]Target, 0, len(lines))
+	for _, l := range lines {
 		if l.text == "" || l.text[0] == '#' {
 			continue
 		}
-		items, err := splitValues(l.text, func(int) int { return l.n })
+		n := l.n
+		var err error
+		items, err = splitValues(items[:0], l.text, func(int) int { return n })
 		if err != nil {
 			p.add(Pos{name, l.n}, Error, "%v", err)
 			continue

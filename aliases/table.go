@@ -115,7 +115,8 @@ func (t *Table) Lookup(name string) (Entry, bool) {
 // Resolve reports whether the local part of an address reaches an alias,
 // trying it as sendmail does: user+detail, then user+*, then user.
 func (t *Table) Resolve(local string) bool {
-	for _, c := range candidates(lower(local)) {
+	var buf [3]candidate
+	for _, c := range candidates(buf[:0], lower(local)) {
 		if _, ok := t.lookup(c.key); ok {
 			return true
 		}
@@ -131,16 +132,19 @@ type candidate struct {
 	extra int
 }
 
-// candidates lists the names a lowercased local name is looked up as.
-func candidates(name string) []candidate {
-	user, _, ok := strings.Cut(name, "+")
-	if !ok || user == "" {
-		return []candidate{{name, 0}}
+// candidates appends to dst the names a lowercased local name is looked
+// up as.
+func candidates(dst []candidate, name string) []candidate {
+	dst = append(dst, candidate{name, 0})
+	user, detail, ok := strings.Cut(name, "+")
+	switch {
+	case !ok || user == "":
+	case detail == "*":
+		dst = append(dst, candidate{user, 1})
+	default:
+		dst = append(dst, candidate{user + "+*", 1}, candidate{user, 2})
 	}
-	if name == user+"+*" {
-		return []candidate{{name, 0}, {user, 1}}
-	}
-	return []candidate{{name, 0}, {user + "+*", 1}, {user, 2}}
+	return dst
 }
 
 func (t *Table) lookup(name string) (*Entry, bool) {

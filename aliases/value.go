@@ -29,11 +29,10 @@ type item struct {
 }
 
 // splitValues splits a right-hand side at commas outside quotes, angle
-// brackets and (comments). lineAt maps an offset in s to its line; an
+// brackets and (comments), appending the items to items. lineAt maps an offset in s to its line; an
 // item's line is that of its first non-blank character.
-func splitValues(s string, lineAt func(off int) int) ([]item, error) {
+func splitValues(items []item, s string, lineAt func(off int) int) ([]item, error) {
 	var (
-		items        []item
 		start        int
 		inQuote      bool
 		angle, paren int
@@ -91,6 +90,18 @@ var errNoAddress = errors.New("no address")
 // complaint (an unbalanced < or >), which is read the same way.
 func parseTarget(v string) (t Target, warn string, err error) {
 	v = strings.TrimSpace(v)
+	if plain(v) {
+		// The common case, a bare name or local@domain: nothing to strip.
+		if at := strings.LastIndexByte(v, '@'); at >= 0 {
+			if _, err := address.Parse(v); err != nil {
+				return Target{}, "", fmt.Errorf("bad address %q: %v", v, err)
+			}
+			return Target{Kind: Address, Value: v}, "", nil
+		}
+		if simpleAtom(v) {
+			return Target{Kind: Local, Value: v}, "", nil
+		}
+	}
 	if !utf8.ValidString(v) {
 		return Target{}, "", fmt.Errorf("invalid UTF-8 in %q (save the file as UTF-8)", v)
 	}
@@ -156,6 +167,25 @@ func parseTarget(v string) (t Target, warn string, err error) {
 		return Target{}, warn, fmt.Errorf("bad address %q: %v", v, err)
 	}
 	return Target{Kind: Address, Value: local + "@" + domain, NoAlias: noAlias}, warn, nil
+}
+
+// plain reports whether v is free of everything that needs more than
+// address.Parse: quotes, comments, brackets, blanks, backslashes,
+// programs, files, :include: and a trailing dot.
+func plain(v string) bool {
+	if v == "" || v[0] == '|' || v[0] == '/' || v[0] == '#' || v[len(v)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"', '(', ')', '<', '>', '\\', ' ', '\t', ':', ',':
+			return false
+		}
+		if v[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // execTarget reads a |program or /file; quoted says it was written in
