@@ -170,10 +170,10 @@ func (p *parsed) logicalLine(l *logical, file string, localDomains []string) {
 	name, err := parseName(raw, localDomains)
 	if err != nil {
 		p.add(pos, Error, "illegal alias name %q: %v", strings.TrimSpace(raw), err)
-		if errors.Is(err, errBlankName) {
+		if be := (*blankNameError)(nil); errors.As(err, &be) {
 			// sendmail would define the dotted name: expanding it is an
 			// error rather than a local mailbox.
-			p.refused = append(p.refused, Entry{Name: lower(sendmailReads(strings.TrimSpace(raw))), Pos: pos})
+			p.refused = append(p.refused, Entry{Name: lower(be.reads), Pos: pos})
 		}
 		return
 	}
@@ -231,13 +231,13 @@ func segEnd(l *logical, i int) int {
 	return len(l.text)
 }
 
-// errBlankName marks a name with blanks, which sendmail reads with
-// BlankSub: "john doe" as john.doe. It prints as nothing.
-var errBlankName = blankNameError{}
+// blankNameError is a name with blanks, which sendmail reads with
+// BlankSub: "john doe" as john.doe.
+type blankNameError struct{ reads string }
 
-type blankNameError struct{}
-
-func (blankNameError) Error() string { return "" }
+func (e *blankNameError) Error() string {
+	return fmt.Sprintf(`contains blanks (sendmail would read %q): quote it ("john doe": ...) or join the words with a dot`, e.reads)
+}
 
 // parseName reads an alias name as sendmail parses the left-hand side:
 // an address that must be local (a bare name, or NAME@DOMAIN with DOMAIN
@@ -256,7 +256,7 @@ func parseName(raw string, localDomains []string) (string, error) {
 		return "", fmt.Errorf("empty name (write NAME: VALUE, ...)")
 	case err != nil:
 		if strings.Contains(err.Error(), "blanks inside an address") {
-			return "", fmt.Errorf(`contains blanks (sendmail would read %q): quote it ("john doe": ...) or join the words with a dot%w`, sendmailReads(raw), errBlankName)
+			return "", &blankNameError{sendmailReads(raw)}
 		}
 		return "", err
 	case t.NoAlias || t.Kind != Local && t.Kind != Address:

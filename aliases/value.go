@@ -29,8 +29,9 @@ type item struct {
 }
 
 // splitValues splits a right-hand side at commas outside quotes, angle
-// brackets and (comments), appending the items to items. lineAt maps an offset in s to its line; an
-// item's line is that of its first non-blank character.
+// brackets and (comments), appending the items to items. lineAt maps an
+// offset in s to its line; an item's line is that of its first non-blank
+// character.
 func splitValues(items []item, s string, lineAt func(off int) int) ([]item, error) {
 	var (
 		start        int
