@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 )
 
@@ -201,5 +203,27 @@ func TestServeRefusesProgramsAsRoot(t *testing.T) {
 	_, _, err := run(t, dir, "", "--config", cfg, "serve", "--listen", "127.0.0.1:0")
 	if err == nil || !strings.Contains(err.Error(), "refusing to run |program targets as root") {
 		t.Errorf("serve as root without program_user: %v", err)
+	}
+}
+
+// TestAliasesSummaryOnTerminal: with stderr a terminal, a command that
+// found errors also says how many (main prints it as "fanmail: ...").
+func TestAliasesSummaryOnTerminal(t *testing.T) {
+	tty, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer tty.Close()
+	if !isatty.IsTerminal(tty.Fd()) {
+		t.Skip("/dev/ptmx is not a terminal here")
+	}
+	dir := t.TempDir()
+	al := writeFile(t, dir, "aliases", "a: b\nb: a\n")
+	app := newApp()
+	var o bytes.Buffer
+	app.Writer, app.ErrWriter = &o, tty
+	err = app.Run([]string{"fanmail", "--data-dir", dir, "--config", goldenConfig(t, dir), "aliases", "expand", "a", "--aliases", al})
+	if err == nil || err.Error() != "aliases expand: 1 error (see the ERROR lines)" {
+		t.Errorf("error %v, want the summary", err)
 	}
 }
