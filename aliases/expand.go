@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"fanmail/address"
@@ -31,9 +28,9 @@ type ListSource interface {
 type Expander struct {
 	Table *Table
 	Lists ListSource // nil: no lists
-	// LocalDomains are the domains whose addresses are looked up as
-	// aliases; the first is the primary domain, which qualifies local
-	// names (name becomes name@PRIMARY) and owner addresses.
+	// LocalDomains is class w (see ClassW): the domains whose addresses
+	// are looked up as aliases. The first is the primary domain, which
+	// qualifies owner addresses and the Value of local mailboxes.
 	LocalDomains []string
 	// AllowIncludeExec honours |program and /file targets found in
 	// :include: files (sendmail and Postfix refuse them by default).
@@ -44,16 +41,30 @@ type Expander struct {
 
 // Final is one target the message goes to.
 type Final struct {
-	Kind   Kind   // Address, Program or File
-	Value  string // address, command line (without "|") or path
+	Kind Kind // Address, Program or File
+	// Value is the address (as written; a local mailbox as
+	// NAME@PRIMARY), the command line without "|", or the path.
+	Value string
+	// Local marks a local mailbox: a local name that is no alias and no
+	// list, which sendmail hands to its local mailer.
+	Local  bool
 	Sender string // envelope sender (owner-NAME); "" = the post's own
 	Pos    Pos    // where a Program or File target was written
 }
 
-// String prints a final target like `sendmail -bv` names it.
+// String prints a final target as `sendmail -bv` names it: a local
+// mailbox by its bare name (user+detail), an address as written,
+// |program, /file.
 func (f Final) String() string {
-	if f.Kind == Program {
+	switch {
+	case f.Kind == Program:
 		return "|" + f.Value
+	case f.Local:
+		local := f.Value[:strings.LastIndexByte(f.Value, '@')]
+		if strings.HasPrefix(local, `"`) {
+			return local // quoted by address.Mailbox already
+		}
+		return quoteName(local)
 	}
 	return f.Value
 }
@@ -83,23 +94,44 @@ type Result struct {
 	Tree     []*Node   // one root per input address
 }
 
+// Lines renders the targets as `fanmail aliases expand` prints them on
+// stdout, one per line.
+func (r Result) Lines() []string {
+	out := make([]string, len(r.Targets))
+	for i, t := range r.Targets {
+		out[i] = t.String()
+	}
+	return out
+}
+
 // Expand expands addrs (addresses or bare local names, as given to
 // RCPT TO or `sendmail -bv`). Only list-store errors, which mean the
 // store is unusable, are returned as an error.
 func (x *Expander) Expand(ctx context.Context, addrs ...string) (Result, error) {
-	s := &state{x: x, ctx: ctx, seen: map[string]bool{}, active: map[string]bool{}, done: map[string]bool{}, unsafe: map[string]bool{}}
+	s := &state{x: x, ctx: ctx, seen: map[seenKey]bool{}, active: map[string]bool{}, done: map[string]bool{},
+		unsafe: map[string]bool{}, failed: map[Failure]bool{}}
 	for _, a := range addrs {
 		n := &Node{Label: a}
 		s.res.Tree = append(s.res.Tree, n)
-		t, err := parseTarget(strings.TrimSpace(a))
+		t, _, err := parseTarget(a)
+		if errors.Is(err, errNoAddress) {
+			err = errors.New("empty address")
+		}
 		if err != nil {
 			n.Note = "error: " + err.Error()
 			s.fail(a, err.Error())
 			continue
 		}
-		s.target(n, t, 0, "", false)
+		s.target(n, t, 0, "", "", false)
 		if s.err != nil {
 			return s.res, s.err
+		}
+		// sendmail's testselfdestruct: an address that expanded to
+		// nothing new, when nothing at all is deliverable or failed so
+		// far, is reported as a loop.
+		if len(s.res.Targets) == 0 && len(s.res.Failures) == 0 {
+			n.Note = joinNote(n.Note, "error: aliasing/forwarding loop broken")
+			s.fail(a, "aliasing/forwarding loop broken (it expands to nothing: every target is a loop back, a duplicate or an empty :include:)")
 		}
 	}
 	return s.res, nil
@@ -110,14 +142,20 @@ type state struct {
 	ctx    context.Context
 	res    Result
 	err    error
-	seen   map[string]bool // final targets produced
-	active map[string]bool // aliases and lists being expanded (ancestors)
-	done   map[string]bool // aliases, lists and includes already expanded
-	unsafe map[string]bool // :include: files writable by group or others
+	seen   map[seenKey]bool // final targets produced
+	active map[string]bool  // aliases and lists being expanded (ancestors)
+	done   map[string]bool  // aliases, lists and includes already expanded
+	unsafe map[string]bool  // :include: files writable by group or others
+	failed map[Failure]bool // failures reported, each once
 }
 
 func (s *state) fail(subject, msg string) {
-	s.res.Failures = append(s.res.Failures, Failure{subject, msg})
+	f := Failure{subject, msg}
+	if s.failed[f] {
+		return
+	}
+	s.failed[f] = true
+	s.res.Failures = append(s.res.Failures, f)
 	if s.x.Log != nil {
 		s.x.Log.Warn("alias expansion", "subject", subject, "error", msg)
 	}
@@ -130,35 +168,7 @@ func (s *state) primary() string {
 	return "localhost"
 }
 
-func (s *state) isLocal(domain string) bool {
-	for _, d := range s.x.LocalDomains {
-		if strings.EqualFold(d, domain) {
-			return true
-		}
-	}
-	return false
-}
-
-// target expands t, met at depth (number of aliases above it) in a
-// branch whose envelope sender is sender. fromInclude says t came from
-// an :include: file.
-func (s *state) target(n *Node, t Target, depth int, sender string, fromInclude bool) {
-	n.Sender = sender
-	if max := s.maxDepth(); depth > max {
-		msg := fmt.Sprintf("aliasing/forwarding loop broken (%d aliases deep; %d max)", depth, max)
-		n.Note = "error: " + msg
-		s.fail(t.String(), msg)
-		return
-	}
-	switch t.Kind {
-	case Include:
-		s.include(n, t, depth, sender, fromInclude)
-	case Program, File:
-		s.execTarget(n, t, depth, sender, fromInclude)
-	default:
-		s.address(n, t, depth, sender)
-	}
-}
+func (s *state) isLocal(domain string) bool { return inClass(domain, s.x.LocalDomains) }
 
 func (s *state) maxDepth() int {
 	if s.x.MaxDepth > 0 {
@@ -167,94 +177,180 @@ func (s *state) maxDepth() int {
 	return MaxDepth
 }
 
-// address expands a local name or an address.
-func (s *state) address(n *Node, t Target, depth int, sender string) {
-	name, domain, local := t.Value, s.primary(), true
-	if t.Kind == Address {
-		// Value is normalized: the domain follows the last @, and only a
-		// quoted local part needs parsing again to be unquoted.
-		at := strings.LastIndexByte(t.Value, '@')
-		name, domain = t.Value[:at], t.Value[at+1:]
-		local = s.isLocal(domain)
-		if local && strings.HasPrefix(name, `"`) {
+// tooDeep fails a target met below MaxDepth aliases.
+func (s *state) tooDeep(n *Node, subject string, depth int) bool {
+	if max := s.maxDepth(); depth > max {
+		msg := fmt.Sprintf("aliasing/forwarding loop broken (%d aliases deep; %d max)", depth, max)
+		n.Note = "error: " + msg
+		s.fail(subject, msg)
+		return true
+	}
+	return false
+}
+
+// target expands t, met at depth (number of aliases above it) in a
+// branch whose envelope sender is sender. parent is the alias whose
+// value t is ("" at the top and in :include: files and lists);
+// fromInclude says t came from an :include: file.
+func (s *state) target(n *Node, t Target, depth int, sender, parent string, fromInclude bool) {
+	n.Sender = sender
+	if s.tooDeep(n, t.String(), depth) {
+		return
+	}
+	switch t.Kind {
+	case Include:
+		s.include(n, t, depth, sender, fromInclude)
+	case Program, File:
+		s.execTarget(n, t, depth, sender, fromInclude)
+	case Address:
+		s.address(n, t, depth, sender, parent)
+	default:
+		s.local(n, t, lower(t.Value), s.primary(), depth, sender, parent)
+	}
+}
+
+// address expands local@domain: a remote address is final (or a list of
+// the store), an address in class w is its local part.
+func (s *state) address(n *Node, t Target, depth int, sender, parent string) {
+	at := strings.LastIndexByte(t.Value, '@')
+	local, domain := t.Value[:at], t.Value[at+1:]
+	if s.isLocal(domain) {
+		if strings.HasPrefix(local, `"`) {
 			m, err := address.Parse(t.Value)
 			if err != nil {
 				n.Note = "error: " + err.Error()
 				s.fail(t.Value, err.Error())
 				return
 			}
-			name = m.Local
+			local = m.Local
 		}
+		s.local(n, t, lower(local), lower(domain), depth, sender, parent)
+		return
 	}
-	final := t.Value
-	if t.Kind == Local {
-		final = address.Mailbox{Local: name, Domain: domain}.String()
-	}
-	if !local && !t.NoAlias && s.x.Lists != nil {
+	if !t.NoAlias && s.x.Lists != nil {
 		// A list of the lists store has a domain of its own, seldom a
 		// local one: any address may name one.
-		addr := lower(final)
+		addr := lower(local + "@" + domain)
 		if s.active[addr] || s.done[addr] {
 			n.Note = "duplicate suppressed"
 			return
 		}
-		members, ok, err := s.x.Lists.ListMembers(s.ctx, addr)
-		if err != nil {
-			s.err = fmt.Errorf("look up list %s: %w", addr, err)
-			return
-		}
-		if ok {
-			s.list(n, addr, addr, members, depth)
+		if s.tryList(n, addr, depth) {
 			return
 		}
 	}
-	if !local || t.NoAlias {
-		s.emit(n, Final{Kind: Address, Value: final, Sender: sender})
-		return
+	s.emit(n, Final{Kind: Address, Value: t.Value, Sender: sender})
+}
+
+// local expands a lowercased local name met as t: an alias (tried as
+// name, user+*, user), a list of the store, or a local mailbox.
+func (s *state) local(n *Node, t Target, name, domain string, depth int, sender, parent string) {
+	if !t.NoAlias {
+		var buf [3]candidate
+		for _, c := range candidates(buf[:0], name) {
+			if c.extra > 0 && s.tooDeep(n, t.String(), depth+c.extra) {
+				return
+			}
+			if e, ok := s.x.Table.lookup(c.key); ok {
+				s.alias(n, t, c.key, e, depth+c.extra, sender, parent)
+				return
+			}
+		}
+		if s.x.Lists != nil {
+			addr := address.Mailbox{Local: name, Domain: domain}.String()
+			if s.active[addr] || s.done[addr] {
+				n.Note = "duplicate suppressed"
+				return
+			}
+			if s.tryList(n, addr, depth) {
+				return
+			}
+		}
 	}
-	key := lower(name)
-	if s.active[key] {
-		// sendmail's QSELFREF: a name inside its own expansion is
-		// delivered to the local mailbox instead of expanded again.
-		n.Note = "self-reference: local mailbox"
-		s.emit(n, Final{Kind: Address, Value: final, Sender: sender})
+	s.mailbox(n, t, name, sender, "")
+}
+
+// alias expands the entry e of key, met as t.
+func (s *state) alias(n *Node, t Target, key string, e *Entry, depth int, sender, parent string) {
+	switch {
+	case s.active[key] && key == parent:
+		// list: list, ...: sendmail's QSELFREF delivers to the local
+		// mailbox of that name, which an alias name is not.
+		s.mailbox(n, t, key, sender, "an alias that names itself is delivered to the local mailbox of that name, as in sendmail, and fanmail has none for an alias name: remove "+key+" from its own value")
 		return
-	}
-	if s.done[key] {
+	case s.active[key]:
+		// A longer loop (a: b, b: a) is broken here; sendmail reports it
+		// only when nothing else is left (see Expand).
+		n.Note = "loop: duplicate suppressed"
+		return
+	case s.done[key]:
 		n.Note = "duplicate suppressed"
 		return
 	}
-	if e, ok := s.x.Table.lookup(key); ok {
-		s.done[key], s.active[key] = true, true
-		n.Note = "alias at " + e.Pos.String()
-		sender = s.owner(key, sender)
-		for _, c := range e.Targets {
-			child := &Node{Label: c.String()}
-			n.Children = append(n.Children, child)
-			s.target(child, c, depth+1, sender, false)
+	s.done[key], s.active[key] = true, true
+	defer func() { s.active[key] = false }()
+	n.Note = "alias at " + e.Pos.String()
+	sender = s.owner(key, sender)
+	for _, c := range e.Targets {
+		child := &Node{Label: c.String()}
+		n.Children = append(n.Children, child)
+		s.target(child, c, depth+1, sender, key, false)
+		if s.err != nil {
+			return
 		}
-		s.active[key] = false
+	}
+}
+
+// mailbox delivers to the local mailbox name (user+detail, given as
+// sendmail's local mailer gets it). A name the aliases files define has
+// no mailbox: it is an error, as sendmail's "User unknown" for a name
+// that is not in the passwd file. why explains a self-reference.
+func (s *state) mailbox(n *Node, t Target, name, sender, why string) {
+	user, detail, _ := strings.Cut(name, "+")
+	if user == "" {
+		user, detail = name, ""
+	}
+	if refusedAt, defined := s.x.Table.isName(user); defined {
+		msg := "user unknown: "
+		switch {
+		case why != "":
+			msg += why
+		case refusedAt.File != "":
+			msg += "its alias at " + refusedAt.String() + " was refused (see the error there), and fanmail has no local mailbox of that name"
+		case t.NoAlias:
+			msg += `\` + user + " names the local mailbox " + user + ", and fanmail has none for an alias name: drop the backslash"
+		default:
+			msg += user + " is an alias, and fanmail has no local mailbox of that name"
+		}
+		n.Note = "error: " + msg
+		s.fail(t.String(), msg)
 		return
 	}
-	if s.x.Lists != nil {
-		addr := lower(address.Mailbox{Local: name, Domain: domain}.String())
-		members, ok, err := s.x.Lists.ListMembers(s.ctx, addr)
-		if err != nil {
-			s.err = fmt.Errorf("look up list %s: %w", addr, err)
-			return
-		}
-		if ok {
-			s.list(n, key, addr, members, depth)
-			return
-		}
+	if detail != "" && detail != "*" {
+		user += "+" + detail
 	}
-	s.emit(n, Final{Kind: Address, Value: final, Sender: sender})
+	n.Note = joinNote(n.Note, "local mailbox")
+	s.emit(n, Final{Kind: Address, Value: address.Mailbox{Local: user, Domain: s.primary()}.String(), Local: true, Sender: sender})
+}
+
+// tryList expands a list of the store if addr is one.
+func (s *state) tryList(n *Node, addr string, depth int) bool {
+	members, ok, err := s.x.Lists.ListMembers(s.ctx, addr)
+	if err != nil {
+		s.err = fmt.Errorf("look up list %s: %w", addr, err)
+		return true
+	}
+	if !ok {
+		return false
+	}
+	s.list(n, addr, members, depth)
+	return true
 }
 
 // list expands a list of the list store; its owner is owner-LIST.
-func (s *state) list(n *Node, key, addr string, members []string, depth int) {
-	s.done[key], s.active[key] = true, true
-	defer func() { s.active[key] = false }()
+func (s *state) list(n *Node, addr string, members []string, depth int) {
+	s.done[addr], s.active[addr] = true, true
+	defer func() { s.active[addr] = false }()
 	n.Note = fmt.Sprintf("list, %d members", len(members))
 	sender := "owner-" + addr
 	for _, m := range members {
@@ -266,7 +362,10 @@ func (s *state) list(n *Node, key, addr string, members []string, depth int) {
 			s.fail(addr, fmt.Sprintf("member %q: %v", m, err))
 			continue
 		}
-		s.target(child, Target{Kind: Address, Value: mb.String()}, depth+1, sender, false)
+		s.target(child, Target{Kind: Address, Value: mb.String()}, depth+1, sender, "", false)
+		if s.err != nil {
+			return
+		}
 	}
 }
 
@@ -286,7 +385,7 @@ func (s *state) owner(name, inherited string) string {
 		t := e.Targets[0]
 		if (t.Kind == Local || t.Kind == Address) && !t.NoAlias && !strings.ContainsAny(t.Value, `,:/|"`) {
 			if t.Kind == Local {
-				return t.Value + "@" + s.primary()
+				return lower(t.Value) + "@" + s.primary()
 			}
 			return t.Value
 		}
@@ -294,92 +393,21 @@ func (s *state) owner(name, inherited string) string {
 	return o + "@" + s.primary()
 }
 
-// include expands an :include: file, read now so edits take effect
-// without a reload (as in sendmail).
-func (s *state) include(n *Node, t Target, depth int, sender string, fromInclude bool) {
-	subject := ":include:" + t.Value
-	if depth == 0 {
-		n.Note = "error: cannot mail directly to :include:s"
-		s.fail(subject, "cannot mail directly to :include:s")
-		return
-	}
-	path := t.Value
-	if !filepath.IsAbs(path) && t.Pos.File != "" {
-		path = filepath.Join(filepath.Dir(t.Pos.File), path)
-	}
-	if s.done[subject] {
-		n.Note = "duplicate suppressed"
-		return
-	}
-	s.done[subject] = true
-	f, err := os.Open(path)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("not a regular file")
-		}
-	}
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		msg := fmt.Sprintf("cannot open %s: %v", path, err)
-		n.Note = "error: " + msg
-		s.fail(subject, msg)
-		if f != nil {
-			f.Close()
-		}
-		return
-	}
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o022 != 0 {
-		s.unsafe[path] = true // its programs and files are refused
-	}
-	targets, probs := ParseInclude(f, path)
-	f.Close()
-	for _, p := range probs {
-		s.fail(p.Pos.String(), p.Msg)
-	}
-	n.Note = fmt.Sprintf("include, %d targets", len(targets))
-	for _, c := range targets {
-		child := &Node{Label: c.String()}
-		n.Children = append(n.Children, child)
-		s.target(child, c, depth+1, sender, true)
-	}
-}
-
-// execTarget admits a |program or /file target where it is safe.
-func (s *state) execTarget(n *Node, t Target, depth int, sender string, fromInclude bool) {
-	what := "programs"
-	if t.Kind == File {
-		what = "files"
-	}
-	var refuse string
-	switch {
-	case depth == 0:
-		refuse = "cannot mail directly to " + what
-	case fromInclude && !s.x.AllowIncludeExec:
-		refuse = what + " in :include: files are refused (list them in the aliases file, or enable them for includes in the config)"
-	case s.unsafe[t.Pos.File] || s.x.Table != nil && s.x.Table.unsafe[t.Pos.File]:
-		refuse = what + " from a file writable by group or others are refused (chmod go-w " + t.Pos.File + ")"
-	}
-	if refuse != "" {
-		subject, msg := t.String(), refuse
-		if t.Pos.File != "" {
-			subject, msg = t.Pos.String(), t.String()+": "+refuse
-		}
-		n.Note = "error: " + refuse
-		s.fail(subject, msg)
-		return
-	}
-	s.emit(n, Final{Kind: t.Kind, Value: t.Value, Sender: sender, Pos: t.Pos})
+// seenKey identifies a final target: local parts compare exactly (a
+// local mailbox is lowercase already), domains without regard to case.
+type seenKey struct {
+	kind  Kind
+	value string
 }
 
 // emit adds a final target unless it was produced already.
 func (s *state) emit(n *Node, f Final) {
-	key := f.Kind.String() + ":" + f.Value
+	key := seenKey{f.Kind, f.Value}
 	if f.Kind == Address {
-		key = addrKey(f.Value, s.isLocal)
+		at := strings.LastIndexByte(f.Value, '@')
+		if d := f.Value[at+1:]; lower(d) != d {
+			key.value = f.Value[:at+1] + lower(d)
+		}
 	}
 	if s.seen[key] {
 		n.Note = joinNote(n.Note, "duplicate suppressed")
@@ -388,16 +416,6 @@ func (s *state) emit(n *Node, f Final) {
 	s.seen[key] = true
 	n.Note = joinNote(n.Note, "deliver")
 	s.res.Targets = append(s.res.Targets, f)
-}
-
-// addrKey is the duplicate key of an address: local addresses compare
-// case-insensitively (as alias names do), remote local parts exactly.
-func addrKey(a string, isLocal func(string) bool) string {
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 || isLocal(a[at+1:]) {
-		return "address:" + lower(a)
-	}
-	return "address:" + a[:at+1] + lower(a[at+1:])
 }
 
 func joinNote(a, b string) string {
@@ -415,18 +433,4 @@ func lower(s string) string {
 		}
 	}
 	return s
-}
-
-// Lines renders the result as `fanmail aliases expand` prints it: one
-// final target per line, then one "ERROR: SUBJECT: MESSAGE" line per
-// failure.
-func (r Result) Lines() []string {
-	out := make([]string, 0, len(r.Targets)+len(r.Failures))
-	for _, t := range r.Targets {
-		out = append(out, t.String())
-	}
-	for _, f := range r.Failures {
-		out = append(out, "ERROR: "+f.String())
-	}
-	return out
 }

@@ -1,386 +1,331 @@
 package aliases
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"unicode"
-	"unicode/utf8"
-
-	"fanmail/address"
 )
 
-// maxLine bounds one physical line, so a corrupt file cannot exhaust memory.
-const maxLine = 1 << 20
+// The file is read with sendmail 8.17's readaliases rules:
+//
+//   - A physical line ending in a backslash is joined to the next one,
+//     the backslash and newline removed; a line followed by one that
+//     starts with a blank or tab is joined to it. Both rules apply to
+//     every line, comments and blank lines included.
+//   - A logical line that is empty or starts with # is a comment. So an
+//     indented line after a comment is part of the comment (a warning
+//     says so), and an indented # line inside an entry is part of the
+//     entry's value, not a comment.
+//   - A logical line that starts with a blank is an error: after a blank
+//     line or at the start of the file, an indented line continues
+//     nothing.
+//   - NAME is what precedes the first colon; an empty value is an error.
+//
+// fanmail also reads CRLF files as LF files (sendmail keeps the CR), and
+// takes entries longer than sendmail's 8 KiB line buffer, which sendmail
+// refuses as "alias line too long".
 
-// Parse reads an aliases(5) file. It returns every entry that parsed and
-// every problem found; a bad entry or value is reported and skipped, the
-// rest of the file is still read. name labels positions (FILE:LINE).
-func Parse(r io.Reader, name string) ([]Entry, Problems) {
-	return parse(r, name, 0)
+// physical is one line of a file as read, without its line ending.
+type physical struct {
+	text string
+	n    int // line number, from 1
 }
 
-// parse is Parse with room for sizeHint entries made up front.
-func parse(r io.Reader, name string, sizeHint int) ([]Entry, Problems) {
-	var (
-		entries = make([]Entry, 0, sizeHint)
-		probs   Problems
-		cur     []string // the lines of the entry being gathered
-		start   int      // line of the entry being gathered; 0 = none
-		joinBS  bool     // previous line ended with a backslash
-	)
-	flush := func() {
-		if start > 0 {
-			text := cur[0]
-			if len(cur) > 1 {
-				text = strings.Join(cur, "")
-			}
-			if e, ok := parseEntry(text, Pos{name, start}, &probs); ok {
-				entries = append(entries, e)
-			}
-		}
-		cur = cur[:0]
-		start = 0
-	}
-	err := eachLine(r, func(n int, line string) {
-		cont := joinBS
-		joinBS = false
-		if strings.HasSuffix(line, `\`) && !strings.HasSuffix(line, `\\`) {
-			line, joinBS = line[:len(line)-1], true
-		}
-		switch {
-		case cont && start > 0:
-			cur = append(cur, line)
-		case strings.TrimSpace(line) == "":
-			// Blank lines neither end an entry nor count as one.
-		case line[0] == '#':
-			flush()
-		case line[0] == ' ' || line[0] == '\t':
-			if start == 0 {
-				probs = append(probs, Problem{Pos{name, n}, Error,
-					"non-continuation line starts with space (a comment or the start of the file ends an entry: remove the leading blanks or move the line up)"})
-				joinBS = false
-				return
-			}
-			cur = append(cur, " ", line)
-		default:
-			flush()
-			start = n
-			cur = append(cur, line)
-		}
-	})
-	flush()
-	if err != nil {
-		probs = append(probs, Problem{Pos{name, 0}, Error, fmt.Sprintf("read: %v", err)})
-	}
-	return entries, probs
+// logical is one logical line: physical lines joined by continuation.
+type logical struct {
+	text  string
+	first int   // line number of the first physical line
+	segs  []int // offsets in text where each joined physical line starts
+	lines []int // the line numbers of those physical lines
 }
 
-// ParseInclude reads an :include: file: comma-separated targets on any
-// number of lines, # comment lines and blank lines skipped.
-func ParseInclude(r io.Reader, name string) ([]Target, Problems) {
+// lineAt is the line number of the character at offset off.
+func (l *logical) lineAt(off int) int {
+	n := l.first
+	for i, s := range l.segs {
+		if s > off {
+			break
+		}
+		n = l.lines[i]
+	}
+	return n
+}
+
+// splitLines returns the physical lines of text, CR LF read as LF. The
+// lines share text's memory.
+func splitLines(text string) []physical {
+	lines := make([]physical, 0, strings.Count(text, "\n")+1)
+	for n := 1; text != ""; n++ {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		lines = append(lines, physical{strings.TrimSuffix(line, "\r"), n})
+	}
+	return lines
+}
+
+// continues reports whether the logical line ending with last goes on
+// with next: after a trailing backslash, or when next starts with a blank.
+func continues(last, next string) bool {
+	return strings.HasSuffix(last, `\`) || next != "" && (next[0] == ' ' || next[0] == '\t')
+}
+
+// join makes the logical line that starts at lines[i] into l (reusing
+// its slices) and returns the index of the line after it.
+func join(lines []physical, i int, l *logical, b *strings.Builder) int {
+	l.text, l.first = lines[i].text, lines[i].n
+	l.segs, l.lines = append(l.segs[:0], 0), append(l.lines[:0], lines[i].n)
+	if i+1 == len(lines) || !continues(l.text, lines[i+1].text) {
+		return i + 1 // the common case: nothing to copy
+	}
+	b.Reset()
+	last := lines[i].text
+	for ; i+1 < len(lines) && continues(last, lines[i+1].text); i++ {
+		if strings.HasSuffix(last, `\`) {
+			last = last[:len(last)-1]
+		}
+		b.WriteString(last)
+		last = lines[i+1].text
+		l.segs = append(l.segs, b.Len())
+		l.lines = append(l.lines, lines[i+1].n)
+	}
+	b.WriteString(last)
+	l.text = b.String()
+	return i + 1
+}
+
+// parsed is what reading one aliases file produced.
+type parsed struct {
+	entries []Entry
+	refused []Entry // names whose definition was refused (no targets)
+	probs   Problems
+}
+
+// parseFile reads an aliases file's content. localDomains is class w: a
+// name written NAME@DOMAIN is NAME when DOMAIN is local.
+func parseFile(data []byte, name string, localDomains []string) parsed {
 	var (
-		targets []Target
-		probs   Problems
+		p     parsed
+		l     logical
+		b     strings.Builder
+		lines = splitLines(string(data))
 	)
-	err := eachLine(r, func(n int, line string) {
-		s := strings.TrimSpace(line)
-		if s == "" || s[0] == '#' {
+	p.entries = make([]Entry, 0, len(lines))
+	for i := 0; i < len(lines); {
+		i = join(lines, i, &l, &b)
+		p.logicalLine(&l, name, localDomains)
+	}
+	return p
+}
+
+func (p *parsed) add(pos Pos, sev Severity, format string, args ...any) {
+	p.probs = append(p.probs, Problem{pos, sev, fmt.Sprintf(format, args...)})
+}
+
+func (p *parsed) logicalLine(l *logical, file string, localDomains []string) {
+	pos := Pos{file, l.first}
+	text := l.text
+	switch {
+	case text == "" || text[0] == '#':
+		// A comment swallows the indented lines after it, as in sendmail.
+		if text != "" {
+			for i, seg := range l.segs[1:] {
+				if strings.TrimSpace(text[seg:segEnd(l, i+1)]) != "" {
+					p.add(Pos{file, l.lines[i+1]}, Warning,
+						"line continues the comment above it (an indented line, or one after a backslash, joins the line before, as in sendmail), so it is ignored: remove the leading blanks, or the comment")
+					break
+				}
+			}
+		}
+		return
+	case text[0] == ' ' || text[0] == '\t':
+		// After a blank line, or at the start of the file.
+		at := l.first
+		for i, seg := range l.segs {
+			if strings.TrimSpace(text[seg:segEnd(l, i)]) != "" {
+				at = l.lines[i]
+				break
+			}
+			if at == l.first && seg < segEnd(l, i) {
+				at = l.lines[i] // a line of blanks, for want of better
+			}
+		}
+		if strings.TrimSpace(text) == "" {
+			p.add(Pos{file, at}, Warning, "line of blanks after a blank line (sendmail reports it as a non-continuation line): empty it")
 			return
 		}
-		targets = parseValues(s, Pos{name, n}, targets, &probs)
-	})
+		p.add(Pos{file, at}, Error,
+			"line starts with a blank but continues no entry (a blank line or the start of the file ends an entry): remove the leading blanks, or the blank line above it")
+		return
+	}
+	colon := strings.IndexByte(text, ':')
+	if colon < 0 {
+		p.add(pos, Error, "missing colon (write NAME: VALUE, ...)")
+		return
+	}
+	raw := text[:colon]
+	name, err := parseName(raw, localDomains)
 	if err != nil {
-		probs = append(probs, Problem{Pos{name, 0}, Error, fmt.Sprintf("read: %v", err)})
-	}
-	return targets, probs
-}
-
-// eachLine calls fn for each line of r, numbered from 1, without its
-// line ending (LF or CRLF).
-func eachLine(r io.Reader, fn func(n int, line string)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), maxLine)
-	n := 0
-	for sc.Scan() {
-		n++
-		fn(n, strings.TrimSuffix(sc.Text(), "\r"))
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("after line %d: %w", n, err)
-	}
-	return nil
-}
-
-// parseEntry parses one logical line "name: value, value".
-func parseEntry(s string, pos Pos, probs *Problems) (Entry, bool) {
-	bad := func(format string, args ...any) (Entry, bool) {
-		*probs = append(*probs, Problem{pos, Error, fmt.Sprintf(format, args...)})
-		return Entry{}, false
-	}
-	if !utf8.ValidString(s) {
-		return bad("invalid UTF-8 (save the file as UTF-8)")
-	}
-	var raw, rest string
-	if s[0] == '"' {
-		end := closingQuote(s)
-		if end < 0 {
-			return bad("unterminated quoted name (add the closing \")")
+		p.add(pos, Error, "illegal alias name %q: %v", strings.TrimSpace(raw), err)
+		if be := (*blankNameError)(nil); errors.As(err, &be) {
+			// sendmail would define the dotted name: expanding it is an
+			// error rather than a local mailbox.
+			p.refused = append(p.refused, Entry{Name: lower(be.reads), Pos: pos})
 		}
-		raw, rest = s[:end+1], strings.TrimLeft(s[end+1:], " \t")
-		if !strings.HasPrefix(rest, ":") {
-			return bad("missing colon after alias name %s (write NAME: VALUE, ...)", raw)
-		}
-		rest = rest[1:]
-	} else {
-		var ok bool
-		raw, rest, ok = strings.Cut(s, ":")
-		if !ok {
-			return bad("missing colon (write NAME: VALUE, ...)")
-		}
-		raw = strings.TrimRight(raw, " \t")
+		return
 	}
-	name, err := parseName(raw)
-	if err != nil {
-		return bad("illegal alias name %q: %v", raw, err)
-	}
-	e := Entry{Name: strings.ToLower(name), Pos: pos}
+	e := Entry{Name: lower(name), Pos: pos}
+	rest := text[colon+1:]
 	if strings.TrimSpace(rest) == "" {
-		return bad("missing value for alias %s (write at least one target after the colon)", quoteName(name))
+		p.add(pos, Error, "missing value for alias %s (write at least one target after the colon)", quoteName(name))
+		p.refused = append(p.refused, e)
+		return
 	}
-	before := len(*probs)
-	e.Targets = parseValues(rest, pos, nil, probs)
-	if len(e.Targets) == 0 && len(*probs) > before {
-		return Entry{}, false // the values' own errors say why
+	items, err := splitValues(nil, rest, func(off int) int { return l.lineAt(colon + 1 + off) })
+	if err != nil {
+		p.add(pos, Error, "alias %s: %v", quoteName(name), err)
+		p.refused = append(p.refused, e)
+		return
 	}
-	if len(e.Targets) == 0 {
-		return bad("no usable value for alias %s", quoteName(name))
+	bad := 0
+	for _, it := range items {
+		if strings.TrimSpace(it.text) == "" {
+			continue // sendmail skips empty values between commas
+		}
+		t, warn, err := parseTarget(it.text)
+		ipos := Pos{file, it.line}
+		if warn != "" {
+			p.add(ipos, Warning, "%s", warn)
+		}
+		switch {
+		case errors.Is(err, errNoAddress):
+			p.add(ipos, Warning, "%q holds no address, only a comment: it is skipped", strings.TrimSpace(it.text))
+			continue
+		case err != nil:
+			p.add(ipos, Error, "%v", err)
+			bad++
+			continue
+		}
+		t.Pos = ipos
+		e.Targets = append(e.Targets, t)
 	}
-	return e, true
+	switch {
+	case len(e.Targets) == 0 && bad > 0:
+		p.refused = append(p.refused, e) // the values' own errors say why
+	case len(e.Targets) == 0:
+		p.add(pos, Warning, "alias %s has no target: mail to it goes nowhere", quoteName(name))
+		p.entries = append(p.entries, e)
+	default:
+		p.entries = append(p.entries, e)
+	}
 }
 
-// parseName validates an alias name, a local part, and returns it unquoted.
-func parseName(raw string) (string, error) {
-	switch {
-	case raw == "":
+// segEnd is the end offset of segment i of l.
+func segEnd(l *logical, i int) int {
+	if i+1 < len(l.segs) {
+		return l.segs[i+1]
+	}
+	return len(l.text)
+}
+
+// blankNameError is a name with blanks, which sendmail reads with
+// BlankSub: "john doe" as john.doe.
+type blankNameError struct{ reads string }
+
+func (e *blankNameError) Error() string {
+	return fmt.Sprintf(`contains blanks (sendmail would read %q): quote it ("john doe": ...) or join the words with a dot`, e.reads)
+}
+
+// parseName reads an alias name as sendmail parses the left-hand side:
+// an address that must be local (a bare name, or NAME@DOMAIN with DOMAIN
+// in class w), with comments and <> allowed around it.
+func parseName(raw string, localDomains []string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
 		return "", fmt.Errorf("empty name (write NAME: VALUE, ...)")
-	case raw[0] != '"' && strings.ContainsAny(raw, " \t"):
-		return "", fmt.Errorf(`contains blanks (quote it: "john doe": ...)`)
-	case raw[0] != '"' && strings.Contains(raw, "@"):
-		return "", fmt.Errorf("has a domain: an alias name is a local part (write just the part before @)")
-	case raw[0] == '\\':
-		return "", fmt.Errorf(`starts with \ (a backslash is only meaningful on the right of the colon)`)
 	}
 	if simpleAtom(raw) {
 		return raw, nil
 	}
-	m, err := address.Parse(raw + "@alias.invalid")
-	if err != nil {
+	t, _, err := parseTarget(raw)
+	switch {
+	case errors.Is(err, errNoAddress):
+		return "", fmt.Errorf("empty name (write NAME: VALUE, ...)")
+	case err != nil:
+		if strings.Contains(err.Error(), "blanks inside an address") {
+			return "", &blankNameError{sendmailReads(raw)}
+		}
 		return "", err
+	case t.NoAlias || t.Kind != Local && t.Kind != Address:
+		return "", fmt.Errorf("a name is a local part: no \\, |, / or :include: on the left of the colon")
+	case t.Kind == Address:
+		at := strings.LastIndexByte(t.Value, '@')
+		if !inClass(t.Value[at+1:], localDomains) {
+			return "", fmt.Errorf("cannot alias non-local names: %s is not a local domain (write just the part before @)", t.Value[at+1:])
+		}
+		local := t.Value[:at]
+		if strings.HasPrefix(local, `"`) {
+			local = unescape(local[1 : len(local)-1])
+		}
+		return local, nil
 	}
-	return m.Local, nil
+	return t.Value, nil
 }
 
-// simpleAtom reports whether s is a short dot-atom of letters, digits
-// and . - _ +, the usual alias name, which needs no full parse.
-func simpleAtom(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '+':
-		case c == '.' && s[i-1] != '.':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// closingQuote returns the index of the quote ending the quoted string
-// at s[0], or -1.
-func closingQuote(s string) int {
-	for i := 1; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case '"':
-			return i
-		}
-	}
-	return -1
-}
-
-// parseValues splits a right-hand side at commas outside quotes, angle
-// brackets and (comments), and appends the targets to dst.
-func parseValues(s string, pos Pos, dst []Target, probs *Problems) []Target {
-	bad := func(format string, args ...any) {
-		*probs = append(*probs, Problem{pos, Error, fmt.Sprintf(format, args...)})
-	}
-	add := func(v string) {
-		v = strings.TrimSpace(v)
-		if v == "" {
-			return
-		}
-		t, err := parseTarget(v)
-		if err != nil {
-			bad("%v", err)
-			return
-		}
-		t.Pos = pos
-		dst = append(dst, t)
-	}
-	if !strings.ContainsAny(s, `"(<\`) {
-		// The common case, plain comma-separated values: no copying.
-		for v := range strings.SplitSeq(s, ",") {
-			add(v)
-		}
-		return dst
-	}
+// parseInclude reads an :include: file as sendmail's include() does: a
+// line that starts with # and an empty line are skipped, and every other
+// line is a comma-separated list of values (no continuation lines).
+func parseInclude(data []byte, name string) ([]Target, Problems) {
 	var (
-		item    strings.Builder
-		inQuote bool
-		angle   int
-		paren   int
+		p     parsed
+		items []item
+		lines = splitLines(string(data))
 	)
-	end := func() {
-		add(item.String())
-		item.Reset()
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' && i+1 < len(s) && paren == 0:
-			item.WriteByte(c)
-			i++
-			item.WriteByte(s[i])
-			continue
-		case inQuote:
-			inQuote = c != '"'
-		case paren > 0:
-			if c == '(' {
-				paren++
-			} else if c == ')' {
-				paren--
-			}
-			continue // comments are dropped
-		case c == '"':
-			inQuote = true
-		case c == '(':
-			paren++
-			continue
-		case c == '<':
-			angle++
-		case c == '>' && angle > 0:
-			angle--
-		case c == ',' && angle == 0:
-			end()
+	targets := make([]Target, 0, len(lines))
+	for _, l := range lines {
+		if l.text == "" || l.text[0] == '#' {
 			continue
 		}
-		item.WriteByte(c)
-	}
-	switch {
-	case inQuote:
-		bad("unterminated quoted string in %q (add the closing \")", strings.TrimSpace(item.String()))
-	case paren > 0:
-		bad("unterminated comment in %q (add the closing \")\")", strings.TrimSpace(item.String()))
-	default:
-		end()
-	}
-	return dst
-}
-
-// parseTarget classifies one value: \name, "quoted", |program, /file,
-// :include:path, local@domain or a local name.
-func parseTarget(v string) (Target, error) {
-	// "Full Name <addr>": only the address counts.
-	if i, j := strings.LastIndexByte(v, '<'), strings.LastIndexByte(v, '>'); i >= 0 && j > i && v[0] != '"' && v[0] != '|' {
-		v = strings.TrimSpace(v[i+1 : j])
-	}
-	if v == "" {
-		return Target{}, fmt.Errorf("empty <> (give the address inside <>)")
-	}
-	noAlias := false
-	if v[0] == '\\' {
-		noAlias, v = true, v[1:]
-		if v == "" {
-			return Target{}, fmt.Errorf(`lone \ (write \NAME to deliver to NAME without aliasing)`)
-		}
-	}
-	switch {
-	case v[0] == '"':
-		end := closingQuote(v)
-		if end < 0 {
-			return Target{}, fmt.Errorf("unterminated quoted string %s (add the closing \")", v)
-		}
-		inner := unescape(v[1:end])
-		if end == len(v)-1 && !noAlias {
-			if strings.HasPrefix(inner, "|") || strings.HasPrefix(inner, "/") {
-				return parseTarget(inner)
-			}
-		}
-	case noAlias:
-	case v[0] == '|':
-		cmd := strings.TrimSpace(v[1:])
-		if cmd == "" {
-			return Target{}, fmt.Errorf(`empty program after | (write |/path/to/program args, quoted if it contains a comma)`)
-		}
-		return Target{Kind: Program, Value: cmd}, nil
-	case v[0] == '/':
-		if strings.HasSuffix(v, "/") {
-			return Target{}, fmt.Errorf("file target %s is a directory (name a file to append to)", v)
-		}
-		return Target{Kind: File, Value: v}, nil
-	case len(v) >= 9 && strings.EqualFold(v[:9], ":include:"):
-		p := strings.TrimSpace(v[9:])
-		if p == "" {
-			return Target{}, fmt.Errorf("empty :include: path (write :include:/path/to/file)")
-		}
-		return Target{Kind: Include, Value: p}, nil
-	}
-	quotedOnly := v[0] == '"' && closingQuote(v) == len(v)-1
-	if quotedOnly || v[0] != '"' && !strings.Contains(v, "@") {
-		if simpleAtom(v) {
-			return Target{Kind: Local, Value: v, NoAlias: noAlias}, nil
-		}
-		m, err := address.Parse(v + "@alias.invalid")
+		n := l.n
+		var err error
+		items, err = splitValues(items[:0], l.text, func(int) int { return n })
 		if err != nil {
-			return Target{}, fmt.Errorf("bad local name %q: %v%s", v, err, hint(v))
+			p.add(Pos{name, l.n}, Error, "%v", err)
+			continue
 		}
-		return Target{Kind: Local, Value: m.Local, NoAlias: noAlias}, nil
+		for _, it := range items {
+			if strings.TrimSpace(it.text) == "" {
+				continue
+			}
+			t, warn, err := parseTarget(it.text)
+			pos := Pos{name, l.n}
+			if warn != "" {
+				p.add(pos, Warning, "%s", warn)
+			}
+			switch {
+			case errors.Is(err, errNoAddress):
+				continue
+			case err != nil:
+				p.add(pos, Error, "%v", err)
+				continue
+			}
+			t.Pos = pos
+			targets = append(targets, t)
+		}
 	}
-	m, err := address.Parse(v)
-	if err != nil {
-		return Target{}, fmt.Errorf("bad address %q: %v", v, err)
-	}
-	a := m.String()
-	if a[0] == '|' || a[0] == '/' {
-		a = `"` + m.Local + `"@` + m.Domain // else it would read as a program or file
-	}
-	return Target{Kind: Address, Value: a, NoAlias: noAlias}, nil
+	return targets, p.probs
 }
 
-// hint explains values from other programs' alias formats.
-func hint(v string) string {
-	if i := strings.IndexByte(v, ':'); i > 0 && !strings.ContainsFunc(v[:i], unicode.IsSpace) {
-		return " (fanmail knows names, addresses, :include:/path, |program and /file; " + v[:i+1] + " is not an aliases(5) target)"
-	}
-	return ""
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			i++
+// inClass reports whether domain is one of the local domains.
+func inClass(domain string, localDomains []string) bool {
+	domain = strings.TrimSuffix(domain, ".")
+	for _, d := range localDomains {
+		if strings.EqualFold(d, domain) {
+			return true
 		}
-		b.WriteByte(s[i])
 	}
-	return b.String()
+	return false
 }

@@ -44,33 +44,39 @@ func (p Pos) String() string {
 // :include: file.
 type Target struct {
 	Kind Kind
-	// Value is the name as written (unquoted) for Local, the normalized
-	// address for Address, the path for Include and File, and the command
-	// line without the "|" for Program.
+	// Value is the name as written (unquoted) for Local, the address as
+	// written (blanks, comments and <> removed) for Address, the path
+	// for Include and File, and the command line without the "|" for
+	// Program.
 	Value   string
 	NoAlias bool // written \name: deliver to the name, do not look it up
-	Pos     Pos
+	Pos     Pos  // the line the value starts on
 }
 
 // String returns the target as it would be written in an aliases file.
 func (t Target) String() string {
+	s := t.Value
 	switch t.Kind {
 	case Local:
-		s := quoteName(t.Value)
-		if t.NoAlias {
-			return `\` + s
-		}
-		return s
-	case Address:
-		if t.NoAlias {
-			return `\` + t.Value
-		}
+		s = quoteName(t.Value)
 	case Include:
 		return ":include:" + t.Value
 	case Program:
-		return "|" + t.Value
+		s = "|" + t.Value
+		if strings.ContainsAny(s, " \t,\"\\()<>") {
+			s = quote(s)
+		}
+		return s
+	case File:
+		if strings.ContainsAny(s, " \t,\"\\()<>") {
+			s = quote(s)
+		}
+		return s
 	}
-	return t.Value
+	if t.NoAlias {
+		return `\` + s
+	}
+	return s
 }
 
 // Entry is one alias: a name and its targets, in file order.
@@ -81,12 +87,14 @@ type Entry struct {
 }
 
 // Severity tells a warning (the entry is still used) from an error (the
-// entry or the value it concerns is dropped).
+// entry or the value it concerns is refused) and from a fatal problem
+// (the file could not be read, so none of it is used).
 type Severity uint8
 
 const (
 	Warning Severity = iota
 	Error
+	Fatal
 )
 
 // Problem is one thing wrong with an aliases or :include: file.
@@ -96,22 +104,35 @@ type Problem struct {
 	Msg      string
 }
 
+// String prints the problem as fanmail's diagnostics do:
+// "ERROR: FILE:LINE: message" or "WARNING: FILE:LINE: message".
 func (p Problem) String() string {
-	sev := "warning"
-	if p.Severity == Error {
-		sev = "error"
+	sev := "WARNING"
+	if p.Severity != Warning {
+		sev = "ERROR"
 	}
-	return fmt.Sprintf("%s: %s: %s", p.Pos, sev, p.Msg)
+	return fmt.Sprintf("%s: %s: %s", sev, p.Pos, p.Msg)
 }
 
 // Problems is a list of problems in file order.
 type Problems []Problem
 
-// Errors counts the problems of severity Error.
+// Errors counts the problems of severity Error or Fatal.
 func (ps Problems) Errors() int {
 	n := 0
 	for _, p := range ps {
-		if p.Severity == Error {
+		if p.Severity != Warning {
+			n++
+		}
+	}
+	return n
+}
+
+// Fatal counts the files that could not be read at all.
+func (ps Problems) Fatal() int {
+	n := 0
+	for _, p := range ps {
+		if p.Severity == Fatal {
 			n++
 		}
 	}
@@ -122,8 +143,22 @@ func (ps Problems) Errors() int {
 // anything else quoted as an RFC 5321 local part.
 func quoteName(s string) string {
 	q := strings.TrimSuffix(address.Mailbox{Local: s, Domain: "x"}.String(), "@x")
-	if q != "" && (q[0] == '|' || q[0] == '/') {
-		return `"` + q + `"`
+	if q != "" && (q[0] == '|' || q[0] == '/' || q[0] == '#' || q[0] == '\\' || strings.HasPrefix(strings.ToLower(q), ":include:")) {
+		return quote(s)
 	}
 	return q
+}
+
+// quote writes s as a quoted string.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
 }

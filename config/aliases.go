@@ -10,8 +10,10 @@ import (
 // Aliases configures sendmail-style aliases files.
 type Aliases struct {
 	Files []string `toml:"files"` // aliases(5) files, read in order; the only files whose |program and /file targets are honoured
-	// LocalDomains are the domains whose addresses are looked up as
-	// aliases; the first (default: hostname) qualifies bare local names.
+	// LocalDomains (default: hostname) are, with the hostname and
+	// localhost, the domains whose addresses are looked up as aliases
+	// (sendmail's class w, aliases.ClassW); the first qualifies owner
+	// addresses.
 	LocalDomains     []string `toml:"local_domains"`
 	MergeDuplicates  bool     `toml:"merge_duplicates"`   // join a name defined twice (sendmail -A) instead of last-wins
 	AllowIncludeExec bool     `toml:"allow_include_exec"` // honour |program and /file in :include: files

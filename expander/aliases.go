@@ -19,7 +19,7 @@ import (
 // AliasConfig is the aliases files a server serves and how.
 type AliasConfig struct {
 	Files            []string
-	LocalDomains     []string // the first qualifies bare names
+	LocalDomains     []string // class w (aliases.ClassW); the first qualifies bare names
 	Merge            bool     // join names defined twice (sendmail -A) instead of last-wins
 	AllowIncludeExec bool     // honour |program and /file from :include: files
 	Logger           *slog.Logger
@@ -29,8 +29,8 @@ type AliasConfig struct {
 }
 
 // Aliases holds the current alias table of a running server. A reload
-// builds a new table and swaps it in atomically; one that finds errors
-// keeps the previous table, so a half-edited file never takes effect.
+// builds a new table and swaps it in atomically; one that cannot read a
+// file keeps the previous table.
 type Aliases struct {
 	cfg   AliasConfig
 	log   *slog.Logger
@@ -55,9 +55,10 @@ func stampOf(path string) stamp {
 	return stamp{size: fi.Size(), mtime: fi.ModTime()}
 }
 
-// LoadAliases loads the files; any error in them is returned, naming
-// FILE:LINE, so a server refuses to start on a broken aliases file
-// rather than run without some of its aliases. Warnings are logged.
+// LoadAliases loads the files. A bad entry is logged with its FILE:LINE
+// and left out, and every other alias is served (as newaliases does);
+// only a file that cannot be read at all is an error, so a server does
+// not start without one of its aliases files. Warnings are logged.
 func LoadAliases(cfg AliasConfig) (*Aliases, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -69,8 +70,9 @@ func LoadAliases(cfg AliasConfig) (*Aliases, error) {
 	return a, nil
 }
 
-// Reload reads the files again. On errors the previous table stays in
-// use and every problem is logged with its file and line.
+// Reload reads the files again and logs every problem with its file and
+// line; bad entries are left out. When a file cannot be read at all the
+// previous table stays in use.
 func (a *Aliases) Reload() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -78,25 +80,28 @@ func (a *Aliases) Reload() error {
 	for i, f := range a.cfg.Files {
 		stamps[i] = stampOf(f)
 	}
-	t, probs := aliases.Load(aliases.LoadOptions{Merge: a.cfg.Merge}, a.cfg.Files...)
-	var errs []error
+	t, probs := aliases.Load(aliases.LoadOptions{Merge: a.cfg.Merge, LocalDomains: a.cfg.LocalDomains}, a.cfg.Files...)
+	var fatal []error
 	for _, p := range probs {
-		if p.Severity == aliases.Error {
-			errs = append(errs, errors.New(p.String()))
-			a.log.Error("aliases: "+p.String(), "file", p.Pos.File, "line", p.Pos.Line)
-		} else {
-			a.log.Warn("aliases: "+p.String(), "file", p.Pos.File, "line", p.Pos.Line)
+		switch p.Severity {
+		case aliases.Fatal:
+			fatal = append(fatal, fmt.Errorf("%s: %s", p.Pos, p.Msg))
+			a.log.Error("aliases: "+p.Pos.String()+": "+p.Msg, "file", p.Pos.File)
+		case aliases.Error:
+			a.log.Error("aliases: "+p.Pos.String()+": "+p.Msg, "file", p.Pos.File, "line", p.Pos.Line)
+		default:
+			a.log.Warn("aliases: "+p.Pos.String()+": "+p.Msg, "file", p.Pos.File, "line", p.Pos.Line)
 		}
 	}
 	a.stamps = stamps // a broken file is not retried until it changes again
-	if len(errs) > 0 {
+	if len(fatal) > 0 {
 		if a.table.Load() != nil {
-			a.log.Error("aliases reload failed; the previous table stays in use", "errors", len(errs))
+			a.log.Error("aliases reload failed; the previous table stays in use", "errors", len(fatal))
 		}
-		return fmt.Errorf("aliases: %w", errors.Join(errs...))
+		return fmt.Errorf("aliases: %w", errors.Join(fatal...))
 	}
 	a.table.Store(t)
-	a.log.Info("aliases loaded", "files", strings.Join(a.cfg.Files, ","), "aliases", t.Len())
+	a.log.Info("aliases loaded", "files", strings.Join(a.cfg.Files, ","), "aliases", t.Len(), "errors", probs.Errors())
 	if a.cfg.Lists != nil {
 		ls, err := a.cfg.Lists(context.Background())
 		if err != nil {
@@ -157,7 +162,7 @@ func (a *Aliases) isAlias(rcpt string) (string, bool) {
 	if !local {
 		return "", false
 	}
-	if _, ok := a.Table().Lookup(m.Local); !ok {
+	if !a.Table().Resolve(m.Local) { // user+detail, user+*, user
 		return "", false
 	}
 	return strings.ToLower(m.Local) + "@" + strings.ToLower(m.Domain), true

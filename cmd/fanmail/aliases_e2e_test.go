@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -102,25 +103,7 @@ func TestAliasReload(t *testing.T) {
 	t.Parallel()
 	w := newAliasWorld(t)
 	p := startFanmail(t, w.cfg)
-	accepts := func(rcpt string) bool {
-		c, err := smtp.Dial(p.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Hello("client.test"); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Mail("poster@example.org", nil); err != nil {
-			t.Fatal(err)
-		}
-		err = c.Rcpt(rcpt, nil)
-		var se *smtp.SMTPError
-		if err != nil && !(errors.As(err, &se) && se.Code == 550) {
-			t.Fatalf("RCPT %s: %v", rcpt, err)
-		}
-		return err == nil
-	}
+	accepts := func(rcpt string) bool { return rcptAccepted(t, p.addr, rcpt) }
 	waitAccepts := func(rcpt string, want bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -139,24 +122,123 @@ func TestAliasReload(t *testing.T) {
 	writeFile(t, filepath.Dir(w.file), filepath.Base(w.file), string(orig)+"late: late@d00.test\n")
 	waitAccepts("late@fanmail.test", true) // noticed by the file watch
 
-	// A broken edit: the old table, "late" included, stays in use.
-	writeFile(t, filepath.Dir(w.file), filepath.Base(w.file), string(orig)+"late: late@d00.test\nbroken line without a colon\n")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.log.String(), "aliases reload failed") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	// An edit with a bad line: the line is logged with FILE:LINE, and
+	// every other alias, the new one included, is served.
+	writeFile(t, filepath.Dir(w.file), filepath.Base(w.file), string(orig)+"broken line without a colon\nlater: later@d00.test\n")
+	waitAccepts("later@fanmail.test", true)
+	if !waitLog(p, w.file+":6: missing colon") {
+		t.Errorf("the reload did not log the bad line's FILE:LINE:\n%s", p.log.String())
 	}
-	if !strings.Contains(p.log.String(), w.file+":7:") {
-		t.Errorf("the failed reload did not log FILE:LINE:\n%s", p.log.String())
+	if accepts("late@fanmail.test") || !accepts("everyone@fanmail.test") {
+		t.Errorf("the reloaded table is not what the file says")
 	}
-	if !accepts("late@fanmail.test") || !accepts("everyone@fanmail.test") {
-		t.Errorf("a failed reload dropped the previous table")
+
+	// A file that cannot be read at all: the previous table stays.
+	if err := os.Rename(w.file, w.file+".away"); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(p, "aliases reload failed")
+	if !accepts("later@fanmail.test") || !accepts("everyone@fanmail.test") {
+		t.Errorf("a reload that could not read the file dropped the previous table\n%s", p.log.String())
 	}
 
 	// SIGHUP reloads at once, as newaliases does for sendmail.
+	os.Remove(w.file + ".away")
 	writeFile(t, filepath.Dir(w.file), filepath.Base(w.file), string(orig))
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitAccepts("late@fanmail.test", false)
+	waitAccepts("later@fanmail.test", false)
 	p.stop(t)
+}
+
+// waitLog waits up to 10s for the server to log s.
+func waitLog(p *proc, s string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log.String(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// rcptAccepted reports whether the server at addr takes RCPT TO:<rcpt>
+// (a 550 is a refusal; anything else is a failure).
+func rcptAccepted(t *testing.T, addr, rcpt string) bool {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("poster@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Rcpt(rcpt, nil)
+	var se *smtp.SMTPError
+	if err != nil && !(errors.As(err, &se) && se.Code == 550) {
+		t.Fatalf("RCPT %s: %v", rcpt, err)
+	}
+	return err == nil
+}
+
+// TestAliasBadLineServesTheRest: a server started with an aliases file
+// that has a bad line logs that line with FILE:LINE and serves every
+// other alias, at every address of class w and with +detail; `aliases
+// check` lists the line and exits 1.
+func TestAliasBadLineServesTheRest(t *testing.T) {
+	t.Parallel()
+	domains := testDomains(1)
+	n := newFakeNet(t, domains, nil)
+	dir := t.TempDir()
+	file := writeFile(t, dir, "aliases", "# migrated from sendmail\n"+
+		"first: f1@d00.test\n"+
+		"team: alice bob carol@d00.test\n"+
+		"last: \"Last L\" <l1@d00.test>\n")
+	// Host name fanmail.test: class w is lists.test, fanmail.test, localhost.
+	runAs := "" // as root, programs must run as someone else
+	if os.Geteuid() == 0 {
+		runAs = `program_user = "nobody"`
+	}
+	cfg := n.writeConfig(t, filepath.Join(dir, "data"), fmt.Sprintf("[aliases]\nfiles = [%q]\nlocal_domains = [\"lists.test\"]\n%s\n", file, runAs))
+	p := startFanmail(t, cfg)
+	if !waitLog(p, file+`:3: \"alice bob carol@d00.test\": blanks inside an address`) {
+		t.Errorf("the bad line is not logged with FILE:LINE:\n%s", p.log.String())
+	}
+	for rcpt, want := range map[string]bool{
+		"first@lists.test":       true,
+		"Last@FANMAIL.TEST":      true,
+		"last@localhost":         true,
+		"first+tag@lists.test":   true,
+		"team@lists.test":        false,
+		"first@other.lists.test": false,
+	} {
+		if got := rcptAccepted(t, p.addr, rcpt); got != want {
+			t.Errorf("RCPT %s accepted=%v, want %v", rcpt, got, want)
+		}
+	}
+	postTo(t, p.addr, "poster@example.org", "last+news@lists.test", e2ePost)
+	n.waitDelivered(t, 1, 30*time.Second, p)
+	n.wantEachOnce(t, []string{"l1@d00.test"})
+	p.stop(t)
+
+	cmd := exec.Command(fanmailBinary(t), "--config", cfg, "aliases", "check", file)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("aliases check: %v, want exit status 1", err)
+	}
+	if want := file + ": 2 aliases, 1 error, 0 warnings\n"; stdout.String() != want {
+		t.Errorf("aliases check stdout %q, want %q", stdout.String(), want)
+	}
+	if want := "ERROR: " + file + `:3: "alice bob carol@d00.test": blanks inside an address (sendmail would read "alice.bob.carol@d00.test"): separate addresses with commas, or quote a name that has blanks` + "\n"; stderr.String() != want {
+		t.Errorf("aliases check stderr %q, want %q", stderr.String(), want)
+	}
 }

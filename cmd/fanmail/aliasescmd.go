@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
+	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
 	"fanmail/aliases"
@@ -25,14 +27,14 @@ func aliasesCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:      "check",
-				Usage:     "validate aliases files like newaliases: print every problem and the entry count",
+				Usage:     "validate aliases files like newaliases: the entry count on stdout, every problem on stderr",
 				ArgsUsage: "FILE...",
 				Flags:     []cli.Flag{merge},
 				Action:    aliasesCheck,
 			},
 			{
 				Name:      "expand",
-				Usage:     "print the final targets of addresses, like sendmail -bv",
+				Usage:     "print the final targets of addresses like sendmail -bv (stdout), and every problem (stderr)",
 				ArgsUsage: "ADDRESS...",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "aliases", Usage: "aliases `FILE` (repeatable; default: aliases.files of the config)"},
@@ -48,54 +50,65 @@ func aliasesCommand() *cli.Command {
 }
 
 func aliasesCheck(c *cli.Context) error {
-	if c.NArg() == 0 {
+	opts, files, err := parseLate(c)
+	if err != nil {
+		return fmt.Errorf("aliases check: %w", err)
+	}
+	if len(files) == 0 {
 		return fmt.Errorf("aliases check: give one or more aliases FILEs")
 	}
-	table, probs := aliases.Load(aliases.LoadOptions{Merge: c.Bool("merge")}, c.Args().Slice()...)
-	w := c.App.Writer
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	w := aliases.ClassW(cfg.Hostname, cfg.Aliases.LocalDomains...)
+	table, probs := aliases.Load(aliases.LoadOptions{Merge: opts.bool("merge"), LocalDomains: w}, files...)
 	for _, p := range probs {
-		fmt.Fprintln(w, p)
+		fmt.Fprintln(c.App.ErrWriter, p)
 	}
 	nerr := probs.Errors()
-	fmt.Fprintf(w, "%s: %s, %s, %s\n", strings.Join(c.Args().Slice(), ", "),
+	fmt.Fprintf(c.App.Writer, "%s: %s, %s, %s\n", strings.Join(files, ", "),
 		plural(table.Len(), "alias", "aliases"), plural(nerr, "error", "errors"), plural(len(probs)-nerr, "warning", "warnings"))
 	if nerr > 0 {
-		return fmt.Errorf("aliases check: %s (fix the lines named above)", plural(nerr, "error", "errors"))
+		return failed(c, fmt.Sprintf("aliases check: %s (fix the lines named above)", plural(nerr, "error", "errors")))
 	}
 	return nil
 }
 
+// aliasesExpand prints on stdout what `sendmail -bv` prints, normalised:
+// one target per line (a local mailbox by its bare name, an address as
+// written, |program, /file), and on stderr every problem of the files
+// and every expansion error, as "ERROR: SUBJECT: message" or
+// "WARNING: FILE:LINE: message".
 func aliasesExpand(c *cli.Context) error {
-	if c.NArg() == 0 {
+	opts, addrs, err := parseLate(c)
+	if err != nil {
+		return fmt.Errorf("aliases expand: %w", err)
+	}
+	if len(addrs) == 0 {
 		return fmt.Errorf("aliases expand: give one or more ADDRESSes")
 	}
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
 	}
-	files := c.StringSlice("aliases")
+	files := opts.strings("aliases")
 	if len(files) == 0 {
 		files = cfg.Aliases.Files
 	}
-	domains := c.StringSlice("local-domain")
+	domains := opts.strings("local-domain")
 	if len(domains) == 0 {
 		domains = cfg.Aliases.LocalDomains
 	}
-	table, probs := aliases.Load(aliases.LoadOptions{Merge: c.Bool("merge") || cfg.Aliases.MergeDuplicates}, files...)
-	bw := bufio.NewWriter(c.App.Writer) // one line per target: 50,000 writes otherwise
-	defer bw.Flush()
-	w := bw
+	w := aliases.ClassW(cfg.Hostname, domains...)
+	table, probs := aliases.Load(aliases.LoadOptions{Merge: opts.bool("merge") || cfg.Aliases.MergeDuplicates, LocalDomains: w}, files...)
 	for _, p := range probs {
-		if p.Severity == aliases.Error {
-			fmt.Fprintf(w, "ERROR: %s: %s\n", p.Pos, p.Msg)
-		} else {
-			fmt.Fprintln(c.App.ErrWriter, p)
-		}
+		fmt.Fprintln(c.App.ErrWriter, p)
 	}
 	x := &aliases.Expander{
 		Table:            table,
-		LocalDomains:     domains,
-		AllowIncludeExec: c.Bool("allow-include-exec") || cfg.Aliases.AllowIncludeExec,
+		LocalDomains:     w,
+		AllowIncludeExec: opts.bool("allow-include-exec") || cfg.Aliases.AllowIncludeExec,
 	}
 	// Lists are consulted only when a store exists: expand must not
 	// create one as a side effect.
@@ -107,24 +120,117 @@ func aliasesExpand(c *cli.Context) error {
 		defer store.Close()
 		x.Lists = storeLists{store}
 	}
-	res, err := x.Expand(c.Context, c.Args().Slice()...)
+	res, err := x.Expand(c.Context, addrs...)
 	if err != nil {
 		return err
 	}
+	bw := bufio.NewWriter(c.App.Writer) // one line per target: 50,000 writes otherwise
 	for _, line := range res.Lines() {
-		fmt.Fprintln(w, line)
+		fmt.Fprintln(bw, line)
 	}
-	if c.Bool("explain") {
+	if opts.bool("explain") {
 		spool, err := cfg.Spool(nil)
 		if err != nil {
 			return err
 		}
-		explain(w, res, queuegroups.NewRouter(spool))
+		explain(bw, res, queuegroups.NewRouter(spool))
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	for _, f := range res.Failures {
+		fmt.Fprintln(c.App.ErrWriter, "ERROR: "+f.String())
 	}
 	if n := probs.Errors() + len(res.Failures); n > 0 {
-		return fmt.Errorf("aliases expand: %s (see the ERROR lines)", plural(n, "error", "errors"))
+		return failed(c, fmt.Sprintf("aliases expand: %s (see the ERROR lines)", plural(n, "error", "errors")))
 	}
 	return nil
+}
+
+// failed ends a command that found errors with exit status 1. The
+// summary msg is printed only when stderr is a terminal: a script
+// reading stderr gets the ERROR and WARNING lines alone.
+func failed(c *cli.Context, msg string) error {
+	if f, ok := c.App.ErrWriter.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		return errors.New(msg)
+	}
+	return cli.Exit("", 1)
+}
+
+// lateFlags holds the options of a command given anywhere on its line.
+type lateFlags struct {
+	c       *cli.Context
+	bools   map[string]bool
+	strs    map[string][]string
+	present map[string]bool
+}
+
+// parseLate returns the command's arguments with its options taken out
+// wherever they are: urfave/cli stops reading options at the first
+// argument, but "aliases expand staff --explain" is as natural as the
+// other order. After "--" everything is an argument.
+func parseLate(c *cli.Context) (lateFlags, []string, error) {
+	l := lateFlags{c: c, bools: map[string]bool{}, strs: map[string][]string{}, present: map[string]bool{}}
+	in := c.Args().Slice()
+	var args []string
+	for i := 0; i < len(in); i++ {
+		arg := in[i]
+		if arg == "--" {
+			return l, append(args, in[i+1:]...), nil
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			args = append(args, arg)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		switch f := lookupFlag(c.Command.Flags, name).(type) {
+		case *cli.BoolFlag:
+			v := true
+			if hasValue {
+				var err error
+				if v, err = strconv.ParseBool(value); err != nil {
+					return l, nil, fmt.Errorf("option %s: %q is not true or false", arg, value)
+				}
+			}
+			l.bools[f.Name], l.present[f.Name] = v, true
+		case *cli.StringSliceFlag:
+			if !hasValue {
+				if i+1 == len(in) {
+					return l, nil, fmt.Errorf("option %s needs a value", arg)
+				}
+				i++
+				value = in[i]
+			}
+			l.strs[f.Name] = append(l.strs[f.Name], value)
+		default:
+			return l, nil, fmt.Errorf("unknown option %s (put \"--\" before an address that starts with -)", arg)
+		}
+	}
+	return l, args, nil
+}
+
+func lookupFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// bool is the option's value, wherever it was given (a late one wins).
+func (l lateFlags) bool(name string) bool {
+	if l.present[name] {
+		return l.bools[name]
+	}
+	return l.c.Bool(name)
+}
+
+// strings is every value of a repeatable option, in order.
+func (l lateFlags) strings(name string) []string {
+	return append(l.c.StringSlice(name), l.strs[name]...)
 }
 
 // storeLists lets expansion reach lists in the SQLite store.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"fanmail/aliases"
 	"fanmail/delivery"
 	"fanmail/delivery/local"
 	"fanmail/expander"
@@ -85,7 +86,7 @@ func runServe(c *cli.Context) error {
 	var aliasTable *expander.Aliases
 	if len(cfg.Aliases.Files) > 0 {
 		aliasTable, err = expander.LoadAliases(expander.AliasConfig{
-			Files: cfg.Aliases.Files, LocalDomains: cfg.Aliases.LocalDomains,
+			Files: cfg.Aliases.Files, LocalDomains: aliases.ClassW(cfg.Hostname, cfg.Aliases.LocalDomains...),
 			Merge: cfg.Aliases.MergeDuplicates, AllowIncludeExec: cfg.Aliases.AllowIncludeExec,
 			Logger: log, Lists: store.Lists,
 		})
