@@ -72,6 +72,13 @@ func TestAppendFile(t *testing.T) {
 	}
 }
 
+func TestAppendFileDevNull(t *testing.T) {
+	res := AppendFile(context.Background(), "/dev/null", Request{Message: strings.NewReader(msg)}, now, time.Second)
+	if res.Status != Delivered || !strings.Contains(res.Reason, "discarded") {
+		t.Errorf("/dev/null: %+v", res)
+	}
+}
+
 type failingReader struct{ n int }
 
 func (r *failingReader) Read(p []byte) (int, error) {

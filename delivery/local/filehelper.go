@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
@@ -54,9 +55,19 @@ const (
 // timeout bounds the wait for the locks; the child as a whole gets as
 // long again (at least 30s more) for the write, then is stopped with
 // SIGTERM, on which it truncates what it wrote, and killed 5s later.
+// /dev/null, as in sendmail, is accepted without a helper.
 func AppendFile(ctx context.Context, path string, req Request, now time.Time, timeout time.Duration) Result {
 	if !filepath.IsAbs(path) {
 		return Result{Status: Failed, Reason: fmt.Sprintf("file %s: not an absolute path", path)}
+	}
+	if filepath.Clean(path) == os.DevNull {
+		// As in sendmail, the one special file always accepted: the
+		// usual way to discard an alias's mail.
+		_, err := io.Copy(io.Discard, &sourceReader{ctx: ctx, r: req.Message})
+		if err != nil {
+			return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: read message: %v", path, err)}
+		}
+		return Result{Status: Delivered, Reason: "discarded (" + os.DevNull + ")"}
 	}
 	if timeout <= 0 {
 		timeout = time.Minute
