@@ -19,7 +19,7 @@ import (
 func RunAs(name string, euid int) (*Credentials, error) {
 	if name == "" {
 		if euid == 0 {
-			return nil, fmt.Errorf("refusing to run |program and /file targets as root: set aliases.program_user to an unprivileged user")
+			return nil, fmt.Errorf("refusing to run |program targets as root, or to write /file targets as root: set aliases.program_user to an unprivileged user")
 		}
 		return nil, nil
 	}
