@@ -67,8 +67,8 @@ type Request struct {
 	Message   io.Reader // the message, CRLF or LF line endings
 	Sender    string    // envelope sender; "" = the null sender
 	Recipient string    // the alias the target came from, for $RECIPIENT
-	// Cred, when set, is who programs run as and who owns files created
-	// for /file targets. nil: the server's own user.
+	// Cred, when set, is who the |program and the /file helper run as,
+	// so it owns files they create. nil: the server's own user.
 	Cred *Credentials
 }
 
