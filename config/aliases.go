@@ -17,7 +17,7 @@ type Aliases struct {
 	LocalDomains     []string `toml:"local_domains"`
 	MergeDuplicates  bool     `toml:"merge_duplicates"`   // join a name defined twice (sendmail -A) instead of last-wins
 	AllowIncludeExec bool     `toml:"allow_include_exec"` // honour |program and /file in :include: files
-	ProgramUser      string   `toml:"program_user"`       // user |programs run as; required when fanmail runs as root
+	ProgramUser      string   `toml:"program_user"`       // user |program and /file targets run as; required when fanmail runs as root
 	ProgramTimeout   Duration `toml:"program_timeout"`    // kill a |program after this and defer
 }
 

@@ -1,11 +1,13 @@
 package delivery
 
 import (
+	"bufio"
 	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/textproto"
@@ -239,7 +241,7 @@ func (c *conn) flush(name string) error {
 // is closing the connection (RFC 5321 §3.8), so it is not reused.
 func (c *conn) readReply(name string, timeout time.Duration) (int, string, error) {
 	_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
-	code, msg, err := c.tp.ReadResponse(0)
+	code, msg, err := readResponse(c.tp.R)
 	if err != nil {
 		c.broken = true
 		var pe textproto.ProtocolError
@@ -296,4 +298,112 @@ func (c *conn) quit() {
 		_ = c.flush("QUIT")
 	}
 	c.nc.Close()
+}
+
+// Bounds on one reply, so that a server cannot make the client hold more
+// than maxReplyLines*maxReplyLine bytes (400 KiB) for it. RFC 5321
+// §4.5.3.1.5 allows 512 octets per reply line and sets no limit on the
+// lines of a reply; real servers stay far below both, so the slack is
+// generous. A reply over either bound is a protocol error: the
+// connection is closed and the delivery deferred (4.5.0) like any other
+// broken dialogue, and the next MX is tried.
+const (
+	maxReplyLine  = 4096 // octets per reply line, CRLF not counted
+	maxReplyLines = 100  // lines per reply
+)
+
+// readResponse reads one reply as textproto's ReadResponse does (the
+// text of each line after the code, joined with "\n"), within the bounds
+// above. As there, a continuation line with another code or no code is
+// kept as text; a first line without a code is an error.
+func readResponse(r *bufio.Reader) (code int, msg string, err error) {
+	line, err := readReplyLine(r)
+	if err != nil {
+		return 0, "", err
+	}
+	code, more, text, ok := parseReplyLine(line)
+	if !ok {
+		return 0, "", textproto.ProtocolError("malformed reply line: " + printable(line))
+	}
+	if !more {
+		return code, text, nil
+	}
+	var b strings.Builder
+	b.WriteString(text)
+	for n := 1; more; n++ {
+		if n == maxReplyLines {
+			return 0, "", textproto.ProtocolError(fmt.Sprintf("reply longer than %d lines", maxReplyLines))
+		}
+		if line, err = readReplyLine(r); err != nil {
+			return 0, "", err
+		}
+		code2, more2, text2, ok := parseReplyLine(line)
+		if !ok || code2 != code {
+			text2, more2 = strings.TrimRight(string(line), "\r\n"), true
+		}
+		b.WriteByte('\n')
+		b.WriteString(text2)
+		more = more2
+	}
+	return code, b.String(), nil
+}
+
+// readReplyLine reads one line without its line ending, refusing one
+// longer than maxReplyLine before it has read more than that.
+func readReplyLine(r *bufio.Reader) ([]byte, error) {
+	var long []byte // only for a line longer than the reader's buffer
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(long)+len(chunk) > maxReplyLine+2 {
+			return nil, textproto.ProtocolError(fmt.Sprintf("reply line longer than %d octets", maxReplyLine))
+		}
+		switch {
+		case err == nil && long == nil:
+			return trimEOL(chunk), nil
+		case err == nil:
+			return trimEOL(append(long, chunk...)), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			long = append(long, chunk...)
+		default:
+			if err == io.EOF && len(long)+len(chunk) > 0 {
+				err = io.ErrUnexpectedEOF // cut inside a line
+			}
+			return nil, err
+		}
+	}
+}
+
+func trimEOL(b []byte) []byte {
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// parseReplyLine splits "250-text", "250 text" or "250" (RFC 5321
+// §4.2: Reply-code [ SP textstring ] on the last line).
+func parseReplyLine(line []byte) (code int, more bool, text string, ok bool) {
+	if len(line) < 3 || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
+		return 0, false, "", false
+	}
+	for _, d := range line[:3] {
+		if d < '0' || d > '9' {
+			return 0, false, "", false
+		}
+		code = code*10 + int(d-'0')
+	}
+	if len(line) == 3 {
+		return code, false, "", true
+	}
+	return code, line[3] == '-', string(line[4:]), true
+}
+
+// printable is a short, safe rendering of a line from the network for
+// an error message.
+func printable(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return strconv.QuoteToASCII(string(b))
 }

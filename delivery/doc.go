@@ -12,7 +12,10 @@
 //     TCP retry on truncation, a timeout per query): null MX (RFC 7505)
 //     and NXDOMAIN fail every recipient at once, other DNS trouble defers
 //     them; no MX means the domain itself (implicit MX). Nothing else is
-//     looked up (nocanonify).
+//     looked up (nocanonify). Queries leave from random ports of rotating
+//     sockets with random IDs, answers must match ID, question and server
+//     address, and glue is taken only in the answer's bailiwick
+//     (resolver_udp.go, storeAdditional).
 //  3. The MX group: domains whose MX host sets are equal share one budget
 //     (one provider hosts many domains). Its limits come from Config,
 //     overridden by the first Destination whose pattern matches the domain
@@ -37,6 +40,10 @@
 //     any of them reaches an MX of every domain in the group, and keeping
 //     them in the group's budget is what lets MaxConns hold as measured
 //     at the server (idle connections count).
+//
+// Replies are read within 4096 octets per line and 100 lines per reply
+// (maxReplyLine, maxReplyLines); a server going past either is a broken
+// dialogue: connection closed, recipients deferred with 4.5.0, next MX.
 //
 // Status follows the reply class: 2xx Delivered, 4xx Deferred, 5xx Failed;
 // anything that is not a definite answer is Deferred. A 421 or a lost

@@ -39,6 +39,9 @@ func (a *Agent) deliverLocal(ctx context.Context, env Envelope) []Result {
 		default:
 			r.Status, r.Enhanced = Failed, "5.3.0"
 		}
+		if lr.Enhanced != "" {
+			r.Enhanced = lr.Enhanced
+		}
 		results[i] = r
 		a.log.LogAttrs(ctx, slog.LevelInfo, "delivery",
 			slog.String("qid", env.QueueID), slog.String("rcpt", rcpt), slog.String("domain", LocalDomain),

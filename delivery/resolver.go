@@ -53,14 +53,14 @@ type Resolver struct {
 	mu    sync.Mutex
 	cache map[cacheKey]cacheEntry
 
-	udpMu   sync.Mutex
-	udpIdle map[string][]*dns.Conn // sockets to each server, free for a query
+	// UDP sockets to each server (resolver_udp.go), and when to retire
+	// one; tests lower the limits.
+	udpMu          sync.Mutex
+	udp            map[string]*udpPool
+	udpMaxQueries  int
+	udpMaxAge      time.Duration
+	portLo, portHi int // the range random source ports are drawn from
 }
-
-// maxIdleUDP bounds the sockets kept per server between queries: enough
-// for a burst of lookups at the start of a fan-out without a new socket
-// (socket, connect, close: most of a query's cost on loopback) each.
-const maxIdleUDP = 32
 
 type cacheKey struct {
 	name  string // lowercase FQDN
@@ -84,11 +84,16 @@ func NewResolver(servers []string, timeout time.Duration) (*Resolver, error) {
 	if timeout <= 0 {
 		return nil, fmt.Errorf("resolver: timeout %v must be positive", timeout)
 	}
+	lo, hi := portRange()
 	return &Resolver{
-		servers: slices.Clone(servers),
-		timeout: timeout,
-		now:     time.Now,
-		cache:   make(map[cacheKey]cacheEntry),
+		servers:       slices.Clone(servers),
+		timeout:       timeout,
+		now:           time.Now,
+		cache:         make(map[cacheKey]cacheEntry),
+		udpMaxQueries: udpMaxQueries,
+		udpMaxAge:     udpMaxAge,
+		portLo:        lo,
+		portHi:        hi,
 	}, nil
 }
 
@@ -241,24 +246,25 @@ func (r *Resolver) query(ctx context.Context, key cacheKey) (cacheEntry, error) 
 	return cacheEntry{}, fmt.Errorf("lookup %s %s: %w", key.name, dns.TypeToString[key.qtype], lastErr)
 }
 
-// exchange sends one query over UDP, retries over TCP if the answer was
-// truncated, and accepts only NOERROR and NXDOMAIN.
+// exchange sends one query (a fresh random ID: SetQuestion draws it from
+// crypto/rand) over UDP, retries over TCP if the answer was truncated,
+// and accepts only NOERROR and NXDOMAIN.
 func (r *Resolver) exchange(ctx context.Context, key cacheKey, server string) (*dns.Msg, error) {
 	req := new(dns.Msg)
 	req.SetQuestion(key.name, key.qtype)
 	req.SetEdns0(ednsUDPSize, false)
 	var msg *dns.Msg
 	for _, network := range []string{"udp", "tcp"} {
-		qctx, cancel := context.WithTimeout(ctx, r.timeout)
-		c := &dns.Client{Net: network, Timeout: r.timeout, UDPSize: ednsUDPSize}
 		var m *dns.Msg
 		var err error
 		if network == "udp" {
-			m, err = r.exchangeUDP(qctx, c, req, server)
+			m, err = r.exchangeUDP(req, server, time.Now().Add(r.timeout))
 		} else {
+			qctx, cancel := context.WithTimeout(ctx, r.timeout)
+			c := &dns.Client{Net: "tcp", Timeout: r.timeout}
 			m, _, err = c.ExchangeContext(qctx, req, server)
+			cancel()
 		}
-		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("%s via %s: %w", server, network, err)
 		}
@@ -279,63 +285,21 @@ func (r *Resolver) exchange(ctx context.Context, key cacheKey, server string) (*
 	return msg, nil
 }
 
-// exchangeUDP sends req over a UDP socket to server kept from an earlier
-// query, or a new one. A socket is used by one query at a time; replies
-// with another ID (late answers to a query that timed out) are skipped by
-// the client, and a socket that saw an error is closed, not reused.
-func (r *Resolver) exchangeUDP(ctx context.Context, c *dns.Client, req *dns.Msg, server string) (*dns.Msg, error) {
-	r.udpMu.Lock()
-	var co *dns.Conn
-	if idle := r.udpIdle[server]; len(idle) > 0 {
-		co = idle[len(idle)-1]
-		r.udpIdle[server] = idle[:len(idle)-1]
-	}
-	r.udpMu.Unlock()
-	if co == nil {
-		var err error
-		if co, err = c.DialContext(ctx, server); err != nil {
-			return nil, err
-		}
-	}
-	m, _, err := c.ExchangeWithConnContext(ctx, req, co)
-	if err != nil {
-		co.Close()
-		return nil, err
-	}
-	r.udpMu.Lock()
-	if r.udpIdle == nil {
-		r.udpIdle = map[string][]*dns.Conn{}
-	}
-	if len(r.udpIdle[server]) < maxIdleUDP {
-		r.udpIdle[server] = append(r.udpIdle[server], co)
-		co = nil
-	}
-	r.udpMu.Unlock()
-	if co != nil {
-		co.Close()
-	}
-	return m, nil
-}
-
-// closeIdle closes the sockets kept for later queries.
-func (r *Resolver) closeIdle() {
-	r.udpMu.Lock()
-	defer r.udpMu.Unlock()
-	for server, idle := range r.udpIdle {
-		for _, co := range idle {
-			co.Close()
-		}
-		delete(r.udpIdle, server)
-	}
-}
+// maxCNAMEs bounds the CNAME chain followed in an answer.
+const maxCNAMEs = 8
 
 // parse turns a NOERROR or NXDOMAIN answer into a cache entry and its TTL.
-// Records of the asked type are taken whatever their owner, which follows
-// the CNAME chain a recursive server puts in the answer.
+// Records of the asked type are taken only for the question's name and
+// the names the CNAME chain in the answer leads to from it (as a
+// recursive server sends them), so an answer cannot slip in records for
+// names nobody asked about.
 func (r *Resolver) parse(key cacheKey, msg *dns.Msg) (cacheEntry, time.Duration) {
 	var e cacheEntry
-	var ttl uint32 = uint32(maxTTL / time.Second)
+	owners, ttl := cnameChain(key.name, msg.Answer)
 	for _, rr := range msg.Answer {
+		if !owners[strings.ToLower(rr.Header().Name)] {
+			continue
+		}
 		switch rr := rr.(type) {
 		case *dns.MX:
 			if key.qtype == dns.TypeMX {
@@ -350,8 +314,6 @@ func (r *Resolver) parse(key cacheKey, msg *dns.Msg) (cacheEntry, time.Duration)
 					ttl = min(ttl, rr.Hdr.Ttl)
 				}
 			}
-		case *dns.CNAME:
-			ttl = min(ttl, rr.Hdr.Ttl)
 		}
 	}
 	if msg.Rcode == dns.RcodeNameError || (len(e.mx) == 0 && len(e.addrs) == 0) {
@@ -359,9 +321,34 @@ func (r *Resolver) parse(key cacheKey, msg *dns.Msg) (cacheEntry, time.Duration)
 		return e, negativeTTL(msg)
 	}
 	if key.qtype == dns.TypeMX {
-		r.storeAdditional(msg, e.mx)
+		r.storeAdditional(key.name, msg, e.mx)
 	}
 	return e, time.Duration(ttl) * time.Second
+}
+
+// cnameChain returns the names whose records answer a question for name
+// (name itself and the targets of the CNAME chain from it, lowercase
+// FQDNs) and the lowest TTL of the chain's CNAMEs, capped at maxTTL.
+func cnameChain(name string, answer []dns.RR) (map[string]bool, uint32) {
+	owners := map[string]bool{name: true}
+	ttl := uint32(maxTTL / time.Second)
+	cur := name
+	for range maxCNAMEs {
+		next := ""
+		for _, rr := range answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, cur) {
+				next = strings.ToLower(dns.Fqdn(c.Target))
+				ttl = min(ttl, c.Hdr.Ttl)
+				break
+			}
+		}
+		if next == "" || owners[next] {
+			break
+		}
+		owners[next] = true
+		cur = next
+	}
+	return owners, ttl
 }
 
 // negativeTTL is the SOA's TTL capped by its minimum field (RFC 2308 §5),
@@ -376,16 +363,22 @@ func negativeTTL(msg *dns.Msg) time.Duration {
 }
 
 // storeAdditional caches A records from an MX answer's additional section,
-// saving a query per MX host. Only names the answer itself points at are
-// taken, so a server cannot plant addresses for unrelated names.
-func (r *Resolver) storeAdditional(msg *dns.Msg, mxs []MXHost) {
+// saving a query per MX host. Only MX hosts the answer itself names and
+// that lie in the answer's bailiwick (at or below the name asked about,
+// the mail domain) are taken: glue for mx.example.org in example.org's
+// answer is used, an address for mx.other.net is not, and fanmail asks
+// for that A record itself. A server, or a forger, answering for
+// example.org cannot so plant addresses for names outside it.
+func (r *Resolver) storeAdditional(qname string, msg *dns.Msg, mxs []MXHost) {
 	type glue struct {
 		addrs []netip.Addr
 		ttl   uint32
 	}
 	found := map[string]*glue{}
 	for _, mx := range mxs {
-		found[mx.Host] = nil
+		if dns.IsSubDomain(qname, mx.Host+".") {
+			found[mx.Host] = nil
+		}
 	}
 	for _, rr := range msg.Extra {
 		a, ok := rr.(*dns.A)

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"fanmail/internal/fakenet"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
 )
 
@@ -268,4 +272,288 @@ func newTestResolver(t *testing.T, server string) testResolver {
 	c := &fakeClock{now: time.Unix(1e9, 0)}
 	r.now = c.Now
 	return testResolver{r, c}
+}
+
+// BenchmarkResolver measures queries that miss the cache (TTL 0: every
+// lookup asks), one at a time and from many goroutines, against an
+// in-process server on loopback: the resolver's own cost per query.
+//
+//	go test -run '^$' -bench Resolver ./delivery/
+func BenchmarkResolver(b *testing.B) {
+	d, err := fakenet.NewDNS("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	const names = 64
+	for i := range names {
+		d.SetA(fmt.Sprintf("h%d.test", i), 0, "127.0.0.10")
+	}
+	r, err := NewResolver([]string{d.Addr()}, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.closeIdle()
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := r.LookupA(b.Context(), fmt.Sprintf("h%d.test", i%names)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		var next atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := r.LookupA(context.Background(), fmt.Sprintf("h%d.test", next.Add(1)%names)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// dnsServer runs handler as a UDP DNS server on 127.0.0.1 for the test.
+func dnsServer(t *testing.T, handler dns.HandlerFunc) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: handler, NotifyStartedFunc: func() { close(started) }}
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func mustRR(t *testing.T, s string) dns.RR {
+	t.Helper()
+	rr, err := dns.NewRR(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rr
+}
+
+// TestGlueOutOfBailiwick: an MX answer for example.test carrying an
+// address for mx.other.test in its additional section (pointing at a
+// closed port) is not believed: fanmail asks for mx.other.test's A
+// record and delivers there. Glue for mx.in.test in in.test's answer is
+// in bailiwick and saves that query.
+func TestGlueOutOfBailiwick(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var mu sync.Mutex
+	aQueries := map[string]int{}
+	addr := dnsServer(t, func(rw dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		q := req.Question[0]
+		switch {
+		case q.Qtype == dns.TypeMX && q.Name == "example.test.":
+			m.Answer = []dns.RR{mustRR(t, "example.test. 300 IN MX 10 mx.other.test.")}
+			m.Extra = []dns.RR{mustRR(t, "mx.other.test. 300 IN A "+closedIP)}
+		case q.Qtype == dns.TypeMX && q.Name == "in.test.":
+			m.Answer = []dns.RR{mustRR(t, "in.test. 300 IN MX 10 mx.in.test.")}
+			m.Extra = []dns.RR{mustRR(t, "mx.in.test. 300 IN A "+sinkIP(0))}
+		case q.Qtype == dns.TypeA && (q.Name == "mx.other.test." || q.Name == "mx.in.test."):
+			mu.Lock()
+			aQueries[q.Name]++
+			mu.Unlock()
+			m.Answer = []dns.RR{mustRR(t, q.Name+" 300 IN A "+sinkIP(0))}
+		default:
+			m.Rcode = dns.RcodeNameError
+		}
+		rw.WriteMsg(m)
+	})
+	cfg := w.config()
+	cfg.Resolvers = []string{addr}
+	a := w.agent(cfg)
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("in.test", "b")))
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(map[string]int{"mx.other.test.": 1}, aQueries); diff != "" {
+		t.Errorf("A queries (-want +got):\n%s", diff)
+	}
+	if got := w.sinks[0].RecipientsDelivered(); got != 2 {
+		t.Errorf("sink got %d recipients, want 2", got)
+	}
+}
+
+// TestParseTakesOnlyTheAskedNames: answer records count only for the
+// question's name and its CNAME chain.
+func TestParseTakesOnlyTheAskedNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		answer []string
+		want   []MXHost
+		ttl    time.Duration
+	}{
+		{"direct", []string{"example.test. 60 IN MX 10 mx.example.test."}, []MXHost{{Host: "mx.example.test", Pref: 10}}, time.Minute},
+		{"unrelated owner", []string{"evil.test. 60 IN MX 10 mx.evil.test."}, nil, defaultNegTTL},
+		{"CNAME chain", []string{
+			"example.test. 30 IN CNAME alias.test.",
+			"alias.test. 60 IN CNAME Real.Test.",
+			"real.test. 90 IN MX 5 mx.real.test.",
+			"evil.test. 60 IN MX 10 mx.evil.test.",
+		}, []MXHost{{Host: "mx.real.test", Pref: 5}}, 30 * time.Second},
+		{"CNAME loop", []string{
+			"example.test. 60 IN CNAME loop.test.",
+			"loop.test. 60 IN CNAME example.test.",
+			"loop.test. 60 IN MX 5 mx.loop.test.",
+		}, []MXHost{{Host: "mx.loop.test", Pref: 5}}, time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := new(dns.Msg)
+			msg.SetQuestion("example.test.", dns.TypeMX)
+			for _, s := range tt.answer {
+				msg.Answer = append(msg.Answer, mustRR(t, s))
+			}
+			r := newTestResolver(t, "127.0.0.1:1")
+			e, ttl := r.parse(cacheKey{"example.test.", dns.TypeMX}, msg)
+			if diff := cmp.Diff(tt.want, e.mx); diff != "" || ttl != tt.ttl {
+				t.Errorf("MX (-want +got):\n%s\nttl %v, want %v", diff, ttl, tt.ttl)
+			}
+		})
+	}
+}
+
+// TestUDPSourcePortsVary: queries leave from many random ports, each
+// socket retired after udpMaxQueries, all in the ephemeral range.
+func TestUDPSourcePortsVary(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		maxQueries int
+		queries    int
+		minPorts   int
+	}{
+		{"pool fills before reuse", udpMaxQueries, 40, udpPoolSize},
+		{"sockets retire", 3, 60, 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var ports []int
+			addr := dnsServer(t, func(rw dns.ResponseWriter, req *dns.Msg) {
+				mu.Lock()
+				ports = append(ports, rw.RemoteAddr().(*net.UDPAddr).Port)
+				mu.Unlock()
+				m := new(dns.Msg)
+				m.SetReply(req)
+				m.Answer = []dns.RR{mustRR(t, req.Question[0].Name+" 0 IN A 127.0.0.10")}
+				rw.WriteMsg(m)
+			})
+			r, err := NewResolver([]string{addr}, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.closeIdle()
+			r.udpMaxQueries = tt.maxQueries
+			for i := range tt.queries {
+				if _, err := r.LookupA(ctxT(t), fmt.Sprintf("h%d.test", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			uses := map[int]int{}
+			for i, p := range ports {
+				uses[p]++
+				if p < r.portLo || p > r.portHi {
+					t.Errorf("query %d from port %d, outside the ephemeral range %d-%d", i, p, r.portLo, r.portHi)
+				}
+			}
+			if len(ports) != tt.queries || len(uses) < tt.minPorts {
+				t.Errorf("%d queries came from %d ports, want at least %d: %v", len(ports), len(uses), tt.minPorts, ports)
+			}
+			if distinct := len(slices.Compact(slices.Clone(ports[:udpPoolSize]))); distinct != udpPoolSize {
+				t.Errorf("the first %d queries used %d ports, want a new one each", udpPoolSize, distinct)
+			}
+			for p, n := range uses {
+				if n > tt.maxQueries {
+					t.Errorf("port %d used for %d queries, more than %d", p, n, tt.maxQueries)
+				}
+			}
+		})
+	}
+}
+
+// TestUDPAnswerMatching: before its true answer, every query meets a
+// forged one from another address, one with the wrong ID, one for
+// another name, one for another type, a query instead of an answer,
+// and garbage. Only the true answer is taken; without it the lookup
+// times out rather than believe a forgery.
+func TestUDPAnswerMatching(t *testing.T) {
+	t.Parallel()
+	for _, honest := range []bool{true, false} {
+		t.Run(fmt.Sprintf("honest=%v", honest), func(t *testing.T) {
+			t.Parallel()
+			srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			forger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer forger.Close()
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, from, err := srv.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						return
+					}
+					req := new(dns.Msg)
+					if req.Unpack(buf[:n]) != nil {
+						continue
+					}
+					reply := func(ip string, change func(m *dns.Msg)) []byte {
+						m := new(dns.Msg)
+						m.SetReply(req)
+						m.Answer = []dns.RR{mustRR(t, req.Question[0].Name+" 60 IN A "+ip)}
+						change(m)
+						b, _ := m.Pack()
+						return b
+					}
+					forger.WriteToUDPAddrPort(reply("127.0.0.66", func(*dns.Msg) {}), from)
+					srv.WriteToUDPAddrPort(reply("127.0.0.67", func(m *dns.Msg) { m.Id++ }), from)
+					srv.WriteToUDPAddrPort(reply("127.0.0.68", func(m *dns.Msg) { m.Question[0].Name = "other.test." }), from)
+					srv.WriteToUDPAddrPort(reply("127.0.0.69", func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeMX }), from)
+					srv.WriteToUDPAddrPort(reply("127.0.0.70", func(m *dns.Msg) { m.Response = false }), from)
+					srv.WriteToUDPAddrPort([]byte("\x00\x01garbage"), from)
+					if honest {
+						time.Sleep(20 * time.Millisecond) // the forgeries are in first
+						srv.WriteToUDPAddrPort(reply("127.0.0.10", func(*dns.Msg) {}), from)
+					}
+				}
+			}()
+			r, err := NewResolver([]string{srv.LocalAddr().String()}, 300*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.closeIdle()
+			for i := range 3 { // a fresh socket, then reused ones
+				addrs, err := r.LookupA(ctxT(t), fmt.Sprintf("host%d.test", i))
+				switch {
+				case honest && (err != nil || len(addrs) != 1 || addrs[0].String() != "127.0.0.10"):
+					t.Errorf("lookup %d: %v, %v; want the true answer 127.0.0.10", i, addrs, err)
+				case !honest && err == nil:
+					t.Errorf("lookup %d believed a forgery: %v", i, addrs)
+				}
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fanmail/config"
+	"fanmail/delivery/local"
 )
 
 func main() {
@@ -34,6 +35,14 @@ func newApp() *cli.App {
 			queueCommand(),
 			configCommand(),
 			aliasesCommand(),
+			{
+				// Not for operators: the child that appends to a /file
+				// target as the program user (package delivery/local).
+				Name: local.FileHelperCommand, Hidden: true, SkipFlagParsing: true,
+				Action: func(c *cli.Context) error {
+					return cli.Exit("", local.RunFileHelper(c.Args().Slice(), os.Stdin, os.Stdout))
+				},
+			},
 		},
 		HideHelpCommand: true,
 	}

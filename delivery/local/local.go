@@ -4,6 +4,13 @@
 // sits beside the SMTP agent in the delivery stage and knows nothing of
 // the queue: it takes a message, a target and limits, and returns a
 // classified Result for the queue to record.
+//
+// Both targets run in a child process under the program user's
+// credentials (uid, gid and that user's own group list), never with the
+// server's privileges: a |program is /bin/sh -c, a /file is this very
+// binary re-executed with FileHelperCommand, which checks the path as
+// sendmail's safefile() does before it appends. A server that is not
+// root cannot change user, so its children run as itself.
 package local
 
 import (
@@ -32,15 +39,27 @@ func (s Status) String() string {
 }
 
 // Result is the outcome of one delivery; Reason is one line for the log
-// and the DSN.
+// and the DSN. Enhanced is an RFC 3463 status code when the outcome has a
+// more precise one than its Status implies (EnhancedRefused), else "".
 type Result struct {
-	Status Status
-	Reason string
+	Status   Status
+	Reason   string
+	Enhanced string
 }
 
-// Credentials are the user and group a program runs as.
+// EnhancedRefused is the RFC 3463 code of a /file target refused by the
+// safety checks (a symbolic link or hard link, an unsafe directory, a
+// file the program user may not write): "other or undefined security
+// status". The recipient fails, as in sendmail, which bounces such a
+// target with EX_CANTCREAT ("550 5.0.0 Can't create output: Hard links
+// not allowed").
+const EnhancedRefused = "5.7.0"
+
+// Credentials are who a child process runs as: uid, primary gid and the
+// supplementary groups, which replace the server's own (setgroups).
 type Credentials struct {
 	UID, GID uint32
+	Groups   []uint32 // the user's groups from the group database; empty means none
 }
 
 // Request is one message for one local target.
@@ -48,8 +67,8 @@ type Request struct {
 	Message   io.Reader // the message, CRLF or LF line endings
 	Sender    string    // envelope sender; "" = the null sender
 	Recipient string    // the alias the target came from, for $RECIPIENT
-	// Cred, when set, is who programs run as and who owns files created
-	// for /file targets. nil: the server's own user.
+	// Cred, when set, is who the |program and the /file helper run as,
+	// so it owns files they create. nil: the server's own user.
 	Cred *Credentials
 }
 

@@ -2,10 +2,11 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,15 @@ import (
 )
 
 const msg = "Subject: hi\r\n\r\nFrom the list\r\n>From quoted\r\nbye\r\n"
+
+// TestMain lets the test binary stand in for fanmail as the /file
+// helper: AppendFile re-executes the running binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == FileHelperCommand {
+		os.Exit(RunFileHelper(os.Args[2:], os.Stdin, os.Stdout))
+	}
+	os.Exit(m.Run())
+}
 
 func TestRunProgram(t *testing.T) {
 	dir := t.TempDir()
@@ -66,104 +76,19 @@ func TestRunProgramEnv(t *testing.T) {
 	}
 }
 
-var now = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
-
-func TestAppendFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "archive.mbox")
-	for i, sender := range []string{"owner-x@example.org", ""} {
-		res := AppendFile(context.Background(), path, Request{Message: strings.NewReader(msg + "no newline"), Sender: sender}, now, time.Second)
-		if res.Status != Delivered {
-			t.Fatalf("append %d: %v", i, res)
-		}
-	}
-	got, _ := os.ReadFile(path)
-	one := "Subject: hi\n\n>From the list\n>>From quoted\nbye\nno newline\n\n"
-	want := "From owner-x@example.org Wed Nov 25 06:00:00 2026\n" + one + "From MAILER-DAEMON Wed Nov 25 06:00:00 2026\n" + one
-	if diff := cmp.Diff(want, string(got)); diff != "" {
-		t.Errorf("mbox (-want +got):\n%s", diff)
-	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
-		t.Errorf("created with mode %v, want 0600", fi.Mode().Perm())
-	}
-	if _, err := os.Stat(path + ".lock"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("dotlock left behind: %v", err)
-	}
-}
-
-type failingReader struct{ n int }
-
-func (r *failingReader) Read(p []byte) (int, error) {
-	if r.n == 0 {
-		return 0, errors.New("spool read error")
-	}
-	r.n--
-	return copy(p, "line\n"), nil
-}
-
-func TestAppendFileRefusesAndRollsBack(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good")
-	os.WriteFile(good, []byte("From a Mon Jan  1 00:00:00 2026\nold\n\n"), 0o600)
-	res := AppendFile(context.Background(), good, Request{Message: &failingReader{n: 3}}, now, time.Second)
-	if res.Status != Deferred || !strings.Contains(res.Reason, "spool read error") {
-		t.Errorf("failing reader: %v", res)
-	}
-	if fi, _ := os.Stat(good); fi.Size() != int64(len("From a Mon Jan  1 00:00:00 2026\nold\n\n")) {
-		t.Errorf("partial write left %d bytes", fi.Size())
-	}
-
-	writable := filepath.Join(dir, "writable")
-	os.WriteFile(writable, nil, 0o600)
-	os.Chmod(writable, 0o620)
-	link := filepath.Join(dir, "link")
-	os.Symlink(good, link)
-	for _, tc := range []struct{ path, reason string }{
-		{writable, "writable by group or others"},
-		{link, "symbolic link"},
-		{dir, "not a regular file"},
-		{"relative/file", "not an absolute path"},
-		{filepath.Join(dir, "nodir", "f"), "directory does not exist"},
-	} {
-		res := AppendFile(context.Background(), tc.path, Request{Message: strings.NewReader(msg)}, now, time.Second)
-		if res.Status != Failed || !strings.Contains(res.Reason, tc.reason) {
-			t.Errorf("%s: got %v, want failed with %q", tc.path, res, tc.reason)
-		}
-	}
-}
-
-func TestAppendFileLocked(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "mbox")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	res := AppendFile(context.Background(), path, Request{Message: strings.NewReader(msg)}, now, 200*time.Millisecond)
-	if res.Status != Deferred || !strings.Contains(res.Reason, "flock") {
-		t.Errorf("flock held: %v", res)
-	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	os.WriteFile(path+".lock", nil, 0o600)
-	res = AppendFile(context.Background(), path, Request{Message: strings.NewReader(msg)}, now, 200*time.Millisecond)
-	if res.Status != Deferred || !strings.Contains(res.Reason, ".lock") {
-		t.Errorf("dotlock held: %v", res)
-	}
-	old := time.Now().Add(-2 * staleLock)
-	os.Chtimes(path+".lock", old, old)
-	if res := AppendFile(context.Background(), path, Request{Message: strings.NewReader(msg)}, now, time.Second); res.Status != Delivered {
-		t.Errorf("stale dotlock not broken: %v", res)
-	}
-}
-
 func TestRunAs(t *testing.T) {
 	if _, err := RunAs("", 0); err == nil || !strings.Contains(err.Error(), "refusing") {
 		t.Errorf("root without user: %v", err)
 	}
 	if c, err := RunAs("", 1000); c != nil || err != nil {
 		t.Errorf("non-root without user: %v %v", c, err)
+	}
+	// Not root: no user but the server's own can be had.
+	if c, err := RunAs("nobody", 1000); c != nil || err == nil || !strings.Contains(err.Error(), "not root") {
+		t.Errorf("non-root naming another user: %v %v", c, err)
+	}
+	if c, err := RunAs("nobody", 65534); c != nil || err != nil {
+		t.Errorf("non-root naming itself: %v %v", c, err)
 	}
 	if _, err := RunAs("root", 0); err == nil {
 		t.Error("program_user root accepted")
@@ -189,4 +114,81 @@ func TestRunProgramAsUser(t *testing.T) {
 	if res.Status != Delivered || !strings.HasSuffix(res.Reason, want) {
 		t.Errorf("got %v, want delivered ending %q", res, want)
 	}
+}
+
+// TestRunProgramGroups: a program runs with the program user's own
+// groups (from the group database) and none of the server's. The test
+// process takes two extra supplementary groups for the duration, which
+// would show in the child's `id -G` if they leaked.
+func TestRunProgramGroups(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	withServerGroups(t, 4242, 4343)
+	users := []string{"nobody"}
+	if u := userWithSupplementaryGroups(t); u != "" {
+		users = append(users, u)
+	}
+	for _, name := range users {
+		t.Run(name, func(t *testing.T) {
+			cred, err := RunAs(name, 0)
+			if err != nil {
+				t.Skip(err)
+			}
+			res := RunProgram(context.Background(), `echo "gid=$(id -g) groups=$(id -G)"`, Request{Message: strings.NewReader(""), Cred: cred}, 5*time.Second)
+			if res.Status != Delivered {
+				t.Fatal(res)
+			}
+			_, out, _ := strings.Cut(res.Reason, "exited 0: ")
+			gid, groups, _ := strings.Cut(strings.TrimPrefix(out, "gid="), " groups=")
+			if gid != fmt.Sprint(cred.GID) {
+				t.Errorf("primary group %s, want %d", gid, cred.GID)
+			}
+			var want []string
+			for _, g := range cred.Groups {
+				want = append(want, fmt.Sprint(g))
+			}
+			got := strings.Fields(groups)
+			slices.Sort(want)
+			slices.Sort(got)
+			if diff := cmp.Diff(slices.Compact(want), slices.Compact(got)); diff != "" {
+				t.Errorf("id -G of a program run as %s (-want +got):\n%s", name, diff)
+			}
+		})
+	}
+}
+
+// userWithSupplementaryGroups names a non-root user that /etc/group
+// lists as a member of some group, or "".
+func userWithSupplementaryGroups(t *testing.T) string {
+	data, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 4 || f[3] == "" {
+			continue
+		}
+		for _, name := range strings.Split(f[3], ",") {
+			if u, err := user.Lookup(name); err == nil && u.Uid != "0" {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// withServerGroups gives the test process (the server's stand-in) extra
+// supplementary groups until the test ends. Not for parallel tests.
+func withServerGroups(t *testing.T, gids ...int) {
+	t.Helper()
+	old, err := syscall.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setgroups(append(slices.Clone(old), gids...)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Setgroups(old) })
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,101 +16,78 @@ import (
 // mail.local and procmail do.
 const staleLock = 5 * time.Minute
 
-// AppendFile appends the message to the mbox file at path: a "From
-// SENDER DATE" line, the message with LF line endings and >From quoting,
-// and a blank line. The file is locked with a path.lock dotlock (when the
-// directory allows one) and flock(2), fsynced, and truncated back to its
-// old size if the write fails part way. A file that is not a regular
-// file, is a symbolic link, or is writable by group or others is refused.
-// timeout bounds the wait for the locks.
-func AppendFile(ctx context.Context, path string, req Request, now time.Time, timeout time.Duration) Result {
-	if !filepath.IsAbs(path) {
-		return Result{Failed, fmt.Sprintf("file %s: not an absolute path", path)}
-	}
-	if timeout <= 0 {
-		timeout = time.Minute
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	f, res, ok := openMbox(path, req.Cred)
-	if !ok {
-		return res
+// appendMbox is the file helper's work, done as the program user: it
+// appends msg to the mbox file at path (see AppendFile) once openSafe
+// has accepted the path. timeout bounds the wait for the locks; stop
+// ending (the server's SIGTERM) abandons the write, which is then
+// truncated back.
+func appendMbox(stop context.Context, path string, msg io.Reader, sender string, now time.Time, timeout time.Duration) Result {
+	f, err := openSafe(filepath.Clean(path))
+	if err != nil {
+		return fileResult(path, err)
 	}
 	defer f.Close()
-	unlock, err := dotlock(ctx, path)
+	lockCtx, cancel := context.WithTimeout(stop, timeout)
+	defer cancel()
+	unlock, err := dotlock(lockCtx, path)
 	if err != nil {
-		return Result{Deferred, fmt.Sprintf("file %s: %v", path, err)}
+		return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: %v", path, err)}
 	}
 	defer unlock()
-	if err := flock(ctx, f); err != nil {
-		return Result{Deferred, fmt.Sprintf("file %s: %v", path, err)}
+	if err := flock(lockCtx, f); err != nil {
+		return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: %v", path, err)}
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 
-	start, err := f.Seek(0, 2)
+	start, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return Result{Deferred, fmt.Sprintf("file %s: %v", path, err)}
+		return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: %v", path, err)}
 	}
-	if err := writeMbox(f, req, now); err != nil {
+	if err := writeMbox(f, &stopReader{stop: stop, r: msg}, sender, now); err != nil {
 		// Never leave half a message: the next one would start inside it.
 		if terr := f.Truncate(start); terr != nil {
 			err = fmt.Errorf("%w; truncating back also failed: %v", err, terr)
 		}
-		return Result{Deferred, fmt.Sprintf("file %s: %v", path, err)}
+		return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: %v", path, err)}
 	}
-	return Result{Delivered, fmt.Sprintf("appended to %s", path)}
+	return Result{Status: Delivered, Reason: fmt.Sprintf("appended to %s", path)}
 }
 
-// openMbox opens path for appending, creating it (mode 0600) if absent.
-func openMbox(path string, cred *Credentials) (*os.File, Result, bool) {
-	fail := func(st Status, format string, args ...any) (*os.File, Result, bool) {
-		return nil, Result{st, fmt.Sprintf("file %s: ", path) + fmt.Sprintf(format, args...)}, false
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if err == nil && cred != nil {
-			if cerr := f.Chown(int(cred.UID), int(cred.GID)); cerr != nil {
-				f.Close()
-				return fail(Deferred, "chown: %v", cerr)
-			}
-		}
-	}
+// fileResult classifies an openSafe error.
+func fileResult(path string, err error) Result {
+	var r *refusal
+	var p *permanent
 	switch {
-	case errors.Is(err, syscall.ELOOP):
-		return fail(Failed, "is a symbolic link (name the real file)")
-	case errors.Is(err, fs.ErrNotExist):
-		return fail(Failed, "directory does not exist")
-	case errors.Is(err, syscall.EISDIR):
-		return fail(Failed, "not a regular file")
-	case err != nil:
-		return fail(Deferred, "%v", err)
+	case errors.As(err, &r):
+		return Result{Status: Failed, Reason: fmt.Sprintf("file %s: %v", path, err), Enhanced: EnhancedRefused}
+	case errors.As(err, &p):
+		return Result{Status: Failed, Reason: fmt.Sprintf("file %s: %v", path, err)}
 	}
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		f.Close()
-		return fail(Deferred, "%v", err)
-	case !fi.Mode().IsRegular():
-		f.Close()
-		return fail(Failed, "not a regular file")
-	case fi.Mode().Perm()&0o022 != 0:
-		f.Close()
-		return fail(Failed, "writable by group or others, refused (chmod go-w %s)", path)
-	}
-	return f, Result{}, true
+	return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: %v", path, err)}
 }
 
-func writeMbox(f *os.File, req Request, now time.Time) error {
-	sender := req.Sender
+// stopReader fails once stop has ended, so a write the server abandons
+// is rolled back rather than finished with what was read so far.
+type stopReader struct {
+	stop context.Context
+	r    io.Reader
+}
+
+func (s *stopReader) Read(p []byte) (int, error) {
+	if err := s.stop.Err(); err != nil {
+		return 0, fmt.Errorf("abandoned: %w", context.Cause(s.stop))
+	}
+	return s.r.Read(p)
+}
+
+func writeMbox(f *os.File, msg io.Reader, sender string, now time.Time) error {
 	if sender == "" {
 		sender = "MAILER-DAEMON"
 	}
 	if _, err := fmt.Fprintf(f, "From %s %s\n", sender, now.UTC().Format(time.ANSIC)); err != nil {
 		return err
 	}
-	endsNL, err := unixLines(f, req.Message, true)
+	endsNL, err := unixLines(f, msg, true)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,8 @@ const maxOutput = 512
 // endings) and SENDER and RECIPIENT in a minimal environment. Exit 0 is
 // delivered, 75 (EX_TEMPFAIL) deferred, any other exit failed; a program
 // still running after timeout is killed with its process group and the
-// delivery deferred, as is a program killed by a signal.
+// delivery deferred, as is a program killed by a signal. The program runs
+// as req.Cred with that user's groups only.
 func RunProgram(ctx context.Context, command string, req Request, timeout time.Duration) Result {
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -40,11 +41,7 @@ func RunProgram(ctx context.Context, command string, req Request, timeout time.D
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "SENDER=" + req.Sender, "RECIPIENT=" + req.Recipient, "HOME=/"}
-	attr := &syscall.SysProcAttr{Setpgid: true}
-	if req.Cred != nil {
-		attr.Credential = &syscall.Credential{Uid: req.Cred.UID, Gid: req.Cred.GID, NoSetGroups: true}
-	}
-	cmd.SysProcAttr = attr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: credential(req.Cred)}
 	// Kill the whole group: the shell's children must not outlive a timeout.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
@@ -52,10 +49,10 @@ func RunProgram(ctx context.Context, command string, req Request, timeout time.D
 	cmd.Stdout, cmd.Stderr = &out, &out
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return Result{Deferred, fmt.Sprintf("program %q: %v", command, err)}
+		return Result{Status: Deferred, Reason: fmt.Sprintf("program %q: %v", command, err)}
 	}
 	if err := cmd.Start(); err != nil {
-		return Result{Deferred, fmt.Sprintf("start program %q: %v", command, err)}
+		return Result{Status: Deferred, Reason: fmt.Sprintf("start program %q: %v", command, err)}
 	}
 	// A program may exit without reading its input; that is its right.
 	_, copyErr := unixLines(stdin, req.Message, false)
@@ -68,14 +65,14 @@ func RunProgram(ctx context.Context, command string, req Request, timeout time.D
 	var exitErr *exec.ExitError
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
-		return Result{Deferred, fmt.Sprintf("program %q timed out after %v%s", command, timeout, output)}
+		return Result{Status: Deferred, Reason: fmt.Sprintf("program %q timed out after %v%s", command, timeout, output)}
 	case err == nil && copyErr != nil && !errors.Is(copyErr, syscall.EPIPE) && !errors.Is(copyErr, os.ErrClosed):
-		return Result{Deferred, fmt.Sprintf("program %q: write message: %v", command, copyErr)}
+		return Result{Status: Deferred, Reason: fmt.Sprintf("program %q: write message: %v", command, copyErr)}
 	case err == nil:
-		return Result{Delivered, fmt.Sprintf("program %q exited 0%s", command, output)}
+		return Result{Status: Delivered, Reason: fmt.Sprintf("program %q exited 0%s", command, output)}
 	case errors.As(err, &exitErr):
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return Result{Deferred, fmt.Sprintf("program %q killed by signal %v%s", command, ws.Signal(), output)}
+			return Result{Status: Deferred, Reason: fmt.Sprintf("program %q killed by signal %v%s", command, ws.Signal(), output)}
 		}
 		code := exitErr.ExitCode()
 		status := Failed
@@ -86,9 +83,9 @@ func RunProgram(ctx context.Context, command string, req Request, timeout time.D
 		if name != "" {
 			name = " (" + name + ")"
 		}
-		return Result{status, fmt.Sprintf("program %q exited %d%s%s", command, code, name, output)}
+		return Result{Status: status, Reason: fmt.Sprintf("program %q exited %d%s%s", command, code, name, output)}
 	}
-	return Result{Deferred, fmt.Sprintf("program %q: %v", command, err)}
+	return Result{Status: Deferred, Reason: fmt.Sprintf("program %q: %v", command, err)}
 }
 
 // limitedBuffer keeps the first maxOutput bytes written to it.
