@@ -98,7 +98,7 @@ func BenchmarkRoundTrips(b *testing.B) {
 			for i := range 100 {
 				rcpts = append(rcpts, fmt.Sprint("r", i))
 			}
-			env := envelope("example.test", rcpts...)
+			env := request("example.test", rcpts...)
 			b.ResetTimer()
 			for b.Loop() {
 				for _, r := range a.Deliver(b.Context(), env) {

@@ -15,7 +15,7 @@ import (
 // Deliver makes one attempt at env and returns exactly one Result per
 // env.Recipients entry, in the same order. It never returns early without
 // a verdict: anything that is not a definite answer is Deferred.
-func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
+func (a *Agent) Deliver(ctx context.Context, env Request) []Result {
 	env.Domain = strings.ToLower(env.Domain)
 	results := make([]Result, len(env.Recipients))
 	for i, r := range env.Recipients {
@@ -24,7 +24,7 @@ func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
 	if len(results) == 0 {
 		return results
 	}
-	if env.Domain == LocalDomain {
+	if env.IsLocal() {
 		return a.deliverLocal(ctx, env)
 	}
 	t := &txn{a: a, env: env, results: results}
@@ -51,7 +51,7 @@ func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
 // fallback sends the recipients every MX deferred to the fallback relay
 // and takes its verdicts. Recipients deferred because the destination
 // was busy or suspended wait for their own MX instead.
-func (a *Agent) fallback(ctx context.Context, env Envelope, results []Result) {
+func (a *Agent) fallback(ctx context.Context, env Request, results []Result) {
 	var idx []int
 	for i, r := range results {
 		if r.Status == Deferred && r.RetryAfter == 0 {
@@ -133,7 +133,7 @@ func hostNames(mxs []MXHost) []string {
 // txn is one Deliver call's state.
 type txn struct {
 	a       *Agent
-	env     Envelope
+	env     Request
 	results []Result
 	hosts   []MXHost // MX hosts in preference order, or the route host
 	route   string   // host:port of a static route

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/emersion/go-smtp"
@@ -23,7 +24,7 @@ func TestDeliverMXPreferenceOrder(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0), sinkIP(1))
 	a := w.agent(w.config())
 
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 	checkBriefs(t, repeat(sent, 2), res)
 	if got, want := res[0].Relay, w.sinks[0].Addr(); got != want {
 		t.Errorf("relay = %q, want %q", got, want)
@@ -83,7 +84,7 @@ func TestDeliverFallsBackToNextMX(t *testing.T) {
 			w.zoneMX("example.test", 60, first, sinkIP(1))
 			a := w.agent(w.config())
 
-			res := a.Deliver(ctxT(t), envelope("example.test", "a", "b", "c"))
+			res := a.Deliver(ctxT(t), request("example.test", "a", "b", "c"))
 			checkBriefs(t, repeat(sent, 3), res)
 			if got := res[0].Relay; got != w.sinks[1].Addr() {
 				t.Errorf("relay = %q, want the second MX %q", got, w.sinks[1].Addr())
@@ -103,7 +104,7 @@ func TestDeliverAllMXDown(t *testing.T) {
 	w := newWorld(t)
 	w.zoneMX("example.test", 60, closedIP, "127.0.0.98")
 	a := w.agent(w.config())
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 	checkBriefs(t, repeat(brief{Deferred, 0, "4.4.1"}, 2), res)
 	if !strings.Contains(res[0].Text, "127.0.0.98") {
 		t.Errorf("text %q does not name the last host tried", res[0].Text)
@@ -197,7 +198,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 			w := newWorld(t)
 			tt.zone(w)
 			a := w.agent(w.config())
-			res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+			res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 			checkBriefs(t, repeat(tt.want, 2), res)
 			if !strings.Contains(res[0].Text, tt.text) {
 				t.Errorf("text = %q, want it to contain %q", res[0].Text, tt.text)
@@ -223,13 +224,13 @@ func TestDeliverPerRecipientReplies(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "busy", "b", "gone", "c"))
+	res := a.Deliver(ctxT(t), request("example.test", "a", "busy", "b", "gone", "c"))
 	want := []Result{
-		{Recipient: "a@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "busy@example.test", Status: Deferred, Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "b@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "gone@example.test", Status: Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "c@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+		{Recipient: "a@example.test", Status: Delivered, Reply: envelope.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "busy@example.test", Status: Deferred, Reply: envelope.Reply{Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "b@example.test", Status: Delivered, Reply: envelope.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "gone@example.test", Status: Failed, Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "c@example.test", Status: Delivered, Reply: envelope.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
 	}
 	if diff := cmp.Diff(want, res); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
@@ -262,7 +263,7 @@ func TestDeliverAllRecipientsRejected(t *testing.T) {
 	}})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 	checkBriefs(t, repeat(brief{Failed, 550, "5.1.1"}, 2), res)
 	if n := w.sinks[0].Transactions(); n != 0 {
 		t.Errorf("DATA sent with no accepted recipient: %d transactions", n)
@@ -295,7 +296,7 @@ func TestDeliverDataReply(t *testing.T) {
 			})
 			w.zoneMX("example.test", 60, sinkIP(0))
 			a := w.agent(w.config())
-			res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "b"))
+			res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "b"))
 			dataBrief := brief{tt.want, tt.code, strings.Replace("x.7.1", "x", string(rune('0'+tt.code/100)), 1)}
 			checkBriefs(t, []brief{dataBrief, {Failed, 550, "5.1.1"}, dataBrief}, res)
 			if res[0].Text != "content rejected" {
@@ -318,7 +319,7 @@ func TestDeliver421AtRcpt(t *testing.T) {
 	}})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "c", "d"))
+	res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "c", "d"))
 	d := brief{Deferred, 421, "4.3.2"}
 	checkBriefs(t, []brief{d, {Failed, 550, "5.1.1"}, d, d}, res)
 	if n := w.sinks[0].Transactions(); n != 0 {
@@ -333,7 +334,7 @@ func TestDeliverRouteBypassesDNS(t *testing.T) {
 	cfg := w.config()
 	cfg.Routes = map[string]string{"example.test": w.sinks[0].Addr()}
 	a := w.agent(cfg)
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Domain = "Example.TEST" // matched lowercased
 	res := a.Deliver(ctxT(t), env)
 	checkBriefs(t, []brief{sent}, res)
@@ -348,7 +349,7 @@ func TestDeliverNullSenderAndRawBody(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 	body := "Subject: bounce\n\n.leading dot\nbare LF\n"
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Sender = ""
 	env.Size = int64(len(body))
 	env.Open = func() io.Reader { return strings.NewReader(body) }
@@ -369,18 +370,18 @@ func TestDeliverBadEnvelopes(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Recipients = append(env.Recipients, "evil\r\nRCPT TO:<x@y>", "")
 	checkBriefs(t, []brief{sent, {Failed, 0, "5.1.3"}, {Failed, 0, "5.1.3"}}, a.Deliver(ctxT(t), env))
 
-	env = envelope("example.test", "a")
+	env = request("example.test", "a")
 	env.Sender = "x\r\nDATA"
 	checkBriefs(t, []brief{{Failed, 0, "5.1.7"}}, a.Deliver(ctxT(t), env))
 
-	env = envelope("", "a")
+	env = request("", "a")
 	checkBriefs(t, []brief{{Deferred, 0, "4.3.0"}}, a.Deliver(ctxT(t), env))
 
-	if res := a.Deliver(ctxT(t), envelope("example.test")); len(res) != 0 {
+	if res := a.Deliver(ctxT(t), request("example.test")); len(res) != 0 {
 		t.Errorf("no recipients gave %d results", len(res))
 	}
 }
@@ -390,7 +391,7 @@ func TestDeliverBodyReadError(t *testing.T) {
 	w := newWorld(t)
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Open = func() io.Reader {
 		return io.MultiReader(strings.NewReader("Subject: x\r\n\r\npart"), errReader{errors.New("disk on fire")})
 	}
@@ -416,7 +417,7 @@ func TestDeliverContextCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	res := a.Deliver(ctx, envelope("example.test", "a"))
+	res := a.Deliver(ctx, request("example.test", "a"))
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("Deliver took %v after its context ended", el)
 	}
@@ -429,7 +430,7 @@ func TestDeliverAfterClose(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 	a.Close()
-	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	if n := w.dns.TotalQueries(); n != 0 {
 		t.Errorf("closed agent made %d DNS queries", n)
 	}
@@ -448,7 +449,7 @@ func TestDefinitiveDNSAnswersFailFast(t *testing.T) {
 	results := make([][]Result, 100)
 	for i := range results {
 		wg.Go(func() {
-			results[i] = a.Deliver(ctxT(t), envelope([]string{"null.test", "nxdomain.test"}[i%2], "a"))
+			results[i] = a.Deliver(ctxT(t), request([]string{"null.test", "nxdomain.test"}[i%2], "a"))
 		})
 	}
 	wg.Wait()
@@ -493,12 +494,12 @@ func TestFallbackRelay(t *testing.T) {
 	cfg.FallbackRelay = w.sinks[0].Addr()
 	a := w.agent(cfg)
 
-	res := a.Deliver(ctxT(t), envelope("down.test", "a", "b", "gone"))
+	res := a.Deliver(ctxT(t), request("down.test", "a", "b", "gone"))
 	checkBriefs(t, []brief{sent, sent, {Failed, 550, "5.1.1"}}, res)
 	if res[0].Relay != w.sinks[0].Addr() || !strings.Contains(res[0].Text, "via fallback relay") {
 		t.Errorf("result %+v does not name the fallback relay", res[0])
 	}
-	res = a.Deliver(ctxT(t), envelope("up.test", "c", "gone2"))
+	res = a.Deliver(ctxT(t), request("up.test", "c", "gone2"))
 	checkBriefs(t, []brief{sent, {Failed, 550, "5.1.1"}}, res)
 	if n := w.sinks[0].Transactions(); n != 2 {
 		t.Errorf("%d transactions, want one through the fallback and one direct", n)

@@ -1,5 +1,6 @@
-// Package delivery is the last stage of the pipeline: it turns an
-// Envelope into SMTP transactions with the destination domain's MX and
+// Package delivery is the last stage of the pipeline: it turns a
+// Request (an envelope.Envelope and its message) into SMTP transactions
+// with the destination domain's MX and
 // reports one Result per recipient. It owns MX resolution (one cache for
 // the process), the outbound connection cache, per-destination limits
 // and the SMTP client; it knows nothing of the queue.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/google/go-cmp/cmp"
@@ -120,18 +121,16 @@ func (w *world) zoneMX(domain string, ttl uint32, ips ...string) {
 
 const testBody = "Message-ID: <m1@list.test>\r\nSubject: test\r\n\r\nhello, list\r\n"
 
-func envelope(domain string, rcpts ...string) Envelope {
+func request(domain string, rcpts ...string) Request {
 	var full []string
 	for _, r := range rcpts {
 		full = append(full, r+"@"+domain)
 	}
-	return Envelope{
-		QueueID:    "Q1",
-		Sender:     "owner@list.test",
-		Domain:     domain,
-		Recipients: full,
-		Size:       int64(len(testBody)),
-		Open:       func() io.Reader { return strings.NewReader(testBody) },
+	return Request{
+		QueueID:  "Q1",
+		Envelope: envelope.Envelope{Sender: "owner@list.test", Domain: domain, Recipients: full},
+		Size:     int64(len(testBody)),
+		Open:     func() io.Reader { return strings.NewReader(testBody) },
 	}
 }
 

@@ -100,7 +100,7 @@ func TestPipelinedTransaction(t *testing.T) {
 			t.Parallel()
 			s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt, groups: true, reply: rcptReplies(tt.replies)})
 			a := scriptedAgent(t, s, nil)
-			env := envelope("example.test", "a", "gone", "busy", "b")
+			env := request("example.test", "a", "gone", "busy", "b")
 			res := a.Deliver(ctxT(t), env)
 			checkBriefs(t, tt.want, res)
 			a.Close()
@@ -130,10 +130,10 @@ func TestLockStepWithoutPipelining(t *testing.T) {
 		reply: rcptReplies(map[string]string{"RCPT TO:<gone@": "550 5.1.1 no such user"}),
 	})
 	a := scriptedAgent(t, s, nil)
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "b"))
+	res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "b"))
 	checkBriefs(t, []brief{sent, {Failed, 550, "5.1.1"}, sent}, res)
 	// A second envelope reuses the connection with RSET, still lock-step.
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "c")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "c")))
 	a.Close()
 	// QUIT is sent without waiting for its reply: wait for the server.
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
@@ -160,7 +160,7 @@ func TestLockStepStopsAfterMailRefused(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{reply: rcptReplies(map[string]string{"MAIL": "451 4.7.1 greylisted"})})
 	a := scriptedAgent(t, s, nil)
-	checkBriefs(t, repeat(brief{Deferred, 451, "4.7.1"}, 2), a.Deliver(ctxT(t), envelope("example.test", "a", "b")))
+	checkBriefs(t, repeat(brief{Deferred, 451, "4.7.1"}, 2), a.Deliver(ctxT(t), request("example.test", "a", "b")))
 	_, cmds, _, _, _ := s.stats()
 	for _, c := range cmds {
 		if strings.HasPrefix(c, "RCPT") || c == "DATA" {
@@ -173,7 +173,7 @@ func TestHELOFallback(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{reply: rcptReplies(map[string]string{"EHLO": "502 5.5.2 what?"})})
 	a := scriptedAgent(t, s, nil)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	_, cmds, _, _, _ := s.stats()
 	if cmds[1] != "HELO fanmail.test" || cmds[2] != "MAIL FROM:<owner@list.test>" {
 		t.Errorf("commands = %q, want HELO then MAIL without parameters", cmds)
@@ -185,23 +185,23 @@ func TestServerCannotTakeMessage(t *testing.T) {
 	tests := []struct {
 		name string
 		ext  []string
-		env  func(*Envelope)
+		env  func(*Request)
 		want brief
 	}{
 		{"too big for SIZE", []string{"SIZE 10"}, nil, brief{Failed, 0, "5.3.4"}},
-		{"8-bit without 8BITMIME", nil, func(e *Envelope) {
+		{"8-bit without 8BITMIME", nil, func(e *Request) {
 			body := "Subject: caf\xc3\xa9\r\n\r\nhi\r\n"
 			e.Size, e.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
 		}, brief{Failed, 0, "5.6.3"}},
-		{"needs SMTPUTF8", []string{"8BITMIME"}, func(e *Envelope) { e.SMTPUTF8 = true }, brief{Failed, 0, "5.6.7"}},
-		{"UTF-8 sender", []string{"8BITMIME"}, func(e *Envelope) { e.Sender = "böss@list.test" }, brief{Failed, 0, "5.6.7"}},
+		{"needs SMTPUTF8", []string{"8BITMIME"}, func(e *Request) { e.SMTPUTF8 = true }, brief{Failed, 0, "5.6.7"}},
+		{"UTF-8 sender", []string{"8BITMIME"}, func(e *Request) { e.Sender = "böss@list.test" }, brief{Failed, 0, "5.6.7"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newScripted(t, "127.0.0.1", &scripted{ext: tt.ext})
 			a := scriptedAgent(t, s, nil)
-			env := envelope("example.test", "a")
+			env := request("example.test", "a")
 			if tt.env != nil {
 				tt.env(&env)
 			}
@@ -220,7 +220,7 @@ func TestSMTPUTF8RecipientOffered(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{ext: []string{"8BITMIME", "SMTPUTF8", "PIPELINING"}, groups: true})
 	a := scriptedAgent(t, s, nil)
-	env := envelope("example.test", "a", "ünï")
+	env := request("example.test", "a", "ünï")
 	checkBriefs(t, repeat(sent, 2), a.Deliver(ctxT(t), env))
 	_, cmds, _, _, _ := s.stats()
 	if !strings.HasSuffix(cmds[1], " SMTPUTF8") {
@@ -245,8 +245,8 @@ func TestReusedConnectionGoneStale(t *testing.T) {
 		return ""
 	}})
 	a := scriptedAgent(t, s, nil)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "b")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "b")))
 	conns, _, msgs, _, _ := s.stats()
 	if conns != 2 || len(msgs) != 2 {
 		t.Errorf("connections = %d, messages = %d; want 2 and 2 (one redial, nothing sent twice)", conns, len(msgs))
@@ -261,7 +261,7 @@ func TestPipelinedGroupsAreBounded(t *testing.T) {
 	for i := range 250 {
 		rcpts = append(rcpts, fmt.Sprint("r", i))
 	}
-	res := a.Deliver(ctxT(t), envelope("example.test", rcpts...))
+	res := a.Deliver(ctxT(t), request("example.test", rcpts...))
 	want := repeat(sent, 250)
 	want[7] = brief{Failed, 550, "5.1.1"}
 	checkBriefs(t, want, res)
@@ -277,7 +277,7 @@ func TestPipeliningTurnedOff(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt, reply: rcptReplies(nil)})
 	a := scriptedAgent(t, s, func(c *Config) { c.NoPipelining = true })
-	checkBriefs(t, []brief{sent, sent}, a.Deliver(ctxT(t), envelope("example.test", "a", "b")))
+	checkBriefs(t, []brief{sent, sent}, a.Deliver(ctxT(t), request("example.test", "a", "b")))
 	a.Close()
 	if _, _, msgs, batches, violations := s.stats(); violations != 0 || len(batches) != 0 || len(msgs) != 1 {
 		t.Errorf("%d early commands, %d pipelined groups, %d messages; want 0, 0, 1", violations, len(batches), len(msgs))

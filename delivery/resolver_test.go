@@ -29,7 +29,7 @@ func TestMXCacheSingleflight(t *testing.T) {
 		errs := make(chan string, n)
 		for i := range n {
 			wg.Go(func() {
-				res := a.Deliver(ctxT(t), envelope("example.test", fmt.Sprintf("%s%d", tag, i)))
+				res := a.Deliver(ctxT(t), request("example.test", fmt.Sprintf("%s%d", tag, i)))
 				if res[0].Status != Delivered {
 					errs <- fmt.Sprintf("%+v", res[0])
 				}
@@ -160,7 +160,7 @@ func TestAdditionalSectionSavesALookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := w.agent(w.config())
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	if got := w.dns.Queries("mx1.example.test", dns.TypeA); got != 0 {
 		t.Errorf("A queries for the MX host = %d, want 0", got)
 	}
@@ -175,11 +175,11 @@ func TestZoneChangeSeenAfterTTL(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
 	a.res.now = clock.Now
 
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	w.dns.SetMX("example.test", 60, fakenet.MX{Pref: 5, Host: "new.example.test"})
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "b")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "b")))
 	clock.Advance(time.Minute)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "c")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "c")))
 	if got := []int{w.sinks[0].RecipientsDelivered(), w.sinks[1].RecipientsDelivered()}; got[0] != 2 || got[1] != 1 {
 		t.Errorf("recipients per sink = %v, want [2 1]", got)
 	}

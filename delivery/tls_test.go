@@ -189,7 +189,7 @@ func TestSTARTTLS(t *testing.T) {
 			s := newTLSSink(t, tt.server)
 			a := tlsAgent(t, s.addr, tt.cfg)
 			for _, r := range []string{"a", "b"} {
-				checkBriefs(t, []brief{tt.want}, a.Deliver(ctxT(t), envelope("example.test", r)))
+				checkBriefs(t, []brief{tt.want}, a.Deliver(ctxT(t), request("example.test", r)))
 			}
 			got := s.transactions()
 			if len(got) != len(tt.wantTxn) {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/delivery"
 	"fanmail/lists"
 )
 
@@ -55,10 +54,10 @@ owner-staff: boss@x.test
 	got := map[string][]string{} // sender → recipients
 	for _, p := range m.Parts {
 		for _, e := range p.Envelopes {
-			if e.Domain == delivery.LocalDomain && len(e.Recipients) != 1 {
+			if e.IsLocal() && len(e.Recipients) != 1 {
 				t.Errorf("local envelope with %d targets, want one each", len(e.Recipients))
 			}
-			got[p.Sender] = append(got[p.Sender], e.Recipients...)
+			got[e.Sender] = append(got[e.Sender], e.Recipients...)
 		}
 	}
 	// a@x.test is reached twice (directly and through the list) and goes

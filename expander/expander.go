@@ -20,7 +20,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"fanmail/aliases"
-	"fanmail/delivery"
+	"fanmail/envelope"
 	"fanmail/lists"
 	"fanmail/queuegroups"
 )
@@ -244,8 +244,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			// DSN) and gets no list headers.
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
-			m.Parts = append(m.Parts, queuegroups.Part{Sender: p.Sender, Prefix: prefix.Bytes(),
-				Envelopes: SplitRouted([]string{t.owner}, x.router)})
+			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
+				Envelopes: SplitRouted(p.Sender, []string{t.owner}, x.router)})
 			continue
 		}
 		list := t.list
@@ -267,9 +267,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 		x.received(&prefix, p, list)
 		fmt.Fprintf(&prefix, "List-Id: <%s>\r\n", listID)
 		m.Parts = append(m.Parts, queuegroups.Part{
-			Sender:    BounceAddress(list),
 			Prefix:    prefix.Bytes(),
-			Envelopes: SplitRouted(members, x.router),
+			Envelopes: SplitRouted(BounceAddress(list), members, x.router),
 		})
 	}
 	if len(aliased) > 0 {
@@ -299,7 +298,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	x.received(&prefix, p, rcpts[0])
 	type group struct {
 		addrs []string
-		local []queuegroups.Envelope
+		local []envelope.Envelope
 	}
 	var order []string
 	bySender := map[string]*group{}
@@ -317,7 +316,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 		}
 		switch {
 		case t.Kind == aliases.Program || t.Kind == aliases.File:
-			g.local = append(g.local, queuegroups.Envelope{Domain: delivery.LocalDomain, Recipients: []string{t.String()}})
+			g.local = append(g.local, envelope.Local(sender, t.String()))
 		case x.aliases.isLocalDomain(t.Value):
 			// A local name no alias or list defines is a mailbox, and
 			// fanmail has none: sending it out would come straight back.
@@ -336,8 +335,8 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 		if len(g.addrs) == 0 && len(g.local) == 0 {
 			continue
 		}
-		parts = append(parts, queuegroups.Part{Sender: sender, Prefix: prefix.Bytes(),
-			Envelopes: append(SplitRouted(g.addrs, x.router), g.local...)})
+		parts = append(parts, queuegroups.Part{Prefix: prefix.Bytes(),
+			Envelopes: append(SplitRouted(sender, g.addrs, x.router), g.local...)})
 	}
 	return parts, nil
 }
@@ -379,8 +378,8 @@ func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
 
 // Split is SplitRouted with every domain in the default group and
 // envelopes of at most r recipients.
-func Split(rcpts []string, r int) []queuegroups.Envelope {
-	return SplitRouted(rcpts, fixed(r))
+func Split(rcpts []string, r int) []envelope.Envelope {
+	return SplitRouted("", rcpts, fixed(r))
 }
 
 type fixed int
@@ -392,7 +391,7 @@ func (r fixed) Route(string) (string, int) { return "", int(r) }
 // domain's queue group and envelope size, and cuts each domain's share
 // into envelopes of at most that many recipients. Domains and recipients
 // come out sorted, so the same input always yields the same envelopes.
-func SplitRouted(rcpts []string, router Router) []queuegroups.Envelope {
+func SplitRouted(sender string, rcpts []string, router Router) []envelope.Envelope {
 	byDomain := make(map[string][]string)
 	seen := make(map[string]struct{}, len(rcpts))
 	for _, addr := range rcpts {
@@ -413,7 +412,7 @@ func SplitRouted(rcpts []string, router Router) []queuegroups.Envelope {
 		domains = append(domains, d)
 	}
 	sort.Strings(domains)
-	var envs []queuegroups.Envelope
+	var envs []envelope.Envelope
 	for _, d := range domains {
 		members := byDomain[d]
 		sort.Strings(members)
@@ -423,7 +422,7 @@ func SplitRouted(rcpts []string, router Router) []queuegroups.Envelope {
 		}
 		for len(members) > 0 {
 			n := min(r, len(members))
-			envs = append(envs, queuegroups.Envelope{Group: group, Domain: d, Recipients: members[:n:n]})
+			envs = append(envs, envelope.Envelope{Sender: sender, Group: group, Domain: d, Recipients: members[:n:n]})
 			members = members[n:]
 		}
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"fanmail/envelope"
 	"fanmail/queuegroups"
 )
 
@@ -14,13 +15,13 @@ func TestSplit(t *testing.T) {
 		name  string
 		rcpts []string
 		r     int
-		want  []queuegroups.Envelope
+		want  []envelope.Envelope
 	}{
 		{
 			name:  "groups by domain, sorted, cut at r",
 			rcpts: []string{"c@b.test", "a@a.test", "b@b.test", "a@b.test"},
 			r:     2,
-			want: []queuegroups.Envelope{
+			want: []envelope.Envelope{
 				{Domain: "a.test", Recipients: []string{"a@a.test"}},
 				{Domain: "b.test", Recipients: []string{"a@b.test", "b@b.test"}},
 				{Domain: "b.test", Recipients: []string{"c@b.test"}},
@@ -30,7 +31,7 @@ func TestSplit(t *testing.T) {
 			name:  "duplicates removed, domain case-insensitive, local part kept",
 			rcpts: []string{"Bob@Example.TEST", "Bob@example.test", "bob@example.test"},
 			r:     100,
-			want: []queuegroups.Envelope{
+			want: []envelope.Envelope{
 				{Domain: "example.test", Recipients: []string{"Bob@example.test", "bob@example.test"}},
 			},
 		},
@@ -109,7 +110,7 @@ func TestSplitRouted(t *testing.T) {
 	}
 	got := map[string][]int{}
 	groups := map[string]string{}
-	for _, e := range SplitRouted(rcpts, router) {
+	for _, e := range SplitRouted("", rcpts, router) {
 		got[e.Domain] = append(got[e.Domain], len(e.Recipients))
 		groups[e.Domain] = e.Group
 	}

@@ -20,7 +20,7 @@ import (
 // so the queue's contents can be inspected.
 type noDelivery struct{}
 
-func (noDelivery) Deliver(context.Context, delivery.Envelope) []delivery.Result {
+func (noDelivery) Deliver(context.Context, delivery.Request) []delivery.Result {
 	panic("runners were not started")
 }
 

@@ -3,11 +3,11 @@ package queuegroups
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
 	"fanmail/dsn"
+	"fanmail/envelope"
 )
 
 // Delivery status notifications. When every recipient of a message is
@@ -160,8 +160,7 @@ func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
 					bySender[sender] = rep
 					order = append(order, sender)
 				}
-				code, enh, text := parseReply(e.replies[i])
-				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Status: enh, Code: code, Text: text}
+				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Reply: envelope.ParseReply(e.replies[i])}
 				if action == dsn.Delayed {
 					rc.WillRetryUntil = expires
 				}
@@ -193,8 +192,7 @@ func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
 			continue
 		}
 		msg := &Message{ID: q.ids.Next(), Received: time.Now(), Body: body, Parts: []Part{{
-			Sender: "",
-			Envelopes: []Envelope{{Group: ControlGroup, Domain: strings.ToLower(sender[at+1:]),
+			Envelopes: []envelope.Envelope{{Sender: "", Group: ControlGroup, Domain: strings.ToLower(sender[at+1:]),
 				Recipients: []string{sender}}},
 		}}}
 		if err := q.Enqueue(q.runCtx, msg); err != nil {
@@ -204,31 +202,4 @@ func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
 			"action", string(action), "rcpts", len(rep.rcpts))
 	}
 	return nil
-}
-
-// parseReply splits a recorded reply ("550 5.1.1 text", "4.4.1 text" or
-// plain text) into its SMTP code, enhanced status and text.
-func parseReply(s string) (code int, enhanced, text string) {
-	first, rest, _ := strings.Cut(s, " ")
-	if n, err := strconv.Atoi(first); err == nil && len(first) == 3 {
-		code, s = n, rest
-		first, rest, _ = strings.Cut(s, " ")
-	}
-	if isEnhanced(first) {
-		return code, first, rest
-	}
-	return code, "", s
-}
-
-func isEnhanced(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
-		return false
-	}
-	for _, p := range parts[1:] {
-		if _, err := strconv.Atoi(p); err != nil || p == "" {
-			return false
-		}
-	}
-	return true
 }

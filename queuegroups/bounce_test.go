@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-message"
 
 	"fanmail/delivery"
+	"fanmail/envelope"
 )
 
 // dsnCatcher delivers by rule and keeps every null-sender message (the
@@ -24,24 +25,24 @@ type dsnCatcher struct {
 }
 
 type caught struct {
-	env  delivery.Envelope
+	env  delivery.Request
 	body []byte
 }
 
-func (c *dsnCatcher) Deliver(_ context.Context, env delivery.Envelope) []delivery.Result {
+func (c *dsnCatcher) Deliver(_ context.Context, env delivery.Request) []delivery.Result {
 	body, _ := io.ReadAll(env.Open())
 	isDSN := env.Sender == "" && bytes.Contains(body, []byte("report-type=delivery-status"))
 	res := make([]delivery.Result, len(env.Recipients))
 	for i, r := range env.Recipients {
 		switch st := c.rule(r); {
 		case isDSN:
-			res[i] = delivery.Result{Recipient: r, Status: delivery.Delivered, Code: 250}
+			res[i] = delivery.Result{Recipient: r, Status: delivery.Delivered, Reply: envelope.Reply{Code: 250}}
 		case st == delivery.Failed:
-			res[i] = delivery.Result{Recipient: r, Status: st, Code: 550, Enhanced: "5.1.1", Text: "no such user"}
+			res[i] = delivery.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}}
 		case st == delivery.Deferred:
-			res[i] = delivery.Result{Recipient: r, Status: st, Code: 451, Enhanced: "4.3.0", Text: "try later"}
+			res[i] = delivery.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 451, Enhanced: "4.3.0", Text: "try later"}}
 		default:
-			res[i] = delivery.Result{Recipient: r, Status: st, Code: 250}
+			res[i] = delivery.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 250}}
 		}
 	}
 	if isDSN {
@@ -143,7 +144,9 @@ func TestNoDSNForNullSender(t *testing.T) {
 	q.Start()
 	defer q.Close(context.Background())
 	m := post(q, NewIDSource(), "x", map[string]int{"a.test": 2})
-	m.Parts[0].Sender = ""
+	for i := range m.Parts[0].Envelopes {
+		m.Parts[0].Envelopes[i].Sender = ""
+	}
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}

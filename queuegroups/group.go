@@ -3,14 +3,13 @@ package queuegroups
 import (
 	"bytes"
 	"container/heap"
-	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"fanmail/delivery"
+	"fanmail/envelope"
 )
 
 // group is one queue group: its directories, its schedule (due envelopes
@@ -153,20 +152,21 @@ func (g *group) deliver(e *envState) {
 	part := m.parts[e.part]
 	seg, bodyOff, bodyLen := m.seg, m.bodyOff, m.bodyLen
 	g.mu.Unlock()
-	env := delivery.Envelope{
-		QueueID: m.id, Sender: part.sender, Domain: e.domain, Recipients: rcpts,
-		Size: int64(len(part.prefix)) + bodyLen,
+	req := delivery.Request{
+		QueueID:  m.id,
+		Envelope: envelope.Envelope{Sender: part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
+		Size:     int64(len(part.prefix)) + bodyLen,
 		Open: func() io.Reader {
 			return io.MultiReader(bytes.NewReader(part.prefix), seg.section(bodyOff, bodyLen))
 		},
 	}
-	results := q.deliverer.Deliver(q.runCtx, env)
+	results := q.deliverer.Deliver(q.runCtx, req)
 	if len(results) != len(rcpts) {
 		q.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
 			"domain", e.domain, "want", len(rcpts), "got", len(results))
 		results = make([]delivery.Result, len(rcpts))
 		for i := range results {
-			results[i] = delivery.Result{Recipient: rcpts[i], Status: delivery.Deferred, Text: "internal error"}
+			results[i] = delivery.Result{Recipient: rcpts[i], Status: delivery.Deferred, Reply: envelope.Reply{Text: "internal error"}}
 		}
 	}
 	u := g.outcome(e, idx, results, time.Now())
@@ -245,7 +245,7 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 				allBusy = false
 			}
 		}
-		ru := rcptUpdate{index: idx[i], reply: replyText(r)}
+		ru := rcptUpdate{index: idx[i], reply: r.Reply.String()}
 		switch r.Status {
 		case delivery.Delivered:
 			ru.status = rcptDelivered
@@ -277,18 +277,6 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 		}
 	}
 	return u
-}
-
-// replyText records a result as "CODE ENHANCED TEXT", leaving out what
-// it lacks; parseReply reads it back for DSNs.
-func replyText(r delivery.Result) string {
-	if r.Code == 0 {
-		return strings.TrimSpace(r.Enhanced + " " + r.Text)
-	}
-	if r.Enhanced != "" {
-		return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text)
-	}
-	return fmt.Sprintf("%d %s", r.Code, r.Text)
 }
 
 // applyUpdate folds a status record into an envelope's state.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fanmail/delivery"
+	"fanmail/envelope"
 )
 
 // gate is a deliverer that holds every attempt until released and tracks
@@ -30,7 +31,7 @@ func newGate() *gate {
 	return &gate{rec: newRecorder(nil), release: make(chan struct{}), now: map[string]int{}, peak: map[string]int{}}
 }
 
-func (g *gate) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+func (g *gate) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
 	key := env.Domain[:1] // test domains start with their group's letter
 	g.mu.Lock()
 	g.now[key]++
@@ -74,7 +75,7 @@ func groupsConfig(dir string) Config {
 // cut by the spool's router.
 func post(q *Queue, ids *IDSource, body string, domains map[string]int) *Message {
 	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte(body)}
-	p := Part{Sender: "owner-list@example.org", Prefix: []byte("List-Id: <list.example.org>\r\n")}
+	p := Part{Prefix: []byte("List-Id: <list.example.org>\r\n")}
 	for domain, n := range domains {
 		group, r := q.Router().Route(domain)
 		for start := 0; start < n; start += r {
@@ -82,7 +83,7 @@ func post(q *Queue, ids *IDSource, body string, domains map[string]int) *Message
 			for i := start; i < min(start+r, n); i++ {
 				rcpts = append(rcpts, fmt.Sprintf("u%d-%s@%s", i, m.ID, domain))
 			}
-			p.Envelopes = append(p.Envelopes, Envelope{Group: group, Domain: domain, Recipients: rcpts})
+			p.Envelopes = append(p.Envelopes, envelope.Envelope{Sender: "owner-list@example.org", Group: group, Domain: domain, Recipients: rcpts})
 		}
 	}
 	m.Parts = []Part{p}
@@ -199,7 +200,7 @@ func TestControlGroupIsNotStarved(t *testing.T) {
 	cfg.MaxQueueChildren = 2
 	g := newGate()
 	var controlDone atomic.Bool
-	d := deliverFunc(func(ctx context.Context, env delivery.Envelope) []delivery.Result {
+	d := deliverFunc(func(ctx context.Context, env delivery.Request) []delivery.Result {
 		if env.Domain == "c.test" {
 			defer controlDone.Store(true)
 			return newRecorder(nil).Deliver(ctx, env)
@@ -219,16 +220,16 @@ func TestControlGroupIsNotStarved(t *testing.T) {
 	}
 	waitFor(t, "the fan-out to take every slot", func() bool { return g.running() == 2 })
 	notice := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte("Subject: notice\r\n\r\n"),
-		Parts: []Part{{Sender: "", Envelopes: []Envelope{{Group: ControlGroup, Domain: "c.test", Recipients: []string{"owner@c.test"}}}}}}
+		Parts: []Part{{Envelopes: []envelope.Envelope{{Sender: "", Group: ControlGroup, Domain: "c.test", Recipients: []string{"owner@c.test"}}}}}}
 	if err := q.Enqueue(context.Background(), notice); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the control message", controlDone.Load)
 }
 
-type deliverFunc func(context.Context, delivery.Envelope) []delivery.Result
+type deliverFunc func(context.Context, delivery.Request) []delivery.Result
 
-func (f deliverFunc) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+func (f deliverFunc) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
 	return f(ctx, env)
 }
 
@@ -238,7 +239,7 @@ func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
 	cfg := groupsConfig(t.TempDir())
 	var bigLeft atomic.Int64
 	rec := newRecorder(nil)
-	d := deliverFunc(func(ctx context.Context, env delivery.Envelope) []delivery.Result {
+	d := deliverFunc(func(ctx context.Context, env delivery.Request) []delivery.Result {
 		time.Sleep(time.Millisecond)
 		return rec.Deliver(ctx, env)
 	})
@@ -476,7 +477,7 @@ type busyDeliverer struct {
 
 func (b *busyDeliverer) Busy(domain string) bool { return domain == "a.test" && b.busy.Load() }
 
-func (b *busyDeliverer) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+func (b *busyDeliverer) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
 	b.mu.Lock()
 	b.order = append(b.order, env.Domain)
 	b.mu.Unlock()

@@ -3,6 +3,8 @@ package queuegroups
 import (
 	"fmt"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // Message is an accepted post as the expander hands it to the queue: the
@@ -34,20 +36,12 @@ const (
 	ModeQueue
 )
 
-// Part is one expansion of the message: its own envelope sender and the
-// header lines prepended to Body for its recipients (Received, List-Id).
+// Part is one expansion of the message: the header lines prepended to
+// Body for its recipients (Received, List-Id) and its envelopes, each
+// with its sender and the queue group the expander routed it to.
 type Part struct {
-	Sender    string
 	Prefix    []byte
-	Envelopes []Envelope
-}
-
-// Envelope is one SMTP transaction's recipients, all in one domain, and
-// the queue group the Router chose for that domain ("" is the default).
-type Envelope struct {
-	Group      string
-	Domain     string
-	Recipients []string
+	Envelopes []envelope.Envelope
 }
 
 // Recipients counts every recipient of the message.

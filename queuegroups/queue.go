@@ -13,7 +13,7 @@ import (
 
 // Deliverer is what the runners hand envelopes to; *delivery.Agent is one.
 type Deliverer interface {
-	Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result
+	Deliver(ctx context.Context, req delivery.Request) []delivery.Result
 }
 
 // Queue is the spool: every queue group with its directories and runners.
@@ -246,9 +246,15 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) error {
 	return nil
 }
 
-// split builds one msgState per group that m's envelopes name.
+// split builds one msgState per group that m's envelopes name. A
+// share keeps one part per part of m and envelope sender it holds.
 func (q *Queue) split(m *Message, mode DeliveryMode) ([]*share, error) {
+	type partKey struct {
+		part   int
+		sender string
+	}
 	byGroup := map[string]*share{}
+	partIdx := map[*share]map[partKey]int{}
 	var shares []*share
 	for pi, p := range m.Parts {
 		for _, e := range p.Envelopes {
@@ -267,14 +273,19 @@ func (q *Queue) split(m *Message, mode DeliveryMode) ([]*share, error) {
 				}
 				d := g.pickDir()
 				sh = &share{g: g, d: d, ms: &msgState{id: m.ID, received: m.Received, dir: d}}
-				for _, p := range m.Parts {
-					sh.ms.parts = append(sh.ms.parts, partState{sender: p.Sender, prefix: p.Prefix})
-				}
 				byGroup[name] = sh
+				partIdx[sh] = map[partKey]int{}
 				shares = append(shares, sh)
 			}
 			ms := sh.ms
-			ms.envs = append(ms.envs, &envState{msg: ms, index: len(ms.envs), part: pi, domain: e.Domain,
+			key := partKey{pi, e.Sender}
+			part, ok := partIdx[sh][key]
+			if !ok {
+				part = len(ms.parts)
+				partIdx[sh][key] = part
+				ms.parts = append(ms.parts, partState{sender: e.Sender, prefix: p.Prefix})
+			}
+			ms.envs = append(ms.envs, &envState{msg: ms, index: len(ms.envs), part: part, domain: e.Domain,
 				rcpts: e.Recipients, status: make([]rcptStatus, len(e.Recipients)),
 				replies: make([]string, len(e.Recipients)), heapIdx: -1})
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fanmail/delivery"
+	"fanmail/envelope"
 )
 
 // recorder is a scripted receiving side: it reads every message fully, as
@@ -28,7 +29,7 @@ func newRecorder(rule func(string, int) delivery.Status) *recorder {
 	return &recorder{got: map[string]int{}, bodies: map[string]string{}, tries: map[string]int{}, rule: rule}
 }
 
-func (r *recorder) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+func (r *recorder) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
 	data, err := io.ReadAll(env.Open())
 	if err != nil || int64(len(data)) != env.Size {
 		panic(fmt.Sprintf("read body: %v (%d of %d bytes)", err, len(data), env.Size))
@@ -42,7 +43,7 @@ func (r *recorder) Deliver(ctx context.Context, env delivery.Envelope) []deliver
 		if r.rule != nil {
 			st = r.rule(rcpt, r.tries[rcpt])
 		}
-		res[i] = delivery.Result{Recipient: rcpt, Status: st, Code: 250}
+		res[i] = delivery.Result{Recipient: rcpt, Status: st, Reply: envelope.Reply{Code: 250}}
 		if st == delivery.Delivered {
 			r.got[rcpt]++
 			r.bodies[rcpt] = string(data)
@@ -81,13 +82,13 @@ func testConfig(dir string) Config {
 
 func testMessage(ids *IDSource, domains, perDomain int) *Message {
 	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte("Subject: hi\r\n\r\nhello\r\n")}
-	p := Part{Sender: "owner-list@example.org", Prefix: []byte("List-Id: <list.example.org>\r\n")}
+	p := Part{Prefix: []byte("List-Id: <list.example.org>\r\n")}
 	for d := 0; d < domains; d++ {
 		var rcpts []string
 		for i := 0; i < perDomain; i++ {
 			rcpts = append(rcpts, fmt.Sprintf("u%d-%s@d%d.test", i, m.ID, d))
 		}
-		p.Envelopes = append(p.Envelopes, Envelope{Domain: fmt.Sprintf("d%d.test", d), Recipients: rcpts})
+		p.Envelopes = append(p.Envelopes, envelope.Envelope{Sender: "owner-list@example.org", Domain: fmt.Sprintf("d%d.test", d), Recipients: rcpts})
 	}
 	m.Parts = []Part{p}
 	return m

@@ -167,7 +167,7 @@ func explain(w io.Writer, res aliases.Result, router *queuegroups.Router) {
 	}
 	for _, s := range senders {
 		n := map[string]int{} // envelopes so far per domain
-		for _, env := range expander.SplitRouted(bySender[s], router) {
+		for _, env := range expander.SplitRouted(s, bySender[s], router) {
 			n[env.Domain]++
 			group, r := router.Route(env.Domain)
 			fmt.Fprintf(w, "  sender %s, queue group %s (r=%d), domain %s, envelope %d: %s\n",

@@ -1,0 +1,47 @@
+// Package envelope is a leaf package that every stage of the pipeline
+// shares: the Envelope (who one SMTP transaction is from and to, and
+// the queue group that holds it) and the Reply (what a server, or
+// fanmail itself, answered for a recipient). The expander cuts
+// envelopes, the queue stores them and hands them to delivery, delivery
+// reports Replies, the queue records them and DSNs quote them; each
+// stage uses these types rather than a copy of its own.
+package envelope
+
+import "strings"
+
+// LocalDomain is the domain of envelopes whose recipients are the
+// |program and /file targets of an aliases file: a bracketed name, which
+// no real domain can be. Delivery runs the program or appends to the
+// file instead of speaking SMTP.
+const LocalDomain = "[local]"
+
+// Envelope is one SMTP transaction's addressing: a sender and recipients
+// that all share one destination domain.
+type Envelope struct {
+	Sender     string // MAIL FROM; "" is the null sender
+	Domain     string // lowercase destination domain of every recipient, or LocalDomain
+	Recipients []string
+	// Group is the queue group the expander routed the domain to; ""
+	// means the default group.
+	Group string
+}
+
+// Local returns the envelope that delivers one |program or /file target
+// of an aliases file.
+func Local(sender, target string) Envelope {
+	return Envelope{Sender: sender, Domain: LocalDomain, Recipients: []string{target}}
+}
+
+// IsLocal reports whether e is delivered locally (LocalDomain) rather
+// than over SMTP.
+func (e Envelope) IsLocal() bool { return e.Domain == LocalDomain }
+
+// DomainOf returns the lowercase domain of addr, and false if addr has
+// no @.
+func DomainOf(addr string) (string, bool) {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return "", false
+	}
+	return strings.ToLower(addr[at+1:]), true
+}
