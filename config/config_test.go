@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/expander"
 	"fanmail/queuegroups"
 )
 
@@ -193,21 +194,25 @@ group = "big"
 	for _, g := range sc.Groups {
 		got[g.Name] = g
 	}
+	perEnv := cfg.Routing().RecipientsPerEnvelope
 	big := got["big"]
 	if len(big.Dirs) != 2 || big.Dirs[0] != filepath.Join(dir, "big/q1") || big.Runners != 3 ||
-		big.RecipientsPerEnvelope != 50 || big.MinQueueAge != 27*time.Minute {
-		t.Errorf("big group: %+v", big)
+		perEnv["big"] != 50 || big.MinQueueAge != 27*time.Minute {
+		t.Errorf("big group: %+v, r=%d", big, perEnv["big"])
 	}
-	if def := got["default"]; def.Runners != 10 || def.Dirs[0] != filepath.Join(dir, "queue") || def.RecipientsPerEnvelope != 100 {
-		t.Errorf("default group: %+v", def)
+	if def := got["default"]; def.Runners != 10 || def.Dirs[0] != filepath.Join(dir, "queue") || perEnv["default"] != 100 {
+		t.Errorf("default group: %+v, r=%d", def, perEnv["default"])
 	}
 	if c := got["control"]; c.Runners != 2 || c.Dirs[0] != filepath.Join(dir, "queue-control") {
 		t.Errorf("control group: %+v", c)
 	}
-	if sc.MaxQueueChildren != 50 || len(sc.Rules) != 1 {
-		t.Errorf("spool: %+v", sc)
+	if sc.MaxQueueChildren != 50 || len(cfg.Routing().Rules) != 1 {
+		t.Errorf("spool: %+v, routing: %+v", sc, cfg.Routing())
 	}
-	r := queuegroups.NewRouter(sc)
+	r, err := expander.NewRouter(cfg.Routing())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for domain, want := range map[string]string{"gmail.com": "big", "mx.gmail.com": "big", "notgmail.com": "default", "example.org": "default"} {
 		if g, _ := r.Route(domain); g != want {
 			t.Errorf("Route(%s) = %s, want %s", domain, g, want)

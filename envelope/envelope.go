@@ -7,8 +7,6 @@
 // stage uses these types rather than a copy of its own.
 package envelope
 
-import "strings"
-
 // LocalDomain is the domain of envelopes whose recipients are the
 // |program and /file targets of an aliases file: a bracketed name, which
 // no real domain can be. Delivery runs the program or appends to the
@@ -35,13 +33,3 @@ func Local(sender, target string) Envelope {
 // IsLocal reports whether e is delivered locally (LocalDomain) rather
 // than over SMTP.
 func (e Envelope) IsLocal() bool { return e.Domain == LocalDomain }
-
-// DomainOf returns the lowercase domain of addr, and false if addr has
-// no @.
-func DomainOf(addr string) (string, bool) {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return "", false
-	}
-	return strings.ToLower(addr[at+1:]), true
-}

@@ -34,7 +34,7 @@ func aliasFixture(t *testing.T, content string) *Expander {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(store, "fanmail.test", fixed(100)).WithAliases(a)
+	return New(store, "fanmail.test", nil).WithAliases(a)
 }
 
 func TestExpandAliasParts(t *testing.T) {

@@ -1,8 +1,13 @@
 // Package expander is the second stage of the pipeline: it turns one
-// accepted post and its recipients (list addresses) into queue parts, one
-// per list, each with the list's bounce address as envelope sender, the
-// headers the list adds, and the members cut into per-domain envelopes
-// of at most r recipients. It performs no DNS lookups (sendmail's
+// accepted post and its recipients (lists, their owner- and -request
+// addresses, aliases) into queue parts, one per list or envelope sender,
+// each with its headers and its recipients cut into envelopes.
+//
+// It owns the routing that sendmail calls the queuegroup ruleset
+// (route.go): a Router sends each destination domain to a queue group by
+// ordered domain patterns and cuts that domain's recipients into
+// envelopes of at most the group's r=. The queue then stores envelopes
+// already routed. The expander performs no DNS lookups (sendmail's
 // nocanonify): addresses are used as written, with lowercase domains.
 package expander
 
@@ -12,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -45,17 +49,11 @@ var ErrLoop = errors.New("mail loop")
 // has passed through too many servers to be anything but a loop.
 const maxHops = 50
 
-// Router picks a domain's queue group and that group's envelope size
-// (sendmail's queuegroup ruleset and r=); *queuegroups.Router is one.
-type Router interface {
-	Route(domain string) (group string, perEnvelope int)
-}
-
 // Expander expands posts to list members.
 type Expander struct {
 	store    Store
 	hostname string
-	router   Router
+	router   *Router
 	aliases  *Aliases // nil: no aliases files
 
 	mu        sync.Mutex
@@ -71,8 +69,12 @@ type Expander struct {
 const versionTTL = 50 * time.Millisecond
 
 // New returns an expander that routes each domain to a queue group and
-// cuts envelopes of that group's size.
-func New(store Store, hostname string, router Router) *Expander {
+// cuts envelopes of that group's size; a nil router sends every domain to
+// the default group.
+func New(store Store, hostname string, router *Router) *Expander {
+	if router == nil {
+		router, _ = NewRouter(RouterConfig{})
+	}
 	return &Expander{store: store, hostname: hostname, router: router,
 		members: map[string][]string{}, addresses: map[string]target{}}
 }
@@ -245,7 +247,7 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
 			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
-				Envelopes: SplitRouted(p.Sender, []string{t.owner}, x.router)})
+				Envelopes: x.router.Split(p.Sender, []string{t.owner})})
 			continue
 		}
 		list := t.list
@@ -268,7 +270,7 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 		fmt.Fprintf(&prefix, "List-Id: <%s>\r\n", listID)
 		m.Parts = append(m.Parts, queuegroups.Part{
 			Prefix:    prefix.Bytes(),
-			Envelopes: SplitRouted(BounceAddress(list), members, x.router),
+			Envelopes: x.router.Split(BounceAddress(list), members),
 		})
 	}
 	if len(aliased) > 0 {
@@ -336,7 +338,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 			continue
 		}
 		parts = append(parts, queuegroups.Part{Prefix: prefix.Bytes(),
-			Envelopes: append(SplitRouted(sender, g.addrs, x.router), g.local...)})
+			Envelopes: append(x.router.Split(sender, g.addrs), g.local...)})
 	}
 	return parts, nil
 }
@@ -374,59 +376,6 @@ func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
 	}
 	x.mu.Unlock()
 	return members, nil
-}
-
-// Split is SplitRouted with every domain in the default group and
-// envelopes of at most r recipients.
-func Split(rcpts []string, r int) []envelope.Envelope {
-	return SplitRouted("", rcpts, fixed(r))
-}
-
-type fixed int
-
-func (r fixed) Route(string) (string, int) { return "", int(r) }
-
-// SplitRouted deduplicates recipients (domains compared
-// case-insensitively), groups them by domain, asks the router for each
-// domain's queue group and envelope size, and cuts each domain's share
-// into envelopes of at most that many recipients. Domains and recipients
-// come out sorted, so the same input always yields the same envelopes.
-func SplitRouted(sender string, rcpts []string, router Router) []envelope.Envelope {
-	byDomain := make(map[string][]string)
-	seen := make(map[string]struct{}, len(rcpts))
-	for _, addr := range rcpts {
-		at := strings.LastIndexByte(addr, '@')
-		if at < 0 {
-			continue
-		}
-		domain := strings.ToLower(addr[at+1:])
-		norm := addr[:at+1] + domain
-		if _, dup := seen[norm]; dup {
-			continue
-		}
-		seen[norm] = struct{}{}
-		byDomain[domain] = append(byDomain[domain], norm)
-	}
-	domains := make([]string, 0, len(byDomain))
-	for d := range byDomain {
-		domains = append(domains, d)
-	}
-	sort.Strings(domains)
-	var envs []envelope.Envelope
-	for _, d := range domains {
-		members := byDomain[d]
-		sort.Strings(members)
-		group, r := router.Route(d)
-		if r < 1 {
-			r = len(members) // r=0: unlimited, as sendmail
-		}
-		for len(members) > 0 {
-			n := min(r, len(members))
-			envs = append(envs, envelope.Envelope{Sender: sender, Group: group, Domain: d, Recipients: members[:n:n]})
-			members = members[n:]
-		}
-	}
-	return envs
 }
 
 // countReceived counts the Received fields of a message's header.

@@ -64,7 +64,11 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	cfg.Listen, cfg.Hostname = "127.0.0.1:0", "fanmail.test"
 	cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 5*time.Second
 	modes := &modeRecorder{Queue: q}
-	srv := New(cfg, expander.New(store, "fanmail.test", q.Router()), modes, queuegroups.NewIDSource())
+	router, err := expander.NewRouter(routing())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(cfg, expander.New(store, "fanmail.test", router), modes, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +82,16 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	return &fixture{addr: srv.Addr().String(), queue: q, modes: modes, spoolDir: spool}
 }
 
-// spoolConfig is a spool in dir whose default group cuts envelopes of 2.
+// routing cuts envelopes of 2 for the default group.
+func routing() expander.RouterConfig {
+	return expander.RouterConfig{RecipientsPerEnvelope: map[string]int{queuegroups.DefaultGroup: 2}}
+}
+
+// spoolConfig is a spool in dir with the default and control groups.
 func spoolConfig(dir string) queuegroups.Config {
 	return queuegroups.Config{
 		Groups: []queuegroups.GroupConfig{
-			{Name: queuegroups.DefaultGroup, Dirs: []string{dir}, RecipientsPerEnvelope: 2},
+			{Name: queuegroups.DefaultGroup, Dirs: []string{dir}},
 			{Name: queuegroups.ControlGroup, Dirs: []string{dir + "-control"}},
 		},
 		RetryMin: time.Minute, RetryMax: time.Hour, QueueReturn: time.Hour,

@@ -98,7 +98,7 @@ func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
 	}
 	q.Start()
 	defer q.Close(context.Background())
-	m := post(q, NewIDSource(), "Message-ID: <orig@example.org>\r\nSubject: x\r\n\r\nbody\r\n",
+	m := post(NewIDSource(), "Message-ID: <orig@example.org>\r\nSubject: x\r\n\r\nbody\r\n",
 		map[string]int{"a.test": 4, "b.test": 4})
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func TestNoDSNForNullSender(t *testing.T) {
 	}
 	q.Start()
 	defer q.Close(context.Background())
-	m := post(q, NewIDSource(), "x", map[string]int{"a.test": 2})
+	m := post(NewIDSource(), "x", map[string]int{"a.test": 2})
 	for i := range m.Parts[0].Envelopes {
 		m.Parts[0].Envelopes[i].Sender = ""
 	}
@@ -168,7 +168,7 @@ func TestExpiryDSNAndDelayWarning(t *testing.T) {
 	}
 	q.Start()
 	defer q.Close(context.Background())
-	if err := q.Enqueue(context.Background(), post(q, NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
+	if err := q.Enqueue(context.Background(), post(NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the queue to empty", func() bool { return q.Stats().Messages == 0 && len(c.caught()) == 2 })
@@ -209,7 +209,7 @@ func TestDSNSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	q.Start()
-	m := post(q, NewIDSource(), "x", map[string]int{"a.test": 2, "b.test": 2})
+	m := post(NewIDSource(), "x", map[string]int{"a.test": 2, "b.test": 2})
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,22 +63,31 @@ func (g *gate) running() int {
 func groupsConfig(dir string) Config {
 	return Config{
 		Groups: []GroupConfig{
-			{Name: DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: 3, RecipientsPerEnvelope: 4},
-			{Name: "b", Dirs: []string{filepath.Join(dir, "b1"), filepath.Join(dir, "b2")}, Runners: 3, RecipientsPerEnvelope: 2},
+			{Name: DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: 3},
+			{Name: "b", Dirs: []string{filepath.Join(dir, "b1"), filepath.Join(dir, "b2")}, Runners: 3},
 			{Name: ControlGroup, Dirs: []string{filepath.Join(dir, "control")}, Runners: 1},
 		},
-		Rules:    []Rule{{Patterns: []string{"b.test", "*.b.test"}, Group: "b"}},
 		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, QueueReturn: time.Hour,
 	}
 }
 
+// route is the expander's routing for groupsConfig: b.test and its
+// subdomains go to group b, 2 recipients an envelope; every other
+// domain to the default group, 4 an envelope.
+func route(domain string) (group string, perEnvelope int) {
+	if domain == "b.test" || strings.HasSuffix(domain, ".b.test") {
+		return "b", 2
+	}
+	return DefaultGroup, 4
+}
+
 // post builds a message the way the expander does: envelopes routed and
-// cut by the spool's router.
-func post(q *Queue, ids *IDSource, body string, domains map[string]int) *Message {
+// cut by route.
+func post(ids *IDSource, body string, domains map[string]int) *Message {
 	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte(body)}
 	p := Part{Prefix: []byte("List-Id: <list.example.org>\r\n")}
 	for domain, n := range domains {
-		group, r := q.Router().Route(domain)
+		group, r := route(domain)
 		for start := 0; start < n; start += r {
 			var rcpts []string
 			for i := start; i < min(start+r, n); i++ {
@@ -120,7 +130,7 @@ func TestSplitAcrossGroupsStoresBodyOncePerDirectory(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		body := fmt.Sprintf("Subject: post %d\r\n\r\nbody-marker-%d\r\n", i, i)
 		bodies = append(bodies, fmt.Sprintf("body-marker-%d", i))
-		m := post(q, ids, body, map[string]int{"a.test": 10, "b.test": 5, "mx.b.test": 3})
+		m := post(ids, body, map[string]int{"a.test": 10, "b.test": 5, "mx.b.test": 3})
 		if err := q.Enqueue(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +185,7 @@ func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
 			}
 			q.Start()
 			defer q.Close(context.Background())
-			m := post(q, NewIDSource(), "Subject: x\r\n\r\nx\r\n", map[string]int{"a.test": 40, "b.test": 40})
+			m := post(NewIDSource(), "Subject: x\r\n\r\nx\r\n", map[string]int{"a.test": 40, "b.test": 40})
 			if err := q.Enqueue(context.Background(), m); err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +225,7 @@ func TestControlGroupIsNotStarved(t *testing.T) {
 	defer q.Close(context.Background())
 	defer close(g.release)
 	ids := NewIDSource()
-	if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 100})); err != nil {
+	if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 100})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the fan-out to take every slot", func() bool { return g.running() == 2 })
@@ -248,8 +258,8 @@ func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := NewIDSource()
-	big := post(q, ids, "big", map[string]int{"a.test": 4000})
-	small := post(q, ids, "small", map[string]int{"a.test": 8})
+	big := post(ids, "big", map[string]int{"a.test": 4000})
+	small := post(ids, "small", map[string]int{"a.test": 8})
 	if err := q.Enqueue(context.Background(), big); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +303,7 @@ func TestDeliveryModes(t *testing.T) {
 		q.Start()
 		defer q.Close(context.Background())
 		defer close(g.release)
-		if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 2})); err != nil {
+		if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 2})); err != nil {
 			t.Fatal(err)
 		}
 		if g.rec.total() != 0 {
@@ -311,7 +321,7 @@ func TestDeliveryModes(t *testing.T) {
 		}
 		q.Start()
 		defer q.Close(context.Background())
-		if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 9, "b.test": 3})); err != nil {
+		if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 9, "b.test": 3})); err != nil {
 			t.Fatal(err)
 		}
 		if got := rec.total(); got != 12 {
@@ -328,7 +338,7 @@ func TestDeliveryModes(t *testing.T) {
 		}
 		q.Start()
 		defer q.Close(context.Background())
-		m := post(q, ids, "x", map[string]int{"a.test": 3})
+		m := post(ids, "x", map[string]int{"a.test": 3})
 		m.Mode = ModeQueue
 		start := time.Now()
 		if err := q.Enqueue(context.Background(), m); err != nil {
@@ -370,7 +380,7 @@ func TestSuperSafe(t *testing.T) {
 				q.Start()
 			}
 			defer q.Close(context.Background())
-			if err := q.Enqueue(context.Background(), post(q, NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
+			if err := q.Enqueue(context.Background(), post(NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
 				t.Fatal(err)
 			}
 			if s := q.Stats(); !tt.wantSyncs(s.Syncs) {
@@ -398,8 +408,8 @@ func TestFlushAndDelete(t *testing.T) {
 	}
 	q.Start()
 	ids := NewIDSource()
-	keep := post(q, ids, "keep", map[string]int{"a.test": 2, "b.test": 2})
-	drop := post(q, ids, "drop", map[string]int{"a.test": 3})
+	keep := post(ids, "keep", map[string]int{"a.test": 2, "b.test": 2})
+	drop := post(ids, "drop", map[string]int{"a.test": 3})
 	for _, m := range []*Message{keep, drop} {
 		if err := q.Enqueue(context.Background(), m); err != nil {
 			t.Fatal(err)
@@ -496,10 +506,10 @@ func TestBusyDestinationIsPassedOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := NewIDSource()
-	if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 4})); err != nil {
+	if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 4})); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Enqueue(context.Background(), post(q, ids, "y", map[string]int{"free.test": 1})); err != nil {
+	if err := q.Enqueue(context.Background(), post(ids, "y", map[string]int{"free.test": 1})); err != nil {
 		t.Fatal(err)
 	}
 	q.Start()

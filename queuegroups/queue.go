@@ -21,7 +21,6 @@ type Queue struct {
 	cfg       Config
 	log       *slog.Logger
 	deliverer Deliverer
-	router    *Router
 	groups    map[string]*group
 	order     []*group // config order, for listings
 
@@ -54,7 +53,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue config: %w", err)
 	}
-	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, router: NewRouter(cfg), groups: map[string]*group{},
+	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, groups: map[string]*group{},
 		ids: NewIDSource()}
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
 	if cfg.MaxQueueChildren > 0 {
@@ -84,9 +83,6 @@ func (q *Queue) closeDirs() {
 		}
 	}
 }
-
-// Router is the spool's domain → group table, for the expander.
-func (q *Queue) Router() *Router { return q.router }
 
 // recover schedules every pending recipient found by replay.
 func (q *Queue) recover() {

@@ -14,7 +14,6 @@ import (
 	"fanmail/aliases"
 	"fanmail/expander"
 	"fanmail/lists"
-	"fanmail/queuegroups"
 )
 
 func aliasesCommand() *cli.Command {
@@ -115,11 +114,11 @@ func aliasesExpand(c *cli.Context) error {
 		fmt.Fprintln(w, line)
 	}
 	if c.Bool("explain") {
-		spool, err := cfg.Spool(nil)
+		router, err := expander.NewRouter(cfg.Routing())
 		if err != nil {
 			return err
 		}
-		explain(w, res, queuegroups.NewRouter(spool))
+		explain(w, res, router)
 	}
 	if n := probs.Errors() + len(res.Failures); n > 0 {
 		return fmt.Errorf("aliases expand: %s (see the ERROR lines)", plural(n, "error", "errors"))
@@ -143,7 +142,7 @@ func (l storeLists) ListMembers(ctx context.Context, addr string) ([]string, boo
 // explain prints the expansion tree and how the addresses would be cut
 // into envelopes: per envelope sender, per domain, in the domain's queue
 // group, at most that group's r each.
-func explain(w io.Writer, res aliases.Result, router *queuegroups.Router) {
+func explain(w io.Writer, res aliases.Result, router *expander.Router) {
 	fmt.Fprintln(w, "\nexpansion:")
 	for _, n := range res.Tree {
 		printNode(w, n, 1)
@@ -167,7 +166,7 @@ func explain(w io.Writer, res aliases.Result, router *queuegroups.Router) {
 	}
 	for _, s := range senders {
 		n := map[string]int{} // envelopes so far per domain
-		for _, env := range expander.SplitRouted(s, bySender[s], router) {
+		for _, env := range router.Split(s, bySender[s]) {
 			n[env.Domain]++
 			group, r := router.Route(env.Domain)
 			fmt.Fprintf(w, "  sender %s, queue group %s (r=%d), domain %s, envelope %d: %s\n",

@@ -81,7 +81,12 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 
-	exp := expander.New(store, cfg.Hostname, queue.Router())
+	router, err := expander.NewRouter(cfg.Routing())
+	if err != nil {
+		queue.Close(context.Background())
+		return err
+	}
+	exp := expander.New(store, cfg.Hostname, router)
 	var aliasTable *expander.Aliases
 	if len(cfg.Aliases.Files) > 0 {
 		aliasTable, err = expander.LoadAliases(expander.AliasConfig{
