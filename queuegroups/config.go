@@ -38,15 +38,6 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
-// GroupConfig is one queue group, sendmail's QUEUE_GROUP.
-type GroupConfig struct {
-	Name        string
-	Dirs        []string      // P=: one per disk; envelopes are spread over them
-	Runners     int           // R=: deliveries in progress at once
-	Interval    time.Duration // I=: the queue run interval, for queue-only mail
-	MinQueueAge time.Duration // MinQueueAge: no retry sooner than this after an attempt
-}
-
 // SuperSafe is sendmail's SuperSafe: when the spool forces data to disk.
 type SuperSafe int
 

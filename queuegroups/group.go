@@ -3,7 +3,9 @@ package queuegroups
 import (
 	"bytes"
 	"container/heap"
+	"context"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,15 +14,38 @@ import (
 	"fanmail/envelope"
 )
 
+// GroupConfig is one queue group, sendmail's QUEUE_GROUP.
+type GroupConfig struct {
+	Name        string
+	Dirs        []string      // P=: one per disk; envelopes are spread over them
+	Runners     int           // R=: deliveries in progress at once
+	Interval    time.Duration // I=: the queue run interval, for queue-only mail
+	MinQueueAge time.Duration // MinQueueAge: no retry sooner than this after an attempt
+}
+
+// Deliverer is what a group hands envelopes to; *delivery.Agent is one.
+type Deliverer interface {
+	Deliver(ctx context.Context, req delivery.Request) []delivery.Result
+}
+
+// retryPolicy is how a group reschedules deferred recipients: the
+// backoff bounds and the queue lifetime (sendmail Timeout.queuereturn).
+type retryPolicy struct {
+	min, max    time.Duration
+	queueReturn time.Duration
+}
+
 // group is one queue group: its directories, its schedule (due envelopes
-// round-robin across messages, deferred ones by time) and its persistent
-// runners. One mutex guards the schedule and every directory's message
-// state; journal writes happen outside it.
+// round-robin across messages, deferred ones by time), the attempts its
+// runners make and its retry timer. One mutex guards the schedule and
+// every directory's message state; journal writes happen outside it.
 type group struct {
-	q    *Queue
-	cfg  GroupConfig
-	dirs []*dir
-	turn atomic.Uint32 // spreads new messages over dirs
+	cfg       GroupConfig
+	retry     retryPolicy
+	deliverer Deliverer
+	log       *slog.Logger
+	dirs      []*dir
+	turn      atomic.Uint32 // spreads new messages over dirs
 
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when work becomes ready or the group closes
@@ -31,8 +56,8 @@ type group struct {
 	wake     chan struct{} // nudges the retry timer when the earliest deferral changes
 }
 
-func newGroup(q *Queue, cfg GroupConfig) *group {
-	g := &group{q: q, cfg: cfg, wake: make(chan struct{}, 1)}
+func newGroup(cfg GroupConfig, retry retryPolicy, d Deliverer, log *slog.Logger) *group {
+	g := &group{cfg: cfg, retry: retry, deliverer: d, log: log, wake: make(chan struct{}, 1)}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -57,22 +82,6 @@ func (g *group) nudge() {
 	select {
 	case g.wake <- struct{}{}:
 	default:
-	}
-}
-
-func (g *group) runner() {
-	defer g.q.wg.Done()
-	for {
-		e := g.take()
-		if e == nil {
-			return
-		}
-		if !g.q.acquire(g) {
-			g.putBack(e)
-			return
-		}
-		g.deliver(e)
-		g.q.release(g)
 	}
 }
 
@@ -108,7 +117,7 @@ type busyChecker interface {
 // ready; if every one looked at is busy, the first is taken anyway. Called
 // with g.mu held and the ring not empty.
 func (g *group) nextReady() *envState {
-	bc, ok := g.q.deliverer.(busyChecker)
+	bc, ok := g.deliverer.(busyChecker)
 	if !ok {
 		return g.ready.pop()
 	}
@@ -136,9 +145,19 @@ func (g *group) putBack(e *envState) {
 	g.ready.push(e)
 }
 
-// deliver runs one attempt of e and records every recipient's outcome.
-func (g *group) deliver(e *envState) {
-	q := g.q
+// attempted says what the queue has left to do after an attempt, once
+// the group's lock is released.
+type attempted int
+
+const (
+	attemptRecorded attempted = iota // nothing more
+	shareFinished                    // every recipient of the share is final: settle its DSN
+	stillDeferred                    // recipients wait for a retry: a delay warning may be due
+)
+
+// attempt runs one attempt of e, records every recipient's outcome and
+// says what the queue should do next about e's message.
+func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted) {
 	m := e.msg
 	var idx []int
 	var rcpts []string
@@ -160,9 +179,9 @@ func (g *group) deliver(e *envState) {
 			return io.MultiReader(bytes.NewReader(part.prefix), seg.section(bodyOff, bodyLen))
 		},
 	}
-	results := q.deliverer.Deliver(q.runCtx, req)
+	results := g.deliverer.Deliver(ctx, req)
 	if len(results) != len(rcpts) {
-		q.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
+		g.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
 			"domain", e.domain, "want", len(rcpts), "got", len(results))
 		results = make([]delivery.Result, len(rcpts))
 		for i := range results {
@@ -181,20 +200,11 @@ func (g *group) deliver(e *envState) {
 			// Nothing was recorded, so the attempt is as if it never
 			// happened: try the envelope again later rather than lose
 			// a recipient.
-			q.log.Error("cannot record delivery status; will retry", "qid", m.id, "domain", e.domain, "err", err)
-			u = &statusUpdate{id: m.id, env: e.index, attempts: e.attempts, next: time.Now().Add(q.cfg.RetryMin)}
+			g.log.Error("cannot record delivery status; will retry", "qid", m.id, "domain", e.domain, "err", err)
+			u = &statusUpdate{id: m.id, env: e.index, attempts: e.attempts, next: time.Now().Add(g.retry.min)}
 		}
 	}
 
-	// Both run after the unlock below: they take locks of their own.
-	var finished, stillDeferred bool
-	defer func() {
-		if finished {
-			q.settle(m.id)
-		} else if stillDeferred {
-			g.warnDelayed(m, time.Now())
-		}
-	}()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e.inflight = false
@@ -208,20 +218,32 @@ func (g *group) deliver(e *envState) {
 		}
 	}
 	if m.deleted {
-		return
+		return m, attemptRecorded
 	}
 	applyUpdate(e, u)
 	if e.pendingCount() > 0 {
 		heap.Push(&g.deferred, e)
 		g.nudge()
-		stillDeferred = true
-		return
+		return m, stillDeferred
 	}
 	m.pending--
-	if m.pending == 0 {
-		g.finish(m)
-		finished = true
+	if m.pending > 0 {
+		return m, attemptRecorded
 	}
+	g.finish(m)
+	return m, shareFinished
+}
+
+// finish retires a share whose recipients are all final: at once if it
+// owes no DSN, else it waits (done) until the queue has sent the DSN for
+// every share of the message. Called with g.mu held.
+func (g *group) finish(m *msgState) {
+	if m.failedFor() {
+		m.done = true
+		return
+	}
+	m.dir.retire(m)
+	g.log.Info("message done", "qid", m.id, "group", g.cfg.Name)
 }
 
 // outcome turns one attempt's results into a status record: delivered and
@@ -229,7 +251,6 @@ func (g *group) deliver(e *envState) {
 // (backoff, at least the group's min_queue_age) or fail once the queue
 // lifetime is over.
 func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now time.Time) *statusUpdate {
-	q := g.q
 	u := &statusUpdate{id: e.msg.id, env: e.index, attempts: e.attempts + 1}
 	deferred := false
 	// A destination that was busy or suspended says when to come back;
@@ -260,12 +281,12 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 	if !deferred {
 		return u
 	}
-	next := now.Add(max(backoff(u.attempts, q.cfg.RetryMin, q.cfg.RetryMax), g.cfg.MinQueueAge))
+	next := now.Add(max(backoff(u.attempts, g.retry.min, g.retry.max), g.cfg.MinQueueAge))
 	if allBusy {
 		u.attempts = e.attempts
 		next = now.Add(retryAfter)
 	}
-	if !next.After(e.msg.received.Add(q.cfg.QueueReturn)) {
+	if !next.After(e.msg.received.Add(g.retry.queueReturn)) {
 		u.next = next
 		return u
 	}
@@ -273,27 +294,15 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 		if u.rcpts[i].status == rcptPending {
 			u.rcpts[i].status = rcptFailed
 			u.rcpts[i].reply = "5.4.7 queue lifetime expired; last reply: " + u.rcpts[i].reply
-			q.log.Warn("giving up", "qid", e.msg.id, "rcpt", e.rcpts[u.rcpts[i].index], "status", "expired")
+			g.log.Warn("giving up", "qid", e.msg.id, "rcpt", e.rcpts[u.rcpts[i].index], "status", "expired")
 		}
 	}
 	return u
 }
 
-// applyUpdate folds a status record into an envelope's state.
-func applyUpdate(e *envState, u *statusUpdate) {
-	e.attempts = u.attempts
-	e.next = u.next
-	for _, r := range u.rcpts {
-		if r.index < len(e.status) {
-			e.status[r.index] = r.status
-			e.replies[r.index] = r.reply
-		}
-	}
-}
-
-// retryTimer moves deferred envelopes to the ready ring when they fall due.
-func (g *group) retryTimer() {
-	defer g.q.wg.Done()
+// retryTimer moves deferred envelopes to the ready ring when they fall
+// due, until the group closes or ctx ends.
+func (g *group) retryTimer(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -327,7 +336,7 @@ func (g *group) retryTimer() {
 				default:
 				}
 			}
-		case <-g.q.runCtx.Done():
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -354,4 +363,42 @@ func (g *group) flush(domain string) int {
 	g.mu.Unlock()
 	g.cond.Broadcast()
 	return moved
+}
+
+// recovered schedules every pending envelope that replay found in the
+// group's directories, forgets finished messages that owe no DSN, and
+// returns the counts and the messages that finished but may not have had
+// their DSN sent.
+func (g *group) recovered(now time.Time) (msgs, rcpts int, unsettled []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, d := range g.dirs {
+		for id, m := range d.msgs {
+			for _, e := range m.envs {
+				if n := e.pendingCount(); n > 0 {
+					m.pending++
+					rcpts += n
+				}
+			}
+			if m.pending == 0 && !m.failedFor() {
+				delete(d.msgs, id)
+				continue
+			}
+			msgs++
+			m.seg.live++
+			if m.pending == 0 {
+				m.done = true // its DSN may not have gone out
+				unsettled = append(unsettled, id)
+			}
+			for _, e := range m.envs {
+				if e.pendingCount() > 0 {
+					g.schedule(e, now)
+				}
+			}
+		}
+		if !d.j.isReadOnly() {
+			d.collect()
+		}
+	}
+	return msgs, rcpts, unsettled
 }

@@ -7,14 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	"fanmail/delivery"
 )
-
-// Deliverer is what the runners hand envelopes to; *delivery.Agent is one.
-type Deliverer interface {
-	Deliver(ctx context.Context, req delivery.Request) []delivery.Result
-}
 
 // Queue is the spool: every queue group with its directories and runners.
 type Queue struct {
@@ -59,10 +52,11 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	if cfg.MaxQueueChildren > 0 {
 		q.children = make(chan struct{}, cfg.MaxQueueChildren)
 	}
+	retry := retryPolicy{min: cfg.RetryMin, max: cfg.RetryMax, queueReturn: cfg.QueueReturn}
 	for _, gc := range cfg.Groups {
-		g := newGroup(q, gc)
+		g := newGroup(gc, retry, d, cfg.Logger)
 		for _, path := range gc.Dirs {
-			dr, err := openDir(g, path, readOnly)
+			dr, err := openDir(path, cfg.SegmentSize, cfg.Logger, readOnly)
 			if err != nil {
 				q.closeDirs()
 				return nil, fmt.Errorf("queue group %s: %w", gc.Name, err)
@@ -72,7 +66,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 		q.groups[gc.Name] = g
 		q.order = append(q.order, g)
 	}
-	q.recover()
+	q.scheduleRecovered()
 	return q, nil
 }
 
@@ -84,39 +78,13 @@ func (q *Queue) closeDirs() {
 	}
 }
 
-// recover schedules every pending recipient found by replay.
-func (q *Queue) recover() {
+// scheduleRecovered schedules every pending recipient found by replay;
+// messages that finished but may still owe a DSN are settled by Start.
+func (q *Queue) scheduleRecovered() {
 	now := time.Now()
 	for _, g := range q.order {
-		var msgs, rcpts int
-		for _, d := range g.dirs {
-			for id, m := range d.msgs {
-				for _, e := range m.envs {
-					if n := e.pendingCount(); n > 0 {
-						m.pending++
-						rcpts += n
-					}
-				}
-				if m.pending == 0 && !m.failedFor() {
-					delete(d.msgs, id)
-					continue
-				}
-				msgs++
-				m.seg.live++
-				if m.pending == 0 {
-					m.done = true // its DSN may not have gone out
-					q.unsettled = append(q.unsettled, id)
-				}
-				for _, e := range m.envs {
-					if e.pendingCount() > 0 {
-						g.schedule(e, now)
-					}
-				}
-			}
-			if !d.j.isReadOnly() {
-				d.collect()
-			}
-		}
+		msgs, rcpts, unsettled := g.recovered(now)
+		q.unsettled = append(q.unsettled, unsettled...)
 		if msgs > 0 {
 			q.log.Info("queue recovered", "group", g.cfg.Name, "messages", msgs, "recipients", rcpts)
 		}
@@ -129,16 +97,43 @@ func (q *Queue) Start() {
 		for _, g := range q.order {
 			for i := 0; i < g.cfg.Runners; i++ {
 				q.wg.Add(1)
-				go g.runner()
+				go q.runner(g)
 			}
 			q.wg.Add(1)
-			go g.retryTimer()
+			go func() {
+				defer q.wg.Done()
+				g.retryTimer(q.runCtx)
+			}()
 		}
 		for _, id := range q.unsettled {
 			q.settle(id)
 		}
 		q.unsettled = nil
 	})
+}
+
+// runner is one of g's persistent runners (sendmail -qp): it takes due
+// envelopes from g, one at a time, within the MaxQueueChildren cap, and
+// sends the DSNs and delay warnings their outcomes call for.
+func (q *Queue) runner(g *group) {
+	defer q.wg.Done()
+	for {
+		e := g.take()
+		if e == nil {
+			return
+		}
+		if !q.acquire(g) {
+			g.putBack(e)
+			return
+		}
+		switch m, next := g.attempt(q.runCtx, e); next {
+		case shareFinished:
+			q.settle(m.id)
+		case stillDeferred:
+			q.warnDelayed(g, m, time.Now())
+		}
+		q.release(g)
+	}
 }
 
 // acquire takes one of the MaxQueueChildren slots for a delivery by g;
