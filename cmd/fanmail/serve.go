@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"fanmail/control"
 	"fanmail/delivery"
 	"fanmail/delivery/local"
 	"fanmail/expander"
@@ -127,7 +128,7 @@ func runServe(c *cli.Context) error {
 	queue.Start()
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
-	if err := queue.ServeAdmin(adminCtx, cfg.AdminSocket()); err != nil {
+	if err := control.Serve(adminCtx, cfg.AdminSocket(), queue, log); err != nil {
 		log.Warn("queue tools will read the spool directly", "err", err)
 	}
 	dataDir, _ := filepath.Abs(cfg.DataDir)
