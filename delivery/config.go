@@ -13,7 +13,7 @@ import (
 	"fanmail/delivery/local"
 )
 
-// Config configures an Agent. Zero fields take the defaults below.
+// Config configures an Agent. Zero fields take the values of DefaultConfig.
 type Config struct {
 	// Resolvers are DNS servers as host:port, tried in order. Empty means
 	// the nameservers of ResolvConf.
@@ -110,34 +110,43 @@ type Config struct {
 	TLSRootCAs *x509.CertPool
 }
 
-const (
-	defaultResolvConf     = "/etc/resolv.conf"
-	defaultDNSTimeout     = 5 * time.Second
-	defaultPort           = 25
-	defaultConnectTimeout = 30 * time.Second
-	defaultCommandTimeout = 5 * time.Minute
-	defaultDataTimeout    = 10 * time.Minute
+// DefaultConfig is the agent's configuration when nothing is set: every
+// default in one place. New fills a zero field of its Config from here;
+// package config shows these values as the [delivery] defaults.
+func DefaultConfig() Config {
+	return Config{
+		ResolvConf:     "/etc/resolv.conf",
+		DNSTimeout:     5 * time.Second,
+		Port:           25,
+		ProgramTimeout: 5 * time.Minute,
+		ConnectTimeout: 30 * time.Second,
+		CommandTimeout: 5 * time.Minute,
+		DataTimeout:    10 * time.Minute,
 
-	defaultConnCacheSize      = 100
-	defaultConnIdleTimeout    = 5 * time.Second
-	defaultConnMaxAge         = 5 * time.Minute
-	defaultMaxConns           = 20
-	defaultInitialConcurrency = 5
-	defaultRcptsPerTxn        = 50
-	defaultTxnsPerConn        = 100
-	defaultSlotWait           = time.Second
-	defaultDeadAfter          = 5
-	defaultDeadSuspend        = time.Minute
-)
+		ConnCacheSize:   100,
+		ConnIdleTimeout: 5 * time.Second,
+		ConnMaxAge:      5 * time.Minute,
+
+		MaxConns:           20,
+		InitialConcurrency: 5,
+		RcptsPerTxn:        50,
+		TxnsPerConn:        100,
+		SlotWait:           time.Second,
+		DeadAfter:          5,
+		DeadSuspend:        time.Minute,
+		TLS:                TLSOpportunistic,
+	}
+}
 
 // withDefaults returns cfg with every zero field set to its default and
 // checks what is left; it never modifies the caller's maps or slices.
 func (cfg Config) withDefaults() (Config, error) {
+	def := DefaultConfig()
 	if cfg.ResolvConf == "" {
-		cfg.ResolvConf = defaultResolvConf
+		cfg.ResolvConf = def.ResolvConf
 	}
 	if cfg.Port == 0 {
-		cfg.Port = defaultPort
+		cfg.Port = def.Port
 	}
 	if cfg.Port < 1 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d: out of range 1-65535", cfg.Port)
@@ -147,15 +156,15 @@ func (cfg Config) withDefaults() (Config, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"dns timeout", &cfg.DNSTimeout, defaultDNSTimeout},
-		{"connect timeout", &cfg.ConnectTimeout, defaultConnectTimeout},
-		{"command timeout", &cfg.CommandTimeout, defaultCommandTimeout},
-		{"data timeout", &cfg.DataTimeout, defaultDataTimeout},
-		{"connection idle timeout", &cfg.ConnIdleTimeout, defaultConnIdleTimeout},
-		{"connection max age", &cfg.ConnMaxAge, defaultConnMaxAge},
-		{"rate delay", &cfg.RateDelay, 0},
-		{"slot wait", &cfg.SlotWait, defaultSlotWait},
-		{"dead suspend", &cfg.DeadSuspend, defaultDeadSuspend},
+		{"dns timeout", &cfg.DNSTimeout, def.DNSTimeout},
+		{"connect timeout", &cfg.ConnectTimeout, def.ConnectTimeout},
+		{"command timeout", &cfg.CommandTimeout, def.CommandTimeout},
+		{"data timeout", &cfg.DataTimeout, def.DataTimeout},
+		{"connection idle timeout", &cfg.ConnIdleTimeout, def.ConnIdleTimeout},
+		{"connection max age", &cfg.ConnMaxAge, def.ConnMaxAge},
+		{"rate delay", &cfg.RateDelay, def.RateDelay},
+		{"slot wait", &cfg.SlotWait, def.SlotWait},
+		{"dead suspend", &cfg.DeadSuspend, def.DeadSuspend},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("%s %v: must not be negative", d.name, *d.v)
@@ -164,7 +173,7 @@ func (cfg Config) withDefaults() (Config, error) {
 			*d.v = d.def
 		}
 	}
-	if err := cfg.limitDefaults(); err != nil {
+	if err := cfg.limitDefaults(def); err != nil {
 		return cfg, err
 	}
 	for _, r := range cfg.Resolvers {
@@ -173,7 +182,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	if cfg.ProgramTimeout <= 0 {
-		cfg.ProgramTimeout = 5 * time.Minute
+		cfg.ProgramTimeout = def.ProgramTimeout
 	}
 	if cfg.FallbackRelay != "" {
 		if err := checkHostPort(cfg.FallbackRelay); err != nil {
@@ -220,20 +229,20 @@ func checkHostPort(s string) error {
 
 // limitDefaults fills in and checks the connection cache, limit, TLS and
 // reply rule settings.
-func (cfg *Config) limitDefaults() error {
+func (cfg *Config) limitDefaults(def Config) error {
 	if cfg.ConnCacheSize == 0 {
-		cfg.ConnCacheSize = defaultConnCacheSize
+		cfg.ConnCacheSize = def.ConnCacheSize
 	}
 	for _, n := range []struct {
 		name string
 		v    *int
 		def  int
 	}{
-		{"max conns", &cfg.MaxConns, defaultMaxConns},
-		{"initial concurrency", &cfg.InitialConcurrency, defaultInitialConcurrency},
-		{"recipients per transaction", &cfg.RcptsPerTxn, defaultRcptsPerTxn},
-		{"transactions per connection", &cfg.TxnsPerConn, defaultTxnsPerConn},
-		{"dead after", &cfg.DeadAfter, defaultDeadAfter},
+		{"max conns", &cfg.MaxConns, def.MaxConns},
+		{"initial concurrency", &cfg.InitialConcurrency, def.InitialConcurrency},
+		{"recipients per transaction", &cfg.RcptsPerTxn, def.RcptsPerTxn},
+		{"transactions per connection", &cfg.TxnsPerConn, def.TxnsPerConn},
+		{"dead after", &cfg.DeadAfter, def.DeadAfter},
 	} {
 		if *n.v < 0 {
 			return fmt.Errorf("%s %d: must not be negative", n.name, *n.v)
@@ -246,7 +255,7 @@ func (cfg *Config) limitDefaults() error {
 		cfg.InitialConcurrency = cfg.MaxConns
 	}
 	if cfg.TLS == "" {
-		cfg.TLS = TLSOpportunistic
+		cfg.TLS = def.TLS
 	}
 	if !cfg.TLS.valid() {
 		return fmt.Errorf("tls %q: must be opportunistic, required or none", cfg.TLS)

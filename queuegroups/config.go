@@ -89,6 +89,35 @@ func ParseDeliveryMode(s string) (DeliveryMode, error) {
 	return 0, fmt.Errorf("%q is not a delivery mode: use background, interactive or queue", s)
 }
 
+// DefaultConfig is the spool when nothing is set: the default and control
+// groups (without directories, which the caller chooses) and every
+// shared setting. Open fills a zero field of its Config from here;
+// package config shows these values as the [queue] defaults.
+func DefaultConfig() Config {
+	return Config{
+		Groups:      []GroupConfig{defaultGroupConfig(DefaultGroup), defaultGroupConfig(ControlGroup)},
+		Mode:        ModeBackground,
+		SuperSafe:   SafeTrue,
+		RetryMin:    5 * time.Minute,
+		RetryMax:    4 * time.Hour,
+		QueueReturn: 5 * 24 * time.Hour,
+		QueueWarn:   4 * time.Hour,
+		Hostname:    "localhost",
+		SegmentSize: 64 << 20,
+	}
+}
+
+// defaultGroupConfig is a group's settings when nothing is set: a few
+// runners for the control group, whose mail is small and rare, many for
+// every other; a queue run a minute.
+func defaultGroupConfig(name string) GroupConfig {
+	g := GroupConfig{Name: name, Runners: 64, Interval: time.Minute}
+	if name == ControlGroup {
+		g.Runners = 4
+	}
+	return g
+}
+
 // Validate reports what Open would reject in cfg, so configuration errors
 // surface when the config is checked, not when the spool opens.
 func Validate(cfg Config) error {
@@ -98,14 +127,15 @@ func Validate(cfg Config) error {
 
 // withDefaults checks cfg and fills in what it leaves out.
 func (cfg Config) withDefaults() (Config, error) {
+	def := DefaultConfig()
 	if cfg.SegmentSize <= 0 {
-		cfg.SegmentSize = 64 << 20
+		cfg.SegmentSize = def.SegmentSize
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Hostname == "" {
-		cfg.Hostname = "localhost"
+		cfg.Hostname = def.Hostname
 	}
 	if cfg.RetryMin <= 0 || cfg.RetryMax < cfg.RetryMin || cfg.QueueReturn <= 0 {
 		return cfg, fmt.Errorf("retry %v..%v, queuereturn %v: need 0 < retry_min <= retry_max and queuereturn > 0",
@@ -118,10 +148,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
 		if g.Runners <= 0 {
-			g.Runners = 1
+			g.Runners = 1 // a group without runners would never deliver
 		}
 		if g.Interval <= 0 {
-			g.Interval = time.Minute
+			g.Interval = defaultGroupConfig(g.Name).Interval
 		}
 		switch {
 		case !validGroupName(g.Name):
