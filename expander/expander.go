@@ -23,7 +23,6 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
-	"fanmail/aliases"
 	"fanmail/envelope"
 	"fanmail/lists"
 	"fanmail/queuegroups"
@@ -298,47 +297,30 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	}
 	var prefix bytes.Buffer
 	x.received(&prefix, p, rcpts[0])
-	type group struct {
-		addrs []string
-		local []envelope.Envelope
-	}
-	var order []string
-	bySender := map[string]*group{}
+	var parts []queuegroups.Part
 	dropped := 0
-	for _, t := range res.Targets {
-		sender := t.Sender
-		if sender == "" {
-			sender = p.Sender
+	for _, g := range bySender(res.Targets, p.Sender) {
+		var addrs []string
+		for _, a := range g.addrs {
+			if x.aliases.isLocalDomain(a) {
+				// A local name no alias or list defines is a mailbox, and
+				// fanmail has none: sending it out would come straight back.
+				x.aliases.log.Warn("aliases: no local mailbox; target dropped", "qid", p.ID, "target", a)
+				dropped++
+				continue
+			}
+			addrs = append(addrs, a)
 		}
-		g := bySender[sender]
-		if g == nil {
-			g = &group{}
-			bySender[sender] = g
-			order = append(order, sender)
+		envs := x.router.Split(g.sender, addrs)
+		for _, t := range g.local {
+			envs = append(envs, envelope.Local(g.sender, t))
 		}
-		switch {
-		case t.Kind == aliases.Program || t.Kind == aliases.File:
-			g.local = append(g.local, envelope.Local(sender, t.String()))
-		case x.aliases.isLocalDomain(t.Value):
-			// A local name no alias or list defines is a mailbox, and
-			// fanmail has none: sending it out would come straight back.
-			x.aliases.log.Warn("aliases: no local mailbox; target dropped", "qid", p.ID, "target", t.Value)
-			dropped++
-		default:
-			g.addrs = append(g.addrs, t.Value)
+		if len(envs) > 0 {
+			parts = append(parts, queuegroups.Part{Prefix: prefix.Bytes(), Envelopes: envs})
 		}
 	}
 	if dropped == len(res.Targets) {
 		return nil, fmt.Errorf("%s: %w (only local mailboxes)", strings.Join(rcpts, ", "), ErrNoTargets)
-	}
-	parts := make([]queuegroups.Part, 0, len(order))
-	for _, sender := range order {
-		g := bySender[sender]
-		if len(g.addrs) == 0 && len(g.local) == 0 {
-			continue
-		}
-		parts = append(parts, queuegroups.Part{Prefix: prefix.Bytes(),
-			Envelopes: append(x.router.Split(sender, g.addrs), g.local...)})
 	}
 	return parts, nil
 }
