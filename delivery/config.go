@@ -151,26 +151,24 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Port < 1 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d: out of range 1-65535", cfg.Port)
 	}
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"dns timeout", &cfg.DNSTimeout, def.DNSTimeout},
-		{"connect timeout", &cfg.ConnectTimeout, def.ConnectTimeout},
-		{"command timeout", &cfg.CommandTimeout, def.CommandTimeout},
-		{"data timeout", &cfg.DataTimeout, def.DataTimeout},
-		{"connection idle timeout", &cfg.ConnIdleTimeout, def.ConnIdleTimeout},
-		{"connection max age", &cfg.ConnMaxAge, def.ConnMaxAge},
-		{"rate delay", &cfg.RateDelay, def.RateDelay},
-		{"slot wait", &cfg.SlotWait, def.SlotWait},
-		{"dead suspend", &cfg.DeadSuspend, def.DeadSuspend},
+	for _, err := range []error{
+		orDefault("dns timeout", &cfg.DNSTimeout, def.DNSTimeout),
+		orDefault("connect timeout", &cfg.ConnectTimeout, def.ConnectTimeout),
+		orDefault("command timeout", &cfg.CommandTimeout, def.CommandTimeout),
+		orDefault("data timeout", &cfg.DataTimeout, def.DataTimeout),
+		orDefault("connection idle timeout", &cfg.ConnIdleTimeout, def.ConnIdleTimeout),
+		orDefault("connection max age", &cfg.ConnMaxAge, def.ConnMaxAge),
+		orDefault("rate delay", &cfg.RateDelay, def.RateDelay),
+		orDefault("slot wait", &cfg.SlotWait, def.SlotWait),
+		orDefault("dead suspend", &cfg.DeadSuspend, def.DeadSuspend),
+		orDefault("max conns", &cfg.MaxConns, def.MaxConns),
+		orDefault("initial concurrency", &cfg.InitialConcurrency, def.InitialConcurrency),
+		orDefault("recipients per transaction", &cfg.RcptsPerTxn, def.RcptsPerTxn),
+		orDefault("transactions per connection", &cfg.TxnsPerConn, def.TxnsPerConn),
+		orDefault("dead after", &cfg.DeadAfter, def.DeadAfter),
 	} {
-		if *d.v < 0 {
-			return cfg, fmt.Errorf("%s %v: must not be negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
+		if err != nil {
+			return cfg, err // the first, in this order
 		}
 	}
 	if err := cfg.limitDefaults(def); err != nil {
@@ -213,6 +211,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
+// orDefault sets a zero *v to def and refuses a negative one.
+func orDefault[T int | time.Duration](name string, v *T, def T) error {
+	if *v < 0 {
+		return fmt.Errorf("%s %v: must not be negative", name, *v)
+	}
+	if *v == 0 {
+		*v = def
+	}
+	return nil
+}
+
 func checkHostPort(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -227,29 +236,11 @@ func checkHostPort(s string) error {
 	return nil
 }
 
-// limitDefaults fills in and checks the connection cache, limit, TLS and
-// reply rule settings.
+// limitDefaults fills in and checks the connection cache, TLS,
+// destination and reply rule settings.
 func (cfg *Config) limitDefaults(def Config) error {
 	if cfg.ConnCacheSize == 0 {
 		cfg.ConnCacheSize = def.ConnCacheSize
-	}
-	for _, n := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"max conns", &cfg.MaxConns, def.MaxConns},
-		{"initial concurrency", &cfg.InitialConcurrency, def.InitialConcurrency},
-		{"recipients per transaction", &cfg.RcptsPerTxn, def.RcptsPerTxn},
-		{"transactions per connection", &cfg.TxnsPerConn, def.TxnsPerConn},
-		{"dead after", &cfg.DeadAfter, def.DeadAfter},
-	} {
-		if *n.v < 0 {
-			return fmt.Errorf("%s %d: must not be negative", n.name, *n.v)
-		}
-		if *n.v == 0 {
-			*n.v = n.def
-		}
 	}
 	if cfg.InitialConcurrency > cfg.MaxConns {
 		cfg.InitialConcurrency = cfg.MaxConns

@@ -156,8 +156,8 @@ func (t *txn) set(i int, st Status, code int, enhanced, text, relay string) {
 }
 
 func (t *txn) setErr(i int, e *Error) {
-	t.set(i, e.status(), e.Code, e.Enhanced, e.Line, e.Relay)
-	t.results[i].Host = e.Host
+	r := &t.results[i]
+	r.Status, r.Reply, r.Relay = e.status(), e.reply(), e.Relay
 }
 
 // settleIdx gives every pending recipient in idx the verdict e.

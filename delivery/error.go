@@ -28,19 +28,16 @@ func (e *Error) Error() string {
 		b.WriteString(e.Command)
 		b.WriteString(": ")
 	}
-	if e.Code != 0 {
-		b.WriteString(strconv.Itoa(e.Code))
-		b.WriteByte(' ')
-	}
-	if e.Enhanced != "" {
-		b.WriteString(e.Enhanced)
-		b.WriteByte(' ')
-	}
-	b.WriteString(e.Line)
+	b.WriteString(e.reply().String())
 	if e.Err != nil && !strings.Contains(e.Line, e.Err.Error()) {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
 	return b.String()
+}
+
+// reply is the error as the reply it gives its recipients.
+func (e *Error) reply() envelope.Reply {
+	return envelope.Reply{Code: e.Code, Enhanced: e.Enhanced, Text: e.Line, Host: e.Host}
 }
 
 func (e *Error) Unwrap() error { return e.Err }

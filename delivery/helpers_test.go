@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/google/go-cmp/cmp"
@@ -126,12 +125,9 @@ func request(domain string, rcpts ...string) Request {
 	for _, r := range rcpts {
 		full = append(full, r+"@"+domain)
 	}
-	return Request{
-		QueueID:  "Q1",
-		Envelope: envelope.Envelope{Sender: "owner@list.test", Domain: domain, Recipients: full},
-		Size:     int64(len(testBody)),
-		Open:     func() io.Reader { return strings.NewReader(testBody) },
-	}
+	r := Request{QueueID: "Q1", Size: int64(len(testBody)), Open: func() io.Reader { return strings.NewReader(testBody) }}
+	r.Sender, r.Domain, r.Recipients = "owner@list.test", domain, full
+	return r
 }
 
 func ctxT(t *testing.T) context.Context {

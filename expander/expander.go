@@ -123,27 +123,34 @@ type target struct {
 
 // target resolves rcpt, from the cache while the store is unchanged.
 func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
+	return cached(ctx, x, x.addresses, strings.ToLower(rcpt), func() (target, error) { return x.resolve(ctx, rcpt) })
+}
+
+// cached returns m[key], or what load returns, kept in m unless the
+// store changed while it loaded. m is one of x's caches, which refresh
+// empties when the store's version changes.
+func cached[T any](ctx context.Context, x *Expander, m map[string]T, key string, load func() (T, error)) (T, error) {
 	if err := x.refresh(ctx); err != nil {
-		return target{}, err
+		var zero T
+		return zero, err
 	}
-	key := strings.ToLower(rcpt)
 	x.mu.Lock()
 	v := x.version
-	t, ok := x.addresses[key]
+	val, ok := m[key]
 	x.mu.Unlock()
 	if ok {
-		return t, nil
+		return val, nil
 	}
-	t, err := x.resolve(ctx, rcpt)
+	val, err := load()
 	if err != nil {
-		return t, err
+		return val, err
 	}
 	x.mu.Lock()
 	if v == x.version {
-		x.addresses[key] = t
+		m[key] = val
 	}
 	x.mu.Unlock()
-	return t, nil
+	return val, nil
 }
 
 func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
@@ -337,27 +344,13 @@ func BounceAddress(list string) string { return "owner-" + list }
 
 // Members returns a list's members, cached until the store changes.
 func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
-	if err := x.refresh(ctx); err != nil {
-		return nil, err
-	}
-	key := strings.ToLower(list)
-	x.mu.Lock()
-	v := x.version
-	cached, ok := x.members[key]
-	x.mu.Unlock()
-	if ok {
-		return cached, nil
-	}
-	members, err := x.store.Members(ctx, list)
-	if err != nil {
-		return nil, fmt.Errorf("members of %s: %w", list, err)
-	}
-	x.mu.Lock()
-	if v == x.version {
-		x.members[key] = members
-	}
-	x.mu.Unlock()
-	return members, nil
+	return cached(ctx, x, x.members, strings.ToLower(list), func() ([]string, error) {
+		members, err := x.store.Members(ctx, list)
+		if err != nil {
+			return nil, fmt.Errorf("members of %s: %w", list, err)
+		}
+		return members, nil
+	})
 }
 
 // countReceived counts the Received fields of a message's header.

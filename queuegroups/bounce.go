@@ -29,18 +29,15 @@ func (q *Queue) settle(id string) {
 	var done []heldShare
 	for _, g := range q.order {
 		g.mu.Lock()
-		for _, d := range g.dirs {
-			m := d.msgs[id]
-			if m == nil {
-				continue
-			}
-			if !m.done {
-				g.mu.Unlock()
-				return // a later finish settles it
-			}
+		_, m := g.share(id)
+		waiting := m != nil && !m.done
+		g.mu.Unlock()
+		switch {
+		case waiting:
+			return // a later finish settles it
+		case m != nil:
 			done = append(done, heldShare{g, m})
 		}
-		g.mu.Unlock()
 	}
 	if len(done) == 0 {
 		return

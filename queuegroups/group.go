@@ -62,6 +62,17 @@ func newGroup(cfg GroupConfig, retry retryPolicy, d Deliverer, log *slog.Logger)
 	return g
 }
 
+// share returns the directory holding message id in this group and its
+// state there, or nil. Called with g.mu held.
+func (g *group) share(id string) (*dir, *msgState) {
+	for _, d := range g.dirs {
+		if m := d.msgs[id]; m != nil {
+			return d, m
+		}
+	}
+	return nil, nil
+}
+
 // pickDir chooses the directory for a new message, in turn.
 func (g *group) pickDir() *dir {
 	return g.dirs[int(g.turn.Add(1))%len(g.dirs)]

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,16 +68,6 @@ func groupsConfig(dir string) Config {
 		},
 		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, QueueReturn: time.Hour,
 	}
-}
-
-// route is the expander's routing for groupsConfig: b.test and its
-// subdomains go to group b, 2 recipients an envelope; every other
-// domain to the default group, 4 an envelope.
-func route(domain string) (group string, perEnvelope int) {
-	if domain == "b.test" || strings.HasSuffix(domain, ".b.test") {
-		return "b", 2
-	}
-	return DefaultGroup, 4
 }
 
 // post builds a message the way the expander does: envelopes routed and

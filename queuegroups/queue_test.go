@@ -80,6 +80,16 @@ func testConfig(dir string) Config {
 	}
 }
 
+// route is the expander's routing for groupsConfig: b.test and its
+// subdomains go to group b, 2 recipients an envelope; every other
+// domain to the default group, 4 an envelope.
+func route(domain string) (group string, perEnvelope int) {
+	if domain == "b.test" || strings.HasSuffix(domain, ".b.test") {
+		return "b", 2
+	}
+	return DefaultGroup, 4
+}
+
 func testMessage(ids *IDSource, domains, perDomain int) *Message {
 	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte("Subject: hi\r\n\r\nhello\r\n")}
 	p := Part{Prefix: []byte("List-Id: <list.example.org>\r\n")}
