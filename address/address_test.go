@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseValid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in     string
 		want   Mailbox
@@ -69,6 +70,7 @@ func TestParseValid(t *testing.T) {
 }
 
 func TestParseInvalid(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", 60)
 	tests := []struct {
 		in, reason string
@@ -148,6 +150,7 @@ func TestParseInvalid(t *testing.T) {
 }
 
 func TestStringQuotes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		m    Mailbox
 		want string

@@ -8,6 +8,7 @@ import (
 )
 
 func TestAliasesSection(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, toml string
 		wantErr    string

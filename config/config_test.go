@@ -28,6 +28,7 @@ func load(t *testing.T, text string) (Config, error) {
 }
 
 func TestDefaultsAreValid(t *testing.T) {
+	t.Parallel()
 	cfg, err := Load("")
 	if err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
@@ -39,6 +40,7 @@ func TestDefaultsAreValid(t *testing.T) {
 }
 
 func TestLoadControlDefaults(t *testing.T) {
+	t.Parallel()
 	cfg, err := Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +53,7 @@ func TestLoadControlDefaults(t *testing.T) {
 }
 
 func TestLoadControlOverrides(t *testing.T) {
+	t.Parallel()
 	cfg, err := load(t, `
 [load]
 queue_la = 6
@@ -77,6 +80,7 @@ delay = "250ms"
 }
 
 func TestLoadOverridesDefaults(t *testing.T) {
+	t.Parallel()
 	cfg, err := load(t, `
 hostname = "mail.example.org"
 max_message_size = "10MB"
@@ -109,6 +113,7 @@ delivery_mode = "interactive"
 
 // Every rejected config names the key (or line) and says what is wrong.
 func TestBadConfigs(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ text, want string }{
 		{`listen = "2525"`, `listen: "2525" is not host:port`},
 		{`lisen = "127.0.0.1:25"`, "unknown key lisen"},
@@ -166,6 +171,7 @@ func TestBadConfigs(t *testing.T) {
 }
 
 func TestQueueGroups(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, d := range []string{"big/q1", "big/q2"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -227,6 +233,7 @@ group = "big"
 }
 
 func TestMissingFile(t *testing.T) {
+	t.Parallel()
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.toml") {
 		t.Errorf("missing file: %v, want an error naming the file", err)

@@ -38,6 +38,7 @@ func aliasFixture(t *testing.T, content string) *Expander {
 }
 
 func TestExpandAliasParts(t *testing.T) {
+	t.Parallel()
 	x := aliasFixture(t, `staff: a@x.test, news@lists.example.org, "|/bin/true", /tmp/archive, staff
 owner-staff: boss@x.test
 `)
@@ -78,6 +79,7 @@ owner-staff: boss@x.test
 }
 
 func TestAliasOfOnlyLocalMailboxes(t *testing.T) {
+	t.Parallel()
 	x := aliasFixture(t, "me: me\n")
 	_, err := x.Expand(context.Background(), Post{ID: "Q1", Received: time.Now(), Lists: []string{"me@example.org"},
 		Body: []byte("Subject: x\r\n\r\n")})

@@ -143,6 +143,7 @@ func wantReply(t *testing.T, what string, err error, code int, enh smtp.Enhanced
 const post = "From: poster@example.org\r\nTo: announce@lists.example.org\r\nSubject: hello\r\n\r\nFirst post.\r\n"
 
 func TestEHLOExtensions(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	c := dial(t, f.addr)
 	for _, ext := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"} {
@@ -156,6 +157,7 @@ func TestEHLOExtensions(t *testing.T) {
 }
 
 func TestAcceptedPostIsQueuedWithID(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	c := dial(t, f.addr)
 	if err := c.Mail("poster@example.org", nil); err != nil {
@@ -188,6 +190,7 @@ func TestAcceptedPostIsQueuedWithID(t *testing.T) {
 }
 
 func TestRejections(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1024)
 	tests := []struct {
 		name string
@@ -236,6 +239,7 @@ func TestRejections(t *testing.T) {
 // TestDeletedList checks that a list deleted while the server runs stops
 // taking mail at once.
 func TestDeletedList(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	store, err := lists.Open(filepath.Join(dir, "lists.db"))
 	if err != nil {
@@ -270,6 +274,7 @@ func TestDeletedList(t *testing.T) {
 // TestAcceptedPostSurvivesRestart checks that the 250 means durable: the
 // message is replayed from the spool by a fresh queue.
 func TestAcceptedPostSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	c := dial(t, f.addr)
 	if err := c.SendMail("poster@example.org", []string{"announce@lists.example.org"}, strings.NewReader(post)); err != nil {
@@ -289,6 +294,7 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 // TestOwnerAddresses: owner-LIST and LIST-request reach the list's owner
 // with the envelope sender kept (null for a bounce) and no list headers.
 func TestOwnerAddresses(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	for _, rcpt := range []string{"owner-announce@lists.example.org", "Announce-Request@Lists.Example.org"} {
 		c := dial(t, f.addr)
@@ -324,6 +330,7 @@ func TestOwnerAddresses(t *testing.T) {
 
 // TestHopLimit: a post that has passed more than 50 servers is a loop.
 func TestHopLimit(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	send := func(hops int) error {
 		return postData(dial(t, f.addr),

@@ -11,6 +11,7 @@ import (
 )
 
 func TestMembers(t *testing.T) {
+	t.Parallel()
 	const list = "l@example.org"
 	tests := []struct {
 		name        string
@@ -111,6 +112,7 @@ func TestMembers(t *testing.T) {
 }
 
 func TestMembersNoList(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTest(t)
 	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
@@ -135,6 +137,7 @@ func TestMembersNoList(t *testing.T) {
 }
 
 func TestAddMembersProgress(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTest(t)
 	if err := s.CreateList(ctx, "l@example.org", ""); err != nil {

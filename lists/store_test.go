@@ -40,6 +40,7 @@ func openPath(t testing.TB, path string) *Store {
 }
 
 func TestCreateList(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, list, owner string
 		wantErr           string // substring; "" = success
@@ -93,6 +94,7 @@ func TestCreateList(t *testing.T) {
 var cmpTime = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
 
 func TestGetListLookup(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTest(t)
 	if err := s.CreateList(ctx, "Announce@lists.example.org", ""); err != nil {
@@ -124,6 +126,7 @@ func TestGetListLookup(t *testing.T) {
 }
 
 func TestListsAndDelete(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTest(t)
 	for _, l := range []string{"b@example.org", "a@example.org", "c@example.org"} {
@@ -163,6 +166,7 @@ func TestListsAndDelete(t *testing.T) {
 }
 
 func TestOpenNewerSchema(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "lists.db")
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -183,6 +187,7 @@ func TestOpenNewerSchema(t *testing.T) {
 }
 
 func TestOpenExisting(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "lists.db")
 	s, err := Open(path)
@@ -207,6 +212,7 @@ func TestOpenExisting(t *testing.T) {
 // CLI do, and checks that each sees the other's commits and that Version
 // moves on every commit, its own included.
 func TestSecondProcess(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	server, path := openTest(t)
 	cli := openPath(t, path)
@@ -267,7 +273,9 @@ func TestSecondProcess(t *testing.T) {
 }
 
 // TestConcurrentWriters checks that writers in two "processes" wait for
-// each other (busy_timeout, BEGIN IMMEDIATE) instead of failing.
+// each other (busy_timeout, BEGIN IMMEDIATE) instead of failing. It runs
+// alone: beside other tests on a loaded machine a writer can wait longer
+// than busy_timeout, which is the limit under test.
 func TestConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
 	a, path := openTest(t)

@@ -84,6 +84,7 @@ func statusFields(t *testing.T, body []byte) string {
 }
 
 func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.Hostname = "fanmail.test"
 	c := &dsnCatcher{rule: func(r string) delivery.Status {
@@ -136,6 +137,7 @@ func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
 }
 
 func TestNoDSNForNullSender(t *testing.T) {
+	t.Parallel()
 	c := &dsnCatcher{rule: func(string) delivery.Status { return delivery.Failed }}
 	q, err := Open(groupsConfig(t.TempDir()), c)
 	if err != nil {
@@ -157,6 +159,7 @@ func TestNoDSNForNullSender(t *testing.T) {
 }
 
 func TestExpiryDSNAndDelayWarning(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.QueueReturn = 400 * time.Millisecond
 	cfg.QueueWarn = 100 * time.Millisecond
@@ -189,6 +192,7 @@ func TestExpiryDSNAndDelayWarning(t *testing.T) {
 // other's is still deferred when the server stops; after the restart the
 // other finishes and one DSN still reports the first group's failures.
 func TestDSNSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := groupsConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour

@@ -108,6 +108,7 @@ func countInDir(t *testing.T, dir, marker string) int {
 }
 
 func TestSplitAcrossGroupsStoresBodyOncePerDirectory(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	q, err := Open(groupsConfig(dir), newRecorder(nil))
 	if err != nil {
@@ -156,6 +157,7 @@ func TestSplitAcrossGroupsStoresBodyOncePerDirectory(t *testing.T) {
 }
 
 func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		children int
@@ -195,6 +197,7 @@ func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
 // TestControlGroupIsNotStarved: with every runner and the global cap busy
 // on a fan-out, mail for the control group is still delivered.
 func TestControlGroupIsNotStarved(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.MaxQueueChildren = 2
 	g := newGate()
@@ -235,6 +238,7 @@ func (f deliverFunc) Deliver(ctx context.Context, env delivery.Request) []delive
 // TestSmallPostIsNotStuckBehindFanout: runners take turns between posts,
 // so a new small post starts while a big one is still queued.
 func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	var bigLeft atomic.Int64
 	rec := newRecorder(nil)
@@ -282,6 +286,7 @@ func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
 }
 
 func TestDeliveryModes(t *testing.T) {
+	t.Parallel()
 	ids := NewIDSource()
 	t.Run("background returns before delivery", func(t *testing.T) {
 		g := newGate()
@@ -344,6 +349,7 @@ func TestDeliveryModes(t *testing.T) {
 }
 
 func TestSuperSafe(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name      string
 		safe      SuperSafe
@@ -380,6 +386,7 @@ func TestSuperSafe(t *testing.T) {
 }
 
 func TestFlushAndDelete(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := groupsConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
@@ -449,6 +456,7 @@ func TestFlushAndDelete(t *testing.T) {
 }
 
 func TestSecondServerIsLockedOut(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	q, err := Open(cfg, newRecorder(nil))
 	if err != nil {
@@ -486,6 +494,7 @@ func (b *busyDeliverer) Deliver(ctx context.Context, env delivery.Request) []del
 // TestBusyDestinationIsPassedOver: a runner takes mail for a free
 // destination before mail for one at its connection cap.
 func TestBusyDestinationIsPassedOver(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.Groups[0].Runners = 1
 	d := &busyDeliverer{}

@@ -116,6 +116,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestDeliversEveryRecipientOnceWithPrefix(t *testing.T) {
+	t.Parallel()
 	rec := newRecorder(nil)
 	q, err := Open(testConfig(t.TempDir()), rec)
 	if err != nil {
@@ -145,6 +146,7 @@ func TestDeliversEveryRecipientOnceWithPrefix(t *testing.T) {
 }
 
 func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
+	t.Parallel()
 	rec := newRecorder(func(rcpt string, attempt int) delivery.Status {
 		if strings.HasPrefix(rcpt, "u0-") && attempt < 3 {
 			return delivery.Deferred
@@ -173,6 +175,7 @@ func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
 }
 
 func TestExpiredRecipientFails(t *testing.T) {
+	t.Parallel()
 	rec := newRecorder(func(string, int) delivery.Status { return delivery.Deferred })
 	cfg := testConfig(t.TempDir())
 	cfg.QueueReturn = 50 * time.Millisecond
@@ -189,6 +192,7 @@ func TestExpiredRecipientFails(t *testing.T) {
 }
 
 func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ids := NewIDSource()
 	// First run: u0 is delivered, the others are deferred far into the future.
@@ -239,6 +243,7 @@ func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
 }
 
 func TestTornTailIsSkipped(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ids := NewIDSource()
 	q, err := Open(testConfig(dir), newRecorder(nil))
@@ -277,6 +282,7 @@ func TestTornTailIsSkipped(t *testing.T) {
 }
 
 func TestOldSegmentsAreCollected(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ids := NewIDSource()
 	stuck := ""
@@ -332,6 +338,7 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 }
 
 func TestGroupCommitSharesSyncs(t *testing.T) {
+	t.Parallel()
 	rec := newRecorder(nil)
 	q, err := Open(testConfig(t.TempDir()), rec)
 	if err != nil {
@@ -363,6 +370,7 @@ func TestGroupCommitSharesSyncs(t *testing.T) {
 
 // TestWriteAllAt writes more buffers than one pwritev takes.
 func TestWriteAllAt(t *testing.T) {
+	t.Parallel()
 	f, err := os.Create(filepath.Join(t.TempDir(), "w"))
 	if err != nil {
 		t.Fatal(err)

@@ -67,6 +67,7 @@ var (
 )
 
 func TestListCommands(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		steps []step
@@ -109,6 +110,7 @@ func TestListCommands(t *testing.T) {
 }
 
 func TestListShow(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	runSteps(t, dir, []step{
 		{args: []string{"list", "create", list, "--owner", "alice@example.org"}},
@@ -136,6 +138,7 @@ func TestListShow(t *testing.T) {
 }
 
 func TestMemberCommands(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		steps []step
@@ -230,6 +233,7 @@ func TestMemberCommands(t *testing.T) {
 // checks that it is quick and prints no progress when stdout is not a
 // terminal.
 func TestMemberImportLarge(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("large import skipped in -short mode")
 	}
@@ -254,6 +258,7 @@ func TestMemberImportLarge(t *testing.T) {
 // TestOpenStoreCreatesDataDir checks that a fresh --data-dir is created
 // with restrictive permissions.
 func TestOpenStoreCreatesDataDir(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "nested", "data")
 	runSteps(t, dir, []step{{args: []string{"list", "create", list}}})
 	fi, err := os.Stat(dir)
