@@ -220,9 +220,10 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 // declared or built in (default in data_dir/queue, control in
 // data_dir/queue-control), then the other declared groups in order.
 func (c *Config) groups() []Group {
+	control := queuegroups.DefaultConfig().Groups[1] // the control group's own runners
 	builtin := map[string]Group{
 		queuegroups.DefaultGroup: {Name: queuegroups.DefaultGroup, Path: Paths{"queue"}},
-		queuegroups.ControlGroup: {Name: queuegroups.ControlGroup, Path: Paths{"queue-control"}, Runners: 4},
+		queuegroups.ControlGroup: {Name: queuegroups.ControlGroup, Path: Paths{"queue-control"}, Runners: control.Runners},
 	}
 	var declared []Group
 	for _, g := range c.Queue.Groups {

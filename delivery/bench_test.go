@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // slowLink is a TCP proxy that holds every chunk from the server for rtt
@@ -102,7 +104,7 @@ func BenchmarkRoundTrips(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				for _, r := range a.Deliver(b.Context(), env) {
-					if r.Status != Delivered {
+					if r.Status != envelope.Delivered {
 						b.Fatalf("%+v", r)
 					}
 				}

@@ -43,11 +43,11 @@ func (e *Error) reply() envelope.Reply {
 func (e *Error) Unwrap() error { return e.Err }
 
 // status is the verdict this error gives a recipient.
-func (e *Error) status() Status {
+func (e *Error) status() envelope.Status {
 	if e.Permanent {
-		return Failed
+		return envelope.Failed
 	}
-	return Deferred
+	return envelope.Deferred
 }
 
 // replyError builds an Error from a reply line. RFC 5321 §4.2.1: the

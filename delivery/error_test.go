@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"testing"
+
+	"fanmail/envelope"
 )
 
 func TestErrorAs(t *testing.T) {
@@ -23,7 +25,7 @@ func TestErrorAs(t *testing.T) {
 		t.Error("tlsError not reachable with errors.As")
 	}
 	r := replyError("RCPT TO", 550, "5.1.1 no such user", "127.0.0.1:25")
-	if !r.Permanent || r.Code != 550 || r.Enhanced != "5.1.1" || r.Line != "no such user" || r.status() != Failed {
+	if !r.Permanent || r.Code != 550 || r.Enhanced != "5.1.1" || r.Line != "no such user" || r.status() != envelope.Failed {
 		t.Errorf("replyError = %+v", r)
 	}
 	if got, want := r.Error(), "RCPT TO: 550 5.1.1 no such user"; got != want {

@@ -13,8 +13,8 @@ import (
 // deliverLocal delivers each recipient of a local envelope
 // (envelope.LocalDomain), with package local: "|command"
 // runs command, "/path" appends to the file.
-func (a *Agent) deliverLocal(ctx context.Context, env Request) []Result {
-	results := make([]Result, len(env.Recipients))
+func (a *Agent) deliverLocal(ctx context.Context, env envelope.Request) []envelope.Result {
+	results := make([]envelope.Result, len(env.Recipients))
 	for i, rcpt := range env.Recipients {
 		req := local.Request{Message: env.Open(), Sender: env.Sender, Recipient: rcpt, Cred: a.cfg.ProgramCred}
 		var lr local.Result
@@ -26,14 +26,14 @@ func (a *Agent) deliverLocal(ctx context.Context, env Request) []Result {
 		default:
 			lr = local.Result{Status: local.Failed, Reason: "not a |program or /file target"}
 		}
-		r := Result{Recipient: rcpt, Reply: envelope.Reply{Text: lr.Reason}, Relay: "local"}
+		r := envelope.Result{Recipient: rcpt, Reply: envelope.Reply{Text: lr.Reason}, Relay: "local"}
 		switch lr.Status {
 		case local.Delivered:
-			r.Status, r.Enhanced = Delivered, "2.0.0"
+			r.Status, r.Enhanced = envelope.Delivered, "2.0.0"
 		case local.Deferred:
-			r.Status, r.Enhanced = Deferred, "4.3.0"
+			r.Status, r.Enhanced = envelope.Deferred, "4.3.0"
 		default:
-			r.Status, r.Enhanced = Failed, "5.3.0"
+			r.Status, r.Enhanced = envelope.Failed, "5.3.0"
 		}
 		results[i] = r
 		a.log.LogAttrs(ctx, slog.LevelInfo, "delivery",

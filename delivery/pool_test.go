@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/emersion/go-smtp"
@@ -125,7 +126,7 @@ func TestConcurrencyCapAndMXCache(t *testing.T) {
 			res := a.Deliver(ctxT(t), request(domain, fmt.Sprint("r", i)))
 			mu.Lock()
 			defer mu.Unlock()
-			if res[0].Status == Delivered {
+			if res[0].Status == envelope.Delivered {
 				delivered++
 			} else {
 				t.Errorf("envelope %d: %+v", i, res[0])
@@ -173,7 +174,7 @@ func TestBusyDestinationDefersPromptly(t *testing.T) {
 	cfg.SlotWait = 30 * time.Millisecond
 	a := w.agent(cfg)
 
-	done := make(chan []Result)
+	done := make(chan []envelope.Result)
 	go func() { done <- a.Deliver(ctxT(t), request("example.test", "slow")) }()
 	for !a.Busy("example.test") {
 		time.Sleep(5 * time.Millisecond)
@@ -183,7 +184,7 @@ func TestBusyDestinationDefersPromptly(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("busy destination held the runner for %v", el)
 	}
-	checkBriefs(t, []brief{{Deferred, 0, "4.4.5"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.5"}}, res)
 	if res[0].RetryAfter <= 0 {
 		t.Errorf("busy deferral has no RetryAfter: %+v", res[0])
 	}
@@ -205,7 +206,7 @@ func Test421SlowsDestination(t *testing.T) {
 	cfg := w.config()
 	cfg.MaxConns, cfg.InitialConcurrency = 16, 16
 	a := w.agent(cfg)
-	checkBriefs(t, []brief{{Deferred, 421, "4.7.0"}}, a.Deliver(ctxT(t), request("example.test", "a")))
+	checkBriefs(t, []brief{{envelope.Deferred, 421, "4.7.0"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	s, _ := a.Destination("example.test")
 	if s.Window > 8 || !s.SuspendedUntil.IsZero() {
 		t.Errorf("after a 421 the state is %+v, want the window halved (<= 8) and not suspended", s)
@@ -219,9 +220,9 @@ func TestReplyRuleSuspends(t *testing.T) {
 	}})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	checkBriefs(t, []brief{{Deferred, 421, "4.7.28"}}, a.Deliver(ctxT(t), request("example.test", "a")))
+	checkBriefs(t, []brief{{envelope.Deferred, 421, "4.7.28"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	res := a.Deliver(ctxT(t), request("example.test", "b"))
-	checkBriefs(t, []brief{{Deferred, 0, "4.4.1"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.1"}}, res)
 	if !strings.Contains(res[0].Text, "suspended") || res[0].RetryAfter < 14*time.Minute {
 		t.Errorf("second delivery = %+v, want suspended for about 15m", res[0])
 	}
@@ -238,7 +239,7 @@ func TestDeadDestinationSuspended(t *testing.T) {
 	cfg.InitialConcurrency, cfg.DeadAfter = 1, 2
 	a := w.agent(cfg)
 	for range 2 {
-		checkBriefs(t, []brief{{Deferred, 0, "4.4.1"}}, a.Deliver(ctxT(t), request("example.test", "a")))
+		checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.1"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	}
 	res := a.Deliver(ctxT(t), request("example.test", "a"))
 	if !strings.Contains(res[0].Text, "suspended") {
@@ -304,7 +305,7 @@ func TestSlotWaitEndsWithContext(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("waited %v for a slot after the context ended", el)
 	}
-	checkBriefs(t, []brief{{Deferred, 0, "4.4.7"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.7"}}, res)
 }
 
 func TestCloseQuitsCachedConnections(t *testing.T) {
@@ -321,5 +322,5 @@ func TestCloseQuitsCachedConnections(t *testing.T) {
 			t.Fatal("no QUIT on the cached connection after Close")
 		}
 	}
-	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), request("example.test", "b")))
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), request("example.test", "b")))
 }

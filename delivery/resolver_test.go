@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/miekg/dns"
@@ -30,7 +31,7 @@ func TestMXCacheSingleflight(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				res := a.Deliver(ctxT(t), request("example.test", fmt.Sprintf("%s%d", tag, i)))
-				if res[0].Status != Delivered {
+				if res[0].Status != envelope.Delivered {
 					errs <- fmt.Sprintf("%+v", res[0])
 				}
 			})

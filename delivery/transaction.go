@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // command kinds in one mail transaction.
@@ -229,7 +231,7 @@ func (c *conn) data(t *txn, accepted []int) {
 	if code/100 == 2 {
 		r := serverReply(code, msg)
 		for _, i := range accepted {
-			t.set(i, Delivered, code, r.Enhanced, r.Text, c.relay)
+			t.set(i, envelope.Delivered, code, r.Enhanced, r.Text, c.relay)
 		}
 		return
 	}

@@ -1,10 +1,12 @@
 // Package envelope is a leaf package that every stage of the pipeline
 // shares: the Envelope (who one SMTP transaction is from and to, and
-// the queue group that holds it) and the Reply (what a server, or
-// fanmail itself, answered for a recipient). The expander cuts
-// envelopes, the queue stores them and hands them to delivery, delivery
-// reports Replies, the queue records them and DSNs quote them; each
-// stage uses these types rather than a copy of its own.
+// the queue group that holds it), the Reply (what a server, or fanmail
+// itself, answered for a recipient), and the hand-off between the queue
+// and delivery: a Request for one envelope and a Result per recipient.
+// The expander cuts envelopes, the queue stores them and hands them to
+// delivery as Requests, delivery answers with Results, the queue records
+// their Replies and DSNs quote them; each stage uses these types rather
+// than a copy of its own, so no stage imports the one after it for them.
 package envelope
 
 // LocalDomain is the domain of envelopes whose recipients are the

@@ -10,7 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"fanmail/delivery"
+	"fanmail/envelope"
 	"fanmail/expander"
 	"fanmail/lists"
 	"fanmail/queuegroups"
@@ -20,7 +20,7 @@ import (
 // so the queue's contents can be inspected.
 type noDelivery struct{}
 
-func (noDelivery) Deliver(context.Context, delivery.Request) []delivery.Result {
+func (noDelivery) Deliver(context.Context, envelope.Request) []envelope.Result {
 	panic("runners were not started")
 }
 

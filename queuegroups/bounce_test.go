@@ -12,37 +12,36 @@ import (
 
 	"github.com/emersion/go-message"
 
-	"fanmail/delivery"
 	"fanmail/envelope"
 )
 
 // dsnCatcher delivers by rule and keeps every null-sender message (the
 // DSNs the queue generates), with its envelope.
 type dsnCatcher struct {
-	rule func(rcpt string) delivery.Status
+	rule func(rcpt string) envelope.Status
 	mu   sync.Mutex
 	dsns []caught
 }
 
 type caught struct {
-	env  delivery.Request
+	env  envelope.Request
 	body []byte
 }
 
-func (c *dsnCatcher) Deliver(_ context.Context, env delivery.Request) []delivery.Result {
+func (c *dsnCatcher) Deliver(_ context.Context, env envelope.Request) []envelope.Result {
 	body, _ := io.ReadAll(env.Open())
 	isDSN := env.Sender == "" && bytes.Contains(body, []byte("report-type=delivery-status"))
-	res := make([]delivery.Result, len(env.Recipients))
+	res := make([]envelope.Result, len(env.Recipients))
 	for i, r := range env.Recipients {
 		switch st := c.rule(r); {
 		case isDSN:
-			res[i] = delivery.Result{Recipient: r, Status: delivery.Delivered, Reply: envelope.Reply{Code: 250}}
-		case st == delivery.Failed:
-			res[i] = delivery.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}}
-		case st == delivery.Deferred:
-			res[i] = delivery.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 451, Enhanced: "4.3.0", Text: "try later"}}
+			res[i] = envelope.Result{Recipient: r, Status: envelope.Delivered, Reply: envelope.Reply{Code: 250}}
+		case st == envelope.Failed:
+			res[i] = envelope.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}}
+		case st == envelope.Deferred:
+			res[i] = envelope.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 451, Enhanced: "4.3.0", Text: "try later"}}
 		default:
-			res[i] = delivery.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 250}}
+			res[i] = envelope.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 250}}
 		}
 	}
 	if isDSN {
@@ -87,11 +86,11 @@ func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
 	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.Hostname = "fanmail.test"
-	c := &dsnCatcher{rule: func(r string) delivery.Status {
+	c := &dsnCatcher{rule: func(r string) envelope.Status {
 		if strings.HasPrefix(r, "u1-") || strings.HasPrefix(r, "u3-") {
-			return delivery.Failed
+			return envelope.Failed
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	}}
 	q, err := Open(cfg, c)
 	if err != nil {
@@ -138,7 +137,7 @@ func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
 
 func TestNoDSNForNullSender(t *testing.T) {
 	t.Parallel()
-	c := &dsnCatcher{rule: func(string) delivery.Status { return delivery.Failed }}
+	c := &dsnCatcher{rule: func(string) envelope.Status { return envelope.Failed }}
 	q, err := Open(groupsConfig(t.TempDir()), c)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +163,7 @@ func TestExpiryDSNAndDelayWarning(t *testing.T) {
 	cfg.QueueReturn = 400 * time.Millisecond
 	cfg.QueueWarn = 100 * time.Millisecond
 	cfg.RetryMin, cfg.RetryMax = 30*time.Millisecond, 30*time.Millisecond
-	c := &dsnCatcher{rule: func(string) delivery.Status { return delivery.Deferred }}
+	c := &dsnCatcher{rule: func(string) envelope.Status { return envelope.Deferred }}
 	q, err := Open(cfg, c)
 	if err != nil {
 		t.Fatal(err)
@@ -198,14 +197,14 @@ func TestDSNSurvivesRestart(t *testing.T) {
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
 	var deferB atomic.Bool
 	deferB.Store(true)
-	rule := func(r string) delivery.Status {
+	rule := func(r string) envelope.Status {
 		switch {
 		case strings.HasSuffix(r, "@a.test") && strings.HasPrefix(r, "u0-"):
-			return delivery.Failed
+			return envelope.Failed
 		case strings.HasSuffix(r, "@b.test") && deferB.Load():
-			return delivery.Deferred
+			return envelope.Deferred
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	}
 	c := &dsnCatcher{rule: rule}
 	q, err := Open(cfg, c)

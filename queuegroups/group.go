@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"fanmail/delivery"
 	"fanmail/envelope"
 )
 
@@ -25,7 +24,7 @@ type GroupConfig struct {
 
 // Deliverer is what a group hands envelopes to; *delivery.Agent is one.
 type Deliverer interface {
-	Deliver(ctx context.Context, req delivery.Request) []delivery.Result
+	Deliver(ctx context.Context, req envelope.Request) []envelope.Result
 }
 
 // retryPolicy is how a group reschedules deferred recipients: the
@@ -182,7 +181,7 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	part := m.parts[e.part]
 	seg, bodyOff, bodyLen := m.seg, m.bodyOff, m.bodyLen
 	g.mu.Unlock()
-	req := delivery.Request{
+	req := envelope.Request{
 		QueueID:  m.id,
 		Envelope: envelope.Envelope{Sender: part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     int64(len(part.prefix)) + bodyLen,
@@ -194,9 +193,9 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	if len(results) != len(rcpts) {
 		g.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
 			"domain", e.domain, "want", len(rcpts), "got", len(results))
-		results = make([]delivery.Result, len(rcpts))
+		results = make([]envelope.Result, len(rcpts))
 		for i := range results {
-			results[i] = delivery.Result{Recipient: rcpts[i], Status: delivery.Deferred, Reply: envelope.Reply{Text: "internal error"}}
+			results[i] = envelope.Result{Recipient: rcpts[i], Status: envelope.Deferred, Reply: envelope.Reply{Text: "internal error"}}
 		}
 	}
 	u := g.outcome(e, idx, results, time.Now())
@@ -261,7 +260,7 @@ func (g *group) finish(m *msgState) {
 // failed recipients are final, deferred ones get the next attempt time
 // (backoff, at least the group's min_queue_age) or fail once the queue
 // lifetime is over.
-func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now time.Time) *statusUpdate {
+func (g *group) outcome(e *envState, idx []int, results []envelope.Result, now time.Time) *statusUpdate {
 	u := &statusUpdate{id: e.msg.id, env: e.index, attempts: e.attempts + 1}
 	deferred := false
 	// A destination that was busy or suspended says when to come back;
@@ -270,7 +269,7 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 	var retryAfter time.Duration
 	allBusy := true
 	for i, r := range results {
-		if r.Status != delivery.Delivered && r.Status != delivery.Failed {
+		if r.Status != envelope.Delivered && r.Status != envelope.Failed {
 			if r.RetryAfter > 0 {
 				retryAfter = max(retryAfter, r.RetryAfter)
 			} else {
@@ -279,9 +278,9 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 		}
 		ru := rcptUpdate{index: idx[i], reply: r.Reply.String()}
 		switch r.Status {
-		case delivery.Delivered:
+		case envelope.Delivered:
 			ru.status = rcptDelivered
-		case delivery.Failed:
+		case envelope.Failed:
 			ru.status = rcptFailed
 		default:
 			ru.status = rcptPending

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/delivery"
 	"fanmail/envelope"
 )
 
@@ -31,7 +30,7 @@ func newGate() *gate {
 	return &gate{rec: newRecorder(nil), release: make(chan struct{}), now: map[string]int{}, peak: map[string]int{}}
 }
 
-func (g *gate) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
+func (g *gate) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	key := env.Domain[:1] // test domains start with their group's letter
 	g.mu.Lock()
 	g.now[key]++
@@ -202,7 +201,7 @@ func TestControlGroupIsNotStarved(t *testing.T) {
 	cfg.MaxQueueChildren = 2
 	g := newGate()
 	var controlDone atomic.Bool
-	d := deliverFunc(func(ctx context.Context, env delivery.Request) []delivery.Result {
+	d := deliverFunc(func(ctx context.Context, env envelope.Request) []envelope.Result {
 		if env.Domain == "c.test" {
 			defer controlDone.Store(true)
 			return newRecorder(nil).Deliver(ctx, env)
@@ -229,9 +228,9 @@ func TestControlGroupIsNotStarved(t *testing.T) {
 	waitFor(t, "the control message", controlDone.Load)
 }
 
-type deliverFunc func(context.Context, delivery.Request) []delivery.Result
+type deliverFunc func(context.Context, envelope.Request) []envelope.Result
 
-func (f deliverFunc) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
+func (f deliverFunc) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	return f(ctx, env)
 }
 
@@ -242,7 +241,7 @@ func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
 	cfg := groupsConfig(t.TempDir())
 	var bigLeft atomic.Int64
 	rec := newRecorder(nil)
-	d := deliverFunc(func(ctx context.Context, env delivery.Request) []delivery.Result {
+	d := deliverFunc(func(ctx context.Context, env envelope.Request) []envelope.Result {
 		time.Sleep(time.Millisecond)
 		return rec.Deliver(ctx, env)
 	})
@@ -392,11 +391,11 @@ func TestFlushAndDelete(t *testing.T) {
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
 	var refuse atomic.Bool
 	refuse.Store(true)
-	rec := newRecorder(func(string, int) delivery.Status {
+	rec := newRecorder(func(string, int) envelope.Status {
 		if refuse.Load() {
-			return delivery.Deferred
+			return envelope.Deferred
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	})
 	q, err := Open(cfg, rec)
 	if err != nil {
@@ -484,7 +483,7 @@ type busyDeliverer struct {
 
 func (b *busyDeliverer) Busy(domain string) bool { return domain == "a.test" && b.busy.Load() }
 
-func (b *busyDeliverer) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
+func (b *busyDeliverer) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	b.mu.Lock()
 	b.order = append(b.order, env.Domain)
 	b.mu.Unlock()

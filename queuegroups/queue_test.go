@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/delivery"
 	"fanmail/envelope"
 )
 
@@ -21,30 +20,30 @@ type recorder struct {
 	mu     sync.Mutex
 	got    map[string]int    // recipient → deliveries
 	bodies map[string]string // recipient → last content
-	rule   func(rcpt string, attempt int) delivery.Status
+	rule   func(rcpt string, attempt int) envelope.Status
 	tries  map[string]int
 }
 
-func newRecorder(rule func(string, int) delivery.Status) *recorder {
+func newRecorder(rule func(string, int) envelope.Status) *recorder {
 	return &recorder{got: map[string]int{}, bodies: map[string]string{}, tries: map[string]int{}, rule: rule}
 }
 
-func (r *recorder) Deliver(ctx context.Context, env delivery.Request) []delivery.Result {
+func (r *recorder) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	data, err := io.ReadAll(env.Open())
 	if err != nil || int64(len(data)) != env.Size {
 		panic(fmt.Sprintf("read body: %v (%d of %d bytes)", err, len(data), env.Size))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := make([]delivery.Result, len(env.Recipients))
+	res := make([]envelope.Result, len(env.Recipients))
 	for i, rcpt := range env.Recipients {
 		r.tries[rcpt]++
-		st := delivery.Delivered
+		st := envelope.Delivered
 		if r.rule != nil {
 			st = r.rule(rcpt, r.tries[rcpt])
 		}
-		res[i] = delivery.Result{Recipient: rcpt, Status: st, Reply: envelope.Reply{Code: 250}}
-		if st == delivery.Delivered {
+		res[i] = envelope.Result{Recipient: rcpt, Status: st, Reply: envelope.Reply{Code: 250}}
+		if st == envelope.Delivered {
 			r.got[rcpt]++
 			r.bodies[rcpt] = string(data)
 		}
@@ -147,11 +146,11 @@ func TestDeliversEveryRecipientOnceWithPrefix(t *testing.T) {
 
 func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder(func(rcpt string, attempt int) delivery.Status {
+	rec := newRecorder(func(rcpt string, attempt int) envelope.Status {
 		if strings.HasPrefix(rcpt, "u0-") && attempt < 3 {
-			return delivery.Deferred
+			return envelope.Deferred
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	})
 	q, err := Open(testConfig(t.TempDir()), rec)
 	if err != nil {
@@ -176,7 +175,7 @@ func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
 
 func TestExpiredRecipientFails(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder(func(string, int) delivery.Status { return delivery.Deferred })
+	rec := newRecorder(func(string, int) envelope.Status { return envelope.Deferred })
 	cfg := testConfig(t.TempDir())
 	cfg.QueueReturn = 50 * time.Millisecond
 	q, err := Open(cfg, rec)
@@ -196,11 +195,11 @@ func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
 	dir := t.TempDir()
 	ids := NewIDSource()
 	// First run: u0 is delivered, the others are deferred far into the future.
-	first := newRecorder(func(rcpt string, _ int) delivery.Status {
+	first := newRecorder(func(rcpt string, _ int) envelope.Status {
 		if strings.HasPrefix(rcpt, "u0-") {
-			return delivery.Delivered
+			return envelope.Delivered
 		}
-		return delivery.Deferred
+		return envelope.Deferred
 	})
 	cfg := testConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
@@ -286,11 +285,11 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 	dir := t.TempDir()
 	ids := NewIDSource()
 	stuck := ""
-	rec := newRecorder(func(rcpt string, _ int) delivery.Status {
+	rec := newRecorder(func(rcpt string, _ int) envelope.Status {
 		if rcpt == stuck {
-			return delivery.Deferred
+			return envelope.Deferred
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	})
 	cfg := testConfig(dir)
 	cfg.SegmentSize = 4 << 10

@@ -1,20 +1,19 @@
-package delivery
+package envelope
 
 import (
 	"fmt"
 	"io"
 	"time"
-
-	"fanmail/envelope"
 )
 
 // Request is one delivery request (Postfix's deliver_request): an
 // envelope, whose recipients all share one destination domain, and the
-// message to send them. The queue hands delivery plain Requests;
-// delivery never reaches back into the queue.
+// message to send them. The queue hands delivery plain Requests and gets
+// a Result per recipient back; delivery never reaches back into the
+// queue, and the queue knows delivery only through these types.
 type Request struct {
 	QueueID string // for logs only
-	envelope.Envelope
+	Envelope
 	Size int64            // exact size of what Open returns, for SIZE=
 	Open func() io.Reader // a fresh reader over the whole message each call
 	// EightBit says the message has 8-bit content; when false, delivery
@@ -52,7 +51,7 @@ func (s Status) String() string {
 type Result struct {
 	Recipient string
 	Status    Status
-	envelope.Reply
+	Reply
 	Relay string // host:port of the MX that answered, if any
 	// RetryAfter, when positive, is how soon a Deferred recipient is worth
 	// retrying: short when the destination was only busy, the remaining
