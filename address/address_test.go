@@ -9,7 +9,6 @@ import (
 )
 
 func TestParseValid(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		in     string
 		want   Mailbox
@@ -70,7 +69,6 @@ func TestParseValid(t *testing.T) {
 }
 
 func TestParseInvalid(t *testing.T) {
-	t.Parallel()
 	long := strings.Repeat("a", 60)
 	tests := []struct {
 		in, reason string
@@ -150,7 +148,6 @@ func TestParseInvalid(t *testing.T) {
 }
 
 func TestStringQuotes(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		m    Mailbox
 		want string

@@ -8,7 +8,6 @@ import (
 )
 
 func TestAliasesSection(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name, toml string
 		wantErr    string

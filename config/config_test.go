@@ -28,7 +28,6 @@ func load(t *testing.T, text string) (Config, error) {
 }
 
 func TestDefaultsAreValid(t *testing.T) {
-	t.Parallel()
 	cfg, err := Load("")
 	if err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
@@ -40,7 +39,6 @@ func TestDefaultsAreValid(t *testing.T) {
 }
 
 func TestLoadControlDefaults(t *testing.T) {
-	t.Parallel()
 	cfg, err := Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +51,6 @@ func TestLoadControlDefaults(t *testing.T) {
 }
 
 func TestLoadControlOverrides(t *testing.T) {
-	t.Parallel()
 	cfg, err := load(t, `
 [load]
 queue_la = 6
@@ -80,7 +77,6 @@ delay = "250ms"
 }
 
 func TestLoadOverridesDefaults(t *testing.T) {
-	t.Parallel()
 	cfg, err := load(t, `
 hostname = "mail.example.org"
 max_message_size = "10MB"
@@ -113,7 +109,6 @@ delivery_mode = "interactive"
 
 // Every rejected config names the key (or line) and says what is wrong.
 func TestBadConfigs(t *testing.T) {
-	t.Parallel()
 	tests := []struct{ text, want string }{
 		{`listen = "2525"`, `listen: "2525" is not host:port`},
 		{`lisen = "127.0.0.1:25"`, "unknown key lisen"},
@@ -171,7 +166,6 @@ func TestBadConfigs(t *testing.T) {
 }
 
 func TestQueueGroups(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	for _, d := range []string{"big/q1", "big/q2"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -233,7 +227,6 @@ group = "big"
 }
 
 func TestMissingFile(t *testing.T) {
-	t.Parallel()
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.toml") {
 		t.Errorf("missing file: %v, want an error naming the file", err)
@@ -243,7 +236,6 @@ func TestMissingFile(t *testing.T) {
 // TestValidateIsReadOnlyAndSorted: Validate reports every problem, in
 // key order, the same on every call, and changes nothing.
 func TestValidateIsReadOnlyAndSorted(t *testing.T) {
-	t.Parallel()
 	cfg := Default()
 	cfg.Hostname = "mx.test"
 	cfg.Listen = "nowhere"
@@ -281,7 +273,6 @@ func TestValidateIsReadOnlyAndSorted(t *testing.T) {
 // TestDefaultsAreThePackages: the defaults config shows are the
 // packages' own, and map back onto them unchanged.
 func TestDefaultsAreThePackages(t *testing.T) {
-	t.Parallel()
 	cfg, err := Load("")
 	if err != nil {
 		t.Fatal(err)

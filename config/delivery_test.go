@@ -20,7 +20,6 @@ func loadString(t *testing.T, data string) (Config, error) {
 }
 
 func TestDeliveryLimitsFromFile(t *testing.T) {
-	t.Parallel()
 	cfg, err := loadString(t, `
 [delivery]
 max_connections = 8
@@ -57,7 +56,6 @@ suspend = "15m"
 }
 
 func TestDeliveryLimitsRejected(t *testing.T) {
-	t.Parallel()
 	tests := []struct{ data, want string }{
 		{"[delivery]\nmax_connections = -1", "delivery.max_connections"},
 		{"[delivery]\nconnection_cache_size = -2", "delivery.connection_cache_size"},
@@ -83,7 +81,6 @@ func TestDeliveryLimitsRejected(t *testing.T) {
 // delivery.Config and has the agent validate them: the two sets of
 // defaults and checks must agree.
 func TestDeliveryConfigAccepted(t *testing.T) {
-	t.Parallel()
 	cfg := Default()
 	cfg.Hostname = "mx.test"
 	cfg.Delivery.Resolvers = []string{"127.0.0.1:53"}

@@ -13,7 +13,6 @@ import (
 )
 
 func TestReadMemberFile(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name, file, in string
 		want           []string
@@ -105,7 +104,6 @@ func TestReadMemberFile(t *testing.T) {
 }
 
 func TestReadMemberFileReadError(t *testing.T) {
-	t.Parallel()
 	_, err := ReadMemberFile("members.txt", iotest.ErrReader(errors.New("disk on fire")))
 	if err == nil || err.Error() != "read members.txt: disk on fire" {
 		t.Errorf("ReadMemberFile error = %v", err)

@@ -24,6 +24,16 @@ func openTest(t testing.TB) (*Store, string) {
 	return s, path
 }
 
+// openWithList opens a fresh store holding one empty list.
+func openWithList(t testing.TB, list string) *Store {
+	t.Helper()
+	s, _ := openTest(t)
+	if err := s.CreateList(context.Background(), list, ""); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func openPath(t testing.TB, path string) *Store {
 	t.Helper()
 	s, err := Open(path)
@@ -62,10 +72,7 @@ func TestCreateList(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s, _ := openTest(t)
-			if err := s.CreateList(ctx, "dup@example.org", ""); err != nil {
-				t.Fatal(err)
-			}
+			s := openWithList(t, "dup@example.org")
 			err := s.CreateList(ctx, tt.list, tt.owner)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -96,10 +103,7 @@ var cmpTime = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
 func TestGetListLookup(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, _ := openTest(t)
-	if err := s.CreateList(ctx, "Announce@lists.example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithList(t, "Announce@lists.example.org")
 	tests := []struct {
 		lookup string
 		want   string // "" = ErrNoList

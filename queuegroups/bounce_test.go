@@ -92,12 +92,7 @@ func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
 		}
 		return envelope.Delivered
 	}}
-	q, err := Open(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, cfg, c)
 	m := post(NewIDSource(), "Message-ID: <orig@example.org>\r\nSubject: x\r\n\r\nbody\r\n",
 		map[string]int{"a.test": 4, "b.test": 4})
 	if err := q.Enqueue(context.Background(), m); err != nil {
@@ -138,12 +133,7 @@ func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
 func TestNoDSNForNullSender(t *testing.T) {
 	t.Parallel()
 	c := &dsnCatcher{rule: func(string) envelope.Status { return envelope.Failed }}
-	q, err := Open(groupsConfig(t.TempDir()), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, groupsConfig(t.TempDir()), c)
 	m := post(NewIDSource(), "x", map[string]int{"a.test": 2})
 	for i := range m.Parts[0].Envelopes {
 		m.Parts[0].Envelopes[i].Sender = ""
@@ -164,12 +154,7 @@ func TestExpiryDSNAndDelayWarning(t *testing.T) {
 	cfg.QueueWarn = 100 * time.Millisecond
 	cfg.RetryMin, cfg.RetryMax = 30*time.Millisecond, 30*time.Millisecond
 	c := &dsnCatcher{rule: func(string) envelope.Status { return envelope.Deferred }}
-	q, err := Open(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, cfg, c)
 	if err := q.Enqueue(context.Background(), post(NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
 		t.Fatal(err)
 	}
@@ -207,11 +192,7 @@ func TestDSNSurvivesRestart(t *testing.T) {
 		return envelope.Delivered
 	}
 	c := &dsnCatcher{rule: rule}
-	q, err := Open(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
+	q := started(t, cfg, c)
 	m := post(NewIDSource(), "x", map[string]int{"a.test": 2, "b.test": 2})
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -224,12 +205,7 @@ func TestDSNSurvivesRestart(t *testing.T) {
 
 	deferB.Store(false)
 	c2 := &dsnCatcher{rule: rule}
-	q2, err := Open(cfg, c2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q2.Start()
-	defer q2.Close(context.Background())
+	q2 := started(t, cfg, c2)
 	q2.Flush("", "")
 	waitFor(t, "the queue to empty", func() bool { return q2.Stats().Messages == 0 })
 	dsns := c2.caught()

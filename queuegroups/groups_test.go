@@ -109,11 +109,7 @@ func countInDir(t *testing.T, dir, marker string) int {
 func TestSplitAcrossGroupsStoresBodyOncePerDirectory(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q, err := Open(groupsConfig(dir), newRecorder(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
+	q := opened(t, groupsConfig(dir), newRecorder(nil))
 	ids := NewIDSource()
 	var bodies []string
 	for i := 0; i < 4; i++ {
@@ -169,12 +165,7 @@ func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
 			cfg := groupsConfig(t.TempDir())
 			cfg.MaxQueueChildren = tt.children
 			g := newGate()
-			q, err := Open(cfg, g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			q.Start()
-			defer q.Close(context.Background())
+			q := started(t, cfg, g)
 			m := post(NewIDSource(), "Subject: x\r\n\r\nx\r\n", map[string]int{"a.test": 40, "b.test": 40})
 			if err := q.Enqueue(context.Background(), m); err != nil {
 				t.Fatal(err)
@@ -208,12 +199,7 @@ func TestControlGroupIsNotStarved(t *testing.T) {
 		}
 		return g.Deliver(ctx, env)
 	})
-	q, err := Open(cfg, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, cfg, d)
 	defer close(g.release)
 	ids := NewIDSource()
 	if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 100})); err != nil {
@@ -289,12 +275,7 @@ func TestDeliveryModes(t *testing.T) {
 	ids := NewIDSource()
 	t.Run("background returns before delivery", func(t *testing.T) {
 		g := newGate()
-		q, err := Open(groupsConfig(t.TempDir()), g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.Start()
-		defer q.Close(context.Background())
+		q := started(t, groupsConfig(t.TempDir()), g)
 		defer close(g.release)
 		if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 2})); err != nil {
 			t.Fatal(err)
@@ -308,12 +289,7 @@ func TestDeliveryModes(t *testing.T) {
 		rec := newRecorder(nil)
 		cfg := groupsConfig(t.TempDir())
 		cfg.Mode = ModeInteractive
-		q, err := Open(cfg, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.Start()
-		defer q.Close(context.Background())
+		q := started(t, cfg, rec)
 		if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 9, "b.test": 3})); err != nil {
 			t.Fatal(err)
 		}
@@ -325,12 +301,7 @@ func TestDeliveryModes(t *testing.T) {
 		rec := newRecorder(nil)
 		cfg := groupsConfig(t.TempDir())
 		cfg.Groups[0].Interval = 300 * time.Millisecond
-		q, err := Open(cfg, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.Start()
-		defer q.Close(context.Background())
+		q := started(t, cfg, rec)
 		m := post(ids, "x", map[string]int{"a.test": 3})
 		m.Mode = ModeQueue
 		start := time.Now()
@@ -397,11 +368,7 @@ func TestFlushAndDelete(t *testing.T) {
 		}
 		return envelope.Delivered
 	})
-	q, err := Open(cfg, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
+	q := started(t, cfg, rec)
 	ids := NewIDSource()
 	keep := post(ids, "keep", map[string]int{"a.test": 2, "b.test": 2})
 	drop := post(ids, "drop", map[string]int{"a.test": 3})
@@ -457,11 +424,7 @@ func TestFlushAndDelete(t *testing.T) {
 func TestSecondServerIsLockedOut(t *testing.T) {
 	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
-	q, err := Open(cfg, newRecorder(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
+	opened(t, cfg, newRecorder(nil)) // holds the directories' locks
 	if q2, err := Open(cfg, newRecorder(nil)); err == nil {
 		q2.Close(context.Background())
 		t.Fatal("a second spool opened the same directories")

@@ -103,6 +103,26 @@ func testMessage(ids *IDSource, domains, perDomain int) *Message {
 	return m
 }
 
+// opened opens a spool on cfg that delivers through d and is closed when
+// the test ends; its runners wait for Start.
+func opened(t *testing.T, cfg Config, d Deliverer) *Queue {
+	t.Helper()
+	q, err := Open(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close(context.Background()) })
+	return q
+}
+
+// started is opened with the runners started.
+func started(t *testing.T, cfg Config, d Deliverer) *Queue {
+	t.Helper()
+	q := opened(t, cfg, d)
+	q.Start()
+	return q
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -117,12 +137,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestDeliversEveryRecipientOnceWithPrefix(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(nil)
-	q, err := Open(testConfig(t.TempDir()), rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, testConfig(t.TempDir()), rec)
 	ids := NewIDSource()
 	m := testMessage(ids, 5, 7)
 	if err := q.Enqueue(context.Background(), m); err != nil {
@@ -152,12 +167,7 @@ func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
 		}
 		return envelope.Delivered
 	})
-	q, err := Open(testConfig(t.TempDir()), rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, testConfig(t.TempDir()), rec)
 	m := testMessage(NewIDSource(), 1, 3)
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -178,12 +188,7 @@ func TestExpiredRecipientFails(t *testing.T) {
 	rec := newRecorder(func(string, int) envelope.Status { return envelope.Deferred })
 	cfg := testConfig(t.TempDir())
 	cfg.QueueReturn = 50 * time.Millisecond
-	q, err := Open(cfg, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, cfg, rec)
 	if err := q.Enqueue(context.Background(), testMessage(NewIDSource(), 1, 2)); err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +208,7 @@ func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
 	})
 	cfg := testConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
-	q, err := Open(cfg, first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
+	q := started(t, cfg, first)
 	m := testMessage(ids, 2, 3)
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -294,11 +295,7 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 	cfg := testConfig(dir)
 	cfg.SegmentSize = 4 << 10
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
-	q, err := Open(cfg, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
+	q := started(t, cfg, rec)
 	first := testMessage(ids, 1, 1)
 	stuck = first.Parts[0].Envelopes[0].Recipients[0]
 	if err := q.Enqueue(context.Background(), first); err != nil {
@@ -318,11 +315,7 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 		t.Errorf("%d journal segments remain; the stuck message pins old segments", len(seqs))
 	}
 	second := newRecorder(nil)
-	q2, err := Open(cfg, second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q2.Close(context.Background())
+	q2 := opened(t, cfg, second)
 	if s := q2.Stats(); s.Messages != 1 || s.Recipients != 1 {
 		t.Fatalf("after collection recovered %+v, want the stuck message", s)
 	}
@@ -339,11 +332,7 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 func TestGroupCommitSharesSyncs(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(nil)
-	q, err := Open(testConfig(t.TempDir()), rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
+	q := opened(t, testConfig(t.TempDir()), rec)
 	ids := NewIDSource()
 	var wg sync.WaitGroup
 	const n = 200

@@ -67,7 +67,6 @@ var (
 )
 
 func TestListCommands(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name  string
 		steps []step
@@ -110,7 +109,6 @@ func TestListCommands(t *testing.T) {
 }
 
 func TestListShow(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	runSteps(t, dir, []step{
 		{args: []string{"list", "create", list, "--owner", "alice@example.org"}},
@@ -138,7 +136,6 @@ func TestListShow(t *testing.T) {
 }
 
 func TestMemberCommands(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name  string
 		steps []step
@@ -233,7 +230,6 @@ func TestMemberCommands(t *testing.T) {
 // checks that it is quick and prints no progress when stdout is not a
 // terminal.
 func TestMemberImportLarge(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("large import skipped in -short mode")
 	}
@@ -258,7 +254,6 @@ func TestMemberImportLarge(t *testing.T) {
 // TestOpenStoreCreatesDataDir checks that a fresh --data-dir is created
 // with restrictive permissions.
 func TestOpenStoreCreatesDataDir(t *testing.T) {
-	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "nested", "data")
 	runSteps(t, dir, []step{{args: []string{"list", "create", list}}})
 	fi, err := os.Stat(dir)
