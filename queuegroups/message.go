@@ -10,7 +10,7 @@ import (
 // content stored once, and the parts (one per expanded list or alias)
 // whose envelopes all share it.
 type Message struct {
-	ID       string    // from NewID, chosen before expansion so headers can name it
+	ID       string    // from an IDSource, chosen before expansion so headers can name it
 	Received time.Time // when the post was accepted
 	Body     []byte    // the post as received (header and body, CRLF line ends)
 	Parts    []Part
