@@ -16,7 +16,7 @@
 //  3. Group (group.go, schedule.go, backoff.go): one queue group's
 //     directories, its schedule of due and deferred envelopes, one
 //     delivery attempt and its outcome, and the retry timer.
-//  4. Queue (queue.go, message.go, bounce.go, inspect.go, config.go):
+//  4. Queue (queue.go, message.go, bounce.go, inspect.go, config.go, id.go):
 //     the spool as callers see it: Open and recovery, Enqueue splitting a
 //     message across its groups, the runners under the MaxQueueChildren
 //     cap, DSNs across groups, and the operator's view (Stats, Summary,
