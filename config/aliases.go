@@ -1,10 +1,13 @@
 package config
 
 import (
-	"strings"
-	"time"
+	"context"
+	"log/slog"
 
 	"fanmail/address"
+	"fanmail/aliases"
+	"fanmail/expander"
+	"fanmail/lists"
 )
 
 // Aliases configures sendmail-style aliases files.
@@ -21,21 +24,13 @@ type Aliases struct {
 	ProgramTimeout   Duration `toml:"program_timeout"`    // kill a |program after this and defer
 }
 
-func defaultAliases() Aliases {
-	return Aliases{ProgramTimeout: Duration(5 * time.Minute)}
-}
-
-// validateAliases checks the aliases section; hostname must be set.
+// validateAliases checks the aliases section.
 func (c *Config) validateAliases(bad func(key, format string, args ...any)) {
-	a := &c.Aliases
-	if len(a.LocalDomains) == 0 && c.Hostname != "" {
-		a.LocalDomains = []string{strings.ToLower(c.Hostname)}
-	}
-	for i, d := range a.LocalDomains {
+	a := c.Aliases
+	for _, d := range a.LocalDomains {
 		if _, err := address.Parse("postmaster@" + d); err != nil {
 			bad("aliases.local_domains", "%q is not a domain: %v", d, err)
 		}
-		a.LocalDomains[i] = strings.ToLower(d)
 	}
 	for _, f := range a.Files {
 		if f == "" {
@@ -45,4 +40,12 @@ func (c *Config) validateAliases(bad func(key, format string, args ...any)) {
 	if a.ProgramTimeout <= 0 {
 		bad("aliases.program_timeout", "must be a positive duration such as \"30s\" or \"5m\"")
 	}
+}
+
+// AliasConfig maps the [aliases] settings onto the expander's; ls gives
+// the list store's lists, so a load can report the lists an alias hides.
+func (c *Config) AliasConfig(log *slog.Logger, ls func(context.Context) ([]lists.List, error)) expander.AliasConfig {
+	a := c.Aliases
+	return expander.AliasConfig{Files: a.Files, LocalDomains: aliases.ClassW(c.Hostname, a.LocalDomains...), Merge: a.MergeDuplicates,
+		AllowIncludeExec: a.AllowIncludeExec, Logger: log, Lists: ls}
 }

@@ -1,15 +1,22 @@
-// Package config reads fanmail's single TOML config file: defaults in one
-// struct literal, then the file, then validation that names the bad key.
+// Package config reads fanmail's single TOML config file and maps its
+// keys onto the configuration of each package. It defines no default of
+// its own beyond data_dir and where things live under it: Default shows
+// the defaults each package defines once (ingress.DefaultConfig,
+// expander.DefaultRecipientsPerEnvelope, queuegroups.DefaultConfig,
+// delivery.DefaultConfig) under their keys; Load applies the file, then
+// the flags, then Complete (the values derived from others), and
+// validates once, naming the bad key; Spool, Routing, DeliveryConfig,
+// IngressConfig and AliasConfig map the result back onto each package.
 // Every key is optional, so fanmail runs with no file at all.
 package config
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +24,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"fanmail/delivery"
+	"fanmail/expander"
+	"fanmail/ingress"
 	"fanmail/queuegroups"
 )
 
@@ -61,57 +71,62 @@ type LoadControl struct {
 	Delay            Duration `toml:"delay"`              // the DelayLA pause per command
 }
 
-// Default returns the configuration used when no file is given.
+// Default returns the configuration used when no file is given: the
+// defaults that each package defines once (ingress, expander,
+// queuegroups and delivery DefaultConfig), mapped onto their keys, and
+// data_dir, which is config's own. The hostname is left to Complete.
 func Default() Config {
+	in, q, d := ingress.DefaultConfig(), queuegroups.DefaultConfig(), delivery.DefaultConfig()
 	return Config{
-		Listen:         "127.0.0.1:2525",
+		Listen:         in.Listen,
 		DataDir:        "fanmail-data",
-		MaxMessageSize: 25 << 20,
-		Delivery: Delivery{
-			Pipelining:     true,
-			Port:           25,
-			ConnectTimeout: Duration(30 * time.Second),
-			CommandTimeout: Duration(5 * time.Minute),
-			DataTimeout:    Duration(10 * time.Minute),
-			DeliveryLimits: defaultDeliveryLimits(),
-		},
-		Routes: map[string]string{},
+		MaxMessageSize: Size(in.MaxMessageSize),
+		Delivery:       deliveryKeys(d),
+		Routes:         map[string]string{},
 		Queue: Queue{
-			Runners:               64,
-			RecipientsPerEnvelope: 100,
-			Interval:              Duration(time.Minute),
-			DeliveryMode:          "background",
-			SuperSafe:             SuperSafe{queuegroups.SafeTrue},
-			RetryMin:              Duration(5 * time.Minute),
-			RetryMax:              Duration(4 * time.Hour),
-			QueueReturn:           Duration(5 * 24 * time.Hour),
-			QueueWarn:             Duration(4 * time.Hour),
+			Runners:               q.Groups[0].Runners,
+			RecipientsPerEnvelope: expander.DefaultRecipientsPerEnvelope,
+			Interval:              Duration(q.Groups[0].Interval),
+			DeliveryMode:          q.Mode.String(),
+			SuperSafe:             SuperSafe{q.SuperSafe},
+			RetryMin:              Duration(q.RetryMin),
+			RetryMax:              Duration(q.RetryMax),
+			QueueReturn:           Duration(q.QueueReturn),
+			QueueWarn:             Duration(q.QueueWarn),
 		},
-		// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
 		Load: LoadControl{
-			QueueLA:  float64(8 * runtime.NumCPU()),
-			RefuseLA: float64(12 * runtime.NumCPU()),
-			Delay:    Duration(time.Second),
+			QueueLA:  in.Load.QueueLA,
+			DelayLA:  in.Load.DelayLA,
+			RefuseLA: in.Load.RefuseLA,
+			Delay:    Duration(in.Load.Delay),
 		},
-		Aliases: defaultAliases(),
+		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
 	}
 }
 
-// Load reads path over the defaults; path "" means defaults only.
-func Load(path string) (Config, error) {
+// Load returns the effective configuration: the defaults, then the file
+// at path ("" for none), then each of set (command-line flags), then
+// Complete; it is validated once, at the end, and its errors name path.
+func Load(path string, set ...func(*Config)) (Config, error) {
 	cfg := Default()
-	if path == "" {
-		return cfg, cfg.Validate()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		if err := cfg.parse(path, string(data)); err != nil {
+			return cfg, err
+		}
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", err)
+	for _, f := range set {
+		f(&cfg)
 	}
-	if err := cfg.parse(path, string(data)); err != nil {
-		return cfg, err
-	}
+	cfg.Complete()
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("%s: %w", path, err)
+		if path != "" {
+			return cfg, fmt.Errorf("%s: %w", path, err)
+		}
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -136,18 +151,41 @@ func (c *Config) parse(path, data string) error {
 	return nil
 }
 
-// Validate rejects impossible values, naming the key.
-func (c *Config) Validate() error {
-	var errs []error
+// Complete fills in what the defaults derive from other settings, once
+// the file and the flags are applied: hostname from the OS, the aliases'
+// local domains from hostname; and it writes domains in their one form,
+// lowercase without a trailing dot, as the packages expect them.
+func (c *Config) Complete() {
+	if c.Hostname == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.Hostname = h
+		}
+	}
+	routes := make(map[string]string, len(c.Routes))
+	for domain, hostport := range c.Routes {
+		routes[strings.ToLower(strings.TrimSuffix(domain, "."))] = hostport
+	}
+	c.Routes = routes
+	a := &c.Aliases
+	if len(a.LocalDomains) == 0 && c.Hostname != "" {
+		a.LocalDomains = []string{c.Hostname}
+	}
+	domains := make([]string, len(a.LocalDomains))
+	for i, d := range a.LocalDomains {
+		domains[i] = strings.ToLower(d)
+	}
+	a.LocalDomains = domains
+}
+
+// Validate rejects impossible values, naming the key. It changes nothing
+// and reports every problem, sorted by key.
+func (c Config) Validate() error {
+	var msgs []string
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		msgs = append(msgs, key+": "+fmt.Sprintf(format, args...))
 	}
 	if c.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			bad("hostname", "not set and the OS hostname is unknown; set hostname = \"mail.example.org\"")
-		}
-		c.Hostname = h
+		bad("hostname", "not set and the OS hostname is unknown; set hostname = \"mail.example.org\"")
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port (%v)", c.Listen, err)
@@ -183,25 +221,27 @@ func (c *Config) Validate() error {
 			bad(name, "must be a positive duration such as \"30s\" or \"5m\"")
 		}
 	}
-	errs = append(errs, c.Delivery.DeliveryLimits.validate()...)
+	c.Delivery.DeliveryLimits.validate(bad)
 	if c.Queue.RetryMax < c.Queue.RetryMin {
 		bad("queue.retry_max", "%v is less than queue.retry_min %v", c.Queue.RetryMax, c.Queue.RetryMin)
 	}
-	routes := make(map[string]string, len(c.Routes))
 	for domain, hostport := range c.Routes {
 		if _, port, err := net.SplitHostPort(hostport); err != nil || port == "" {
 			bad("routes."+domain, "%q is not host:port, e.g. \"127.0.0.5:2526\"", hostport)
 		}
-		routes[strings.ToLower(strings.TrimSuffix(domain, "."))] = hostport
 	}
-	c.Routes = routes
 	c.validateQueue(bad)
 	c.Load.validate(bad)
 	c.validateAliases(bad)
+	sort.Strings(msgs)
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		errs[i] = errors.New(m)
+	}
 	return errors.Join(errs...)
 }
 
-func (l *LoadControl) validate(bad func(key, format string, args ...any)) {
+func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 	for key, v := range map[string]float64{
 		"load.queue_la":           l.QueueLA,
 		"load.delay_la":           l.DelayLA,
@@ -227,6 +267,30 @@ func (l *LoadControl) validate(bad func(key, format string, args ...any)) {
 		bad("load.delay", "must not be negative")
 	} else if l.Delay == 0 && (l.DelayLA > 0 || l.QueueDepthDelay > 0) {
 		bad("load.delay", "must be positive when load.delay_la or load.queue_depth_delay is set, e.g. \"1s\"")
+	}
+}
+
+// IngressConfig maps listen, hostname, max_message_size and [load] onto
+// the SMTP listener's Config; queueDepth counts the spool's pending
+// recipients for the queue_depth_* thresholds.
+func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.Config {
+	l := c.Load
+	return ingress.Config{
+		Listen:         c.Listen,
+		Hostname:       c.Hostname,
+		MaxMessageSize: int64(c.MaxMessageSize),
+		Load: ingress.Load{
+			QueueLA:          l.QueueLA,
+			DelayLA:          l.DelayLA,
+			RefuseLA:         l.RefuseLA,
+			QueueDepthQueue:  l.QueueDepthQueue,
+			QueueDepthDelay:  l.QueueDepthDelay,
+			QueueDepthRefuse: l.QueueDepthRefuse,
+			MaxSessions:      l.MaxSessions,
+			Delay:            l.Delay.D(),
+			QueueDepth:       queueDepth,
+		},
+		Logger: log,
 	}
 }
 

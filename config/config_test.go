@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -8,6 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"fanmail/delivery"
+	"fanmail/expander"
+	"fanmail/ingress"
 	"fanmail/queuegroups"
 )
 
@@ -193,21 +200,25 @@ group = "big"
 	for _, g := range sc.Groups {
 		got[g.Name] = g
 	}
+	perEnv := cfg.Routing().RecipientsPerEnvelope
 	big := got["big"]
 	if len(big.Dirs) != 2 || big.Dirs[0] != filepath.Join(dir, "big/q1") || big.Runners != 3 ||
-		big.RecipientsPerEnvelope != 50 || big.MinQueueAge != 27*time.Minute {
-		t.Errorf("big group: %+v", big)
+		perEnv["big"] != 50 || big.MinQueueAge != 27*time.Minute {
+		t.Errorf("big group: %+v, r=%d", big, perEnv["big"])
 	}
-	if def := got["default"]; def.Runners != 10 || def.Dirs[0] != filepath.Join(dir, "queue") || def.RecipientsPerEnvelope != 100 {
-		t.Errorf("default group: %+v", def)
+	if def := got["default"]; def.Runners != 10 || def.Dirs[0] != filepath.Join(dir, "queue") || perEnv["default"] != 100 {
+		t.Errorf("default group: %+v, r=%d", def, perEnv["default"])
 	}
 	if c := got["control"]; c.Runners != 2 || c.Dirs[0] != filepath.Join(dir, "queue-control") {
 		t.Errorf("control group: %+v", c)
 	}
-	if sc.MaxQueueChildren != 50 || len(sc.Rules) != 1 {
-		t.Errorf("spool: %+v", sc)
+	if sc.MaxQueueChildren != 50 || len(cfg.Routing().Rules) != 1 {
+		t.Errorf("spool: %+v, routing: %+v", sc, cfg.Routing())
 	}
-	r := queuegroups.NewRouter(sc)
+	r, err := expander.NewRouter(cfg.Routing())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for domain, want := range map[string]string{"gmail.com": "big", "mx.gmail.com": "big", "notgmail.com": "default", "example.org": "default"} {
 		if g, _ := r.Route(domain); g != want {
 			t.Errorf("Route(%s) = %s, want %s", domain, g, want)
@@ -219,5 +230,78 @@ func TestMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.toml") {
 		t.Errorf("missing file: %v, want an error naming the file", err)
+	}
+}
+
+// TestValidateIsReadOnlyAndSorted: Validate reports every problem, in
+// key order, the same on every call, and changes nothing.
+func TestValidateIsReadOnlyAndSorted(t *testing.T) {
+	cfg := Default()
+	cfg.Hostname = "mx.test"
+	cfg.Listen = "nowhere"
+	cfg.Delivery.Port = 0
+	cfg.Delivery.DataTimeout = 0
+	cfg.Delivery.ConnectTimeout = -1
+	cfg.Queue.Runners = 0
+	cfg.Load.QueueLA = -1
+	cfg.Routes = map[string]string{"Example.TEST.": "127.0.0.5"}
+	before := cfg.String()
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	var keys []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		key, _, _ := strings.Cut(line, ":")
+		keys = append(keys, key)
+	}
+	want := []string{"delivery.connect_timeout", "delivery.data_timeout", "delivery.port", "listen", "load.queue_la",
+		"queue.runners", "routes.Example.TEST."}
+	if diff := cmp.Diff(want, keys); diff != "" {
+		t.Errorf("error keys (-want +got):\n%s\nerror:\n%v", diff, err)
+	}
+	for i := 0; i < 5; i++ {
+		if again := cfg.Validate(); again.Error() != err.Error() {
+			t.Fatalf("second Validate reports\n%v\nafter\n%v", again, err)
+		}
+	}
+	if after := cfg.String(); after != before {
+		t.Errorf("Validate changed the config:\n%s\nwas:\n%s", after, before)
+	}
+}
+
+// TestDefaultsAreThePackages: the defaults config shows are the
+// packages' own, and map back onto them unchanged.
+func TestDefaultsAreThePackages(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, want := cfg.DeliveryConfig(nil), delivery.DefaultConfig()
+	want.Resolvers, want.Routes, want.HELO, want.ResolvConf, want.DNSTimeout = dc.Resolvers, dc.Routes, dc.HELO, dc.ResolvConf, dc.DNSTimeout
+	if diff := cmp.Diff(want, dc, cmpopts.IgnoreUnexported(x509.CertPool{})); diff != "" {
+		t.Errorf("delivery config from the defaults (-delivery.DefaultConfig +mapped):\n%s", diff)
+	}
+	sc, err := cfg.Spool(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qd := queuegroups.DefaultConfig()
+	if sc.Mode != qd.Mode || sc.SuperSafe != qd.SuperSafe || sc.RetryMin != qd.RetryMin || sc.RetryMax != qd.RetryMax ||
+		sc.QueueReturn != qd.QueueReturn || sc.QueueWarn != qd.QueueWarn {
+		t.Errorf("spool settings %+v, want queuegroups.DefaultConfig's %+v", sc, qd)
+	}
+	for i, g := range sc.Groups {
+		if g.Name != qd.Groups[i].Name || g.Runners != qd.Groups[i].Runners || g.Interval != qd.Groups[i].Interval {
+			t.Errorf("group %+v, want queuegroups.DefaultConfig's %+v", g, qd.Groups[i])
+		}
+	}
+	in, id := cfg.IngressConfig(nil, nil), ingress.DefaultConfig()
+	if in.Listen != id.Listen || in.MaxMessageSize != id.MaxMessageSize || in.Load.QueueLA != id.Load.QueueLA ||
+		in.Load.RefuseLA != id.Load.RefuseLA || in.Load.Delay != id.Load.Delay {
+		t.Errorf("ingress config %+v, want ingress.DefaultConfig's %+v", in, id)
+	}
+	if r := cfg.Routing().RecipientsPerEnvelope[queuegroups.DefaultGroup]; r != expander.DefaultRecipientsPerEnvelope {
+		t.Errorf("default group r=%d, want %d", r, expander.DefaultRecipientsPerEnvelope)
 	}
 }

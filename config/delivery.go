@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"fanmail/delivery"
 )
@@ -52,19 +51,30 @@ type ReplyRule struct {
 	Suspend Duration `toml:"suspend,omitempty"`
 }
 
-func defaultDeliveryLimits() DeliveryLimits {
-	return DeliveryLimits{
-		ConnectionCacheSize:       100,
-		ConnectionIdleTimeout:     Duration(5 * time.Second),
-		ConnectionMaxAge:          Duration(5 * time.Minute),
-		MaxConnections:            20,
-		InitialConcurrency:        5,
-		RecipientsPerTransaction:  50,
-		TransactionsPerConnection: 100,
-		SlotWait:                  Duration(time.Second),
-		DeadAfter:                 5,
-		DeadSuspend:               Duration(time.Minute),
-		TLS:                       "opportunistic",
+// deliveryKeys shows the delivery agent's defaults under their keys.
+func deliveryKeys(d delivery.Config) Delivery {
+	return Delivery{
+		Resolvers:      d.Resolvers,
+		Port:           d.Port,
+		ConnectTimeout: Duration(d.ConnectTimeout),
+		CommandTimeout: Duration(d.CommandTimeout),
+		DataTimeout:    Duration(d.DataTimeout),
+		FallbackRelay:  d.FallbackRelay,
+		Pipelining:     !d.NoPipelining,
+		DeliveryLimits: DeliveryLimits{
+			ConnectionCacheSize:       d.ConnCacheSize,
+			ConnectionIdleTimeout:     Duration(d.ConnIdleTimeout),
+			ConnectionMaxAge:          Duration(d.ConnMaxAge),
+			MaxConnections:            d.MaxConns,
+			InitialConcurrency:        d.InitialConcurrency,
+			RecipientsPerTransaction:  d.RcptsPerTxn,
+			TransactionsPerConnection: d.TxnsPerConn,
+			RateDelay:                 Duration(d.RateDelay),
+			SlotWait:                  Duration(d.SlotWait),
+			DeadAfter:                 d.DeadAfter,
+			DeadSuspend:               Duration(d.DeadSuspend),
+			TLS:                       string(d.TLS),
+		},
 	}
 }
 
@@ -73,11 +83,8 @@ func validTLS(s string) bool {
 }
 
 // validate checks the delivery limits, naming the key of each problem.
-func (l *DeliveryLimits) validate() []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("delivery.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+func (l DeliveryLimits) validate(report func(key, format string, args ...any)) {
+	bad := func(key, format string, args ...any) { report("delivery."+key, format, args...) }
 	if l.ConnectionCacheSize < -1 {
 		bad("connection_cache_size", "must be -1 (off), 0 (default) or positive")
 	}
@@ -134,11 +141,10 @@ func (l *DeliveryLimits) validate() []error {
 			bad(key+".action", "%q is not halve, suspend or none", r.Action)
 		}
 	}
-	return errs
 }
 
-// DeliveryConfig maps the [delivery] and [routes] settings onto the
-// delivery agent's Config, so serve builds the agent in one line.
+// DeliveryConfig maps the [delivery] and [routes] settings, and the
+// aliases' program_timeout, onto the delivery agent's Config.
 func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 	d, l := c.Delivery, c.Delivery.DeliveryLimits
 	dc := delivery.Config{
@@ -148,6 +154,7 @@ func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 		FallbackRelay:      d.FallbackRelay,
 		NoPipelining:       !d.Pipelining,
 		HELO:               c.Hostname,
+		ProgramTimeout:     c.Aliases.ProgramTimeout.D(),
 		ConnectTimeout:     d.ConnectTimeout.D(),
 		CommandTimeout:     d.CommandTimeout.D(),
 		DataTimeout:        d.DataTimeout.D(),

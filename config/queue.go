@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"fanmail/expander"
 	"fanmail/queuegroups"
 )
 
@@ -165,11 +166,13 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	if _, err := c.Spool(nil); err != nil {
 		bad("queue", "%v", err)
 	}
+	if _, err := expander.NewRouter(c.Routing()); err != nil {
+		bad("queue", "%v", err)
+	}
 }
 
-// Spool returns the queuegroups configuration: the default group in
-// data_dir/queue and the control group in data_dir/queue-control unless
-// declared otherwise, then every declared group.
+// Spool returns the queuegroups configuration: every group of groups,
+// with what it leaves unset inherited from [queue].
 func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 	q := c.Queue
 	mode, _ := queuegroups.ParseDeliveryMode(q.DeliveryMode)
@@ -185,13 +188,10 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 		Logger:           log,
 	}
 	inherit := func(g Group) queuegroups.GroupConfig {
-		gc := queuegroups.GroupConfig{Name: g.Name, Runners: q.Runners, RecipientsPerEnvelope: q.RecipientsPerEnvelope,
+		gc := queuegroups.GroupConfig{Name: g.Name, Runners: q.Runners,
 			Interval: q.Interval.D(), MinQueueAge: q.MinQueueAge.D()}
 		if g.Runners > 0 {
 			gc.Runners = g.Runners
-		}
-		if g.RecipientsPerEnvelope > 0 {
-			gc.RecipientsPerEnvelope = g.RecipientsPerEnvelope
 		}
 		if g.Interval > 0 {
 			gc.Interval = g.Interval.D()
@@ -201,12 +201,32 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 		}
 		return gc
 	}
+	for _, g := range c.groups() {
+		gc := inherit(g)
+		dirs, err := c.groupDirs(g.Name, g.Path)
+		if err != nil {
+			return sc, err
+		}
+		gc.Dirs = dirs
+		sc.Groups = append(sc.Groups, gc)
+	}
+	if err := queuegroups.Validate(sc); err != nil {
+		return sc, err
+	}
+	return sc, nil
+}
+
+// groups returns every queue group: the default and control groups, as
+// declared or built in (default in data_dir/queue, control in
+// data_dir/queue-control), then the other declared groups in order.
+func (c *Config) groups() []Group {
+	control := queuegroups.DefaultConfig().Groups[1] // the control group's own runners
 	builtin := map[string]Group{
 		queuegroups.DefaultGroup: {Name: queuegroups.DefaultGroup, Path: Paths{"queue"}},
-		queuegroups.ControlGroup: {Name: queuegroups.ControlGroup, Path: Paths{"queue-control"}, Runners: 4},
+		queuegroups.ControlGroup: {Name: queuegroups.ControlGroup, Path: Paths{"queue-control"}, Runners: control.Runners},
 	}
 	var declared []Group
-	for _, g := range q.Groups {
+	for _, g := range c.Queue.Groups {
 		if b, ok := builtin[g.Name]; ok {
 			if len(g.Path) == 0 {
 				g.Path = b.Path
@@ -219,26 +239,29 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 		}
 		declared = append(declared, g)
 	}
-	for _, g := range append([]Group{builtin[queuegroups.DefaultGroup], builtin[queuegroups.ControlGroup]}, declared...) {
-		gc := inherit(g)
-		dirs, err := c.groupDirs(g.Name, g.Path)
-		if err != nil {
-			return sc, err
+	return append([]Group{builtin[queuegroups.DefaultGroup], builtin[queuegroups.ControlGroup]}, declared...)
+}
+
+// Routing returns the expander's queuegroup ruleset: the [[queue.rule]]
+// tables in order, and every group's recipients_per_envelope (r=),
+// inherited from [queue] where a group leaves it unset.
+func (c *Config) Routing() expander.RouterConfig {
+	rc := expander.RouterConfig{RecipientsPerEnvelope: map[string]int{}}
+	for _, g := range c.groups() {
+		n := c.Queue.RecipientsPerEnvelope
+		if g.RecipientsPerEnvelope > 0 {
+			n = g.RecipientsPerEnvelope
 		}
-		gc.Dirs = dirs
-		sc.Groups = append(sc.Groups, gc)
+		rc.RecipientsPerEnvelope[g.Name] = n
 	}
-	for _, r := range q.Rules {
+	for _, r := range c.Queue.Rules {
 		pats := make([]string, len(r.Domains))
 		for i, d := range r.Domains {
 			pats[i] = strings.ToLower(strings.TrimSuffix(d, "."))
 		}
-		sc.Rules = append(sc.Rules, queuegroups.Rule{Patterns: pats, Group: r.Group})
+		rc.Rules = append(rc.Rules, expander.Rule{Patterns: pats, Group: r.Group})
 	}
-	if err := queuegroups.Validate(sc); err != nil {
-		return sc, err
-	}
-	return sc, nil
+	return rc
 }
 
 // SpoolSummary describes the queue groups and rules in effect, with
@@ -249,13 +272,14 @@ func (c *Config) SpoolSummary() string {
 	if err != nil {
 		return fmt.Sprintf("# queue groups: %v\n", err)
 	}
+	rc := c.Routing()
 	var b strings.Builder
 	b.WriteString("\n# queue groups in effect:\n")
 	for _, g := range sc.Groups {
 		fmt.Fprintf(&b, "#   %-10s runners=%d recipients_per_envelope=%d interval=%v min_queue_age=%v dirs=%s\n",
-			g.Name, g.Runners, g.RecipientsPerEnvelope, g.Interval, g.MinQueueAge, strings.Join(g.Dirs, ","))
+			g.Name, g.Runners, rc.RecipientsPerEnvelope[g.Name], g.Interval, g.MinQueueAge, strings.Join(g.Dirs, ","))
 	}
-	for _, r := range sc.Rules {
+	for _, r := range rc.Rules {
 		fmt.Fprintf(&b, "#   rule: %s -> %s\n", strings.Join(r.Patterns, ", "), r.Group)
 	}
 	b.WriteString("#   every other domain -> default\n")

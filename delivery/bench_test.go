@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // slowLink is a TCP proxy that holds every chunk from the server for rtt
@@ -98,11 +100,11 @@ func BenchmarkRoundTrips(b *testing.B) {
 			for i := range 100 {
 				rcpts = append(rcpts, fmt.Sprint("r", i))
 			}
-			env := envelope("example.test", rcpts...)
+			env := request("example.test", rcpts...)
 			b.ResetTimer()
 			for b.Loop() {
 				for _, r := range a.Deliver(b.Context(), env) {
-					if r.Status != Delivered {
+					if r.Status != envelope.Delivered {
 						b.Fatalf("%+v", r)
 					}
 				}

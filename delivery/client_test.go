@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/envelope"
 )
 
 func TestReadResponse(t *testing.T) {
@@ -174,15 +176,15 @@ func TestHostileMXBounded(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			var good, bad []Result
+			var good, bad []envelope.Result
 			var wg sync.WaitGroup
-			wg.Go(func() { good = a.Deliver(ctxT(t), envelope("good.test", "a", "b")) })
-			wg.Go(func() { bad = a.Deliver(ctxT(t), envelope("hostile.test", "victim")) })
+			wg.Go(func() { good = a.Deliver(ctxT(t), request("good.test", "a", "b")) })
+			wg.Go(func() { bad = a.Deliver(ctxT(t), request("hostile.test", "victim")) })
 			wg.Wait()
 			runtime.ReadMemStats(&after)
 
 			checkBriefs(t, []brief{sent, sent}, good)
-			if diff := cmp.Diff([]brief{{Deferred, 0, "4.5.0"}}, briefs(bad)); diff != "" {
+			if diff := cmp.Diff([]brief{{envelope.Deferred, 0, "4.5.0"}}, briefs(bad)); diff != "" {
 				t.Errorf("hostile MX (-want +got):\n%s\n%+v", diff, bad)
 			}
 			alloc := after.TotalAlloc - before.TotalAlloc
@@ -215,11 +217,11 @@ func TestReplyBoundInTransaction(t *testing.T) {
 		return ""
 	}})
 	a := scriptedAgent(t, s, nil)
-	res := a.Deliver(ctxT(t), envelope("example.test", "a"))
-	if len(res) != 1 || res[0].Status != Deferred || res[0].Enhanced != "4.5.0" || !strings.Contains(res[0].Text, "longer than 4096") {
+	res := a.Deliver(ctxT(t), request("example.test", "a"))
+	if len(res) != 1 || res[0].Status != envelope.Deferred || res[0].Enhanced != "4.5.0" || !strings.Contains(res[0].Text, "longer than 4096") {
 		t.Fatalf("got %+v, want deferred 4.5.0", res)
 	}
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "b")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "b")))
 	if conns, _, _, _, _ := s.stats(); conns != 2 {
 		t.Errorf("%d connections, want 2: the broken one must not be reused", conns)
 	}

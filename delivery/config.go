@@ -13,7 +13,7 @@ import (
 	"fanmail/delivery/local"
 )
 
-// Config configures an Agent. Zero fields take the defaults below.
+// Config configures an Agent. Zero fields take the values of DefaultConfig.
 type Config struct {
 	// Resolvers are DNS servers as host:port, tried in order. Empty means
 	// the nameservers of ResolvConf.
@@ -110,61 +110,68 @@ type Config struct {
 	TLSRootCAs *x509.CertPool
 }
 
-const (
-	defaultResolvConf     = "/etc/resolv.conf"
-	defaultDNSTimeout     = 5 * time.Second
-	defaultPort           = 25
-	defaultConnectTimeout = 30 * time.Second
-	defaultCommandTimeout = 5 * time.Minute
-	defaultDataTimeout    = 10 * time.Minute
+// DefaultConfig is the agent's configuration when nothing is set: every
+// default in one place. New fills a zero field of its Config from here;
+// package config shows these values as the [delivery] defaults.
+func DefaultConfig() Config {
+	return Config{
+		ResolvConf:     "/etc/resolv.conf",
+		DNSTimeout:     5 * time.Second,
+		Port:           25,
+		ProgramTimeout: 5 * time.Minute,
+		ConnectTimeout: 30 * time.Second,
+		CommandTimeout: 5 * time.Minute,
+		DataTimeout:    10 * time.Minute,
 
-	defaultConnCacheSize      = 100
-	defaultConnIdleTimeout    = 5 * time.Second
-	defaultConnMaxAge         = 5 * time.Minute
-	defaultMaxConns           = 20
-	defaultInitialConcurrency = 5
-	defaultRcptsPerTxn        = 50
-	defaultTxnsPerConn        = 100
-	defaultSlotWait           = time.Second
-	defaultDeadAfter          = 5
-	defaultDeadSuspend        = time.Minute
-)
+		ConnCacheSize:   100,
+		ConnIdleTimeout: 5 * time.Second,
+		ConnMaxAge:      5 * time.Minute,
+
+		MaxConns:           20,
+		InitialConcurrency: 5,
+		RcptsPerTxn:        50,
+		TxnsPerConn:        100,
+		SlotWait:           time.Second,
+		DeadAfter:          5,
+		DeadSuspend:        time.Minute,
+		TLS:                TLSOpportunistic,
+	}
+}
 
 // withDefaults returns cfg with every zero field set to its default and
 // checks what is left; it never modifies the caller's maps or slices.
 func (cfg Config) withDefaults() (Config, error) {
+	def := DefaultConfig()
 	if cfg.ResolvConf == "" {
-		cfg.ResolvConf = defaultResolvConf
+		cfg.ResolvConf = def.ResolvConf
 	}
 	if cfg.Port == 0 {
-		cfg.Port = defaultPort
+		cfg.Port = def.Port
 	}
 	if cfg.Port < 1 || cfg.Port > 65535 {
 		return cfg, fmt.Errorf("port %d: out of range 1-65535", cfg.Port)
 	}
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"dns timeout", &cfg.DNSTimeout, defaultDNSTimeout},
-		{"connect timeout", &cfg.ConnectTimeout, defaultConnectTimeout},
-		{"command timeout", &cfg.CommandTimeout, defaultCommandTimeout},
-		{"data timeout", &cfg.DataTimeout, defaultDataTimeout},
-		{"connection idle timeout", &cfg.ConnIdleTimeout, defaultConnIdleTimeout},
-		{"connection max age", &cfg.ConnMaxAge, defaultConnMaxAge},
-		{"rate delay", &cfg.RateDelay, 0},
-		{"slot wait", &cfg.SlotWait, defaultSlotWait},
-		{"dead suspend", &cfg.DeadSuspend, defaultDeadSuspend},
+	for _, err := range []error{
+		orDefault("dns timeout", &cfg.DNSTimeout, def.DNSTimeout),
+		orDefault("connect timeout", &cfg.ConnectTimeout, def.ConnectTimeout),
+		orDefault("command timeout", &cfg.CommandTimeout, def.CommandTimeout),
+		orDefault("data timeout", &cfg.DataTimeout, def.DataTimeout),
+		orDefault("connection idle timeout", &cfg.ConnIdleTimeout, def.ConnIdleTimeout),
+		orDefault("connection max age", &cfg.ConnMaxAge, def.ConnMaxAge),
+		orDefault("rate delay", &cfg.RateDelay, def.RateDelay),
+		orDefault("slot wait", &cfg.SlotWait, def.SlotWait),
+		orDefault("dead suspend", &cfg.DeadSuspend, def.DeadSuspend),
+		orDefault("max conns", &cfg.MaxConns, def.MaxConns),
+		orDefault("initial concurrency", &cfg.InitialConcurrency, def.InitialConcurrency),
+		orDefault("recipients per transaction", &cfg.RcptsPerTxn, def.RcptsPerTxn),
+		orDefault("transactions per connection", &cfg.TxnsPerConn, def.TxnsPerConn),
+		orDefault("dead after", &cfg.DeadAfter, def.DeadAfter),
 	} {
-		if *d.v < 0 {
-			return cfg, fmt.Errorf("%s %v: must not be negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
+		if err != nil {
+			return cfg, err // the first, in this order
 		}
 	}
-	if err := cfg.limitDefaults(); err != nil {
+	if err := cfg.limitDefaults(def); err != nil {
 		return cfg, err
 	}
 	for _, r := range cfg.Resolvers {
@@ -173,7 +180,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	if cfg.ProgramTimeout <= 0 {
-		cfg.ProgramTimeout = 5 * time.Minute
+		cfg.ProgramTimeout = def.ProgramTimeout
 	}
 	if cfg.FallbackRelay != "" {
 		if err := checkHostPort(cfg.FallbackRelay); err != nil {
@@ -204,6 +211,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
+// orDefault sets a zero *v to def and refuses a negative one.
+func orDefault[T int | time.Duration](name string, v *T, def T) error {
+	if *v < 0 {
+		return fmt.Errorf("%s %v: must not be negative", name, *v)
+	}
+	if *v == 0 {
+		*v = def
+	}
+	return nil
+}
+
 func checkHostPort(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -218,35 +236,17 @@ func checkHostPort(s string) error {
 	return nil
 }
 
-// limitDefaults fills in and checks the connection cache, limit, TLS and
-// reply rule settings.
-func (cfg *Config) limitDefaults() error {
+// limitDefaults fills in and checks the connection cache, TLS,
+// destination and reply rule settings.
+func (cfg *Config) limitDefaults(def Config) error {
 	if cfg.ConnCacheSize == 0 {
-		cfg.ConnCacheSize = defaultConnCacheSize
-	}
-	for _, n := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"max conns", &cfg.MaxConns, defaultMaxConns},
-		{"initial concurrency", &cfg.InitialConcurrency, defaultInitialConcurrency},
-		{"recipients per transaction", &cfg.RcptsPerTxn, defaultRcptsPerTxn},
-		{"transactions per connection", &cfg.TxnsPerConn, defaultTxnsPerConn},
-		{"dead after", &cfg.DeadAfter, defaultDeadAfter},
-	} {
-		if *n.v < 0 {
-			return fmt.Errorf("%s %d: must not be negative", n.name, *n.v)
-		}
-		if *n.v == 0 {
-			*n.v = n.def
-		}
+		cfg.ConnCacheSize = def.ConnCacheSize
 	}
 	if cfg.InitialConcurrency > cfg.MaxConns {
 		cfg.InitialConcurrency = cfg.MaxConns
 	}
 	if cfg.TLS == "" {
-		cfg.TLS = TLSOpportunistic
+		cfg.TLS = def.TLS
 	}
 	if !cfg.TLS.valid() {
 		return fmt.Errorf("tls %q: must be opportunistic, required or none", cfg.TLS)

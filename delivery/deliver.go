@@ -10,21 +10,23 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // Deliver makes one attempt at env and returns exactly one Result per
 // env.Recipients entry, in the same order. It never returns early without
 // a verdict: anything that is not a definite answer is Deferred.
-func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
+func (a *Agent) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	env.Domain = strings.ToLower(env.Domain)
-	results := make([]Result, len(env.Recipients))
+	results := make([]envelope.Result, len(env.Recipients))
 	for i, r := range env.Recipients {
 		results[i].Recipient = r
 	}
 	if len(results) == 0 {
 		return results
 	}
-	if env.Domain == LocalDomain {
+	if env.IsLocal() {
 		return a.deliverLocal(ctx, env)
 	}
 	t := &txn{a: a, env: env, results: results}
@@ -51,10 +53,10 @@ func (a *Agent) Deliver(ctx context.Context, env Envelope) []Result {
 // fallback sends the recipients every MX deferred to the fallback relay
 // and takes its verdicts. Recipients deferred because the destination
 // was busy or suspended wait for their own MX instead.
-func (a *Agent) fallback(ctx context.Context, env Envelope, results []Result) {
+func (a *Agent) fallback(ctx context.Context, env envelope.Request, results []envelope.Result) {
 	var idx []int
 	for i, r := range results {
-		if r.Status == Deferred && r.RetryAfter == 0 {
+		if r.Status == envelope.Deferred && r.RetryAfter == 0 {
 			idx = append(idx, i)
 		}
 	}
@@ -66,7 +68,7 @@ func (a *Agent) fallback(ctx context.Context, env Envelope, results []Result) {
 	for k, i := range idx {
 		fe.Recipients[k] = env.Recipients[i]
 	}
-	ft := &txn{a: a, env: fe, results: make([]Result, len(idx))}
+	ft := &txn{a: a, env: fe, results: make([]envelope.Result, len(idx))}
 	for k := range ft.results {
 		ft.results[k].Recipient = fe.Recipients[k]
 	}
@@ -133,8 +135,8 @@ func hostNames(mxs []MXHost) []string {
 // txn is one Deliver call's state.
 type txn struct {
 	a       *Agent
-	env     Envelope
-	results []Result
+	env     envelope.Request
+	results []envelope.Result
 	hosts   []MXHost // MX hosts in preference order, or the route host
 	route   string   // host:port of a static route
 	dest    *destination
@@ -150,14 +152,14 @@ func (t *txn) anyPending(idx []int) bool {
 	return slices.ContainsFunc(idx, t.pending)
 }
 
-func (t *txn) set(i int, st Status, code int, enhanced, text, relay string) {
+func (t *txn) set(i int, st envelope.Status, code int, enhanced, text, relay string) {
 	r := &t.results[i]
 	r.Status, r.Code, r.Enhanced, r.Text, r.Relay = st, code, enhanced, text, relay
 }
 
 func (t *txn) setErr(i int, e *Error) {
-	t.set(i, e.status(), e.Code, e.Enhanced, e.Line, e.Relay)
-	t.results[i].Host = e.Host
+	r := &t.results[i]
+	r.Status, r.Reply, r.Relay = e.status(), e.reply(), e.Relay
 }
 
 // settleIdx gives every pending recipient in idx the verdict e.
@@ -276,7 +278,7 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 				c.broken = true
 				e := localError(false, "4.4.7", "", c.relay, ctx.Err(), "delivery interrupted with %s: %v", c.relay, ctx.Err())
 				for _, i := range chunk {
-					if r := t.results[i]; r.Status != Delivered && r.Code == 0 {
+					if r := t.results[i]; r.Status != envelope.Delivered && r.Code == 0 {
 						t.results[i].Status = 0
 						t.setErr(i, e)
 					}
@@ -436,7 +438,7 @@ func (t *txn) apply(e *Error) bool {
 
 func (t *txn) retryAfter(d time.Duration) {
 	for i := range t.results {
-		if t.results[i].Status == Deferred && t.results[i].Code == 0 {
+		if t.results[i].Status == envelope.Deferred && t.results[i].Code == 0 {
 			t.results[i].RetryAfter = d
 		}
 	}

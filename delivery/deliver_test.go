@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/emersion/go-smtp"
@@ -23,7 +24,7 @@ func TestDeliverMXPreferenceOrder(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0), sinkIP(1))
 	a := w.agent(w.config())
 
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 	checkBriefs(t, repeat(sent, 2), res)
 	if got, want := res[0].Relay, w.sinks[0].Addr(); got != want {
 		t.Errorf("relay = %q, want %q", got, want)
@@ -83,7 +84,7 @@ func TestDeliverFallsBackToNextMX(t *testing.T) {
 			w.zoneMX("example.test", 60, first, sinkIP(1))
 			a := w.agent(w.config())
 
-			res := a.Deliver(ctxT(t), envelope("example.test", "a", "b", "c"))
+			res := a.Deliver(ctxT(t), request("example.test", "a", "b", "c"))
 			checkBriefs(t, repeat(sent, 3), res)
 			if got := res[0].Relay; got != w.sinks[1].Addr() {
 				t.Errorf("relay = %q, want the second MX %q", got, w.sinks[1].Addr())
@@ -103,8 +104,8 @@ func TestDeliverAllMXDown(t *testing.T) {
 	w := newWorld(t)
 	w.zoneMX("example.test", 60, closedIP, "127.0.0.98")
 	a := w.agent(w.config())
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
-	checkBriefs(t, repeat(brief{Deferred, 0, "4.4.1"}, 2), res)
+	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
+	checkBriefs(t, repeat(brief{envelope.Deferred, 0, "4.4.1"}, 2), res)
 	if !strings.Contains(res[0].Text, "127.0.0.98") {
 		t.Errorf("text %q does not name the last host tried", res[0].Text)
 	}
@@ -131,19 +132,19 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 				w.dns.SetNullMX("example.test", 60)
 				w.dns.SetA("example.test", 60, sinkIP(0)) // must not be used
 			},
-			want: brief{Failed, 0, "5.1.10"},
+			want: brief{envelope.Failed, 0, "5.1.10"},
 			text: "does not accept mail (null MX)",
 		},
 		{
 			name: "NXDOMAIN",
 			zone: func(*world) {},
-			want: brief{Failed, 0, "5.1.2"},
+			want: brief{envelope.Failed, 0, "5.1.2"},
 			text: "not found",
 		},
 		{
 			name: "no MX and no A",
 			zone: func(w *world) { w.dns.AddName("example.test") },
-			want: brief{Failed, 0, "5.4.4"},
+			want: brief{envelope.Failed, 0, "5.4.4"},
 			text: "no MX and no address",
 		},
 		{
@@ -152,7 +153,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 				w.zoneMX("example.test", 60, sinkIP(0))
 				w.dns.SetRcode("example.test", dns.RcodeServerFailure)
 			},
-			want: brief{Deferred, 0, "4.4.3"},
+			want: brief{envelope.Deferred, 0, "4.4.3"},
 			text: "SERVFAIL",
 		},
 		{
@@ -161,7 +162,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 				w.zoneMX("example.test", 60, sinkIP(0))
 				w.dns.SetSilent("example.test", true)
 			},
-			want: brief{Deferred, 0, "4.4.3"},
+			want: brief{envelope.Deferred, 0, "4.4.3"},
 			text: "timeout",
 		},
 		{
@@ -169,7 +170,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 			zone: func(w *world) {
 				w.dns.SetMX("example.test", 60, fakenet.MX{Pref: 10, Host: "gone.example.test"})
 			},
-			want: brief{Deferred, 0, "4.4.4"},
+			want: brief{envelope.Deferred, 0, "4.4.4"},
 			text: "gone.example.test",
 		},
 		{
@@ -197,7 +198,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 			w := newWorld(t)
 			tt.zone(w)
 			a := w.agent(w.config())
-			res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
+			res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 			checkBriefs(t, repeat(tt.want, 2), res)
 			if !strings.Contains(res[0].Text, tt.text) {
 				t.Errorf("text = %q, want it to contain %q", res[0].Text, tt.text)
@@ -223,13 +224,13 @@ func TestDeliverPerRecipientReplies(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "busy", "b", "gone", "c"))
-	want := []Result{
-		{Recipient: "a@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "busy@example.test", Status: Deferred, Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "b@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "gone@example.test", Status: Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
-		{Recipient: "c@example.test", Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: w.sinks[0].Addr(), Host: "mx1.example.test"},
+	res := a.Deliver(ctxT(t), request("example.test", "a", "busy", "b", "gone", "c"))
+	want := []envelope.Result{
+		{Recipient: "a@example.test", Status: envelope.Delivered, Reply: envelope.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "busy@example.test", Status: envelope.Deferred, Reply: envelope.Reply{Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "b@example.test", Status: envelope.Delivered, Reply: envelope.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "gone@example.test", Status: envelope.Failed, Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
+		{Recipient: "c@example.test", Status: envelope.Delivered, Reply: envelope.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Host: "mx1.example.test"}, Relay: w.sinks[0].Addr()},
 	}
 	if diff := cmp.Diff(want, res); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
@@ -262,8 +263,8 @@ func TestDeliverAllRecipientsRejected(t *testing.T) {
 	}})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "b"))
-	checkBriefs(t, repeat(brief{Failed, 550, "5.1.1"}, 2), res)
+	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
+	checkBriefs(t, repeat(brief{envelope.Failed, 550, "5.1.1"}, 2), res)
 	if n := w.sinks[0].Transactions(); n != 0 {
 		t.Errorf("DATA sent with no accepted recipient: %d transactions", n)
 	}
@@ -274,10 +275,10 @@ func TestDeliverDataReply(t *testing.T) {
 	tests := []struct {
 		name string
 		code int
-		want Status
+		want envelope.Status
 	}{
-		{"5xx fails accepted recipients", 554, Failed},
-		{"4xx defers accepted recipients", 451, Deferred},
+		{"5xx fails accepted recipients", 554, envelope.Failed},
+		{"4xx defers accepted recipients", 451, envelope.Deferred},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,9 +296,9 @@ func TestDeliverDataReply(t *testing.T) {
 			})
 			w.zoneMX("example.test", 60, sinkIP(0))
 			a := w.agent(w.config())
-			res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "b"))
+			res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "b"))
 			dataBrief := brief{tt.want, tt.code, strings.Replace("x.7.1", "x", string(rune('0'+tt.code/100)), 1)}
-			checkBriefs(t, []brief{dataBrief, {Failed, 550, "5.1.1"}, dataBrief}, res)
+			checkBriefs(t, []brief{dataBrief, {envelope.Failed, 550, "5.1.1"}, dataBrief}, res)
 			if res[0].Text != "content rejected" {
 				t.Errorf("text = %q", res[0].Text)
 			}
@@ -318,9 +319,9 @@ func TestDeliver421AtRcpt(t *testing.T) {
 	}})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "c", "d"))
-	d := brief{Deferred, 421, "4.3.2"}
-	checkBriefs(t, []brief{d, {Failed, 550, "5.1.1"}, d, d}, res)
+	res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "c", "d"))
+	d := brief{envelope.Deferred, 421, "4.3.2"}
+	checkBriefs(t, []brief{d, {envelope.Failed, 550, "5.1.1"}, d, d}, res)
 	if n := w.sinks[0].Transactions(); n != 0 {
 		t.Errorf("sink got %d transactions after 421, want 0", n)
 	}
@@ -333,7 +334,7 @@ func TestDeliverRouteBypassesDNS(t *testing.T) {
 	cfg := w.config()
 	cfg.Routes = map[string]string{"example.test": w.sinks[0].Addr()}
 	a := w.agent(cfg)
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Domain = "Example.TEST" // matched lowercased
 	res := a.Deliver(ctxT(t), env)
 	checkBriefs(t, []brief{sent}, res)
@@ -348,7 +349,7 @@ func TestDeliverNullSenderAndRawBody(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 	body := "Subject: bounce\n\n.leading dot\nbare LF\n"
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Sender = ""
 	env.Size = int64(len(body))
 	env.Open = func() io.Reader { return strings.NewReader(body) }
@@ -369,18 +370,18 @@ func TestDeliverBadEnvelopes(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Recipients = append(env.Recipients, "evil\r\nRCPT TO:<x@y>", "")
-	checkBriefs(t, []brief{sent, {Failed, 0, "5.1.3"}, {Failed, 0, "5.1.3"}}, a.Deliver(ctxT(t), env))
+	checkBriefs(t, []brief{sent, {envelope.Failed, 0, "5.1.3"}, {envelope.Failed, 0, "5.1.3"}}, a.Deliver(ctxT(t), env))
 
-	env = envelope("example.test", "a")
+	env = request("example.test", "a")
 	env.Sender = "x\r\nDATA"
-	checkBriefs(t, []brief{{Failed, 0, "5.1.7"}}, a.Deliver(ctxT(t), env))
+	checkBriefs(t, []brief{{envelope.Failed, 0, "5.1.7"}}, a.Deliver(ctxT(t), env))
 
-	env = envelope("", "a")
-	checkBriefs(t, []brief{{Deferred, 0, "4.3.0"}}, a.Deliver(ctxT(t), env))
+	env = request("", "a")
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.3.0"}}, a.Deliver(ctxT(t), env))
 
-	if res := a.Deliver(ctxT(t), envelope("example.test")); len(res) != 0 {
+	if res := a.Deliver(ctxT(t), request("example.test")); len(res) != 0 {
 		t.Errorf("no recipients gave %d results", len(res))
 	}
 }
@@ -390,12 +391,12 @@ func TestDeliverBodyReadError(t *testing.T) {
 	w := newWorld(t)
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	env := envelope("example.test", "a")
+	env := request("example.test", "a")
 	env.Open = func() io.Reader {
 		return io.MultiReader(strings.NewReader("Subject: x\r\n\r\npart"), errReader{errors.New("disk on fire")})
 	}
 	res := a.Deliver(ctxT(t), env)
-	checkBriefs(t, []brief{{Deferred, 0, "4.3.0"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.3.0"}}, res)
 	if n := w.sinks[0].Transactions(); n != 0 {
 		t.Errorf("half a message was delivered")
 	}
@@ -416,11 +417,11 @@ func TestDeliverContextCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	res := a.Deliver(ctx, envelope("example.test", "a"))
+	res := a.Deliver(ctx, request("example.test", "a"))
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("Deliver took %v after its context ended", el)
 	}
-	checkBriefs(t, []brief{{Deferred, 0, "4.4.7"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.7"}}, res)
 }
 
 func TestDeliverAfterClose(t *testing.T) {
@@ -429,7 +430,7 @@ func TestDeliverAfterClose(t *testing.T) {
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 	a.Close()
-	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	if n := w.dns.TotalQueries(); n != 0 {
 		t.Errorf("closed agent made %d DNS queries", n)
 	}
@@ -445,10 +446,10 @@ func TestDefinitiveDNSAnswersFailFast(t *testing.T) {
 	a := w.agent(w.config())
 	start := time.Now()
 	var wg sync.WaitGroup
-	results := make([][]Result, 100)
+	results := make([][]envelope.Result, 100)
 	for i := range results {
 		wg.Go(func() {
-			results[i] = a.Deliver(ctxT(t), envelope([]string{"null.test", "nxdomain.test"}[i%2], "a"))
+			results[i] = a.Deliver(ctxT(t), request([]string{"null.test", "nxdomain.test"}[i%2], "a"))
 		})
 	}
 	wg.Wait()
@@ -456,9 +457,9 @@ func TestDefinitiveDNSAnswersFailFast(t *testing.T) {
 		t.Errorf("took %v", el)
 	}
 	for i, r := range results {
-		want := brief{Failed, 0, "5.1.10"}
+		want := brief{envelope.Failed, 0, "5.1.10"}
 		if i%2 == 1 {
-			want = brief{Failed, 0, "5.1.2"}
+			want = brief{envelope.Failed, 0, "5.1.2"}
 		}
 		checkBriefs(t, []brief{want}, r)
 	}
@@ -493,13 +494,13 @@ func TestFallbackRelay(t *testing.T) {
 	cfg.FallbackRelay = w.sinks[0].Addr()
 	a := w.agent(cfg)
 
-	res := a.Deliver(ctxT(t), envelope("down.test", "a", "b", "gone"))
-	checkBriefs(t, []brief{sent, sent, {Failed, 550, "5.1.1"}}, res)
+	res := a.Deliver(ctxT(t), request("down.test", "a", "b", "gone"))
+	checkBriefs(t, []brief{sent, sent, {envelope.Failed, 550, "5.1.1"}}, res)
 	if res[0].Relay != w.sinks[0].Addr() || !strings.Contains(res[0].Text, "via fallback relay") {
 		t.Errorf("result %+v does not name the fallback relay", res[0])
 	}
-	res = a.Deliver(ctxT(t), envelope("up.test", "c", "gone2"))
-	checkBriefs(t, []brief{sent, {Failed, 550, "5.1.1"}}, res)
+	res = a.Deliver(ctxT(t), request("up.test", "c", "gone2"))
+	checkBriefs(t, []brief{sent, {envelope.Failed, 550, "5.1.1"}}, res)
 	if n := w.sinks[0].Transactions(); n != 2 {
 		t.Errorf("%d transactions, want one through the fallback and one direct", n)
 	}

@@ -1,8 +1,10 @@
 // Package delivery is the last stage of the pipeline: it turns an
-// Envelope into SMTP transactions with the destination domain's MX and
-// reports one Result per recipient. It owns MX resolution (one cache for
-// the process), the outbound connection cache, per-destination limits
-// and the SMTP client; it knows nothing of the queue.
+// envelope.Request (one envelope and its message) into SMTP transactions
+// with the destination domain's MX and reports one envelope.Result per
+// recipient. It owns MX resolution (one cache for the process), the
+// outbound connection cache, per-destination limits and the SMTP client;
+// it knows nothing of the queue, which knows it only through those two
+// types.
 //
 // One Deliver call:
 //

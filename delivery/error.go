@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"fanmail/envelope"
 )
 
 // Error is the one delivery error: a remote reply or a local condition,
@@ -26,70 +28,42 @@ func (e *Error) Error() string {
 		b.WriteString(e.Command)
 		b.WriteString(": ")
 	}
-	if e.Code != 0 {
-		b.WriteString(strconv.Itoa(e.Code))
-		b.WriteByte(' ')
-	}
-	if e.Enhanced != "" {
-		b.WriteString(e.Enhanced)
-		b.WriteByte(' ')
-	}
-	b.WriteString(e.Line)
+	b.WriteString(e.reply().String())
 	if e.Err != nil && !strings.Contains(e.Line, e.Err.Error()) {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
 	return b.String()
 }
 
+// reply is the error as the reply it gives its recipients.
+func (e *Error) reply() envelope.Reply {
+	return envelope.Reply{Code: e.Code, Enhanced: e.Enhanced, Text: e.Line, Host: e.Host}
+}
+
 func (e *Error) Unwrap() error { return e.Err }
 
 // status is the verdict this error gives a recipient.
-func (e *Error) status() Status {
+func (e *Error) status() envelope.Status {
 	if e.Permanent {
-		return Failed
+		return envelope.Failed
 	}
-	return Deferred
+	return envelope.Deferred
 }
 
 // replyError builds an Error from a reply line. RFC 5321 §4.2.1: the
 // first digit decides; anything but 5 is temporary here.
 func replyError(cmd string, code int, msg, relay string) *Error {
-	enh, text := parseReply(msg)
-	return &Error{Permanent: code/100 == 5, Code: code, Enhanced: enh, Command: cmd, Line: text, Relay: relay}
+	r := serverReply(code, msg)
+	return &Error{Permanent: code/100 == 5, Code: code, Enhanced: r.Enhanced, Command: cmd, Line: r.Text, Relay: relay}
+}
+
+// serverReply parses a reply as net/textproto returns it: the code, and
+// the text of every line joined by "\n".
+func serverReply(code int, msg string) envelope.Reply {
+	return envelope.ParseReply(strconv.Itoa(code) + " " + msg)
 }
 
 // localError is a condition found on this side, with an RFC 3463 code.
 func localError(permanent bool, enhanced, cmd, relay string, cause error, format string, args ...any) *Error {
 	return &Error{Permanent: permanent, Enhanced: enhanced, Command: cmd, Line: fmt.Sprintf(format, args...), Relay: relay, Err: cause}
-}
-
-// parseReply splits a reply's text into its enhanced code and one line of
-// text: a multi-line reply repeats the code on every line (RFC 2034 §4),
-// which is kept once.
-func parseReply(msg string) (enh, text string) {
-	lines := strings.Split(msg, "\n")
-	enh, first := splitEnhanced(lines[0])
-	parts := []string{first}
-	for _, l := range lines[1:] {
-		if e, t := splitEnhanced(l); e == enh {
-			l = t
-		}
-		parts = append(parts, strings.TrimSpace(l))
-	}
-	return enh, strings.Join(parts, " ")
-}
-
-// splitEnhanced separates a leading RFC 2034 "x.y.z " from a reply's text.
-func splitEnhanced(s string) (enh, text string) {
-	first, rest, _ := strings.Cut(s, " ")
-	parts := strings.Split(first, ".")
-	if len(parts) != 3 || (first[0] != '2' && first[0] != '4' && first[0] != '5') {
-		return "", s
-	}
-	for _, p := range parts {
-		if _, err := strconv.Atoi(p); err != nil || p == "" || len(p) > 3 {
-			return "", s
-		}
-	}
-	return first, rest
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/google/go-cmp/cmp"
@@ -120,19 +121,14 @@ func (w *world) zoneMX(domain string, ttl uint32, ips ...string) {
 
 const testBody = "Message-ID: <m1@list.test>\r\nSubject: test\r\n\r\nhello, list\r\n"
 
-func envelope(domain string, rcpts ...string) Envelope {
+func request(domain string, rcpts ...string) envelope.Request {
 	var full []string
 	for _, r := range rcpts {
 		full = append(full, r+"@"+domain)
 	}
-	return Envelope{
-		QueueID:    "Q1",
-		Sender:     "owner@list.test",
-		Domain:     domain,
-		Recipients: full,
-		Size:       int64(len(testBody)),
-		Open:       func() io.Reader { return strings.NewReader(testBody) },
-	}
+	r := envelope.Request{QueueID: "Q1", Size: int64(len(testBody)), Open: func() io.Reader { return strings.NewReader(testBody) }}
+	r.Sender, r.Domain, r.Recipients = "owner@list.test", domain, full
+	return r
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -143,12 +139,12 @@ func ctxT(t *testing.T) context.Context {
 
 // brief is the part of a Result most tests compare.
 type brief struct {
-	Status   Status
+	Status   envelope.Status
 	Code     int
 	Enhanced string
 }
 
-func briefs(rs []Result) []brief {
+func briefs(rs []envelope.Result) []brief {
 	out := make([]brief, len(rs))
 	for i, r := range rs {
 		out[i] = brief{r.Status, r.Code, r.Enhanced}
@@ -156,7 +152,7 @@ func briefs(rs []Result) []brief {
 	return out
 }
 
-func checkBriefs(t *testing.T, want []brief, got []Result) {
+func checkBriefs(t *testing.T, want []brief, got []envelope.Result) {
 	t.Helper()
 	if diff := cmp.Diff(want, briefs(got)); diff != "" {
 		t.Errorf("results (-want +got):\n%s\nfull: %+v", diff, got)
@@ -172,7 +168,7 @@ func repeat(b brief, n int) []brief {
 }
 
 var (
-	sent = brief{Delivered, 250, "2.0.0"}
+	sent = brief{envelope.Delivered, 250, "2.0.0"}
 )
 
 type syncBuffer struct {

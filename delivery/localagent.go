@@ -7,18 +7,14 @@ import (
 	"time"
 
 	"fanmail/delivery/local"
+	"fanmail/envelope"
 )
 
-// LocalDomain is the domain of envelopes whose recipients are the
-// |program and /file targets of an aliases file: a bracketed name, which
-// no real domain can be. Their delivery runs the program or appends to
-// the file (package local) instead of speaking SMTP.
-const LocalDomain = "[local]"
-
-// deliverLocal delivers each recipient of a local envelope: "|command"
+// deliverLocal delivers each recipient of a local envelope
+// (envelope.LocalDomain), with package local: "|command"
 // runs command, "/path" appends to the file.
-func (a *Agent) deliverLocal(ctx context.Context, env Envelope) []Result {
-	results := make([]Result, len(env.Recipients))
+func (a *Agent) deliverLocal(ctx context.Context, env envelope.Request) []envelope.Result {
+	results := make([]envelope.Result, len(env.Recipients))
 	for i, rcpt := range env.Recipients {
 		req := local.Request{Message: env.Open(), Sender: env.Sender, Recipient: rcpt, Cred: a.cfg.ProgramCred}
 		var lr local.Result
@@ -30,21 +26,21 @@ func (a *Agent) deliverLocal(ctx context.Context, env Envelope) []Result {
 		default:
 			lr = local.Result{Status: local.Failed, Reason: "not a |program or /file target"}
 		}
-		r := Result{Recipient: rcpt, Text: lr.Reason, Relay: "local"}
+		r := envelope.Result{Recipient: rcpt, Reply: envelope.Reply{Text: lr.Reason}, Relay: "local"}
 		switch lr.Status {
 		case local.Delivered:
-			r.Status, r.Enhanced = Delivered, "2.0.0"
+			r.Status, r.Enhanced = envelope.Delivered, "2.0.0"
 		case local.Deferred:
-			r.Status, r.Enhanced = Deferred, "4.3.0"
+			r.Status, r.Enhanced = envelope.Deferred, "4.3.0"
 		default:
-			r.Status, r.Enhanced = Failed, "5.3.0"
+			r.Status, r.Enhanced = envelope.Failed, "5.3.0"
 		}
 		if lr.Enhanced != "" {
 			r.Enhanced = lr.Enhanced
 		}
 		results[i] = r
 		a.log.LogAttrs(ctx, slog.LevelInfo, "delivery",
-			slog.String("qid", env.QueueID), slog.String("rcpt", rcpt), slog.String("domain", LocalDomain),
+			slog.String("qid", env.QueueID), slog.String("rcpt", rcpt), slog.String("domain", envelope.LocalDomain),
 			slog.String("relay", "local"), slog.String("status", r.Status.String()), slog.String("reply", r.Text))
 	}
 	return results

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/envelope"
 )
 
 var pipeExt = []string{"PIPELINING", "8BITMIME", "SIZE 1000000", "ENHANCEDSTATUSCODES"}
@@ -33,7 +35,7 @@ func TestPipelinedTransaction(t *testing.T) {
 	}{
 		{
 			name:     "all accepted",
-			want:     repeat(brief{Delivered, 250, "2.0.0"}, 4),
+			want:     repeat(brief{envelope.Delivered, 250, "2.0.0"}, 4),
 			messages: 1,
 		},
 		{
@@ -42,7 +44,7 @@ func TestPipelinedTransaction(t *testing.T) {
 				"RCPT TO:<gone@": "550 5.1.1 no such user",
 				"RCPT TO:<busy@": "452 4.2.2 mailbox full",
 			},
-			want:     []brief{{Delivered, 250, "2.0.0"}, {Failed, 550, "5.1.1"}, {Deferred, 452, "4.2.2"}, {Delivered, 250, "2.0.0"}},
+			want:     []brief{{envelope.Delivered, 250, "2.0.0"}, {envelope.Failed, 550, "5.1.1"}, {envelope.Deferred, 452, "4.2.2"}, {envelope.Delivered, 250, "2.0.0"}},
 			messages: 1,
 		},
 		{
@@ -51,12 +53,12 @@ func TestPipelinedTransaction(t *testing.T) {
 				"RCPT TO:<gone@": "550 5.1.1 no such user",
 				"DATA":           "554 5.7.1 not from you",
 			},
-			want: []brief{{Failed, 554, "5.7.1"}, {Failed, 550, "5.1.1"}, {Failed, 554, "5.7.1"}, {Failed, 554, "5.7.1"}},
+			want: []brief{{envelope.Failed, 554, "5.7.1"}, {envelope.Failed, 550, "5.1.1"}, {envelope.Failed, 554, "5.7.1"}, {envelope.Failed, 554, "5.7.1"}},
 		},
 		{
 			name:    "DATA deferred",
 			replies: map[string]string{"DATA": "451 4.3.0 try later"},
-			want:    repeat(brief{Deferred, 451, "4.3.0"}, 4),
+			want:    repeat(brief{envelope.Deferred, 451, "4.3.0"}, 4),
 		},
 		{
 			name: "MAIL rejected, later replies ignored",
@@ -65,7 +67,7 @@ func TestPipelinedTransaction(t *testing.T) {
 				"RCPT": "503 5.5.1 need MAIL",
 				"DATA": "503 5.5.1 need RCPT",
 			},
-			want: repeat(brief{Failed, 553, "5.1.8"}, 4),
+			want: repeat(brief{envelope.Failed, 553, "5.1.8"}, 4),
 		},
 		{
 			name: "all RCPTs rejected but DATA gets 354",
@@ -73,13 +75,13 @@ func TestPipelinedTransaction(t *testing.T) {
 				"RCPT": "550 5.1.1 no such user",
 				".":    "554 5.5.0 no valid recipients",
 			},
-			want:     repeat(brief{Failed, 550, "5.1.1"}, 4),
+			want:     repeat(brief{envelope.Failed, 550, "5.1.1"}, 4),
 			messages: 1, // the empty one RFC 2920 §3.1 calls for
 		},
 		{
 			name:     "end of data rejected",
 			replies:  map[string]string{".": "552 5.3.4 too big after all"},
-			want:     repeat(brief{Failed, 552, "5.3.4"}, 4),
+			want:     repeat(brief{envelope.Failed, 552, "5.3.4"}, 4),
 			messages: 1, // received, then refused
 		},
 		{
@@ -87,12 +89,12 @@ func TestPipelinedTransaction(t *testing.T) {
 			replies: map[string]string{
 				"RCPT TO:<gone@": "421 4.3.2 shutting down",
 			},
-			want: []brief{{Deferred, 421, "4.3.2"}, {Deferred, 421, "4.3.2"}, {Deferred, 421, "4.3.2"}, {Deferred, 421, "4.3.2"}},
+			want: []brief{{envelope.Deferred, 421, "4.3.2"}, {envelope.Deferred, 421, "4.3.2"}, {envelope.Deferred, 421, "4.3.2"}, {envelope.Deferred, 421, "4.3.2"}},
 		},
 		{
 			name:    "connection lost mid-group",
 			replies: map[string]string{"RCPT TO:<gone@": "hangup"},
-			want:    repeat(brief{Deferred, 0, "4.4.2"}, 4),
+			want:    repeat(brief{envelope.Deferred, 0, "4.4.2"}, 4),
 		},
 	}
 	for _, tt := range tests {
@@ -100,7 +102,7 @@ func TestPipelinedTransaction(t *testing.T) {
 			t.Parallel()
 			s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt, groups: true, reply: rcptReplies(tt.replies)})
 			a := scriptedAgent(t, s, nil)
-			env := envelope("example.test", "a", "gone", "busy", "b")
+			env := request("example.test", "a", "gone", "busy", "b")
 			res := a.Deliver(ctxT(t), env)
 			checkBriefs(t, tt.want, res)
 			a.Close()
@@ -116,7 +118,7 @@ func TestPipelinedTransaction(t *testing.T) {
 			if len(msgs) != tt.messages {
 				t.Errorf("server got %d messages, want %d: %q", len(msgs), tt.messages, msgs)
 			}
-			if tt.messages == 1 && tt.want[0].Status == Delivered && msgs[0] != strings.ReplaceAll(testBody, "\r\n", "\n") {
+			if tt.messages == 1 && tt.want[0].Status == envelope.Delivered && msgs[0] != strings.ReplaceAll(testBody, "\r\n", "\n") {
 				t.Errorf("body = %q", msgs[0])
 			}
 		})
@@ -130,10 +132,10 @@ func TestLockStepWithoutPipelining(t *testing.T) {
 		reply: rcptReplies(map[string]string{"RCPT TO:<gone@": "550 5.1.1 no such user"}),
 	})
 	a := scriptedAgent(t, s, nil)
-	res := a.Deliver(ctxT(t), envelope("example.test", "a", "gone", "b"))
-	checkBriefs(t, []brief{sent, {Failed, 550, "5.1.1"}, sent}, res)
+	res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "b"))
+	checkBriefs(t, []brief{sent, {envelope.Failed, 550, "5.1.1"}, sent}, res)
 	// A second envelope reuses the connection with RSET, still lock-step.
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "c")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "c")))
 	a.Close()
 	// QUIT is sent without waiting for its reply: wait for the server.
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
@@ -160,7 +162,7 @@ func TestLockStepStopsAfterMailRefused(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{reply: rcptReplies(map[string]string{"MAIL": "451 4.7.1 greylisted"})})
 	a := scriptedAgent(t, s, nil)
-	checkBriefs(t, repeat(brief{Deferred, 451, "4.7.1"}, 2), a.Deliver(ctxT(t), envelope("example.test", "a", "b")))
+	checkBriefs(t, repeat(brief{envelope.Deferred, 451, "4.7.1"}, 2), a.Deliver(ctxT(t), request("example.test", "a", "b")))
 	_, cmds, _, _, _ := s.stats()
 	for _, c := range cmds {
 		if strings.HasPrefix(c, "RCPT") || c == "DATA" {
@@ -173,7 +175,7 @@ func TestHELOFallback(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{reply: rcptReplies(map[string]string{"EHLO": "502 5.5.2 what?"})})
 	a := scriptedAgent(t, s, nil)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	_, cmds, _, _, _ := s.stats()
 	if cmds[1] != "HELO fanmail.test" || cmds[2] != "MAIL FROM:<owner@list.test>" {
 		t.Errorf("commands = %q, want HELO then MAIL without parameters", cmds)
@@ -185,23 +187,23 @@ func TestServerCannotTakeMessage(t *testing.T) {
 	tests := []struct {
 		name string
 		ext  []string
-		env  func(*Envelope)
+		env  func(*envelope.Request)
 		want brief
 	}{
-		{"too big for SIZE", []string{"SIZE 10"}, nil, brief{Failed, 0, "5.3.4"}},
-		{"8-bit without 8BITMIME", nil, func(e *Envelope) {
+		{"too big for SIZE", []string{"SIZE 10"}, nil, brief{envelope.Failed, 0, "5.3.4"}},
+		{"8-bit without 8BITMIME", nil, func(e *envelope.Request) {
 			body := "Subject: caf\xc3\xa9\r\n\r\nhi\r\n"
 			e.Size, e.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
-		}, brief{Failed, 0, "5.6.3"}},
-		{"needs SMTPUTF8", []string{"8BITMIME"}, func(e *Envelope) { e.SMTPUTF8 = true }, brief{Failed, 0, "5.6.7"}},
-		{"UTF-8 sender", []string{"8BITMIME"}, func(e *Envelope) { e.Sender = "böss@list.test" }, brief{Failed, 0, "5.6.7"}},
+		}, brief{envelope.Failed, 0, "5.6.3"}},
+		{"needs SMTPUTF8", []string{"8BITMIME"}, func(e *envelope.Request) { e.SMTPUTF8 = true }, brief{envelope.Failed, 0, "5.6.7"}},
+		{"UTF-8 sender", []string{"8BITMIME"}, func(e *envelope.Request) { e.Sender = "böss@list.test" }, brief{envelope.Failed, 0, "5.6.7"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newScripted(t, "127.0.0.1", &scripted{ext: tt.ext})
 			a := scriptedAgent(t, s, nil)
-			env := envelope("example.test", "a")
+			env := request("example.test", "a")
 			if tt.env != nil {
 				tt.env(&env)
 			}
@@ -220,7 +222,7 @@ func TestSMTPUTF8RecipientOffered(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{ext: []string{"8BITMIME", "SMTPUTF8", "PIPELINING"}, groups: true})
 	a := scriptedAgent(t, s, nil)
-	env := envelope("example.test", "a", "ünï")
+	env := request("example.test", "a", "ünï")
 	checkBriefs(t, repeat(sent, 2), a.Deliver(ctxT(t), env))
 	_, cmds, _, _, _ := s.stats()
 	if !strings.HasSuffix(cmds[1], " SMTPUTF8") {
@@ -245,8 +247,8 @@ func TestReusedConnectionGoneStale(t *testing.T) {
 		return ""
 	}})
 	a := scriptedAgent(t, s, nil)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "b")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "b")))
 	conns, _, msgs, _, _ := s.stats()
 	if conns != 2 || len(msgs) != 2 {
 		t.Errorf("connections = %d, messages = %d; want 2 and 2 (one redial, nothing sent twice)", conns, len(msgs))
@@ -261,9 +263,9 @@ func TestPipelinedGroupsAreBounded(t *testing.T) {
 	for i := range 250 {
 		rcpts = append(rcpts, fmt.Sprint("r", i))
 	}
-	res := a.Deliver(ctxT(t), envelope("example.test", rcpts...))
+	res := a.Deliver(ctxT(t), request("example.test", rcpts...))
 	want := repeat(sent, 250)
-	want[7] = brief{Failed, 550, "5.1.1"}
+	want[7] = brief{envelope.Failed, 550, "5.1.1"}
 	checkBriefs(t, want, res)
 	_, cmds, msgs, _, _ := s.stats()
 	if len(msgs) != 1 || len(cmds) != 1+1+250+1 {
@@ -277,7 +279,7 @@ func TestPipeliningTurnedOff(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt, reply: rcptReplies(nil)})
 	a := scriptedAgent(t, s, func(c *Config) { c.NoPipelining = true })
-	checkBriefs(t, []brief{sent, sent}, a.Deliver(ctxT(t), envelope("example.test", "a", "b")))
+	checkBriefs(t, []brief{sent, sent}, a.Deliver(ctxT(t), request("example.test", "a", "b")))
 	a.Close()
 	if _, _, msgs, batches, violations := s.stats(); violations != 0 || len(batches) != 0 || len(msgs) != 1 {
 		t.Errorf("%d early commands, %d pipelined groups, %d messages; want 0, 0, 1", violations, len(batches), len(msgs))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/emersion/go-smtp"
@@ -21,7 +22,7 @@ func TestConnectionReuse(t *testing.T) {
 	a := w.agent(w.config())
 	const envelopes = 10
 	for i := range envelopes {
-		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", fmt.Sprint("r", i))))
+		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", fmt.Sprint("r", i))))
 	}
 	st := w.sinks[0].Stats()
 	if st.Connections != 1 || st.Transactions != envelopes {
@@ -62,7 +63,7 @@ func TestConnectionLimits(t *testing.T) {
 				for i := range tt.rcpts {
 					rcpts = append(rcpts, fmt.Sprintf("e%d-r%d", e, i))
 				}
-				checkBriefs(t, repeat(sent, tt.rcpts), a.Deliver(ctxT(t), envelope("example.test", rcpts...)))
+				checkBriefs(t, repeat(sent, tt.rcpts), a.Deliver(ctxT(t), request("example.test", rcpts...)))
 			}
 			st := w.sinks[0].Stats()
 			if st.Connections != tt.wantConns || st.Transactions != tt.wantTxns || st.RecipientsDelivered != tt.rcpts*tt.envelopes {
@@ -80,7 +81,7 @@ func TestIdleTimeoutClosesCachedConnections(t *testing.T) {
 	cfg := w.config()
 	cfg.ConnIdleTimeout = 40 * time.Millisecond
 	a := w.agent(cfg)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if s, _ := a.Destination("example.test"); s.Open == 0 {
@@ -91,7 +92,7 @@ func TestIdleTimeoutClosesCachedConnections(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "b")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "b")))
 	if n := w.sinks[0].Connections(); n != 2 {
 		t.Errorf("connections = %d, want 2", n)
 	}
@@ -122,10 +123,10 @@ func TestConcurrencyCapAndMXCache(t *testing.T) {
 	for i := range 100 {
 		wg.Go(func() {
 			domain := []string{"one.test", "two.test"}[i%2]
-			res := a.Deliver(ctxT(t), envelope(domain, fmt.Sprint("r", i)))
+			res := a.Deliver(ctxT(t), request(domain, fmt.Sprint("r", i)))
 			mu.Lock()
 			defer mu.Unlock()
-			if res[0].Status == Delivered {
+			if res[0].Status == envelope.Delivered {
 				delivered++
 			} else {
 				t.Errorf("envelope %d: %+v", i, res[0])
@@ -173,17 +174,17 @@ func TestBusyDestinationDefersPromptly(t *testing.T) {
 	cfg.SlotWait = 30 * time.Millisecond
 	a := w.agent(cfg)
 
-	done := make(chan []Result)
-	go func() { done <- a.Deliver(ctxT(t), envelope("example.test", "slow")) }()
+	done := make(chan []envelope.Result)
+	go func() { done <- a.Deliver(ctxT(t), request("example.test", "slow")) }()
 	for !a.Busy("example.test") {
 		time.Sleep(5 * time.Millisecond)
 	}
 	start := time.Now()
-	res := a.Deliver(ctxT(t), envelope("example.test", "waiting"))
+	res := a.Deliver(ctxT(t), request("example.test", "waiting"))
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("busy destination held the runner for %v", el)
 	}
-	checkBriefs(t, []brief{{Deferred, 0, "4.4.5"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.5"}}, res)
 	if res[0].RetryAfter <= 0 {
 		t.Errorf("busy deferral has no RetryAfter: %+v", res[0])
 	}
@@ -205,7 +206,7 @@ func Test421SlowsDestination(t *testing.T) {
 	cfg := w.config()
 	cfg.MaxConns, cfg.InitialConcurrency = 16, 16
 	a := w.agent(cfg)
-	checkBriefs(t, []brief{{Deferred, 421, "4.7.0"}}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{{envelope.Deferred, 421, "4.7.0"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	s, _ := a.Destination("example.test")
 	if s.Window > 8 || !s.SuspendedUntil.IsZero() {
 		t.Errorf("after a 421 the state is %+v, want the window halved (<= 8) and not suspended", s)
@@ -219,9 +220,9 @@ func TestReplyRuleSuspends(t *testing.T) {
 	}})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
-	checkBriefs(t, []brief{{Deferred, 421, "4.7.28"}}, a.Deliver(ctxT(t), envelope("example.test", "a")))
-	res := a.Deliver(ctxT(t), envelope("example.test", "b"))
-	checkBriefs(t, []brief{{Deferred, 0, "4.4.1"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 421, "4.7.28"}}, a.Deliver(ctxT(t), request("example.test", "a")))
+	res := a.Deliver(ctxT(t), request("example.test", "b"))
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.1"}}, res)
 	if !strings.Contains(res[0].Text, "suspended") || res[0].RetryAfter < 14*time.Minute {
 		t.Errorf("second delivery = %+v, want suspended for about 15m", res[0])
 	}
@@ -238,9 +239,9 @@ func TestDeadDestinationSuspended(t *testing.T) {
 	cfg.InitialConcurrency, cfg.DeadAfter = 1, 2
 	a := w.agent(cfg)
 	for range 2 {
-		checkBriefs(t, []brief{{Deferred, 0, "4.4.1"}}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+		checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.1"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	}
-	res := a.Deliver(ctxT(t), envelope("example.test", "a"))
+	res := a.Deliver(ctxT(t), request("example.test", "a"))
 	if !strings.Contains(res[0].Text, "suspended") {
 		t.Errorf("third delivery to a dead host: %+v, want suspended", res[0])
 	}
@@ -254,7 +255,7 @@ func TestConcurrencyGrowsOnSuccess(t *testing.T) {
 	cfg.InitialConcurrency, cfg.MaxConns = 2, 4
 	a := w.agent(cfg)
 	for i := range 20 {
-		a.Deliver(ctxT(t), envelope("example.test", fmt.Sprint("r", i)))
+		a.Deliver(ctxT(t), request("example.test", fmt.Sprint("r", i)))
 	}
 	if s, _ := a.Destination("example.test"); s.Window != 4 {
 		t.Errorf("window after 20 successes = %d, want the cap 4", s.Window)
@@ -270,7 +271,7 @@ func TestRateDelaySpacesTransactions(t *testing.T) {
 	a := w.agent(cfg)
 	start := time.Now()
 	for i := range 4 {
-		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", fmt.Sprint("r", i))))
+		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", fmt.Sprint("r", i))))
 	}
 	if el := time.Since(start); el < 120*time.Millisecond {
 		t.Errorf("4 transactions took %v, want at least 3 rate delays (120ms)", el)
@@ -293,25 +294,25 @@ func TestSlotWaitEndsWithContext(t *testing.T) {
 	cfg.MaxConns = 1
 	cfg.SlotWait = 10 * time.Second
 	a := w.agent(cfg)
-	go a.Deliver(ctxT(t), envelope("example.test", "slow"))
+	go a.Deliver(ctxT(t), request("example.test", "slow"))
 	for !a.Busy("example.test") {
 		time.Sleep(5 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	res := a.Deliver(ctx, envelope("example.test", "waiting"))
+	res := a.Deliver(ctx, request("example.test", "waiting"))
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("waited %v for a slot after the context ended", el)
 	}
-	checkBriefs(t, []brief{{Deferred, 0, "4.4.7"}}, res)
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.7"}}, res)
 }
 
 func TestCloseQuitsCachedConnections(t *testing.T) {
 	t.Parallel()
 	s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt})
 	a := scriptedAgent(t, s, nil)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	a.Close()
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if _, cmds, _, _, _ := s.stats(); cmds[len(cmds)-1] == "QUIT" {
@@ -321,5 +322,5 @@ func TestCloseQuitsCachedConnections(t *testing.T) {
 			t.Fatal("no QUIT on the cached connection after Close")
 		}
 	}
-	checkBriefs(t, []brief{{Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), envelope("example.test", "b")))
+	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), request("example.test", "b")))
 }

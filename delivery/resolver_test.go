@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/fakenet"
 
 	"github.com/google/go-cmp/cmp"
@@ -33,8 +34,8 @@ func TestMXCacheSingleflight(t *testing.T) {
 		errs := make(chan string, n)
 		for i := range n {
 			wg.Go(func() {
-				res := a.Deliver(ctxT(t), envelope("example.test", fmt.Sprintf("%s%d", tag, i)))
-				if res[0].Status != Delivered {
+				res := a.Deliver(ctxT(t), request("example.test", fmt.Sprintf("%s%d", tag, i)))
+				if res[0].Status != envelope.Delivered {
 					errs <- fmt.Sprintf("%+v", res[0])
 				}
 			})
@@ -164,7 +165,7 @@ func TestAdditionalSectionSavesALookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := w.agent(w.config())
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	if got := w.dns.Queries("mx1.example.test", dns.TypeA); got != 0 {
 		t.Errorf("A queries for the MX host = %d, want 0", got)
 	}
@@ -179,11 +180,11 @@ func TestZoneChangeSeenAfterTTL(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
 	a.res.now = clock.Now
 
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	w.dns.SetMX("example.test", 60, fakenet.MX{Pref: 5, Host: "new.example.test"})
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "b")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "b")))
 	clock.Advance(time.Minute)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "c")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "c")))
 	if got := []int{w.sinks[0].RecipientsDelivered(), w.sinks[1].RecipientsDelivered()}; got[0] != 2 || got[1] != 1 {
 		t.Errorf("recipients per sink = %v, want [2 1]", got)
 	}
@@ -376,8 +377,8 @@ func TestGlueOutOfBailiwick(t *testing.T) {
 	cfg := w.config()
 	cfg.Resolvers = []string{addr}
 	a := w.agent(cfg)
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("example.test", "a")))
-	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), envelope("in.test", "b")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("in.test", "b")))
 	mu.Lock()
 	defer mu.Unlock()
 	if diff := cmp.Diff(map[string]int{"mx.other.test.": 1}, aQueries); diff != "" {

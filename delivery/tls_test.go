@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"fanmail/envelope"
 )
 
 // selfSigned returns a certificate for 127.0.0.1 and a pool trusting it.
@@ -152,12 +154,12 @@ func TestSTARTTLS(t *testing.T) {
 			name:   "required with an untrusted certificate",
 			server: &tls.Config{Certificates: []tls.Certificate{cert}},
 			cfg:    func(c *Config) { c.TLS = TLSRequired },
-			want:   brief{Deferred, 0, "4.7.5"},
+			want:   brief{envelope.Deferred, 0, "4.7.5"},
 		},
 		{
 			name: "required but not offered",
 			cfg:  func(c *Config) { c.TLS = TLSRequired },
-			want: brief{Deferred, 0, "4.7.10"},
+			want: brief{envelope.Deferred, 0, "4.7.10"},
 		},
 		{
 			name:    "none",
@@ -189,7 +191,7 @@ func TestSTARTTLS(t *testing.T) {
 			s := newTLSSink(t, tt.server)
 			a := tlsAgent(t, s.addr, tt.cfg)
 			for _, r := range []string{"a", "b"} {
-				checkBriefs(t, []brief{tt.want}, a.Deliver(ctxT(t), envelope("example.test", r)))
+				checkBriefs(t, []brief{tt.want}, a.Deliver(ctxT(t), request("example.test", r)))
 			}
 			got := s.transactions()
 			if len(got) != len(tt.wantTxn) {

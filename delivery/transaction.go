@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // command kinds in one mail transaction.
@@ -227,9 +229,9 @@ func (c *conn) data(t *txn, accepted []int) {
 		return
 	}
 	if code/100 == 2 {
-		enh, text := parseReply(msg)
+		r := serverReply(code, msg)
 		for _, i := range accepted {
-			t.set(i, Delivered, code, enh, text, c.relay)
+			t.set(i, envelope.Delivered, code, r.Enhanced, r.Text, c.relay)
 		}
 		return
 	}

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
+
+	"fanmail/envelope"
 )
 
 // ErrNullSender is returned by Compose for a message with the null
@@ -72,15 +74,11 @@ type Recipient struct {
 	FinalRecipient    string // the address delivery was attempted to
 	OriginalRecipient string // the address as the sender gave it (ORCPT), if known
 	Action            Action
-	// Status is the RFC 3463 code, such as "5.1.1"; empty means 5.0.0
-	// for a failure and 4.0.0 otherwise.
-	Status string
-	// RemoteMTA is the host name of the MX that gave the reply, if any.
-	RemoteMTA string
-	// Code and Text are the remote SMTP reply; Code 0 means the failure
-	// was found locally (DNS, connection), described by Text alone.
-	Code int
-	Text string
+	// Reply is what decided the recipient's fate: its Enhanced code is the
+	// Status field (empty means 5.0.0 for a failure and 4.0.0 otherwise),
+	// Host the Remote-MTA; Code 0 means the condition was found locally
+	// (DNS, connection), described by Text alone.
+	Reply envelope.Reply
 	// LastAttempt is when delivery was last tried; zero to omit.
 	LastAttempt time.Time
 	// WillRetryUntil, for Delayed, is when the queue will give up.
@@ -202,8 +200,8 @@ func subject(rs []Recipient) string {
 }
 
 func (rc Recipient) status() string {
-	if rc.Status != "" {
-		return rc.Status
+	if rc.Reply.Enhanced != "" {
+		return rc.Reply.Enhanced
 	}
 	if rc.Action == Failed {
 		return "5.0.0"
@@ -215,10 +213,10 @@ func (rc Recipient) status() string {
 }
 
 func (rc Recipient) reply() string {
-	if rc.Code == 0 {
-		return oneLine(rc.Text)
+	if rc.Reply.Code == 0 {
+		return oneLine(rc.Reply.Text)
 	}
-	return oneLine(fmt.Sprintf("%d %s %s", rc.Code, rc.Status, rc.Text))
+	return oneLine(rc.Reply.String())
 }
 
 // humanPart explains the report in words, one paragraph per recipient.
@@ -235,8 +233,8 @@ func humanPart(r Report) []byte {
 	}
 	for _, rc := range r.Recipients {
 		fmt.Fprintf(&b, "\r\n<%s>: %s", rc.FinalRecipient, rc.Action)
-		if rc.RemoteMTA != "" {
-			fmt.Fprintf(&b, ", host %s said", rc.RemoteMTA)
+		if rc.Reply.Host != "" {
+			fmt.Fprintf(&b, ", host %s said", rc.Reply.Host)
 		}
 		fmt.Fprintf(&b, ":\r\n    %s\r\n", rc.reply())
 		if rc.Action == Delayed && !rc.WillRetryUntil.IsZero() {
@@ -268,10 +266,10 @@ func statusPart(r Report) []byte {
 		field("Final-Recipient", addressType(rc.FinalRecipient))
 		field("Action", string(rc.Action))
 		field("Status", rc.status())
-		if rc.RemoteMTA != "" {
-			field("Remote-MTA", "dns; "+rc.RemoteMTA)
+		if rc.Reply.Host != "" {
+			field("Remote-MTA", "dns; "+rc.Reply.Host)
 		}
-		if rc.Code != 0 {
+		if rc.Reply.Code != 0 {
 			field("Diagnostic-Code", "smtp; "+rc.reply())
 		}
 		if !rc.LastAttempt.IsZero() {

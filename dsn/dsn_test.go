@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/delivery"
+	"fanmail/envelope"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
@@ -29,11 +29,12 @@ func report() Report {
 		MessageID:    "dsn1@fanmail.test",
 		Header:       []byte(original),
 		Recipients: []Recipient{
-			{FinalRecipient: "gone@example.test", Action: Failed, Status: "5.1.1", RemoteMTA: "mx1.example.test",
-				Code: 550, Text: "no such\r\nuser", LastAttempt: at.Add(time.Minute)},
-			{FinalRecipient: "nowhere@null.test", Action: Failed, Status: "5.1.10", Text: "domain null.test does not accept mail (null MX)"},
-			{FinalRecipient: "slow@example.test", OriginalRecipient: "Slow@Example.test", Action: Delayed, Status: "4.2.2",
-				RemoteMTA: "mx1.example.test", Code: 452, Text: "mailbox full", WillRetryUntil: at.Add(5 * 24 * time.Hour)},
+			{FinalRecipient: "gone@example.test", Action: Failed, LastAttempt: at.Add(time.Minute),
+				Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such\r\nuser", Host: "mx1.example.test"}},
+			{FinalRecipient: "nowhere@null.test", Action: Failed,
+				Reply: envelope.Reply{Enhanced: "5.1.10", Text: "domain null.test does not accept mail (null MX)"}},
+			{FinalRecipient: "slow@example.test", OriginalRecipient: "Slow@Example.test", Action: Delayed, WillRetryUntil: at.Add(5 * 24 * time.Hour),
+				Reply: envelope.Reply{Code: 452, Enhanced: "4.2.2", Text: "mailbox full", Host: "mx1.example.test"}},
 		},
 	}
 }
@@ -224,7 +225,7 @@ func TestHeaderOf(t *testing.T) {
 func TestComposeUTF8Recipient(t *testing.T) {
 	t.Parallel()
 	r := report()
-	r.Recipients = []Recipient{{FinalRecipient: "ünï@example.test", Action: Failed, Status: "5.1.1", Code: 550, Text: "no"}}
+	r.Recipients = []Recipient{{FinalRecipient: "ünï@example.test", Action: Failed, Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no"}}}
 	b, err := Compose(r)
 	if err != nil {
 		t.Fatal(err)
@@ -238,32 +239,23 @@ func TestComposeUTF8Recipient(t *testing.T) {
 	}
 }
 
-func TestFromResult(t *testing.T) {
+// TestStatusDefaultsToClass: a reply without an enhanced code is reported
+// with the generic code of the recipient's class (RFC 3463 §3.1: X.0.0).
+func TestStatusDefaultsToClass(t *testing.T) {
 	t.Parallel()
-	at := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   delivery.Result
-		want Recipient
-	}{
-		{
-			delivery.Result{Recipient: "gone@example.test", Status: delivery.Failed, Code: 550, Enhanced: "5.1.1", Text: "no such user",
-				Relay: "192.0.2.1:25", Host: "mx1.example.test"},
-			Recipient{FinalRecipient: "gone@example.test", Action: Failed, Status: "5.1.1", RemoteMTA: "mx1.example.test",
-				Code: 550, Text: "no such user", LastAttempt: at},
-		},
-		{
-			delivery.Result{Recipient: "slow@example.test", Status: delivery.Deferred, Text: "connect: refused"},
-			Recipient{FinalRecipient: "slow@example.test", Action: Delayed, Status: "4.0.0", Text: "connect: refused",
-				LastAttempt: at, WillRetryUntil: at.Add(time.Hour)},
-		},
-		{
-			delivery.Result{Recipient: "x@null.test", Status: delivery.Failed, Enhanced: "5.1.10", Text: "null MX"},
-			Recipient{FinalRecipient: "x@null.test", Action: Failed, Status: "5.1.10", Text: "null MX", LastAttempt: at},
-		},
+	r := report()
+	r.Recipients = []Recipient{
+		{FinalRecipient: "gone@example.test", Action: Failed, Reply: envelope.Reply{Code: 550, Text: "no such user"}},
+		{FinalRecipient: "slow@example.test", Action: Delayed, Reply: envelope.Reply{Text: "connect: refused"}},
 	}
-	for _, tt := range tests {
-		if diff := cmp.Diff(tt.want, FromResult(tt.in, at, at.Add(time.Hour))); diff != "" {
-			t.Errorf("FromResult(%+v) (-want +got):\n%s", tt.in, diff)
+	b, err := Compose(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parse(t, b)
+	for i, want := range []string{"5.0.0", "4.0.0"} {
+		if got := p.PerRcpt[i]["Status"]; got != want {
+			t.Errorf("recipient %d: Status %q, want %q", i, got, want)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/delivery"
 	"fanmail/lists"
 )
 
@@ -35,10 +34,11 @@ func aliasFixture(t *testing.T, content string) *Expander {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(store, "fanmail.test", fixed(100)).WithAliases(a)
+	return New(store, "fanmail.test", nil).WithAliases(a)
 }
 
 func TestExpandAliasParts(t *testing.T) {
+	t.Parallel()
 	x := aliasFixture(t, `staff: a@x.test, news@lists.example.org, "|/bin/true", /tmp/archive, staff
 owner-staff: boss@x.test
 `)
@@ -55,10 +55,10 @@ owner-staff: boss@x.test
 	got := map[string][]string{} // sender → recipients
 	for _, p := range m.Parts {
 		for _, e := range p.Envelopes {
-			if e.Domain == delivery.LocalDomain && len(e.Recipients) != 1 {
+			if e.IsLocal() && len(e.Recipients) != 1 {
 				t.Errorf("local envelope with %d targets, want one each", len(e.Recipients))
 			}
-			got[p.Sender] = append(got[p.Sender], e.Recipients...)
+			got[e.Sender] = append(got[e.Sender], e.Recipients...)
 		}
 	}
 	// a@x.test is reached twice (directly and through the list) and goes
@@ -79,6 +79,7 @@ owner-staff: boss@x.test
 }
 
 func TestAliasOfOnlyLocalMailboxes(t *testing.T) {
+	t.Parallel()
 	x := aliasFixture(t, "me: me\n")
 	_, err := x.Expand(context.Background(), Post{ID: "Q1", Received: time.Now(), Lists: []string{"me@example.org"},
 		Body: []byte("Subject: x\r\n\r\n")})

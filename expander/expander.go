@@ -1,8 +1,13 @@
 // Package expander is the second stage of the pipeline: it turns one
-// accepted post and its recipients (list addresses) into queue parts, one
-// per list, each with the list's bounce address as envelope sender, the
-// headers the list adds, and the members cut into per-domain envelopes
-// of at most r recipients. It performs no DNS lookups (sendmail's
+// accepted post and its recipients (lists, their owner- and -request
+// addresses, aliases) into queue parts, one per list or envelope sender,
+// each with its headers and its recipients cut into envelopes.
+//
+// It owns the routing that sendmail calls the queuegroup ruleset
+// (route.go): a Router sends each destination domain to a queue group by
+// ordered domain patterns and cuts that domain's recipients into
+// envelopes of at most the group's r=. The queue then stores envelopes
+// already routed. The expander performs no DNS lookups (sendmail's
 // nocanonify): addresses are used as written, with lowercase domains.
 package expander
 
@@ -12,15 +17,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
 
-	"fanmail/aliases"
-	"fanmail/delivery"
+	"fanmail/envelope"
 	"fanmail/lists"
 	"fanmail/queuegroups"
 )
@@ -45,17 +48,11 @@ var ErrLoop = errors.New("mail loop")
 // has passed through too many servers to be anything but a loop.
 const maxHops = 50
 
-// Router picks a domain's queue group and that group's envelope size
-// (sendmail's queuegroup ruleset and r=); *queuegroups.Router is one.
-type Router interface {
-	Route(domain string) (group string, perEnvelope int)
-}
-
 // Expander expands posts to list members.
 type Expander struct {
 	store    Store
 	hostname string
-	router   Router
+	router   *Router
 	aliases  *Aliases // nil: no aliases files
 
 	mu        sync.Mutex
@@ -71,8 +68,12 @@ type Expander struct {
 const versionTTL = 50 * time.Millisecond
 
 // New returns an expander that routes each domain to a queue group and
-// cuts envelopes of that group's size.
-func New(store Store, hostname string, router Router) *Expander {
+// cuts envelopes of that group's size; a nil router sends every domain to
+// the default group.
+func New(store Store, hostname string, router *Router) *Expander {
+	if router == nil {
+		router, _ = NewRouter(RouterConfig{})
+	}
 	return &Expander{store: store, hostname: hostname, router: router,
 		members: map[string][]string{}, addresses: map[string]target{}}
 }
@@ -122,27 +123,34 @@ type target struct {
 
 // target resolves rcpt, from the cache while the store is unchanged.
 func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
+	return cached(ctx, x, x.addresses, strings.ToLower(rcpt), func() (target, error) { return x.resolve(ctx, rcpt) })
+}
+
+// cached returns m[key], or what load returns, kept in m unless the
+// store changed while it loaded. m is one of x's caches, which refresh
+// empties when the store's version changes.
+func cached[T any](ctx context.Context, x *Expander, m map[string]T, key string, load func() (T, error)) (T, error) {
 	if err := x.refresh(ctx); err != nil {
-		return target{}, err
+		var zero T
+		return zero, err
 	}
-	key := strings.ToLower(rcpt)
 	x.mu.Lock()
 	v := x.version
-	t, ok := x.addresses[key]
+	val, ok := m[key]
 	x.mu.Unlock()
 	if ok {
-		return t, nil
+		return val, nil
 	}
-	t, err := x.resolve(ctx, rcpt)
+	val, err := load()
 	if err != nil {
-		return t, err
+		return val, err
 	}
 	x.mu.Lock()
 	if v == x.version {
-		x.addresses[key] = t
+		m[key] = val
 	}
 	x.mu.Unlock()
-	return t, nil
+	return val, nil
 }
 
 func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
@@ -244,8 +252,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			// DSN) and gets no list headers.
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
-			m.Parts = append(m.Parts, queuegroups.Part{Sender: p.Sender, Prefix: prefix.Bytes(),
-				Envelopes: SplitRouted([]string{t.owner}, x.router)})
+			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
+				Envelopes: x.router.Split(p.Sender, []string{t.owner})})
 			continue
 		}
 		list := t.list
@@ -267,9 +275,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 		x.received(&prefix, p, list)
 		fmt.Fprintf(&prefix, "List-Id: <%s>\r\n", listID)
 		m.Parts = append(m.Parts, queuegroups.Part{
-			Sender:    BounceAddress(list),
 			Prefix:    prefix.Bytes(),
-			Envelopes: SplitRouted(members, x.router),
+			Envelopes: x.router.Split(BounceAddress(list), members),
 		})
 	}
 	if len(aliased) > 0 {
@@ -297,47 +304,30 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	}
 	var prefix bytes.Buffer
 	x.received(&prefix, p, rcpts[0])
-	type group struct {
-		addrs []string
-		local []queuegroups.Envelope
-	}
-	var order []string
-	bySender := map[string]*group{}
+	var parts []queuegroups.Part
 	dropped := 0
-	for _, t := range res.Targets {
-		sender := t.Sender
-		if sender == "" {
-			sender = p.Sender
+	for _, g := range bySender(res.Targets, p.Sender) {
+		var addrs []string
+		for _, a := range g.addrs {
+			if x.aliases.isLocalDomain(a) {
+				// A local name no alias or list defines is a mailbox, and
+				// fanmail has none: sending it out would come straight back.
+				x.aliases.log.Warn("aliases: no local mailbox; target dropped", "qid", p.ID, "target", a)
+				dropped++
+				continue
+			}
+			addrs = append(addrs, a)
 		}
-		g := bySender[sender]
-		if g == nil {
-			g = &group{}
-			bySender[sender] = g
-			order = append(order, sender)
+		envs := x.router.Split(g.sender, addrs)
+		for _, t := range g.local {
+			envs = append(envs, envelope.Local(g.sender, t))
 		}
-		switch {
-		case t.Kind == aliases.Program || t.Kind == aliases.File:
-			g.local = append(g.local, queuegroups.Envelope{Domain: delivery.LocalDomain, Recipients: []string{t.String()}})
-		case x.aliases.isLocalDomain(t.Value):
-			// A local name no alias or list defines is a mailbox, and
-			// fanmail has none: sending it out would come straight back.
-			x.aliases.log.Warn("aliases: no local mailbox; target dropped", "qid", p.ID, "target", t.Value)
-			dropped++
-		default:
-			g.addrs = append(g.addrs, t.Value)
+		if len(envs) > 0 {
+			parts = append(parts, queuegroups.Part{Prefix: prefix.Bytes(), Envelopes: envs})
 		}
 	}
 	if dropped == len(res.Targets) {
 		return nil, fmt.Errorf("%s: %w (only local mailboxes)", strings.Join(rcpts, ", "), ErrNoTargets)
-	}
-	parts := make([]queuegroups.Part, 0, len(order))
-	for _, sender := range order {
-		g := bySender[sender]
-		if len(g.addrs) == 0 && len(g.local) == 0 {
-			continue
-		}
-		parts = append(parts, queuegroups.Part{Sender: sender, Prefix: prefix.Bytes(),
-			Envelopes: append(SplitRouted(g.addrs, x.router), g.local...)})
 	}
 	return parts, nil
 }
@@ -354,80 +344,13 @@ func BounceAddress(list string) string { return "owner-" + list }
 
 // Members returns a list's members, cached until the store changes.
 func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
-	if err := x.refresh(ctx); err != nil {
-		return nil, err
-	}
-	key := strings.ToLower(list)
-	x.mu.Lock()
-	v := x.version
-	cached, ok := x.members[key]
-	x.mu.Unlock()
-	if ok {
-		return cached, nil
-	}
-	members, err := x.store.Members(ctx, list)
-	if err != nil {
-		return nil, fmt.Errorf("members of %s: %w", list, err)
-	}
-	x.mu.Lock()
-	if v == x.version {
-		x.members[key] = members
-	}
-	x.mu.Unlock()
-	return members, nil
-}
-
-// Split is SplitRouted with every domain in the default group and
-// envelopes of at most r recipients.
-func Split(rcpts []string, r int) []queuegroups.Envelope {
-	return SplitRouted(rcpts, fixed(r))
-}
-
-type fixed int
-
-func (r fixed) Route(string) (string, int) { return "", int(r) }
-
-// SplitRouted deduplicates recipients (domains compared
-// case-insensitively), groups them by domain, asks the router for each
-// domain's queue group and envelope size, and cuts each domain's share
-// into envelopes of at most that many recipients. Domains and recipients
-// come out sorted, so the same input always yields the same envelopes.
-func SplitRouted(rcpts []string, router Router) []queuegroups.Envelope {
-	byDomain := make(map[string][]string)
-	seen := make(map[string]struct{}, len(rcpts))
-	for _, addr := range rcpts {
-		at := strings.LastIndexByte(addr, '@')
-		if at < 0 {
-			continue
+	return cached(ctx, x, x.members, strings.ToLower(list), func() ([]string, error) {
+		members, err := x.store.Members(ctx, list)
+		if err != nil {
+			return nil, fmt.Errorf("members of %s: %w", list, err)
 		}
-		domain := strings.ToLower(addr[at+1:])
-		norm := addr[:at+1] + domain
-		if _, dup := seen[norm]; dup {
-			continue
-		}
-		seen[norm] = struct{}{}
-		byDomain[domain] = append(byDomain[domain], norm)
-	}
-	domains := make([]string, 0, len(byDomain))
-	for d := range byDomain {
-		domains = append(domains, d)
-	}
-	sort.Strings(domains)
-	var envs []queuegroups.Envelope
-	for _, d := range domains {
-		members := byDomain[d]
-		sort.Strings(members)
-		group, r := router.Route(d)
-		if r < 1 {
-			r = len(members) // r=0: unlimited, as sendmail
-		}
-		for len(members) > 0 {
-			n := min(r, len(members))
-			envs = append(envs, queuegroups.Envelope{Group: group, Domain: d, Recipients: members[:n:n]})
-			members = members[n:]
-		}
-	}
-	return envs
+		return members, nil
+	})
 }
 
 // countReceived counts the Received fields of a message's header.

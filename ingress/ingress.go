@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -40,11 +41,32 @@ type Config struct {
 	Listen         string
 	Hostname       string
 	MaxMessageSize int64
-	MaxRecipients  int           // per transaction; 0 means 1000
-	ReadTimeout    time.Duration // 0 means 5 minutes (RFC 5321 §4.5.3.2)
+	MaxRecipients  int           // per transaction; 0 takes DefaultConfig's
+	ReadTimeout    time.Duration // 0 takes DefaultConfig's (RFC 5321 §4.5.3.2)
 	WriteTimeout   time.Duration
 	Load           Load // load control; the zero value turns it off
 	Logger         *slog.Logger
+}
+
+// DefaultConfig is the listener's configuration when nothing is set:
+// every default in one place. New fills the zero limits and timeouts of
+// its Config from here; package config shows these values as the
+// defaults of listen, max_message_size and [load].
+func DefaultConfig() Config {
+	return Config{
+		Listen:         "127.0.0.1:2525",
+		MaxMessageSize: 25 << 20,
+		MaxRecipients:  1000,
+		ReadTimeout:    5 * time.Minute,
+		WriteTimeout:   5 * time.Minute,
+		// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
+		Load: Load{
+			QueueLA:  float64(8 * runtime.NumCPU()),
+			RefuseLA: float64(12 * runtime.NumCPU()),
+			Delay:    time.Second,
+			Interval: 250 * time.Millisecond,
+		},
+	}
 }
 
 // Server is fanmail's SMTP listener.
@@ -67,14 +89,15 @@ type Server struct {
 
 // New prepares a server; Listen binds it.
 func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
+	def := DefaultConfig()
 	if cfg.MaxRecipients == 0 {
-		cfg.MaxRecipients = 1000
+		cfg.MaxRecipients = def.MaxRecipients
 	}
 	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = 5 * time.Minute
+		cfg.ReadTimeout = def.ReadTimeout
 	}
 	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 5 * time.Minute
+		cfg.WriteTimeout = def.WriteTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

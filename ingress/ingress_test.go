@@ -10,7 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"fanmail/delivery"
+	"fanmail/envelope"
 	"fanmail/expander"
 	"fanmail/lists"
 	"fanmail/queuegroups"
@@ -20,7 +20,7 @@ import (
 // so the queue's contents can be inspected.
 type noDelivery struct{}
 
-func (noDelivery) Deliver(context.Context, delivery.Envelope) []delivery.Result {
+func (noDelivery) Deliver(context.Context, envelope.Request) []envelope.Result {
 	panic("runners were not started")
 }
 
@@ -64,7 +64,11 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	cfg.Listen, cfg.Hostname = "127.0.0.1:0", "fanmail.test"
 	cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 5*time.Second
 	modes := &modeRecorder{Queue: q}
-	srv := New(cfg, expander.New(store, "fanmail.test", q.Router()), modes, queuegroups.NewIDSource())
+	router, err := expander.NewRouter(routing())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(cfg, expander.New(store, "fanmail.test", router), modes, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +82,16 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	return &fixture{addr: srv.Addr().String(), queue: q, modes: modes, spoolDir: spool}
 }
 
-// spoolConfig is a spool in dir whose default group cuts envelopes of 2.
+// routing cuts envelopes of 2 for the default group.
+func routing() expander.RouterConfig {
+	return expander.RouterConfig{RecipientsPerEnvelope: map[string]int{queuegroups.DefaultGroup: 2}}
+}
+
+// spoolConfig is a spool in dir with the default and control groups.
 func spoolConfig(dir string) queuegroups.Config {
 	return queuegroups.Config{
 		Groups: []queuegroups.GroupConfig{
-			{Name: queuegroups.DefaultGroup, Dirs: []string{dir}, RecipientsPerEnvelope: 2},
+			{Name: queuegroups.DefaultGroup, Dirs: []string{dir}},
 			{Name: queuegroups.ControlGroup, Dirs: []string{dir + "-control"}},
 		},
 		RetryMin: time.Minute, RetryMax: time.Hour, QueueReturn: time.Hour,
@@ -134,6 +143,7 @@ func wantReply(t *testing.T, what string, err error, code int, enh smtp.Enhanced
 const post = "From: poster@example.org\r\nTo: announce@lists.example.org\r\nSubject: hello\r\n\r\nFirst post.\r\n"
 
 func TestEHLOExtensions(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	c := dial(t, f.addr)
 	for _, ext := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"} {
@@ -147,6 +157,7 @@ func TestEHLOExtensions(t *testing.T) {
 }
 
 func TestAcceptedPostIsQueuedWithID(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	c := dial(t, f.addr)
 	if err := c.Mail("poster@example.org", nil); err != nil {
@@ -179,6 +190,7 @@ func TestAcceptedPostIsQueuedWithID(t *testing.T) {
 }
 
 func TestRejections(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1024)
 	tests := []struct {
 		name string
@@ -227,6 +239,7 @@ func TestRejections(t *testing.T) {
 // TestDeletedList checks that a list deleted while the server runs stops
 // taking mail at once.
 func TestDeletedList(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	store, err := lists.Open(filepath.Join(dir, "lists.db"))
 	if err != nil {
@@ -261,6 +274,7 @@ func TestDeletedList(t *testing.T) {
 // TestAcceptedPostSurvivesRestart checks that the 250 means durable: the
 // message is replayed from the spool by a fresh queue.
 func TestAcceptedPostSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	c := dial(t, f.addr)
 	if err := c.SendMail("poster@example.org", []string{"announce@lists.example.org"}, strings.NewReader(post)); err != nil {
@@ -280,6 +294,7 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 // TestOwnerAddresses: owner-LIST and LIST-request reach the list's owner
 // with the envelope sender kept (null for a bounce) and no list headers.
 func TestOwnerAddresses(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	for _, rcpt := range []string{"owner-announce@lists.example.org", "Announce-Request@Lists.Example.org"} {
 		c := dial(t, f.addr)
@@ -315,6 +330,7 @@ func TestOwnerAddresses(t *testing.T) {
 
 // TestHopLimit: a post that has passed more than 50 servers is a loop.
 func TestHopLimit(t *testing.T) {
+	t.Parallel()
 	f := start(t, 1<<20)
 	send := func(hops int) error {
 		return postData(dial(t, f.addr),

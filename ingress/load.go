@@ -34,7 +34,7 @@ type Load struct {
 	QueueDepthRefuse int
 
 	MaxSessions int           // open SMTP connections (sendmail MaxDaemonChildren)
-	Delay       time.Duration // 0 means 1s, sendmail's pause per command
+	Delay       time.Duration // sendmail's pause per command; 0 takes DefaultConfig's (1s)
 
 	// LoadAvg returns the 1-minute load average; nil reads /proc/loadavg.
 	LoadAvg func() (float64, error)
@@ -43,7 +43,7 @@ type Load struct {
 	QueueDepth func() int
 	// Interval is how long one sample of both signals is reused, so a
 	// busy server does not read /proc or walk the queue on every
-	// command; 0 means 250ms.
+	// command; 0 takes DefaultConfig's.
 	Interval time.Duration
 }
 
@@ -88,11 +88,12 @@ type loadMonitor struct {
 }
 
 func newLoadMonitor(cfg Load, log *slog.Logger) *loadMonitor {
+	def := DefaultConfig().Load
 	if cfg.Delay == 0 {
-		cfg.Delay = time.Second
+		cfg.Delay = def.Delay
 	}
 	if cfg.Interval == 0 {
-		cfg.Interval = 250 * time.Millisecond
+		cfg.Interval = def.Interval
 	}
 	if cfg.LoadAvg == nil {
 		cfg.LoadAvg = func() (float64, error) { return readLoadAvg("/proc/loadavg") }

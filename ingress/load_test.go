@@ -110,6 +110,7 @@ func timed(f func() error) (time.Duration, error) {
 }
 
 func TestLoadThresholds(t *testing.T) {
+	t.Parallel()
 	const delay = 150 * time.Millisecond
 	type want int
 	const (
@@ -193,6 +194,7 @@ func TestLoadThresholds(t *testing.T) {
 }
 
 func TestMaxSessions(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	f := startWith(t, Config{MaxMessageSize: 1 << 20, Logger: logs.logger(), Load: Load{MaxSessions: 2}})
 	first, err := greet(t, f.addr)
@@ -236,6 +238,7 @@ func TestMaxSessions(t *testing.T) {
 // TestOverloadLoggedOncePerTransition makes five connections while
 // refusing and expects one warning, then one line when it clears.
 func TestOverloadLoggedOncePerTransition(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	sig := newSignals(20, 0)
 	f := startWith(t, Config{MaxMessageSize: 1 << 20, Logger: logs.logger(), Load: Load{
@@ -269,6 +272,7 @@ func TestOverloadLoggedOncePerTransition(t *testing.T) {
 // TestLoadSampleCached checks that concurrent commands share one sample
 // per interval instead of reading /proc each time.
 func TestLoadSampleCached(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	m := newLoadMonitor(Load{QueueLA: 8, Interval: time.Hour, LoadAvg: func() (float64, error) {
 		calls.Add(1)
@@ -293,6 +297,7 @@ func TestLoadSampleCached(t *testing.T) {
 
 // An unreadable load average turns the load thresholds off, logged once.
 func TestLoadAvgUnreadable(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	m := newLoadMonitor(Load{QueueLA: 1, RefuseLA: 2, Interval: time.Nanosecond,
 		LoadAvg: func() (float64, error) { return 0, errors.New("no /proc") }}, logs.logger())
@@ -308,6 +313,7 @@ func TestLoadAvgUnreadable(t *testing.T) {
 }
 
 func TestReadLoadAvg(t *testing.T) {
+	t.Parallel()
 	t.Run("real /proc/loadavg", func(t *testing.T) {
 		if _, err := os.Stat("/proc/loadavg"); err != nil {
 			t.Skipf("no /proc/loadavg here: %v", err)

@@ -45,16 +45,11 @@ func (s *Store) CreateList(ctx context.Context, list, owner string) error {
 		owner = norm
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
+		err := execOne(ctx, tx, ErrListExists,
 			"INSERT INTO lists(address, owner, created) VALUES(?, ?, ?) ON CONFLICT(address) DO NOTHING",
 			addr, owner, s.now().Unix())
 		if err != nil {
 			return fmt.Errorf("create list %s: %w", addr, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("create list %s: %w", addr, err)
-		} else if n == 0 {
-			return fmt.Errorf("create list %s: %w", addr, ErrListExists)
 		}
 		return nil
 	})
@@ -63,17 +58,30 @@ func (s *Store) CreateList(ctx context.Context, list, owner string) error {
 // DeleteList deletes a list and all its members.
 func (s *Store) DeleteList(ctx context.Context, list string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM lists WHERE address = ?", lookupKey(list))
+		err := execOne(ctx, tx, ErrNoList, "DELETE FROM lists WHERE address = ?", lookupKey(list))
+		if errors.Is(err, ErrNoList) {
+			return fmt.Errorf("list %s: %w", list, err)
+		}
 		if err != nil {
 			return fmt.Errorf("delete list %s: %w", list, err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("delete list %s: %w", list, err)
-		} else if n == 0 {
-			return fmt.Errorf("list %s: %w", list, ErrNoList)
-		}
 		return nil
 	})
+}
+
+// execOne runs a statement that should change a row, and returns none
+// when it changed nothing.
+func execOne(ctx context.Context, tx *sql.Tx, none error, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return none
+	}
+	return nil
 }
 
 const listColumns = `l.address, l.owner, l.created,

@@ -11,6 +11,7 @@ import (
 )
 
 func TestMembers(t *testing.T) {
+	t.Parallel()
 	const list = "l@example.org"
 	tests := []struct {
 		name        string
@@ -70,10 +71,7 @@ func TestMembers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s, _ := openTest(t)
-			if err := s.CreateList(ctx, list, ""); err != nil {
-				t.Fatal(err)
-			}
+			s := openWithList(t, list)
 			if _, err := s.AddMembers(ctx, list, tt.initial); err != nil {
 				t.Fatal(err)
 			}
@@ -111,11 +109,9 @@ func TestMembers(t *testing.T) {
 }
 
 func TestMembersNoList(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	s, _ := openTest(t)
-	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithList(t, "other@example.org")
 	ops := map[string]func() error{
 		"Members": func() error { _, err := s.Members(ctx, "l@example.org"); return err },
 		"AddMembers": func() error {
@@ -135,11 +131,9 @@ func TestMembersNoList(t *testing.T) {
 }
 
 func TestAddMembersProgress(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	s, _ := openTest(t)
-	if err := s.CreateList(ctx, "l@example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithList(t, "l@example.org")
 	addrs := make([]string, 2*progressEvery+1)
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("m%d@example.com", i)

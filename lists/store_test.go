@@ -24,6 +24,16 @@ func openTest(t testing.TB) (*Store, string) {
 	return s, path
 }
 
+// openWithList opens a fresh store holding one empty list.
+func openWithList(t testing.TB, list string) *Store {
+	t.Helper()
+	s, _ := openTest(t)
+	if err := s.CreateList(context.Background(), list, ""); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func openPath(t testing.TB, path string) *Store {
 	t.Helper()
 	s, err := Open(path)
@@ -40,6 +50,7 @@ func openPath(t testing.TB, path string) *Store {
 }
 
 func TestCreateList(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, list, owner string
 		wantErr           string // substring; "" = success
@@ -61,10 +72,7 @@ func TestCreateList(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s, _ := openTest(t)
-			if err := s.CreateList(ctx, "dup@example.org", ""); err != nil {
-				t.Fatal(err)
-			}
+			s := openWithList(t, "dup@example.org")
 			err := s.CreateList(ctx, tt.list, tt.owner)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -93,11 +101,9 @@ func TestCreateList(t *testing.T) {
 var cmpTime = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
 
 func TestGetListLookup(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	s, _ := openTest(t)
-	if err := s.CreateList(ctx, "Announce@lists.example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithList(t, "Announce@lists.example.org")
 	tests := []struct {
 		lookup string
 		want   string // "" = ErrNoList
@@ -124,6 +130,7 @@ func TestGetListLookup(t *testing.T) {
 }
 
 func TestListsAndDelete(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTest(t)
 	for _, l := range []string{"b@example.org", "a@example.org", "c@example.org"} {
@@ -163,6 +170,7 @@ func TestListsAndDelete(t *testing.T) {
 }
 
 func TestOpenNewerSchema(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "lists.db")
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -183,6 +191,7 @@ func TestOpenNewerSchema(t *testing.T) {
 }
 
 func TestOpenExisting(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "lists.db")
 	s, err := Open(path)
@@ -207,6 +216,7 @@ func TestOpenExisting(t *testing.T) {
 // CLI do, and checks that each sees the other's commits and that Version
 // moves on every commit, its own included.
 func TestSecondProcess(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	server, path := openTest(t)
 	cli := openPath(t, path)
@@ -267,7 +277,9 @@ func TestSecondProcess(t *testing.T) {
 }
 
 // TestConcurrentWriters checks that writers in two "processes" wait for
-// each other (busy_timeout, BEGIN IMMEDIATE) instead of failing.
+// each other (busy_timeout, BEGIN IMMEDIATE) instead of failing. It runs
+// alone: beside other tests on a loaded machine a writer can wait longer
+// than busy_timeout, which is the limit under test.
 func TestConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
 	a, path := openTest(t)

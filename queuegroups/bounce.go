@@ -3,11 +3,11 @@ package queuegroups
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
 	"fanmail/dsn"
+	"fanmail/envelope"
 )
 
 // Delivery status notifications. When every recipient of a message is
@@ -21,69 +21,28 @@ import (
 // share. DSNs travel through the control group with the null sender, so
 // they never cause DSNs themselves, and never go to a null sender.
 
-// failedFor reports whether m has a failed recipient whose envelope
-// sender may get a DSN.
-func (m *msgState) failedFor() bool {
-	for _, e := range m.envs {
-		if !dsn.Wanted(m.parts[e.part].sender) {
-			continue
-		}
-		for _, s := range e.status {
-			if s == rcptFailed {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// finish retires a share whose recipients are all final: at once if it
-// owes no DSN, else it waits (done) for settle. Called with g.mu held; the
-// caller calls settle(m.id) after unlocking.
-func (g *group) finish(m *msgState) {
-	if m.failedFor() {
-		m.done = true
-		return
-	}
-	delete(m.dir.msgs, m.id)
-	m.seg.live--
-	m.dir.collect()
-	g.q.log.Info("message done", "qid", m.id, "group", g.cfg.Name)
-}
-
 // settle sends the DSNs for message id once no share of it is pending,
 // then retires its done shares.
 func (q *Queue) settle(id string) {
 	q.bounceMu.Lock()
 	defer q.bounceMu.Unlock()
-	type held struct {
-		g *group
-		m *msgState
-	}
-	var done []held
+	var done []heldShare
 	for _, g := range q.order {
 		g.mu.Lock()
-		for _, d := range g.dirs {
-			m := d.msgs[id]
-			if m == nil {
-				continue
-			}
-			if !m.done {
-				g.mu.Unlock()
-				return // a later finish settles it
-			}
-			done = append(done, held{g, m})
-		}
+		_, m := g.share(id)
+		waiting := m != nil && !m.done
 		g.mu.Unlock()
+		switch {
+		case waiting:
+			return // a later finish settles it
+		case m != nil:
+			done = append(done, heldShare{g, m})
+		}
 	}
 	if len(done) == 0 {
 		return
 	}
-	var shares []*msgState
-	for _, h := range done {
-		shares = append(shares, h.m)
-	}
-	if err := q.bounce(shares, dsn.Failed); err != nil {
+	if err := q.bounce(done, dsn.Failed); err != nil {
 		q.log.Error("cannot queue the DSN; it is retried at the next start", "qid", id, "err", err)
 		return
 	}
@@ -94,19 +53,23 @@ func (q *Queue) settle(id string) {
 		}
 		h.g.mu.Lock()
 		if d.msgs[id] == h.m {
-			delete(d.msgs, id)
-			h.m.seg.live--
-			d.collect()
+			d.retire(h.m)
 		}
 		h.g.mu.Unlock()
 		q.log.Info("message done", "qid", id, "group", h.g.cfg.Name, "status", "bounced")
 	}
 }
 
-// warnDelayed sends m's delay warning if it is due: the message is older
-// than queuewarn, still has deferred recipients and was not warned yet.
-func (g *group) warnDelayed(m *msgState, now time.Time) {
-	q := g.q
+// heldShare is one group's share of a message.
+type heldShare struct {
+	g *group
+	m *msgState
+}
+
+// warnDelayed sends the delay warning for m, g's share of a message, if
+// it is due: the message is older than queuewarn, still has deferred
+// recipients and was not warned yet.
+func (q *Queue) warnDelayed(g *group, m *msgState, now time.Time) {
 	if q.cfg.QueueWarn <= 0 || now.Sub(m.received) < q.cfg.QueueWarn {
 		return
 	}
@@ -117,7 +80,7 @@ func (g *group) warnDelayed(m *msgState, now time.Time) {
 	}
 	m.warned = true
 	g.mu.Unlock()
-	if err := q.bounce([]*msgState{m}, dsn.Delayed); err != nil {
+	if err := q.bounce([]heldShare{{g, m}}, dsn.Delayed); err != nil {
 		q.log.Error("cannot queue the delay warning", "qid", m.id, "err", err)
 		return
 	}
@@ -129,7 +92,7 @@ func (g *group) warnDelayed(m *msgState, now time.Time) {
 // bounce composes and queues one DSN per envelope sender over shares,
 // reporting recipients in the given state: failed ones for dsn.Failed,
 // deferred ones for dsn.Delayed.
-func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
+func (q *Queue) bounce(shares []heldShare, action dsn.Action) error {
 	type report struct {
 		sender string
 		rcpts  []dsn.Recipient
@@ -137,9 +100,10 @@ func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
 	}
 	var order []string
 	bySender := map[string]*report{}
-	expires := shares[0].received.Add(q.cfg.QueueReturn)
-	for _, m := range shares {
-		g := m.dir.g
+	first := shares[0].m
+	expires := first.received.Add(q.cfg.QueueReturn)
+	for _, sh := range shares {
+		g, m := sh.g, sh.m
 		g.mu.Lock()
 		for _, e := range m.envs {
 			sender := m.parts[e.part].sender
@@ -160,8 +124,7 @@ func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
 					bySender[sender] = rep
 					order = append(order, sender)
 				}
-				code, enh, text := parseReply(e.replies[i])
-				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Status: enh, Code: code, Text: text}
+				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Reply: envelope.ParseReply(e.replies[i])}
 				if action == dsn.Delayed {
 					rc.WillRetryUntil = expires
 				}
@@ -183,52 +146,24 @@ func (q *Queue) bounce(shares []*msgState, action dsn.Action) error {
 	for _, sender := range order {
 		rep := bySender[sender]
 		body, err := dsn.Compose(dsn.Report{ReportingMTA: q.cfg.Hostname, To: sender,
-			ArrivalDate: shares[0].received, Header: rep.header, Recipients: rep.rcpts})
+			ArrivalDate: first.received, Header: rep.header, Recipients: rep.rcpts})
 		if err != nil {
 			return err
 		}
 		at := strings.LastIndexByte(sender, '@')
 		if at < 0 {
-			q.log.Warn("no DSN for an envelope sender without a domain", "qid", shares[0].id, "sender", sender)
+			q.log.Warn("no DSN for an envelope sender without a domain", "qid", first.id, "sender", sender)
 			continue
 		}
 		msg := &Message{ID: q.ids.Next(), Received: time.Now(), Body: body, Parts: []Part{{
-			Sender: "",
-			Envelopes: []Envelope{{Group: ControlGroup, Domain: strings.ToLower(sender[at+1:]),
+			Envelopes: []envelope.Envelope{{Sender: "", Group: ControlGroup, Domain: strings.ToLower(sender[at+1:]),
 				Recipients: []string{sender}}},
 		}}}
 		if err := q.Enqueue(q.runCtx, msg); err != nil {
 			return err
 		}
-		q.log.Info("dsn queued", "qid", msg.ID, "orig_qid", shares[0].id, "to", sender,
+		q.log.Info("dsn queued", "qid", msg.ID, "orig_qid", first.id, "to", sender,
 			"action", string(action), "rcpts", len(rep.rcpts))
 	}
 	return nil
-}
-
-// parseReply splits a recorded reply ("550 5.1.1 text", "4.4.1 text" or
-// plain text) into its SMTP code, enhanced status and text.
-func parseReply(s string) (code int, enhanced, text string) {
-	first, rest, _ := strings.Cut(s, " ")
-	if n, err := strconv.Atoi(first); err == nil && len(first) == 3 {
-		code, s = n, rest
-		first, rest, _ = strings.Cut(s, " ")
-	}
-	if isEnhanced(first) {
-		return code, first, rest
-	}
-	return code, "", s
-}
-
-func isEnhanced(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
-		return false
-	}
-	for _, p := range parts[1:] {
-		if _, err := strconv.Atoi(p); err != nil || p == "" {
-			return false
-		}
-	}
-	return true
 }

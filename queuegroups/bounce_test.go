@@ -12,36 +12,36 @@ import (
 
 	"github.com/emersion/go-message"
 
-	"fanmail/delivery"
+	"fanmail/envelope"
 )
 
 // dsnCatcher delivers by rule and keeps every null-sender message (the
 // DSNs the queue generates), with its envelope.
 type dsnCatcher struct {
-	rule func(rcpt string) delivery.Status
+	rule func(rcpt string) envelope.Status
 	mu   sync.Mutex
 	dsns []caught
 }
 
 type caught struct {
-	env  delivery.Envelope
+	env  envelope.Request
 	body []byte
 }
 
-func (c *dsnCatcher) Deliver(_ context.Context, env delivery.Envelope) []delivery.Result {
+func (c *dsnCatcher) Deliver(_ context.Context, env envelope.Request) []envelope.Result {
 	body, _ := io.ReadAll(env.Open())
 	isDSN := env.Sender == "" && bytes.Contains(body, []byte("report-type=delivery-status"))
-	res := make([]delivery.Result, len(env.Recipients))
+	res := make([]envelope.Result, len(env.Recipients))
 	for i, r := range env.Recipients {
 		switch st := c.rule(r); {
 		case isDSN:
-			res[i] = delivery.Result{Recipient: r, Status: delivery.Delivered, Code: 250}
-		case st == delivery.Failed:
-			res[i] = delivery.Result{Recipient: r, Status: st, Code: 550, Enhanced: "5.1.1", Text: "no such user"}
-		case st == delivery.Deferred:
-			res[i] = delivery.Result{Recipient: r, Status: st, Code: 451, Enhanced: "4.3.0", Text: "try later"}
+			res[i] = envelope.Result{Recipient: r, Status: envelope.Delivered, Reply: envelope.Reply{Code: 250}}
+		case st == envelope.Failed:
+			res[i] = envelope.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}}
+		case st == envelope.Deferred:
+			res[i] = envelope.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 451, Enhanced: "4.3.0", Text: "try later"}}
 		default:
-			res[i] = delivery.Result{Recipient: r, Status: st, Code: 250}
+			res[i] = envelope.Result{Recipient: r, Status: st, Reply: envelope.Reply{Code: 250}}
 		}
 	}
 	if isDSN {
@@ -83,21 +83,17 @@ func statusFields(t *testing.T, body []byte) string {
 }
 
 func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.Hostname = "fanmail.test"
-	c := &dsnCatcher{rule: func(r string) delivery.Status {
+	c := &dsnCatcher{rule: func(r string) envelope.Status {
 		if strings.HasPrefix(r, "u1-") || strings.HasPrefix(r, "u3-") {
-			return delivery.Failed
+			return envelope.Failed
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	}}
-	q, err := Open(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
-	m := post(q, NewIDSource(), "Message-ID: <orig@example.org>\r\nSubject: x\r\n\r\nbody\r\n",
+	q := started(t, cfg, c)
+	m := post(NewIDSource(), "Message-ID: <orig@example.org>\r\nSubject: x\r\n\r\nbody\r\n",
 		map[string]int{"a.test": 4, "b.test": 4})
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -135,15 +131,13 @@ func TestOneDSNForFailuresAcrossGroups(t *testing.T) {
 }
 
 func TestNoDSNForNullSender(t *testing.T) {
-	c := &dsnCatcher{rule: func(string) delivery.Status { return delivery.Failed }}
-	q, err := Open(groupsConfig(t.TempDir()), c)
-	if err != nil {
-		t.Fatal(err)
+	t.Parallel()
+	c := &dsnCatcher{rule: func(string) envelope.Status { return envelope.Failed }}
+	q := started(t, groupsConfig(t.TempDir()), c)
+	m := post(NewIDSource(), "x", map[string]int{"a.test": 2})
+	for i := range m.Parts[0].Envelopes {
+		m.Parts[0].Envelopes[i].Sender = ""
 	}
-	q.Start()
-	defer q.Close(context.Background())
-	m := post(q, NewIDSource(), "x", map[string]int{"a.test": 2})
-	m.Parts[0].Sender = ""
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
@@ -154,18 +148,14 @@ func TestNoDSNForNullSender(t *testing.T) {
 }
 
 func TestExpiryDSNAndDelayWarning(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.QueueReturn = 400 * time.Millisecond
 	cfg.QueueWarn = 100 * time.Millisecond
 	cfg.RetryMin, cfg.RetryMax = 30*time.Millisecond, 30*time.Millisecond
-	c := &dsnCatcher{rule: func(string) delivery.Status { return delivery.Deferred }}
-	q, err := Open(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
-	if err := q.Enqueue(context.Background(), post(q, NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
+	c := &dsnCatcher{rule: func(string) envelope.Status { return envelope.Deferred }}
+	q := started(t, cfg, c)
+	if err := q.Enqueue(context.Background(), post(NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the queue to empty", func() bool { return q.Stats().Messages == 0 && len(c.caught()) == 2 })
@@ -186,27 +176,24 @@ func TestExpiryDSNAndDelayWarning(t *testing.T) {
 // other's is still deferred when the server stops; after the restart the
 // other finishes and one DSN still reports the first group's failures.
 func TestDSNSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := groupsConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
 	var deferB atomic.Bool
 	deferB.Store(true)
-	rule := func(r string) delivery.Status {
+	rule := func(r string) envelope.Status {
 		switch {
 		case strings.HasSuffix(r, "@a.test") && strings.HasPrefix(r, "u0-"):
-			return delivery.Failed
+			return envelope.Failed
 		case strings.HasSuffix(r, "@b.test") && deferB.Load():
-			return delivery.Deferred
+			return envelope.Deferred
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	}
 	c := &dsnCatcher{rule: rule}
-	q, err := Open(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	m := post(q, NewIDSource(), "x", map[string]int{"a.test": 2, "b.test": 2})
+	q := started(t, cfg, c)
+	m := post(NewIDSource(), "x", map[string]int{"a.test": 2, "b.test": 2})
 	if err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
@@ -218,12 +205,7 @@ func TestDSNSurvivesRestart(t *testing.T) {
 
 	deferB.Store(false)
 	c2 := &dsnCatcher{rule: rule}
-	q2, err := Open(cfg, c2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q2.Start()
-	defer q2.Close(context.Background())
+	q2 := started(t, cfg, c2)
 	q2.Flush("", "")
 	waitFor(t, "the queue to empty", func() bool { return q2.Stats().Messages == 0 })
 	dsns := c2.caught()

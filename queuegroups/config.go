@@ -14,11 +14,11 @@ const (
 	ControlGroup = "control" // mail fanmail itself generates: DSNs, notices, probes
 )
 
-// Config is the whole spool: its groups, the rules that pick a group for a
-// destination domain, and the settings every group shares.
+// Config is the whole spool: its groups and the settings every group
+// shares. Which group an envelope goes to is the expander's choice (its
+// Router); the spool takes envelopes already routed.
 type Config struct {
 	Groups []GroupConfig // must include DefaultGroup and ControlGroup
-	Rules  []Rule        // first match wins; no match means DefaultGroup
 
 	// MaxQueueChildren caps deliveries in progress over all groups
 	// together (sendmail MaxQueueChildren); 0 means no cap beyond each
@@ -36,24 +36,6 @@ type Config struct {
 	Hostname    string        // the reporting MTA named in DSNs
 	SegmentSize int64         // journal segment size; 0 means 64 MiB
 	Logger      *slog.Logger
-}
-
-// GroupConfig is one queue group, sendmail's QUEUE_GROUP.
-type GroupConfig struct {
-	Name                  string
-	Dirs                  []string      // P=: one per disk; envelopes are spread over them
-	Runners               int           // R=: deliveries in progress at once
-	RecipientsPerEnvelope int           // r=
-	Interval              time.Duration // I=: the queue run interval, for queue-only mail
-	MinQueueAge           time.Duration // MinQueueAge: no retry sooner than this after an attempt
-}
-
-// Rule sends destination domains matching any pattern to Group. A pattern
-// is a domain ("example.com", that domain only) or "*.example.com" (every
-// subdomain, not the domain itself).
-type Rule struct {
-	Patterns []string
-	Group    string
 }
 
 // SuperSafe is sendmail's SuperSafe: when the spool forces data to disk.
@@ -107,6 +89,35 @@ func ParseDeliveryMode(s string) (DeliveryMode, error) {
 	return 0, fmt.Errorf("%q is not a delivery mode: use background, interactive or queue", s)
 }
 
+// DefaultConfig is the spool when nothing is set: the default and control
+// groups (without directories, which the caller chooses) and every
+// shared setting. Open fills a zero field of its Config from here;
+// package config shows these values as the [queue] defaults.
+func DefaultConfig() Config {
+	return Config{
+		Groups:      []GroupConfig{defaultGroupConfig(DefaultGroup), defaultGroupConfig(ControlGroup)},
+		Mode:        ModeBackground,
+		SuperSafe:   SafeTrue,
+		RetryMin:    5 * time.Minute,
+		RetryMax:    4 * time.Hour,
+		QueueReturn: 5 * 24 * time.Hour,
+		QueueWarn:   4 * time.Hour,
+		Hostname:    "localhost",
+		SegmentSize: 64 << 20,
+	}
+}
+
+// defaultGroupConfig is a group's settings when nothing is set: a few
+// runners for the control group, whose mail is small and rare, many for
+// every other; a queue run a minute.
+func defaultGroupConfig(name string) GroupConfig {
+	g := GroupConfig{Name: name, Runners: 64, Interval: time.Minute}
+	if name == ControlGroup {
+		g.Runners = 4
+	}
+	return g
+}
+
 // Validate reports what Open would reject in cfg, so configuration errors
 // surface when the config is checked, not when the spool opens.
 func Validate(cfg Config) error {
@@ -116,14 +127,15 @@ func Validate(cfg Config) error {
 
 // withDefaults checks cfg and fills in what it leaves out.
 func (cfg Config) withDefaults() (Config, error) {
+	def := DefaultConfig()
 	if cfg.SegmentSize <= 0 {
-		cfg.SegmentSize = 64 << 20
+		cfg.SegmentSize = def.SegmentSize
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Hostname == "" {
-		cfg.Hostname = "localhost"
+		cfg.Hostname = def.Hostname
 	}
 	if cfg.RetryMin <= 0 || cfg.RetryMax < cfg.RetryMin || cfg.QueueReturn <= 0 {
 		return cfg, fmt.Errorf("retry %v..%v, queuereturn %v: need 0 < retry_min <= retry_max and queuereturn > 0",
@@ -136,13 +148,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
 		if g.Runners <= 0 {
-			g.Runners = 1
-		}
-		if g.RecipientsPerEnvelope <= 0 {
-			g.RecipientsPerEnvelope = 100
+			g.Runners = 1 // a group without runners would never deliver
 		}
 		if g.Interval <= 0 {
-			g.Interval = time.Minute
+			g.Interval = defaultGroupConfig(g.Name).Interval
 		}
 		switch {
 		case !validGroupName(g.Name):
@@ -165,19 +174,6 @@ func (cfg Config) withDefaults() (Config, error) {
 			errs = append(errs, fmt.Errorf("no %q queue group", name))
 		}
 	}
-	for _, r := range cfg.Rules {
-		if !seen[r.Group] {
-			errs = append(errs, fmt.Errorf("rule for %s names queue group %q, which is not declared", strings.Join(r.Patterns, ", "), r.Group))
-		}
-		if r.Group == ControlGroup {
-			errs = append(errs, fmt.Errorf("rule for %s: the %s group is for mail fanmail generates, not for domains", strings.Join(r.Patterns, ", "), ControlGroup))
-		}
-		for _, p := range r.Patterns {
-			if err := checkPattern(p); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
 	if cfg.MaxQueueChildren < 0 {
 		errs = append(errs, errors.New("max_queue_children must not be negative"))
 	}
@@ -194,70 +190,4 @@ func validGroupName(s string) bool {
 		}
 	}
 	return true
-}
-
-func checkPattern(p string) error {
-	d := strings.TrimPrefix(p, "*.")
-	if d == "" || strings.ContainsAny(d, "*@ \t") || d != strings.ToLower(d) || strings.HasPrefix(d, ".") {
-		return fmt.Errorf("domain pattern %q: use a lowercase domain (example.com) or *.example.com for its subdomains", p)
-	}
-	return nil
-}
-
-// Router picks a destination domain's queue group and envelope size; the
-// expander asks it while cutting envelopes. It never does DNS lookups.
-type Router struct {
-	exact    map[string]int // domain → index of the first rule naming it
-	suffixes []suffixRule   // "*.d" patterns in rule order
-	rules    []Rule
-	perEnv   map[string]int
-}
-
-type suffixRule struct {
-	suffix string // ".example.com"
-	rule   int
-}
-
-// NewRouter builds the routing table of a validated config.
-func NewRouter(cfg Config) *Router {
-	r := &Router{exact: map[string]int{}, rules: cfg.Rules, perEnv: map[string]int{}}
-	for i, rule := range cfg.Rules {
-		for _, p := range rule.Patterns {
-			if s, ok := strings.CutPrefix(p, "*."); ok {
-				r.suffixes = append(r.suffixes, suffixRule{suffix: "." + s, rule: i})
-			} else if _, dup := r.exact[p]; !dup {
-				r.exact[p] = i
-			}
-		}
-	}
-	for _, g := range cfg.Groups {
-		r.perEnv[g.Name] = g.RecipientsPerEnvelope
-		if r.perEnv[g.Name] <= 0 {
-			r.perEnv[g.Name] = 100
-		}
-	}
-	return r
-}
-
-// Route returns the group for domain (lowercase) and that group's r=.
-// Rules are tried in order; the first whose pattern matches wins.
-func (r *Router) Route(domain string) (group string, perEnvelope int) {
-	best := len(r.rules)
-	if i, ok := r.exact[domain]; ok {
-		best = i
-	}
-	for _, s := range r.suffixes {
-		if s.rule >= best {
-			break
-		}
-		if strings.HasSuffix(domain, s.suffix) {
-			best = s.rule
-			break
-		}
-	}
-	group = DefaultGroup
-	if best < len(r.rules) {
-		group = r.rules[best].Group
-	}
-	return group, r.perEnv[group]
 }

@@ -2,6 +2,7 @@ package queuegroups
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -12,8 +13,8 @@ import (
 // parallel) and the messages whose state lives in it. msgs and the
 // segments' live counts are guarded by the owning group's mutex.
 type dir struct {
-	g    *group
 	path string
+	log  *slog.Logger
 	j    *journal
 	msgs map[string]*msgState
 	lock *os.File // flock held while the server owns the directory
@@ -21,8 +22,8 @@ type dir struct {
 
 // openDir locks path (unless readOnly), replays its journal and returns
 // it with every replayed message in msgs.
-func openDir(g *group, path string, readOnly bool) (*dir, error) {
-	d := &dir{g: g, path: path, msgs: map[string]*msgState{}}
+func openDir(path string, segmentSize int64, log *slog.Logger, readOnly bool) (*dir, error) {
+	d := &dir{path: path, log: log, msgs: map[string]*msgState{}}
 	if err := os.MkdirAll(path, 0o750); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
@@ -33,7 +34,7 @@ func openDir(g *group, path string, readOnly bool) (*dir, error) {
 		}
 		d.lock = lock
 	}
-	j, err := openJournal(path, g.q.cfg.SegmentSize, g.q.log, readOnly, d.replayRecord)
+	j, err := openJournal(path, segmentSize, log, readOnly, d.replayRecord)
 	if err != nil {
 		d.unlock()
 		return nil, err
@@ -130,7 +131,7 @@ func (d *dir) collect() {
 			continue
 		}
 		if err := d.relocate(m); err != nil {
-			d.g.q.log.Warn("cannot relocate message from old journal segment", "qid", m.id, "dir", d.path, "err", err)
+			d.log.Warn("cannot relocate message from old journal segment", "qid", m.id, "dir", d.path, "err", err)
 			return
 		}
 	}
@@ -158,11 +159,10 @@ func (d *dir) relocate(m *msgState) error {
 	return nil
 }
 
-func (m *msgState) hasInflight() bool {
-	for _, e := range m.envs {
-		if e.inflight {
-			return true
-		}
-	}
-	return false
+// retire drops a message whose every recipient is final, and the journal
+// segments nothing needs any more. Called with the group's mutex held.
+func (d *dir) retire(m *msgState) {
+	delete(d.msgs, m.id)
+	m.seg.live--
+	d.collect()
 }

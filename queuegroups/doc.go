@@ -1,9 +1,26 @@
 // Package queuegroups is the third stage of the pipeline: it owns the disk.
-// It stores each accepted message once per queue directory, records every
-// recipient's state durably in an append-only journal with group commit
-// (many messages share one fsync), recovers that state after a crash, and
-// runs persistent runners that hand due envelopes to delivery and record
-// what happened to each recipient.
+// It takes messages whose envelopes the expander has already routed to
+// queue groups, stores each message once per queue directory, records
+// every recipient's state durably in an append-only journal with group
+// commit (many messages share one fsync), recovers that state after a
+// crash, and runs persistent runners that hand due envelopes to delivery
+// and record what happened to each recipient.
+//
+// The package is built in four layers, each using only those below it:
+//
+//  1. Journal and records (journal.go, record.go): segment files, framed
+//     and checksummed records, the writer goroutine with group commit.
+//  2. Directory (state.go, dir.go): one queue directory, the messages
+//     whose state lives in its journal, replay, and the collection of
+//     segments no pending message needs.
+//  3. Group (group.go, schedule.go, backoff.go): one queue group's
+//     directories, its schedule of due and deferred envelopes, one
+//     delivery attempt and its outcome, and the retry timer.
+//  4. Queue (queue.go, message.go, bounce.go, inspect.go, config.go, id.go):
+//     the spool as callers see it: Open and recovery, Enqueue splitting a
+//     message across its groups, the runners under the MaxQueueChildren
+//     cap, DSNs across groups, and the operator's view (Stats, Summary,
+//     Show, Flush, Delete), which package control serves over a socket.
 //
 // On-disk layout of one queue directory:
 //

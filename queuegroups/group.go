@@ -3,25 +3,48 @@ package queuegroups
 import (
 	"bytes"
 	"container/heap"
-	"fmt"
+	"context"
 	"io"
-	"strings"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"fanmail/delivery"
+	"fanmail/envelope"
 )
 
+// GroupConfig is one queue group, sendmail's QUEUE_GROUP.
+type GroupConfig struct {
+	Name        string
+	Dirs        []string      // P=: one per disk; envelopes are spread over them
+	Runners     int           // R=: deliveries in progress at once
+	Interval    time.Duration // I=: the queue run interval, for queue-only mail
+	MinQueueAge time.Duration // MinQueueAge: no retry sooner than this after an attempt
+}
+
+// Deliverer is what a group hands envelopes to; *delivery.Agent is one.
+type Deliverer interface {
+	Deliver(ctx context.Context, req envelope.Request) []envelope.Result
+}
+
+// retryPolicy is how a group reschedules deferred recipients: the
+// backoff bounds and the queue lifetime (sendmail Timeout.queuereturn).
+type retryPolicy struct {
+	min, max    time.Duration
+	queueReturn time.Duration
+}
+
 // group is one queue group: its directories, its schedule (due envelopes
-// round-robin across messages, deferred ones by time) and its persistent
-// runners. One mutex guards the schedule and every directory's message
-// state; journal writes happen outside it.
+// round-robin across messages, deferred ones by time), the attempts its
+// runners make and its retry timer. One mutex guards the schedule and
+// every directory's message state; journal writes happen outside it.
 type group struct {
-	q    *Queue
-	cfg  GroupConfig
-	dirs []*dir
-	turn atomic.Uint32 // spreads new messages over dirs
+	cfg       GroupConfig
+	retry     retryPolicy
+	deliverer Deliverer
+	log       *slog.Logger
+	dirs      []*dir
+	turn      atomic.Uint32 // spreads new messages over dirs
 
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when work becomes ready or the group closes
@@ -32,10 +55,21 @@ type group struct {
 	wake     chan struct{} // nudges the retry timer when the earliest deferral changes
 }
 
-func newGroup(q *Queue, cfg GroupConfig) *group {
-	g := &group{q: q, cfg: cfg, wake: make(chan struct{}, 1)}
+func newGroup(cfg GroupConfig, retry retryPolicy, d Deliverer, log *slog.Logger) *group {
+	g := &group{cfg: cfg, retry: retry, deliverer: d, log: log, wake: make(chan struct{}, 1)}
 	g.cond = sync.NewCond(&g.mu)
 	return g
+}
+
+// share returns the directory holding message id in this group and its
+// state there, or nil. Called with g.mu held.
+func (g *group) share(id string) (*dir, *msgState) {
+	for _, d := range g.dirs {
+		if m := d.msgs[id]; m != nil {
+			return d, m
+		}
+	}
+	return nil, nil
 }
 
 // pickDir chooses the directory for a new message, in turn.
@@ -58,22 +92,6 @@ func (g *group) nudge() {
 	select {
 	case g.wake <- struct{}{}:
 	default:
-	}
-}
-
-func (g *group) runner() {
-	defer g.q.wg.Done()
-	for {
-		e := g.take()
-		if e == nil {
-			return
-		}
-		if !g.q.acquire(g) {
-			g.putBack(e)
-			return
-		}
-		g.deliver(e)
-		g.q.release(g)
 	}
 }
 
@@ -109,7 +127,7 @@ type busyChecker interface {
 // ready; if every one looked at is busy, the first is taken anyway. Called
 // with g.mu held and the ring not empty.
 func (g *group) nextReady() *envState {
-	bc, ok := g.q.deliverer.(busyChecker)
+	bc, ok := g.deliverer.(busyChecker)
 	if !ok {
 		return g.ready.pop()
 	}
@@ -137,9 +155,19 @@ func (g *group) putBack(e *envState) {
 	g.ready.push(e)
 }
 
-// deliver runs one attempt of e and records every recipient's outcome.
-func (g *group) deliver(e *envState) {
-	q := g.q
+// attempted says what the queue has left to do after an attempt, once
+// the group's lock is released.
+type attempted int
+
+const (
+	attemptRecorded attempted = iota // nothing more
+	shareFinished                    // every recipient of the share is final: settle its DSN
+	stillDeferred                    // recipients wait for a retry: a delay warning may be due
+)
+
+// attempt runs one attempt of e, records every recipient's outcome and
+// says what the queue should do next about e's message.
+func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted) {
 	m := e.msg
 	var idx []int
 	var rcpts []string
@@ -153,20 +181,21 @@ func (g *group) deliver(e *envState) {
 	part := m.parts[e.part]
 	seg, bodyOff, bodyLen := m.seg, m.bodyOff, m.bodyLen
 	g.mu.Unlock()
-	env := delivery.Envelope{
-		QueueID: m.id, Sender: part.sender, Domain: e.domain, Recipients: rcpts,
-		Size: int64(len(part.prefix)) + bodyLen,
+	req := envelope.Request{
+		QueueID:  m.id,
+		Envelope: envelope.Envelope{Sender: part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
+		Size:     int64(len(part.prefix)) + bodyLen,
 		Open: func() io.Reader {
 			return io.MultiReader(bytes.NewReader(part.prefix), seg.section(bodyOff, bodyLen))
 		},
 	}
-	results := q.deliverer.Deliver(q.runCtx, env)
+	results := g.deliverer.Deliver(ctx, req)
 	if len(results) != len(rcpts) {
-		q.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
+		g.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
 			"domain", e.domain, "want", len(rcpts), "got", len(results))
-		results = make([]delivery.Result, len(rcpts))
+		results = make([]envelope.Result, len(rcpts))
 		for i := range results {
-			results[i] = delivery.Result{Recipient: rcpts[i], Status: delivery.Deferred, Text: "internal error"}
+			results[i] = envelope.Result{Recipient: rcpts[i], Status: envelope.Deferred, Reply: envelope.Reply{Text: "internal error"}}
 		}
 	}
 	u := g.outcome(e, idx, results, time.Now())
@@ -181,20 +210,11 @@ func (g *group) deliver(e *envState) {
 			// Nothing was recorded, so the attempt is as if it never
 			// happened: try the envelope again later rather than lose
 			// a recipient.
-			q.log.Error("cannot record delivery status; will retry", "qid", m.id, "domain", e.domain, "err", err)
-			u = &statusUpdate{id: m.id, env: e.index, attempts: e.attempts, next: time.Now().Add(q.cfg.RetryMin)}
+			g.log.Error("cannot record delivery status; will retry", "qid", m.id, "domain", e.domain, "err", err)
+			u = &statusUpdate{id: m.id, env: e.index, attempts: e.attempts, next: time.Now().Add(g.retry.min)}
 		}
 	}
 
-	// Both run after the unlock below: they take locks of their own.
-	var finished, stillDeferred bool
-	defer func() {
-		if finished {
-			q.settle(m.id)
-		} else if stillDeferred {
-			g.warnDelayed(m, time.Now())
-		}
-	}()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e.inflight = false
@@ -208,28 +228,39 @@ func (g *group) deliver(e *envState) {
 		}
 	}
 	if m.deleted {
-		return
+		return m, attemptRecorded
 	}
 	applyUpdate(e, u)
 	if e.pendingCount() > 0 {
 		heap.Push(&g.deferred, e)
 		g.nudge()
-		stillDeferred = true
-		return
+		return m, stillDeferred
 	}
 	m.pending--
-	if m.pending == 0 {
-		g.finish(m)
-		finished = true
+	if m.pending > 0 {
+		return m, attemptRecorded
 	}
+	g.finish(m)
+	return m, shareFinished
+}
+
+// finish retires a share whose recipients are all final: at once if it
+// owes no DSN, else it waits (done) until the queue has sent the DSN for
+// every share of the message. Called with g.mu held.
+func (g *group) finish(m *msgState) {
+	if m.failedFor() {
+		m.done = true
+		return
+	}
+	m.dir.retire(m)
+	g.log.Info("message done", "qid", m.id, "group", g.cfg.Name)
 }
 
 // outcome turns one attempt's results into a status record: delivered and
 // failed recipients are final, deferred ones get the next attempt time
 // (backoff, at least the group's min_queue_age) or fail once the queue
 // lifetime is over.
-func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now time.Time) *statusUpdate {
-	q := g.q
+func (g *group) outcome(e *envState, idx []int, results []envelope.Result, now time.Time) *statusUpdate {
 	u := &statusUpdate{id: e.msg.id, env: e.index, attempts: e.attempts + 1}
 	deferred := false
 	// A destination that was busy or suspended says when to come back;
@@ -238,18 +269,18 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 	var retryAfter time.Duration
 	allBusy := true
 	for i, r := range results {
-		if r.Status != delivery.Delivered && r.Status != delivery.Failed {
+		if r.Status != envelope.Delivered && r.Status != envelope.Failed {
 			if r.RetryAfter > 0 {
 				retryAfter = max(retryAfter, r.RetryAfter)
 			} else {
 				allBusy = false
 			}
 		}
-		ru := rcptUpdate{index: idx[i], reply: replyText(r)}
+		ru := rcptUpdate{index: idx[i], reply: r.Reply.String()}
 		switch r.Status {
-		case delivery.Delivered:
+		case envelope.Delivered:
 			ru.status = rcptDelivered
-		case delivery.Failed:
+		case envelope.Failed:
 			ru.status = rcptFailed
 		default:
 			ru.status = rcptPending
@@ -260,12 +291,12 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 	if !deferred {
 		return u
 	}
-	next := now.Add(max(backoff(u.attempts, q.cfg.RetryMin, q.cfg.RetryMax), g.cfg.MinQueueAge))
+	next := now.Add(max(backoff(u.attempts, g.retry.min, g.retry.max), g.cfg.MinQueueAge))
 	if allBusy {
 		u.attempts = e.attempts
 		next = now.Add(retryAfter)
 	}
-	if !next.After(e.msg.received.Add(q.cfg.QueueReturn)) {
+	if !next.After(e.msg.received.Add(g.retry.queueReturn)) {
 		u.next = next
 		return u
 	}
@@ -273,39 +304,15 @@ func (g *group) outcome(e *envState, idx []int, results []delivery.Result, now t
 		if u.rcpts[i].status == rcptPending {
 			u.rcpts[i].status = rcptFailed
 			u.rcpts[i].reply = "5.4.7 queue lifetime expired; last reply: " + u.rcpts[i].reply
-			q.log.Warn("giving up", "qid", e.msg.id, "rcpt", e.rcpts[u.rcpts[i].index], "status", "expired")
+			g.log.Warn("giving up", "qid", e.msg.id, "rcpt", e.rcpts[u.rcpts[i].index], "status", "expired")
 		}
 	}
 	return u
 }
 
-// replyText records a result as "CODE ENHANCED TEXT", leaving out what
-// it lacks; parseReply reads it back for DSNs.
-func replyText(r delivery.Result) string {
-	if r.Code == 0 {
-		return strings.TrimSpace(r.Enhanced + " " + r.Text)
-	}
-	if r.Enhanced != "" {
-		return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text)
-	}
-	return fmt.Sprintf("%d %s", r.Code, r.Text)
-}
-
-// applyUpdate folds a status record into an envelope's state.
-func applyUpdate(e *envState, u *statusUpdate) {
-	e.attempts = u.attempts
-	e.next = u.next
-	for _, r := range u.rcpts {
-		if r.index < len(e.status) {
-			e.status[r.index] = r.status
-			e.replies[r.index] = r.reply
-		}
-	}
-}
-
-// retryTimer moves deferred envelopes to the ready ring when they fall due.
-func (g *group) retryTimer() {
-	defer g.q.wg.Done()
+// retryTimer moves deferred envelopes to the ready ring when they fall
+// due, until the group closes or ctx ends.
+func (g *group) retryTimer(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -339,7 +346,7 @@ func (g *group) retryTimer() {
 				default:
 				}
 			}
-		case <-g.q.runCtx.Done():
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -366,4 +373,42 @@ func (g *group) flush(domain string) int {
 	g.mu.Unlock()
 	g.cond.Broadcast()
 	return moved
+}
+
+// recovered schedules every pending envelope that replay found in the
+// group's directories, forgets finished messages that owe no DSN, and
+// returns the counts and the messages that finished but may not have had
+// their DSN sent.
+func (g *group) recovered(now time.Time) (msgs, rcpts int, unsettled []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, d := range g.dirs {
+		for id, m := range d.msgs {
+			for _, e := range m.envs {
+				if n := e.pendingCount(); n > 0 {
+					m.pending++
+					rcpts += n
+				}
+			}
+			if m.pending == 0 && !m.failedFor() {
+				delete(d.msgs, id)
+				continue
+			}
+			msgs++
+			m.seg.live++
+			if m.pending == 0 {
+				m.done = true // its DSN may not have gone out
+				unsettled = append(unsettled, id)
+			}
+			for _, e := range m.envs {
+				if e.pendingCount() > 0 {
+					g.schedule(e, now)
+				}
+			}
+		}
+		if !d.j.isReadOnly() {
+			d.collect()
+		}
+	}
+	return msgs, rcpts, unsettled
 }

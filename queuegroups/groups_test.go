@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/delivery"
+	"fanmail/envelope"
 )
 
 // gate is a deliverer that holds every attempt until released and tracks
@@ -30,7 +30,7 @@ func newGate() *gate {
 	return &gate{rec: newRecorder(nil), release: make(chan struct{}), now: map[string]int{}, peak: map[string]int{}}
 }
 
-func (g *gate) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+func (g *gate) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	key := env.Domain[:1] // test domains start with their group's letter
 	g.mu.Lock()
 	g.now[key]++
@@ -61,28 +61,27 @@ func (g *gate) running() int {
 func groupsConfig(dir string) Config {
 	return Config{
 		Groups: []GroupConfig{
-			{Name: DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: 3, RecipientsPerEnvelope: 4},
-			{Name: "b", Dirs: []string{filepath.Join(dir, "b1"), filepath.Join(dir, "b2")}, Runners: 3, RecipientsPerEnvelope: 2},
+			{Name: DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: 3},
+			{Name: "b", Dirs: []string{filepath.Join(dir, "b1"), filepath.Join(dir, "b2")}, Runners: 3},
 			{Name: ControlGroup, Dirs: []string{filepath.Join(dir, "control")}, Runners: 1},
 		},
-		Rules:    []Rule{{Patterns: []string{"b.test", "*.b.test"}, Group: "b"}},
 		RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, QueueReturn: time.Hour,
 	}
 }
 
 // post builds a message the way the expander does: envelopes routed and
-// cut by the spool's router.
-func post(q *Queue, ids *IDSource, body string, domains map[string]int) *Message {
+// cut by route.
+func post(ids *IDSource, body string, domains map[string]int) *Message {
 	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte(body)}
-	p := Part{Sender: "owner-list@example.org", Prefix: []byte("List-Id: <list.example.org>\r\n")}
+	p := Part{Prefix: []byte("List-Id: <list.example.org>\r\n")}
 	for domain, n := range domains {
-		group, r := q.Router().Route(domain)
+		group, r := route(domain)
 		for start := 0; start < n; start += r {
 			var rcpts []string
 			for i := start; i < min(start+r, n); i++ {
 				rcpts = append(rcpts, fmt.Sprintf("u%d-%s@%s", i, m.ID, domain))
 			}
-			p.Envelopes = append(p.Envelopes, Envelope{Group: group, Domain: domain, Recipients: rcpts})
+			p.Envelopes = append(p.Envelopes, envelope.Envelope{Sender: "owner-list@example.org", Group: group, Domain: domain, Recipients: rcpts})
 		}
 	}
 	m.Parts = []Part{p}
@@ -108,18 +107,15 @@ func countInDir(t *testing.T, dir, marker string) int {
 }
 
 func TestSplitAcrossGroupsStoresBodyOncePerDirectory(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	q, err := Open(groupsConfig(dir), newRecorder(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
+	q := opened(t, groupsConfig(dir), newRecorder(nil))
 	ids := NewIDSource()
 	var bodies []string
 	for i := 0; i < 4; i++ {
 		body := fmt.Sprintf("Subject: post %d\r\n\r\nbody-marker-%d\r\n", i, i)
 		bodies = append(bodies, fmt.Sprintf("body-marker-%d", i))
-		m := post(q, ids, body, map[string]int{"a.test": 10, "b.test": 5, "mx.b.test": 3})
+		m := post(ids, body, map[string]int{"a.test": 10, "b.test": 5, "mx.b.test": 3})
 		if err := q.Enqueue(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -156,6 +152,7 @@ func TestSplitAcrossGroupsStoresBodyOncePerDirectory(t *testing.T) {
 }
 
 func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		children int
@@ -168,13 +165,8 @@ func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
 			cfg := groupsConfig(t.TempDir())
 			cfg.MaxQueueChildren = tt.children
 			g := newGate()
-			q, err := Open(cfg, g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			q.Start()
-			defer q.Close(context.Background())
-			m := post(q, NewIDSource(), "Subject: x\r\n\r\nx\r\n", map[string]int{"a.test": 40, "b.test": 40})
+			q := started(t, cfg, g)
+			m := post(NewIDSource(), "Subject: x\r\n\r\nx\r\n", map[string]int{"a.test": 40, "b.test": 40})
 			if err := q.Enqueue(context.Background(), m); err != nil {
 				t.Fatal(err)
 			}
@@ -195,50 +187,47 @@ func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
 // TestControlGroupIsNotStarved: with every runner and the global cap busy
 // on a fan-out, mail for the control group is still delivered.
 func TestControlGroupIsNotStarved(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.MaxQueueChildren = 2
 	g := newGate()
 	var controlDone atomic.Bool
-	d := deliverFunc(func(ctx context.Context, env delivery.Envelope) []delivery.Result {
+	d := deliverFunc(func(ctx context.Context, env envelope.Request) []envelope.Result {
 		if env.Domain == "c.test" {
 			defer controlDone.Store(true)
 			return newRecorder(nil).Deliver(ctx, env)
 		}
 		return g.Deliver(ctx, env)
 	})
-	q, err := Open(cfg, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
-	defer q.Close(context.Background())
+	q := started(t, cfg, d)
 	defer close(g.release)
 	ids := NewIDSource()
-	if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 100})); err != nil {
+	if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 100})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the fan-out to take every slot", func() bool { return g.running() == 2 })
 	notice := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte("Subject: notice\r\n\r\n"),
-		Parts: []Part{{Sender: "", Envelopes: []Envelope{{Group: ControlGroup, Domain: "c.test", Recipients: []string{"owner@c.test"}}}}}}
+		Parts: []Part{{Envelopes: []envelope.Envelope{{Sender: "", Group: ControlGroup, Domain: "c.test", Recipients: []string{"owner@c.test"}}}}}}
 	if err := q.Enqueue(context.Background(), notice); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the control message", controlDone.Load)
 }
 
-type deliverFunc func(context.Context, delivery.Envelope) []delivery.Result
+type deliverFunc func(context.Context, envelope.Request) []envelope.Result
 
-func (f deliverFunc) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+func (f deliverFunc) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	return f(ctx, env)
 }
 
 // TestSmallPostIsNotStuckBehindFanout: runners take turns between posts,
 // so a new small post starts while a big one is still queued.
 func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	var bigLeft atomic.Int64
 	rec := newRecorder(nil)
-	d := deliverFunc(func(ctx context.Context, env delivery.Envelope) []delivery.Result {
+	d := deliverFunc(func(ctx context.Context, env envelope.Request) []envelope.Result {
 		time.Sleep(time.Millisecond)
 		return rec.Deliver(ctx, env)
 	})
@@ -247,8 +236,8 @@ func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := NewIDSource()
-	big := post(q, ids, "big", map[string]int{"a.test": 4000})
-	small := post(q, ids, "small", map[string]int{"a.test": 8})
+	big := post(ids, "big", map[string]int{"a.test": 4000})
+	small := post(ids, "small", map[string]int{"a.test": 8})
 	if err := q.Enqueue(context.Background(), big); err != nil {
 		t.Fatal(err)
 	}
@@ -282,17 +271,13 @@ func TestSmallPostIsNotStuckBehindFanout(t *testing.T) {
 }
 
 func TestDeliveryModes(t *testing.T) {
+	t.Parallel()
 	ids := NewIDSource()
 	t.Run("background returns before delivery", func(t *testing.T) {
 		g := newGate()
-		q, err := Open(groupsConfig(t.TempDir()), g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.Start()
-		defer q.Close(context.Background())
+		q := started(t, groupsConfig(t.TempDir()), g)
 		defer close(g.release)
-		if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 2})); err != nil {
+		if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 2})); err != nil {
 			t.Fatal(err)
 		}
 		if g.rec.total() != 0 {
@@ -304,13 +289,8 @@ func TestDeliveryModes(t *testing.T) {
 		rec := newRecorder(nil)
 		cfg := groupsConfig(t.TempDir())
 		cfg.Mode = ModeInteractive
-		q, err := Open(cfg, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.Start()
-		defer q.Close(context.Background())
-		if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 9, "b.test": 3})); err != nil {
+		q := started(t, cfg, rec)
+		if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 9, "b.test": 3})); err != nil {
 			t.Fatal(err)
 		}
 		if got := rec.total(); got != 12 {
@@ -321,13 +301,8 @@ func TestDeliveryModes(t *testing.T) {
 		rec := newRecorder(nil)
 		cfg := groupsConfig(t.TempDir())
 		cfg.Groups[0].Interval = 300 * time.Millisecond
-		q, err := Open(cfg, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.Start()
-		defer q.Close(context.Background())
-		m := post(q, ids, "x", map[string]int{"a.test": 3})
+		q := started(t, cfg, rec)
+		m := post(ids, "x", map[string]int{"a.test": 3})
 		m.Mode = ModeQueue
 		start := time.Now()
 		if err := q.Enqueue(context.Background(), m); err != nil {
@@ -344,6 +319,7 @@ func TestDeliveryModes(t *testing.T) {
 }
 
 func TestSuperSafe(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name      string
 		safe      SuperSafe
@@ -369,7 +345,7 @@ func TestSuperSafe(t *testing.T) {
 				q.Start()
 			}
 			defer q.Close(context.Background())
-			if err := q.Enqueue(context.Background(), post(q, NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
+			if err := q.Enqueue(context.Background(), post(NewIDSource(), "x", map[string]int{"a.test": 2})); err != nil {
 				t.Fatal(err)
 			}
 			if s := q.Stats(); !tt.wantSyncs(s.Syncs) {
@@ -380,25 +356,22 @@ func TestSuperSafe(t *testing.T) {
 }
 
 func TestFlushAndDelete(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := groupsConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
 	var refuse atomic.Bool
 	refuse.Store(true)
-	rec := newRecorder(func(string, int) delivery.Status {
+	rec := newRecorder(func(string, int) envelope.Status {
 		if refuse.Load() {
-			return delivery.Deferred
+			return envelope.Deferred
 		}
-		return delivery.Delivered
+		return envelope.Delivered
 	})
-	q, err := Open(cfg, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Start()
+	q := started(t, cfg, rec)
 	ids := NewIDSource()
-	keep := post(q, ids, "keep", map[string]int{"a.test": 2, "b.test": 2})
-	drop := post(q, ids, "drop", map[string]int{"a.test": 3})
+	keep := post(ids, "keep", map[string]int{"a.test": 2, "b.test": 2})
+	drop := post(ids, "drop", map[string]int{"a.test": 3})
 	for _, m := range []*Message{keep, drop} {
 		if err := q.Enqueue(context.Background(), m); err != nil {
 			t.Fatal(err)
@@ -449,12 +422,9 @@ func TestFlushAndDelete(t *testing.T) {
 }
 
 func TestSecondServerIsLockedOut(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
-	q, err := Open(cfg, newRecorder(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
+	opened(t, cfg, newRecorder(nil)) // holds the directories' locks
 	if q2, err := Open(cfg, newRecorder(nil)); err == nil {
 		q2.Close(context.Background())
 		t.Fatal("a second spool opened the same directories")
@@ -476,7 +446,7 @@ type busyDeliverer struct {
 
 func (b *busyDeliverer) Busy(domain string) bool { return domain == "a.test" && b.busy.Load() }
 
-func (b *busyDeliverer) Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result {
+func (b *busyDeliverer) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	b.mu.Lock()
 	b.order = append(b.order, env.Domain)
 	b.mu.Unlock()
@@ -486,6 +456,7 @@ func (b *busyDeliverer) Deliver(ctx context.Context, env delivery.Envelope) []de
 // TestBusyDestinationIsPassedOver: a runner takes mail for a free
 // destination before mail for one at its connection cap.
 func TestBusyDestinationIsPassedOver(t *testing.T) {
+	t.Parallel()
 	cfg := groupsConfig(t.TempDir())
 	cfg.Groups[0].Runners = 1
 	d := &busyDeliverer{}
@@ -495,10 +466,10 @@ func TestBusyDestinationIsPassedOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := NewIDSource()
-	if err := q.Enqueue(context.Background(), post(q, ids, "x", map[string]int{"a.test": 4})); err != nil {
+	if err := q.Enqueue(context.Background(), post(ids, "x", map[string]int{"a.test": 4})); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Enqueue(context.Background(), post(q, ids, "y", map[string]int{"free.test": 1})); err != nil {
+	if err := q.Enqueue(context.Background(), post(ids, "y", map[string]int{"free.test": 1})); err != nil {
 		t.Fatal(err)
 	}
 	q.Start()

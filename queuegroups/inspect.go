@@ -158,11 +158,7 @@ func (q *Queue) Show(id string) (MessageDetail, error) {
 	found := false
 	for _, g := range q.order {
 		g.mu.Lock()
-		for _, d := range g.dirs {
-			m := d.msgs[id]
-			if m == nil {
-				continue
-			}
+		if d, m := g.share(id); m != nil {
 			found = true
 			md.Received, md.Size = m.received, m.bodyLen
 			for _, e := range m.envs {
@@ -222,33 +218,29 @@ func (q *Queue) Flush(group, domain string) (int, error) {
 func (q *Queue) Delete(id string) (int, error) {
 	dropped, found := 0, false
 	for _, g := range q.order {
-		for _, d := range g.dirs {
-			g.mu.Lock()
-			m := d.msgs[id]
-			g.mu.Unlock()
-			if m == nil {
-				continue
-			}
-			found = true
-			if _, _, err := d.j.append(true, false, encodeDelete(id)); err != nil {
-				return dropped, fmt.Errorf("delete %s: %w", id, err)
-			}
-			g.mu.Lock()
-			if d.msgs[id] == m {
-				m.deleted = true
-				delete(d.msgs, id)
-				m.seg.live--
-				for _, e := range m.envs {
-					dropped += e.pendingCount()
-					if e.heapIdx >= 0 {
-						heap.Remove(&g.deferred, e.heapIdx)
-					}
-				}
-				d.collect()
-			}
-			g.mu.Unlock()
-			q.log.Info("message deleted by the operator", "qid", id, "group", g.cfg.Name)
+		g.mu.Lock()
+		d, m := g.share(id)
+		g.mu.Unlock()
+		if m == nil {
+			continue
 		}
+		found = true
+		if _, _, err := d.j.append(true, false, encodeDelete(id)); err != nil {
+			return dropped, fmt.Errorf("delete %s: %w", id, err)
+		}
+		g.mu.Lock()
+		if d.msgs[id] == m {
+			m.deleted = true
+			for _, e := range m.envs {
+				dropped += e.pendingCount()
+				if e.heapIdx >= 0 {
+					heap.Remove(&g.deferred, e.heapIdx)
+				}
+			}
+			d.retire(m)
+		}
+		g.mu.Unlock()
+		q.log.Info("message deleted by the operator", "qid", id, "group", g.cfg.Name)
 	}
 	if !found {
 		return 0, fmt.Errorf("%s: %w", id, ErrNoMessage)

@@ -30,7 +30,7 @@ type segment struct {
 	file *os.File
 	size int64 // bytes of valid records; only the writer changes it for the active segment
 
-	live int          // pending messages whose latest full record is here; guarded by Queue.mu
+	live int          // pending messages whose latest full record is here; guarded by the owning group's mutex
 	pins atomic.Int32 // records appended here that the queue has not registered yet
 }
 
@@ -399,7 +399,7 @@ func (j *journal) closeFiles() {
 	}
 }
 
-// readerAt gives runners a view of a body inside a segment.
+// section gives runners a reader over a body inside a segment.
 func (seg *segment) section(off, n int64) io.Reader {
 	return io.NewSectionReader(seg.file, off, n)
 }

@@ -1,15 +1,16 @@
 package queuegroups
 
 import (
-	"fmt"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // Message is an accepted post as the expander hands it to the queue: the
 // content stored once, and the parts (one per expanded list or alias)
 // whose envelopes all share it.
 type Message struct {
-	ID       string    // from NewID, chosen before expansion so headers can name it
+	ID       string    // from an IDSource, chosen before expansion so headers can name it
 	Received time.Time // when the post was accepted
 	Body     []byte    // the post as received (header and body, CRLF line ends)
 	Parts    []Part
@@ -34,20 +35,12 @@ const (
 	ModeQueue
 )
 
-// Part is one expansion of the message: its own envelope sender and the
-// header lines prepended to Body for its recipients (Received, List-Id).
+// Part is one expansion of the message: the header lines prepended to
+// Body for its recipients (Received, List-Id) and its envelopes, each
+// with its sender and the queue group the expander routed it to.
 type Part struct {
-	Sender    string
 	Prefix    []byte
-	Envelopes []Envelope
-}
-
-// Envelope is one SMTP transaction's recipients, all in one domain, and
-// the queue group the Router chose for that domain ("" is the default).
-type Envelope struct {
-	Group      string
-	Domain     string
-	Recipients []string
+	Envelopes []envelope.Envelope
 }
 
 // Recipients counts every recipient of the message.
@@ -59,197 +52,4 @@ func (m *Message) Recipients() int {
 		}
 	}
 	return n
-}
-
-// msgState is the queue's live view of one message.
-type msgState struct {
-	id       string
-	received time.Time
-	dir      *dir     // the queue directory holding it
-	seg      *segment // segment holding the latest full record
-	bodyOff  int64    // body's offset within seg's file
-	bodyLen  int64
-	parts    []partState
-	envs     []*envState
-	pending  int  // envelopes with at least one pending recipient
-	deleted  bool // removed by the operator; outcomes in flight are dropped
-	warned   bool // the delay warning went out (queuewarn)
-	done     bool // every recipient is final; kept until its DSN is sent
-
-	// For interactive delivery: closed once every envelope has had its
-	// first attempt; untried counts those still waiting.
-	firstDone chan struct{}
-	untried   int
-}
-
-type partState struct {
-	sender string
-	prefix []byte
-}
-
-// envState is one envelope's durable state plus its place in the scheduler.
-type envState struct {
-	msg      *msgState
-	index    int
-	part     int
-	domain   string
-	rcpts    []string
-	status   []rcptStatus
-	replies  []string // last reply per recipient, for queue listings and logs
-	attempts int
-	next     time.Time // zero: due now
-	inflight bool
-	tried    bool // has had an attempt in this process
-	heapIdx  int  // position in the deferred heap, -1 when not there
-}
-
-func (e *envState) pendingCount() int {
-	n := 0
-	for _, s := range e.status {
-		if !s.final() {
-			n++
-		}
-	}
-	return n
-}
-
-// encodeMessage writes the full record of a message in its current state.
-func encodeMessage(m *msgState, body []byte) []byte {
-	size := len(body) + 64
-	for _, e := range m.envs {
-		for _, r := range e.rcpts {
-			size += len(r) + 2
-		}
-	}
-	enc := newEncoder(recMessage, size)
-	enc.str(m.id)
-	enc.time(m.received)
-	enc.byte1(boolByte(m.warned))
-	enc.uvarint(uint64(len(m.parts)))
-	for _, p := range m.parts {
-		enc.str(p.sender)
-		enc.bytes(p.prefix)
-	}
-	enc.uvarint(uint64(len(m.envs)))
-	for _, e := range m.envs {
-		enc.uvarint(uint64(e.part))
-		enc.str(e.domain)
-		enc.uvarint(uint64(e.attempts))
-		enc.time(e.next)
-		enc.uvarint(uint64(len(e.rcpts)))
-		for i, r := range e.rcpts {
-			enc.str(r)
-			enc.byte1(byte(e.status[i]))
-		}
-	}
-	// The body goes last so its offset is known from the record's length.
-	enc.bytes(body)
-	return enc.frame()
-}
-
-// decodeMessage parses a message record; bodyOff is relative to payload.
-func decodeMessage(payload []byte) (m *msgState, bodyOff, bodyLen int, err error) {
-	d := &decoder{b: payload}
-	m = &msgState{id: d.str(), received: d.time()}
-	m.warned = d.byte1() == 1
-	nparts := d.count()
-	for i := 0; i < nparts && d.err == nil; i++ {
-		sender := d.str()
-		prefix, _ := d.bytesRef()
-		m.parts = append(m.parts, partState{sender: sender, prefix: append([]byte(nil), prefix...)})
-	}
-	nenvs := d.count()
-	for i := 0; i < nenvs && d.err == nil; i++ {
-		e := &envState{msg: m, index: i, heapIdx: -1}
-		e.part = int(d.uvarint())
-		e.domain = d.str()
-		e.attempts = int(d.uvarint())
-		e.next = d.time()
-		n := d.count()
-		e.rcpts = make([]string, 0, n)
-		e.status = make([]rcptStatus, 0, n)
-		for j := 0; j < n && d.err == nil; j++ {
-			e.rcpts = append(e.rcpts, d.str())
-			e.status = append(e.status, rcptStatus(d.byte1()))
-		}
-		e.replies = make([]string, len(e.rcpts))
-		if e.part >= len(m.parts) {
-			d.fail()
-		}
-		m.envs = append(m.envs, e)
-	}
-	body, off := d.bytesRef()
-	if d.err != nil {
-		return nil, 0, 0, fmt.Errorf("message record: %w", d.err)
-	}
-	return m, off, len(body), nil
-}
-
-// statusUpdate is the outcome of one attempt of one envelope.
-type statusUpdate struct {
-	id       string
-	env      int
-	attempts int
-	next     time.Time
-	rcpts    []rcptUpdate
-}
-
-type rcptUpdate struct {
-	index  int
-	status rcptStatus
-	reply  string
-}
-
-func encodeStatus(u *statusUpdate) []byte {
-	enc := newEncoder(recStatus, 32+len(u.rcpts)*48)
-	enc.str(u.id)
-	enc.uvarint(uint64(u.env))
-	enc.uvarint(uint64(u.attempts))
-	enc.time(u.next)
-	enc.uvarint(uint64(len(u.rcpts)))
-	for _, r := range u.rcpts {
-		enc.uvarint(uint64(r.index))
-		enc.byte1(byte(r.status))
-		enc.str(r.reply)
-	}
-	return enc.frame()
-}
-
-func decodeStatus(payload []byte) (*statusUpdate, error) {
-	d := &decoder{b: payload}
-	u := &statusUpdate{id: d.str(), env: int(d.uvarint()), attempts: int(d.uvarint()), next: d.time()}
-	n := d.count()
-	for i := 0; i < n && d.err == nil; i++ {
-		u.rcpts = append(u.rcpts, rcptUpdate{index: int(d.uvarint()), status: rcptStatus(d.byte1()), reply: d.str()})
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("status record: %w", d.err)
-	}
-	return u, nil
-}
-
-func boolByte(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// encodeID writes a record of typ that carries only a message ID.
-func encodeID(typ byte, id string) []byte {
-	enc := newEncoder(typ, len(id)+2)
-	enc.str(id)
-	return enc.frame()
-}
-
-func encodeDelete(id string) []byte { return encodeID(recDelete, id) }
-
-// decodeID reads a record written by encodeID.
-func decodeID(payload []byte) (string, error) {
-	d := &decoder{b: payload}
-	id := d.str()
-	if d.err != nil {
-		return "", fmt.Errorf("id record: %w", d.err)
-	}
-	return id, nil
 }

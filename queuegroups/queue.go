@@ -7,21 +7,13 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	"fanmail/delivery"
 )
-
-// Deliverer is what the runners hand envelopes to; *delivery.Agent is one.
-type Deliverer interface {
-	Deliver(ctx context.Context, env delivery.Envelope) []delivery.Result
-}
 
 // Queue is the spool: every queue group with its directories and runners.
 type Queue struct {
 	cfg       Config
 	log       *slog.Logger
 	deliverer Deliverer
-	router    *Router
 	groups    map[string]*group
 	order     []*group // config order, for listings
 
@@ -54,16 +46,17 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue config: %w", err)
 	}
-	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, router: NewRouter(cfg), groups: map[string]*group{},
+	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, groups: map[string]*group{},
 		ids: NewIDSource()}
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
 	if cfg.MaxQueueChildren > 0 {
 		q.children = make(chan struct{}, cfg.MaxQueueChildren)
 	}
+	retry := retryPolicy{min: cfg.RetryMin, max: cfg.RetryMax, queueReturn: cfg.QueueReturn}
 	for _, gc := range cfg.Groups {
-		g := newGroup(q, gc)
+		g := newGroup(gc, retry, d, cfg.Logger)
 		for _, path := range gc.Dirs {
-			dr, err := openDir(g, path, readOnly)
+			dr, err := openDir(path, cfg.SegmentSize, cfg.Logger, readOnly)
 			if err != nil {
 				q.closeDirs()
 				return nil, fmt.Errorf("queue group %s: %w", gc.Name, err)
@@ -73,7 +66,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 		q.groups[gc.Name] = g
 		q.order = append(q.order, g)
 	}
-	q.recover()
+	q.scheduleRecovered()
 	return q, nil
 }
 
@@ -85,42 +78,13 @@ func (q *Queue) closeDirs() {
 	}
 }
 
-// Router is the spool's domain → group table, for the expander.
-func (q *Queue) Router() *Router { return q.router }
-
-// recover schedules every pending recipient found by replay.
-func (q *Queue) recover() {
+// scheduleRecovered schedules every pending recipient found by replay;
+// messages that finished but may still owe a DSN are settled by Start.
+func (q *Queue) scheduleRecovered() {
 	now := time.Now()
 	for _, g := range q.order {
-		var msgs, rcpts int
-		for _, d := range g.dirs {
-			for id, m := range d.msgs {
-				for _, e := range m.envs {
-					if n := e.pendingCount(); n > 0 {
-						m.pending++
-						rcpts += n
-					}
-				}
-				if m.pending == 0 && !m.failedFor() {
-					delete(d.msgs, id)
-					continue
-				}
-				msgs++
-				m.seg.live++
-				if m.pending == 0 {
-					m.done = true // its DSN may not have gone out
-					q.unsettled = append(q.unsettled, id)
-				}
-				for _, e := range m.envs {
-					if e.pendingCount() > 0 {
-						g.schedule(e, now)
-					}
-				}
-			}
-			if !d.j.isReadOnly() {
-				d.collect()
-			}
-		}
+		msgs, rcpts, unsettled := g.recovered(now)
+		q.unsettled = append(q.unsettled, unsettled...)
 		if msgs > 0 {
 			q.log.Info("queue recovered", "group", g.cfg.Name, "messages", msgs, "recipients", rcpts)
 		}
@@ -133,16 +97,43 @@ func (q *Queue) Start() {
 		for _, g := range q.order {
 			for i := 0; i < g.cfg.Runners; i++ {
 				q.wg.Add(1)
-				go g.runner()
+				go q.runner(g)
 			}
 			q.wg.Add(1)
-			go g.retryTimer()
+			go func() {
+				defer q.wg.Done()
+				g.retryTimer(q.runCtx)
+			}()
 		}
 		for _, id := range q.unsettled {
 			q.settle(id)
 		}
 		q.unsettled = nil
 	})
+}
+
+// runner is one of g's persistent runners (sendmail -qp): it takes due
+// envelopes from g, one at a time, within the MaxQueueChildren cap, and
+// sends the DSNs and delay warnings their outcomes call for.
+func (q *Queue) runner(g *group) {
+	defer q.wg.Done()
+	for {
+		e := g.take()
+		if e == nil {
+			return
+		}
+		if !q.acquire(g) {
+			g.putBack(e)
+			return
+		}
+		switch m, next := g.attempt(q.runCtx, e); next {
+		case shareFinished:
+			q.settle(m.id)
+		case stillDeferred:
+			q.warnDelayed(g, m, time.Now())
+		}
+		q.release(g)
+	}
 }
 
 // acquire takes one of the MaxQueueChildren slots for a delivery by g;
@@ -246,9 +237,15 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) error {
 	return nil
 }
 
-// split builds one msgState per group that m's envelopes name.
+// split builds one msgState per group that m's envelopes name. A
+// share keeps one part per part of m and envelope sender it holds.
 func (q *Queue) split(m *Message, mode DeliveryMode) ([]*share, error) {
+	type partKey struct {
+		part   int
+		sender string
+	}
 	byGroup := map[string]*share{}
+	partIdx := map[*share]map[partKey]int{}
 	var shares []*share
 	for pi, p := range m.Parts {
 		for _, e := range p.Envelopes {
@@ -267,14 +264,19 @@ func (q *Queue) split(m *Message, mode DeliveryMode) ([]*share, error) {
 				}
 				d := g.pickDir()
 				sh = &share{g: g, d: d, ms: &msgState{id: m.ID, received: m.Received, dir: d}}
-				for _, p := range m.Parts {
-					sh.ms.parts = append(sh.ms.parts, partState{sender: p.Sender, prefix: p.Prefix})
-				}
 				byGroup[name] = sh
+				partIdx[sh] = map[partKey]int{}
 				shares = append(shares, sh)
 			}
 			ms := sh.ms
-			ms.envs = append(ms.envs, &envState{msg: ms, index: len(ms.envs), part: pi, domain: e.Domain,
+			key := partKey{pi, e.Sender}
+			part, ok := partIdx[sh][key]
+			if !ok {
+				part = len(ms.parts)
+				partIdx[sh][key] = part
+				ms.parts = append(ms.parts, partState{sender: e.Sender, prefix: p.Prefix})
+			}
+			ms.envs = append(ms.envs, &envState{msg: ms, index: len(ms.envs), part: part, domain: e.Domain,
 				rcpts: e.Recipients, status: make([]rcptStatus, len(e.Recipients)),
 				replies: make([]string, len(e.Recipients)), heapIdx: -1})
 		}

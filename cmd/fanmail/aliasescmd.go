@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"fanmail/aliases"
 	"fanmail/expander"
 	"fanmail/lists"
-	"fanmail/queuegroups"
 )
 
 func aliasesCommand() *cli.Command {
@@ -129,11 +127,11 @@ func aliasesExpand(c *cli.Context) error {
 		fmt.Fprintln(bw, line)
 	}
 	if opts.bool("explain") {
-		spool, err := cfg.Spool(nil)
+		router, err := expander.NewRouter(cfg.Routing())
 		if err != nil {
 			return err
 		}
-		explain(bw, res, queuegroups.NewRouter(spool))
+		expander.Explain(bw, res, router)
 	}
 	if err := bw.Flush(); err != nil {
 		return err
@@ -244,65 +242,4 @@ func (l storeLists) ListMembers(ctx context.Context, addr string) ([]string, boo
 	}
 	m, err := l.s.Members(ctx, addr)
 	return m, err == nil, err
-}
-
-// explain prints the expansion tree and how the addresses would be cut
-// into envelopes: per envelope sender, per domain, in the domain's queue
-// group, at most that group's r each.
-func explain(w io.Writer, res aliases.Result, router *queuegroups.Router) {
-	fmt.Fprintln(w, "\nexpansion:")
-	for _, n := range res.Tree {
-		printNode(w, n, 1)
-	}
-	fmt.Fprintln(w, "\nenvelopes:")
-	var senders []string
-	bySender := map[string][]string{}
-	for _, t := range res.Targets {
-		s := t.Sender
-		if s == "" {
-			s = "<the post's sender>"
-		}
-		if t.Kind != aliases.Address {
-			fmt.Fprintf(w, "  local delivery %s, sender %s\n", t, s)
-			continue
-		}
-		if _, ok := bySender[s]; !ok {
-			senders = append(senders, s)
-		}
-		bySender[s] = append(bySender[s], t.Value)
-	}
-	for _, s := range senders {
-		n := map[string]int{} // envelopes so far per domain
-		for _, env := range expander.SplitRouted(bySender[s], router) {
-			n[env.Domain]++
-			group, r := router.Route(env.Domain)
-			fmt.Fprintf(w, "  sender %s, queue group %s (r=%d), domain %s, envelope %d: %s\n",
-				s, group, r, env.Domain, n[env.Domain], summarize(env.Recipients))
-		}
-	}
-}
-
-// printNode prints one branch; an alias whose owner-NAME changes the
-// envelope sender says so on its line.
-func printNode(w io.Writer, n *aliases.Node, depth int) {
-	line := strings.Repeat("  ", depth) + n.Label
-	if n.Note != "" {
-		line += "  (" + n.Note + ")"
-	}
-	if len(n.Children) > 0 && n.Children[0].Sender != n.Sender {
-		line += "  [envelope sender " + n.Children[0].Sender + "]"
-	}
-	fmt.Fprintln(w, line)
-	for _, c := range n.Children {
-		printNode(w, c, depth+1)
-	}
-}
-
-// summarize lists a few recipients of an envelope and counts the rest.
-func summarize(rcpts []string) string {
-	const show = 5
-	if len(rcpts) <= show {
-		return fmt.Sprintf("%s: %s", plural(len(rcpts), "recipient", "recipients"), strings.Join(rcpts, ", "))
-	}
-	return fmt.Sprintf("%d recipients: %s, ..., %s", len(rcpts), strings.Join(rcpts[:show-1], ", "), rcpts[len(rcpts)-1])
 }

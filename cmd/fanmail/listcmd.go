@@ -39,6 +39,19 @@ func withStore(c *cli.Context, fn func(*lists.Store) error) error {
 	return errors.Join(fn(store), store.Close())
 }
 
+// withList runs fn with the store open and list looked up. A list that
+// does not exist, before fn or by the time fn changes it, is reported
+// with how to create it.
+func withList(c *cli.Context, list string, fn func(*lists.Store, lists.List) error) error {
+	return withStore(c, func(store *lists.Store) error {
+		l, err := store.GetList(c.Context, list)
+		if err == nil {
+			err = fn(store, l)
+		}
+		return noList(list, err)
+	})
+}
+
 // noList turns ErrNoList into a message that says how to fix it.
 func noList(list string, err error) error {
 	if errors.Is(err, lists.ErrNoList) {
@@ -110,13 +123,9 @@ func listDelete(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withStore(c, func(store *lists.Store) error {
-		l, err := store.GetList(c.Context, list)
-		if err != nil {
-			return noList(list, err)
-		}
+	return withList(c, list, func(store *lists.Store, l lists.List) error {
 		if err := store.DeleteList(c.Context, l.Address); err != nil {
-			return noList(list, err)
+			return err
 		}
 		fmt.Fprintf(c.App.Writer, "deleted list %s and its %s\n", l.Address, plural(l.Members, "member", "members"))
 		return nil
@@ -128,11 +137,7 @@ func listShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withStore(c, func(store *lists.Store) error {
-		l, err := store.GetList(c.Context, list)
-		if err != nil {
-			return noList(list, err)
-		}
+	return withList(c, list, func(_ *lists.Store, l lists.List) error {
 		owner := l.Owner
 		if owner == "" {
 			owner = "(none)"
@@ -194,19 +199,10 @@ func memberCommand() *cli.Command {
 }
 
 func memberAdd(c *cli.Context) error {
-	list, addrs, err := memberArgs(c, "member add")
-	if err != nil {
-		return err
-	}
-	return withStore(c, func(store *lists.Store) error {
-		l, err := store.GetList(c.Context, list)
-		if err != nil {
-			return noList(list, err)
-		}
-		unique := countUnique(addrs)
+	return changeMembers(c, "member add", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
 		added, err := store.AddMembersProgress(c.Context, l.Address, addrs, progress(c, "adding members"))
 		if err != nil {
-			return noList(list, err)
+			return err
 		}
 		fmt.Fprintf(c.App.Writer, "added %s to %s (%d already present%s)\n",
 			plural(added, "member", "members"), l.Address, unique-added, dupNote(len(addrs)-unique))
@@ -215,23 +211,26 @@ func memberAdd(c *cli.Context) error {
 }
 
 func memberRm(c *cli.Context) error {
-	list, addrs, err := memberArgs(c, "member rm")
-	if err != nil {
-		return err
-	}
-	return withStore(c, func(store *lists.Store) error {
-		l, err := store.GetList(c.Context, list)
-		if err != nil {
-			return noList(list, err)
-		}
-		unique := countUnique(addrs)
+	return changeMembers(c, "member rm", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
 		removed, err := store.RemoveMembers(c.Context, l.Address, addrs)
 		if err != nil {
-			return noList(list, err)
+			return err
 		}
 		fmt.Fprintf(c.App.Writer, "removed %s from %s (%s%s)\n",
 			plural(removed, "member", "members"), l.Address, notMembers(unique-removed), dupNote(len(addrs)-unique))
 		return nil
+	})
+}
+
+// changeMembers reads a member command's list and addresses and runs
+// apply on them, with the number of distinct addresses.
+func changeMembers(c *cli.Context, cmd string, apply func(store *lists.Store, l lists.List, addrs []string, unique int) error) error {
+	list, addrs, err := memberArgs(c, cmd)
+	if err != nil {
+		return err
+	}
+	return withList(c, list, func(store *lists.Store, l lists.List) error {
+		return apply(store, l, addrs, countUnique(addrs))
 	})
 }
 

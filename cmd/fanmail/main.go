@@ -48,28 +48,22 @@ func newApp() *cli.App {
 	}
 }
 
-// loadConfig builds the effective config: defaults, then the file named by
-// --config, then command-line flags, then validation.
+// loadConfig builds the effective config: defaults, then the file named
+// by --config, then command-line flags, then validation.
 func loadConfig(c *cli.Context) (config.Config, error) {
-	cfg := config.Default()
-	if path := c.String("config"); path != "" {
-		var err error
-		if cfg, err = config.Load(path); err != nil {
-			return cfg, err
+	return config.Load(c.String("config"), func(cfg *config.Config) {
+		if dir := c.String("data-dir"); dir != "" {
+			cfg.DataDir = dir
 		}
-	}
-	if dir := c.String("data-dir"); dir != "" {
-		cfg.DataDir = dir
-	}
-	if c.Command != nil && c.Command.Name == "serve" {
-		if v := c.String("listen"); v != "" {
-			cfg.Listen = v
+		if c.Command != nil && c.Command.Name == "serve" {
+			if v := c.String("listen"); v != "" {
+				cfg.Listen = v
+			}
+			if v := c.String("hostname"); v != "" {
+				cfg.Hostname = v
+			}
 		}
-		if v := c.String("hostname"); v != "" {
-			cfg.Hostname = v
-		}
-	}
-	return cfg, cfg.Validate()
+	})
 }
 
 func configCommand() *cli.Command {

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fanmail/config"
+	"fanmail/control"
 	"fanmail/queuegroups"
 )
 
@@ -61,7 +62,7 @@ func withQueue(c *cli.Context, fn func(queueSource) error) error {
 	if err != nil {
 		return err
 	}
-	client, err := queuegroups.DialAdmin(cfg.AdminSocket())
+	client, err := control.Dial(cfg.AdminSocket())
 	if err == nil {
 		return fn(client)
 	}
@@ -168,12 +169,12 @@ func queueShow(c *cli.Context) error {
 // liveQueue is for the tools that change the queue: with a server they go
 // through it; without one, flush has nothing to wake and delete edits
 // the spool itself under the server's lock.
-func liveQueue(c *cli.Context) (*queuegroups.AdminClient, config.Config, error) {
+func liveQueue(c *cli.Context) (*control.Client, config.Config, error) {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return nil, cfg, err
 	}
-	client, err := queuegroups.DialAdmin(cfg.AdminSocket())
+	client, err := control.Dial(cfg.AdminSocket())
 	return client, cfg, err
 }
 
@@ -203,7 +204,7 @@ func queueDelete(c *cli.Context) error {
 	switch {
 	case err == nil:
 		dropped, err = client.Delete(id)
-	case errors.Is(err, queuegroups.ErrNoServer):
+	case errors.Is(err, control.ErrNoServer):
 		dropped, err = deleteOffline(cfg, id)
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -13,7 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fanmail/aliases"
+	"fanmail/config"
+	"fanmail/control"
 	"fanmail/delivery"
 	"fanmail/delivery/local"
 	"fanmail/expander"
@@ -46,130 +48,165 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	s, err := buildServer(cfg, c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	serveErr := s.run()
+	s.stop()
+	return serveErr
+}
+
+// server is the pipeline of one fanmail serve, wired: the list store,
+// the delivery agent, the spool, the expander with its aliases, and the
+// SMTP listener.
+type server struct {
+	cfg     config.Config
+	logOut  *logWriter
+	log     *slog.Logger
+	store   *lists.Store
+	agent   *delivery.Agent
+	queue   *queuegroups.Queue
+	aliases *expander.Aliases // nil: no aliases files
+	smtp    *ingress.Server
+	groups  int // queue groups, for the start-up line
+
+	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
+	cancel context.CancelFunc
+}
+
+// buildServer opens every part of the pipeline, in the order each needs
+// the last, and binds the SMTP port. On error it closes what it opened.
+func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
+	s := &server{cfg: cfg}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
 	// An aliases file's |program must never run as root: refuse to start.
 	var programCred *local.Credentials
 	if len(cfg.Aliases.Files) > 0 {
 		if programCred, err = local.RunAs(cfg.Aliases.ProgramUser, os.Geteuid()); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	logOut := newLogWriter(c.App.ErrWriter, 100*time.Millisecond)
-	defer logOut.Close()
-	log := slog.New(slog.NewTextHandler(logOut, nil))
+	s.logOut = newLogWriter(logTo, 100*time.Millisecond)
+	s.log = slog.New(slog.NewTextHandler(s.logOut, nil))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	store, err := lists.Open(cfg.ListsDB())
+	if s.store, err = lists.Open(cfg.ListsDB()); err != nil {
+		return nil, err
+	}
+	deliveryCfg := cfg.DeliveryConfig(s.log)
+	deliveryCfg.ProgramCred = programCred
+	if s.agent, err = delivery.New(deliveryCfg); err != nil {
+		return nil, err
+	}
+	spoolCfg, err := cfg.Spool(s.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer store.Close()
-
-	deliveryCfg := cfg.DeliveryConfig(log)
-	deliveryCfg.ProgramCred, deliveryCfg.ProgramTimeout = programCred, cfg.Aliases.ProgramTimeout.D()
-	agent, err := delivery.New(deliveryCfg)
+	if s.queue, err = queuegroups.Open(spoolCfg, s.agent); err != nil {
+		return nil, err
+	}
+	s.groups = len(spoolCfg.Groups)
+	router, err := expander.NewRouter(cfg.Routing())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer agent.Close()
-
-	spoolCfg, err := cfg.Spool(log)
-	if err != nil {
-		return err
-	}
-	queue, err := queuegroups.Open(spoolCfg, agent)
-	if err != nil {
-		return err
-	}
-
-	exp := expander.New(store, cfg.Hostname, queue.Router())
-	var aliasTable *expander.Aliases
+	exp := expander.New(s.store, cfg.Hostname, router)
 	if len(cfg.Aliases.Files) > 0 {
-		aliasTable, err = expander.LoadAliases(expander.AliasConfig{
-			Files: cfg.Aliases.Files, LocalDomains: aliases.ClassW(cfg.Hostname, cfg.Aliases.LocalDomains...),
-			Merge: cfg.Aliases.MergeDuplicates, AllowIncludeExec: cfg.Aliases.AllowIncludeExec,
-			Logger: log, Lists: store.Lists,
-		})
-		if err != nil {
-			queue.Close(context.Background())
-			return err
+		if s.aliases, err = expander.LoadAliases(cfg.AliasConfig(s.log, s.store.Lists)); err != nil {
+			return nil, err
 		}
-		exp.WithAliases(aliasTable)
+		exp.WithAliases(s.aliases)
 	}
-	srv := ingress.New(ingress.Config{
-		Listen:         cfg.Listen,
-		Hostname:       cfg.Hostname,
-		MaxMessageSize: int64(cfg.MaxMessageSize),
-		Load: ingress.Load{
-			QueueLA:          cfg.Load.QueueLA,
-			DelayLA:          cfg.Load.DelayLA,
-			RefuseLA:         cfg.Load.RefuseLA,
-			QueueDepthQueue:  cfg.Load.QueueDepthQueue,
-			QueueDepthDelay:  cfg.Load.QueueDepthDelay,
-			QueueDepthRefuse: cfg.Load.QueueDepthRefuse,
-			MaxSessions:      cfg.Load.MaxSessions,
-			Delay:            cfg.Load.Delay.D(),
-			// The one place that knows how to count the spool's
-			// pending recipients; ingress samples it at most every
-			// 250ms.
-			QueueDepth: func() int { return queue.Stats().Recipients },
-		},
-		Logger: log,
-	}, exp, queue, queuegroups.NewIDSource())
-	if err := srv.Listen(); err != nil {
-		queue.Close(context.Background())
-		return err
+	// The one place that knows how to count the spool's pending
+	// recipients; ingress samples it at most every 250ms.
+	queueDepth := func() int { return s.queue.Stats().Recipients }
+	s.smtp = ingress.New(cfg.IngressConfig(s.log, queueDepth), exp, s.queue, queuegroups.NewIDSource())
+	if err := s.smtp.Listen(); err != nil {
+		return nil, err
 	}
-	queue.Start()
-	adminCtx, stopAdmin := context.WithCancel(context.Background())
-	defer stopAdmin()
-	if err := queue.ServeAdmin(adminCtx, cfg.AdminSocket()); err != nil {
-		log.Warn("queue tools will read the spool directly", "err", err)
-	}
-	dataDir, _ := filepath.Abs(cfg.DataDir)
-	log.Info("fanmail started", "listen", srv.Addr().String(), "hostname", cfg.Hostname,
-		"data_dir", dataDir, "lists_db", cfg.ListsDB(), "queue_groups", len(spoolCfg.Groups))
-	logOut.flush()
+	return s, nil
+}
 
-	if aliasTable != nil {
-		go aliasTable.Watch(adminCtx, 2*time.Second)
+// run starts the runners, the control socket and the aliases watcher,
+// serves SMTP and returns when a signal says stop (SIGHUP reloads the
+// aliases instead) or the SMTP server fails.
+func (s *server) run() error {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.queue.Start()
+	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), s.queue, s.log); err != nil {
+		s.log.Warn("queue tools will read the spool directly", "err", err)
+	}
+	dataDir, _ := filepath.Abs(s.cfg.DataDir)
+	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
+		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups)
+	s.logOut.flush()
+	if s.aliases != nil {
+		go s.aliases.Watch(s.ctx, 2*time.Second)
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	go func() { served <- s.smtp.Serve() }()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	var serveErr error
-wait:
 	for {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				// sendmail's newaliases signal: reload the aliases files.
-				if aliasTable != nil {
-					_ = aliasTable.Reload()
+				if s.aliases != nil {
+					_ = s.aliases.Reload()
 				}
 				continue
 			}
-			log.Info("shutting down", "signal", sig.String())
-		case serveErr = <-served:
-			log.Error("SMTP server stopped", "err", serveErr)
+			s.log.Info("shutting down", "signal", sig.String())
+			return nil
+		case err := <-served:
+			s.log.Error("SMTP server stopped", "err", err)
+			return err
 		}
-		break wait
 	}
+}
 
-	// Stop taking mail first, so every 250 already sent is in the journal,
-	// then give deliveries in progress a moment to finish; whatever is
-	// still pending stays queued for the next start.
+// stop takes no more mail first, so every 250 already sent is in the
+// journal, then gives deliveries in progress a moment to finish; whatever
+// is still pending stays queued for the next start.
+func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	srv.Shutdown(ctx)
+	s.smtp.Shutdown(ctx)
 	cancel()
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := queue.Close(ctx); err != nil {
-		log.Warn("deliveries interrupted at shutdown; they stay queued", "err", err)
+	if err := s.queue.Close(ctx); err != nil {
+		s.log.Warn("deliveries interrupted at shutdown; they stay queued", "err", err)
 	}
-	log.Info("fanmail stopped")
-	return serveErr
+	s.log.Info("fanmail stopped")
+	s.close()
+}
+
+// close releases whatever buildServer and run opened, the queue last
+// of the pipeline: stop has closed it already, and after a failed build
+// its runners never started.
+func (s *server) close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.queue != nil {
+		_ = s.queue.Close(context.Background())
+	}
+	if s.agent != nil {
+		s.agent.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.logOut != nil {
+		s.logOut.Close()
+	}
 }

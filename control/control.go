@@ -1,4 +1,11 @@
-package queuegroups
+// Package control is the edge the queue tools (fanmail queue, show,
+// flush, delete) reach a running server through: a small HTTP API over
+// a unix socket in the data directory, so their answers are the live
+// queue's, with the socket's file mode keeping other users out. It is a
+// thin adapter beside the pipeline: the queue (package queuegroups) owns
+// the state and the operations, cmd/fanmail wires the two together, and
+// this package only carries requests and answers.
+package control
 
 import (
 	"context"
@@ -6,25 +13,32 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"time"
+
+	"fanmail/queuegroups"
 )
 
-// The queue tools (fanmail queue, show, flush, delete) talk to a running
-// server over a unix socket in its data directory, so their answers are
-// the live queue's; the socket's file mode keeps other users out.
+// Spool is what the socket serves; *queuegroups.Queue is one.
+type Spool interface {
+	Summary(top, limit int) []queuegroups.DirSummary
+	Show(id string) (queuegroups.MessageDetail, error)
+	Flush(group, domain string) (int, error)
+	Delete(id string) (int, error)
+}
 
-// AdminHandler serves the queue tools' requests:
+// Handler serves the queue tools' requests:
 //
-//	GET    /queue?top=N&limit=N  []DirSummary
+//	GET    /queue?top=N&limit=N  []queuegroups.DirSummary
 //	GET    /queue/{id}           MessageDetail
 //	POST   /flush?group=&domain= {"moved": N}
 //	DELETE /queue/{id}           {"dropped": N}
-func (q *Queue) AdminHandler() http.Handler {
+func Handler(q Spool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
 		top, _ := strconv.Atoi(r.URL.Query().Get("top"))
@@ -66,16 +80,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
-	if errors.Is(err, ErrNoMessage) || errors.Is(err, ErrNoGroup) {
+	if errors.Is(err, queuegroups.ErrNoMessage) || errors.Is(err, queuegroups.ErrNoGroup) {
 		code = http.StatusNotFound
 	}
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-// ServeAdmin listens on the unix socket at path (replacing a stale one:
-// the caller holds the queue's directory locks, so no other server owns
-// it) and serves AdminHandler until ctx ends.
-func (q *Queue) ServeAdmin(ctx context.Context, path string) error {
+// Serve listens on the unix socket at path (replacing a stale one: the
+// caller holds the queue's directory locks, so no other server owns it)
+// and serves Handler(q) until ctx ends. A nil log discards.
+func Serve(ctx context.Context, path string, q Spool, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -85,7 +102,7 @@ func (q *Queue) ServeAdmin(ctx context.Context, path string) error {
 		ln.Close()
 		return fmt.Errorf("queue admin socket: %w", err)
 	}
-	srv := &http.Server{Handler: q.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: Handler(q), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
@@ -93,23 +110,23 @@ func (q *Queue) ServeAdmin(ctx context.Context, path string) error {
 	}()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			q.log.Error("queue admin socket stopped", "err", err)
+			log.Error("queue admin socket stopped", "err", err)
 		}
 	}()
 	return nil
 }
 
-// AdminClient calls a running server's AdminHandler over its socket.
-type AdminClient struct {
+// Client calls a running server's Handler over its socket.
+type Client struct {
 	http *http.Client
 }
 
 // ErrNoServer means nothing answers on the admin socket.
 var ErrNoServer = errors.New("no fanmail server is running on this data directory")
 
-// DialAdmin returns a client for the server whose socket is at path, or
+// Dial returns a client for the server whose socket is at path, or
 // ErrNoServer when none answers there.
-func DialAdmin(path string) (*AdminClient, error) {
+func Dial(path string) (*Client, error) {
 	conn, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("%w (socket %s: %v)", ErrNoServer, path, err)
@@ -119,10 +136,10 @@ func DialAdmin(path string) (*AdminClient, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}}
-	return &AdminClient{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+	return &Client{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
 }
 
-func (c *AdminClient) do(method, path string, query url.Values, out any) error {
+func (c *Client) do(method, path string, query url.Values, out any) error {
 	u := url.URL{Scheme: "http", Host: "fanmail", Path: path, RawQuery: query.Encode()}
 	req, err := http.NewRequest(method, u.String(), nil)
 	if err != nil {
@@ -151,28 +168,28 @@ func (c *AdminClient) do(method, path string, query url.Values, out any) error {
 }
 
 // Summary is Queue.Summary on the server.
-func (c *AdminClient) Summary(top, limit int) ([]DirSummary, error) {
-	var out []DirSummary
+func (c *Client) Summary(top, limit int) ([]queuegroups.DirSummary, error) {
+	var out []queuegroups.DirSummary
 	err := c.do("GET", "/queue", url.Values{"top": {strconv.Itoa(top)}, "limit": {strconv.Itoa(limit)}}, &out)
 	return out, err
 }
 
 // Show is Queue.Show on the server.
-func (c *AdminClient) Show(id string) (MessageDetail, error) {
-	var out MessageDetail
+func (c *Client) Show(id string) (queuegroups.MessageDetail, error) {
+	var out queuegroups.MessageDetail
 	err := c.do("GET", "/queue/"+url.PathEscape(id), nil, &out)
 	return out, err
 }
 
 // Flush is Queue.Flush on the server.
-func (c *AdminClient) Flush(group, domain string) (int, error) {
+func (c *Client) Flush(group, domain string) (int, error) {
 	var out map[string]int
 	err := c.do("POST", "/flush", url.Values{"group": {group}, "domain": {domain}}, &out)
 	return out["moved"], err
 }
 
 // Delete is Queue.Delete on the server.
-func (c *AdminClient) Delete(id string) (int, error) {
+func (c *Client) Delete(id string) (int, error) {
 	var out map[string]int
 	err := c.do("DELETE", "/queue/"+url.PathEscape(id), nil, &out)
 	return out["dropped"], err

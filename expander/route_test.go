@@ -6,39 +6,51 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"fanmail/envelope"
 	"fanmail/queuegroups"
 )
 
+// routerOf routes every domain to the default group, cut at r.
+func routerOf(t *testing.T, r int) *Router {
+	t.Helper()
+	router, err := NewRouter(RouterConfig{RecipientsPerEnvelope: map[string]int{queuegroups.DefaultGroup: r}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return router
+}
+
 func TestSplit(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		rcpts []string
 		r     int
-		want  []queuegroups.Envelope
+		want  []envelope.Envelope
 	}{
 		{
 			name:  "groups by domain, sorted, cut at r",
 			rcpts: []string{"c@b.test", "a@a.test", "b@b.test", "a@b.test"},
 			r:     2,
-			want: []queuegroups.Envelope{
-				{Domain: "a.test", Recipients: []string{"a@a.test"}},
-				{Domain: "b.test", Recipients: []string{"a@b.test", "b@b.test"}},
-				{Domain: "b.test", Recipients: []string{"c@b.test"}},
+			want: []envelope.Envelope{
+				{Group: "default", Domain: "a.test", Recipients: []string{"a@a.test"}},
+				{Group: "default", Domain: "b.test", Recipients: []string{"a@b.test", "b@b.test"}},
+				{Group: "default", Domain: "b.test", Recipients: []string{"c@b.test"}},
 			},
 		},
 		{
 			name:  "duplicates removed, domain case-insensitive, local part kept",
 			rcpts: []string{"Bob@Example.TEST", "Bob@example.test", "bob@example.test"},
 			r:     100,
-			want: []queuegroups.Envelope{
-				{Domain: "example.test", Recipients: []string{"Bob@example.test", "bob@example.test"}},
+			want: []envelope.Envelope{
+				{Group: "default", Domain: "example.test", Recipients: []string{"Bob@example.test", "bob@example.test"}},
 			},
 		},
 		{name: "empty", rcpts: nil, r: 100, want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, Split(tt.rcpts, tt.r)); diff != "" {
+			if diff := cmp.Diff(tt.want, routerOf(t, tt.r).Split("", tt.rcpts)); diff != "" {
 				t.Errorf("Split (-want +got):\n%s", diff)
 			}
 		})
@@ -46,6 +58,7 @@ func TestSplit(t *testing.T) {
 }
 
 func TestSplitEnvelopeCount(t *testing.T) {
+	t.Parallel()
 	// 1,000 members over 20 domains with r=7: each domain yields
 	// ceil(members/7) envelopes and no envelope exceeds r.
 	var rcpts []string
@@ -57,7 +70,7 @@ func TestSplitEnvelopeCount(t *testing.T) {
 	}
 	got := map[string]int{}
 	total := 0
-	for _, e := range Split(rcpts, 7) {
+	for _, e := range routerOf(t, 7).Split("", rcpts) {
 		if len(e.Recipients) > 7 || len(e.Recipients) == 0 {
 			t.Fatalf("envelope for %s has %d recipients", e.Domain, len(e.Recipients))
 		}
@@ -75,6 +88,7 @@ func TestSplitEnvelopeCount(t *testing.T) {
 }
 
 func TestStripListID(t *testing.T) {
+	t.Parallel()
 	in := "From: a@b.test\r\nList-Id: Other list\r\n <other.example.org>\r\nSubject: x\r\n\r\nbody\r\nList-Id: <kept.in.body>\r\n"
 	body, ids := stripListID([]byte(in))
 	want := "From: a@b.test\r\nSubject: x\r\n\r\nbody\r\nList-Id: <kept.in.body>\r\n"
@@ -93,14 +107,14 @@ func TestStripListID(t *testing.T) {
 // TestSplitRouted checks that each domain lands in the group its rule
 // names and is cut by that group's r=.
 func TestSplitRouted(t *testing.T) {
-	router := queuegroups.NewRouter(queuegroups.Config{
-		Groups: []queuegroups.GroupConfig{
-			{Name: "default", RecipientsPerEnvelope: 3},
-			{Name: "big", RecipientsPerEnvelope: 2},
-			{Name: "control"},
-		},
-		Rules: []queuegroups.Rule{{Patterns: []string{"big.test", "*.big.test"}, Group: "big"}},
+	t.Parallel()
+	router, err := NewRouter(RouterConfig{
+		RecipientsPerEnvelope: map[string]int{"default": 3, "big": 2, "control": 0},
+		Rules:                 []Rule{{Patterns: []string{"big.test", "*.big.test"}, Group: "big"}},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var rcpts []string
 	for _, d := range []string{"big.test", "mx.big.test", "small.test"} {
 		for i := 0; i < 5; i++ {
@@ -109,7 +123,7 @@ func TestSplitRouted(t *testing.T) {
 	}
 	got := map[string][]int{}
 	groups := map[string]string{}
-	for _, e := range SplitRouted(rcpts, router) {
+	for _, e := range router.Split("", rcpts) {
 		got[e.Domain] = append(got[e.Domain], len(e.Recipients))
 		groups[e.Domain] = e.Group
 	}

@@ -1,4 +1,4 @@
-package delivery
+package envelope
 
 import (
 	"fmt"
@@ -6,17 +6,16 @@ import (
 	"time"
 )
 
-// Envelope is one SMTP transaction's worth of work: a sender, recipients
-// that all share one destination domain, and the message to send them.
-// The queue hands delivery plain Envelopes; delivery never reaches back
-// into the queue.
-type Envelope struct {
-	QueueID    string // for logs only
-	Sender     string // MAIL FROM; "" is the null sender
-	Domain     string // lowercase destination domain shared by every recipient
-	Recipients []string
-	Size       int64            // exact size of what Open returns, for SIZE=
-	Open       func() io.Reader // a fresh reader over the whole message each call
+// Request is one delivery request (Postfix's deliver_request): an
+// envelope, whose recipients all share one destination domain, and the
+// message to send them. The queue hands delivery plain Requests and gets
+// a Result per recipient back; delivery never reaches back into the
+// queue, and the queue knows delivery only through these types.
+type Request struct {
+	QueueID string // for logs only
+	Envelope
+	Size int64            // exact size of what Open returns, for SIZE=
+	Open func() io.Reader // a fresh reader over the whole message each call
 	// EightBit says the message has 8-bit content; when false, delivery
 	// scans it only if a server lacks 8BITMIME.
 	EightBit bool
@@ -46,15 +45,14 @@ func (s Status) String() string {
 	return fmt.Sprintf("status(%d)", int(s))
 }
 
-// Result is what happened to one recipient, with the reply that decided it.
+// Result is what happened to one recipient, with the reply that decided
+// it: Code is 0 when no reply was received, and Host names the MX that
+// answered, for a DSN's Remote-MTA.
 type Result struct {
 	Recipient string
 	Status    Status
-	Code      int    // SMTP reply code; 0 when no reply was received
-	Enhanced  string // RFC 3463 status such as "5.1.1"; may be empty
-	Text      string // the remote reply text or a description of the local error
-	Relay     string // host:port of the MX that answered, if any
-	Host      string // that MX's host name, for a DSN's Remote-MTA
+	Reply
+	Relay string // host:port of the MX that answered, if any
 	// RetryAfter, when positive, is how soon a Deferred recipient is worth
 	// retrying: short when the destination was only busy, the remaining
 	// time when it is suspended. Zero means the queue's normal backoff.
