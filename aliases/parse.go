@@ -84,10 +84,7 @@ func join(lines []physical, i int, l *logical, b *strings.Builder) int {
 	b.Reset()
 	last := lines[i].text
 	for ; i+1 < len(lines) && continues(last, lines[i+1].text); i++ {
-		if strings.HasSuffix(last, `\`) {
-			last = last[:len(last)-1]
-		}
-		b.WriteString(last)
+		b.WriteString(strings.TrimSuffix(last, `\`))
 		last = lines[i+1].text
 		l.segs = append(l.segs, b.Len())
 		l.lines = append(l.lines, lines[i+1].n)
