@@ -93,7 +93,7 @@ var hardPhrases = []string{
 // code and its diagnostic text (either may be empty).
 func Classify(status, diagnostic string) Severity {
 	code := status
-	if code == "" {
+	if !validStatus(code) {
 		code = statusIn(diagnostic)
 	}
 	if code == "" {
