@@ -436,7 +436,12 @@ func failedHeader(v string) []rawRecipient {
 func normalize(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	s = strings.TrimRight(s, ".,;:")
-	s = strings.Trim(s, "'\"")
+	for _, q := range []string{"'", `"`} {
+		// A quoted whole address, not a quoted local part.
+		if len(s) > 2 && strings.HasPrefix(s, q) && strings.HasSuffix(s, q) && !strings.Contains(s[1:len(s)-1], q) {
+			s = s[1 : len(s)-1]
+		}
+	}
 	if strings.HasPrefix(s, "<") && strings.HasSuffix(s, ">") {
 		s = s[1 : len(s)-1]
 	}
