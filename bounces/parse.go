@@ -113,6 +113,9 @@ func parse(r io.Reader) (result, error) {
 		}
 		fromDSN = append(fromDSN, rs...)
 		groups += n
+		if n >= maxGroups {
+			res.Truncated = true
+		}
 	}
 	format, fromText := detect(m)
 

@@ -164,7 +164,9 @@ func exchangeText(m *mail) ([]rawRecipient, bool) {
 	}
 	diag := findLine(m.lines, 0, "Diagnostic information for administrators")
 	var rs []rawRecipient
-	find := func(addr string) *rawRecipient {
+	// find returns the recipient addr, added with the line naming it
+	// as its first evidence if it is new.
+	find := func(addr, line string) *rawRecipient {
 		for i := range rs {
 			if strings.EqualFold(rs[i].addr, addr) {
 				return &rs[i]
@@ -173,7 +175,7 @@ func exchangeText(m *mail) ([]rawRecipient, bool) {
 		if len(rs) > maxRecipients {
 			return nil
 		}
-		rs = append(rs, rawRecipient{addr: addr, action: action})
+		rs = append(rs, rawRecipient{addr: addr, action: action, evidence: line + "\n"})
 		return &rs[len(rs)-1]
 	}
 	if head >= 0 {
@@ -194,9 +196,7 @@ func exchangeText(m *mail) ([]rawRecipient, bool) {
 				addr = b[1]
 			}
 			if addr != "" {
-				if last = find(addr); last != nil {
-					last.evidence += t + "\n"
-				}
+				last = find(addr, t)
 				continue
 			}
 			if last != nil {
@@ -207,8 +207,7 @@ func exchangeText(m *mail) ([]rawRecipient, bool) {
 			}
 		}
 	} else if y := firstMatch(m.lines, exchangeYourMsgRE); y != nil {
-		r := find(y[1])
-		r.evidence = y[0]
+		find(y[1], y[0])
 	}
 	if diag >= 0 {
 		var cur *rawRecipient
@@ -222,7 +221,7 @@ func exchangeText(m *mail) ([]rawRecipient, bool) {
 				continue
 			}
 			if b := bareAddressRE.FindStringSubmatch(t); b != nil {
-				cur = find(b[1])
+				cur = find(b[1], t)
 				continue
 			}
 			if cur == nil || t == "" {
