@@ -177,8 +177,11 @@ func Examine(rcpt string, msg io.Reader) (Evidence, error) {
 
 func verpEvidence(member string, res result) (Recipient, bool) {
 	for _, rc := range res.Recipients {
-		if rc.Address == member || rc.FinalRecipient == member {
-			rc.Address = member
+		if rc.Address == member {
+			return rc, true
+		}
+		if rc.FinalRecipient == member {
+			rc.Address, rc.FinalRecipient = member, ""
 			return rc, true
 		}
 	}
