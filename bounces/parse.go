@@ -168,8 +168,10 @@ type mail struct {
 
 func readMessage(buf []byte) *mail {
 	m := &mail{}
-	br := bufio.NewReader(bytes.NewReader(buf))
+	rd := bytes.NewReader(buf)
+	br := bufio.NewReader(rd)
 	h, err := textproto.ReadHeader(br)
+	body := buf[len(buf)-rd.Len()-br.Buffered():]
 	if err != nil {
 		// Not a message header: all we can do is read it as text.
 		m.texts = append(m.texts, string(buf))
@@ -187,6 +189,13 @@ func readMessage(buf []byte) *mail {
 	// entity; the error only says the body was not converted.
 	if e, _ := message.New(mh, br); e != nil {
 		m.visit(e, 0)
+	}
+	if mt, _, _ := mh.ContentType(); strings.HasPrefix(mt, "multipart/") && m.parts == 0 {
+		// MIME too broken to walk (a boundary that never comes, a
+		// header folded without white space): read the raw body as
+		// text rather than nothing. The detectors stop where the
+		// returned message starts.
+		m.texts = append(m.texts, string(body))
 	}
 	m.finishText()
 	return m
