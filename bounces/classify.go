@@ -28,9 +28,11 @@ const (
 // same as "the member's address is bad": 5.2.2 (mailbox full), 5.3.x
 // (the remote system), 5.6.x (this message's content) and 5.7.x (policy,
 // mostly spam filters) are permanent for this message only. Mailman's
-// bounce help calls the first kind hard and the rest soft, and "when in
-// doubt, hard" (Mailman 2.1 Gui/Bounce.py, kept in Mailman 3's Postorius
-// help); Sympa likewise weighs mailbox-full at half a permanent error.
+// bounce help (Mailman 2.1, Mailman/Gui/Bounce.py) calls a fatal error
+// hard and a transient one soft, and says "when in doubt, a hard
+// severity is used"; which permanent codes count as soft follows common
+// practice (Sympa's bounce management, for one, weighs a full mailbox at
+// half a permanent error) and RFC 3463's descriptions of the subjects.
 //
 //	class 2 (success), class 4 (transient)   soft
 //	5.0.x  other/undefined                   hard, unless the text says otherwise

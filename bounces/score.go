@@ -26,9 +26,9 @@ import (
 //     after the last, the member is removed. With no warnings, the member
 //     is removed at once.
 //
-// Weights: Mailman's bounce documentation (the bounce_processing help
-// text of Mailman 2.1, still the description Postorius shows) gives hard
-// bounces 1 and soft bounces 0.5; Mailman 3's code scores every
+// Weights: Mailman's bounce help (Mailman 2.1, Mailman/Gui/Bounce.py:
+// "Hard bounces increment by 1 while soft bounces increment by 0.5")
+// gives hard bounces 1 and soft bounces 0.5; Mailman 3's code scores every
 // registered bounce 1 and drops temporary failures before they are
 // registered. fanmail uses the documented weights, since it tells hard
 // from soft (see Classify), and like Mailman never scores a delay (an
