@@ -35,10 +35,10 @@ func detect(m *mail) (Format, []rawRecipient) {
 
 // findLine returns the index of the first line at or after from that
 // contains sub, ignoring case, or -1.
-func findLine(lines []string, from int, sub string) int {
+func (m *mail) findLine(from int, sub string) int {
 	sub = strings.ToLower(sub)
-	for i := from; i < len(lines); i++ {
-		if strings.Contains(strings.ToLower(lines[i]), sub) {
+	for i := from; i < len(m.lower); i++ {
+		if strings.Contains(m.lower[i], sub) {
 			return i
 		}
 	}
@@ -76,19 +76,22 @@ var (
 )
 
 func postfixText(m *mail) ([]rawRecipient, bool) {
-	start := findLine(m.lines, 0, "This is the mail system at host")
+	start := m.findLine(0, "This is the mail system at host")
 	if start < 0 {
-		start = findLine(m.lines, 0, "This is the Postfix program at host")
+		start = m.findLine(0, "This is the Postfix program at host")
 	}
 	if start < 0 {
 		return nil, false
 	}
 	action := dsn.Failed
-	if findLine(m.lines, start, "THIS IS A WARNING ONLY") >= 0 || strings.HasPrefix(m.subject, "Delayed Mail") {
+	if m.findLine(start, "THIS IS A WARNING ONLY") >= 0 || strings.HasPrefix(m.subject, "Delayed Mail") {
 		action = dsn.Delayed
 	}
 	var rs []rawRecipient
 	for i := start; i < len(m.lines) && len(rs) <= maxRecipients; i++ {
+		if !strings.HasPrefix(m.lines[i], "<") {
+			continue
+		}
 		p := postfixRcptRE.FindStringSubmatch(m.lines[i])
 		if p == nil {
 			continue
@@ -137,7 +140,7 @@ func postfixText(m *mail) ([]rawRecipient, bool) {
 var eximHostRE = regexp.MustCompile(`(?i)host (\S+) \[[^\]]*\]`)
 
 func eximText(m *mail) ([]rawRecipient, bool) {
-	start := findLine(m.lines, 0, "This message was created automatically by mail delivery software")
+	start := m.findLine(0, "This message was created automatically by mail delivery software")
 	if start < 0 {
 		return nil, false
 	}
@@ -236,9 +239,9 @@ var (
 )
 
 func sendmailText(m *mail) ([]rawRecipient, bool) {
-	fatal := findLine(m.lines, 0, "addresses had permanent fatal errors")
-	transient := findLine(m.lines, 0, "addresses had transient non-fatal errors")
-	transcript := findLine(m.lines, 0, "----- Transcript of session follows -----")
+	fatal := m.findLine(0, "addresses had permanent fatal errors")
+	transient := m.findLine(0, "addresses had transient non-fatal errors")
+	transcript := m.findLine(0, "----- Transcript of session follows -----")
 	if fatal < 0 && transient < 0 && transcript < 0 {
 		return nil, false
 	}
@@ -337,7 +340,7 @@ var (
 )
 
 func qmailText(m *mail) ([]rawRecipient, bool) {
-	start := findLine(m.lines, 0, "This is the qmail-send program at")
+	start := m.findLine(0, "This is the qmail-send program at")
 	if start < 0 {
 		return nil, false
 	}

@@ -163,7 +163,8 @@ type mail struct {
 	truncated bool
 	// reportingMTA is the reporting host a text notice names.
 	reportingMTA string
-	lines        []string // the text to scan, split into lines (see text)
+	lines        []string // the text to scan, split into lines (see finishText)
+	lower        []string // the same lines in lower case, for findLine
 }
 
 func readMessage(buf []byte) *mail {
@@ -272,6 +273,10 @@ func (m *mail) finishText() {
 		lines[i] = strings.TrimRight(l, " \t")
 	}
 	m.lines = lines
+	m.lower = make([]string, len(lines))
+	for i, l := range lines {
+		m.lower[i] = strings.ToLower(l)
+	}
 }
 
 // stripHTML turns an HTML body into text: tags become line breaks (so

@@ -65,7 +65,13 @@ var (
 )
 
 func gmailText(m *mail) ([]rawRecipient, bool) {
-	end := findLine(m.lines, 0, "----- Original message -----")
+	// The regular expressions below are costly; most text has none of
+	// the sentences they look for.
+	if m.findLine(0, "delivered to") < 0 && m.findLine(0, "problem delivering your message") < 0 &&
+		m.findLine(0, "delivery to the following recipient") < 0 {
+		return nil, false
+	}
+	end := m.findLine(0, "----- Original message -----")
 	if end < 0 {
 		end = len(m.lines)
 	}
@@ -156,13 +162,13 @@ var (
 
 func exchangeText(m *mail) ([]rawRecipient, bool) {
 	action := dsn.Failed
-	head := findLine(m.lines, 0, "Delivery has failed to these recipients or")
+	head := m.findLine(0, "Delivery has failed to these recipients or")
 	if head < 0 {
-		if head = findLine(m.lines, 0, "Delivery is delayed to these recipients or"); head >= 0 {
+		if head = m.findLine(0, "Delivery is delayed to these recipients or"); head >= 0 {
 			action = dsn.Delayed
 		}
 	}
-	diag := findLine(m.lines, 0, "Diagnostic information for administrators")
+	diag := m.findLine(0, "Diagnostic information for administrators")
 	var rs []rawRecipient
 	// find returns the recipient addr, added with the line naming it
 	// as its first evidence if it is new.
@@ -206,8 +212,10 @@ func exchangeText(m *mail) ([]rawRecipient, bool) {
 				}
 			}
 		}
-	} else if y := firstMatch(m.lines, exchangeYourMsgRE); y != nil {
-		find(y[1], y[0])
+	} else if m.findLine(0, "your message to") >= 0 {
+		if y := firstMatch(m.lines, exchangeYourMsgRE); y != nil {
+			find(y[1], y[0])
+		}
 	}
 	if diag >= 0 {
 		var cur *rawRecipient
@@ -284,7 +292,7 @@ func (m *mail) delayLike() bool {
 	}
 	for _, s := range []string{"this is a warning", "will be retried", "will retry", "not yet been delivered",
 		"delivery attempts will continue", "you do not need to resend"} {
-		if findLine(m.lines, 0, s) >= 0 {
+		if m.findLine(0, s) >= 0 {
 			return true
 		}
 	}
@@ -334,7 +342,7 @@ func isChallenge(m *mail) bool {
 	}
 	asks := false
 	for _, s := range []string{"confirm", "verify", "verification", "approve"} {
-		if containsFold(m.subject, s) || findLine(m.lines, 0, s) >= 0 {
+		if containsFold(m.subject, s) || m.findLine(0, s) >= 0 {
 			asks = true
 			break
 		}
@@ -344,7 +352,7 @@ func isChallenge(m *mail) bool {
 	}
 	for _, s := range []string{"approved senders", "approved sender list", "whitelist", "allowlist",
 		"to control spam", "spam protection", "challenge", "verify that you are", "confirm that you are"} {
-		if findLine(m.lines, 0, s) >= 0 {
+		if m.findLine(0, s) >= 0 {
 			return true
 		}
 	}
