@@ -26,8 +26,9 @@ import (
 // whose local part itself contains "-bounces+" cannot be VERP-encoded
 // (EncodeVERP refuses it). A member local part that needs quoting makes a
 // quoted VERP local part, which address.Parse unquotes again. The fixed
-// parts ("-bounces", "+", "=") are matched without regard to case, since
-// some MTAs change the case of the addresses they return to.
+// "-bounces" and the domains are matched without regard to case, since
+// some MTAs change the case of the addresses they return to; the list's
+// and the member's local parts are returned as written.
 //
 // Length. RFC 5321 §4.5.3.1.1 lets a receiver refuse local parts over 64
 // octets, and a VERP local part is the list's and the member's together.
