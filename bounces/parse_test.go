@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"fanmail/dsn"
+	"fanmail/envelope"
 )
 
 // TestParseOwnDSN reads the DSNs fanmail itself writes (package dsn),
@@ -23,10 +24,10 @@ func TestParseOwnDSN(t *testing.T) {
 		Header:       []byte("From: dave@example.net\r\nTo: dev@lists.example.org\r\nSubject: hi\r\n"),
 		Recipients: []dsn.Recipient{
 			{FinalRecipient: "ann@example.com", OriginalRecipient: "ann@example.com", Action: dsn.Failed,
-				Status: "5.1.1", RemoteMTA: "mx.example.com", Code: 550, Text: "No such user", LastAttempt: at},
-			{FinalRecipient: "bob@example.org", Action: dsn.Delayed, Status: "4.4.1",
-				Text: "connection timed out", WillRetryUntil: at.Add(120 * time.Hour)},
-			{FinalRecipient: "jörg@exämple.net", Action: dsn.Failed, Status: "5.2.2", Code: 552, Text: "Mailbox full"},
+				Reply: envelope.Reply{Enhanced: "5.1.1", Host: "mx.example.com", Code: 550, Text: "No such user"}, LastAttempt: at},
+			{FinalRecipient: "bob@example.org", Action: dsn.Delayed,
+				Reply: envelope.Reply{Enhanced: "4.4.1", Text: "connection timed out"}, WillRetryUntil: at.Add(120 * time.Hour)},
+			{FinalRecipient: "jörg@exämple.net", Action: dsn.Failed, Reply: envelope.Reply{Enhanced: "5.2.2", Code: 552, Text: "Mailbox full"}},
 		},
 	})
 	if err != nil {
