@@ -58,7 +58,7 @@ var signCases = []signCase{
 		name:   "space before colon",
 		header: "From : bob@example.org\r\nSubject\t: obsolete syntax (RFC 5322 §4.5)\r\n",
 		sep:    "\r\n", body: "x\r\n", wantH: "from:from:subject",
-		noDkimpy: "dkimpy rejects a field with whitespace before its colon",
+		noDkimpy: "dkimpy does not parse whitespace before a colon: it takes \"From :\" for an mbox From_ line and skips it, and rejects other such fields",
 	},
 	{name: "empty body", header: basicHeader, sep: "\r\n", body: "", wantH: basicH},
 	{name: "body without final CRLF", header: basicHeader, sep: "\r\n", body: "line one\r\nlast line", wantH: basicH},
