@@ -173,9 +173,12 @@ func NormalizeDomain(s string) (string, error) {
 	if !utf8.ValidString(d) {
 		return "", fmt.Errorf("domain %q: invalid UTF-8", s)
 	}
-	a, err := idna.Lookup.ToASCII(d)
-	if err != nil {
-		return "", fmt.Errorf("domain %q: not a valid domain name (%v)", s, err)
+	a := strings.ToLower(d)
+	if !isASCII(d) {
+		var err error
+		if a, err = idna.Lookup.ToASCII(d); err != nil {
+			return "", fmt.Errorf("domain %q: not a valid internationalized domain name (%v)", s, err)
+		}
 	}
 	if err := checkName(a); err != nil {
 		return "", fmt.Errorf("domain %q: %w", s, err)
@@ -197,6 +200,15 @@ func NormalizeSelector(s string) (string, error) {
 		return "", fmt.Errorf("selector %q: %w", s, err)
 	}
 	return sel, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // checkName checks a dot-separated LDH name in lowercase ASCII.

@@ -34,6 +34,7 @@ func newApp() *cli.App {
 			queueCommand(),
 			configCommand(),
 			aliasesCommand(),
+			dkimCommand(),
 		},
 		HideHelpCommand: true,
 	}
