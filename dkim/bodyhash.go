@@ -67,7 +67,7 @@ type BodyHasher struct {
 	done  bool
 }
 
-const hasherBuf = 32 << 10
+const hasherBuf = 8 << 10 // large enough that SHA-256 runs in long blocks
 
 // NewBodyHasher returns a BodyHasher for one body.
 func NewBodyHasher() *BodyHasher {
@@ -106,9 +106,18 @@ func (b *BodyHasher) Write(p []byte) (int, error) {
 			b.wsp = true
 			i++
 		default:
+			// The run of text to copy as it is: up to the next special
+			// byte, but across a single SP between two words, which
+			// canonicalization keeps (most of the spaces of a text).
 			j := i + 1
-			for j < len(p) && !special[p[j]] {
-				j++
+			for j < len(p) {
+				if !special[p[j]] {
+					j++
+				} else if p[j] == ' ' && j+1 < len(p) && !special[p[j+1]] {
+					j += 2
+				} else {
+					break
+				}
 			}
 			b.pending()
 			b.out = append(b.out, p[i:j]...)

@@ -123,23 +123,25 @@ var signedFields = [...]string{
 // would leave the signature valid while many mail readers show the
 // added one.
 func selectFields(fields []field) (names []string, picked []field, err error) {
+	names = make([]string, 0, len(fields)+1)
+	picked = make([]field, 0, len(fields))
 	for _, name := range signedFields {
-		var same []field
+		n := 0
 		for i := len(fields) - 1; i >= 0; i-- {
 			if strings.EqualFold(fields[i].name, name) {
-				same = append(same, fields[i])
+				picked = append(picked, fields[i])
+				n++
 			}
 		}
 		if name == "from" {
-			if len(same) == 0 {
+			if n == 0 {
 				return nil, nil, fmt.Errorf("dkim: the header has no From field (RFC 5322 requires one, and DKIM must sign it)")
 			}
 			names = append(names, name) // the over-signed entry: n+1 names pick n fields and then nothing
 		}
-		for range same {
+		for range n {
 			names = append(names, name)
 		}
-		picked = append(picked, same...)
 	}
 	return names, picked, nil
 }
