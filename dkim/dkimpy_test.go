@@ -100,6 +100,7 @@ func latin1(b []byte) string {
 }
 
 func TestSignVerifiesWithDkimpy(t *testing.T) {
+	t.Parallel()
 	py := dkimpy(t)
 	kr := testKeyring(t)
 	var msgs []string
@@ -150,6 +151,7 @@ func TestSignVerifiesWithDkimpy(t *testing.T) {
 // TestSign20MBBody signs a 20 MB body streamed through the hasher and has
 // both verifiers read the whole message as a stream.
 func TestSign20MBBody(t *testing.T) {
+	t.Parallel()
 	kr := testKeyring(t)
 	bh, err := HashBody(&bigBody{n: bigSize})
 	if err != nil {

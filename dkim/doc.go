@@ -13,10 +13,14 @@
 //  2. The header signature (b=): Signer.Sign takes a header block and the
 //     body hash and returns the DKIM-Signature field to prepend:
 //     a=rsa-sha256 or ed25519-sha256 (RFC 8463), c=relaxed/relaxed, t= the
-//     signing time, h= the fields of signedFields that are present (each
-//     as often as it occurs) plus From once more than it occurs. A domain
-//     with both an RSA and an Ed25519 key is signed with both (RFC 8463
-//     §6): receivers that do not know Ed25519 still find the RSA one.
+//     signing time, h= the fields a reader sees and a list adds (From,
+//     To, Cc, Subject, Date, Message-ID, Reply-To, List-Id, List-Post,
+//     List-Help, List-Subscribe, List-Unsubscribe, List-Unsubscribe-Post,
+//     List-Archive, MIME-Version, Content-Type) that are present, each as
+//     often as it occurs, and From once more than it occurs. A domain
+//     with both an RSA and an Ed25519 key is signed with both (a message
+//     may carry several signatures, RFC 6376 §4): receivers that do not
+//     know Ed25519 skip that one and still find the RSA one.
 //
 // Keys live under the data directory as DIR/dkim/DOMAIN/SELECTOR.key,
 // one PEM private key per file (PKCS#8 as written by `fanmail dkim

@@ -163,8 +163,9 @@ func marshalKey(k crypto.Signer) ([]byte, error) {
 }
 
 // NormalizeDomain checks a signing domain and returns it as the DNS has
-// it: lowercase A-labels (an internationalized name is converted, RFC
-// 8616 §4), without a trailing dot. It needs at least two labels.
+// it: lowercase A-labels (an internationalized name is converted, since
+// verifiers look the key up by A-labels, RFC 8616), without a trailing
+// dot. It needs at least two labels.
 func NormalizeDomain(s string) (string, error) {
 	d := strings.TrimSuffix(strings.TrimSpace(s), ".")
 	if d == "" {
