@@ -1,6 +1,8 @@
 #!/bin/sh
 # The developer tasks, shared by the Makefile, .ci/run and the README:
 #
+#   scripts/tasks.sh deps    install the Debian packages some tests use
+#                            (they skip without them, naming the package)
 #   scripts/tasks.sh test    the README's test command: go test -race ./...
 #   scripts/tasks.sh check   gofmt, go vet and staticcheck (pinned below)
 #   scripts/tasks.sh fuzz    every fuzz target for FUZZTIME each (default 30s)
@@ -15,8 +17,19 @@ cd "$(dirname "$0")/.."
 
 STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Debian packages the tests use when present: python3-dkim verifies
+# DKIM signatures independently of fanmail's own code.
+DEBS="python3-dkim"
+
 task=${1:-}
 case $task in
+deps)
+	sudo=
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	$sudo apt-get update -qq
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $DEBS
+	;;
 test)
 	go test -race ./...
 	;;
@@ -49,7 +62,7 @@ bench)
 	go test -run '^$' -bench . -benchtime 3x ./lists/
 	;;
 *)
-	echo "usage: scripts/tasks.sh test|check|fuzz|bench" >&2
+	echo "usage: scripts/tasks.sh deps|test|check|fuzz|bench" >&2
 	exit 2
 	;;
 esac

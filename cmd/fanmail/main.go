@@ -43,6 +43,7 @@ func newApp() *cli.App {
 					return cli.Exit("", local.RunFileHelper(c.Args().Slice(), os.Stdin, os.Stdout))
 				},
 			},
+			dkimCommand(),
 		},
 		HideHelpCommand: true,
 	}
