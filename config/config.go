@@ -11,12 +11,14 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,15 +108,19 @@ func Default() Config {
 
 // Load returns the effective configuration: the defaults, then the file
 // at path ("" for none), then each of set (command-line flags), then
-// Complete; it is validated once, at the end, and its errors name path.
+// Complete; it is validated once, at the end. The error reports every
+// problem at once, one *Problem per line, each naming the file, the line
+// and the key; only a syntax error, which ends parsing, comes alone.
 func Load(path string, set ...func(*Config)) (Config, error) {
 	cfg := Default()
+	var problems []error
+	var ix *keyIndex
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return cfg, fmt.Errorf("read config: %w", err)
 		}
-		if err := cfg.parse(path, string(data)); err != nil {
+		if cfg, ix, problems, err = parse(path, data); err != nil {
 			return cfg, err
 		}
 	}
@@ -122,33 +128,66 @@ func Load(path string, set ...func(*Config)) (Config, error) {
 		f(&cfg)
 	}
 	cfg.Complete()
-	if err := cfg.Validate(); err != nil {
-		if path != "" {
-			return cfg, fmt.Errorf("%s: %w", path, err)
-		}
-		return cfg, err
+	for _, err := range unwrapAll(cfg.Validate()) {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		problems = append(problems, &Problem{File: path, Line: ix.line(key), Key: key, Msg: msg})
 	}
-	return cfg, nil
+	// In file order; problems of keys not in the file (defaults, flags) last.
+	slices.SortStableFunc(problems, func(a, b error) int {
+		la, lb := a.(*Problem).Line, b.(*Problem).Line
+		if (la == 0) != (lb == 0) {
+			return cmp.Compare(lb, la)
+		}
+		return cmp.Compare(la, lb)
+	})
+	return cfg, errors.Join(problems...)
 }
 
-func (c *Config) parse(path, data string) error {
-	md, err := toml.Decode(data, c)
-	if err != nil {
+// maxTypeErrors bounds the decoding passes of one file.
+const maxTypeErrors = 100
+
+// parse decodes data over the defaults. A syntax error is returned as
+// err. A value of the wrong type is a problem, and its key = value is
+// blanked and the file decoded again, so that every such value is
+// reported, not just the first; the keys no field takes are problems too.
+func parse(path string, data []byte) (Config, *keyIndex, []error, error) {
+	ix, syntaxErr := indexKeys(data)
+	var problems []error
+	for {
+		cfg := Default()
+		md, err := toml.Decode(string(data), &cfg)
+		if err == nil {
+			for _, k := range md.Undecoded() {
+				problems = append(problems, &Problem{File: path, Line: ix.line(k.String()), Key: k.String(),
+					Msg: "unknown key (check the spelling against contrib/fanmail.toml.example or `fanmail config check`)"})
+			}
+			return cfg, ix, problems, nil
+		}
 		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
+		if syntaxErr != nil && errors.As(err, &perr) {
+			return cfg, ix, nil, fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
 		}
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
+		p := typeProblem(path, ix, err)
+		if p == nil {
+			return cfg, ix, nil, fmt.Errorf("%s: %w", path, err)
 		}
-		sort.Strings(keys)
-		return fmt.Errorf("%s: unknown key %s (check the spelling against `fanmail config check`)", path, strings.Join(keys, ", "))
+		problems = append(problems, p)
+		var ok bool
+		if data, ok = ix.blank(data, p.Key); !ok || len(problems) >= maxTypeErrors {
+			return cfg, ix, nil, errors.Join(problems...)
+		}
 	}
-	return nil
+}
+
+// unwrapAll returns the errors joined in err, or err alone.
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Complete fills in what the defaults derive from other settings, once

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -40,12 +39,7 @@ func dkimKeygen(c *cli.Context) error {
 		Force:     c.Bool("force"),
 		Now:       time.Now(),
 	}
-	sel, alg := o.Selector, string(o.Algorithm)
-	args, err := dkimArgs(c.Args().Slice(), map[string]*string{"selector": &sel, "algorithm": &alg}, map[string]*bool{"force": &o.Force})
-	if err != nil {
-		return fmt.Errorf("dkim keygen: %w", err)
-	}
-	o.Selector, o.Algorithm = sel, dkim.Algorithm(alg)
+	args := c.Args().Slice()
 	if len(args) != 1 {
 		return errors.New("dkim keygen: give exactly one DOMAIN, e.g. fanmail dkim keygen lists.example.org --algorithm rsa")
 	}
@@ -69,7 +63,7 @@ func dkimLs(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return errors.New("dkim ls: takes no arguments")
 	}
-	cfg, err := loadConfig(c)
+	cfg, err := readConfig(c)
 	if err != nil {
 		return err
 	}
@@ -77,7 +71,7 @@ func dkimLs(c *cli.Context) error {
 	kr, loadErr := dkim.LoadKeyring(dir, nil)
 	keys := kr.Keys()
 	if len(keys) == 0 && loadErr == nil {
-		fmt.Fprintln(c.App.ErrWriter, "no DKIM keys yet (create one with: fanmail dkim keygen DOMAIN)")
+		fmt.Fprintf(c.App.ErrWriter, "no DKIM keys yet in %s (create one with: fanmail dkim keygen DOMAIN)\n", absPath(dir))
 		return nil
 	}
 	if len(keys) > 0 {
@@ -106,39 +100,4 @@ func describeKey(k *dkim.Key) string {
 		return fmt.Sprintf("rsa %d bits", k.Bits)
 	}
 	return string(k.Algorithm)
-}
-
-// dkimArgs returns the positional arguments with the named flags taken
-// out, so that flags may follow DOMAIN (urfave/cli v2 stops parsing flags
-// at the first argument). After "--" everything is an argument.
-func dkimArgs(in []string, strs map[string]*string, bools map[string]*bool) ([]string, error) {
-	var out []string
-	for i := 0; i < len(in); i++ {
-		arg := in[i]
-		if arg == "--" {
-			return append(out, in[i+1:]...), nil
-		}
-		if len(arg) < 2 || arg[0] != '-' {
-			out = append(out, arg)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		if b, ok := bools[name]; ok {
-			*b = !hasValue || value == "true"
-			continue
-		}
-		s, ok := strs[name]
-		if !ok {
-			return nil, fmt.Errorf("unknown flag %s", arg)
-		}
-		if !hasValue {
-			if i+1 == len(in) {
-				return nil, fmt.Errorf("flag %s needs a value", arg)
-			}
-			i++
-			value = in[i]
-		}
-		*s = value
-	}
-	return out, nil
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	if err := runApp(newApp(), os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "fanmail: %v\n", err)
 		os.Exit(1)
 	}
@@ -22,8 +22,9 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "fanmail",
-		Usage: "mailing-list expander and distribution server",
+		Name:    "fanmail",
+		Usage:   "mailing-list expander and distribution server",
+		Version: readBuildInfo().String(),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (TOML); every key is optional", EnvVars: []string{"FANMAIL_CONFIG"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` holding lists.db and the queue (default ./fanmail-data)", EnvVars: []string{"FANMAIL_DATA_DIR"}},
@@ -44,6 +45,7 @@ func newApp() *cli.App {
 				},
 			},
 			dkimCommand(),
+			versionCommand(),
 		},
 		HideHelpCommand: true,
 	}
@@ -80,8 +82,16 @@ func configCommand() *cli.Command {
 					return fmt.Errorf("config check: give exactly one FILE")
 				}
 				cfg, err := config.Load(c.Args().First())
-				if err != nil {
-					return err
+				var problems []*config.Problem
+				if err != nil && !config.Problems(err, &problems) {
+					return err // unreadable or unparsable: one error
+				}
+				if len(problems) > 0 {
+					// Every problem, one per line, each naming file, line and key.
+					for _, p := range problems {
+						fmt.Fprintln(c.App.ErrWriter, p)
+					}
+					return failed(c, "config check: "+plural(len(problems), "problem", "problems"))
 				}
 				fmt.Fprint(c.App.Writer, cfg.String(), cfg.SpoolSummary())
 				return nil
