@@ -82,6 +82,9 @@ type Server struct {
 
 	bufs sync.Pool // of *bytes.Buffer, for reading posts
 
+	counters counters // observe.go
+	refusals *rateLog // refused commands and connections
+
 	// inData counts DATA commands being processed, so shutdown can wait
 	// until every message that may get a 250 is on disk.
 	inData sync.WaitGroup
@@ -103,7 +106,7 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
-		load: newLoadMonitor(cfg.Load, cfg.Logger)}
+		load: newLoadMonitor(cfg.Load, cfg.Logger), refusals: &rateLog{out: cfg.Logger, perSecond: 20}}
 	s.bufs.New = func() any { return new(bytes.Buffer) }
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
@@ -194,6 +197,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	ss.srv.load.pace()
 	if from != "" {
 		if _, err := address.Parse(from); err != nil {
+			ss.rejected("MAIL", "bad_sender", "from", from, "err", err)
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 				Message: fmt.Sprintf("Bad sender address syntax: %v", err)}
 		}
@@ -206,6 +210,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
 	mbox, err := address.Parse(to)
 	if err != nil {
+		ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 	}
@@ -213,11 +218,13 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if errors.Is(err, expander.ErrUnknownRecipient) {
 		// One reply for every unknown address: no relaying, and no hint
 		// about which local names exist.
+		ss.rejected("RCPT", "unknown_recipient", "from", ss.from, "rcpt", to)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
 			Message: "No such list here; this server does not relay"}
 	}
 	if err != nil {
 		ss.srv.log.Error("recipient lookup failed", "rcpt", to, "err", err)
+		ss.srv.countRejected("RCPT", "temp_failure")
 		return errTempStore
 	}
 	if !ss.seen[list] {
@@ -247,9 +254,11 @@ func (ss *session) Data(r io.Reader) error {
 	if _, err := buf.ReadFrom(r); err != nil {
 		var serr *smtp.SMTPError
 		if errors.As(err, &serr) {
+			ss.rejected("DATA", "too_big", "from", ss.from, "lists", ss.lists)
 			return serr // 552 5.3.4 from the size limit
 		}
 		if errors.Is(err, smtp.ErrTooLongLine) {
+			ss.rejected("DATA", "line_too_long", "from", ss.from, "lists", ss.lists)
 			// go-smtp closes the session after this reply: the rest of
 			// the line cannot be told apart from commands.
 			return errLineTooLong
@@ -263,15 +272,16 @@ func (ss *session) Data(r io.Reader) error {
 		RemoteAddr: ss.remote, Lists: ss.lists, Body: buf.Bytes()}
 	msg, err := s.exp.Expand(ctx, post)
 	if errors.Is(err, expander.ErrLoop) {
-		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "loop", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errLoop
 	}
 	if errors.Is(err, expander.ErrNoTargets) {
-		s.log.Warn("rejected post: alias expansion left no recipients", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "no_targets", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errNoTargets
 	}
 	if err != nil {
 		s.log.Error("expansion failed", "qid", id, "err", err)
+		s.countRejected("DATA", "temp_failure")
 		return errTempStore
 	}
 	rcpts := msg.Recipients()
@@ -284,10 +294,13 @@ func (ss *session) Data(r io.Reader) error {
 	if rcpts > 0 {
 		if err := s.queue.Enqueue(ctx, msg); err != nil {
 			s.log.Error("cannot queue message", "qid", id, "err", err)
+			s.countRejected("DATA", "temp_failure")
 			return errTempStore
 		}
 	}
-	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts, "queue_only", queueOnly)
+	s.counters.accepted.Add(1)
+	s.log.Info("accepted", "qid", id, "client", ss.remote, "helo", post.Helo, "from", ss.from,
+		"message_id", messageID(post.Body), "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts, "queue_only", queueOnly)
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}

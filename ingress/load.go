@@ -225,7 +225,7 @@ func (l *loadListener) Accept() (net.Conn, error) {
 		}
 		s := l.s
 		if s.load.current()&stateRefuse != 0 {
-			l.reject(c, "Service temporarily unavailable, system overloaded; try again later")
+			l.reject(c, "overload", "Service temporarily unavailable, system overloaded; try again later")
 			continue
 		}
 		limit := int64(s.cfg.Load.MaxSessions)
@@ -234,18 +234,24 @@ func (l *loadListener) Accept() (net.Conn, error) {
 			if !l.full.Swap(true) {
 				s.log.Warn("overload: too many sessions, refusing connections", "sessions", n, "max_sessions", limit)
 			}
-			l.reject(c, "Service temporarily unavailable, too many sessions; try again later")
+			l.reject(c, "max_sessions", "Service temporarily unavailable, too many sessions; try again later")
 			continue
 		}
 		l.sessions.Add(1)
+		s.counters.sessionsTotal.Add(1)
 		return &sessionConn{Conn: c, l: l}, nil
 	}
 }
 
-// reject sends the 421 greeting and closes. Clients must wait for the
+// reject counts and logs the refusal, sends the 421 greeting and closes. Clients must wait for the
 // greeting before speaking (RFC 5321 §3.1), so nothing unread is pending
 // and the close does not reset the connection under the reply.
-func (l *loadListener) reject(c net.Conn, text string) {
+func (l *loadListener) reject(c net.Conn, reason, text string) {
+	client := ""
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		client = a.IP.String()
+	}
+	l.s.refused(reason, client)
 	host := l.s.cfg.Hostname
 	if host == "" {
 		host = "localhost"

@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -218,7 +219,9 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
+// listenRE finds the bound address in the start-up line, logged as text
+// or as JSON (--log-format json).
+var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)|"msg":"fanmail started","listen":"([^"]+)"`)
 
 // startFanmail runs `fanmail --config cfg serve` and waits until it logs
 // the address it listens on.
@@ -247,7 +250,7 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 			line := sc.Text()
 			p.log.Write([]byte(line + "\n"))
 			if m := listenRE.FindStringSubmatch(line); m != nil {
-				started <- m[1]
+				started <- m[1] + m[2]
 			}
 		}
 		io.Copy(io.Discard, pr)
@@ -323,6 +326,16 @@ func fanmailCLI(t testing.TB, cfg string, stdin string, args ...string) string {
 		t.Fatalf("fanmail %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// runBinary runs fanmail with args to completion (at most a minute) and
+// returns what it printed on stdout and stderr together.
+func runBinary(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, fanmailBinary(t), args...).CombinedOutput()
+	return string(out), err
 }
 
 // postTo sends one message over SMTP and returns the queue ID from the 250.

@@ -28,6 +28,8 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (TOML); every key is optional", EnvVars: []string{"FANMAIL_CONFIG"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` holding lists.db and the queue (default ./fanmail-data)", EnvVars: []string{"FANMAIL_DATA_DIR"}},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "server log `FORMAT`: text (key=value) or json", EnvVars: []string{"FANMAIL_LOG_FORMAT"}},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "least severe server log `LEVEL` written: debug, info, warn or error", EnvVars: []string{"FANMAIL_LOG_LEVEL"}},
 		},
 		Commands: []*cli.Command{
 			serveCommand(),

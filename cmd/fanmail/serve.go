@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -48,7 +47,13 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := buildServer(cfg, c.App.ErrWriter)
+	logOut := newLogWriter(c.App.ErrWriter, 100*time.Millisecond)
+	log, err := newLogger(logOut, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		logOut.Close()
+		return err
+	}
+	s, err := buildServer(cfg, logOut, log)
 	if err != nil {
 		return err
 	}
@@ -77,8 +82,8 @@ type server struct {
 
 // buildServer opens every part of the pipeline, in the order each needs
 // the last, and binds the SMTP port. On error it closes what it opened.
-func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
-	s := &server{cfg: cfg}
+func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *server, err error) {
+	s := &server{cfg: cfg, logOut: logOut, log: log}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -91,8 +96,6 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 			return nil, err
 		}
 	}
-	s.logOut = newLogWriter(logTo, 100*time.Millisecond)
-	s.log = slog.New(slog.NewTextHandler(s.logOut, nil))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
