@@ -25,6 +25,15 @@ func newApp() *cli.App {
 		Name:    "fanmail",
 		Usage:   "mailing-list expander and distribution server",
 		Version: readBuildInfo().String(),
+		Description: "fanmail accepts posts to mailing lists over SMTP, expands each to the list's members " +
+			"(lists in DATA_DIR/lists.db, aliases(5) files), spools them durably in queue groups and " +
+			"delivers them with a shared MX cache, pipelining and connection reuse.\n\n" +
+			"Options may follow the command and its arguments; \"--\" ends them. " +
+			"Every key of the config file is optional; see contrib/fanmail.toml.example.\n\n" +
+			"Signals to fanmail serve: SIGHUP reloads the aliases files and the TLS certificate; " +
+			"SIGTERM and SIGINT stop it, after the SMTP sessions and the deliveries in progress " +
+			"had a moment to finish; whatever is still queued is delivered after the next start. " +
+			"The other commands reach a running server through DATA_DIR/control.sock.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (TOML); every key is optional", EnvVars: []string{"FANMAIL_CONFIG"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` holding lists.db and the queue (default ./fanmail-data)", EnvVars: []string{"FANMAIL_DATA_DIR"}},
@@ -48,6 +57,7 @@ func newApp() *cli.App {
 			},
 			dkimCommand(),
 			versionCommand(),
+			manCommand(),
 		},
 		HideHelpCommand: true,
 	}
