@@ -44,6 +44,15 @@ type Config struct {
 	Queue    Queue             `toml:"queue"`
 	Load     LoadControl       `toml:"load"`
 	Aliases  Aliases           `toml:"aliases"`
+	Metrics  Metrics           `toml:"metrics"`
+}
+
+// Metrics configures the Prometheus endpoint (package metrics).
+type Metrics struct {
+	// Listen is the HTTP address serving /metrics and /healthz; "" (the
+	// default) serves neither. Bind it to a private address: it tells
+	// anyone who asks how busy the server is.
+	Listen string `toml:"listen"`
 }
 
 // Delivery configures the outbound side.
@@ -231,6 +240,11 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			bad("metrics.listen", "%q is not host:port, e.g. \"127.0.0.1:9125\" (or \"\" for no metrics)", l)
+		}
 	}
 	if c.MaxMessageSize <= 0 {
 		bad("max_message_size", "must be positive")

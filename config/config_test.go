@@ -154,6 +154,7 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\ndelay_la = 4\ndelay = \"0s\"", "load.delay: must be positive when load.delay_la"},
 		{"[load]\ndelay = \"a while\"", `"a while" is not a duration`},
 		{"[load]\nmax_session = 10", "fanmail.toml:2: load.max_session: unknown key"},
+		{"[metrics]\nlisten = \"9125\"", `metrics.listen: "9125" is not host:port`},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)

@@ -63,6 +63,7 @@ func TestReadOnlyCommandsCreateNothing(t *testing.T) {
 		{"queue"},
 		{"queue", "show", "X"},
 		{"dkim", "ls"},
+		{"status"},
 	} {
 		_, _, err := run(t, missing, "", args...)
 		want := "data directory " + missing + " does not exist"

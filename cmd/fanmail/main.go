@@ -45,6 +45,7 @@ func newApp() *cli.App {
 			listCommand(),
 			memberCommand(),
 			queueCommand(),
+			statusCommand(),
 			configCommand(),
 			aliasesCommand(),
 			{

@@ -20,6 +20,7 @@ import (
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/lists"
+	"fanmail/metrics"
 	"fanmail/queuegroups"
 )
 
@@ -74,6 +75,7 @@ type server struct {
 	queue   *queuegroups.Queue
 	aliases *expander.Aliases // nil: no aliases files
 	smtp    *ingress.Server
+	metrics *metrics.Metrics
 	groups  int // queue groups, for the start-up line
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
@@ -111,7 +113,8 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	if err != nil {
 		return nil, err
 	}
-	if s.queue, err = queuegroups.Open(spoolCfg, s.agent); err != nil {
+	s.metrics = s.newMetrics(spoolCfg)
+	if s.queue, err = queuegroups.Open(spoolCfg, s.metrics.Deliverer(s.agent)); err != nil {
 		return nil, err
 	}
 	s.groups = len(spoolCfg.Groups)
@@ -142,12 +145,21 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 func (s *server) run() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.queue.Start()
-	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), s.queue, s.log); err != nil {
+	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), controlView{s.queue, s.metrics}, s.log); err != nil {
 		s.log.Warn("queue tools will read the spool directly", "err", err)
+	}
+	go s.metrics.Run(s.ctx)
+	metricsAddr := "off"
+	if l := s.cfg.Metrics.Listen; l != "" {
+		addr, err := s.metrics.Serve(s.ctx, l, s.log)
+		if err != nil {
+			return err
+		}
+		metricsAddr = addr.String()
 	}
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups)
+		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr)
 	s.logOut.flush()
 	if s.aliases != nil {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
