@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"fanmail/envelope"
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -25,7 +25,7 @@ type world struct {
 	dns   *fakenet.DNS
 	sinks []*fakenet.Sink
 	port  int
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 }
 
 // sinkIP is the address of sink i; closedIP is never listened on.
@@ -40,7 +40,7 @@ func newWorld(t *testing.T, sinkOpts ...fakenet.SinkOptions) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	w := &world{t: t, dns: d, logs: &syncBuffer{}}
+	w := &world{t: t, dns: d, logs: &testutil.SyncBuffer{}}
 	w.sinks, w.port = startSinks(t, sinkOpts)
 	return w
 }
@@ -170,23 +170,6 @@ func repeat(b brief, n int) []brief {
 var (
 	sent = brief{envelope.Delivered, 250, "2.0.0"}
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeClock lets cache tests move time without sleeping.
 type fakeClock struct {

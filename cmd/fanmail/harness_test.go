@@ -7,7 +7,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -24,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 var (
@@ -196,26 +196,9 @@ func (n *fakeNet) waitDelivered(t testing.TB, want int, timeout time.Duration, p
 type proc struct {
 	cmd  *exec.Cmd
 	addr string // SMTP listen address as bound
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 	done chan struct{}
 	err  error // exit status, once done is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
@@ -233,7 +216,7 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 	cmd := exec.Command(fanmailBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
-	p := &proc{cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = pw
 	cmd.Stdout = pw
 	if err := cmd.Start(); err != nil {
