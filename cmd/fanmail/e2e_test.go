@@ -255,12 +255,9 @@ func TestBounceReachesListOwner(t *testing.T) {
 	t.Parallel()
 	domains := []string{"d00.test", "d01.test", "lists.example.org"}
 	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
-		return fakenet.SinkOptions{RcptHook: func(_, to string) error {
-			if strings.HasPrefix(to, "gone") {
-				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
-			}
-			return nil
-		}}
+		return fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+			"gone": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"},
+		}.Hook}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
 	fanmailCLI(t, cfg, "", "list", "create", e2eList)
