@@ -99,12 +99,36 @@ func (w *world) config() Config {
 
 func (w *world) agent(cfg Config) *Agent {
 	w.t.Helper()
+	return newAgent(w.t, cfg)
+}
+
+// newAgent starts an agent that is closed when the test ends.
+func newAgent(t *testing.T, cfg Config) *Agent {
+	t.Helper()
 	a, err := New(cfg)
 	if err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
-	w.t.Cleanup(func() { a.Close() })
+	t.Cleanup(func() { a.Close() })
 	return a
+}
+
+// routedAgent is an agent that reaches example.test at addr by a route,
+// with no DNS; tweak, if not nil, changes its config first.
+func routedAgent(t *testing.T, addr string, tweak func(*Config)) *Agent {
+	t.Helper()
+	cfg := Config{
+		Resolvers:      []string{"127.0.0.1:1"}, // never asked: the domain is routed
+		Routes:         map[string]string{"example.test": addr},
+		HELO:           "fanmail.test",
+		ConnectTimeout: 2 * time.Second,
+		CommandTimeout: 2 * time.Second,
+		DataTimeout:    2 * time.Second,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	return newAgent(t, cfg)
 }
 
 // zoneMX points domain at MX hosts mxN.<domain> with preference 10*(N+1),

@@ -180,21 +180,5 @@ func (s *scripted) serve(c net.Conn) {
 // scriptedAgent is an agent routing example.test to s.
 func scriptedAgent(t *testing.T, s *scripted, tweak func(*Config)) *Agent {
 	t.Helper()
-	cfg := Config{
-		Resolvers:      []string{"127.0.0.1:1"}, // never asked: the domain is routed
-		Routes:         map[string]string{"example.test": s.addr()},
-		HELO:           "fanmail.test",
-		ConnectTimeout: 2 * time.Second,
-		CommandTimeout: 2 * time.Second,
-		DataTimeout:    2 * time.Second,
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	return a
+	return routedAgent(t, s.addr(), tweak)
 }
