@@ -221,16 +221,7 @@ func TestServeDefaultsFlagsAndEnv(t *testing.T) {
 			t.Errorf("start-up log lacks %q:\n%s", want, log)
 		}
 	}
-	c, err := smtp.Dial(p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hello("client.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("poster@example.org", nil); err != nil {
-		t.Fatal(err)
-	}
+	c := mailFrom(t, p.addr, "client.test", "poster@example.org")
 	var se *smtp.SMTPError
 	if err := c.Rcpt("anyone@elsewhere.example", nil); !errors.As(err, &se) || se.Code != 550 {
 		t.Errorf("relay attempt: %v, want 550", err)

@@ -308,20 +308,30 @@ func fanmailCLI(t testing.TB, cfg string, stdin string, args ...string) string {
 	return string(out)
 }
 
-// postTo sends one message over SMTP and returns the queue ID from the 250.
-func postTo(t testing.TB, addr, from, rcpt, msg string) string {
+// mailFrom connects to the SMTP server at addr, says EHLO helo and
+// MAIL FROM:<from>, and returns the client for the caller to close.
+func mailFrom(t testing.TB, addr, helo, from string) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if err := c.Hello("poster.example.org"); err != nil {
+	if err := c.Hello(helo); err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
 	if err := c.Mail(from, nil); err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
+	return c
+}
+
+// postTo sends one message over SMTP and returns the queue ID from the 250.
+func postTo(t testing.TB, addr, from, rcpt, msg string) string {
+	t.Helper()
+	c := mailFrom(t, addr, "poster.example.org", from)
+	defer c.Close()
 	if err := c.Rcpt(rcpt, nil); err != nil {
 		t.Fatal(err)
 	}
