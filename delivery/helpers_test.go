@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -153,6 +154,27 @@ func request(domain string, rcpts ...string) envelope.Request {
 	r := envelope.Request{QueueID: "Q1", Size: int64(len(testBody)), Open: func() io.Reader { return strings.NewReader(testBody) }}
 	r.Sender, r.Domain, r.Recipients = "owner@list.test", domain, full
 	return r
+}
+
+// acceptLoop listens on addr and hands each connection to serve, on the
+// one accepting goroutine, until the test ends and closes the listener.
+func acceptLoop(t testing.TB, addr string, serve func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			serve(c)
+		}
+	}()
+	return ln
 }
 
 func ctxT(t *testing.T) context.Context {

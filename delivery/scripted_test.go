@@ -37,24 +37,13 @@ type scripted struct {
 
 func newScripted(t testing.TB, ip string, s *scripted) *scripted {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.t, s.ln = t, ln
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns++
-			s.mu.Unlock()
-			go s.serve(c)
-		}
-	}()
+	s.t = t
+	s.ln = acceptLoop(t, ip+":0", func(c net.Conn) {
+		s.mu.Lock()
+		s.conns++
+		s.mu.Unlock()
+		go s.serve(c)
+	})
 	return s
 }
 
