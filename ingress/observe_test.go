@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/internal/testutil"
 )
 
 func TestMessageID(t *testing.T) {
@@ -49,29 +50,11 @@ func TestRateLogSuppresses(t *testing.T) {
 	}
 }
 
-// syncBuf is a log destination the server's goroutines share.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // A session with refused commands and one accepted post: the counters
 // and the log lines say what happened, with the client's address, EHLO
 // name and the post's Message-ID.
 func TestStatsAndLogLines(t *testing.T) {
-	var logs syncBuf
+	var logs testutil.SyncBuffer
 	f := startWith(t, Config{MaxMessageSize: 1 << 20, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	c := dial(t, f.addr)
 	if err := c.Mail("poster@example.org", nil); err != nil {

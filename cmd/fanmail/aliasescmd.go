@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fanmail/aliases"
+	"fanmail/config"
 	"fanmail/expander"
 	"fanmail/lists"
 )
@@ -47,11 +48,7 @@ func aliasesCommand() *cli.Command {
 }
 
 func aliasesCheck(c *cli.Context) error {
-	files := c.Args().Slice()
-	if len(files) == 0 {
-		return fmt.Errorf("aliases check: give one or more aliases FILEs")
-	}
-	cfg, err := loadConfig(c)
+	files, cfg, err := aliasesLine(c, "aliases check", "aliases FILEs")
 	if err != nil {
 		return err
 	}
@@ -75,11 +72,7 @@ func aliasesCheck(c *cli.Context) error {
 // and every expansion error, as "ERROR: SUBJECT: message" or
 // "WARNING: FILE:LINE: message".
 func aliasesExpand(c *cli.Context) error {
-	addrs := c.Args().Slice()
-	if len(addrs) == 0 {
-		return fmt.Errorf("aliases expand: give one or more ADDRESSes")
-	}
-	cfg, err := loadConfig(c)
+	addrs, cfg, err := aliasesLine(c, "aliases expand", "ADDRESSes")
 	if err != nil {
 		return err
 	}
@@ -136,6 +129,17 @@ func aliasesExpand(c *cli.Context) error {
 		return failed(c, fmt.Sprintf("aliases expand: %s (see the ERROR lines)", plural(n, "error", "errors")))
 	}
 	return nil
+}
+
+// aliasesLine reads the line of the aliases command named cmd: its
+// arguments (one or more, called what in the error) and the config.
+func aliasesLine(c *cli.Context, cmd, what string) ([]string, config.Config, error) {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return nil, config.Config{}, fmt.Errorf("%s: give one or more %s", cmd, what)
+	}
+	cfg, err := loadConfig(c)
+	return args, cfg, err
 }
 
 // failed ends a command that found errors with exit status 1. The

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 )
 
 // With --log-format json every line is a JSON object; the accepted line
@@ -20,16 +19,7 @@ func TestJSONLogs(t *testing.T) {
 	makeList(t, cfg, "news@lists.test", domains, []int{2})
 	p := startFanmailArgs(t, nil, "serve", "--config", cfg, "--log-format", "json", "--log-level", "info")
 
-	c, err := smtp.Dial(p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hello("poster.example.org"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("poster@example.org", nil); err != nil {
-		t.Fatal(err)
-	}
+	c := mailFrom(t, p.addr, "poster.example.org", "poster@example.org")
 	if err := c.Rcpt("nobody@lists.test", nil); err == nil {
 		t.Fatal("unknown recipient accepted")
 	}

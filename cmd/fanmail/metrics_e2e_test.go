@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -34,12 +33,7 @@ func TestMetricsEqualSinkCounts(t *testing.T) {
 	}
 	base := "http://" + m[1]
 
-	c, err := smtp.Dial(p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Hello("poster.example.org")
-	c.Mail("poster@example.org", nil)
+	c := mailFrom(t, p.addr, "poster.example.org", "poster@example.org")
 	if err := c.Rcpt("nobody@lists.test", nil); err == nil {
 		t.Fatal("unknown recipient accepted")
 	}
