@@ -109,8 +109,9 @@ func reorderArgs(app *cli.App, args []string) ([]string, error) {
 		}
 		out = append(out, l.flags...)
 	}
+	last := levels[len(levels)-1].cmd
 	for _, p := range positional {
-		if len(levels) > 1 && strings.HasPrefix(p, "-") {
+		if last != nil && !last.SkipFlagParsing && strings.HasPrefix(p, "-") {
 			out = append(out, "--")
 			break
 		}

@@ -28,6 +28,7 @@ func TestReorderArgs(t *testing.T) {
 		{"list create L --owner O", "list create --owner O L", ""},
 		{"list ls --help", "list ls --help", ""},
 		{"--version", "--version", ""},
+		{"internal-append-file -sender=a -date=1 -- /f", "internal-append-file -sender=a -date=1 -- /f", ""},
 		{"nosuch --json", "nosuch --json", ""},
 		{"aliases expand staff --explian", "", "aliases expand: unknown option --explian"},
 		{"member add L --bogus x", "", "member add: unknown option --bogus"},

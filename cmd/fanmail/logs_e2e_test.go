@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // With --log-format json every line is a JSON object; the accepted line
