@@ -12,6 +12,7 @@ package config
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"fanmail/address"
 	"fanmail/delivery"
 	"fanmail/expander"
 	"fanmail/ingress"
@@ -38,6 +40,11 @@ type Config struct {
 	Listen         string `toml:"listen"`           // SMTP listen address
 	DataDir        string `toml:"data_dir"`         // holds lists.db and the spool
 	MaxMessageSize Size   `toml:"max_message_size"` // SIZE limit for incoming posts
+	// AdminAddress receives mail to postmaster@ each list domain and to
+	// <postmaster> (RFC 5321 §4.5.1); AbuseAddress, when set, mail to
+	// abuse@ each list domain (RFC 2142). Neither is set by default.
+	AdminAddress string `toml:"admin_address"`
+	AbuseAddress string `toml:"abuse_address"`
 
 	Delivery Delivery          `toml:"delivery"`
 	Routes   map[string]string `toml:"routes"` // domain → host:port, bypassing DNS
@@ -45,7 +52,22 @@ type Config struct {
 	Load     LoadControl       `toml:"load"`
 	Aliases  Aliases           `toml:"aliases"`
 	Metrics  Metrics           `toml:"metrics"`
+	TLS      TLS               `toml:"tls"`
 }
+
+// TLS is inbound STARTTLS (RFC 3207).
+type TLS struct {
+	Cert       string `toml:"cert"`        // PEM certificate chain; with key, STARTTLS is offered
+	Key        string `toml:"key"`         // PEM private key
+	MinVersion string `toml:"min_version"` // "1.2" or "1.3"
+	Required   bool   `toml:"required"`    // refuse MAIL before STARTTLS (530 5.7.0)
+}
+
+// tlsVersions are the min_version values.
+var tlsVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// MinTLSVersion is min_version as a crypto/tls constant.
+func (t TLS) MinTLSVersion() uint16 { return tlsVersions[t.MinVersion] }
 
 // Metrics configures the Prometheus endpoint (package metrics).
 type Metrics struct {
@@ -112,6 +134,7 @@ func Default() Config {
 			Delay:    Duration(in.Load.Delay),
 		},
 		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
+		TLS:     TLS{MinVersion: "1.2"},
 	}
 }
 
@@ -241,6 +264,23 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "give both cert and key (PEM files), or neither")
+	}
+	if _, ok := tlsVersions[c.TLS.MinVersion]; !ok {
+		bad("tls.min_version", "%q is not \"1.2\" or \"1.3\"", c.TLS.MinVersion)
+	}
+	if c.TLS.Required && c.TLS.Cert == "" {
+		bad("tls.required", "needs tls.cert and tls.key")
+	}
+	for key, a := range map[string]string{"admin_address": c.AdminAddress, "abuse_address": c.AbuseAddress} {
+		if a == "" {
+			continue
+		}
+		if _, err := address.Parse(a); err != nil {
+			bad(key, "%q: %v", a, err)
+		}
+	}
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {
 			bad("metrics.listen", "%q is not host:port, e.g. \"127.0.0.1:9125\" (or \"\" for no metrics)", l)
@@ -321,6 +361,16 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 	} else if l.Delay == 0 && (l.DelayLA > 0 || l.QueueDepthDelay > 0) {
 		bad("load.delay", "must be positive when load.delay_la or load.queue_depth_delay is set, e.g. \"1s\"")
 	}
+}
+
+// Warnings are what a valid config had better change, for config check.
+func (c Config) Warnings() []string {
+	var w []string
+	if c.AdminAddress == "" {
+		w = append(w, "admin_address is not set: mail to postmaster@ each list domain and to <postmaster> is refused, "+
+			"although RFC 5321 §4.5.1 requires it to be accepted; set admin_address = \"you@example.org\"")
+	}
+	return w
 }
 
 // IngressConfig maps listen, hostname, max_message_size and [load] onto

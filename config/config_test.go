@@ -366,3 +366,25 @@ runners = -1
 		t.Errorf("problems (line key) (-want +got):\n%s\nerror:\n%v", diff, err)
 	}
 }
+
+func TestTLSAndAdminKeys(t *testing.T) {
+	for _, tt := range []struct{ text, want string }{
+		{"[tls]\ncert = \"c.pem\"", "tls: give both cert and key"},
+		{"[tls]\nmin_version = \"1.1\"", `tls.min_version: "1.1" is not "1.2" or "1.3"`},
+		{"[tls]\nrequired = true", "tls.required: needs tls.cert and tls.key"},
+		{`admin_address = "postmaster"`, `admin_address: "postmaster": missing @`},
+		{`abuse_address = "a@@b"`, `abuse_address: "a@@b"`},
+	} {
+		_, err := load(t, tt.text)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want one containing %q", tt.text, err, tt.want)
+		}
+	}
+	cfg, err := load(t, "admin_address = \"hostmaster@example.org\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.3\"\nrequired = true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS.MinTLSVersion() != 0x0304 || !cfg.TLS.Required || cfg.AdminAddress != "hostmaster@example.org" {
+		t.Errorf("tls: %+v, admin %q", cfg.TLS, cfg.AdminAddress)
+	}
+}

@@ -54,12 +54,14 @@ type Expander struct {
 	hostname string
 	router   *Router
 	aliases  *Aliases // nil: no aliases files
+	roles    Roles    // postmaster and abuse (roles.go)
 
-	mu        sync.Mutex
-	version   int64
-	checked   time.Time           // when version was last read from the store
-	members   map[string][]string // list → members, valid while version holds
-	addresses map[string]target   // lowercase address → what it names
+	mu          sync.Mutex
+	version     int64
+	checked     time.Time                  // when version was last read from the store
+	members     map[string][]string        // list → members, valid while version holds
+	addresses   map[string]target          // lowercase address → what it names
+	roleDomains map[string]map[string]bool // "" → the domains with lists, for roles.go
 }
 
 // versionTTL bounds how stale the caches can be: the store's version is
@@ -75,7 +77,7 @@ func New(store Store, hostname string, router *Router) *Expander {
 		router, _ = NewRouter(RouterConfig{})
 	}
 	return &Expander{store: store, hostname: hostname, router: router,
-		members: map[string][]string{}, addresses: map[string]target{}}
+		members: map[string][]string{}, addresses: map[string]target{}, roleDomains: map[string]map[string]bool{}}
 }
 
 // WithAliases makes x serve the aliases in a, looked up before lists.
@@ -161,6 +163,9 @@ func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
 	case !errors.Is(err, lists.ErrNoList):
 		return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
 	}
+	if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
+		return t, err
+	}
 	local, domain, ok := strings.Cut(rcpt, "@")
 	if !ok {
 		return target{}, nil
@@ -212,6 +217,7 @@ func (x *Expander) refresh(ctx context.Context) error {
 		x.version = v
 		clear(x.members)
 		clear(x.addresses)
+		clear(x.roleDomains)
 	}
 	return nil
 }
@@ -223,6 +229,8 @@ type Post struct {
 	Sender     string   // the poster's MAIL FROM, for the log only: bounces go to the list
 	Helo       string   // client's EHLO name
 	RemoteAddr string   // client's IP address
+	TLS        string   // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
+	UTF8       bool     // sent with SMTPUTF8 (RFC 6531)
 	Lists      []string // canonical recipients from Lookup: lists and their owner- and -request addresses
 	Body       []byte   // header and body as received, CRLF
 }
@@ -334,8 +342,18 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 
 // received writes the Received header for p's copies addressed to rcpt.
 func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
-	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
-		p.Helo, bracket(p.RemoteAddr), x.hostname, p.ID, rcpt, p.Received.Format(time.RFC1123Z))
+	// The protocol names of RFC 3848 and RFC 6531: ESMTP, ESMTPS with
+	// TLS, UTF8SMTP(S) with SMTPUTF8; the TLS parameters as a comment.
+	proto, tlsNote := "ESMTP", ""
+	if p.UTF8 {
+		proto = "UTF8SMTP"
+	}
+	if p.TLS != "" {
+		proto += "S"
+		tlsNote = "\r\n\t(" + p.TLS + ")"
+	}
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s\r\n\tfor <%s>; %s\r\n",
+		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, rcpt, p.Received.Format(time.RFC1123Z))
 }
 
 // BounceAddress is sendmail's owner-LIST convention: delivery errors for a

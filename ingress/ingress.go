@@ -9,12 +9,14 @@ package ingress
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,10 @@ type Config struct {
 	WriteTimeout   time.Duration
 	Load           Load // load control; the zero value turns it off
 	Logger         *slog.Logger
+	// TLS, when set, offers STARTTLS (RFC 3207) with it (see ServerTLS);
+	// RequireTLS then refuses MAIL before STARTTLS with 530 5.7.0.
+	TLS        *tls.Config
+	RequireTLS bool
 }
 
 // DefaultConfig is the listener's configuration when nothing is set:
@@ -116,6 +122,10 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.ErrorLog = slogAdapter{cfg.Logger}
+	srv.TLSConfig = cfg.TLS
+	// RFC 6531: UTF-8 addresses and RFC 6532 headers are taken and passed
+	// on; delivery asks the next server for SMTPUTF8 where they need it.
+	srv.EnableSMTPUTF8 = true
 	s.smtp = srv
 	return s
 }
@@ -170,6 +180,7 @@ type session struct {
 	conn   *smtp.Conn
 	remote string
 	from   string
+	utf8   bool // MAIL FROM carried SMTPUTF8
 	lists  []string
 	seen   map[string]bool
 }
@@ -181,20 +192,27 @@ var (
 		Message: "Message has a line over 2000 characters; RFC 5321 allows 1000"}
 	errNoTargets = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Alias expansion left no deliverable recipients"}
+	errNeedTLS = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Must issue a STARTTLS command first"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
 )
 
 func (ss *session) Reset() {
 	ss.from = ""
+	ss.utf8 = false
 	ss.lists = nil
 	ss.seen = nil
 }
 
 func (ss *session) Logout() error { return nil }
 
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.srv.load.pace()
+	if _, isTLS := ss.conn.TLSConnectionState(); ss.srv.cfg.RequireTLS && !isTLS {
+		ss.rejected("MAIL", "tls_required", "from", from)
+		return errNeedTLS
+	}
 	if from != "" {
 		if _, err := address.Parse(from); err != nil {
 			ss.rejected("MAIL", "bad_sender", "from", from, "err", err)
@@ -203,18 +221,19 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		}
 	}
 	ss.from = from
+	ss.utf8 = opts != nil && opts.UTF8
 	return nil
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
-	mbox, err := address.Parse(to)
+	rcpt, err := recipient(to)
 	if err != nil {
 		ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 	}
-	list, err := ss.srv.exp.Lookup(context.Background(), mbox.String())
+	list, err := ss.srv.exp.Lookup(context.Background(), rcpt)
 	if errors.Is(err, expander.ErrUnknownRecipient) {
 		// One reply for every unknown address: no relaying, and no hint
 		// about which local names exist.
@@ -235,6 +254,20 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		ss.lists = append(ss.lists, list)
 	}
 	return nil
+}
+
+// recipient returns the address of a RCPT in the form the expander
+// looks up: the bare <postmaster> of RFC 5321 §4.5.1 as it is, every
+// other address parsed.
+func recipient(to string) (string, error) {
+	if strings.EqualFold(to, "postmaster") {
+		return "postmaster", nil
+	}
+	mbox, err := address.Parse(to)
+	if err != nil {
+		return "", err
+	}
+	return mbox.String(), nil
 }
 
 func (ss *session) Data(r io.Reader) error {
@@ -269,7 +302,7 @@ func (ss *session) Data(r io.Reader) error {
 	ctx := context.Background()
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
-		RemoteAddr: ss.remote, Lists: ss.lists, Body: buf.Bytes()}
+		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: buf.Bytes()}
 	msg, err := s.exp.Expand(ctx, post)
 	if errors.Is(err, expander.ErrLoop) {
 		ss.rejected("DATA", "loop", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)

@@ -106,6 +106,9 @@ func configCommand() *cli.Command {
 					}
 					return failed(c, "config check: "+plural(len(problems), "problem", "problems"))
 				}
+				for _, w := range cfg.Warnings() {
+					fmt.Fprintln(c.App.ErrWriter, "warning: "+w)
+				}
 				fmt.Fprint(c.App.Writer, cfg.String(), cfg.SpoolSummary())
 				return nil
 			},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"fanmail/delivery"
 	"fanmail/ingress"
@@ -60,4 +61,20 @@ func (v controlView) Status() any {
 	st := v.m.Status()
 	st.Version = readBuildInfo().String()
 	return st
+}
+
+// listDomains returns the domains of the lists in the store, for the
+// expander's postmaster and abuse addresses.
+func (s *server) listDomains(ctx context.Context) ([]string, error) {
+	all, err := s.store.Lists(ctx)
+	if err != nil {
+		return nil, err
+	}
+	domains := make([]string, 0, len(all))
+	for _, l := range all {
+		if _, d, ok := strings.Cut(l.Address, "@"); ok {
+			domains = append(domains, d)
+		}
+	}
+	return domains, nil
 }

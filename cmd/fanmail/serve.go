@@ -75,6 +75,7 @@ type server struct {
 	queue   *queuegroups.Queue
 	aliases *expander.Aliases // nil: no aliases files
 	smtp    *ingress.Server
+	keyPair *ingress.KeyPair // nil: no STARTTLS
 	metrics *metrics.Metrics
 	groups  int // queue groups, for the start-up line
 
@@ -122,7 +123,11 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	if err != nil {
 		return nil, err
 	}
-	exp := expander.New(s.store, cfg.Hostname, router)
+	exp := expander.New(s.store, cfg.Hostname, router).WithRoles(expander.Roles{
+		Postmaster: cfg.AdminAddress, Abuse: cfg.AbuseAddress, ListDomains: s.listDomains})
+	if cfg.AdminAddress == "" {
+		s.log.Warn("admin_address is not set: mail to postmaster is refused, which RFC 5321 §4.5.1 forbids")
+	}
 	if len(cfg.Aliases.Files) > 0 {
 		if s.aliases, err = expander.LoadAliases(cfg.AliasConfig(s.log, s.store.Lists)); err != nil {
 			return nil, err
@@ -132,7 +137,15 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	// The one place that knows how to count the spool's pending
 	// recipients; ingress samples it at most every 250ms.
 	queueDepth := func() int { return s.queue.Stats().Recipients }
-	s.smtp = ingress.New(cfg.IngressConfig(s.log, queueDepth), exp, s.queue, queuegroups.NewIDSource())
+	inCfg := cfg.IngressConfig(s.log, queueDepth)
+	if cfg.TLS.Cert != "" {
+		// A broken pair is a start-up error naming the file.
+		if s.keyPair, err = ingress.LoadKeyPair(cfg.TLS.Cert, cfg.TLS.Key, s.log); err != nil {
+			return nil, err
+		}
+		inCfg.TLS, inCfg.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
+	}
+	s.smtp = ingress.New(inCfg, exp, s.queue, queuegroups.NewIDSource())
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
@@ -159,7 +172,8 @@ func (s *server) run() error {
 	}
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr)
+		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr,
+		"starttls", s.keyPair != nil)
 	s.logOut.flush()
 	if s.aliases != nil {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
@@ -174,9 +188,15 @@ func (s *server) run() error {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				// sendmail's newaliases signal: reload the aliases files.
+				// sendmail's newaliases signal: reload the aliases files,
+				// and the TLS certificate, as after a renewal.
 				if s.aliases != nil {
 					_ = s.aliases.Reload()
+				}
+				if s.keyPair != nil {
+					if err := s.keyPair.Reload(); err != nil {
+						s.log.Error("TLS certificate not reloaded; still serving the previous one", "err", err)
+					}
 				}
 				continue
 			}
