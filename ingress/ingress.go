@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -227,13 +226,13 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
-	rcpt, err := recipient(to)
+	mbox, err := address.Parse(to)
 	if err != nil {
 		ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 	}
-	list, err := ss.srv.exp.Lookup(context.Background(), rcpt)
+	list, err := ss.srv.exp.Lookup(context.Background(), mbox.String())
 	if errors.Is(err, expander.ErrUnknownRecipient) {
 		// One reply for every unknown address: no relaying, and no hint
 		// about which local names exist.
@@ -254,20 +253,6 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		ss.lists = append(ss.lists, list)
 	}
 	return nil
-}
-
-// recipient returns the address of a RCPT in the form the expander
-// looks up: the bare <postmaster> of RFC 5321 §4.5.1 as it is, every
-// other address parsed.
-func recipient(to string) (string, error) {
-	if strings.EqualFold(to, "postmaster") {
-		return "postmaster", nil
-	}
-	mbox, err := address.Parse(to)
-	if err != nil {
-		return "", err
-	}
-	return mbox.String(), nil
 }
 
 func (ss *session) Data(r io.Reader) error {

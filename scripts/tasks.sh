@@ -21,9 +21,10 @@ STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages the tests use when present: python3-dkim verifies
 # DKIM signatures independently of fanmail's own code; swaks posts over
-# STARTTLS as a real client would; systemd brings systemd-analyze, which
+# STARTTLS as a real client would (with libnet-ssleay-perl, its TLS);
+# systemd brings systemd-analyze, which
 # verifies contrib/fanmail.service (nothing runs systemd as init).
-DEBS="python3-dkim swaks systemd"
+DEBS="python3-dkim swaks libnet-ssleay-perl systemd"
 
 task=${1:-}
 case $task in

@@ -60,6 +60,8 @@ type SinkOptions struct {
 	// OnRecord, if set, is called after each delivery is recorded, with
 	// the time it was, outside the sink's lock.
 	OnRecord func(d Delivery, at time.Time)
+	// SMTPUTF8 advertises SMTPUTF8 (RFC 6531) and takes UTF-8 addresses.
+	SMTPUTF8 bool
 }
 
 // Delivery is one completed transaction (DATA answered 250).
@@ -135,6 +137,7 @@ func NewSink(opts SinkOptions) (*Sink, error) {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
+	srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	srv.ReadTimeout = opts.Timeout
 	srv.WriteTimeout = opts.Timeout
 	srv.ErrorLog = log.New(io.Discard, "", 0)
