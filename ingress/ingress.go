@@ -7,7 +7,6 @@
 package ingress
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,8 +30,11 @@ type Expander interface {
 	Expand(ctx context.Context, p expander.Post) (*queuegroups.Message, error)
 }
 
-// Queue stores messages durably; *queuegroups.Queue is one.
+// Queue stores messages durably; *queuegroups.Queue is one. A post is
+// received into a Body from NewBody, which keeps a bounded part in
+// memory and the rest in a temporary file of the spool.
 type Queue interface {
+	NewBody() *queuegroups.Body
 	Enqueue(ctx context.Context, m *queuegroups.Message) error
 }
 
@@ -80,8 +82,6 @@ type Server struct {
 	ln    *loadListener
 	load  *loadMonitor
 
-	bufs sync.Pool // of *bytes.Buffer, for reading posts
-
 	// inData counts DATA commands being processed, so shutdown can wait
 	// until every message that may get a 250 is on disk.
 	inData sync.WaitGroup
@@ -104,7 +104,6 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
 		load: newLoadMonitor(cfg.Load, cfg.Logger)}
-	s.bufs.New = func() any { return new(bytes.Buffer) }
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
 	srv.Domain = cfg.Hostname
@@ -180,6 +179,8 @@ var (
 		Message: "Alias expansion left no deliverable recipients"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
+	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: fmt.Sprintf("Message header exceeds %d bytes", expander.MaxHeaderSize)}
 )
 
 func (ss *session) Reset() {
@@ -235,21 +236,19 @@ func (ss *session) Data(r io.Reader) error {
 	s.inData.Add(1)
 	defer s.inData.Done()
 
-	// The post is copied into the journal by Enqueue and not kept, so its
-	// buffer is reused by the next one.
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= 4<<20 {
-			s.bufs.Put(buf)
-		}
-	}()
-	if _, err := buf.ReadFrom(r); err != nil {
+	// The post goes into a spool body (a bounded part in memory, the rest
+	// in an unlinked file), which Enqueue copies into the journal.
+	body := s.queue.NewBody()
+	defer body.Close()
+	if _, err := body.ReadFrom(r); err != nil {
 		var serr *smtp.SMTPError
-		if errors.As(err, &serr) {
+		switch {
+		case body.Err() != nil:
+			s.log.Error("cannot spool message body", "from", ss.from, "err", body.Err())
+			return errTempStore
+		case errors.As(err, &serr):
 			return serr // 552 5.3.4 from the size limit
-		}
-		if errors.Is(err, smtp.ErrTooLongLine) {
+		case errors.Is(err, smtp.ErrTooLongLine):
 			// go-smtp closes the session after this reply: the rest of
 			// the line cannot be told apart from commands.
 			return errLineTooLong
@@ -260,11 +259,15 @@ func (ss *session) Data(r io.Reader) error {
 	ctx := context.Background()
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
-		RemoteAddr: ss.remote, Lists: ss.lists, Body: buf.Bytes()}
+		RemoteAddr: ss.remote, Lists: ss.lists, Body: body}
 	msg, err := s.exp.Expand(ctx, post)
 	if errors.Is(err, expander.ErrLoop) {
 		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
 		return errLoop
+	}
+	if errors.Is(err, expander.ErrHeaderTooLarge) {
+		s.log.Warn("rejected post: header too large", "qid", id, "from", ss.from, "size", body.Size())
+		return errHeaderTooLarge
 	}
 	if errors.Is(err, expander.ErrNoTargets) {
 		s.log.Warn("rejected post: alias expansion left no recipients", "qid", id, "from", ss.from, "err", err)
@@ -287,7 +290,7 @@ func (ss *session) Data(r io.Reader) error {
 			return errTempStore
 		}
 	}
-	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts, "queue_only", queueOnly)
+	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
