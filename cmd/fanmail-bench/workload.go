@@ -23,11 +23,11 @@ const (
 type domainKind int
 
 const (
-	kindMX       domainKind = iota // one MX pointing at a sink
-	kindImplicit                   // no MX; the domain's A record is the sink (RFC 5321 §5.1)
-	kindNullMX                     // "MX 0 ." (RFC 7505): accepts no mail
-	kindDeadMX                     // first MX refuses connections, second is the sink
-	kindBlackHole                  // the MX never answers a SYN (Internet world)
+	kindMX        domainKind = iota // one MX pointing at a sink
+	kindImplicit                    // no MX; the domain's A record is the sink (RFC 5321 §5.1)
+	kindNullMX                      // "MX 0 ." (RFC 7505): accepts no mail
+	kindDeadMX                      // first MX refuses connections, second is the sink
+	kindBlackHole                   // the MX never answers a SYN (Internet world)
 )
 
 func (k domainKind) String() string {

@@ -285,7 +285,9 @@ func secs(s float64) string {
 	return fmt.Sprintf("%.1fs", s)
 }
 
-func num(f float64) string { return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", f), "0"), ".") }
+func num(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", f), "0"), ".")
+}
 
 func floatsString(fs []float64) string {
 	parts := make([]string, len(fs))
