@@ -205,6 +205,27 @@ func TestSinkTarpitGreeting(t *testing.T) {
 	}
 }
 
+func TestSinkSlowReplies(t *testing.T) {
+	const delay = 150 * time.Millisecond
+	s := newSink(t, SinkOptions{ReplyDelay: delay})
+	start := time.Now()
+	c := dialRaw(t, s.Addr())
+	c.reply()
+	if d := time.Since(start); d >= delay {
+		t.Errorf("greeting after %v: only later replies are slow", d)
+	}
+	for _, cmd := range []string{"EHLO client.test", "NOOP"} {
+		start = time.Now()
+		c.send(cmd)
+		if got := c.reply(); got != "250" {
+			t.Fatalf("%s: %s", cmd, got)
+		}
+		if d := time.Since(start); d < delay {
+			t.Errorf("%s answered after %v, want at least %v", cmd, d, delay)
+		}
+	}
+}
+
 func TestBlackHole(t *testing.T) {
 	b, err := NewBlackHole("127.3.255.1:0")
 	if err != nil {
