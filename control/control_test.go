@@ -29,7 +29,7 @@ func TestSocketServesTheQueue(t *testing.T) {
 	}
 	defer q.Close(context.Background())
 	id := queuegroups.NewIDSource().Next()
-	m := &queuegroups.Message{ID: id, Received: time.Now(), Body: []byte("Subject: x\r\n\r\nx\r\n"),
+	m := &queuegroups.Message{ID: id, Received: time.Now(), Body: envelope.Bytes("Subject: x\r\n\r\nx\r\n"),
 		Parts: []queuegroups.Part{{Envelopes: []envelope.Envelope{
 			{Sender: "owner-l@example.org", Domain: "a.test", Recipients: []string{"u1@a.test", "u2@a.test"}},
 		}}}}

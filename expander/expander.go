@@ -226,22 +226,30 @@ func (x *Expander) refresh(ctx context.Context) error {
 type Post struct {
 	ID         string
 	Received   time.Time
-	Sender     string   // the poster's MAIL FROM, for the log only: bounces go to the list
-	Helo       string   // client's EHLO name
-	RemoteAddr string   // client's IP address
-	TLS        string   // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
-	UTF8       bool     // sent with SMTPUTF8 (RFC 6531)
-	Lists      []string // canonical recipients from Lookup: lists and their owner- and -request addresses
-	Body       []byte   // header and body as received, CRLF
+	Sender     string        // the poster's MAIL FROM, for the log only: bounces go to the list
+	Helo       string        // client's EHLO name
+	RemoteAddr string        // client's IP address
+	TLS        string        // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
+	UTF8       bool          // sent with SMTPUTF8 (RFC 6531)
+	Lists      []string      // canonical recipients from Lookup: lists and their owner- and -request addresses
+	Body       envelope.Body // header and body as received, CRLF; only the header is read
 }
 
 // Expand builds the queue message for p: the body is kept once, and each
 // list becomes a part with its own sender, headers and envelopes.
 func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, error) {
-	if n := countReceived(p.Body); n > maxHops {
+	header, err := readHeader(p.Body, MaxHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	if n := countReceived(header); n > maxHops {
 		return nil, fmt.Errorf("%d Received headers: %w", n, ErrLoop)
 	}
-	body, listIDs := stripListID(p.Body)
+	body := p.Body
+	newHeader, listIDs, changed := stripListID(header)
+	if changed {
+		body = envelope.WithHeader(newHeader, p.Body, int64(len(header)))
+	}
 	m := &queuegroups.Message{ID: p.ID, Received: p.Received, Body: body}
 	var aliased []string
 	for _, rcpt := range p.Lists {
@@ -403,18 +411,19 @@ func countFields(msg []byte, prefix string, limit int) int {
 }
 
 // stripListID removes List-Id fields from the post's header (our part adds
-// the list's own) and returns the ids it found. A header that does not
+// the list's own) and returns the ids it found; the header comes back
+// unchanged (and changed false) when it has none. A header that does not
 // parse is left untouched: fanmail relays what it was given.
-func stripListID(body []byte) ([]byte, []string) {
+func stripListID(header []byte) (_ []byte, ids []string, changed bool) {
+	body := header
 	if !hasField(body, "list-id:") {
-		return body, nil // the usual case, without parsing the header
+		return body, nil, false // the usual case, without parsing the header
 	}
 	br := bufio.NewReader(bytes.NewReader(body))
 	h, err := textproto.ReadHeader(br)
 	if err != nil || !h.Has("List-Id") {
-		return body, nil
+		return body, nil, false
 	}
-	var ids []string
 	for _, v := range h.Values("List-Id") {
 		if i, j := strings.IndexByte(v, '<'), strings.LastIndexByte(v, '>'); i >= 0 && j > i {
 			ids = append(ids, v[i+1:j])
@@ -424,12 +433,12 @@ func stripListID(body []byte) ([]byte, []string) {
 	var out bytes.Buffer
 	out.Grow(len(body))
 	if err := textproto.WriteHeader(&out, h); err != nil {
-		return body, ids
+		return body, ids, false
 	}
 	if _, err := out.ReadFrom(br); err != nil {
-		return body, ids
+		return body, ids, false
 	}
-	return out.Bytes(), ids
+	return out.Bytes(), ids, true
 }
 
 func bracket(ip string) string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/testutil"
 )
 
@@ -42,7 +43,7 @@ func TestRoles(t *testing.T) {
 		}
 	}
 	msg, err := x.Expand(ctx, Post{ID: "Q1", Received: time.Now(), Sender: "someone@example.org",
-		Lists: []string{"postmaster@lists.example.org"}, Body: []byte("Subject: hi\r\n\r\nhi\r\n")})
+		Lists: []string{"postmaster@lists.example.org"}, Body: envelope.Bytes("Subject: hi\r\n\r\nhi\r\n")})
 	if err != nil {
 		t.Fatal(err)
 	}

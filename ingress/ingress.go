@@ -7,7 +7,6 @@
 package ingress
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -32,8 +31,11 @@ type Expander interface {
 	Expand(ctx context.Context, p expander.Post) (*queuegroups.Message, error)
 }
 
-// Queue stores messages durably; *queuegroups.Queue is one.
+// Queue stores messages durably; *queuegroups.Queue is one. A post is
+// received into a Body from NewBody, which keeps a bounded part in
+// memory and the rest in a temporary file of the spool.
 type Queue interface {
+	NewBody() *queuegroups.Body
 	Enqueue(ctx context.Context, m *queuegroups.Message) error
 }
 
@@ -85,8 +87,6 @@ type Server struct {
 	ln    *loadListener
 	load  *loadMonitor
 
-	bufs sync.Pool // of *bytes.Buffer, for reading posts
-
 	counters counters // observe.go
 	refusals *rateLog // refused commands and connections
 
@@ -112,7 +112,6 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
 		load: newLoadMonitor(cfg.Load, cfg.Logger), refusals: &rateLog{out: cfg.Logger, perSecond: 20}}
-	s.bufs.New = func() any { return new(bytes.Buffer) }
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
 	srv.Domain = cfg.Hostname
@@ -195,6 +194,8 @@ var (
 		Message: "Must issue a STARTTLS command first"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
+	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: fmt.Sprintf("Message header exceeds %d bytes", expander.MaxHeaderSize)}
 )
 
 func (ss *session) Reset() {
@@ -260,22 +261,20 @@ func (ss *session) Data(r io.Reader) error {
 	s.inData.Add(1)
 	defer s.inData.Done()
 
-	// The post is copied into the journal by Enqueue and not kept, so its
-	// buffer is reused by the next one.
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= 4<<20 {
-			s.bufs.Put(buf)
-		}
-	}()
-	if _, err := buf.ReadFrom(r); err != nil {
+	// The post goes into a spool body (a bounded part in memory, the rest
+	// in an unlinked file), which Enqueue copies into the journal.
+	body := s.queue.NewBody()
+	defer body.Close()
+	if _, err := body.ReadFrom(r); err != nil {
 		var serr *smtp.SMTPError
-		if errors.As(err, &serr) {
+		switch {
+		case body.Err() != nil:
+			s.log.Error("cannot spool message body", "from", ss.from, "err", body.Err())
+			return errTempStore
+		case errors.As(err, &serr):
 			ss.rejected("DATA", "too_big", "from", ss.from, "lists", ss.lists)
 			return serr // 552 5.3.4 from the size limit
-		}
-		if errors.Is(err, smtp.ErrTooLongLine) {
+		case errors.Is(err, smtp.ErrTooLongLine):
 			ss.rejected("DATA", "line_too_long", "from", ss.from, "lists", ss.lists)
 			// go-smtp closes the session after this reply: the rest of
 			// the line cannot be told apart from commands.
@@ -287,11 +286,15 @@ func (ss *session) Data(r io.Reader) error {
 	ctx := context.Background()
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
-		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: buf.Bytes()}
+		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: body}
 	msg, err := s.exp.Expand(ctx, post)
 	if errors.Is(err, expander.ErrLoop) {
 		ss.rejected("DATA", "loop", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errLoop
+	}
+	if errors.Is(err, expander.ErrHeaderTooLarge) {
+		ss.rejected("DATA", "header_too_large", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size())
+		return errHeaderTooLarge
 	}
 	if errors.Is(err, expander.ErrNoTargets) {
 		ss.rejected("DATA", "no_targets", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
@@ -318,7 +321,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	s.counters.accepted.Add(1)
 	s.log.Info("accepted", "qid", id, "client", ss.remote, "helo", post.Helo, "from", ss.from,
-		"message_id", messageID(post.Body), "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts, "queue_only", queueOnly)
+		"message_id", messageID(body), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}

@@ -324,3 +324,36 @@ func TestHopLimit(t *testing.T) {
 	}
 	wantReply(t, "51 hops", send(51), 554, smtp.EnhancedCode{5, 4, 6})
 }
+
+// TestSpooledPosts: a post far bigger than a session's memory part is
+// queued whole, and one whose header alone is over the expander's limit
+// is refused with 552 5.3.4 and leaves nothing in the queue.
+func TestSpooledPosts(t *testing.T) {
+	t.Parallel()
+	f := start(t, 8<<20)
+	line := strings.Repeat("y", 998) + "\r\n"
+	big := post + strings.Repeat(line, 2000) // about 2 MB
+	if err := postData(dial(t, f.addr), big); err != nil {
+		t.Fatalf("2 MB post: %v", err)
+	}
+	if s := f.queue.Stats(); s.Messages != 1 {
+		t.Fatalf("queue after the big post: %+v", s)
+	}
+	dirs := f.queue.Summary(0, 10)
+	if len(dirs[0].List) != 1 {
+		t.Fatalf("default group lists %+v, want the one post", dirs[0].List)
+	}
+	d, err := f.queue.Show(dirs[0].List[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Size != int64(len(big)) {
+		t.Errorf("queued %d bytes, want the whole %d byte post", d.Size, len(big))
+	}
+	header := "X-Filler: " + strings.Repeat("z", 900) + "\r\n"
+	huge := strings.Repeat(header, expander.MaxHeaderSize/len(header)+1) + post
+	wantReply(t, "header over the limit", postData(dial(t, f.addr), huge), 552, smtp.EnhancedCode{5, 3, 4})
+	if s := f.queue.Stats(); s.Messages != 1 {
+		t.Errorf("the refused post changed the queue: %+v", s)
+	}
+}

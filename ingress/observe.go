@@ -6,13 +6,18 @@ package ingress
 // log too.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"fanmail/envelope"
+	"fanmail/expander"
 )
 
 // Stats is a snapshot of the listener's counters since it started.
@@ -136,41 +141,36 @@ func (r *rateLog) log(level slog.Level, msg string, args ...any) {
 	r.out.Log(context.Background(), level, msg, args...)
 }
 
-// messageID returns the value of the Message-ID field of msg's header,
-// or "" when there is none. It scans
-// rather than parses the header: it runs for every accepted post.
-func messageID(msg []byte) string {
+// messageID returns the value of the Message-ID field of the header of
+// body, or "" when there is none. It scans rather than parses the
+// header, reading no further than its end: it runs for every accepted
+// post.
+func messageID(body envelope.Body) string {
 	const name = "message-id:"
-	for len(msg) > 0 {
-		line := msg
-		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-			line, msg = msg[:i], msg[i+1:]
-		} else {
-			msg = nil
+	r := bufio.NewReader(io.NewSectionReader(body, 0, min(body.Size(), expander.MaxHeaderSize)))
+	var found []byte
+	for {
+		line, err := r.ReadSlice('\n')
+		trimmed := bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(trimmed) == 0:
+			return finishID(found) // end of the header (or of the input)
+		case found != nil && len(found) == 0 && (trimmed[0] == ' ' || trimmed[0] == '\t'):
+			// The value was folded onto the next line.
+			found = bytes.TrimSpace(trimmed)
+		case found != nil:
+			return finishID(found)
+		case len(trimmed) >= len(name) && bytes.EqualFold(trimmed[:len(name)], []byte(name)):
+			found = append([]byte{}, bytes.TrimSpace(trimmed[len(name):])...)
 		}
-		line = bytes.TrimRight(line, "\r")
-		if len(line) == 0 {
-			return "" // end of the header
+		if err != nil && err != bufio.ErrBufferFull {
+			return finishID(found)
 		}
-		if len(line) < len(name) || !bytes.EqualFold(line[:len(name)], []byte(name)) {
-			continue
-		}
-		v := bytes.TrimSpace(line[len(name):])
-		// A folded field continues on lines that start with blanks.
-		for len(v) == 0 && len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t') {
-			next := msg
-			if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-				next, msg = msg[:i], msg[i+1:]
-			} else {
-				msg = nil
-			}
-			v = bytes.TrimSpace(next)
-		}
-		const maxLen = 256 // a log line, not a copy of whatever was sent
-		if len(v) > maxLen {
-			v = v[:maxLen]
-		}
-		return string(v)
 	}
-	return ""
+}
+
+// finishID bounds what a log line copies of whatever was sent.
+func finishID(v []byte) string {
+	const maxLen = 256
+	return string(v[:min(len(v), maxLen)])
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"fanmail/envelope"
 	"fanmail/internal/testutil"
 )
 
@@ -23,7 +24,7 @@ func TestMessageID(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		if got := messageID([]byte(tt.msg)); got != tt.want {
+		if got := messageID(envelope.Bytes(tt.msg)); got != tt.want {
 			t.Errorf("messageID(%q) = %q, want %q", tt.msg, got, tt.want)
 		}
 	}

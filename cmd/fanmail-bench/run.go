@@ -18,6 +18,9 @@ import (
 type options struct {
 	fanmailSet []string // SECTION.KEY=TOML-VALUE settings added to fanmail's config
 	workload   string
+	world      string          // worldPlain or worldInternet
+	net        internetOptions // the Internet world's properties
+	setFlags   map[string]bool // flags given on the command line
 	members    int
 	domains    int
 	dist       string
@@ -102,7 +105,7 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 
 	r := &Report{
 		Command: o.command, Machine: machine(), Workload: o.workload,
-		Members: o.members, Domains: o.domains, Dist: o.dist, Sinks: o.sinks,
+		Members: o.members, Domains: o.domains, Dist: o.dist, Sinks: len(w.sinks), WorldName: o.world,
 		Lists: len(p.lists), Posts: len(p.posts), Clients: o.clients, MessageBytes: o.size,
 		RTTMillis: float64(o.rtt) / float64(time.Millisecond), LoadAvg: loadAvg(),
 	}
@@ -206,6 +209,9 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 		}
 	}
 	fill(r, o, col, w, inj, start, before, after)
+	if o.world == worldInternet {
+		r.World = worldReport(o, p, col, w)
+	}
 	if waitErr != nil {
 		o.log.Warn("run incomplete", "err", waitErr)
 	}
