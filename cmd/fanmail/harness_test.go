@@ -182,11 +182,31 @@ func (n *fakeNet) delivered() int {
 // waitDelivered waits until the sinks have counted want recipients.
 func (n *fakeNet) waitDelivered(t testing.TB, want int, timeout time.Duration, p *proc) {
 	t.Helper()
+	n.waitCount(t, "recipients", n.delivered, want, timeout, p)
+}
+
+// waitDistinct waits until the sinks have counted want distinct
+// (message, recipient) pairs: after a kill, duplicates would make
+// waitDelivered's total reach want while a recipient is still queued.
+func (n *fakeNet) waitDistinct(t testing.TB, want int, timeout time.Duration, p *proc) {
+	t.Helper()
+	n.waitCount(t, "distinct recipients", func() int {
+		total := 0
+		for _, s := range n.sinks {
+			st := s.Stats()
+			total += st.RecipientsDelivered - st.Duplicates
+		}
+		return total
+	}, want, timeout, p)
+}
+
+func (n *fakeNet) waitCount(t testing.TB, what string, count func() int, want int, timeout time.Duration, p *proc) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for n.delivered() < want {
+	for count() < want {
 		if time.Now().After(deadline) {
 			p.dumpLog(t)
-			t.Fatalf("sinks counted %d of %d recipients after %v", n.delivered(), want, timeout)
+			t.Fatalf("sinks counted %d of %d %s after %v", count(), want, what, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
