@@ -45,6 +45,7 @@ type guardConn struct {
 	net.Conn
 	l      *loadListener
 	client string    // clientKey of the peer, for the per-client cap
+	remote string    // the peer's address, for the log
 	end    time.Time // the session's lifetime ends here
 
 	mu        sync.Mutex
@@ -135,7 +136,7 @@ func (g *guardConn) setTLS(on bool) {
 }
 
 func (g *guardConn) logCut() {
-	g.l.s.log.Warn("session closed: too many errors", "client", g.RemoteAddr().String(),
+	g.l.s.log.Warn("session closed: too many errors", "client", g.remote,
 		"errors", g.errors, "junk_commands", g.junk, "max_errors", g.l.s.cfg.MaxErrors)
 }
 
@@ -269,7 +270,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	g.expired = true
 	g.mu.Unlock()
 	if first {
-		g.l.s.log.Info("session closed: lifetime reached", "client", g.RemoteAddr().String(),
+		g.l.s.log.Info("session closed: lifetime reached", "client", g.remote,
 			"session_timeout", g.l.s.cfg.SessionTimeout)
 	}
 	if !plain {

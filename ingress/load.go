@@ -345,7 +345,8 @@ func (l *loadListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.sessions.Add(1)
-		g := &guardConn{Conn: c, l: l, client: key, end: time.Now().Add(s.cfg.SessionTimeout)}
+		g := &guardConn{Conn: c, l: l, client: key, remote: c.RemoteAddr().String(),
+			end: time.Now().Add(s.cfg.SessionTimeout)}
 		_ = g.SetDeadline(time.Time{}) // the lifetime, until go-smtp sets its own
 		return g, nil
 	}
