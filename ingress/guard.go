@@ -19,6 +19,11 @@ package ingress
 //   - It clamps every deadline go-smtp sets to the session's lifetime, so
 //     no stream of commands, however slow or idle, keeps a session open
 //     past it.
+//   - It hangs up with a lingering close: the write side is shut after
+//     the last reply and whatever the client had pipelined is read and
+//     dropped for a moment before the socket closes. Closing with unread
+//     input makes the kernel reset the connection, and the client would
+//     lose the 421 that says why.
 //   - It gives back the session's slot, overall and per client, on close.
 //
 // Reading replies on the way out needs the plaintext stream: fanmail
@@ -33,12 +38,20 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // maxReplyHead is how much of each reply line is kept for classifying
 // it: the code, the enhanced code and a word.
 const maxReplyHead = 32
+
+// A lingering close reads and drops at most this much for at most this
+// long before it closes the socket anyway.
+const (
+	lingerBytes = 1 << 20
+	lingerTime  = 5 * time.Second
+)
 
 // guardConn is one SMTP connection as go-smtp sees it.
 type guardConn struct {
@@ -60,6 +73,7 @@ type guardConn struct {
 	cut       bool // the error limit was reached
 	expired   bool // the lifetime ran out (logged once)
 	once      sync.Once
+	lingering atomic.Bool // hung up: the write side is shut, input is dropped
 }
 
 // answer is how a reply counts.
@@ -150,14 +164,26 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		bye, closeNow = g.observe(p)
 	}
 	g.mu.Unlock()
+	if g.lingering.Load() {
+		return 0, net.ErrClosed // go-smtp answering what was pipelined after the hang-up
+	}
 	n, err := g.Conn.Write(p)
 	if bye != nil && err == nil {
 		_, _ = g.Conn.Write(bye)
 	}
 	if closeNow {
-		g.Conn.Close()
+		g.hangUp()
 	}
 	return n, err
+}
+
+// hangUp ends the session after its last reply: no more writes, and
+// reads end, so go-smtp closes it; Close lingers.
+func (g *guardConn) hangUp() {
+	g.lingering.Store(true)
+	if tc, ok := g.Conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
 }
 
 // observe follows the reply lines in p and classifies each final one
@@ -261,6 +287,9 @@ func (g *guardConn) clamp(t time.Time, grace time.Duration) time.Time {
 // Read turns the end of the session's lifetime into a 421 of its own,
 // rather than go-smtp's "Idle timeout", and closes.
 func (g *guardConn) Read(p []byte) (int, error) {
+	if g.lingering.Load() {
+		return 0, net.ErrClosed
+	}
 	n, err := g.Conn.Read(p)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || time.Now().Before(g.end) {
 		return n, err
@@ -278,13 +307,32 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	}
 	_ = g.Conn.SetWriteDeadline(time.Now().Add(rejectTimeout))
 	_, _ = io.WriteString(g.Conn, fmt.Sprintf("421 4.4.2 %s Error: session time limit exceeded\r\n", g.l.s.cfg.Hostname))
-	g.Conn.Close()
+	g.hangUp()
 	return n, fmt.Errorf("session lifetime: %w", net.ErrClosed)
 }
 
 // Close gives the session's slot back exactly once, when go-smtp (or
-// Shutdown) closes the connection.
+// Shutdown) closes the connection; after a hang-up, once the lingering
+// close is over.
 func (g *guardConn) Close() error {
-	g.once.Do(func() { g.l.release(g.client) })
+	closed := false
+	g.once.Do(func() {
+		if !g.lingering.Load() {
+			g.l.release(g.client)
+			return
+		}
+		closed = true
+		g.l.rejects.Add(1)
+		go func() {
+			defer g.l.rejects.Done()
+			_ = g.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+			_, _ = io.Copy(io.Discard, io.LimitReader(g.Conn, lingerBytes))
+			g.Conn.Close()
+			g.l.release(g.client)
+		}()
+	})
+	if closed {
+		return nil
+	}
 	return g.Conn.Close()
 }
