@@ -340,7 +340,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	x.received(&prefix, p, rcpts[0])
 	var parts []queuegroups.Part
 	dropped := 0
-	for _, g := range bySender(res.Targets, forwardSender(p.Sender, x.AliasBounce())) {
+	for _, g := range bySender(res.Targets, forwardSender(p.Sender, x.aliasBounce())) {
 		var addrs []string
 		for _, a := range g.addrs {
 			if x.aliases.isLocalDomain(a) {

@@ -21,10 +21,10 @@ func forwardSender(poster, own string) string {
 	return own
 }
 
-// AliasBounce is the envelope sender of mail forwarded through an alias
+// aliasBounce is the envelope sender of mail forwarded through an alias
 // that has no owner-NAME: [aliases] bounce_address, by default
 // MailerDaemon of the hostname.
-func (x *Expander) AliasBounce() string {
+func (x *Expander) aliasBounce() string {
 	if x.aliases != nil && x.aliases.cfg.BounceAddress != "" {
 		return x.aliases.cfg.BounceAddress
 	}
