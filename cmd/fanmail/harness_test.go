@@ -291,6 +291,27 @@ func (p *proc) dumpLog(t testing.TB) {
 	t.Logf("fanmail log:\n%s", strings.Join(lines, "\n"))
 }
 
+// peakRSS is the server's peak resident set so far (VmHWM in
+// /proc/PID/status), in bytes.
+func (p *proc) peakRSS(t testing.TB) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the server's status: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				t.Fatalf("VmHWM line %q: %v", line, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0
+}
+
 // kill ends the server the hard way, as a crash or power cut would.
 func (p *proc) kill(t testing.TB) {
 	t.Helper()
