@@ -1,8 +1,6 @@
 package expander
 
 import (
-	"fanmail/envelope"
-
 	"context"
 	"os"
 	"path/filepath"
@@ -10,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/envelope"
 )
 
 // Mail fanmail forwards goes out from an address of fanmail's, never
