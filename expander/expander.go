@@ -60,7 +60,8 @@ type Expander struct {
 	version     int64
 	checked     time.Time                  // when version was last read from the store
 	members     map[string][]string        // list → members, valid while version holds
-	addresses   map[string]target          // lowercase address → what it names
+	addresses   map[string]target          // lowercase address → what it names; lists and their admin addresses only
+	unknown     unknownCache               // lowercase addresses that name nothing, bounded
 	roleDomains map[string]map[string]bool // "" → the domains with lists, for roles.go
 }
 
@@ -77,7 +78,8 @@ func New(store Store, hostname string, router *Router) *Expander {
 		router, _ = NewRouter(RouterConfig{})
 	}
 	return &Expander{store: store, hostname: hostname, router: router,
-		members: map[string][]string{}, addresses: map[string]target{}, roleDomains: map[string]map[string]bool{}}
+		members: map[string][]string{}, addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached),
+		roleDomains: map[string]map[string]bool{}}
 }
 
 // WithAliases makes x serve the aliases in a, looked up before lists.
@@ -123,9 +125,39 @@ type target struct {
 	admin string // the administrative address, as canonical as the list's
 }
 
-// target resolves rcpt, from the cache while the store is unchanged.
+// target resolves rcpt, from the caches while the store is unchanged.
+// What exists is cached without bound, as the store bounds it; what does
+// not is anything a client cares to send, so those answers go to a
+// bounded cache (cache.go).
 func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
-	return cached(ctx, x, x.addresses, strings.ToLower(rcpt), func() (target, error) { return x.resolve(ctx, rcpt) })
+	if err := x.refresh(ctx); err != nil {
+		return target{}, err
+	}
+	key := strings.ToLower(rcpt)
+	x.mu.Lock()
+	v := x.version
+	t, ok := x.addresses[key]
+	if !ok {
+		ok = x.unknown.has(key)
+	}
+	x.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := x.resolve(ctx, rcpt)
+	if err != nil {
+		return t, err
+	}
+	x.mu.Lock()
+	if v == x.version {
+		if t.list == "" {
+			x.unknown.add(key)
+		} else {
+			x.addresses[key] = t
+		}
+	}
+	x.mu.Unlock()
+	return t, nil
 }
 
 // cached returns m[key], or what load returns, kept in m unless the
@@ -217,6 +249,7 @@ func (x *Expander) refresh(ctx context.Context) error {
 		x.version = v
 		clear(x.members)
 		clear(x.addresses)
+		x.unknown.reset()
 		clear(x.roleDomains)
 	}
 	return nil
@@ -264,12 +297,13 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			return nil, err
 		}
 		if t.owner != "" {
-			// Mail for the owner keeps its envelope sender (null for a
-			// DSN) and gets no list headers.
+			// Mail for the owner gets no list headers, and goes out
+			// from the list's bounce address, so a failure never
+			// bounces to whoever the poster claims to be.
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
 			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
-				Envelopes: x.router.Split(p.Sender, []string{t.owner})})
+				Envelopes: x.router.Split(forwardSender(p.Sender, BounceAddress(t.list)), []string{t.owner})})
 			continue
 		}
 		list := t.list
@@ -307,7 +341,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 
 // expandAliases expands the aliases a post is addressed to, together (so
 // a target reached twice gets the post once), into one part per envelope
-// sender: owner-NAME where the aliases file has one, else the poster.
+// sender: owner-NAME where the aliases file has one, else the aliases'
+// bounce address, never the poster's (no backscatter).
 // |program and /file targets get envelopes of their own in the local
 // pseudo-domain, one target each.
 func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([]queuegroups.Part, error) {
@@ -322,7 +357,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	x.received(&prefix, p, rcpts[0])
 	var parts []queuegroups.Part
 	dropped := 0
-	for _, g := range bySender(res.Targets, p.Sender) {
+	for _, g := range bySender(res.Targets, forwardSender(p.Sender, x.aliasBounce())) {
 		var addrs []string
 		for _, a := range g.addrs {
 			if x.aliases.isLocalDomain(a) {

@@ -3,7 +3,8 @@
 // relaying), hands the message to the expander and then to the queue,
 // and answers 250 with the queue ID only once the queue says the message
 // is durable. Under load it queues only, slows down or refuses at
-// connect (load.go), so it never accepts faster than fanmail delivers.
+// connect (load.go), so it never accepts faster than fanmail delivers;
+// every session's resources are bounded (limits.go, guard.go).
 package ingress
 
 import (
@@ -39,16 +40,33 @@ type Queue interface {
 	Enqueue(ctx context.Context, m *queuegroups.Message) error
 }
 
-// Config is the SMTP listener's settings.
+// Config is the SMTP listener's settings. A zero limit or timeout takes
+// DefaultConfig's.
 type Config struct {
 	Listen         string
 	Hostname       string
 	MaxMessageSize int64
-	MaxRecipients  int           // per transaction; 0 takes DefaultConfig's
-	ReadTimeout    time.Duration // 0 takes DefaultConfig's (RFC 5321 §4.5.3.2)
-	WriteTimeout   time.Duration
-	Load           Load // load control; the zero value turns it off
-	Logger         *slog.Logger
+	// MaxRecipients caps the RCPT commands of one transaction, rejected
+	// ones included: past it each gets 452 4.5.3.
+	MaxRecipients int
+	// RecipientOvershoot is how many 452 4.5.3 a transaction may draw
+	// before each counts as an error (Postfix
+	// smtpd_recipient_overshoot_limit), so a client that pipelines past
+	// the limit keeps its session and sends the rest later.
+	RecipientOvershoot int
+	// MaxErrors is the rejected commands a session may make without
+	// delivering a post; at it the client gets 421 4.7.0 and is
+	// disconnected (Postfix smtpd_hard_error_limit).
+	MaxErrors int
+	// MaxJunkCommands is the commands that move no mail (NOOP, RSET,
+	// VRFY, HELO, EHLO, ...) a session may send before each counts as an
+	// error (Postfix smtpd_junk_command_limit).
+	MaxJunkCommands int
+	ReadTimeout     time.Duration // idle time for one command (RFC 5321 §4.5.3.2)
+	WriteTimeout    time.Duration
+	SessionTimeout  time.Duration // a session's whole lifetime
+	Load            Load          // load control; the zero value turns it off
+	Logger          *slog.Logger
 	// TLS, when set, offers STARTTLS (RFC 3207) with it (see ServerTLS);
 	// RequireTLS then refuses MAIL before STARTTLS with 530 5.7.0.
 	TLS        *tls.Config
@@ -63,15 +81,29 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:         "127.0.0.1:2525",
 		MaxMessageSize: 25 << 20,
-		MaxRecipients:  1000,
-		ReadTimeout:    5 * time.Minute,
-		WriteTimeout:   5 * time.Minute,
-		// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
+		// Postfix's defaults for the per-session counts.
+		MaxRecipients:      1000,
+		RecipientOvershoot: 1000,
+		MaxErrors:          20,
+		MaxJunkCommands:    100,
+		ReadTimeout:        5 * time.Minute,
+		WriteTimeout:       5 * time.Minute,
+		// MTAs hold a cached connection for minutes (Postfix 300s,
+		// sendmail 5m), never this long.
+		SessionTimeout: 30 * time.Minute,
 		Load: Load{
+			// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
 			QueueLA:  float64(8 * runtime.NumCPU()),
 			RefuseLA: float64(12 * runtime.NumCPU()),
 			Delay:    time.Second,
 			Interval: 250 * time.Millisecond,
+			// A session costs tens of KB (more while a post is read);
+			// Postfix runs 100 smtpd processes, 50 per client.
+			MaxSessions:          500,
+			MaxSessionsPerClient: 20,
+			// Postfix wants queue_minfree of at least 1.5 messages of
+			// the largest size; this leaves room for four.
+			MinFreeSpace: 100 << 20,
 		},
 	}
 }
@@ -98,14 +130,24 @@ type Server struct {
 // New prepares a server; Listen binds it.
 func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	def := DefaultConfig()
-	if cfg.MaxRecipients == 0 {
-		cfg.MaxRecipients = def.MaxRecipients
+	for _, f := range []struct{ v, d *int }{
+		{&cfg.MaxRecipients, &def.MaxRecipients},
+		{&cfg.RecipientOvershoot, &def.RecipientOvershoot},
+		{&cfg.MaxErrors, &def.MaxErrors},
+		{&cfg.MaxJunkCommands, &def.MaxJunkCommands},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
-	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = def.ReadTimeout
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = def.WriteTimeout
+	for _, f := range []struct{ v, d *time.Duration }{
+		{&cfg.ReadTimeout, &def.ReadTimeout},
+		{&cfg.WriteTimeout, &def.WriteTimeout},
+		{&cfg.SessionTimeout, &def.SessionTimeout},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -135,7 +177,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
-	s.ln = &loadListener{Listener: ln, s: s}
+	s.ln = &loadListener{Listener: ln, s: s, clients: map[string]*clientSessions{}}
 	return nil
 }
 
@@ -164,13 +206,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-// NewSession implements smtp.Backend.
+// NewSession implements smtp.Backend: the session that takes posts,
+// inside the one that keeps it to its limits.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	remote := ""
 	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = addr.IP.String()
 	}
-	return &session{srv: s, conn: c, remote: remote}, nil
+	return newLimitSession(&session{srv: s, conn: c, remote: remote})
 }
 
 type session struct {
@@ -285,7 +328,7 @@ func (ss *session) Data(r io.Reader) error {
 	s.load.pace()
 	ctx := context.Background()
 	id := s.ids.Next()
-	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
+	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
 		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: body}
 	msg, err := s.exp.Expand(ctx, post)
 	if errors.Is(err, expander.ErrLoop) {

@@ -28,8 +28,9 @@ type Stats struct {
 	// Rejected counts refused commands by command and reason, e.g.
 	// {"RCPT", "unknown_recipient"} or {"DATA", "loop"}.
 	Rejected map[Rejection]int64
-	// Refused counts connections turned away with 421 before the SMTP
-	// greeting, by reason ("overload", "max_sessions").
+	// Refused counts sessions turned away with 421 before the SMTP
+	// greeting, by reason ("overload", "max_sessions",
+	// "max_sessions_per_client"), or cut short ("too_many_errors").
 	Refused map[string]int64
 }
 
@@ -92,13 +93,19 @@ func (s *Server) countRejected(command, reason string) {
 // refused counts a connection turned away at connect and logs it
 // (rate-limited).
 func (s *Server) refused(reason, client string) {
+	s.countRefused(reason)
+	s.refusals.log(slog.LevelInfo, "connection refused", "reason", reason, "client", client)
+}
+
+// countRefused counts a session turned away or cut short; refused also
+// logs it, the session guard logs its own cuts.
+func (s *Server) countRefused(reason string) {
 	s.counters.mu.Lock()
 	if s.counters.refused == nil {
 		s.counters.refused = map[string]int64{}
 	}
 	s.counters.refused[reason]++
 	s.counters.mu.Unlock()
-	s.refusals.log(slog.LevelInfo, "connection refused", "reason", reason, "client", client)
 }
 
 // rateLog passes at most perSecond lines each second and counts the

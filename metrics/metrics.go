@@ -127,7 +127,7 @@ type collector struct{ m *Metrics }
 var (
 	descAccepted  = prometheus.NewDesc("fanmail_posts_accepted_total", "Posts answered 250 after DATA.", nil, nil)
 	descRejected  = prometheus.NewDesc("fanmail_smtp_rejected_total", "SMTP commands refused, by command and reason (unknown_recipient, loop, too_big, temp_failure, ...).", []string{"command", "reason"}, nil)
-	descRefused   = prometheus.NewDesc("fanmail_smtp_connections_refused_total", "SMTP connections turned away with 421 at connect, by reason (overload: load control; max_sessions: the session cap).", []string{"reason"}, nil)
+	descRefused   = prometheus.NewDesc("fanmail_smtp_connections_refused_total", "SMTP sessions refused with 421, by reason: overload (load control), max_sessions and max_sessions_per_client (the session caps) at connect, too_many_errors (cut short by the error limit).", []string{"reason"}, nil)
 	descSessions  = prometheus.NewDesc("fanmail_smtp_sessions", "SMTP sessions open now.", nil, nil)
 	descSessTotal = prometheus.NewDesc("fanmail_smtp_sessions_total", "SMTP sessions accepted since start.", nil, nil)
 	descQueueRcpt = prometheus.NewDesc("fanmail_queue_recipients", "Recipients pending in the queue, by group.", []string{"group"}, nil)

@@ -137,15 +137,21 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	// The one place that knows how to count the spool's pending
 	// recipients; ingress samples it at most every 250ms.
 	queueDepth := func() int { return s.queue.Stats().Recipients }
-	inCfg := cfg.IngressConfig(s.log, queueDepth)
+	ic := cfg.IngressConfig(s.log, queueDepth)
+	// min_free_space watches every disk a post is written to: the spool's
+	// directories, and the data directory with lists.db.
+	ic.Load.Spool = []string{cfg.DataDir}
+	for _, g := range spoolCfg.Groups {
+		ic.Load.Spool = append(ic.Load.Spool, g.Dirs...)
+	}
 	if cfg.TLS.Cert != "" {
 		// A broken pair is a start-up error naming the file.
 		if s.keyPair, err = ingress.LoadKeyPair(cfg.TLS.Cert, cfg.TLS.Key, s.log); err != nil {
 			return nil, err
 		}
-		inCfg.TLS, inCfg.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
+		ic.TLS, ic.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
 	}
-	s.smtp = ingress.New(inCfg, exp, s.queue, queuegroups.NewIDSource())
+	s.smtp = ingress.New(ic, exp, s.queue, queuegroups.NewIDSource())
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
