@@ -123,6 +123,7 @@ type target struct {
 	list  string // the list's address; "" if the address is nothing here
 	owner string // the owner to forward to, for owner-LIST and LIST-request
 	admin string // the administrative address, as canonical as the list's
+	role  bool   // postmaster or abuse (roles.go): forwarded from the aliases' bounce address
 }
 
 // target resolves rcpt, from the caches while the store is unchanged.
@@ -302,8 +303,12 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			// bounces to whoever the poster claims to be.
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
+			own := BounceAddress(t.list)
+			if t.role {
+				own = x.aliasBounce()
+			}
 			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
-				Envelopes: x.router.Split(forwardSender(p.Sender, BounceAddress(t.list)), []string{t.owner})})
+				Envelopes: x.router.Split(forwardSender(p.Sender, own), []string{t.owner})})
 			continue
 		}
 		list := t.list

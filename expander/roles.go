@@ -10,8 +10,10 @@ import (
 // postmaster (RFC 5321 §4.5.1: at every domain fanmail takes mail for,
 // and the bare <postmaster>) and abuse (RFC 2142), at every domain that
 // has lists. fanmail keeps no mailboxes, so each is forwarded to an
-// address of the operator's, like a list's owner- address: with the
-// poster's envelope sender and no list headers. An empty address leaves
+// address of the operator's, like a list's owner- address: with no list
+// headers, and from the aliases' bounce address (bounce_address, by
+// default MAILER-DAEMON@hostname), so a failure never bounces to
+// whoever the poster claims to be. An empty address leaves
 // its role refused, as any unknown recipient. Lists and aliases of the
 // same name come first.
 type Roles struct {
@@ -51,7 +53,7 @@ func (x *Expander) role(ctx context.Context, rcpt string) (target, bool, error) 
 	if hasDomain {
 		canon += "@" + strings.ToLower(domain)
 	}
-	return target{list: canon, owner: to, admin: canon}, true, nil
+	return target{list: canon, owner: to, admin: canon, role: true}, true, nil
 }
 
 // isListDomain reports whether domain has lists, from a set cached until

@@ -51,8 +51,8 @@ func TestRoles(t *testing.T) {
 		t.Fatalf("parts %+v", msg.Parts)
 	}
 	e := msg.Parts[0].Envelopes[0]
-	if e.Sender != "someone@example.org" || len(e.Recipients) != 1 || e.Recipients[0] != "admin@example.org" {
-		t.Errorf("postmaster mail goes from %s to %v, want someone@example.org to admin@example.org", e.Sender, e.Recipients)
+	if e.Sender != "MAILER-DAEMON@fanmail.test" || len(e.Recipients) != 1 || e.Recipients[0] != "admin@example.org" {
+		t.Errorf("postmaster mail goes from %s to %v, want MAILER-DAEMON@fanmail.test to admin@example.org", e.Sender, e.Recipients)
 	}
 	// A new list's domain gets its postmaster once the store changes.
 	if err := store.CreateList(ctx, "team@other.example", ""); err != nil {

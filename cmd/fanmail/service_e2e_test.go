@@ -279,8 +279,8 @@ func TestPostmasterReachesAdmin(t *testing.T) {
 	}
 	n.waitDelivered(t, 2, 20*time.Second, p)
 	for _, d := range n.sinks["d00.test"].Deliveries() {
-		if len(d.Recipients) != 1 || d.Recipients[0] != "admin@d00.test" || d.From != "someone@example.org" {
-			t.Errorf("delivery from %s to %v, want someone@example.org to admin@d00.test", d.From, d.Recipients)
+		if len(d.Recipients) != 1 || d.Recipients[0] != "admin@d00.test" || d.From != "MAILER-DAEMON@fanmail.test" {
+			t.Errorf("delivery from %s to %v, want MAILER-DAEMON@fanmail.test (no backscatter) to admin@d00.test", d.From, d.Recipients)
 		}
 	}
 }
