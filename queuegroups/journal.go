@@ -76,7 +76,7 @@ var errClosed = errors.New("queue is closed")
 // A read-only journal (for inspecting the queue while no server runs)
 // only replays: it creates no segment and takes no appends.
 func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool, r replayer) (*journal, error) {
-	j := &journal{dir: dir, segmentSize: segmentSize, log: log,
+	j := &journal{dir: dir, segmentSize: segmentSize, log: log, readOnly: readOnly,
 		reqs: make(chan *appendReq, 1024), writerDone: make(chan struct{})}
 	seqs, err := listSegments(dir)
 	if err != nil {
@@ -93,7 +93,6 @@ func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 		last = seq
 	}
 	if readOnly {
-		j.readOnly = true
 		j.isClosed = true
 		close(j.writerDone)
 		return j, nil

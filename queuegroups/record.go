@@ -11,12 +11,14 @@ import (
 )
 
 // Record framing: magic(4) length(4, little endian, of type+payload)
-// crc32c(4, of the length and type+payload) type(1) payload. The CRC
-// covers the length too, so a torn or half-written record fails the
-// check and replay skips it instead of trusting garbage; the magic lets
-// replay find the next record after an unreadable stretch (resync).
+// lengthcrc(4, crc32c of the length) crc(4, crc32c of the length and
+// type+payload) type(1) payload. A torn or half-written record fails
+// the check and replay skips it instead of trusting garbage; the magic
+// lets replay find the next record after an unreadable stretch
+// (resync), and the length's own checksum lets it reject a false start
+// there without reading the length it claims.
 const (
-	frameHeader = 12
+	frameHeader = 16
 	maxRecord   = 1 << 30
 )
 
@@ -101,11 +103,13 @@ func lengthCRC(n int64) uint32 {
 	return crc32.Checksum(l[:], castagnoli)
 }
 
-// putFrameHeader writes magic, length n (of type and payload) and crc.
+// putFrameHeader writes magic, length n (of type and payload), the
+// length's checksum and crc.
 func putFrameHeader(b []byte, n int64, crc uint32) {
 	copy(b[0:4], frameMagic[:])
 	binary.LittleEndian.PutUint32(b[4:8], uint32(n))
-	binary.LittleEndian.PutUint32(b[8:12], crc)
+	binary.LittleEndian.PutUint32(b[8:12], lengthCRC(n))
+	binary.LittleEndian.PutUint32(b[12:16], crc)
 }
 
 // reply writes a recipient's last reply, every part of it.

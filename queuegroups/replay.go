@@ -45,7 +45,17 @@ func (j *journal) replaySegment(seq uint64, r replayer) (*segment, error) {
 		return nil, fmt.Errorf("stat journal segment: %w", err)
 	}
 	seg := &segment{seq: seq, path: path, file: f}
-	sc := &frameScanner{r: &window{f: f}, size: st.Size()}
+	if seg.size, err = j.replayFrom(seg, f, st.Size(), r); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return seg, nil
+}
+
+// replayFrom replays size bytes of src, seg's content, and returns how
+// far it read.
+func (j *journal) replayFrom(seg *segment, src io.ReaderAt, size int64, r replayer) (int64, error) {
+	sc := &frameScanner{r: &window{src: src}, size: size}
 	off := int64(0)
 	for off < sc.size {
 		fr, ok := sc.frameAt(off)
@@ -57,21 +67,18 @@ func (j *journal) replaySegment(seq uint64, r replayer) (*segment, error) {
 		}
 		if off == 0 && fr.typ == recHeader {
 			if v, err := decodeHeader(fr.payload); err == nil && v > journalVersion {
-				f.Close()
-				return nil, fmt.Errorf("%s: format %d: %w; run that version", path, v, errNewerJournal)
+				return 0, fmt.Errorf("%s: format %d: %w; run that version", seg.path, v, errNewerJournal)
 			}
 		}
 		if err := r.record(seg, off, fr.typ, fr.payload, fr.bodyOff, fr.bodyLen); err != nil {
-			j.log.Warn("journal: skipping unreadable record", "segment", path, "offset", off, "err", err)
+			j.log.Warn("journal: skipping unreadable record", "segment", seg.path, "offset", off, "err", err)
 		}
 		off += fr.n
 	}
 	if sc.err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read journal segment %s: %w", path, sc.err)
+		return 0, fmt.Errorf("read journal segment %s: %w", seg.path, sc.err)
 	}
-	seg.size = off
-	return seg, nil
+	return off, nil
 }
 
 // quarantine copies n unreadable bytes at off out of seg into
@@ -81,7 +88,10 @@ func (j *journal) replaySegment(seq uint64, r replayer) (*segment, error) {
 func (j *journal) quarantine(seg *segment, sc *frameScanner, off, n int64, r replayer) {
 	name := fmt.Sprintf("%s.%d.quarantine", seg.path, off)
 	ids := sc.idsIn(off, n)
-	err := copyOut(seg.file, off, n, name)
+	var err error
+	if !j.readOnly {
+		err = copyOut(sc.r.src, off, n, name) // a read-only replay writes nothing
+	}
 	level, msg := "error", "journal: unreadable bytes skipped and copied to a quarantine file"
 	if off+n == sc.size {
 		level, msg = "warn", "journal: torn or unreadable tail skipped and copied to a quarantine file"
@@ -100,7 +110,7 @@ func (j *journal) quarantine(seg *segment, sc *frameScanner, off, n int64, r rep
 
 // copyOut writes n bytes of f at off to a new file name, durably; an
 // existing file of that name (from an earlier start) is kept.
-func copyOut(f *os.File, off, n int64, name string) error {
+func copyOut(f io.ReaderAt, off, n int64, name string) error {
 	out, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if errors.Is(err, os.ErrExist) {
 		return nil
@@ -148,7 +158,8 @@ func (sc *frameScanner) frameAt(off int64) (frame, bool) {
 		return frame{}, false
 	}
 	length := int64(binary.LittleEndian.Uint32(hdr[4:8]))
-	if length == 0 || length > maxRecord || off+frameHeader+length > sc.size {
+	if lengthCRC(length) != binary.LittleEndian.Uint32(hdr[8:12]) ||
+		length == 0 || length > maxRecord || off+frameHeader+length > sc.size {
 		return frame{}, false
 	}
 	fr := frame{typ: hdr[frameHeader], n: frameHeader + length}
@@ -185,7 +196,7 @@ func (sc *frameScanner) frameAt(off int64) (frame, bool) {
 		crc = crc32.Update(crc, castagnoli, c)
 		at += int64(len(c))
 	}
-	if crc != binary.LittleEndian.Uint32(hdr[8:12]) {
+	if crc != binary.LittleEndian.Uint32(hdr[12:16]) {
 		return frame{}, false
 	}
 	if fr.typ == recMessage {
@@ -310,10 +321,10 @@ func validID(s string) bool {
 	return true
 }
 
-// window is a read-ahead io.ReaderAt over a file, so replay reads a
-// segment in large sequential reads rather than one per record.
+// window is a read-ahead io.ReaderAt over a segment, so replay reads it
+// in large sequential reads rather than one per record.
 type window struct {
-	f     *os.File
+	src   io.ReaderAt
 	start int64
 	buf   []byte
 }
@@ -325,12 +336,12 @@ func (w *window) ReadAt(p []byte, off int64) (int, error) {
 		return copy(p, w.buf[off-w.start:]), nil
 	}
 	if len(p) > windowSize/2 {
-		return w.f.ReadAt(p, off)
+		return w.src.ReadAt(p, off)
 	}
 	if cap(w.buf) < windowSize {
 		w.buf = make([]byte, windowSize)
 	}
-	n, err := w.f.ReadAt(w.buf[:windowSize], off)
+	n, err := w.src.ReadAt(w.buf[:windowSize], off)
 	w.start, w.buf = off, w.buf[:n]
 	m := copy(p, w.buf)
 	if m < len(p) {

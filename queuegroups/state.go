@@ -101,6 +101,9 @@ func (m *msgState) hasInflight() bool {
 func applyUpdate(e *envState, u *statusUpdate) {
 	switch u.kind {
 	case attemptStarted:
+		if e.open {
+			e.strikes++ // the attempt before never ended: the server died
+		}
 		e.open = true
 		return
 	case attemptPanicked:
