@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 // TestFlippedByteIsQuarantined: three posts are acknowledged and queued;
@@ -285,7 +286,7 @@ func runFor(t *testing.T, env []string, d time.Duration, args ...string) (string
 	t.Helper()
 	cmd := exec.Command(fanmailBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
