@@ -115,7 +115,7 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		return nil, err
 	}
 	s.metrics = s.newMetrics(spoolCfg)
-	if s.queue, err = queuegroups.Open(spoolCfg, s.metrics.Deliverer(s.agent)); err != nil {
+	if s.queue, err = queuegroups.Open(spoolCfg, s.metrics.Deliverer(testDeliverer(s.agent))); err != nil {
 		return nil, err
 	}
 	s.groups = len(spoolCfg.Groups)
