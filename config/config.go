@@ -40,8 +40,8 @@ type Config struct {
 	Listen         string `toml:"listen"`           // SMTP listen address
 	DataDir        string `toml:"data_dir"`         // holds lists.db and the spool
 	MaxMessageSize Size   `toml:"max_message_size"` // SIZE limit for incoming posts
-	// AdminAddress receives mail to postmaster@ each list domain and to
-	// <postmaster> (RFC 5321 §4.5.1); AbuseAddress, when set, mail to
+	// AdminAddress receives mail to postmaster@ each list domain (RFC
+	// 5321 §4.5.1); AbuseAddress, when set, mail to
 	// abuse@ each list domain (RFC 2142). Neither is set by default.
 	AdminAddress string `toml:"admin_address"`
 	AbuseAddress string `toml:"abuse_address"`
@@ -387,7 +387,7 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 func (c Config) Warnings() []string {
 	var w []string
 	if c.AdminAddress == "" {
-		w = append(w, "admin_address is not set: mail to postmaster@ each list domain and to <postmaster> is refused, "+
+		w = append(w, "admin_address is not set: mail to postmaster@ each list domain is refused, "+
 			"although RFC 5321 §4.5.1 requires it to be accepted; set admin_address = \"you@example.org\"")
 	}
 	return w
