@@ -120,17 +120,19 @@ func TestHeaderTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// net/http allows 4 KB over MaxHeaderBytes; 8 KB is over both.
-	req := "POST " + strings.TrimPrefix(link, f.base) + " HTTP/1.1\r\nHost: a\r\n" +
-		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\n" +
-		"X-Padding: " + strings.Repeat("p", 8000) + "\r\n\r\nList-Unsubscribe=One-Click"
+	// net/http reads at most MaxHeaderBytes plus 4 KB of header before it
+	// answers 431. The request is exactly that long and unfinished, so
+	// the server reads all of it: a close with unread input would be a
+	// reset, which can discard the 431 before the test reads it.
+	req := "POST " + strings.TrimPrefix(link, f.base) + " HTTP/1.1\r\nHost: a\r\nX-Padding: "
+	req += strings.Repeat("p", 1024+4096-len(req))
 	if _, err := c.Write([]byte(req)); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	status, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || !strings.Contains(status, " 431 ") {
-		t.Errorf("8 KB header with a 1 KB limit: %q, %v; want 431", status, err)
+		t.Errorf("5 KB header with a 1 KB limit: %q, %v; want 431", status, err)
 	}
 	f.wantMembers(t, everyone())
 }
