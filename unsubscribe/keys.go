@@ -30,7 +30,6 @@ const (
 // Keyring holds the keys of one key directory. It is safe for
 // concurrent use; its keys do not change after Open.
 type Keyring struct {
-	dir  string
 	keys map[uint64]*key
 	mint *key // the highest id
 }
@@ -103,7 +102,7 @@ func load(dir string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read unsubscribe keys: %w", err)
 	}
-	kr := &Keyring{dir: dir, keys: map[uint64]*key{}}
+	kr := &Keyring{keys: map[uint64]*key{}}
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
@@ -235,9 +234,6 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
-
-// Dir is the key directory.
-func (kr *Keyring) Dir() string { return kr.dir }
 
 // MintingKey is the id of the key that signs new tokens.
 func (kr *Keyring) MintingKey() uint64 { return kr.mint.id }

@@ -56,6 +56,21 @@ func TestOneClickMultipart(t *testing.T) {
 	f.wantMembers(t, want)
 }
 
+// Internationalized addresses (RFC 6531) travel in the token as UTF-8
+// and come back out exact.
+func TestOneClickUTF8Member(t *testing.T) {
+	f := newFixture(t, nil)
+	member := "jürgen@münchen.example"
+	if _, err := f.store.AddMembers(context.Background(), announce, []string{member}); err != nil {
+		t.Fatal(err)
+	}
+	r := oneClick(t, f.link(t, announce, member))
+	if r.code != http.StatusOK || r.body != member+" is unsubscribed from announce@example.org.\n" {
+		t.Errorf("one-click for %s: %d %q", member, r.code, r.body)
+	}
+	f.wantMembers(t, everyone())
+}
+
 // A second POST of the same link, as a provider's retry would make, is
 // answered 200 too, and changes nothing.
 func TestOneClickIdempotent(t *testing.T) {
