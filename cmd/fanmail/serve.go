@@ -22,6 +22,7 @@ import (
 	"fanmail/ingress"
 	"fanmail/lists"
 	"fanmail/queuegroups"
+	"fanmail/web"
 )
 
 func serveCommand() *cli.Command {
@@ -69,7 +70,8 @@ type server struct {
 	queue   *queuegroups.Queue
 	aliases *expander.Aliases // nil: no aliases files
 	smtp    *ingress.Server
-	groups  int // queue groups, for the start-up line
+	web     *web.Server // nil: [web] listen not set
+	groups  int         // queue groups, for the start-up line
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
 	cancel context.CancelFunc
@@ -137,6 +139,9 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
+	if s.web, err = buildWeb(cfg, s.store, s.log); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -157,6 +162,7 @@ func (s *server) run() error {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
 	}
 
+	s.serveWeb()
 	served := make(chan error, 1)
 	go func() { served <- s.smtp.Serve() }()
 	sigs := make(chan os.Signal, 1)
@@ -187,6 +193,7 @@ func (s *server) run() error {
 func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	s.smtp.Shutdown(ctx)
+	s.stopWeb(ctx)
 	cancel()
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -204,6 +211,7 @@ func (s *server) close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.stopWeb(context.Background())
 	if s.queue != nil {
 		_ = s.queue.Close(context.Background())
 	}
