@@ -6,7 +6,8 @@
 // delivery.DefaultConfig) under their keys; Load applies the file, then
 // the flags, then Complete (the values derived from others), and
 // validates once, naming the bad key; Spool, Routing, DeliveryConfig,
-// IngressConfig and AliasConfig map the result back onto each package.
+// IngressConfig, AliasConfig and WebConfig map the result back onto each
+// package.
 // Every key is optional, so fanmail runs with no file at all.
 package config
 
@@ -32,6 +33,7 @@ import (
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/queuegroups"
+	"fanmail/web"
 )
 
 // Config is the effective configuration of one fanmail instance.
@@ -54,6 +56,7 @@ type Config struct {
 	Aliases  Aliases           `toml:"aliases"`
 	Metrics  Metrics           `toml:"metrics"`
 	TLS      TLS               `toml:"tls"`
+	Web      Web               `toml:"web"` // the one-click unsubscribe endpoint
 }
 
 // TLS is inbound STARTTLS (RFC 3207).
@@ -144,6 +147,7 @@ func Default() Config {
 		},
 		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
 		TLS:     TLS{MinVersion: "1.2"},
+		Web:     webKeys(web.DefaultConfig()),
 	}
 }
 
@@ -339,6 +343,7 @@ func (c Config) Validate() error {
 	c.SMTP.validate(bad)
 	c.Load.validate(bad)
 	c.validateAliases(bad)
+	c.Web.validate(bad)
 	sort.Strings(msgs)
 	errs := make([]error, len(msgs))
 	for i, m := range msgs {

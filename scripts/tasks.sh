@@ -65,6 +65,7 @@ bench)
 	go test -run '^$' -bench 'AcceptSmallPosts' -benchtime 5000x -count "$count" ./cmd/fanmail/
 	go test -run '^$' -bench 'Fanout10k' -benchtime 1x -count "$count" ./cmd/fanmail/
 	go test -run '^$' -bench . -benchtime 3x ./lists/
+	go test -run '^$' -bench . -count "$count" ./unsubscribe/
 	;;
 man)
 	go run ./cmd/fanmail man >contrib/fanmail.8

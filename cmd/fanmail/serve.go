@@ -22,6 +22,7 @@ import (
 	"fanmail/lists"
 	"fanmail/metrics"
 	"fanmail/queuegroups"
+	"fanmail/web"
 )
 
 func serveCommand() *cli.Command {
@@ -77,7 +78,8 @@ type server struct {
 	smtp    *ingress.Server
 	keyPair *ingress.KeyPair // nil: no STARTTLS
 	metrics *metrics.Metrics
-	groups  int // queue groups, for the start-up line
+	web     *web.Server // nil: [web] listen not set
+	groups  int         // queue groups, for the start-up line
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
 	cancel context.CancelFunc
@@ -155,6 +157,9 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
+	if s.web, err = buildWeb(cfg, s.store, s.log); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -185,6 +190,7 @@ func (s *server) run() error {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
 	}
 
+	s.serveWeb()
 	served := make(chan error, 1)
 	go func() { served <- s.smtp.Serve() }()
 	sigs := make(chan os.Signal, 1)
@@ -221,6 +227,7 @@ func (s *server) run() error {
 func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	s.smtp.Shutdown(ctx)
+	s.stopWeb(ctx)
 	cancel()
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -238,6 +245,7 @@ func (s *server) close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.stopWeb(context.Background())
 	if s.queue != nil {
 		_ = s.queue.Close(context.Background())
 	}
