@@ -54,13 +54,15 @@ type Expander struct {
 	hostname string
 	router   *Router
 	aliases  *Aliases // nil: no aliases files
+	roles    Roles    // postmaster and abuse (roles.go)
 
-	mu        sync.Mutex
-	version   int64
-	checked   time.Time           // when version was last read from the store
-	members   map[string][]string // list → members, valid while version holds
-	addresses map[string]target   // lowercase address → what it names; lists and their admin addresses only
-	unknown   unknownCache        // lowercase addresses that name nothing, bounded
+	mu          sync.Mutex
+	version     int64
+	checked     time.Time                  // when version was last read from the store
+	members     map[string][]string        // list → members, valid while version holds
+	addresses   map[string]target          // lowercase address → what it names; lists and their admin addresses only
+	unknown     unknownCache               // lowercase addresses that name nothing, bounded
+	roleDomains map[string]map[string]bool // "" → the domains with lists, for roles.go
 }
 
 // versionTTL bounds how stale the caches can be: the store's version is
@@ -76,7 +78,8 @@ func New(store Store, hostname string, router *Router) *Expander {
 		router, _ = NewRouter(RouterConfig{})
 	}
 	return &Expander{store: store, hostname: hostname, router: router,
-		members: map[string][]string{}, addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached)}
+		members: map[string][]string{}, addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached),
+		roleDomains: map[string]map[string]bool{}}
 }
 
 // WithAliases makes x serve the aliases in a, looked up before lists.
@@ -120,6 +123,7 @@ type target struct {
 	list  string // the list's address; "" if the address is nothing here
 	owner string // the owner to forward to, for owner-LIST and LIST-request
 	admin string // the administrative address, as canonical as the list's
+	role  bool   // postmaster or abuse (roles.go): forwarded from the aliases' bounce address
 }
 
 // target resolves rcpt, from the caches while the store is unchanged.
@@ -192,6 +196,9 @@ func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
 	case !errors.Is(err, lists.ErrNoList):
 		return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
 	}
+	if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
+		return t, err
+	}
 	local, domain, ok := strings.Cut(rcpt, "@")
 	if !ok {
 		return target{}, nil
@@ -244,6 +251,7 @@ func (x *Expander) refresh(ctx context.Context) error {
 		clear(x.members)
 		clear(x.addresses)
 		x.unknown.reset()
+		clear(x.roleDomains)
 	}
 	return nil
 }
@@ -255,6 +263,8 @@ type Post struct {
 	Sender     string        // the poster's MAIL FROM, for the log only: bounces go to the list
 	Helo       string        // client's EHLO name
 	RemoteAddr string        // client's IP address
+	TLS        string        // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
+	UTF8       bool          // sent with SMTPUTF8 (RFC 6531)
 	Lists      []string      // canonical recipients from Lookup: lists and their owner- and -request addresses
 	Body       envelope.Body // header and body as received, CRLF; only the header is read
 }
@@ -293,8 +303,12 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			// bounces to whoever the poster claims to be.
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
+			own := BounceAddress(t.list)
+			if t.role {
+				own = x.aliasBounce()
+			}
 			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
-				Envelopes: x.router.Split(forwardSender(p.Sender, BounceAddress(t.list)), []string{t.owner})})
+				Envelopes: x.router.Split(forwardSender(p.Sender, own), []string{t.owner})})
 			continue
 		}
 		list := t.list
@@ -376,8 +390,18 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 
 // received writes the Received header for p's copies addressed to rcpt.
 func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
-	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
-		p.Helo, bracket(p.RemoteAddr), x.hostname, p.ID, rcpt, p.Received.Format(time.RFC1123Z))
+	// The protocol names of RFC 3848 and RFC 6531: ESMTP, ESMTPS with
+	// TLS, UTF8SMTP(S) with SMTPUTF8; the TLS parameters as a comment.
+	proto, tlsNote := "ESMTP", ""
+	if p.UTF8 {
+		proto = "UTF8SMTP"
+	}
+	if p.TLS != "" {
+		proto += "S"
+		tlsNote = "\r\n\t(" + p.TLS + ")"
+	}
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s\r\n\tfor <%s>; %s\r\n",
+		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, rcpt, p.Received.Format(time.RFC1123Z))
 }
 
 // BounceAddress is sendmail's owner-LIST convention: delivery errors for a
