@@ -27,7 +27,7 @@ type segment struct {
 	seq  uint64
 	path string
 	file *os.File
-	size int64 // bytes of valid records; only the writer changes it for the active segment
+	size atomic.Int64 // bytes of valid records; only the writer changes it for the active segment
 
 	live    int          // pending messages whose latest full record is here; guarded by the owning group's mutex
 	damaged bool         // replay found unreadable bytes in it
@@ -149,7 +149,8 @@ func (j *journal) newSegment(seq uint64) (*segment, error) {
 		f.Close()
 		return nil, err
 	}
-	seg := &segment{seq: seq, path: path, file: f, size: int64(len(hdr))}
+	seg := &segment{seq: seq, path: path, file: f}
+	seg.size.Store(int64(len(hdr)))
 	j.mu.Lock()
 	j.segs = append(j.segs, seg)
 	j.mu.Unlock()
@@ -221,7 +222,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 			total += r.size()
 		}
 	}
-	if seg.size > int64(len(encodeHeader())) && seg.size+total > j.segmentSize {
+	if size := seg.size.Load(); size > int64(len(encodeHeader())) && size+total > j.segmentSize {
 		// Records written without a sync must not be left behind in a
 		// segment that no later sync will cover.
 		if err := syscall.Fdatasync(int(seg.file.Fd())); err != nil {
@@ -235,7 +236,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 		}
 		seg = next
 	}
-	start := seg.size
+	start := seg.size.Load()
 	off := start
 	results := make([]appendResult, len(batch))
 	sync := false
@@ -285,7 +286,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 		}
 		j.syncs.Add(1)
 	}
-	seg.size = off
+	seg.size.Store(off)
 	for i, req := range batch {
 		if req.pin {
 			seg.pins.Add(1)
