@@ -87,6 +87,14 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	if m.deleted {
 		return m, attemptRecorded
 	}
+	if len(e.progress) > 0 {
+		m.apply(&statusUpdate{id: m.id, env: e.index, kind: attemptProgress, rcpts: e.progress})
+		e.progress = nil
+	}
+	if m.touched[e.index] != e {
+		// The transactions' records settled every recipient.
+		return g.afterDone(m)
+	}
 	m.apply(u)
 	if e.strikes >= g.asideAfter && !m.aside {
 		g.moveAside(m, e)
@@ -97,6 +105,12 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 		g.nudge()
 		return m, stillDeferred
 	}
+	return g.afterDone(m)
+}
+
+// afterDone is what follows an envelope's last pending recipient
+// settling. Called with g.mu held.
+func (g *group) afterDone(m *msgState) (*msgState, attempted) {
 	if m.pendingEnvs > 0 {
 		return m, attemptRecorded
 	}
@@ -129,7 +143,42 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 		g.log.Error("cannot record the start of an attempt; will retry", "qid", m.id, "domain", e.domain, "err", err)
 		return &statusUpdate{id: m.id, env: e.index, attempts: t.attempts, next: time.Now().Add(g.retry.min)}
 	}
+	// Each transaction's settled recipients are recorded as soon as its
+	// reply is in, before the next transaction: a crash later in the
+	// attempt resends only what was on the wire.
+	told := make([]bool, len(rcpts))
+	var progress []rcptUpdate
+	req.Progress = func(k []int, res []envelope.Result) {
+		u := &statusUpdate{id: m.id, env: e.index, kind: attemptProgress, attempts: t.attempts + 1}
+		for j, i := range k {
+			if i < 0 || i >= len(idx) || told[i] {
+				continue
+			}
+			told[i] = true
+			st := rcptDelivered
+			if res[j].Status == envelope.Failed {
+				st = rcptFailed
+			}
+			u.rcpts = append(u.rcpts, rcptUpdate{index: idx[i], status: st, reply: res[j].Reply})
+		}
+		if len(u.rcpts) == 0 {
+			return
+		}
+		if _, _, err := m.dir.j.append(false, false, complete(encodeStatus(u))); err != nil {
+			g.log.Warn("cannot record a transaction's outcome; the attempt's record will", "qid", m.id, "err", err)
+			for _, r := range u.rcpts {
+				for i := range idx {
+					if idx[i] == r.index {
+						told[i] = false
+					}
+				}
+			}
+			return
+		}
+		progress = append(progress, u.rcpts...)
+	}
 	results, panicked := g.deliver(ctx, req)
+	e.progress = progress
 	if panicked {
 		return &statusUpdate{id: m.id, env: e.index, kind: attemptPanicked, attempts: t.attempts + 1,
 			next: time.Now().Add(max(backoff(t.attempts+1, g.retry.min, g.retry.max), g.cfg.MinQueueAge))}
@@ -142,7 +191,16 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 			results[i] = envelope.Result{Recipient: rcpts[i], Status: envelope.Deferred, Reply: envelope.Reply{Text: "internal error"}}
 		}
 	}
-	return g.outcome(e, t.attempts, idx, results, time.Now())
+	u := g.outcome(e, t.attempts, idx, results, time.Now())
+	// What a transaction's record settled is not recorded twice.
+	keep := u.rcpts[:0]
+	for i, r := range u.rcpts {
+		if !told[i] {
+			keep = append(keep, r)
+		}
+	}
+	u.rcpts = keep
+	return u
 }
 
 // syncStart says whether the record of an attempt's start waits for the

@@ -210,7 +210,7 @@ func decodeStatus(payload []byte) (*statusUpdate, error) {
 	u := &statusUpdate{id: d.str()}
 	env, kind, attempts := d.uvarint(), attemptKind(d.byte1()), d.uvarint()
 	u.next = d.time()
-	if kind > attemptPanicked || env > 1<<31 || attempts > 1<<31 {
+	if kind > attemptProgress || env > 1<<31 || attempts > 1<<31 {
 		d.fail()
 	}
 	u.env, u.kind, u.attempts = int(env), kind, int(attempts)

@@ -1,6 +1,7 @@
 package queuegroups
 
 import (
+	"slices"
 	"time"
 
 	"fanmail/dsn"
@@ -93,8 +94,9 @@ type envState struct {
 	strikes  int
 	open     bool
 	inflight bool
-	tried    bool // has had an attempt in this process
-	heapIdx  int  // position in the deferred heap, -1 when not there
+	tried    bool         // has had an attempt in this process
+	heapIdx  int          // position in the deferred heap, -1 when not there
+	progress []rcptUpdate // settled by transactions of the attempt in progress, recorded, not applied yet
 }
 
 func newMsgState(id string, received time.Time, d *dir) *msgState {
@@ -188,6 +190,9 @@ func (m *msgState) apply(u *statusUpdate) {
 		}
 		e.open = true
 		return
+	case attemptProgress:
+		m.settle(e, u.rcpts)
+		return
 	case attemptPanicked:
 		e.open = false
 		e.strikes++
@@ -225,6 +230,41 @@ func (m *msgState) apply(u *statusUpdate) {
 	m.finishEnvelope(e)
 }
 
+// settle takes the final recipients of rcpts out of e's pending ones,
+// for a transaction that settled them while its attempt goes on.
+func (m *msgState) settle(e *envState, rcpts []rcptUpdate) {
+	n := int(m.slots[e.index].n)
+	idx := e.pendingIndexes()
+	gone := map[int32]bool{}
+	for _, r := range rcpts {
+		if r.index >= n || r.status == rcptPending || gone[int32(r.index)] {
+			continue
+		}
+		if !slices.Contains(idx, int32(r.index)) {
+			continue // settled before
+		}
+		gone[int32(r.index)] = true
+		m.pendingRcpts--
+		if r.status == rcptFailed {
+			m.failed[m.slots[e.index].part]++
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	left := make([]int32, 0, len(idx)-len(gone))
+	for _, i := range idx {
+		if !gone[i] {
+			left = append(left, i)
+		}
+	}
+	if len(left) > 0 {
+		e.pending = left
+		return
+	}
+	m.finishEnvelope(e)
+}
+
 // finishEnvelope marks e done: every recipient is final.
 func (m *msgState) finishEnvelope(e *envState) {
 	delete(m.touched, e.index)
@@ -250,6 +290,7 @@ const (
 	attemptDone     attemptKind = 0 // the outcome of an attempt
 	attemptStarted  attemptKind = 1 // an attempt begins (recorded before delivery)
 	attemptPanicked attemptKind = 2 // the attempt panicked; every recipient stays as it was
+	attemptProgress attemptKind = 3 // recipients one transaction of an attempt in progress settled
 )
 
 // statusUpdate is one event of one attempt of one envelope.

@@ -50,7 +50,7 @@ func (v *msgView) states(keep func(rcptStatus) bool) (map[int]map[int]rcptUpdate
 			return nil
 		}
 		u, err := decodeStatus(payload)
-		if err != nil || u.kind != attemptDone {
+		if err != nil || (u.kind != attemptDone && u.kind != attemptProgress) {
 			return nil
 		}
 		for _, r := range u.rcpts {
