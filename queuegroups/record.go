@@ -55,8 +55,6 @@ const (
 	rcptFailed    rcptStatus = 2
 )
 
-func (s rcptStatus) final() bool { return s == rcptDelivered || s == rcptFailed }
-
 // encoder appends the journal's primitive types to a buffer.
 type encoder struct{ b []byte }
 

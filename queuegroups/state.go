@@ -41,8 +41,7 @@ type msgState struct {
 	inflight     int   // envelopes being delivered
 
 	holdUntil time.Time // queue-only mail: fresh envelopes wait until then
-	held      bool      // in the group's hold heap
-	holdIdx   int
+	holdIdx   int       // position in the group's hold heap, -1 when not there
 
 	deleted bool // removed by the operator; outcomes in flight are dropped
 	warned  bool // the delay warning went out (queuewarn)
