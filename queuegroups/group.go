@@ -159,10 +159,10 @@ func (g *group) nextReady() *envState {
 			continue
 		}
 		if !bc.Busy(e.domain) {
-			g.ready.push(first)
+			g.ready.pushLater(first)
 			return e
 		}
-		g.ready.push(e)
+		g.ready.pushLater(e)
 	}
 	return first
 }

@@ -381,9 +381,8 @@ group = "c"
 		}
 	}
 	// Only transactions on the wire at a kill may go out twice: the
-	// outcome of every transaction answered before it is on disk. So
-	// each runner (8 in each of 3 groups) can repeat at most one
-	// transaction (perTxn recipients) per kill, not its whole envelope.
+	// outcome of every transaction answered before it is on disk, not
+	// only that of whole envelopes.
 	inData, answered := 0, 0
 	for i := range kills {
 		// In DATA at kill i: what the sinks answered after it, until
@@ -397,8 +396,11 @@ group = "c"
 		t.Logf("kill %d: %d recipients in DATA, %d answered in the %v before; %d duplicates after the restart",
 			i+1, d, a, wireSlack, dupsAfter[i+1]-dupsAfter[i])
 	}
-	if limit := kills * 3 * runners * perTxn; dups > limit {
-		t.Errorf("%d duplicate deliveries over %d kills, more than one transaction per runner per kill (%d)", dups, kills, limit)
+	// The margin of one transaction per kill is for a reply read just
+	// outside wireSlack on a loaded machine.
+	if limit := inData + answered + kills*perTxn; dups > limit {
+		t.Errorf("%d duplicate deliveries over %d kills, more than the %d recipients on the wire at the kills (%d in DATA, %d answered just before) and one transaction per kill",
+			dups, kills, limit, inData, answered)
 	}
 	if strings.Contains(logs.String(), "skipping unreadable record") {
 		t.Errorf("replay met an unreadable record:\n%s", logs.String())
