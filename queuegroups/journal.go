@@ -30,7 +30,7 @@ type segment struct {
 	file *os.File
 	size atomic.Int64 // bytes of valid records; only the writer changes it for the active segment
 
-	live    int          // pending messages whose latest full record is here; guarded by the owning group's mutex
+	live    int          // pending messages whose head record is here; guarded by the owning group's mutex
 	damaged bool         // replay found unreadable bytes in it
 	pins    atomic.Int32 // records appended here that the queue has not registered yet
 	syncing atomic.Int32 // sync jobs for it the syncer has not done yet
