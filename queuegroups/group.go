@@ -147,6 +147,11 @@ type busyChecker interface {
 // ready; if every one looked at is busy, the first is taken anyway. It
 // returns nil when the message it looked at had nothing left. Called
 // with g.mu held and the ring not empty.
+//
+// Those passed over go back among their message's due envelopes, ahead
+// of its fresh ones: put behind the fresh ones, every envelope the
+// cursor skipped would wait as a full state until the cursor ended
+// (230 MB instead of 120 at 10,000,000 members).
 func (g *group) nextReady() *envState {
 	bc, ok := g.deliverer.(busyChecker)
 	first := g.ready.pop()
@@ -159,10 +164,10 @@ func (g *group) nextReady() *envState {
 			continue
 		}
 		if !bc.Busy(e.domain) {
-			g.ready.pushLater(first)
+			g.ready.push(first)
 			return e
 		}
-		g.ready.pushLater(e)
+		g.ready.push(e)
 	}
 	return first
 }

@@ -2,12 +2,10 @@ package queuegroups
 
 // readyRing holds the messages with envelopes due, round-robin, so a
 // small post starts delivering while a huge fan-out is still in
-// progress. A message's due envelopes are, in this order, those due for
-// a retry (envs), while fresh is set the next ones at its fresh cursor,
-// which are read from the journal only when taken (a fan-out of any
-// size costs the ring one entry), and those passed over because their
-// destination was busy (later), which thus wait behind the rest as
-// they would at the end of a list.
+// progress. A message's due envelopes are those retried or passed over
+// (envs) and, while fresh is set, the next ones at its fresh cursor,
+// which are read from the journal only when taken: a fan-out of any
+// size costs the ring one entry.
 type readyRing struct {
 	msgs  []*readyMsg // messages with due envelopes, in turn order
 	head  int
@@ -18,7 +16,6 @@ type readyMsg struct {
 	m     *msgState
 	envs  []*envState
 	fresh bool
-	later []*envState
 }
 
 func (r *readyRing) empty() bool { return len(r.msgs) == r.head }
@@ -43,12 +40,6 @@ func (r *readyRing) push(e *envState) {
 	rm.envs = append(rm.envs, e)
 }
 
-// pushLater makes an envelope due after the others of its message.
-func (r *readyRing) pushLater(e *envState) {
-	rm := r.entry(e.msg)
-	rm.later = append(rm.later, e)
-}
-
 // pushFresh makes m's fresh envelopes due.
 func (r *readyRing) pushFresh(m *msgState) {
 	if m.fresh > 0 {
@@ -71,13 +62,9 @@ func (r *readyRing) pop() *envState {
 		rm.envs = rm.envs[1:]
 	case rm.fresh:
 		e = rm.m.nextFresh()
-	case len(rm.later) > 0:
-		e = rm.later[0]
-		rm.later[0] = nil
-		rm.later = rm.later[1:]
 	}
 	rm.fresh = rm.fresh && rm.m.fresh > 0
-	if len(rm.envs) > 0 || rm.fresh || len(rm.later) > 0 {
+	if len(rm.envs) > 0 || rm.fresh {
 		r.msgs = append(r.msgs, rm)
 	} else {
 		delete(r.index, rm.m)
