@@ -98,9 +98,38 @@ type envState struct {
 	progress []rcptUpdate // settled by transactions of the attempt in progress, recorded, not applied yet
 }
 
+// newMsgState starts a share's state. Its maps are made when needed: a
+// small post (the common case) has few domains and is often delivered
+// without ever needing them.
 func newMsgState(id string, received time.Time, d *dir) *msgState {
-	return &msgState{id: id, received: received, dir: d, intern: map[string]uint32{},
-		touched: map[int]*envState{}, holdIdx: -1}
+	return &msgState{id: id, received: received, dir: d, holdIdx: -1}
+}
+
+// internDomain returns domain's index in m.domains, adding it: by a scan
+// while there are few, through the intern map after.
+func (m *msgState) internDomain(domain string) uint32 {
+	if m.intern == nil {
+		for i, d := range m.domains {
+			if d == domain {
+				return uint32(i)
+			}
+		}
+		if len(m.domains) < 8 {
+			m.domains = append(m.domains, domain)
+			return uint32(len(m.domains) - 1)
+		}
+		m.intern = make(map[string]uint32, 16)
+		for i, d := range m.domains {
+			m.intern[d] = uint32(i)
+		}
+	}
+	di, ok := m.intern[domain]
+	if !ok {
+		di = uint32(len(m.domains))
+		m.domains = append(m.domains, domain)
+		m.intern[domain] = di
+	}
+	return di
 }
 
 func (e *envState) pendingCount() int {
@@ -126,16 +155,12 @@ func (e *envState) pendingIndexes() []int32 {
 // addEnvelope appends the slot of envelope record at off in seg.
 func (m *msgState) addEnvelope(seg *segment, off int64, part int, domain string, n int) {
 	si := len(m.segs) - 1
-	if si < 0 || m.segs[si] != seg {
+	if seg != nil && (si < 0 || m.segs[si] != seg) {
 		m.segs = append(m.segs, seg)
 		si++
 	}
-	di, ok := m.intern[domain]
-	if !ok {
-		di = uint32(len(m.domains))
-		m.domains = append(m.domains, domain)
-		m.intern[domain] = di
-	}
+	si = max(si, 0) // set by the append that writes it (enqueue)
+	di := m.internDomain(domain)
 	m.slots = append(m.slots, envSlot{off: off, seg: uint32(si), domain: di, n: uint32(n), part: uint16(part)})
 	m.total += n
 	m.pendingRcpts += n
@@ -156,6 +181,9 @@ func (m *msgState) touch(i int) *envState {
 	s.state = slotTouched
 	m.fresh--
 	e := &envState{msg: m, index: i, domain: m.domains[s.domain], heapIdx: -1}
+	if m.touched == nil {
+		m.touched = map[int]*envState{}
+	}
 	m.touched[i] = e
 	return e
 }
