@@ -139,8 +139,13 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 			return io.MultiReader(bytes.NewReader(t.part.prefix), t.bodySeg.section(t.bodyOff, t.bodyLen))
 		},
 	}
+	// The start record is written, not synced: it is there to catch a
+	// message whose delivery kills the server, and a write survives the
+	// process dying. A power cut can take it, which costs one attempt's
+	// count, never a recipient; waiting for the disk here would put an
+	// fsync in front of every delivery.
 	started := &statusUpdate{id: m.id, env: e.index, kind: attemptStarted, attempts: t.attempts + 1}
-	if _, _, err := m.dir.j.append(g.syncStart(e), false, complete(encodeStatus(started))); err != nil {
+	if _, _, err := m.dir.j.append(false, false, complete(encodeStatus(started))); err != nil {
 		g.log.Error("cannot record the start of an attempt; will retry", "qid", m.id, "domain", e.domain, "err", err)
 		return &statusUpdate{id: m.id, env: e.index, attempts: t.attempts, next: time.Now().Add(g.retry.min)}
 	}
@@ -204,23 +209,6 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 	return u
 }
 
-// syncStart says whether the record of an attempt's start waits for the
-// disk: as SuperSafe says for the message, so never with SafeFalse, and
-// not for the first attempt of an interactive post with SafeInteractive,
-// whose client still waits. Written without a sync it still survives
-// the server dying, which is what it is there for; only a power cut can
-// take it.
-func (g *group) syncStart(e *envState) bool {
-	switch g.safe {
-	case SafeFalse:
-		return false
-	case SafeInteractive:
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return e.msg.firstDone == nil || e.tried
-	}
-	return true
-}
 
 // deliver hands req to the deliverer and turns a panic into a log line
 // with the stack, so one poisonous message cannot take the server down.
