@@ -209,7 +209,6 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 	return u
 }
 
-
 // deliver hands req to the deliverer and turns a panic into a log line
 // with the stack, so one poisonous message cannot take the server down.
 func (g *group) deliver(ctx context.Context, req envelope.Request) (results []envelope.Result, panicked bool) {
