@@ -22,6 +22,7 @@ import (
 	"fanmail/ingress"
 	"fanmail/lists"
 	"fanmail/queuegroups"
+	"fanmail/resolver"
 )
 
 func serveCommand() *cli.Command {
@@ -61,15 +62,16 @@ func runServe(c *cli.Context) error {
 // the delivery agent, the spool, the expander with its aliases, and the
 // SMTP listener.
 type server struct {
-	cfg     config.Config
-	logOut  *logWriter
-	log     *slog.Logger
-	store   *lists.Store
-	agent   *delivery.Agent
-	queue   *queuegroups.Queue
-	aliases *expander.Aliases // nil: no aliases files
-	smtp    *ingress.Server
-	groups  int // queue groups, for the start-up line
+	cfg      config.Config
+	logOut   *logWriter
+	log      *slog.Logger
+	store    *lists.Store
+	resolver *resolver.Resolver
+	agent    *delivery.Agent
+	queue    *queuegroups.Queue
+	aliases  *expander.Aliases // nil: no aliases files
+	smtp     *ingress.Server
+	groups   int // queue groups, for the start-up line
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
 	cancel context.CancelFunc
@@ -101,6 +103,12 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	}
 	deliveryCfg := cfg.DeliveryConfig(s.log)
 	deliveryCfg.ProgramCred = programCred
+	// One resolver and cache for delivery's MX lookups and the DMARC
+	// check of posters' domains.
+	if s.resolver, err = delivery.NewResolver(deliveryCfg); err != nil {
+		return nil, err
+	}
+	deliveryCfg.Resolver = s.resolver
 	if s.agent, err = delivery.New(deliveryCfg); err != nil {
 		return nil, err
 	}
@@ -202,6 +210,9 @@ func (s *server) close() {
 	}
 	if s.agent != nil {
 		s.agent.Close()
+	}
+	if s.resolver != nil {
+		s.resolver.Close()
 	}
 	if s.store != nil {
 		s.store.Close()
