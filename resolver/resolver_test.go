@@ -157,7 +157,7 @@ func TestLookupWaiterLeavesOnCancel(t *testing.T) {
 	t.Parallel()
 	w := newTestDNS(t)
 	w.dns.SetSilent("slow.test", true)
-	r, err := New(Config{Servers: []string{w.dns.Addr()}, Timeout: 2*time.Second})
+	r, err := New(Config{Servers: []string{w.dns.Addr()}, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestUDPAnswerMatching(t *testing.T) {
 					}
 				}
 			}()
-			r, err := New(Config{Servers: []string{srv.LocalAddr().String()}, Timeout: 300*time.Millisecond})
+			r, err := New(Config{Servers: []string{srv.LocalAddr().String()}, Timeout: 300 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
