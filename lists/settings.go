@@ -160,7 +160,7 @@ func clip(v string) string {
 func checkHoldDays(v string) error {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > maxHoldDays {
-		return errors.New("not a number of days in range")
+		return errors.New("out of range or not a number")
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func TestSetSettingsBad(t *testing.T) {
 		{[2]string{"posting", "Open"}, `accepted values are members, open, moderated, announce`},
 		{[2]string{"nonmember_action", "bounce"}, `nonmember_action="bounce": accepted values are hold, reject, discard`},
 		{[2]string{"dmarc", ""}, `dmarc="": accepted values are munge, wrap, none`},
-		{[2]string{"hold_days", "0"}, `hold_days="0": not a number of days in range; want a whole number of days from 1 to 365`},
+		{[2]string{"hold_days", "0"}, `hold_days="0": out of range or not a number; want a whole number of days from 1 to 365`},
 		{[2]string{"hold_days", "2w"}, `hold_days="2w"`},
 		{[2]string{"hold_days", "366"}, `hold_days="366"`},
 		{[2]string{"subject_prefix", "a\r\nBcc: x@y"}, `contains a line break or control character`},

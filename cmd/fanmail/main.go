@@ -32,6 +32,8 @@ func newApp() *cli.App {
 			serveCommand(),
 			listCommand(),
 			memberCommand(),
+			moderatorCommand(),
+			modCommand(),
 			queueCommand(),
 			configCommand(),
 			aliasesCommand(),
