@@ -253,7 +253,8 @@ func parseName(raw string, localDomains []string) (string, error) {
 		return "", fmt.Errorf("empty name (write NAME: VALUE, ...)")
 	case err != nil:
 		if strings.Contains(err.Error(), "blanks inside an address") {
-			return "", &blankNameError{sendmailReads(raw)}
+			read, _ := readBlanks(raw)
+			return "", &blankNameError{read}
 		}
 		return "", err
 	case t.NoAlias || t.Kind != Local && t.Kind != Address:

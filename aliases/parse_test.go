@@ -124,6 +124,7 @@ func TestParseErrors(t *testing.T) {
 		{"x: :include:", "ERROR: f:1: empty :include: path (write :include:/path/to/file)"},
 		{"x: alice bob carol@r.example", `ERROR: f:1: "alice bob carol@r.example": blanks inside an address (sendmail would read "alice.bob.carol@r.example"): separate addresses with commas, or quote a name that has blanks`},
 		{"x: error:nouser No such user", `ERROR: f:1: "error:nouser No such user": blanks inside an address (sendmail would read "error:nouser.No.such.user"): separate addresses with commas, or quote a name that has blanks`},
+		{`x: a\ b c@r.example`, `ERROR: f:1: "a\\ b c@r.example": blanks inside an address (sendmail would read "a\\ b.c@r.example"): separate addresses with commas, or quote a name that has blanks`},
 		{"x: error:nouser", `ERROR: f:1: bad local name "error:nouser": invalid character ':' in local part (fanmail knows names, addresses, :include:/path, |program and /file; error: is not an aliases(5) target)`},
 		{`x: "a@r.example`, `ERROR: f:1: alias x: unterminated quoted string "a@r.example (add the closing ")`},
 		{"x: a (comment", `ERROR: f:1: alias x: unterminated comment (comment (add the closing ")")`},

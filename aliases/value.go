@@ -3,6 +3,7 @@ package aliases
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -141,7 +142,8 @@ func parseTarget(v string) (t Target, warn string, err error) {
 	}
 	switch {
 	case s[0] == '#':
-		return Target{}, warn, fmt.Errorf("%q: a # that does not start a line is not a comment (sendmail would read the address %q): put the comment on a line of its own that starts with #", v, sendmailReads(s))
+		read, _ := readBlanks(s)
+		return Target{}, warn, fmt.Errorf("%q: a # that does not start a line is not a comment (sendmail would read the address %q): put the comment on a line of its own that starts with #", v, read)
 	case (s[0] == '|' || s[0] == '/') && !noAlias:
 		return execTarget(s, false)
 	case len(s) >= 9 && strings.EqualFold(s[:9], ":include:") && !noAlias:
@@ -151,9 +153,9 @@ func parseTarget(v string) (t Target, warn string, err error) {
 		}
 		return Target{Kind: Include, Value: p}, warn, nil
 	}
-	compact, ok := dropBlanks(s)
-	if !ok {
-		return Target{}, warn, fmt.Errorf("%q: blanks inside an address (sendmail would read %q): separate addresses with commas, or quote a name that has blanks", v, sendmailReads(s))
+	compact, joined := readBlanks(s)
+	if joined {
+		return Target{}, warn, fmt.Errorf("%q: blanks inside an address (sendmail would read %q): separate addresses with commas, or quote a name that has blanks", v, compact)
 	}
 	at := lastAt(compact)
 	if at < 0 {
@@ -254,18 +256,12 @@ func stripComments(s string) (string, error) {
 // is read as sendmail reads it, with a warning.
 func insideAngles(s string) (string, string, error) {
 	var opens, closes []int
-	inQuote := false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			i++
-		case inQuote:
-			inQuote = c != '"'
-		case c == '"':
-			inQuote = true
-		case c == '<':
+	for i, bare := range prescan(s) {
+		switch {
+		case !bare:
+		case s[i] == '<':
 			opens = append(opens, i)
-		case c == '>':
+		case s[i] == '>':
 			closes = append(closes, i)
 		}
 	}
@@ -301,70 +297,60 @@ func insideAngles(s string) (string, string, error) {
 	return inner, "", nil
 }
 
-// dropBlanks removes the blanks sendmail drops (those next to an
-// operator such as @ or .). ok is false when a blank separates two words,
-// which sendmail would join with its BlankSub character.
-func dropBlanks(s string) (string, bool) {
+// readBlanks returns s as sendmail reads its blanks: dropped next to an
+// operator such as @ or ., and between two words replaced by "."
+// (Debian's BlankSub), which joined reports.
+func readBlanks(s string) (read string, joined bool) {
 	if !strings.ContainsAny(s, " \t") {
-		return s, true
+		return s, false
 	}
 	var b strings.Builder
-	inQuote := false
-	for i := 0; i < len(s); i++ {
+	skipped := false // bare blanks since the last byte written
+	for i, bare := range prescan(s) {
 		c := s[i]
-		switch {
-		case c == '\\' && i+1 < len(s):
-			b.WriteByte(c)
-			i++
-			c = s[i]
-		case inQuote:
-			inQuote = c != '"'
-		case c == '"':
-			inQuote = true
-		case c == ' ' || c == '\t':
-			j := i
-			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
-				j++
-			}
-			prev := b.String()
-			if j < len(s) && prev != "" && !strings.ContainsRune(operators, rune(prev[len(prev)-1])) && !strings.ContainsRune(operators, rune(s[j])) {
-				return "", false
-			}
-			i = j - 1
+		if bare && (c == ' ' || c == '\t') {
+			skipped = true
 			continue
+		}
+		if skipped {
+			prev := b.String()
+			if prev != "" && !strings.ContainsRune(operators, rune(prev[len(prev)-1])) && !strings.ContainsRune(operators, rune(c)) {
+				b.WriteByte('.')
+				joined = true
+			}
+			skipped = false
 		}
 		b.WriteByte(c)
 	}
-	return b.String(), true
+	return b.String(), joined
 }
 
-// sendmailReads shows what sendmail makes of s: blanks between words
-// replaced by "." (Debian's BlankSub), blanks next to operators dropped.
-func sendmailReads(s string) string {
-	var b strings.Builder
-	inQuote := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case inQuote:
-			inQuote = c != '"'
-		case c == '"':
-			inQuote = true
-		case c == ' ' || c == '\t':
-			j := i
-			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
-				j++
+// prescan yields the index of every byte of s and whether sendmail reads
+// it bare: outside "quotes", not a quote mark, and neither a backslash
+// nor the byte one escapes. Only bare bytes are operators or blanks.
+func prescan(s string) iter.Seq2[int, bool] {
+	return func(yield func(int, bool) bool) {
+		inQuote := false
+		for i := 0; i < len(s); i++ {
+			c, bare := s[i], false
+			switch {
+			case c == '\\' && i+1 < len(s):
+				if !yield(i, false) {
+					return
+				}
+				i++
+			case inQuote:
+				inQuote = c != '"'
+			case c == '"':
+				inQuote = true
+			default:
+				bare = true
 			}
-			prev := b.String()
-			if j < len(s) && prev != "" && !strings.ContainsRune(operators, rune(prev[len(prev)-1])) && !strings.ContainsRune(operators, rune(s[j])) {
-				b.WriteByte('.')
+			if !yield(i, bare) {
+				return
 			}
-			i = j - 1
-			continue
 		}
-		b.WriteByte(c)
 	}
-	return b.String()
 }
 
 // unterminatedQuote is the index of a quote that is never closed, or -1.
@@ -387,16 +373,9 @@ func unterminatedQuote(s string) int {
 
 // lastAt is the index of the last @ outside quotes, or -1.
 func lastAt(s string) int {
-	at, inQuote := -1, false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			i++
-		case inQuote:
-			inQuote = c != '"'
-		case c == '"':
-			inQuote = true
-		case c == '@':
+	at := -1
+	for i, bare := range prescan(s) {
+		if bare && s[i] == '@' {
 			at = i
 		}
 	}

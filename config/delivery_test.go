@@ -1,8 +1,6 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,13 +8,10 @@ import (
 	"fanmail/delivery"
 )
 
+// loadString loads data after hostname = "mx.test".
 func loadString(t *testing.T, data string) (Config, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "fanmail.toml")
-	if err := os.WriteFile(path, []byte("hostname = \"mx.test\"\n"+data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return Load(path)
+	return load(t, "hostname = \"mx.test\"\n"+data)
 }
 
 func TestDeliveryLimitsFromFile(t *testing.T) {

@@ -15,26 +15,15 @@ import (
 // round trip, as on a real link.
 func slowLink(b *testing.B, upstream string, rtt time.Duration) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(s, c); s.Close() }()
-			go delayCopy(c, s, rtt)
+	ln := acceptLoop(b, "127.0.0.1:0", func(c net.Conn) {
+		s, err := net.Dial("tcp", upstream)
+		if err != nil {
+			c.Close()
+			return
 		}
-	}()
+		go func() { _, _ = io.Copy(s, c); s.Close() }()
+		go delayCopy(c, s, rtt)
+	})
 	return ln.Addr().String()
 }
 

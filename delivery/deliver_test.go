@@ -212,15 +212,10 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 
 func TestDeliverPerRecipientReplies(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
-		switch {
-		case strings.HasPrefix(to, "busy@"):
-			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
-		case strings.HasPrefix(to, "gone@"):
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-		}
-		return nil
-	}})
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+		"busy@": {Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"},
+		"gone@": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
+	}.Hook})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 
@@ -284,12 +279,9 @@ func TestDeliverDataReply(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, fakenet.SinkOptions{
-				RcptHook: func(_, to string) error {
-					if strings.HasPrefix(to, "gone@") {
-						return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-					}
-					return nil
-				},
+				RcptHook: fakenet.RcptReplies{
+					"gone@": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
+				}.Hook,
 				DataHook: func(fakenet.Delivery) error {
 					return &smtp.SMTPError{Code: tt.code, EnhancedCode: smtp.EnhancedCode{tt.code / 100, 7, 1}, Message: "content rejected"}
 				},
@@ -308,15 +300,10 @@ func TestDeliverDataReply(t *testing.T) {
 
 func TestDeliver421AtRcpt(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
-		switch {
-		case strings.HasPrefix(to, "gone@"):
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-		case strings.HasPrefix(to, "c@"):
-			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"}
-		}
-		return nil
-	}})
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+		"gone@": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
+		"c@":    {Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"},
+	}.Hook})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	a := w.agent(w.config())
 	res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "c", "d"))
@@ -482,12 +469,9 @@ func TestDefinitiveDNSAnswersFailFast(t *testing.T) {
 // final and never retried through the fallback.
 func TestFallbackRelay(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
-		if strings.HasPrefix(to, "gone") {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-		}
-		return nil
-	}})
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+		"gone": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
+	}.Hook})
 	w.zoneMX("down.test", 60, closedIP)
 	w.zoneMX("up.test", 60, sinkIP(0))
 	cfg := w.config()

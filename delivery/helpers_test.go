@@ -1,11 +1,11 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +13,7 @@ import (
 
 	"fanmail/envelope"
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -25,7 +26,7 @@ type world struct {
 	dns   *fakenet.DNS
 	sinks []*fakenet.Sink
 	port  int
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 }
 
 // sinkIP is the address of sink i; closedIP is never listened on.
@@ -40,7 +41,7 @@ func newWorld(t *testing.T, sinkOpts ...fakenet.SinkOptions) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	w := &world{t: t, dns: d, logs: &syncBuffer{}}
+	w := &world{t: t, dns: d, logs: &testutil.SyncBuffer{}}
 	w.sinks, w.port = startSinks(t, sinkOpts)
 	return w
 }
@@ -99,12 +100,36 @@ func (w *world) config() Config {
 
 func (w *world) agent(cfg Config) *Agent {
 	w.t.Helper()
+	return newAgent(w.t, cfg)
+}
+
+// newAgent starts an agent that is closed when the test ends.
+func newAgent(t *testing.T, cfg Config) *Agent {
+	t.Helper()
 	a, err := New(cfg)
 	if err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
-	w.t.Cleanup(func() { a.Close() })
+	t.Cleanup(func() { a.Close() })
 	return a
+}
+
+// routedAgent is an agent that reaches example.test at addr by a route,
+// with no DNS; tweak, if not nil, changes its config first.
+func routedAgent(t *testing.T, addr string, tweak func(*Config)) *Agent {
+	t.Helper()
+	cfg := Config{
+		Resolvers:      []string{"127.0.0.1:1"}, // never asked: the domain is routed
+		Routes:         map[string]string{"example.test": addr},
+		HELO:           "fanmail.test",
+		ConnectTimeout: 2 * time.Second,
+		CommandTimeout: 2 * time.Second,
+		DataTimeout:    2 * time.Second,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	return newAgent(t, cfg)
 }
 
 // zoneMX points domain at MX hosts mxN.<domain> with preference 10*(N+1),
@@ -129,6 +154,27 @@ func request(domain string, rcpts ...string) envelope.Request {
 	r := envelope.Request{QueueID: "Q1", Size: int64(len(testBody)), Open: func() io.Reader { return strings.NewReader(testBody) }}
 	r.Sender, r.Domain, r.Recipients = "owner@list.test", domain, full
 	return r
+}
+
+// acceptLoop listens on addr and hands each connection to serve, on the
+// one accepting goroutine, until the test ends and closes the listener.
+func acceptLoop(t testing.TB, addr string, serve func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			serve(c)
+		}
+	}()
+	return ln
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -170,23 +216,6 @@ func repeat(b brief, n int) []brief {
 var (
 	sent = brief{envelope.Delivered, 250, "2.0.0"}
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeClock lets cache tests move time without sleeping.
 type fakeClock struct {

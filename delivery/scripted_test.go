@@ -37,24 +37,13 @@ type scripted struct {
 
 func newScripted(t testing.TB, ip string, s *scripted) *scripted {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.t, s.ln = t, ln
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns++
-			s.mu.Unlock()
-			go s.serve(c)
-		}
-	}()
+	s.t = t
+	s.ln = acceptLoop(t, ip+":0", func(c net.Conn) {
+		s.mu.Lock()
+		s.conns++
+		s.mu.Unlock()
+		go s.serve(c)
+	})
 	return s
 }
 
@@ -180,21 +169,5 @@ func (s *scripted) serve(c net.Conn) {
 // scriptedAgent is an agent routing example.test to s.
 func scriptedAgent(t *testing.T, s *scripted, tweak func(*Config)) *Agent {
 	t.Helper()
-	cfg := Config{
-		Resolvers:      []string{"127.0.0.1:1"}, // never asked: the domain is routed
-		Routes:         map[string]string{"example.test": s.addr()},
-		HELO:           "fanmail.test",
-		ConnectTimeout: 2 * time.Second,
-		CommandTimeout: 2 * time.Second,
-		DataTimeout:    2 * time.Second,
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	return a
+	return routedAgent(t, s.addr(), tweak)
 }

@@ -105,26 +105,16 @@ func (ss *tlsSession) Data(r io.Reader) error               { _, err := io.ReadA
 func (ss *tlsSession) Reset()                               {}
 func (ss *tlsSession) Logout() error                        { return nil }
 
+// tlsAgent is a routedAgent that opens a new connection per envelope,
+// to see session resumption.
 func tlsAgent(t *testing.T, addr string, tweak func(*Config)) *Agent {
 	t.Helper()
-	cfg := Config{
-		Resolvers:      []string{"127.0.0.1:1"},
-		Routes:         map[string]string{"example.test": addr},
-		HELO:           "fanmail.test",
-		ConnectTimeout: 2 * time.Second,
-		CommandTimeout: 2 * time.Second,
-		DataTimeout:    2 * time.Second,
-		TxnsPerConn:    1, // a new connection per envelope, to see resumption
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	return a
+	return routedAgent(t, addr, func(cfg *Config) {
+		cfg.TxnsPerConn = 1
+		if tweak != nil {
+			tweak(cfg)
+		}
+	})
 }
 
 func TestSTARTTLS(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"fanmail/lists"
+	"fanmail/internal/testutil"
 )
 
 func aliasFixture(t *testing.T, content string) *Expander {
@@ -18,18 +18,7 @@ func aliasFixture(t *testing.T, content string) *Expander {
 	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store, err := lists.Open(filepath.Join(dir, "lists.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	ctx := context.Background()
-	if err := store.CreateList(ctx, "news@lists.example.org", "ann@example.net"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.AddMembers(ctx, "news@lists.example.org", []string{"m1@y.test", "a@x.test"}); err != nil {
-		t.Fatal(err)
-	}
+	store := testutil.ListStore(t, dir, "news@lists.example.org", "ann@example.net", "m1@y.test", "a@x.test")
 	a, err := LoadAliases(AliasConfig{Files: []string{file}, LocalDomains: []string{"example.org"}})
 	if err != nil {
 		t.Fatal(err)

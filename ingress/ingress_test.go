@@ -12,7 +12,7 @@ import (
 
 	"fanmail/envelope"
 	"fanmail/expander"
-	"fanmail/lists"
+	"fanmail/internal/testutil"
 	"fanmail/queuegroups"
 )
 
@@ -43,19 +43,8 @@ func start(t *testing.T, maxSize int64) *fixture {
 func startWith(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	store, err := lists.Open(filepath.Join(dir, "lists.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	ctx := context.Background()
-	if err := store.CreateList(ctx, "announce@lists.example.org", "alice@example.org"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.AddMembers(ctx, "announce@lists.example.org",
-		[]string{"bob@example.com", "carol@example.net", "dave@example.com"}); err != nil {
-		t.Fatal(err)
-	}
+	store := testutil.ListStore(t, dir, "announce@lists.example.org", "alice@example.org",
+		"bob@example.com", "carol@example.net", "dave@example.com")
 	spool := filepath.Join(dir, "queue")
 	q, err := queuegroups.Open(spoolConfig(spool), noDelivery{})
 	if err != nil {
@@ -241,15 +230,8 @@ func TestRejections(t *testing.T) {
 func TestDeletedList(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	store, err := lists.Open(filepath.Join(dir, "lists.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testutil.ListStore(t, dir, "gone@example.org", "")
 	ctx := context.Background()
-	if err := store.CreateList(ctx, "gone@example.org", ""); err != nil {
-		t.Fatal(err)
-	}
 	exp := expander.New(store, "fanmail.test", nil)
 	if _, err := exp.Lookup(ctx, "gone@example.org"); err != nil {
 		t.Fatalf("lookup before delete: %v", err)

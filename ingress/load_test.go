@@ -1,7 +1,6 @@
 package ingress
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"fanmail/internal/testutil"
 	"fanmail/queuegroups"
 )
 
@@ -61,22 +61,11 @@ func (s *signals) loadAvg() (float64, error) { return float64(s.load.Load()) / 1
 func (s *signals) queueDepth() int           { return int(s.depth.Load()) }
 
 // syncBuffer collects log output written from server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type syncBuffer struct{ testutil.SyncBuffer }
 
 // count returns how many log lines carry msg.
 func (b *syncBuffer) count(msg string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), `msg="`+msg+`"`)
+	return strings.Count(b.String(), `msg="`+msg+`"`)
 }
 
 func (b *syncBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }

@@ -28,11 +28,7 @@ func (s *Store) AddMembersProgress(ctx context.Context, list string, addrs []str
 	if err != nil {
 		return 0, fmt.Errorf("add members to %s: %w", list, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		id, err := listID(ctx, tx, list)
-		if err != nil {
-			return err
-		}
+	err = s.writeList(ctx, list, func(tx *sql.Tx, id int64) error {
 		// One prepared statement in one transaction: SQLite's cost is the
 		// commit, not the row, so 100,000 rows take about a second.
 		stmt, err := tx.PrepareContext(ctx,
@@ -42,15 +38,11 @@ func (s *Store) AddMembersProgress(ctx context.Context, list string, addrs []str
 		}
 		defer stmt.Close()
 		for i, a := range norm {
-			res, err := stmt.ExecContext(ctx, id, a, domains[i])
+			n, err := execCount(ctx, stmt, id, a, domains[i])
 			if err != nil {
 				return fmt.Errorf("add %s to %s: %w", a, list, err)
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("add %s to %s: %w", a, list, err)
-			}
-			added += int(n)
+			added += n
 			if progress != nil && (i+1)%progressEvery == 0 && i+1 < len(norm) {
 				progress(i+1, len(norm))
 			}
@@ -74,26 +66,18 @@ func (s *Store) RemoveMembers(ctx context.Context, list string, addrs []string) 
 	if err != nil {
 		return 0, fmt.Errorf("remove members from %s: %w", list, err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		id, err := listID(ctx, tx, list)
-		if err != nil {
-			return err
-		}
+	err = s.writeList(ctx, list, func(tx *sql.Tx, id int64) error {
 		stmt, err := tx.PrepareContext(ctx, "DELETE FROM members WHERE list_id = ? AND address = ?")
 		if err != nil {
 			return fmt.Errorf("remove members from %s: %w", list, err)
 		}
 		defer stmt.Close()
 		for _, a := range norm {
-			res, err := stmt.ExecContext(ctx, id, a)
+			n, err := execCount(ctx, stmt, id, a)
 			if err != nil {
 				return fmt.Errorf("remove %s from %s: %w", a, list, err)
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("remove %s from %s: %w", a, list, err)
-			}
-			removed += int(n)
+			removed += n
 		}
 		return nil
 	})
@@ -164,4 +148,26 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// writeList runs fn in a write transaction with the id of list, or
+// returns an error wrapping ErrNoList.
+func (s *Store) writeList(ctx context.Context, list string, fn func(tx *sql.Tx, id int64) error) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		id, err := listID(ctx, tx, list)
+		if err != nil {
+			return err
+		}
+		return fn(tx, id)
+	})
+}
+
+// execCount runs stmt and returns how many rows it changed.
+func execCount(ctx context.Context, stmt *sql.Stmt, args ...any) (int, error) {
+	res, err := stmt.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }

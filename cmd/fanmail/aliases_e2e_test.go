@@ -168,18 +168,9 @@ func waitLog(p *proc, s string) bool {
 // (a 550 is a refusal; anything else is a failure).
 func rcptAccepted(t *testing.T, addr, rcpt string) bool {
 	t.Helper()
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mailFrom(t, addr, "client.test", "poster@example.org")
 	defer c.Close()
-	if err := c.Hello("client.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("poster@example.org", nil); err != nil {
-		t.Fatal(err)
-	}
-	err = c.Rcpt(rcpt, nil)
+	err := c.Rcpt(rcpt, nil)
 	var se *smtp.SMTPError
 	if err != nil && !(errors.As(err, &se) && se.Code == 550) {
 		t.Fatalf("RCPT %s: %v", rcpt, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fanmail/aliases"
+	"fanmail/config"
 	"fanmail/expander"
 	"fanmail/lists"
 )
@@ -48,14 +49,7 @@ func aliasesCommand() *cli.Command {
 }
 
 func aliasesCheck(c *cli.Context) error {
-	opts, files, err := parseLate(c)
-	if err != nil {
-		return fmt.Errorf("aliases check: %w", err)
-	}
-	if len(files) == 0 {
-		return fmt.Errorf("aliases check: give one or more aliases FILEs")
-	}
-	cfg, err := loadConfig(c)
+	opts, files, cfg, err := aliasesLine(c, "aliases check", "aliases FILEs")
 	if err != nil {
 		return err
 	}
@@ -79,14 +73,7 @@ func aliasesCheck(c *cli.Context) error {
 // and every expansion error, as "ERROR: SUBJECT: message" or
 // "WARNING: FILE:LINE: message".
 func aliasesExpand(c *cli.Context) error {
-	opts, addrs, err := parseLate(c)
-	if err != nil {
-		return fmt.Errorf("aliases expand: %w", err)
-	}
-	if len(addrs) == 0 {
-		return fmt.Errorf("aliases expand: give one or more ADDRESSes")
-	}
-	cfg, err := loadConfig(c)
+	opts, addrs, cfg, err := aliasesLine(c, "aliases expand", "ADDRESSes")
 	if err != nil {
 		return err
 	}
@@ -143,6 +130,21 @@ func aliasesExpand(c *cli.Context) error {
 		return failed(c, fmt.Sprintf("aliases expand: %s (see the ERROR lines)", plural(n, "error", "errors")))
 	}
 	return nil
+}
+
+// aliasesLine reads the line of the aliases command named cmd: its
+// options, its arguments (one or more, called what in the error) and
+// the config.
+func aliasesLine(c *cli.Context, cmd, what string) (lateFlags, []string, config.Config, error) {
+	opts, args, err := parseLate(c)
+	if err != nil {
+		return opts, nil, config.Config{}, fmt.Errorf("%s: %w", cmd, err)
+	}
+	if len(args) == 0 {
+		return opts, nil, config.Config{}, fmt.Errorf("%s: give one or more %s", cmd, what)
+	}
+	cfg, err := loadConfig(c)
+	return opts, args, cfg, err
 }
 
 // failed ends a command that found errors with exit status 1. The

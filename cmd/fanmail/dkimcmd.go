@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -41,7 +40,7 @@ func dkimKeygen(c *cli.Context) error {
 		Now:       time.Now(),
 	}
 	sel, alg := o.Selector, string(o.Algorithm)
-	args, err := dkimArgs(c.Args().Slice(), map[string]*string{"selector": &sel, "algorithm": &alg}, map[string]*bool{"force": &o.Force})
+	args, err := interspersedBools(c, map[string]*string{"selector": &sel, "algorithm": &alg}, map[string]*bool{"force": &o.Force})
 	if err != nil {
 		return fmt.Errorf("dkim keygen: %w", err)
 	}
@@ -106,39 +105,4 @@ func describeKey(k *dkim.Key) string {
 		return fmt.Sprintf("rsa %d bits", k.Bits)
 	}
 	return string(k.Algorithm)
-}
-
-// dkimArgs returns the positional arguments with the named flags taken
-// out, so that flags may follow DOMAIN (urfave/cli v2 stops parsing flags
-// at the first argument). After "--" everything is an argument.
-func dkimArgs(in []string, strs map[string]*string, bools map[string]*bool) ([]string, error) {
-	var out []string
-	for i := 0; i < len(in); i++ {
-		arg := in[i]
-		if arg == "--" {
-			return append(out, in[i+1:]...), nil
-		}
-		if len(arg) < 2 || arg[0] != '-' {
-			out = append(out, arg)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		if b, ok := bools[name]; ok {
-			*b = !hasValue || value == "true"
-			continue
-		}
-		s, ok := strs[name]
-		if !ok {
-			return nil, fmt.Errorf("unknown flag %s", arg)
-		}
-		if !hasValue {
-			if i+1 == len(in) {
-				return nil, fmt.Errorf("flag %s needs a value", arg)
-			}
-			i++
-			value = in[i]
-		}
-		*s = value
-	}
-	return out, nil
 }

@@ -221,16 +221,7 @@ func TestServeDefaultsFlagsAndEnv(t *testing.T) {
 			t.Errorf("start-up log lacks %q:\n%s", want, log)
 		}
 	}
-	c, err := smtp.Dial(p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hello("client.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("poster@example.org", nil); err != nil {
-		t.Fatal(err)
-	}
+	c := mailFrom(t, p.addr, "client.test", "poster@example.org")
 	var se *smtp.SMTPError
 	if err := c.Rcpt("anyone@elsewhere.example", nil); !errors.As(err, &se) || se.Code != 550 {
 		t.Errorf("relay attempt: %v, want 550", err)
@@ -255,12 +246,9 @@ func TestBounceReachesListOwner(t *testing.T) {
 	t.Parallel()
 	domains := []string{"d00.test", "d01.test", "lists.example.org"}
 	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
-		return fakenet.SinkOptions{RcptHook: func(_, to string) error {
-			if strings.HasPrefix(to, "gone") {
-				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
-			}
-			return nil
-		}}
+		return fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+			"gone": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"},
+		}.Hook}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
 	fanmailCLI(t, cfg, "", "list", "create", e2eList)

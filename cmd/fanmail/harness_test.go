@@ -7,7 +7,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -24,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 var (
@@ -196,26 +196,9 @@ func (n *fakeNet) waitDelivered(t testing.TB, want int, timeout time.Duration, p
 type proc struct {
 	cmd  *exec.Cmd
 	addr string // SMTP listen address as bound
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 	done chan struct{}
 	err  error // exit status, once done is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
@@ -233,7 +216,7 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 	cmd := exec.Command(fanmailBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
-	p := &proc{cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = pw
 	cmd.Stdout = pw
 	if err := cmd.Start(); err != nil {
@@ -325,20 +308,30 @@ func fanmailCLI(t testing.TB, cfg string, stdin string, args ...string) string {
 	return string(out)
 }
 
-// postTo sends one message over SMTP and returns the queue ID from the 250.
-func postTo(t testing.TB, addr, from, rcpt, msg string) string {
+// mailFrom connects to the SMTP server at addr, says EHLO helo and
+// MAIL FROM:<from>, and returns the client for the caller to close.
+func mailFrom(t testing.TB, addr, helo, from string) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if err := c.Hello("poster.example.org"); err != nil {
+	if err := c.Hello(helo); err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
 	if err := c.Mail(from, nil); err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
+	return c
+}
+
+// postTo sends one message over SMTP and returns the queue ID from the 250.
+func postTo(t testing.TB, addr, from, rcpt, msg string) string {
+	t.Helper()
+	c := mailFrom(t, addr, "poster.example.org", from)
+	defer c.Close()
 	if err := c.Rcpt(rcpt, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -331,6 +331,12 @@ func readMemberFile(c *cli.Context, file string) ([]string, error) {
 // first argument, but "member add LIST --file F" is the natural order.
 // After "--" everything is an argument.
 func interspersed(c *cli.Context, flags map[string]*string) ([]string, error) {
+	return interspersedBools(c, flags, nil)
+}
+
+// interspersedBools is interspersed with boolean flags too: "--force"
+// or "--force=false" anywhere on the line.
+func interspersedBools(c *cli.Context, strs map[string]*string, bools map[string]*bool) ([]string, error) {
 	in := c.Args().Slice()
 	var out []string
 	for i := 0; i < len(in); i++ {
@@ -343,7 +349,11 @@ func interspersed(c *cli.Context, flags map[string]*string) ([]string, error) {
 			continue
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		target, ok := flags[name]
+		if b, ok := bools[name]; ok {
+			*b = !hasValue || value == "true"
+			continue
+		}
+		target, ok := strs[name]
 		if !ok {
 			return nil, fmt.Errorf("unknown flag %s (put \"--\" before an address that starts with -)", arg)
 		}

@@ -186,13 +186,7 @@ func TestAppendFileRefuses(t *testing.T) {
 // created file is that user's and a file only root may write is not
 // written, however safe its path.
 func TestAppendFileAsProgramUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to change user")
-	}
-	cred, err := RunAs("nobody", 0)
-	if err != nil {
-		t.Skip(err)
-	}
+	cred := asNobody(t)
 	root := safeDir(t, nil)
 	dir := filepath.Join(root, "nobody")
 	if err := os.Mkdir(dir, 0o755); err != nil {

@@ -101,7 +101,10 @@ func TestRunAs(t *testing.T) {
 	}
 }
 
-func TestRunProgramAsUser(t *testing.T) {
+// asNobody skips the test unless it runs as root, which changing user
+// needs, and returns the credentials of the user nobody.
+func asNobody(t *testing.T) *Credentials {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to change user")
 	}
@@ -109,6 +112,11 @@ func TestRunProgramAsUser(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
+	return cred
+}
+
+func TestRunProgramAsUser(t *testing.T) {
+	cred := asNobody(t)
 	res := RunProgram(context.Background(), "id -u", Request{Message: strings.NewReader(""), Cred: cred}, time.Second)
 	want := fmt.Sprintf("exited 0: %d", cred.UID)
 	if res.Status != Delivered || !strings.HasSuffix(res.Reason, want) {

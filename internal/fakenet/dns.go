@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -31,14 +32,16 @@ type queryKey struct {
 type DNS struct {
 	udp, tcp *dns.Server
 
+	// Settings independent of the records, so they need no lock.
+	negTTL     atomic.Uint32
+	additional atomic.Bool // add A records of MX targets to MX answers
+	truncate   atomic.Bool // answer every UDP query with an empty, truncated reply
+
 	mu         sync.Mutex
 	records    map[string][]dns.RR // by lowercase FQDN
 	rcodes     map[string]int      // forced reply code per name
 	silent     map[string]bool     // names whose queries get no answer
-	negTTL     uint32
-	additional bool   // add A records of MX targets to MX answers
-	truncate   bool   // answer every UDP query with an empty, truncated reply
-	zone       string // if set, names outside it get REFUSED
+	zone       string              // if set, names outside it get REFUSED
 	queries    map[queryKey]int
 	total      int
 	tcpQueries int
@@ -54,9 +57,9 @@ func NewDNS(addr string) (*DNS, error) {
 		records: make(map[string][]dns.RR),
 		rcodes:  make(map[string]int),
 		silent:  make(map[string]bool),
-		negTTL:  300,
 		queries: make(map[queryKey]int),
 	}
+	d.negTTL.Store(300)
 	pc, ln, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
@@ -218,26 +221,14 @@ func (d *DNS) SetSilent(name string, silent bool) {
 }
 
 // SetNegativeTTL sets the SOA minimum sent with NXDOMAIN and NODATA.
-func (d *DNS) SetNegativeTTL(ttl uint32) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.negTTL = ttl
-}
+func (d *DNS) SetNegativeTTL(ttl uint32) { d.negTTL.Store(ttl) }
 
 // SetAdditional controls whether MX answers carry the targets' A records
 // in the additional section, as many servers do.
-func (d *DNS) SetAdditional(on bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.additional = on
-}
+func (d *DNS) SetAdditional(on bool) { d.additional.Store(on) }
 
 // SetTruncate makes every UDP answer empty with TC set, forcing TCP.
-func (d *DNS) SetTruncate(on bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.truncate = on
-}
+func (d *DNS) SetTruncate(on bool) { d.truncate.Store(on) }
 
 // SetZone makes the server answer REFUSED for names outside zone, so a
 // system resolver that lists it before the real one falls through to the
@@ -313,7 +304,7 @@ func (d *DNS) serve(w dns.ResponseWriter, req *dns.Msg, overTCP bool) {
 		m.Authoritative = false
 	case d.rcodes[name] != 0:
 		m.Rcode = d.rcodes[name]
-	case !overTCP && d.truncate:
+	case !overTCP && d.truncate.Load():
 		m.Truncated = true
 	case !exists:
 		m.Rcode = dns.RcodeNameError
@@ -327,7 +318,7 @@ func (d *DNS) serve(w dns.ResponseWriter, req *dns.Msg, overTCP bool) {
 		if len(m.Answer) == 0 {
 			m.Ns = append(m.Ns, d.soaLocked())
 		}
-		if q.Qtype == dns.TypeMX && d.additional {
+		if q.Qtype == dns.TypeMX && d.additional.Load() {
 			for _, rr := range m.Answer {
 				for _, a := range d.records[rr.(*dns.MX).Mx] {
 					if a.Header().Rrtype == dns.TypeA {
@@ -344,14 +335,15 @@ func (d *DNS) serve(w dns.ResponseWriter, req *dns.Msg, overTCP bool) {
 // soaLocked is the SOA for negative answers; its owner is the root because
 // the fake zone has no apex, and a resolver only needs its minimum.
 func (d *DNS) soaLocked() dns.RR {
+	ttl := d.negTTL.Load()
 	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: d.negTTL},
+		Hdr:     dns.RR_Header{Name: ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 		Ns:      "ns.fakenet.test.",
 		Mbox:    "hostmaster.fakenet.test.",
 		Serial:  1,
 		Refresh: 3600,
 		Retry:   600,
 		Expire:  86400,
-		Minttl:  d.negTTL,
+		Minttl:  ttl,
 	}
 }

@@ -30,6 +30,16 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	return &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
 }
 
+// dialEHLO is dialRaw past the greeting and EHLO, whatever their replies.
+func dialEHLO(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	c := dialRaw(t, addr)
+	c.reply()
+	c.send("EHLO client.test")
+	c.reply()
+	return c
+}
+
 func (c *rawClient) send(lines ...string) {
 	c.t.Helper()
 	if _, err := c.conn.Write([]byte(strings.Join(lines, "\r\n") + "\r\n")); err != nil {
@@ -77,10 +87,7 @@ func TestSinkRTT(t *testing.T) {
 	})
 
 	t.Run("lock-step pays one RTT per command", func(t *testing.T) {
-		c := dialRaw(t, s.Addr())
-		c.reply()
-		c.send("EHLO client.test")
-		c.reply()
+		c := dialEHLO(t, s.Addr())
 		start := time.Now()
 		for i, cmd := range txn {
 			c.send(cmd)
@@ -94,10 +101,7 @@ func TestSinkRTT(t *testing.T) {
 	})
 
 	t.Run("pipelined batch pays one RTT", func(t *testing.T) {
-		c := dialRaw(t, s.Addr())
-		c.reply()
-		c.send("EHLO client.test")
-		c.reply()
+		c := dialEHLO(t, s.Addr())
 		start := time.Now()
 		c.send(txn...)
 		for i := range txn {

@@ -137,15 +137,10 @@ func TestSinkRecordsDeliveriesAndDuplicates(t *testing.T) {
 
 func TestSinkHooks(t *testing.T) {
 	s := newSink(t, SinkOptions{
-		RcptHook: func(from, to string) error {
-			switch {
-			case strings.HasPrefix(to, "busy"):
-				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "full"}
-			case strings.HasPrefix(to, "gone"):
-				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-			}
-			return nil
-		},
+		RcptHook: RcptReplies{
+			"busy": {Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "full"},
+			"gone": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
+		}.Hook,
 		DataHook: func(d Delivery) error {
 			if strings.Contains(string(d.Data), "reject") {
 				return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "spam"}
