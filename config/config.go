@@ -37,6 +37,7 @@ type Config struct {
 	DataDir        string `toml:"data_dir"`         // holds lists.db and the spool
 	MaxMessageSize Size   `toml:"max_message_size"` // SIZE limit for incoming posts
 
+	SMTP     SMTP              `toml:"smtp"` // per-session limits of the SMTP server
 	Delivery Delivery          `toml:"delivery"`
 	Routes   map[string]string `toml:"routes"` // domain → host:port, bypassing DNS
 	Queue    Queue             `toml:"queue"`
@@ -67,8 +68,11 @@ type LoadControl struct {
 	QueueDepthQueue  int      `toml:"queue_depth_queue"`  // as queue_la, by pending recipients
 	QueueDepthDelay  int      `toml:"queue_depth_delay"`  // as delay_la
 	QueueDepthRefuse int      `toml:"queue_depth_refuse"` // as refuse_la
-	MaxSessions      int      `toml:"max_sessions"`       // open SMTP sessions; 0 = unlimited
+	MaxSessions      int      `toml:"max_sessions"`       // open SMTP sessions; 421 4.3.2 beyond
 	Delay            Duration `toml:"delay"`              // the DelayLA pause per command
+	// MaxSessionsPerClient is the open sessions of one IPv4 address or
+	// IPv6 /64; 421 4.7.0 beyond.
+	MaxSessionsPerClient int `toml:"max_sessions_per_client"`
 }
 
 // Default returns the configuration used when no file is given: the
@@ -81,6 +85,7 @@ func Default() Config {
 		Listen:         in.Listen,
 		DataDir:        "fanmail-data",
 		MaxMessageSize: Size(in.MaxMessageSize),
+		SMTP:           smtpKeys(in),
 		Delivery:       deliveryKeys(d),
 		Routes:         map[string]string{},
 		Queue: Queue{
@@ -95,10 +100,12 @@ func Default() Config {
 			QueueWarn:             Duration(q.QueueWarn),
 		},
 		Load: LoadControl{
-			QueueLA:  in.Load.QueueLA,
-			DelayLA:  in.Load.DelayLA,
-			RefuseLA: in.Load.RefuseLA,
-			Delay:    Duration(in.Load.Delay),
+			QueueLA:              in.Load.QueueLA,
+			DelayLA:              in.Load.DelayLA,
+			RefuseLA:             in.Load.RefuseLA,
+			MaxSessions:          in.Load.MaxSessions,
+			MaxSessionsPerClient: in.Load.MaxSessionsPerClient,
+			Delay:                Duration(in.Load.Delay),
 		},
 		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
 	}
@@ -170,6 +177,9 @@ func (c *Config) Complete() {
 	if len(a.LocalDomains) == 0 && c.Hostname != "" {
 		a.LocalDomains = []string{c.Hostname}
 	}
+	if a.BounceAddress == "" && c.Hostname != "" {
+		a.BounceAddress = expander.MailerDaemon(c.Hostname)
+	}
 	domains := make([]string, len(a.LocalDomains))
 	for i, d := range a.LocalDomains {
 		domains[i] = strings.ToLower(d)
@@ -231,6 +241,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateQueue(bad)
+	c.SMTP.validate(bad)
 	c.Load.validate(bad)
 	c.validateAliases(bad)
 	sort.Strings(msgs)
@@ -249,10 +260,17 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 		"load.queue_depth_queue":  float64(l.QueueDepthQueue),
 		"load.queue_depth_delay":  float64(l.QueueDepthDelay),
 		"load.queue_depth_refuse": float64(l.QueueDepthRefuse),
-		"load.max_sessions":       float64(l.MaxSessions),
 	} {
 		if v < 0 {
 			bad(key, "must not be negative (0 turns it off)")
+		}
+	}
+	for key, v := range map[string]int{
+		"load.max_sessions":            l.MaxSessions,
+		"load.max_sessions_per_client": l.MaxSessionsPerClient,
+	} {
+		if v < 1 {
+			bad(key, "must be at least 1; sessions are never unlimited")
 		}
 	}
 	// Refusing below the queueing threshold would skip the gentler step
@@ -270,25 +288,36 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 	}
 }
 
-// IngressConfig maps listen, hostname, max_message_size and [load] onto
-// the SMTP listener's Config; queueDepth counts the spool's pending
-// recipients for the queue_depth_* thresholds.
+// IngressConfig maps listen, hostname, max_message_size, [smtp] and
+// [load] onto the SMTP listener's Config; queueDepth counts the spool's
+// pending recipients for the queue_depth_* thresholds. The directories
+// whose free space min_free_space watches are the caller's to add
+// (Load.Spool): they are the spool's.
 func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.Config {
-	l := c.Load
+	l, s := c.Load, c.SMTP
 	return ingress.Config{
-		Listen:         c.Listen,
-		Hostname:       c.Hostname,
-		MaxMessageSize: int64(c.MaxMessageSize),
+		Listen:             c.Listen,
+		Hostname:           c.Hostname,
+		MaxMessageSize:     int64(c.MaxMessageSize),
+		MaxRecipients:      s.MaxRecipients,
+		RecipientOvershoot: s.RecipientOvershoot,
+		MaxErrors:          s.MaxErrors,
+		MaxJunkCommands:    s.MaxJunkCommands,
+		ReadTimeout:        s.CommandTimeout.D(),
+		WriteTimeout:       s.CommandTimeout.D(),
+		SessionTimeout:     s.SessionTimeout.D(),
 		Load: ingress.Load{
-			QueueLA:          l.QueueLA,
-			DelayLA:          l.DelayLA,
-			RefuseLA:         l.RefuseLA,
-			QueueDepthQueue:  l.QueueDepthQueue,
-			QueueDepthDelay:  l.QueueDepthDelay,
-			QueueDepthRefuse: l.QueueDepthRefuse,
-			MaxSessions:      l.MaxSessions,
-			Delay:            l.Delay.D(),
-			QueueDepth:       queueDepth,
+			QueueLA:              l.QueueLA,
+			DelayLA:              l.DelayLA,
+			RefuseLA:             l.RefuseLA,
+			QueueDepthQueue:      l.QueueDepthQueue,
+			QueueDepthDelay:      l.QueueDepthDelay,
+			QueueDepthRefuse:     l.QueueDepthRefuse,
+			MaxSessions:          l.MaxSessions,
+			MaxSessionsPerClient: l.MaxSessionsPerClient,
+			Delay:                l.Delay.D(),
+			QueueDepth:           queueDepth,
+			MinFreeSpace:         int64(s.MinFreeSpace),
 		},
 		Logger: log,
 	}

@@ -44,9 +44,9 @@ func TestLoadControlDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := float64(runtime.NumCPU())
-	want := LoadControl{QueueLA: 8 * n, RefuseLA: 12 * n, Delay: Duration(time.Second)}
+	want := LoadControl{QueueLA: 8 * n, RefuseLA: 12 * n, Delay: Duration(time.Second), MaxSessions: 500, MaxSessionsPerClient: 20}
 	if cfg.Load != want {
-		t.Errorf("load defaults: %+v, want %+v (sendmail's QueueLA and RefuseLA per CPU, depth and sessions off)", cfg.Load, want)
+		t.Errorf("load defaults: %+v, want %+v (sendmail's QueueLA and RefuseLA per CPU, depth off, sessions capped)", cfg.Load, want)
 	}
 }
 
@@ -60,19 +60,63 @@ queue_depth_queue = 10000
 queue_depth_delay = 20000
 queue_depth_refuse = 50000
 max_sessions = 200
+max_sessions_per_client = 5
 delay = "250ms"
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := LoadControl{QueueLA: 6, DelayLA: 4.5, QueueDepthQueue: 10000, QueueDepthDelay: 20000,
-		QueueDepthRefuse: 50000, MaxSessions: 200, Delay: Duration(250 * time.Millisecond)}
+		QueueDepthRefuse: 50000, MaxSessions: 200, MaxSessionsPerClient: 5, Delay: Duration(250 * time.Millisecond)}
 	if cfg.Load != want {
 		t.Errorf("load: %+v, want %+v", cfg.Load, want)
 	}
 	// A refuse threshold of 0 is off, so it does not have to exceed queue_la.
 	if _, err := load(t, "[load]\nqueue_la = 50\nrefuse_la = 0"); err != nil {
 		t.Errorf("refuse_la off with queue_la set: %v", err)
+	}
+}
+
+func TestSMTPLimits(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SMTP{MaxRecipients: 1000, RecipientOvershoot: 1000, MaxErrors: 20, MaxJunkCommands: 100,
+		CommandTimeout: Duration(5 * time.Minute), SessionTimeout: Duration(30 * time.Minute), MinFreeSpace: 100 << 20}
+	if diff := cmp.Diff(want, cfg.SMTP); diff != "" {
+		t.Errorf("[smtp] defaults (-want +got):\n%s", diff)
+	}
+	if cfg.Aliases.BounceAddress != "MAILER-DAEMON@"+cfg.Hostname {
+		t.Errorf("aliases.bounce_address default %q, want MAILER-DAEMON@hostname", cfg.Aliases.BounceAddress)
+	}
+	cfg, err = load(t, `hostname = "mx.example.org"
+[smtp]
+max_recipients = 200
+recipient_overshoot = 10
+max_errors = 5
+max_junk_commands = 7
+command_timeout = "1m"
+session_timeout = "2m"
+min_free_space = "1GB"
+[load]
+max_sessions = 50
+max_sessions_per_client = 3
+[aliases]
+bounce_address = "postmaster@example.org"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := cfg.IngressConfig(nil, nil)
+	got := []any{in.MaxRecipients, in.RecipientOvershoot, in.MaxErrors, in.MaxJunkCommands, in.ReadTimeout, in.WriteTimeout,
+		in.SessionTimeout, in.Load.MinFreeSpace, in.Load.MaxSessions, in.Load.MaxSessionsPerClient}
+	wantIn := []any{200, 10, 5, 7, time.Minute, time.Minute, 2 * time.Minute, int64(1 << 30), 50, 3}
+	if diff := cmp.Diff(wantIn, got); diff != "" {
+		t.Errorf("ingress config (-want +got):\n%s", diff)
+	}
+	if ac := cfg.AliasConfig(nil, nil); ac.BounceAddress != "postmaster@example.org" {
+		t.Errorf("alias bounce address %q", ac.BounceAddress)
 	}
 }
 
@@ -145,7 +189,21 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\nqueue_depth_queue = -1", "load.queue_depth_queue: must not be negative"},
 		{"[load]\nqueue_depth_delay = -1", "load.queue_depth_delay: must not be negative"},
 		{"[load]\nqueue_depth_refuse = -1", "load.queue_depth_refuse: must not be negative"},
-		{"[load]\nmax_sessions = -1", "load.max_sessions: must not be negative"},
+		{"[load]\nmax_sessions = -1", "load.max_sessions: must be at least 1"},
+		{"[load]\nmax_sessions = 0", "load.max_sessions: must be at least 1; sessions are never unlimited"},
+		{"[load]\nmax_sessions_per_client = 0", "load.max_sessions_per_client: must be at least 1"},
+		{"[load]\nmax_sessions_per_client = \"many\"", "max_sessions_per_client"},
+		{"[smtp]\nmax_recipients = 99", "smtp.max_recipients: 99 is below the 100 recipients RFC 5321 requires"},
+		{"[smtp]\nrecipient_overshoot = 0", "smtp.recipient_overshoot: must be at least 1"},
+		{"[smtp]\nmax_errors = 0", "smtp.max_errors: must be at least 1"},
+		{"[smtp]\nmax_junk_commands = -5", "smtp.max_junk_commands: must be at least 1"},
+		{"[smtp]\ncommand_timeout = \"0s\"", "smtp.command_timeout: must be a positive duration"},
+		{"[smtp]\nsession_timeout = \"-1m\"", "smtp.session_timeout: must be a positive duration"},
+		{"[smtp]\ncommand_timeout = \"10m\"\nsession_timeout = \"5m\"", "smtp.session_timeout: 5m0s is shorter than smtp.command_timeout 10m0s"},
+		{"[smtp]\nmin_free_space = \"-1MB\"", `"-1MB" is not a size`},
+		{"[smtp]\nmax_sessions = 5", "unknown key smtp.max_sessions"},
+		{"[aliases]\nbounce_address = \"MAILER-DAEMON\"", `aliases.bounce_address: "MAILER-DAEMON" is not an address`},
+		{"[aliases]\nbounce_address = \"<>\"", `aliases.bounce_address: "<>" is not an address`},
 		{"[load]\nqueue_la = 20\nrefuse_la = 10", "load.refuse_la: 10 is below load.queue_la 20"},
 		{"[load]\nqueue_depth_queue = 5000\nqueue_depth_refuse = 1000", "load.queue_depth_refuse: 1000 is below load.queue_depth_queue 5000"},
 		{"[load]\ndelay = \"-1s\"", "load.delay: must not be negative"},
@@ -298,7 +356,12 @@ func TestDefaultsAreThePackages(t *testing.T) {
 	}
 	in, id := cfg.IngressConfig(nil, nil), ingress.DefaultConfig()
 	if in.Listen != id.Listen || in.MaxMessageSize != id.MaxMessageSize || in.Load.QueueLA != id.Load.QueueLA ||
-		in.Load.RefuseLA != id.Load.RefuseLA || in.Load.Delay != id.Load.Delay {
+		in.Load.RefuseLA != id.Load.RefuseLA || in.Load.Delay != id.Load.Delay ||
+		in.MaxRecipients != id.MaxRecipients || in.RecipientOvershoot != id.RecipientOvershoot ||
+		in.MaxErrors != id.MaxErrors || in.MaxJunkCommands != id.MaxJunkCommands || in.ReadTimeout != id.ReadTimeout ||
+		in.WriteTimeout != id.WriteTimeout || in.SessionTimeout != id.SessionTimeout ||
+		in.Load.MaxSessions != id.Load.MaxSessions || in.Load.MaxSessionsPerClient != id.Load.MaxSessionsPerClient ||
+		in.Load.MinFreeSpace != id.Load.MinFreeSpace {
 		t.Errorf("ingress config %+v, want ingress.DefaultConfig's %+v", in, id)
 	}
 	if r := cfg.Routing().RecipientsPerEnvelope[queuegroups.DefaultGroup]; r != expander.DefaultRecipientsPerEnvelope {

@@ -1,6 +1,7 @@
 // Package envelope is a leaf package that every stage of the pipeline
-// shares: the Envelope (who one SMTP transaction is from and to, and
-// the queue group that holds it), the Reply (what a server, or fanmail
+// shares: the Body (a message's content, read at an offset, never needed
+// whole in memory), the Envelope (who one SMTP transaction is from and
+// to, and the queue group that holds it), the Reply (what a server, or fanmail
 // itself, answered for a recipient), and the hand-off between the queue
 // and delivery: a Request for one envelope and a Result per recipient.
 // The expander cuts envelopes, the queue stores them and hands them to

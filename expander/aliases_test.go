@@ -3,6 +3,7 @@ package expander
 import (
 	"context"
 	"errors"
+	"fanmail/envelope"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,7 +38,7 @@ owner-staff: boss@x.test
 		t.Fatalf("Lookup = %q, %v", rcpt, err)
 	}
 	m, err := x.Expand(ctx, Post{ID: "Q1", Received: time.Now(), Sender: "poster@p.test", Lists: []string{rcpt},
-		Body: []byte("Subject: x\r\n\r\nbody\r\n")})
+		Body: envelope.Bytes("Subject: x\r\n\r\nbody\r\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestAliasOfOnlyLocalMailboxes(t *testing.T) {
 	t.Parallel()
 	x := aliasFixture(t, "me: me\n")
 	_, err := x.Expand(context.Background(), Post{ID: "Q1", Received: time.Now(), Lists: []string{"me@example.org"},
-		Body: []byte("Subject: x\r\n\r\n")})
+		Body: envelope.Bytes("Subject: x\r\n\r\n")})
 	if !errors.Is(err, ErrNoTargets) {
 		t.Errorf("Expand = %v, want ErrNoTargets", err)
 	}

@@ -59,7 +59,8 @@ type Expander struct {
 	version   int64
 	checked   time.Time           // when version was last read from the store
 	members   map[string][]string // list → members, valid while version holds
-	addresses map[string]target   // lowercase address → what it names
+	addresses map[string]target   // lowercase address → what it names; lists and their admin addresses only
+	unknown   unknownCache        // lowercase addresses that name nothing, bounded
 }
 
 // versionTTL bounds how stale the caches can be: the store's version is
@@ -75,7 +76,7 @@ func New(store Store, hostname string, router *Router) *Expander {
 		router, _ = NewRouter(RouterConfig{})
 	}
 	return &Expander{store: store, hostname: hostname, router: router,
-		members: map[string][]string{}, addresses: map[string]target{}}
+		members: map[string][]string{}, addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached)}
 }
 
 // WithAliases makes x serve the aliases in a, looked up before lists.
@@ -121,9 +122,39 @@ type target struct {
 	admin string // the administrative address, as canonical as the list's
 }
 
-// target resolves rcpt, from the cache while the store is unchanged.
+// target resolves rcpt, from the caches while the store is unchanged.
+// What exists is cached without bound, as the store bounds it; what does
+// not is anything a client cares to send, so those answers go to a
+// bounded cache (cache.go).
 func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
-	return cached(ctx, x, x.addresses, strings.ToLower(rcpt), func() (target, error) { return x.resolve(ctx, rcpt) })
+	if err := x.refresh(ctx); err != nil {
+		return target{}, err
+	}
+	key := strings.ToLower(rcpt)
+	x.mu.Lock()
+	v := x.version
+	t, ok := x.addresses[key]
+	if !ok {
+		ok = x.unknown.has(key)
+	}
+	x.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := x.resolve(ctx, rcpt)
+	if err != nil {
+		return t, err
+	}
+	x.mu.Lock()
+	if v == x.version {
+		if t.list == "" {
+			x.unknown.add(key)
+		} else {
+			x.addresses[key] = t
+		}
+	}
+	x.mu.Unlock()
+	return t, nil
 }
 
 // cached returns m[key], or what load returns, kept in m unless the
@@ -212,6 +243,7 @@ func (x *Expander) refresh(ctx context.Context) error {
 		x.version = v
 		clear(x.members)
 		clear(x.addresses)
+		x.unknown.reset()
 	}
 	return nil
 }
@@ -220,20 +252,28 @@ func (x *Expander) refresh(ctx context.Context) error {
 type Post struct {
 	ID         string
 	Received   time.Time
-	Sender     string   // the poster's MAIL FROM, for the log only: bounces go to the list
-	Helo       string   // client's EHLO name
-	RemoteAddr string   // client's IP address
-	Lists      []string // canonical recipients from Lookup: lists and their owner- and -request addresses
-	Body       []byte   // header and body as received, CRLF
+	Sender     string        // the poster's MAIL FROM, for the log only: bounces go to the list
+	Helo       string        // client's EHLO name
+	RemoteAddr string        // client's IP address
+	Lists      []string      // canonical recipients from Lookup: lists and their owner- and -request addresses
+	Body       envelope.Body // header and body as received, CRLF; only the header is read
 }
 
 // Expand builds the queue message for p: the body is kept once, and each
 // list becomes a part with its own sender, headers and envelopes.
 func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, error) {
-	if n := countReceived(p.Body); n > maxHops {
+	header, err := readHeader(p.Body, MaxHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	if n := countReceived(header); n > maxHops {
 		return nil, fmt.Errorf("%d Received headers: %w", n, ErrLoop)
 	}
-	body, listIDs := stripListID(p.Body)
+	body := p.Body
+	newHeader, listIDs, changed := stripListID(header)
+	if changed {
+		body = envelope.WithHeader(newHeader, p.Body, int64(len(header)))
+	}
 	m := &queuegroups.Message{ID: p.ID, Received: p.Received, Body: body}
 	var aliased []string
 	for _, rcpt := range p.Lists {
@@ -248,12 +288,13 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			return nil, err
 		}
 		if t.owner != "" {
-			// Mail for the owner keeps its envelope sender (null for a
-			// DSN) and gets no list headers.
+			// Mail for the owner gets no list headers, and goes out
+			// from the list's bounce address, so a failure never
+			// bounces to whoever the poster claims to be.
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
 			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
-				Envelopes: x.router.Split(p.Sender, []string{t.owner})})
+				Envelopes: x.router.Split(forwardSender(p.Sender, BounceAddress(t.list)), []string{t.owner})})
 			continue
 		}
 		list := t.list
@@ -291,7 +332,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 
 // expandAliases expands the aliases a post is addressed to, together (so
 // a target reached twice gets the post once), into one part per envelope
-// sender: owner-NAME where the aliases file has one, else the poster.
+// sender: owner-NAME where the aliases file has one, else the aliases'
+// bounce address, never the poster's (no backscatter).
 // |program and /file targets get envelopes of their own in the local
 // pseudo-domain, one target each.
 func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([]queuegroups.Part, error) {
@@ -306,7 +348,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	x.received(&prefix, p, rcpts[0])
 	var parts []queuegroups.Part
 	dropped := 0
-	for _, g := range bySender(res.Targets, p.Sender) {
+	for _, g := range bySender(res.Targets, forwardSender(p.Sender, x.aliasBounce())) {
 		var addrs []string
 		for _, a := range g.addrs {
 			if x.aliases.isLocalDomain(a) {
@@ -385,18 +427,19 @@ func countFields(msg []byte, prefix string, limit int) int {
 }
 
 // stripListID removes List-Id fields from the post's header (our part adds
-// the list's own) and returns the ids it found. A header that does not
+// the list's own) and returns the ids it found; the header comes back
+// unchanged (and changed false) when it has none. A header that does not
 // parse is left untouched: fanmail relays what it was given.
-func stripListID(body []byte) ([]byte, []string) {
+func stripListID(header []byte) (_ []byte, ids []string, changed bool) {
+	body := header
 	if !hasField(body, "list-id:") {
-		return body, nil // the usual case, without parsing the header
+		return body, nil, false // the usual case, without parsing the header
 	}
 	br := bufio.NewReader(bytes.NewReader(body))
 	h, err := textproto.ReadHeader(br)
 	if err != nil || !h.Has("List-Id") {
-		return body, nil
+		return body, nil, false
 	}
-	var ids []string
 	for _, v := range h.Values("List-Id") {
 		if i, j := strings.IndexByte(v, '<'), strings.LastIndexByte(v, '>'); i >= 0 && j > i {
 			ids = append(ids, v[i+1:j])
@@ -406,12 +449,12 @@ func stripListID(body []byte) ([]byte, []string) {
 	var out bytes.Buffer
 	out.Grow(len(body))
 	if err := textproto.WriteHeader(&out, h); err != nil {
-		return body, ids
+		return body, ids, false
 	}
 	if _, err := out.ReadFrom(br); err != nil {
-		return body, ids
+		return body, ids, false
 	}
-	return out.Bytes(), ids
+	return out.Bytes(), ids, true
 }
 
 func bracket(ip string) string {

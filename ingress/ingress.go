@@ -3,11 +3,11 @@
 // relaying), hands the message to the expander and then to the queue,
 // and answers 250 with the queue ID only once the queue says the message
 // is durable. Under load it queues only, slows down or refuses at
-// connect (load.go), so it never accepts faster than fanmail delivers.
+// connect (load.go), so it never accepts faster than fanmail delivers;
+// every session's resources are bounded (limits.go, guard.go).
 package ingress
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,21 +31,41 @@ type Expander interface {
 	Expand(ctx context.Context, p expander.Post) (*queuegroups.Message, error)
 }
 
-// Queue stores messages durably; *queuegroups.Queue is one.
+// Queue stores messages durably; *queuegroups.Queue is one. A post is
+// received into a Body from NewBody, which keeps a bounded part in
+// memory and the rest in a temporary file of the spool.
 type Queue interface {
+	NewBody() *queuegroups.Body
 	Enqueue(ctx context.Context, m *queuegroups.Message) error
 }
 
-// Config is the SMTP listener's settings.
+// Config is the SMTP listener's settings. A zero limit or timeout takes
+// DefaultConfig's.
 type Config struct {
 	Listen         string
 	Hostname       string
 	MaxMessageSize int64
-	MaxRecipients  int           // per transaction; 0 takes DefaultConfig's
-	ReadTimeout    time.Duration // 0 takes DefaultConfig's (RFC 5321 §4.5.3.2)
-	WriteTimeout   time.Duration
-	Load           Load // load control; the zero value turns it off
-	Logger         *slog.Logger
+	// MaxRecipients caps the RCPT commands of one transaction, rejected
+	// ones included: past it each gets 452 4.5.3.
+	MaxRecipients int
+	// RecipientOvershoot is how many 452 4.5.3 a transaction may draw
+	// before each counts as an error (Postfix
+	// smtpd_recipient_overshoot_limit), so a client that pipelines past
+	// the limit keeps its session and sends the rest later.
+	RecipientOvershoot int
+	// MaxErrors is the rejected commands a session may make without
+	// delivering a post; at it the client gets 421 4.7.0 and is
+	// disconnected (Postfix smtpd_hard_error_limit).
+	MaxErrors int
+	// MaxJunkCommands is the commands that move no mail (NOOP, RSET,
+	// VRFY, HELO, EHLO, ...) a session may send before each counts as an
+	// error (Postfix smtpd_junk_command_limit).
+	MaxJunkCommands int
+	ReadTimeout     time.Duration // idle time for one command (RFC 5321 §4.5.3.2)
+	WriteTimeout    time.Duration
+	SessionTimeout  time.Duration // a session's whole lifetime
+	Load            Load          // load control; the zero value turns it off
+	Logger          *slog.Logger
 }
 
 // DefaultConfig is the listener's configuration when nothing is set:
@@ -56,15 +76,29 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:         "127.0.0.1:2525",
 		MaxMessageSize: 25 << 20,
-		MaxRecipients:  1000,
-		ReadTimeout:    5 * time.Minute,
-		WriteTimeout:   5 * time.Minute,
-		// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
+		// Postfix's defaults for the per-session counts.
+		MaxRecipients:      1000,
+		RecipientOvershoot: 1000,
+		MaxErrors:          20,
+		MaxJunkCommands:    100,
+		ReadTimeout:        5 * time.Minute,
+		WriteTimeout:       5 * time.Minute,
+		// MTAs hold a cached connection for minutes (Postfix 300s,
+		// sendmail 5m), never this long.
+		SessionTimeout: 30 * time.Minute,
 		Load: Load{
+			// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
 			QueueLA:  float64(8 * runtime.NumCPU()),
 			RefuseLA: float64(12 * runtime.NumCPU()),
 			Delay:    time.Second,
 			Interval: 250 * time.Millisecond,
+			// A session costs tens of KB (more while a post is read);
+			// Postfix runs 100 smtpd processes, 50 per client.
+			MaxSessions:          500,
+			MaxSessionsPerClient: 20,
+			// Postfix wants queue_minfree of at least 1.5 messages of
+			// the largest size; this leaves room for four.
+			MinFreeSpace: 100 << 20,
 		},
 	}
 }
@@ -80,8 +114,6 @@ type Server struct {
 	ln    *loadListener
 	load  *loadMonitor
 
-	bufs sync.Pool // of *bytes.Buffer, for reading posts
-
 	// inData counts DATA commands being processed, so shutdown can wait
 	// until every message that may get a 250 is on disk.
 	inData sync.WaitGroup
@@ -90,21 +122,30 @@ type Server struct {
 // New prepares a server; Listen binds it.
 func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	def := DefaultConfig()
-	if cfg.MaxRecipients == 0 {
-		cfg.MaxRecipients = def.MaxRecipients
+	for _, f := range []struct{ v, d *int }{
+		{&cfg.MaxRecipients, &def.MaxRecipients},
+		{&cfg.RecipientOvershoot, &def.RecipientOvershoot},
+		{&cfg.MaxErrors, &def.MaxErrors},
+		{&cfg.MaxJunkCommands, &def.MaxJunkCommands},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
-	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = def.ReadTimeout
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = def.WriteTimeout
+	for _, f := range []struct{ v, d *time.Duration }{
+		{&cfg.ReadTimeout, &def.ReadTimeout},
+		{&cfg.WriteTimeout, &def.WriteTimeout},
+		{&cfg.SessionTimeout, &def.SessionTimeout},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
 		load: newLoadMonitor(cfg.Load, cfg.Logger)}
-	s.bufs.New = func() any { return new(bytes.Buffer) }
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
 	srv.Domain = cfg.Hostname
@@ -124,7 +165,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
-	s.ln = &loadListener{Listener: ln, s: s}
+	s.ln = &loadListener{Listener: ln, s: s, clients: map[string]*clientSessions{}}
 	return nil
 }
 
@@ -153,13 +194,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-// NewSession implements smtp.Backend.
+// NewSession implements smtp.Backend: the session that takes posts,
+// inside the one that keeps it to its limits.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	remote := ""
 	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = addr.IP.String()
 	}
-	return &session{srv: s, conn: c, remote: remote}, nil
+	return newLimitSession(&session{srv: s, conn: c, remote: remote})
 }
 
 type session struct {
@@ -180,6 +222,8 @@ var (
 		Message: "Alias expansion left no deliverable recipients"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
+	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: fmt.Sprintf("Message header exceeds %d bytes", expander.MaxHeaderSize)}
 )
 
 func (ss *session) Reset() {
@@ -235,21 +279,19 @@ func (ss *session) Data(r io.Reader) error {
 	s.inData.Add(1)
 	defer s.inData.Done()
 
-	// The post is copied into the journal by Enqueue and not kept, so its
-	// buffer is reused by the next one.
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= 4<<20 {
-			s.bufs.Put(buf)
-		}
-	}()
-	if _, err := buf.ReadFrom(r); err != nil {
+	// The post goes into a spool body (a bounded part in memory, the rest
+	// in an unlinked file), which Enqueue copies into the journal.
+	body := s.queue.NewBody()
+	defer body.Close()
+	if _, err := body.ReadFrom(r); err != nil {
 		var serr *smtp.SMTPError
-		if errors.As(err, &serr) {
+		switch {
+		case body.Err() != nil:
+			s.log.Error("cannot spool message body", "from", ss.from, "err", body.Err())
+			return errTempStore
+		case errors.As(err, &serr):
 			return serr // 552 5.3.4 from the size limit
-		}
-		if errors.Is(err, smtp.ErrTooLongLine) {
+		case errors.Is(err, smtp.ErrTooLongLine):
 			// go-smtp closes the session after this reply: the rest of
 			// the line cannot be told apart from commands.
 			return errLineTooLong
@@ -259,12 +301,16 @@ func (ss *session) Data(r io.Reader) error {
 	s.load.pace()
 	ctx := context.Background()
 	id := s.ids.Next()
-	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
-		RemoteAddr: ss.remote, Lists: ss.lists, Body: buf.Bytes()}
+	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
+		RemoteAddr: ss.remote, Lists: ss.lists, Body: body}
 	msg, err := s.exp.Expand(ctx, post)
 	if errors.Is(err, expander.ErrLoop) {
 		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
 		return errLoop
+	}
+	if errors.Is(err, expander.ErrHeaderTooLarge) {
+		s.log.Warn("rejected post: header too large", "qid", id, "from", ss.from, "size", body.Size())
+		return errHeaderTooLarge
 	}
 	if errors.Is(err, expander.ErrNoTargets) {
 		s.log.Warn("rejected post: alias expansion left no recipients", "qid", id, "from", ss.from, "err", err)
@@ -287,7 +333,7 @@ func (ss *session) Data(r io.Reader) error {
 			return errTempStore
 		}
 	}
-	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", buf.Len(), "rcpts", rcpts, "queue_only", queueOnly)
+	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}

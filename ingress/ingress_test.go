@@ -274,13 +274,20 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 }
 
 // TestOwnerAddresses: owner-LIST and LIST-request reach the list's owner
-// with the envelope sender kept (null for a bounce) and no list headers.
+// from the list's bounce address, never the poster's, with a null sender
+// (a bounce) kept null.
 func TestOwnerAddresses(t *testing.T) {
 	t.Parallel()
 	f := start(t, 1<<20)
-	for _, rcpt := range []string{"owner-announce@lists.example.org", "Announce-Request@Lists.Example.org"} {
+	for _, tt := range []struct{ rcpt, from, sender string }{
+		{"owner-announce@lists.example.org", "", ""},
+		{"Announce-Request@Lists.Example.org", "", ""},
+		{"owner-announce@lists.example.org", "poster@example.org", "owner-announce@lists.example.org"},
+		{"Announce-Request@Lists.Example.org", "poster@example.org", "owner-announce@lists.example.org"},
+	} {
+		rcpt := tt.rcpt
 		c := dial(t, f.addr)
-		if err := c.Mail("", nil); err != nil {
+		if err := c.Mail(tt.from, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.Rcpt(rcpt, nil); err != nil {
@@ -300,9 +307,9 @@ func TestOwnerAddresses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(md.Envelopes) != 1 || md.Envelopes[0].Sender != "" || len(md.Envelopes[0].Recipients) != 1 ||
+		if len(md.Envelopes) != 1 || md.Envelopes[0].Sender != tt.sender || len(md.Envelopes[0].Recipients) != 1 ||
 			md.Envelopes[0].Recipients[0].Address != "alice@example.org" {
-			t.Errorf("mail to %s queued as %+v, want one envelope <> -> alice@example.org", rcpt, md)
+			t.Errorf("mail to %s from <%s> queued as %+v, want one envelope <%s> -> alice@example.org", rcpt, tt.from, md, tt.sender)
 		}
 	}
 	c := dial(t, f.addr)
@@ -322,4 +329,37 @@ func TestHopLimit(t *testing.T) {
 		t.Errorf("50 hops: %v, want accepted", err)
 	}
 	wantReply(t, "51 hops", send(51), 554, smtp.EnhancedCode{5, 4, 6})
+}
+
+// TestSpooledPosts: a post far bigger than a session's memory part is
+// queued whole, and one whose header alone is over the expander's limit
+// is refused with 552 5.3.4 and leaves nothing in the queue.
+func TestSpooledPosts(t *testing.T) {
+	t.Parallel()
+	f := start(t, 8<<20)
+	line := strings.Repeat("y", 998) + "\r\n"
+	big := post + strings.Repeat(line, 2000) // about 2 MB
+	if err := postData(dial(t, f.addr), big); err != nil {
+		t.Fatalf("2 MB post: %v", err)
+	}
+	if s := f.queue.Stats(); s.Messages != 1 {
+		t.Fatalf("queue after the big post: %+v", s)
+	}
+	dirs := f.queue.Summary(0, 10)
+	if len(dirs[0].List) != 1 {
+		t.Fatalf("default group lists %+v, want the one post", dirs[0].List)
+	}
+	d, err := f.queue.Show(dirs[0].List[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Size != int64(len(big)) {
+		t.Errorf("queued %d bytes, want the whole %d byte post", d.Size, len(big))
+	}
+	header := "X-Filler: " + strings.Repeat("z", 900) + "\r\n"
+	huge := strings.Repeat(header, expander.MaxHeaderSize/len(header)+1) + post
+	wantReply(t, "header over the limit", postData(dial(t, f.addr), huge), 552, smtp.EnhancedCode{5, 3, 4})
+	if s := f.queue.Stats(); s.Messages != 1 {
+		t.Errorf("the refused post changed the queue: %+v", s)
+	}
 }

@@ -132,12 +132,15 @@ type Store struct {
 	versionConn *sql.Conn
 }
 
-// Open opens the store at path, creating the file and the schema if they
-// are missing and migrating an older schema.
+// Open opens the store at path, creating the file (mode 0600) and the
+// schema if they are missing and migrating an older schema.
 func Open(path string) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open list store %s: %w", path, err)
+	}
+	if err := secureFiles(abs); err != nil {
+		return nil, fmt.Errorf("open list store: %w", err)
 	}
 	// A file: URI so that '?' or '#' in the path cannot be taken for
 	// parameters.

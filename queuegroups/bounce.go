@@ -48,7 +48,7 @@ func (q *Queue) settle(id string) {
 	}
 	for _, h := range done {
 		d := h.m.dir
-		if _, _, err := d.j.append(false, false, encodeDelete(id)); err != nil {
+		if _, _, err := d.j.append(false, false, complete(encodeDelete(id))); err != nil {
 			q.log.Error("cannot retire a bounced message; its DSN may be sent again after a restart", "qid", id, "err", err)
 		}
 		h.g.mu.Lock()
@@ -84,7 +84,7 @@ func (q *Queue) warnDelayed(g *group, m *msgState, now time.Time) {
 		q.log.Error("cannot queue the delay warning", "qid", m.id, "err", err)
 		return
 	}
-	if _, _, err := m.dir.j.append(false, false, encodeID(recWarned, m.id)); err != nil {
+	if _, _, err := m.dir.j.append(false, false, complete(encodeID(recWarned, m.id))); err != nil {
 		q.log.Warn("cannot record the delay warning; it may be sent again after a restart", "qid", m.id, "err", err)
 	}
 }
@@ -155,7 +155,7 @@ func (q *Queue) bounce(shares []heldShare, action dsn.Action) error {
 			q.log.Warn("no DSN for an envelope sender without a domain", "qid", first.id, "sender", sender)
 			continue
 		}
-		msg := &Message{ID: q.ids.Next(), Received: time.Now(), Body: body, Parts: []Part{{
+		msg := &Message{ID: q.ids.Next(), Received: time.Now(), Body: envelope.Bytes(body), Parts: []Part{{
 			Envelopes: []envelope.Envelope{{Sender: "", Group: ControlGroup, Domain: strings.ToLower(sender[at+1:]),
 				Recipients: []string{sender}}},
 		}}}

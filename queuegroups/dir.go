@@ -2,6 +2,7 @@ package queuegroups
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,6 +34,7 @@ func openDir(path string, segmentSize int64, log *slog.Logger, readOnly bool) (*
 			return nil, err
 		}
 		d.lock = lock
+		removeStaleBodies(path)
 	}
 	j, err := openJournal(path, segmentSize, log, readOnly, d.replayRecord)
 	if err != nil {
@@ -143,18 +145,17 @@ func (d *dir) collect() {
 // no status record of m can be written before the new full record lands
 // and then be lost by replay.
 func (d *dir) relocate(m *msgState) error {
-	body := make([]byte, m.bodyLen)
-	if _, err := m.seg.file.ReadAt(body, m.bodyOff); err != nil {
-		return fmt.Errorf("read body: %w", err)
+	rec, err := encodeMessage(m, io.NewSectionReader(m.seg.file, m.bodyOff, m.bodyLen))
+	if err != nil {
+		return err
 	}
-	rec := encodeMessage(m, body)
 	seg, offs, err := d.j.append(true, false, rec)
 	if err != nil {
 		return err
 	}
 	m.seg.live--
 	m.seg = seg
-	m.bodyOff = offs[0] + int64(len(rec)) - m.bodyLen
+	m.bodyOff = offs[0] + rec.size() - m.bodyLen
 	seg.live++
 	return nil
 }

@@ -206,7 +206,7 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	if !deleted {
 		// Status records ride along with the next sync: losing one to a
 		// power cut means a resend, never a lost recipient.
-		if _, _, err := m.dir.j.append(false, false, encodeStatus(u)); err != nil {
+		if _, _, err := m.dir.j.append(false, false, complete(encodeStatus(u))); err != nil {
 			// Nothing was recorded, so the attempt is as if it never
 			// happened: try the envelope again later rather than lose
 			// a recipient.

@@ -72,7 +72,7 @@ func groupsConfig(dir string) Config {
 // post builds a message the way the expander does: envelopes routed and
 // cut by route.
 func post(ids *IDSource, body string, domains map[string]int) *Message {
-	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte(body)}
+	m := &Message{ID: ids.Next(), Received: time.Now(), Body: envelope.Bytes(body)}
 	p := Part{Prefix: []byte("List-Id: <list.example.org>\r\n")}
 	for domain, n := range domains {
 		group, r := route(domain)
@@ -206,7 +206,7 @@ func TestControlGroupIsNotStarved(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the fan-out to take every slot", func() bool { return g.running() == 2 })
-	notice := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte("Subject: notice\r\n\r\n"),
+	notice := &Message{ID: ids.Next(), Received: time.Now(), Body: envelope.Bytes("Subject: notice\r\n\r\n"),
 		Parts: []Part{{Envelopes: []envelope.Envelope{{Sender: "", Group: ControlGroup, Domain: "c.test", Recipients: []string{"owner@c.test"}}}}}}
 	if err := q.Enqueue(context.Background(), notice); err != nil {
 		t.Fatal(err)

@@ -225,7 +225,7 @@ func (q *Queue) Delete(id string) (int, error) {
 			continue
 		}
 		found = true
-		if _, _, err := d.j.append(true, false, encodeDelete(id)); err != nil {
+		if _, _, err := d.j.append(true, false, complete(encodeDelete(id))); err != nil {
 			return dropped, fmt.Errorf("delete %s: %w", id, err)
 		}
 		g.mu.Lock()

@@ -51,10 +51,11 @@ type journal struct {
 	reqs       chan *appendReq
 	writerDone chan struct{}
 	syncs      atomic.Int64 // fdatasync calls, for benchmarks and tests
+	chunk      []byte       // the writer's buffer for copying bodies
 }
 
 type appendReq struct {
-	recs [][]byte
+	recs []record
 	sync bool // the batch holding this request is fdatasynced before it returns
 	pin  bool // pin the segment until the caller registers what it wrote
 	done chan appendResult
@@ -214,7 +215,7 @@ func (j *journal) active() *segment {
 // append writes recs contiguously and returns once they are written and,
 // if sync is set, durable together with everything written before them.
 // Concurrent callers share one fdatasync (group commit).
-func (j *journal) append(sync, pin bool, recs ...[]byte) (*segment, []int64, error) {
+func (j *journal) append(sync, pin bool, recs ...record) (*segment, []int64, error) {
 	req := &appendReq{recs: recs, sync: sync, pin: pin, done: make(chan appendResult, 1)}
 	j.closeMu.RLock()
 	if j.isClosed {
@@ -255,7 +256,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 	var total int64
 	for _, req := range batch {
 		for _, r := range req.recs {
-			total += int64(len(r))
+			total += r.size()
 		}
 	}
 	if seg.size > 0 && seg.size+total > j.segmentSize {
@@ -274,19 +275,41 @@ func (j *journal) writeBatch(batch []*appendReq) {
 	}
 	start := seg.size
 	off := start
-	bufs := make([][]byte, 0, len(batch))
 	results := make([]appendResult, len(batch))
 	sync := false
+	// Whole records go out together with pwritev; a streamed one is
+	// copied in between, at its place.
+	var bufs [][]byte
+	bufsAt := off
+	var err error
 	for i, req := range batch {
 		sync = sync || req.sync
 		results[i] = appendResult{seg: seg, offs: make([]int64, len(req.recs))}
 		for k, r := range req.recs {
 			results[i].offs[k] = off
-			off += int64(len(r))
-			bufs = append(bufs, r)
+			if r.body == nil {
+				bufs = append(bufs, r.frame)
+				off += int64(len(r.frame))
+				continue
+			}
+			if err = writeAllAt(seg.file, bufs, bufsAt); err != nil {
+				break
+			}
+			bufs = bufs[:0]
+			if err = j.writeStreamed(seg.file, r, off); err != nil {
+				break
+			}
+			off += r.size()
+			bufsAt = off
+		}
+		if err != nil {
+			break
 		}
 	}
-	if err := writeAllAt(seg.file, bufs, start); err != nil {
+	if err == nil {
+		err = writeAllAt(seg.file, bufs, bufsAt)
+	}
+	if err != nil {
 		// Cut off whatever part landed so the next batch starts clean.
 		_ = seg.file.Truncate(start)
 		j.fail(batch, fmt.Errorf("write journal %s: %w", seg.path, err))
@@ -307,6 +330,46 @@ func (j *journal) writeBatch(batch []*appendReq) {
 		}
 		req.done <- results[i]
 	}
+}
+
+// streamChunk is the size of the writer's copies of a streamed body.
+const streamChunk = 256 << 10
+
+// writeStreamed writes r at off: its frame with the header still empty,
+// then its body in chunks, and last the header with the length and the
+// checksum of everything after it. Until that last write the record
+// fails its checksum, so a crash in the middle leaves a torn record,
+// never a wrong one.
+func (j *journal) writeStreamed(f *os.File, r record, off int64) error {
+	if j.chunk == nil {
+		j.chunk = make([]byte, streamChunk)
+	}
+	if _, err := f.WriteAt(r.frame, off); err != nil {
+		return err
+	}
+	crc := crc32.Checksum(r.frame[frameHeader:], castagnoli)
+	n := r.body.Size()
+	at := off + int64(len(r.frame))
+	for done := int64(0); done < n; {
+		c := j.chunk[:min(int64(len(j.chunk)), n-done)]
+		if got, err := r.body.ReadAt(c, done); got < len(c) {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("read message body: %w", err)
+		}
+		if _, err := f.WriteAt(c, at); err != nil {
+			return err
+		}
+		crc = crc32.Update(crc, castagnoli, c)
+		done += int64(len(c))
+		at += int64(len(c))
+	}
+	var hdr [frameHeader]byte
+	binary.LittleEndian.PutUint32(hdr[0:4], uint32(r.size()-frameHeader))
+	binary.LittleEndian.PutUint32(hdr[4:8], crc)
+	_, err := f.WriteAt(hdr[:], off)
+	return err
 }
 
 // writeAllAt writes bufs back to back at off with pwritev(2), so a batch

@@ -10,9 +10,9 @@ import (
 // content stored once, and the parts (one per expanded list or alias)
 // whose envelopes all share it.
 type Message struct {
-	ID       string    // from an IDSource, chosen before expansion so headers can name it
-	Received time.Time // when the post was accepted
-	Body     []byte    // the post as received (header and body, CRLF line ends)
+	ID       string        // from an IDSource, chosen before expansion so headers can name it
+	Received time.Time     // when the post was accepted
+	Body     envelope.Body // the post as received (header and body, CRLF line ends); read, never kept, by Enqueue
 	Parts    []Part
 	Mode     DeliveryMode // how soon the runners take it; zero is the spool's default
 }

@@ -21,6 +21,7 @@ type Queue struct {
 	ids       *IDSource     // for the DSNs the queue generates
 	bounceMu  sync.Mutex    // one settle at a time, so a DSN is sent once
 	unsettled []string      // messages recovered done, whose DSN Start sends
+	bodies    *bodyPool     // memory parts of the Bodies ingress fills
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -47,7 +48,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 		return nil, fmt.Errorf("queue config: %w", err)
 	}
 	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, groups: map[string]*group{},
-		ids: NewIDSource()}
+		ids: NewIDSource(), bodies: newBodyPool()}
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
 	if cfg.MaxQueueChildren > 0 {
 		q.children = make(chan struct{}, cfg.MaxQueueChildren)
@@ -192,11 +193,15 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rec := encodeMessage(sh.ms, m.Body)
+			rec, err := encodeMessage(sh.ms, m.Body)
+			if err != nil {
+				sh.err = err
+				return
+			}
 			var offs []int64
 			sh.seg, offs, sh.err = sh.d.j.append(durable, true, rec)
 			if sh.err == nil {
-				sh.off = offs[0] + int64(len(rec)) - int64(len(m.Body))
+				sh.off = offs[0] + rec.size() - m.Body.Size()
 			}
 		}()
 	}
@@ -208,7 +213,7 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) error {
 	now := time.Now()
 	for _, sh := range shares {
 		ms, g := sh.ms, sh.g
-		ms.seg, ms.bodyOff, ms.bodyLen = sh.seg, sh.off, int64(len(m.Body))
+		ms.seg, ms.bodyOff, ms.bodyLen = sh.seg, sh.off, m.Body.Size()
 		g.mu.Lock()
 		sh.d.msgs[ms.id] = ms
 		sh.seg.live++
@@ -312,7 +317,7 @@ func (q *Queue) undoFailed(id string, shares []*share) error {
 			continue
 		}
 		sh.seg.pins.Add(-1)
-		if _, _, err := sh.d.j.append(true, false, encodeDelete(id)); err != nil {
+		if _, _, err := sh.d.j.append(true, false, complete(encodeDelete(id))); err != nil {
 			q.log.Error("cannot withdraw partly queued message; it may be delivered although the client was told to retry",
 				"qid", id, "group", sh.g.cfg.Name, "err", err)
 		}

@@ -90,7 +90,7 @@ func route(domain string) (group string, perEnvelope int) {
 }
 
 func testMessage(ids *IDSource, domains, perDomain int) *Message {
-	m := &Message{ID: ids.Next(), Received: time.Now(), Body: []byte("Subject: hi\r\n\r\nhello\r\n")}
+	m := &Message{ID: ids.Next(), Received: time.Now(), Body: envelope.Bytes("Subject: hi\r\n\r\nhello\r\n")}
 	p := Part{Prefix: []byte("List-Id: <list.example.org>\r\n")}
 	for d := 0; d < domains; d++ {
 		var rcpts []string
@@ -260,7 +260,11 @@ func TestTornTailIsSkipped(t *testing.T) {
 	path := segmentPath(dir, seqs[len(seqs)-1])
 	ms := &msgState{id: ids.Next(), parts: []partState{{sender: "x"}}}
 	ms.envs = []*envState{{msg: ms, domain: "d", rcpts: []string{"a@d"}, status: []rcptStatus{0}}}
-	torn := encodeMessage(ms, []byte("body"))
+	full, err := encodeMessage(ms, envelope.Bytes("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := full.frame
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +307,7 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 	}
 	for i := 0; i < 200; i++ {
 		m := testMessage(ids, 2, 5)
-		m.Body = []byte(strings.Repeat("x", 500))
+		m.Body = envelope.Bytes(strings.Repeat("x", 500))
 		if err := q.Enqueue(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}

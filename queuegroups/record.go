@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // Record framing: length(4, little endian, of type+payload) crc32c(4) type(1) payload.
@@ -52,6 +54,26 @@ func (e *encoder) time(t time.Time) {
 		return
 	}
 	e.varint(t.UnixNano())
+}
+
+// record is what the journal writer appends: a complete frame, or, when
+// body is set, a frame whose payload ends with body, which the writer
+// copies into the segment in chunks and then completes the frame's
+// header, so a big message is never held in memory whole.
+type record struct {
+	frame []byte
+	body  envelope.Body
+}
+
+// complete is a record built whole in memory.
+func complete(frame []byte) record { return record{frame: frame} }
+
+// size is the record's length on disk.
+func (r record) size() int64 {
+	if r.body == nil {
+		return int64(len(r.frame))
+	}
+	return int64(len(r.frame)) + r.body.Size()
 }
 
 // frame fills in the header reserved by newEncoder and returns the record.

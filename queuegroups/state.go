@@ -2,9 +2,11 @@ package queuegroups
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"fanmail/dsn"
+	"fanmail/envelope"
 )
 
 // msgState is the live state of one message's share in one queue
@@ -100,10 +102,25 @@ func applyUpdate(e *envState, u *statusUpdate) {
 	}
 }
 
+// inlineBody is the largest body copied into a message record's buffer;
+// a bigger one is streamed into the journal by its writer.
+const inlineBody = 64 << 10
+
 // encodeMessage writes the full record of a message in its current state.
-func encodeMessage(m *msgState, body []byte) []byte {
-	size := len(body) + 64
+// The body goes last, so its offset is known from the record's size; a
+// body larger than inlineBody is left for the journal writer to copy.
+func encodeMessage(m *msgState, body envelope.Body) (record, error) {
+	bodyLen := body.Size()
+	inline := bodyLen <= inlineBody
+	size := 64
+	if inline {
+		size += int(bodyLen)
+	}
+	for _, p := range m.parts {
+		size += len(p.sender) + len(p.prefix) + 4
+	}
 	for _, e := range m.envs {
+		size += len(e.domain) + 16
 		for _, r := range e.rcpts {
 			size += len(r) + 2
 		}
@@ -129,9 +146,19 @@ func encodeMessage(m *msgState, body []byte) []byte {
 			enc.byte1(byte(e.status[i]))
 		}
 	}
-	// The body goes last so its offset is known from the record's length.
-	enc.bytes(body)
-	return enc.frame()
+	enc.uvarint(uint64(bodyLen))
+	if int64(len(enc.b))+bodyLen > maxRecord {
+		return record{}, fmt.Errorf("message of %d bytes is too large for the journal", bodyLen)
+	}
+	if !inline {
+		return record{frame: enc.b, body: body}, nil
+	}
+	start := len(enc.b)
+	enc.b = slices.Grow(enc.b, int(bodyLen))[:start+int(bodyLen)]
+	if n, err := body.ReadAt(enc.b[start:], 0); n < int(bodyLen) {
+		return record{}, fmt.Errorf("read message body: %w", err)
+	}
+	return record{frame: enc.frame()}, nil
 }
 
 // decodeMessage parses a message record; bodyOff is relative to payload.

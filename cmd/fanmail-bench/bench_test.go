@@ -126,3 +126,68 @@ func TestLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestRunInternetWorld runs fanmail into a small Internet world with
+// short windows, so that everything deliverable arrives in seconds, and
+// checks the world's report: every class reached, never faster than its
+// lower bound, and the world's replies counted.
+func TestRunInternetWorld(t *testing.T) {
+	bin := buildFanmailForTest(t)
+	o := testOptions(t, bin, "fanout")
+	o.world, o.net, o.dist = worldInternet, defaultInternet(), ""
+	o.members, o.domains = 600, 40
+	o.net.greylist, o.net.greyDelay = 0.1, time.Second
+	o.net.tarpit, o.net.tarpitBanner = 0.05, durRange{time.Second, 1500 * time.Millisecond}
+	o.net.blackhole = 0.05
+	o.net.throttleConns, o.net.throttleMsgs = 2, 2
+	o.net.rtt, o.net.giantRTT = durRange{time.Millisecond, 20 * time.Millisecond}, durRange{5 * time.Millisecond, 10 * time.Millisecond}
+	o.fanmailSet = []string{`queue.retry_min="1s"`, `delivery.connect_timeout="2s"`}
+	o.setFlags = map[string]bool{}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := runBench(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Complete || r.Duplicates != 0 || r.World == nil {
+		t.Fatalf("report: complete %v, %d of %d delivered, %d duplicates, world %v", r.Complete, r.Delivered, r.Expected, r.Duplicates, r.World != nil)
+	}
+	wr := r.World
+	domains := map[string]int{}
+	for _, c := range wr.Classes {
+		domains[c.Class] = c.Domains
+		if c.Class == "blackhole" {
+			if c.Deliverable != 0 || c.Delivered != 0 {
+				t.Errorf("black holes: %+v, want nothing deliverable", c)
+			}
+			continue
+		}
+		if c.Class == "all" && c.Deliverable != r.Expected {
+			t.Errorf("all: %d deliverable, the run expected %d", c.Deliverable, r.Expected)
+		}
+		if c.Delivered != c.Deliverable {
+			t.Errorf("%s: %d of %d delivered", c.Class, c.Delivered, c.Deliverable)
+		}
+		// The bound is a bound: fanmail cannot beat it (1% for clock
+		// skew between the 250 the client read and the server's start).
+		for i, ratio := range c.Ratio.all() {
+			if ratio == nil || *ratio < 0.99 {
+				t.Errorf("%s: %v%% ratio %v (measured %v, bound %v), want at least 1", c.Class, reportPercentiles[i], ratio, c.Seconds.all()[i], c.LowerBound.all()[i])
+			}
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"all": 40, "giant": 3, "tail": 29, "greylist": 4, "tarpit": 2, "blackhole": 2}, domains); diff != "" {
+		t.Errorf("domains per class (-want +got):\n%s", diff)
+	}
+	if wr.Greylisted451 == 0 || len(wr.Destinations) != 40 || wr.Unknown != 12 {
+		t.Errorf("%d greylisting replies, %d destinations, %d unknown users; want some, 40, 12", wr.Greylisted451, len(wr.Destinations), wr.Unknown)
+	}
+	for _, d := range wr.Destinations {
+		if d.Class == "giant" && (d.ConnsAllowed != 2 || d.MsgsAllowed != 2 || d.MaxConnsSeen == 0) {
+			t.Errorf("giant %+v: want 2 connections and 2 messages allowed, some seen", d)
+		}
+	}
+}

@@ -12,8 +12,8 @@ type pair struct{ key, rcpt string }
 
 // arrival is the first delivery of one expected (message, recipient).
 type arrival struct {
-	key string
-	at  time.Time
+	key, rcpt string
+	at        time.Time
 }
 
 // collector ties what the sinks receive to what was injected: it counts
@@ -93,7 +93,7 @@ func (c *collector) record(d fakenet.Delivery, at time.Time) {
 		default:
 			c.want[pair{d.Key, r}] = true
 			c.got++
-			c.arrivals = append(c.arrivals, arrival{d.Key, at})
+			c.arrivals = append(c.arrivals, arrival{d.Key, r, at})
 			c.last = at
 			if c.got == c.expected {
 				select {
@@ -126,6 +126,20 @@ func (c *collector) latencies() []time.Duration {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// firstAccept is when the target said 250 to its first post; false if
+// it accepted none.
+func (c *collector) firstAccept() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var first time.Time
+	for _, at := range c.accepted {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first, !first.IsZero()
 }
 
 // percentile of sorted durations, nearest rank.

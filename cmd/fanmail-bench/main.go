@@ -51,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	o := &options{workload: args[0], command: commandLine(args)}
 	fs := flag.NewFlagSet("fanmail-bench "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&o.world, "world", worldPlain, "plain (sinks alike, shaped by the flags below), or internet: giants that throttle, a long tail, greylisting, tarpits and black holes (flags after --seed)")
 	fs.IntVar(&o.members, "members", 1000, "list members in all (fanout, mixed)")
 	fs.IntVar(&o.domains, "domains", 100, "recipient domains (one sink each unless --sinks)")
 	fs.StringVar(&o.dist, "dist", "uniform", "members over domains: uniform, or skewed (Zipf: a few huge domains, a long tail)")
@@ -64,12 +65,29 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.direct, "direct", false, "mass: RCPT the recipient itself, not its one-member list (MTAs that relay from loopback)")
 	fs.DurationVar(&o.rtt, "rtt", 0, "emulated WAN round trip per exchange at the sinks, e.g. 50ms")
 	fs.Float64Var(&o.tempFail, "temp-fail", 0, "share of RCPTs the sinks answer 451 (at random, per attempt)")
-	fs.Float64Var(&o.permFail, "perm-fail", 0, "share of recipients the sinks answer 550 (fixed per address; not expected)")
+	fs.Float64Var(&o.permFail, "perm-fail", 0, "share of recipients the sinks answer 550 5.1.1 (fixed per address; not expected); internet default 0.02")
 	fs.Float64Var(&o.dropShare, "drop", 0, "share of transactions whose connection the sinks drop before replying to the final dot")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "cap on concurrent connections per sink (421 beyond), like a large provider")
 	fs.IntVar(&o.implicitMX, "implicit-mx", 0, "domains with no MX, only an A record")
 	fs.IntVar(&o.nullMX, "null-mx", 0, "domains with a null MX; their members are not expected")
 	fs.IntVar(&o.deadMX, "dead-mx", 0, "domains whose first MX refuses connections")
+	o.net = defaultInternet()
+	n := &o.net
+	fs.Uint64Var(&n.seed, "seed", n.seed, "internet: seed of the world's random draws (same seed, same world)")
+	fs.Var((*floatList)(&n.giants), "giants", "internet: member shares of the largest domains, largest first; they throttle (--throttle-*)")
+	fs.Float64Var(&n.zipf, "zipf", n.zipf, "internet: exponent of the Zipf law the other domains' shares follow by rank")
+	fs.Var(&n.rtt, "rtt-range", "internet: round trip of the non-giant domains, drawn log-uniform from LO..HI")
+	fs.Var(&n.giantRTT, "giant-rtt", "internet: round trip of the giants, drawn uniform from LO..HI")
+	fs.Float64Var(&n.greylist, "greylist", n.greylist, "internet: share of domains that greylist (451 4.7.1 until --greylist-delay after a pair's first attempt)")
+	fs.DurationVar(&n.greyDelay, "greylist-delay", n.greyDelay, "internet: how long a (sender, recipient) pair stays greylisted")
+	fs.Float64Var(&n.tarpit, "tarpit", n.tarpit, "internet: share of domains that are tarpits")
+	fs.Var(&n.tarpitBanner, "tarpit-banner", "internet: a tarpit's greeting delay, drawn uniform from LO..HI")
+	fs.DurationVar(&n.tarpitReply, "tarpit-reply", n.tarpitReply, "internet: extra delay on every later tarpit reply")
+	fs.Float64Var(&n.blackhole, "blackhole", n.blackhole, "internet: share of domains whose MX never answers a SYN")
+	fs.IntVar(&n.throttleConns, "throttle-conns", n.throttleConns, "internet: giants' cap on concurrent connections per client address (421 4.7.0 at the greeting beyond; 0: none)")
+	fs.IntVar(&n.throttleMsgs, "throttle-msgs", n.throttleMsgs, "internet: giants' cap on messages per connection (421 4.7.0 and close beyond; 0: none)")
+	fs.IntVar(&n.conns, "conns", n.conns, "internet: other domains' cap on concurrent connections per client address (Postfix's anvil default; 0: none)")
+	fs.IntVar(&n.maxRcpts, "max-rcpts", n.maxRcpts, "internet: every domain's recipients per transaction (452 4.5.3 beyond; 0: none)")
 	fs.StringVar(&o.dnsAddr, "dns", "127.0.0.1:0", "DNS server address (127.0.0.1:53 for MTAs that use the system resolver)")
 	fs.StringVar(&o.target, "target", "", "HOST:PORT of an SMTP server to measure instead of fanmail (loopback only)")
 	fs.StringVar(&o.fanmailBin, "fanmail-bin", "", "fanmail binary (default: go build ./cmd/fanmail)")
@@ -116,6 +134,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	o.setFlags = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.setFlags[f.Name] = true })
 	if err := o.defaults(); err != nil {
 		return err
 	}

@@ -9,6 +9,16 @@ import (
 const (
 	defaultTimeout = 10 * time.Minute
 	defaultSettle  = time.Second
+
+	worldPlain    = "plain"
+	worldInternet = "internet"
+)
+
+// Flags that shape only one of the two worlds.
+var (
+	plainFlags    = []string{"dist", "sinks", "rtt", "max-conns", "implicit-mx", "null-mx", "dead-mx"}
+	internetFlags = []string{"seed", "giants", "zipf", "rtt-range", "giant-rtt", "greylist", "greylist-delay",
+		"tarpit", "tarpit-banner", "tarpit-reply", "blackhole", "throttle-conns", "throttle-msgs", "conns", "max-rcpts"}
 )
 
 // defaults fills workload-dependent defaults and rejects what would
@@ -45,6 +55,9 @@ func (o *options) defaults() error {
 	case o.tempFail < 0 || o.tempFail >= 1, o.permFail < 0 || o.permFail > 1, o.dropShare < 0 || o.dropShare >= 1:
 		return fmt.Errorf("--temp-fail and --drop must be in [0,1), --perm-fail in [0,1]")
 	}
+	if err := o.worldDefaults(); err != nil {
+		return err
+	}
 	for flagName, addr := range map[string]string{"--dns": o.dnsAddr, "--target": o.target} {
 		if addr == "" {
 			continue
@@ -78,4 +91,35 @@ func loopbackOnly(hostport string) error {
 		return fmt.Errorf("%q is not an IPv4 loopback address (127.0.0.0/8)", host)
 	}
 	return nil
+}
+
+// worldDefaults checks that the flags given belong to the chosen world
+// and fills the Internet world's defaults.
+func (o *options) worldDefaults() error {
+	switch o.world {
+	case "", worldPlain:
+		o.world = worldPlain
+		for _, f := range internetFlags {
+			if o.setFlags[f] {
+				return fmt.Errorf("--%s shapes the Internet world: add --world internet", f)
+			}
+		}
+		return nil
+	case worldInternet:
+	default:
+		return fmt.Errorf("--world %q: want plain or internet", o.world)
+	}
+	for _, f := range plainFlags {
+		if o.setFlags[f] {
+			return fmt.Errorf("--%s shapes the plain world; --world internet gives every domain its own sink and draws the rest (--rtt-range, --giants, --throttle-conns, ...)", f)
+		}
+	}
+	if !o.setFlags["perm-fail"] {
+		o.permFail = defaultUnknown
+	}
+	o.dist = worldInternet // for the report: the world decides the spread
+	if o.domains > 250*250 {
+		return fmt.Errorf("--domains %d: the Internet world has a sink per domain, at most 62500", o.domains)
+	}
+	return o.net.validate(o.domains)
 }

@@ -30,6 +30,27 @@ func TestOptionsRejected(t *testing.T) {
 		{"direct to fanmail", func(o *options) { o.workload, o.direct = "mass", true }, "never relays"},
 		{"list settings for another MTA", func(o *options) { o.target, o.listSet = "127.0.0.1:25", []string{"footer=x"} }, "--list-set and --dkim"},
 		{"DKIM keys for another MTA", func(o *options) { o.target, o.dkim = "127.0.0.1:25", []string{"rsa"} }, "--list-set and --dkim"},
+		{"unknown world", func(o *options) { o.world = "moon" }, `--world "moon"`},
+		{"internet flag in the plain world", func(o *options) { o.setFlags = map[string]bool{"greylist": true} }, "--greylist shapes the Internet world"},
+		{"plain flag in the internet world", func(o *options) {
+			o.world, o.net, o.setFlags = worldInternet, defaultInternet(), map[string]bool{"rtt": true}
+		}, "--rtt shapes the plain world"},
+		{"giants over 100%", func(o *options) {
+			o.world, o.net = worldInternet, defaultInternet()
+			o.net.giants = []float64{0.6, 0.5}
+		}, "add up to less than 1"},
+		{"giants not largest first", func(o *options) {
+			o.world, o.net = worldInternet, defaultInternet()
+			o.net.giants = []float64{0.1, 0.3}
+		}, "largest first"},
+		{"more special domains than domains", func(o *options) {
+			o.world, o.net, o.domains = worldInternet, defaultInternet(), 10
+			o.net.greylist, o.net.giants = 0.95, []float64{0.3}
+		}, "--greylist, --tarpit and --blackhole"},
+		{"negative cap", func(o *options) {
+			o.world, o.net, o.domains = worldInternet, defaultInternet(), 100
+			o.net.throttleMsgs = -1
+		}, "--throttle-msgs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,5 +92,38 @@ func TestCommandLine(t *testing.T) {
 	want := `fanmail-bench fanout --prepare-cmd 'postalias /etc/a' --x 'it'\''s'`
 	if got != want {
 		t.Errorf("commandLine = %s, want %s", got, want)
+	}
+}
+
+func TestInternetDefaults(t *testing.T) {
+	o := options{workload: "fanout", world: worldInternet, net: defaultInternet(), members: 10, domains: 200, size: 1000,
+		messages: 1, posts: 1, dnsAddr: "127.0.0.1:0", timeout: time.Minute, settle: time.Second, setFlags: map[string]bool{}}
+	if err := o.defaults(); err != nil || o.permFail != defaultUnknown {
+		t.Errorf("internet defaults: err %v, --perm-fail %v; want nil, %v", err, o.permFail, defaultUnknown)
+	}
+	o.permFail, o.setFlags["perm-fail"] = 0, true
+	if err := o.defaults(); err != nil || o.permFail != 0 {
+		t.Errorf("--perm-fail 0 given: err %v, share %v; want it kept", err, o.permFail)
+	}
+}
+
+func TestRangeFlags(t *testing.T) {
+	var d durRange
+	for in, want := range map[string]durRange{"5ms..200ms": {5 * time.Millisecond, 200 * time.Millisecond}, "30s": {30 * time.Second, 30 * time.Second}} {
+		if err := d.Set(in); err != nil || d != want {
+			t.Errorf("Set(%q) = %v, %v; want %v", in, d, err, want)
+		}
+	}
+	for _, bad := range []string{"200ms..5ms", "soon", "1s..", ""} {
+		if err := d.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+	var f floatList
+	if err := f.Set("0.3, 0.1,0.05"); err != nil || !cmp.Equal([]float64(f), []float64{0.3, 0.1, 0.05}) {
+		t.Errorf("floatList = %v, %v", f, err)
+	}
+	if err := f.Set("0.3,x"); err == nil {
+		t.Error("floatList accepted 0.3,x")
 	}
 }

@@ -26,6 +26,7 @@ type Report struct {
 	Clients      int     `json:"clients"`
 	MessageBytes int     `json:"message_bytes"`
 	RTTMillis    float64 `json:"rtt_ms"`
+	WorldName    string  `json:"world"`
 
 	SetupSeconds  float64 `json:"setup_seconds"` // list import or --prepare-cmd, not timed below
 	InjectSeconds float64 `json:"inject_seconds"`
@@ -63,6 +64,9 @@ type Report struct {
 	LatencyP50ms float64 `json:"latency_p50_ms"`
 	LatencyP99ms float64 `json:"latency_p99_ms"`
 	LatencyMaxms float64 `json:"latency_max_ms"`
+
+	// World is the Internet world's part (--world internet).
+	World *WorldReport `json:"world_report,omitempty"`
 }
 
 // machine describes where the run happened, for the record.
@@ -128,5 +132,11 @@ func (r *Report) writeTable(w io.Writer) error {
 	}
 	row("tool CPU", "%.2f s (sinks, DNS, injection: same machine)", r.ToolCPUSeconds)
 	row("machine", "%s; load average before: %s", r.Machine, r.LoadAvg)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r.World != nil {
+		return r.World.writeTable(w)
+	}
+	return nil
 }

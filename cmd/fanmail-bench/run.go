@@ -20,6 +20,9 @@ type options struct {
 	listSet    []string // KEY=VALUE list settings for every list (fanmail list set)
 	dkim       []string // algorithms of the DKIM keys made for the list domain
 	workload   string
+	world      string          // worldPlain or worldInternet
+	net        internetOptions // the Internet world's properties
+	setFlags   map[string]bool // flags given on the command line
 	members    int
 	domains    int
 	dist       string
@@ -104,7 +107,7 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 
 	r := &Report{
 		Command: o.command, Machine: machine(), Workload: o.workload,
-		Members: o.members, Domains: o.domains, Dist: o.dist, Sinks: o.sinks,
+		Members: o.members, Domains: o.domains, Dist: o.dist, Sinks: len(w.sinks), WorldName: o.world,
 		Lists: len(p.lists), Posts: len(p.posts), Clients: o.clients, MessageBytes: o.size,
 		RTTMillis: float64(o.rtt) / float64(time.Millisecond), LoadAvg: loadAvg(),
 	}
@@ -208,6 +211,9 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 		}
 	}
 	fill(r, o, col, w, inj, start, before, after)
+	if o.world == worldInternet {
+		r.World = worldReport(o, p, col, w)
+	}
 	if waitErr != nil {
 		o.log.Warn("run incomplete", "err", waitErr)
 	}

@@ -23,20 +23,22 @@ const (
 type domainKind int
 
 const (
-	kindMX       domainKind = iota // one MX pointing at a sink
-	kindImplicit                   // no MX; the domain's A record is the sink (RFC 5321 §5.1)
-	kindNullMX                     // "MX 0 ." (RFC 7505): accepts no mail
-	kindDeadMX                     // first MX refuses connections, second is the sink
+	kindMX        domainKind = iota // one MX pointing at a sink
+	kindImplicit                    // no MX; the domain's A record is the sink (RFC 5321 §5.1)
+	kindNullMX                      // "MX 0 ." (RFC 7505): accepts no mail
+	kindDeadMX                      // first MX refuses connections, second is the sink
+	kindBlackHole                   // the MX never answers a SYN (Internet world)
 )
 
 func (k domainKind) String() string {
-	return [...]string{"mx", "implicit", "null-mx", "dead-first-mx"}[k]
+	return [...]string{"mx", "implicit", "null-mx", "dead-first-mx", "black-hole"}[k]
 }
 
 type domain struct {
 	name string
 	kind domainKind
-	sink int // index of the sink its mail reaches
+	sink int     // index of the sink its mail reaches; -1 for a black hole
+	prof profile // Internet world: its class and receiver behaviour
 }
 
 // list is one list (or alias) the target must expand.
@@ -57,13 +59,27 @@ type plan struct {
 	domains []domain
 	lists   []list
 	posts   []post
+	unknown map[string]bool // Internet world: recipients answered 550 5.1.1
 }
 
 // domainOf returns the domain part of addr.
 func domainOf(addr string) string { return addr[strings.LastIndexByte(addr, '@')+1:] }
 
-// makeDomains names n domains; the last ones get the special kinds.
+// makeDomains names n domains; the last ones get the special kinds. In
+// the Internet world each domain has its own sink and profile instead.
 func makeDomains(o *options) ([]domain, error) {
+	if o.world == worldInternet {
+		ds := make([]domain, o.domains)
+		sinks := 0
+		for i, p := range internetProfiles(o.domains, &o.net) {
+			ds[i] = domain{name: fmt.Sprintf("d%d%s", i, domainSuffix), sink: -1, kind: kindBlackHole, prof: p}
+			if p.class != classBlackhole {
+				ds[i].kind, ds[i].sink = kindMX, sinks
+				sinks++
+			}
+		}
+		return ds, nil
+	}
 	special := o.implicitMX + o.nullMX + o.deadMX
 	if special > o.domains {
 		return nil, fmt.Errorf("--implicit-mx + --null-mx + --dead-mx = %d is more than --domains %d", special, o.domains)
@@ -114,10 +130,15 @@ func spread(n, d int, dist string) ([]int, error) {
 }
 
 // addresses returns n unique member addresses spread over the domains.
-func addresses(n int, ds []domain, dist string) ([]string, error) {
-	counts, err := spread(n, len(ds), dist)
-	if err != nil {
-		return nil, err
+func addresses(n int, ds []domain, o *options) ([]string, error) {
+	var counts []int
+	if o.world == worldInternet {
+		counts = internetSpread(n, len(ds), o.net.giants, o.net.zipf)
+	} else {
+		var err error
+		if counts, err = spread(n, len(ds), o.dist); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]string, 0, n)
 	for i, c := range counts {
@@ -147,10 +168,11 @@ func makePlan(o *options, runID string) (*plan, error) {
 		if n < 1 || n > o.members {
 			return nil, fmt.Errorf("--lists %d: want between 1 and --members", n)
 		}
-		addrs, err := addresses(o.members, ds, o.dist)
+		addrs, err := addresses(o.members, ds, o)
 		if err != nil {
 			return nil, err
 		}
+		p.pickUnknown(o, addrs)
 		p.lists = make([]list, n)
 		for i := range p.lists {
 			p.lists[i].addr = listAddr(o.workload, i)
@@ -177,10 +199,11 @@ func makePlan(o *options, runID string) (*plan, error) {
 		if o.lists < 1 {
 			return nil, fmt.Errorf("--lists %d: want at least 1", o.lists)
 		}
-		addrs, err := addresses(o.lists, ds, o.dist)
+		addrs, err := addresses(o.lists, ds, o)
 		if err != nil {
 			return nil, err
 		}
+		p.pickUnknown(o, addrs)
 		p.lists = make([]list, len(addrs))
 		for i, a := range addrs {
 			p.lists[i] = list{addr: listAddr("mass", i), members: []string{a}}
@@ -206,9 +229,24 @@ func listAddr(workload string, i int) string {
 	return fmt.Sprintf("%s%d@%s", workload, i, listDomain)
 }
 
-// permFails reports whether the sinks answer rcpt with 5xx: decided by a
-// hash, not at random, so the expected count is known and a retry gets
-// the same answer.
+// pickUnknown chooses the Internet world's 550 5.1.1 recipients.
+func (p *plan) pickUnknown(o *options, addrs []string) {
+	if o.world == worldInternet {
+		p.unknown = pickUnknown(addrs, o.permFail, o.net.seed)
+	}
+}
+
+// unknownUser reports whether the sinks answer rcpt 550 5.1.1.
+func (p *plan) unknownUser(rcpt string, o *options) bool {
+	if o.world == worldInternet {
+		return p.unknown[rcpt]
+	}
+	return permFails(rcpt, o.permFail)
+}
+
+// permFails reports whether the sinks answer rcpt with 5xx in the plain
+// world: decided by a hash, not at random, so the expected count is
+// known and a retry gets the same answer.
 func permFails(rcpt string, share float64) bool {
 	if share <= 0 {
 		return false
@@ -220,7 +258,8 @@ func permFails(rcpt string, share float64) bool {
 
 // expected reports whether rcpt should end up delivered.
 func (p *plan) expected(rcpt string, kinds map[string]domainKind, o *options) bool {
-	return kinds[domainOf(rcpt)] != kindNullMX && !permFails(rcpt, o.permFail)
+	k := kinds[domainOf(rcpt)]
+	return k != kindNullMX && k != kindBlackHole && !p.unknownUser(rcpt, o)
 }
 
 // message renders post i as about size bytes with the headers a real post

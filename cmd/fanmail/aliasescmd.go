@@ -118,7 +118,7 @@ func aliasesExpand(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		expander.Explain(bw, res, router)
+		expander.Explain(bw, res, router, cfg.Aliases.BounceAddress)
 	}
 	if err := bw.Flush(); err != nil {
 		return err

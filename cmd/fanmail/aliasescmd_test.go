@@ -187,7 +187,7 @@ expansion:
 envelopes:
   sender owner-news@lists.example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: a@x.org
   sender owner-news@lists.example.org, queue group default (r=100), domain y.org, envelope 1: 2 recipients: m1@y.org, m2@y.org
-  sender <the post's sender>, queue group default (r=100), domain example.org, envelope 1: 1 recipient: root@example.org
+  sender MAILER-DAEMON@mail.example.org, queue group default (r=100), domain example.org, envelope 1: 1 recipient: root@example.org
   sender staff-request@example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: boss@x.org
 `},
 	})

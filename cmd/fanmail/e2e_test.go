@@ -144,7 +144,7 @@ func TestCrashAfterAcceptRedelivers(t *testing.T) {
 	close(release)
 
 	p = startFanmail(t, cfg)
-	n.waitDelivered(t, len(members), 60*time.Second, p)
+	n.waitDistinct(t, len(members), 60*time.Second, p)
 	if !strings.Contains(p.log.String(), `msg="queue recovered"`) {
 		t.Errorf("restart did not log the recovered queue")
 	}

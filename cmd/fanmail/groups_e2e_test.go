@@ -274,7 +274,7 @@ group = "c"
 		p := startFanmail(t, cfg)
 		postTo(t, p.addr, "poster@example.org", e2eList, strings.Replace(e2ePost, "e2e-1@", fmt.Sprintf("soak-%d@", i), 1))
 		if i == kills {
-			n.waitDelivered(t, (kills+1)*len(members), 2*time.Minute, p)
+			n.waitDistinct(t, (kills+1)*len(members), 2*time.Minute, p)
 			time.Sleep(300 * time.Millisecond)
 			p.stop(t)
 		} else {

@@ -182,11 +182,31 @@ func (n *fakeNet) delivered() int {
 // waitDelivered waits until the sinks have counted want recipients.
 func (n *fakeNet) waitDelivered(t testing.TB, want int, timeout time.Duration, p *proc) {
 	t.Helper()
+	n.waitCount(t, "recipients", n.delivered, want, timeout, p)
+}
+
+// waitDistinct waits until the sinks have counted want distinct
+// (message, recipient) pairs: after a kill, duplicates would make
+// waitDelivered's total reach want while a recipient is still queued.
+func (n *fakeNet) waitDistinct(t testing.TB, want int, timeout time.Duration, p *proc) {
+	t.Helper()
+	n.waitCount(t, "distinct recipients", func() int {
+		total := 0
+		for _, s := range n.sinks {
+			st := s.Stats()
+			total += st.RecipientsDelivered - st.Duplicates
+		}
+		return total
+	}, want, timeout, p)
+}
+
+func (n *fakeNet) waitCount(t testing.TB, what string, count func() int, want int, timeout time.Duration, p *proc) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for n.delivered() < want {
+	for count() < want {
 		if time.Now().After(deadline) {
 			p.dumpLog(t)
-			t.Fatalf("sinks counted %d of %d recipients after %v", n.delivered(), want, timeout)
+			t.Fatalf("sinks counted %d of %d %s after %v", count(), want, what, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -269,6 +289,27 @@ func (p *proc) dumpLog(t testing.TB) {
 		lines = append([]string{"..."}, lines[len(lines)-60:]...)
 	}
 	t.Logf("fanmail log:\n%s", strings.Join(lines, "\n"))
+}
+
+// peakRSS is the server's peak resident set so far (VmHWM in
+// /proc/PID/status), in bytes.
+func (p *proc) peakRSS(t testing.TB) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the server's status: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				t.Fatalf("VmHWM line %q: %v", line, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0
 }
 
 // kill ends the server the hard way, as a crash or power cut would.

@@ -134,7 +134,14 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	// The one place that knows how to count the spool's pending
 	// recipients; ingress samples it at most every 250ms.
 	queueDepth := func() int { return s.queue.Stats().Recipients }
-	s.smtp = ingress.New(cfg.IngressConfig(s.log, queueDepth), exp, s.queue, queuegroups.NewIDSource())
+	ic := cfg.IngressConfig(s.log, queueDepth)
+	// min_free_space watches every disk a post is written to: the spool's
+	// directories, and the data directory with lists.db.
+	ic.Load.Spool = []string{cfg.DataDir}
+	for _, g := range spoolCfg.Groups {
+		ic.Load.Spool = append(ic.Load.Spool, g.Dirs...)
+	}
+	s.smtp = ingress.New(ic, exp, s.queue, queuegroups.NewIDSource())
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}

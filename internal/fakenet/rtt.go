@@ -11,20 +11,27 @@ import (
 // reply would charge each pipelined command a round trip; instead the
 // delay falls on the first read after each write: a client that waits
 // for every reply pays one RTT per command, one that sends a batch
-// (RFC 2920) pays one RTT for the batch. The greeting is delayed by one
-// RTT too, standing in for the TCP handshake.
+// (RFC 2920) pays one RTT for the batch. The greeting is delayed too,
+// standing in for the TCP handshake (and, longer, for a tarpit).
 type rttConn struct {
 	net.Conn
-	rtt time.Duration
+	greet, rtt time.Duration
+	quit       <-chan struct{} // the sink's: closed when it stops
+	stop       chan struct{}   // closed by abort
+	stopOnce   sync.Once
 
 	mu      sync.Mutex
 	greeted bool
 	wrote   bool // a reply went out since the last read
 }
 
-func newRTTConn(c net.Conn, rtt time.Duration) *rttConn {
-	return &rttConn{Conn: c, rtt: rtt}
+func newRTTConn(c net.Conn, greet, rtt time.Duration, quit <-chan struct{}) *rttConn {
+	return &rttConn{Conn: c, greet: greet, rtt: rtt, quit: quit, stop: make(chan struct{})}
 }
+
+// abort ends any delay in progress and skips later ones: the connection
+// is closing.
+func (c *rttConn) abort() { c.stopOnce.Do(func() { close(c.stop) }) }
 
 func (c *rttConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -38,7 +45,7 @@ func (c *rttConn) Read(p []byte) (int, error) {
 	// RTT from when the client sent, not from when the server got round
 	// to reading: client think time is not double-counted.
 	if owed {
-		time.Sleep(c.rtt)
+		sleep(c.rtt, c.quit, c.stop)
 	}
 	return n, err
 }
@@ -50,7 +57,7 @@ func (c *rttConn) Write(p []byte) (int, error) {
 	c.wrote = true
 	c.mu.Unlock()
 	if first {
-		time.Sleep(c.rtt)
+		sleep(c.greet, c.quit, c.stop)
 	}
 	return c.Conn.Write(p)
 }

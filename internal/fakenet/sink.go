@@ -10,7 +10,6 @@ import (
 	"io"
 	"log"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +59,30 @@ type SinkOptions struct {
 	// OnRecord, if set, is called after each delivery is recorded, with
 	// the time it was, outside the sink's lock.
 	OnRecord func(d Delivery, at time.Time)
+
+	// The behaviours of real receivers, for the load tool's emulated
+	// Internet (see policy.go for the replies).
+
+	// GreetDelay holds the greeting this much longer than RTT, as a
+	// tarpit does; ReplyDelay adds to every later exchange, paid like
+	// RTT (once per pipelined batch), as a slow or tarpitting server.
+	GreetDelay, ReplyDelay time.Duration
+	// MaxConnsPerIP, when positive, caps concurrent sessions from one
+	// client address: one more gets 421 4.7.0 at the greeting.
+	MaxConnsPerIP int
+	// MaxMsgsPerConn, when positive, answers the MAIL FROM after that
+	// many on one connection 421 4.7.0 and closes the connection, as the
+	// big providers do.
+	MaxMsgsPerConn int
+	// MaxRcpts, when positive, answers RCPTs beyond that many accepted in
+	// one transaction 452 4.5.3 (RFC 5321 §4.5.3.1.10).
+	MaxRcpts int
+	// Greylist, when positive, answers the first RCPT of each (sender,
+	// recipient) pair 451 4.7.1, and every retry of it until Greylist has
+	// passed since that first attempt; later ones go on to RcptHook. It
+	// applies only to RCPTs RcptHook accepts, as a policy service runs
+	// after the recipient checks.
+	Greylist time.Duration
 }
 
 // Delivery is one completed transaction (DATA answered 250).
@@ -87,22 +110,36 @@ type SinkStats struct {
 	Bytes               int64
 	Duplicates          int // deliveries of a (message key, recipient) pair already seen
 	Dropped             int // transactions cut off by SinkOptions.Drop
+	// MaxOpenConns is the highest number of TCP connections open at once,
+	// counting those being turned away at the greeting: more than a cap
+	// means the client tried to exceed it.
+	MaxOpenConns int
+	Greylisted   int // RCPTs answered 451 by SinkOptions.Greylist
+	Throttled    int // MAIL FROMs answered 421 by SinkOptions.MaxMsgsPerConn
+	TooManyRcpts int // RCPTs answered 452 by SinkOptions.MaxRcpts
 }
 
 type pairKey struct{ key, rcpt string }
 
+type greyKey struct{ from, rcpt string }
+
 // Sink is an SMTP server that records what it receives. All methods are
 // safe for concurrent use.
 type Sink struct {
-	opts SinkOptions
-	srv  *smtp.Server
-	ln   net.Listener
-	done chan struct{} // closed when Serve returns
-	wg   sync.WaitGroup
+	opts     SinkOptions
+	srv      *smtp.Server
+	ln       net.Listener
+	done     chan struct{} // closed when Serve returns
+	quit     chan struct{} // closed by Close: ends emulated delays at once
+	quitOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu         sync.Mutex
-	changed    chan struct{} // closed and replaced on every delivery
-	active     int
+	changed    chan struct{}  // closed and replaced on every delivery
+	active     int            // sessions
+	open       int            // TCP connections, including those being refused
+	perIP      map[string]int // sessions by client address
+	grey       map[greyKey]time.Time
 	stats      SinkStats
 	deliveries []Delivery
 	perRcpt    map[string]int
@@ -128,7 +165,10 @@ func NewSink(opts SinkOptions) (*Sink, error) {
 		opts:    opts,
 		ln:      ln,
 		done:    make(chan struct{}),
+		quit:    make(chan struct{}),
 		changed: make(chan struct{}),
+		perIP:   make(map[string]int),
+		grey:    make(map[greyKey]time.Time),
 		perRcpt: make(map[string]int),
 		pairs:   make(map[pairKey]int),
 	}
@@ -157,6 +197,7 @@ func (s *Sink) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
 // Close stops the sink and drops open connections.
 func (s *Sink) Close() error {
+	s.quitOnce.Do(func() { close(s.quit) })
 	_ = s.srv.Close()
 	// Serve may not have registered the listener yet; close it ourselves.
 	_ = s.ln.Close()
@@ -294,79 +335,10 @@ func headerValue(data []byte, name string) string {
 	return ""
 }
 
-// sinkListener counts connections and turns away those over the cap with a
-// real 421 greeting, which go-smtp's Server has no hook for.
-type sinkListener struct {
-	net.Listener
-	s *Sink
-}
-
-func (l *sinkListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		s := l.s
-		var reply *smtp.SMTPError
-		if s.opts.ConnHook != nil {
-			reply = s.opts.ConnHook(c.RemoteAddr().String())
-		}
-		s.mu.Lock()
-		s.stats.Connections++
-		if reply == nil && s.opts.MaxConns > 0 && s.active >= s.opts.MaxConns {
-			reply = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 5}, Message: "Too many connections, try again later"}
-		}
-		if reply != nil {
-			s.stats.Rejected++
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				rejectConn(c, reply, s.opts.Timeout)
-			}()
-			continue
-		}
-		s.active++
-		s.stats.MaxConcurrentConns = max(s.stats.MaxConcurrentConns, s.active)
-		s.mu.Unlock()
-		var conn net.Conn = c
-		if s.opts.RTT > 0 {
-			conn = newRTTConn(c, s.opts.RTT)
-		}
-		return &trackedConn{Conn: &batchConn{Conn: conn}, s: s}, nil
-	}
-}
-
-func rejectConn(c net.Conn, reply *smtp.SMTPError, timeout time.Duration) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	line := strconv.Itoa(reply.Code)
-	if ec := reply.EnhancedCode; ec != (smtp.EnhancedCode{}) && ec != smtp.NoEnhancedCode {
-		line += fmt.Sprintf(" %d.%d.%d", ec[0], ec[1], ec[2])
-	}
-	_, _ = io.WriteString(c, line+" "+reply.Message+"\r\n")
-}
-
-// trackedConn lowers the active count exactly once when closed.
-type trackedConn struct {
-	net.Conn
-	s    *Sink
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.s.mu.Lock()
-		c.s.active--
-		c.s.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
 type sinkSession struct {
 	s      *Sink
 	conn   net.Conn
+	tc     *trackedConn // nil if go-smtp ever hands over another conn
 	remote string
 	helo   string
 	from   string
@@ -375,7 +347,8 @@ type sinkSession struct {
 }
 
 func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
-	return &sinkSession{s: s, conn: c.Conn(), remote: c.Conn().RemoteAddr().String(), helo: c.Hostname()}, nil
+	tc, _ := c.Conn().(*trackedConn)
+	return &sinkSession{s: s, conn: c.Conn(), tc: tc, remote: c.Conn().RemoteAddr().String(), helo: c.Hostname()}, nil
 }
 
 func (ss *sinkSession) Reset() {
@@ -385,6 +358,9 @@ func (ss *sinkSession) Reset() {
 func (ss *sinkSession) Logout() error { return nil }
 
 func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
+	if err := ss.s.mailReply(ss.tc); err != nil {
+		return err
+	}
 	ss.from = from
 	if opts != nil {
 		ss.opts = *opts
@@ -393,10 +369,7 @@ func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	var err error
-	if h := ss.s.opts.RcptHook; h != nil {
-		err = h(ss.from, to)
-	}
+	err := ss.s.rcptReply(ss.from, to, len(ss.rcpts))
 	ss.s.mu.Lock()
 	if err != nil {
 		ss.s.stats.RcptRejected++

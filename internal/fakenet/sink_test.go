@@ -121,7 +121,7 @@ func TestSinkRecordsDeliveriesAndDuplicates(t *testing.T) {
 		t.Errorf("delivery (-want +got):\n%s", diff)
 	}
 	wantStats := SinkStats{
-		Connections: 1, MaxConcurrentConns: 1, Transactions: 2,
+		Connections: 1, MaxConcurrentConns: 1, MaxOpenConns: 1, Transactions: 2,
 		RcptAccepted: 3, RecipientsDelivered: 3, Bytes: 2 * int64(len(testMsg)), Duplicates: 1,
 	}
 	if diff := cmp.Diff(wantStats, s.Stats()); diff != "" {
