@@ -77,8 +77,8 @@ func (d *dir) close() {
 // replayRecord rebuilds state from one journal record.
 func (d *dir) replayRecord(seg *segment, off int64, typ byte, payload []byte) error {
 	switch typ {
-	case recMessage:
-		m, bodyOff, bodyLen, err := decodeMessage(payload)
+	case recMessage, recMessageLayout:
+		m, bodyOff, bodyLen, err := decodeMessage(typ, payload)
 		if err != nil {
 			return err
 		}

@@ -26,8 +26,8 @@
 //
 //	NNNNNNNNNNNNNNNN.journal   append-only segments, replayed in order
 //
-// A segment holds framed records: a message record (the body, the
-// envelopes and every recipient's state) and status records (the outcome
+// A segment holds framed records: a message record (the body, its
+// parts with their layouts, the envelopes and every recipient's state) and status records (the outcome
 // of one delivery attempt of one envelope). A segment is deleted once no
 // message whose latest full record lives in it or before it is still
 // pending; long-lived messages are re-written at the head so they never

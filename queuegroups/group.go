@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"bytes"
 	"container/heap"
 	"context"
 	"io"
@@ -184,9 +183,9 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	req := envelope.Request{
 		QueueID:  m.id,
 		Envelope: envelope.Envelope{Sender: part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
-		Size:     int64(len(part.prefix)) + bodyLen,
+		Size:     part.copySize(bodyLen),
 		Open: func() io.Reader {
-			return io.MultiReader(bytes.NewReader(part.prefix), seg.section(bodyOff, bodyLen))
+			return part.open(bodyLen, func(off, n int64) io.Reader { return seg.section(bodyOff+off, n) })
 		},
 	}
 	results := g.deliverer.Deliver(ctx, req)

@@ -1,6 +1,7 @@
 package queuegroups
 
 import (
+	"fmt"
 	"time"
 
 	"fanmail/envelope"
@@ -35,12 +36,31 @@ const (
 	ModeQueue
 )
 
-// Part is one expansion of the message: the header lines prepended to
-// Body for its recipients (Received, List-Id) and its envelopes, each
-// with its sender and the queue group the expander routed it to.
+// Part is one expansion of the message: its copy of the message and its
+// envelopes, each with its sender and the queue group the expander
+// routed it to. The copy is Prefix, then Body from Skip on, with Insert
+// put in at InsertAt: the header lines a forward adds (Skip 0), or a
+// list's own header in place of the post's (Skip the post's header) and
+// the change its footer makes. Body is stored once whatever the parts.
 type Part struct {
-	Prefix    []byte
+	Prefix []byte
+	// Skip is how many bytes at the start of Body the copy leaves out.
+	Skip int64
+	// Insert is put in at InsertAt, an offset of Body at or after Skip;
+	// nil for nothing.
+	Insert   []byte
+	InsertAt int64
+
 	Envelopes []envelope.Envelope
+}
+
+// checkLayout reports a part whose layout does not fit a body of size
+// bytes.
+func (p *Part) checkLayout(size int64) error {
+	if p.Skip < 0 || p.Skip > size || (p.Insert != nil && (p.InsertAt < p.Skip || p.InsertAt > size)) {
+		return fmt.Errorf("part layout skip %d, insert at %d does not fit a body of %d bytes", p.Skip, p.InsertAt, size)
+	}
+	return nil
 }
 
 // Recipients counts every recipient of the message.

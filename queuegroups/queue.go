@@ -279,7 +279,11 @@ func (q *Queue) split(m *Message, mode DeliveryMode) ([]*share, error) {
 			if !ok {
 				part = len(ms.parts)
 				partIdx[sh][key] = part
-				ms.parts = append(ms.parts, partState{sender: e.Sender, prefix: p.Prefix})
+				if err := p.checkLayout(m.Body.Size()); err != nil {
+					return nil, fmt.Errorf("enqueue %s: %w", m.ID, err)
+				}
+				ms.parts = append(ms.parts, partState{sender: e.Sender, prefix: p.Prefix,
+					skip: p.Skip, insert: p.Insert, insertAt: p.InsertAt})
 			}
 			ms.envs = append(ms.envs, &envState{msg: ms, index: len(ms.envs), part: part, domain: e.Domain,
 				rcpts: e.Recipients, status: make([]rcptStatus, len(e.Recipients)),

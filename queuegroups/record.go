@@ -23,6 +23,10 @@ const (
 	recStatus  byte = 2 // outcome of one attempt of one envelope
 	recDelete  byte = 3 // message removed by the operator, or finished after its DSN
 	recWarned  byte = 4 // the delay warning for a message was sent
+	// recMessageLayout is recMessage whose parts carry their copy's
+	// layout (Part.Skip, Insert, InsertAt): written only when a part has
+	// one, so other messages keep the first format.
+	recMessageLayout byte = 5
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

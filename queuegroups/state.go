@@ -1,7 +1,9 @@
 package queuegroups
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -32,9 +34,34 @@ type msgState struct {
 	untried   int
 }
 
+// partState is a part's sender and its copy's layout (Part).
 type partState struct {
-	sender string
-	prefix []byte
+	sender   string
+	prefix   []byte
+	skip     int64
+	insert   []byte
+	insertAt int64
+}
+
+// hasLayout reports whether the part's copy is more than prefix + body.
+func (p *partState) hasLayout() bool { return p.skip != 0 || p.insert != nil }
+
+// copySize is the size of the part's copy of a body of bodyLen bytes.
+func (p *partState) copySize(bodyLen int64) int64 {
+	return int64(len(p.prefix)+len(p.insert)) + bodyLen - p.skip
+}
+
+// open returns the part's copy of the body, which body(off, n) reads.
+func (p *partState) open(bodyLen int64, body func(off, n int64) io.Reader) io.Reader {
+	if !p.hasLayout() {
+		return io.MultiReader(bytes.NewReader(p.prefix), body(0, bodyLen))
+	}
+	at := bodyLen
+	if p.insert != nil {
+		at = p.insertAt
+	}
+	return io.MultiReader(bytes.NewReader(p.prefix), body(p.skip, at-p.skip),
+		bytes.NewReader(p.insert), body(at, bodyLen-at))
 }
 
 // envState is one envelope's durable state plus its place in the scheduler.
@@ -116,8 +143,12 @@ func encodeMessage(m *msgState, body envelope.Body) (record, error) {
 	if inline {
 		size += int(bodyLen)
 	}
+	typ := recMessage
 	for _, p := range m.parts {
-		size += len(p.sender) + len(p.prefix) + 4
+		size += len(p.sender) + len(p.prefix) + len(p.insert) + 24
+		if p.hasLayout() {
+			typ = recMessageLayout
+		}
 	}
 	for _, e := range m.envs {
 		size += len(e.domain) + 16
@@ -125,7 +156,7 @@ func encodeMessage(m *msgState, body envelope.Body) (record, error) {
 			size += len(r) + 2
 		}
 	}
-	enc := newEncoder(recMessage, size)
+	enc := newEncoder(typ, size)
 	enc.str(m.id)
 	enc.time(m.received)
 	enc.byte1(boolByte(m.warned))
@@ -133,6 +164,12 @@ func encodeMessage(m *msgState, body envelope.Body) (record, error) {
 	for _, p := range m.parts {
 		enc.str(p.sender)
 		enc.bytes(p.prefix)
+		if typ == recMessageLayout {
+			enc.uvarint(uint64(p.skip))
+			enc.byte1(boolByte(p.insert != nil))
+			enc.bytes(p.insert)
+			enc.uvarint(uint64(p.insertAt))
+		}
 	}
 	enc.uvarint(uint64(len(m.envs)))
 	for _, e := range m.envs {
@@ -161,8 +198,10 @@ func encodeMessage(m *msgState, body envelope.Body) (record, error) {
 	return record{frame: enc.frame()}, nil
 }
 
-// decodeMessage parses a message record; bodyOff is relative to payload.
-func decodeMessage(payload []byte) (m *msgState, bodyOff, bodyLen int, err error) {
+// decodeMessage parses a message record of type typ (recMessage, or
+// recMessageLayout with each part's layout); bodyOff is relative to
+// payload.
+func decodeMessage(typ byte, payload []byte) (m *msgState, bodyOff, bodyLen int, err error) {
 	d := &decoder{b: payload}
 	m = &msgState{id: d.str(), received: d.time()}
 	m.warned = d.byte1() == 1
@@ -170,7 +209,17 @@ func decodeMessage(payload []byte) (m *msgState, bodyOff, bodyLen int, err error
 	for i := 0; i < nparts && d.err == nil; i++ {
 		sender := d.str()
 		prefix, _ := d.bytesRef()
-		m.parts = append(m.parts, partState{sender: sender, prefix: append([]byte(nil), prefix...)})
+		p := partState{sender: sender, prefix: append([]byte(nil), prefix...)}
+		if typ == recMessageLayout {
+			p.skip = int64(d.uvarint())
+			hasInsert := d.byte1() == 1
+			insert, _ := d.bytesRef()
+			if hasInsert {
+				p.insert = append([]byte{}, insert...)
+			}
+			p.insertAt = int64(d.uvarint())
+		}
+		m.parts = append(m.parts, p)
 	}
 	nenvs := d.count()
 	for i := 0; i < nenvs && d.err == nil; i++ {
@@ -193,6 +242,11 @@ func decodeMessage(payload []byte) (m *msgState, bodyOff, bodyLen int, err error
 		m.envs = append(m.envs, e)
 	}
 	body, off := d.bytesRef()
+	for _, p := range m.parts {
+		if d.err == nil && (p.skip > int64(len(body)) || (p.insert != nil && (p.insertAt < p.skip || p.insertAt > int64(len(body))))) {
+			d.fail()
+		}
+	}
 	if d.err != nil {
 		return nil, 0, 0, fmt.Errorf("message record: %w", d.err)
 	}
