@@ -28,7 +28,8 @@ import (
 // Expander resolves recipients and expands posts; *expander.Expander is one.
 type Expander interface {
 	Lookup(ctx context.Context, rcpt string) (string, error)
-	Expand(ctx context.Context, p expander.Post) (*queuegroups.Message, error)
+	Expand(ctx context.Context, p expander.Post) (*expander.Expansion, error)
+	Withdraw(ctx context.Context, stored []int64)
 }
 
 // Queue stores messages durably; *queuegroups.Queue is one. A post is
@@ -254,6 +255,12 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 	}
 	list, err := ss.srv.exp.Lookup(context.Background(), mbox.String())
+	var cmdErr *expander.CommandError
+	if errors.As(err, &cmdErr) {
+		// A moderator's command with a forged, expired or used token.
+		ss.srv.log.Warn("refused moderation command", "rcpt", to, "from", ss.from, "err", err)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: cmdErr.Reason}
+	}
 	if errors.Is(err, expander.ErrUnknownRecipient) {
 		// One reply for every unknown address: no relaying, and no hint
 		// about which local names exist.
@@ -303,7 +310,10 @@ func (ss *session) Data(r io.Reader) error {
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
 		RemoteAddr: ss.remote, Lists: ss.lists, Body: body}
-	msg, err := s.exp.Expand(ctx, post)
+	exp, err := s.exp.Expand(ctx, post)
+	if reply := s.policyReply(id, ss.from, err); reply != nil {
+		return reply
+	}
 	if errors.Is(err, expander.ErrLoop) {
 		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
 		return errLoop
@@ -320,6 +330,7 @@ func (ss *session) Data(r io.Reader) error {
 		s.log.Error("expansion failed", "qid", id, "err", err)
 		return errTempStore
 	}
+	msg := exp.Message
 	rcpts := msg.Recipients()
 	queueOnly := s.load.current()&stateQueue != 0
 	if queueOnly {
@@ -330,13 +341,40 @@ func (ss *session) Data(r io.Reader) error {
 	if rcpts > 0 {
 		if err := s.queue.Enqueue(ctx, msg); err != nil {
 			s.log.Error("cannot queue message", "qid", id, "err", err)
+			s.exp.Withdraw(ctx, exp.Stored)
 			return errTempStore
 		}
 	}
-	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)
+	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly,
+		"policy", exp.Notes)
+	if exp.Reply != "" {
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: exp.Reply}
+	}
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// policyReply is the reply to DATA for a post that a list refuses
+// (550 5.7.1 with the list's reason, which says what to do), that no
+// list's copy can be made of (554 5.6.0), or that carries a moderator's
+// command refused since RCPT (550 5.7.1); nil for any other outcome.
+func (s *Server) policyReply(id, from string, err error) *smtp.SMTPError {
+	var pe *expander.PolicyError
+	var ce *expander.CommandError
+	switch {
+	case errors.As(err, &pe):
+		s.log.Info("rejected post", "qid", id, "from", from, "list", pe.List, "reason", pe.Reason)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: pe.Reason}
+	case errors.As(err, &ce):
+		s.log.Warn("refused moderation command", "qid", id, "from", from, "err", err)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: ce.Reason}
+	case errors.Is(err, expander.ErrBadHeader):
+		s.log.Warn("rejected post: its header does not parse", "qid", id, "from", from, "err", err)
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+			Message: "Message header does not parse (RFC 5322 §2.2: every line is a field NAME: value or its continuation)"}
+	}
+	return nil
 }
 
 // slogAdapter routes go-smtp's internal error log to slog.

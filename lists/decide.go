@@ -105,11 +105,13 @@ func (s *Store) Claim(ctx context.Context, id int64, qid string) (bool, error) {
 	return got, err
 }
 
-// Finish deletes a claimed post whose message is in the queue.
-func (s *Store) Finish(ctx context.Context, id int64) error {
+// DeletePost deletes a post: one whose message is in the queue (its
+// claim is done), or one its server withdraws (the client was told to
+// send it again). Its tokens stay, to answer a moderator who acts late.
+func (s *Store) DeletePost(ctx context.Context, id int64) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM posts WHERE id = ?", id); err != nil {
-			return fmt.Errorf("finish post %d: %w", id, err)
+			return fmt.Errorf("delete post %d: %w", id, err)
 		}
 		return nil
 	})

@@ -19,7 +19,7 @@ import (
 //     moderator's reply to the notice); it expires after hold_days.
 //   - accepted: to be distributed as if it had just arrived: approved by
 //     a moderator, or taken while a DMARC lookup failed. The server
-//     claims it (Claim), queues it and deletes it (Finish); a failed
+//     claims it (Claim), queues it and deletes it (DeletePost); a failed
 //     attempt is retried later (Retry). It expires like a held post.
 //   - rejected: a moderator rejected it; the server claims it, sends the
 //     poster one notice, and deletes it.

@@ -247,7 +247,7 @@ func TestClaimOnce(t *testing.T) {
 	if got, _ := s.Claim(ctx, id, "QY"); !got {
 		t.Fatal("reclaim after Retry failed")
 	}
-	if err := s.Finish(ctx, id); err != nil {
+	if err := s.DeletePost(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetPost(ctx, id); !errors.Is(err, ErrNoPost) {

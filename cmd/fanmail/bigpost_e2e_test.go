@@ -53,7 +53,7 @@ func TestBigPostsInBoundedMemory(t *testing.T) {
 		}}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "big@d00.test\n", "member", "add", e2eList, "--file", "-")
 	p := startFanmail(t, cfg)
 	base := peakRSS(t, p.cmd.Process.Pid)

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"syscall"
 	"time"
 
@@ -18,9 +19,12 @@ import (
 	"fanmail/control"
 	"fanmail/delivery"
 	"fanmail/delivery/local"
+	"fanmail/dkim"
+	"fanmail/dmarc"
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/lists"
+	"fanmail/moderation"
 	"fanmail/queuegroups"
 	"fanmail/resolver"
 )
@@ -71,7 +75,12 @@ type server struct {
 	queue    *queuegroups.Queue
 	aliases  *expander.Aliases // nil: no aliases files
 	smtp     *ingress.Server
+	mod      *moderation.Runner
+	keys     *dkim.Keyring
 	groups   int // queue groups, for the start-up line
+
+	modStop context.CancelFunc // stops the moderation runner, which queues mail: before the queue closes
+	modDone chan struct{}
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
 	cancel context.CancelFunc
@@ -97,6 +106,13 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	s.log = slog.New(slog.NewTextHandler(s.logOut, nil))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	// A key the admin meant to sign with and fanmail cannot use must stop
+	// the start, not leave mail silently unsigned: every problem names
+	// its file and the fix.
+	keyDir := dkim.KeyDir(cfg.DataDir)
+	if s.keys, err = dkim.LoadKeyring(keyDir, nil); err != nil {
+		return nil, fmt.Errorf("DKIM keys in %s:\n%w", keyDir, err)
 	}
 	if s.store, err = lists.Open(cfg.ListsDB()); err != nil {
 		return nil, err
@@ -124,7 +140,9 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	exp := expander.New(s.store, cfg.Hostname, router)
+	exp := expander.New(s.store, cfg.Hostname, router).
+		WithDMARC(dmarc.New(s.resolver)).
+		WithKeys(s.keys)
 	if len(cfg.Aliases.Files) > 0 {
 		if s.aliases, err = expander.LoadAliases(cfg.AliasConfig(s.log, s.store.Lists)); err != nil {
 			return nil, err
@@ -141,7 +159,10 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	for _, g := range spoolCfg.Groups {
 		ic.Load.Spool = append(ic.Load.Spool, g.Dirs...)
 	}
-	s.smtp = ingress.New(ic, exp, s.queue, queuegroups.NewIDSource())
+	ids := queuegroups.NewIDSource()
+	s.smtp = ingress.New(ic, exp, s.queue, ids)
+	s.mod = moderation.New(moderation.Config{Store: s.store, Expander: exp, Queue: s.queue, IDs: ids,
+		Keys: s.keys, Hostname: cfg.Hostname, Logger: s.log})
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
@@ -157,9 +178,18 @@ func (s *server) run() error {
 	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), s.queue, s.log); err != nil {
 		s.log.Warn("queue tools will read the spool directly", "err", err)
 	}
+	// Held posts approved while no server ran go out now.
+	var modCtx context.Context
+	modCtx, s.modStop = context.WithCancel(context.Background())
+	s.modDone = make(chan struct{})
+	go func() {
+		defer close(s.modDone)
+		s.mod.Run(modCtx)
+	}()
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups)
+		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups,
+		"dkim_domains", signingDomains(s.keys))
 	s.logOut.flush()
 	if s.aliases != nil {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
@@ -196,6 +226,10 @@ func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	s.smtp.Shutdown(ctx)
 	cancel()
+	if s.modStop != nil {
+		s.modStop()
+		<-s.modDone
+	}
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := s.queue.Close(ctx); err != nil {
@@ -203,6 +237,17 @@ func (s *server) stop() {
 	}
 	s.log.Info("fanmail stopped")
 	s.close()
+}
+
+// signingDomains lists the domains kr signs for, for the start-up line.
+func signingDomains(kr *dkim.Keyring) []string {
+	var out []string
+	for _, k := range kr.Keys() {
+		if kr.Signs(k) && !slices.Contains(out, k.Domain) {
+			out = append(out, k.Domain)
+		}
+	}
+	return out
 }
 
 // close releases whatever buildServer and run opened, the queue last
