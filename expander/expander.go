@@ -89,8 +89,8 @@ type Expander struct {
 	checked   time.Time                 // when version was last read from the store
 	members   map[string][]string       // list → members, valid while version holds
 	settings  map[string]lists.Settings // list → settings, likewise
-	addresses map[string]target   // lowercase address → what it names; lists and their admin addresses only
-	unknown   unknownCache        // lowercase addresses that name nothing, bounded
+	addresses map[string]target         // lowercase address → what it names; lists and their admin addresses only
+	unknown   unknownCache              // lowercase addresses that name nothing, bounded
 }
 
 // versionTTL bounds how stale the caches can be: the store's version is
