@@ -143,13 +143,25 @@ func (s *Store) Unclaim(ctx context.Context, id int64) error {
 
 // Expire deletes the held and accepted posts whose time ran out by now
 // (not those claimed at the moment) and the tokens that expired, and
-// returns the posts it deleted.
+// returns the posts it deleted. With nothing to delete it writes
+// nothing, so that looking costs no commit (and no new Version).
 func (s *Store) Expire(ctx context.Context, now time.Time) ([]Post, error) {
+	const due = ` FROM posts p JOIN lists l ON l.id = p.list_id
+		WHERE p.expires <= ? AND p.claim = '' AND p.state IN ('held', 'accepted')`
+	var n, tokens int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*)"+due, now.Unix()).Scan(&n); err != nil {
+		return nil, fmt.Errorf("expire posts: %w", err)
+	}
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM tokens WHERE expires <= ?", now.Unix()).Scan(&tokens); err != nil {
+		return nil, fmt.Errorf("expire tokens: %w", err)
+	}
+	if n == 0 && tokens == 0 {
+		return nil, nil
+	}
 	var gone []Post
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		gone = gone[:0]
-		rows, err := tx.QueryContext(ctx, "SELECT "+postColumns+` FROM posts p JOIN lists l ON l.id = p.list_id
-			WHERE p.expires <= ? AND p.claim = '' AND p.state IN ('held', 'accepted') ORDER BY p.id`, now.Unix())
+		rows, err := tx.QueryContext(ctx, "SELECT "+postColumns+due+" ORDER BY p.id", now.Unix())
 		if err != nil {
 			return fmt.Errorf("expire posts: %w", err)
 		}

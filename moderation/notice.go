@@ -28,7 +28,6 @@ type notice struct {
 	to       string
 	subject  string
 	replyTo  string // "" for none
-	inReply  string // Message-ID the notice answers, with <>; "" for none
 	auto     string // Auto-Submitted (RFC 3834): auto-generated or auto-replied
 	text     string // the text part, lines ending in "\n"
 	post     io.Reader
@@ -48,9 +47,6 @@ func compose(n notice) ([]byte, error) {
 		h.SetAddressList("Reply-To", []*mail.Address{{Address: n.replyTo}})
 	}
 	h.SetSubject(n.subject)
-	if n.inReply != "" {
-		h.Set("In-Reply-To", n.inReply)
-	}
 	h.Set("Auto-Submitted", n.auto)
 	h.Set("List-Id", "<"+listaddr.ListID(n.list)+">")
 	h.SetContentType("multipart/mixed", nil)

@@ -101,15 +101,12 @@ func (r *Runner) Run(ctx context.Context) {
 			r.log.Error("moderation: list store version", "err", err)
 		}
 		now := r.cfg.Now()
-		if full := now.Sub(lastScan) >= r.cfg.RescanEvery; err == nil && (v != last || full) {
+		if err == nil && (v != last || now.Sub(lastScan) >= r.cfg.RescanEvery) {
 			// The version is read before the scan: a change made while
 			// it runs is seen on the next tick (our own writes cost one
-			// idle scan).
-			last = v
-			if full {
-				lastScan = now
-				r.expire(ctx, now)
-			}
+			// idle scan, which writes nothing).
+			last, lastScan = v, now
+			r.expire(ctx, now)
 			if err := r.scan(ctx, now); err != nil && ctx.Err() == nil {
 				r.log.Error("moderation: scan of held posts", "err", err)
 			}
@@ -175,7 +172,7 @@ func (r *Runner) scan(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
-// Expire deletes what ran out of time; Run calls it on every rescan.
+// Expire deletes what ran out of time; Run calls it before every scan.
 func (r *Runner) Expire(ctx context.Context) { r.expire(ctx, r.cfg.Now()) }
 
 func (r *Runner) expire(ctx context.Context, now time.Time) {
