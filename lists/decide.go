@@ -177,8 +177,12 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]Post, error) {
 			return fmt.Errorf("expire posts: %w", err)
 		}
 		for _, p := range gone {
+			// The post's tokens go with it: they expire with it.
 			if _, err := tx.ExecContext(ctx, "DELETE FROM posts WHERE id = ?", p.ID); err != nil {
 				return fmt.Errorf("expire post %d: %w", p.ID, err)
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE post_id = ? AND purpose = ?", p.ID, PurposeModerate); err != nil {
+				return fmt.Errorf("expire tokens of post %d: %w", p.ID, err)
 			}
 		}
 		if err := sweepTokens(ctx, tx, now); err != nil {

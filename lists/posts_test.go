@@ -298,6 +298,10 @@ func TestPostsFilterAndExpire(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", name, diff)
 		}
 	}
+	tokA, err := s.IssueModerationTokens(ctx, a, []string{"m@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.MarkNotified(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +321,9 @@ func TestPostsFilterAndExpire(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int64{c}, ids(PostFilter{})); diff != "" {
 		t.Errorf("left (-want +got):\n%s", diff)
+	}
+	if err := s.CheckModerationToken(ctx, testList, tokA[0], "approve"); !errors.Is(err, ErrBadToken) {
+		t.Errorf("token of an expired post: %v, want ErrBadToken", err)
 	}
 	var chunks int
 	if err := s.db.QueryRow("SELECT count(*) FROM post_chunks").Scan(&chunks); err != nil || chunks != 1 {

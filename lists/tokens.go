@@ -175,7 +175,18 @@ func (s *Store) CheckModerationToken(ctx context.Context, list, token, action st
 	if err != nil {
 		return err
 	}
-	return s.checkToken(t, list, action)
+	if err := s.checkToken(t, list, action); err != nil {
+		return err
+	}
+	if !t.used {
+		// An unused token is good only while its post waits.
+		if _, err := getPost(ctx, s.db, t.postID); errors.Is(err, ErrNoPost) {
+			return ErrBadToken
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) checkToken(t tokenRow, list, action string) error {
