@@ -60,7 +60,7 @@ func send(t testing.TB, addr, from, rcpt, msg string) reply {
 		return reply{"data", se.Code, se.EnhancedCode, se.Message}
 	}
 	c.Quit()
-	_, text, _ := strings.Cut(resp.StatusText, " ") // after the enhanced code
+	_, text, _ := strings.Cut(resp.StatusText, " ")             // after the enhanced code
 	return reply{"data", 250, smtp.EnhancedCode{2, 0, 0}, text} // the client takes only 2xx here
 }
 
