@@ -98,6 +98,8 @@ func Default() Config {
 			RetryMax:              Duration(q.RetryMax),
 			QueueReturn:           Duration(q.QueueReturn),
 			QueueWarn:             Duration(q.QueueWarn),
+			MoveAsideAfter:        q.MoveAsideAfter,
+			SegmentSize:           Size(q.SegmentSize),
 		},
 		Load: LoadControl{
 			QueueLA:              in.Load.QueueLA,

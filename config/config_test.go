@@ -173,6 +173,8 @@ func TestBadConfigs(t *testing.T) {
 		{"[queue]\nsupersafe = \"maybe\"", `supersafe: maybe is not true, false or "interactive"`},
 		{"[queue]\ndelivery_mode = \"deferred\"", `queue.delivery_mode: "deferred" is not a delivery mode`},
 		{"[queue]\nmax_queue_children = -1", "queue.max_queue_children: must be 0"},
+		{"[queue]\nmove_aside_after = 0", "queue.move_aside_after: must be at least 1"},
+		{"[queue]\nsegment_size = \"1KB\"", "queue.segment_size: must be at least"},
 		{"[[queue.group]]\nname = \"big\"", "queue.group big: needs path"},
 		{"[[queue.group]]\nname = \"b g\"\npath = \"q\"", `queue group "b g": names are letters`},
 		{"[[queue.group]]\nname = \"big\"\npath = \"/nonexistent/q*\"", `path "/nonexistent/q*" matches no directory`},
@@ -367,4 +369,36 @@ func TestDefaultsAreThePackages(t *testing.T) {
 	if r := cfg.Routing().RecipientsPerEnvelope[queuegroups.DefaultGroup]; r != expander.DefaultRecipientsPerEnvelope {
 		t.Errorf("default group r=%d, want %d", r, expander.DefaultRecipientsPerEnvelope)
 	}
+}
+
+// FuzzLoad feeds arbitrary bytes to Load as a config file: it returns a
+// config or an error naming the file, never panics, and a config it
+// accepts renders (config check) as TOML that loads to the same.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(""))
+	f.Add([]byte("listen = \"127.0.0.1:2525\"\nmax_message_size = \"10MB\"\n[queue]\nrunners = 8\nmove_aside_after = 2\nsegment_size = \"1MB\"\n[[queue.group]]\nname = \"big\"\npath = \"big\"\n[[queue.rule]]\ndomains = [\"*.example.com\"]\ngroup = \"big\"\n"))
+	f.Add([]byte("[delivery]\nresolvers = [\"127.0.0.1:53\"]\nport = 25\n[load]\nqueue_la = 1.5\n[routes]\n\"a.test\" = \"127.0.0.1:2526\"\n"))
+	f.Add([]byte("[queue]\nsupersafe = \"interactive\"\ndelivery_mode = \"q\"\nretry_min = \"1s\"\n"))
+	f.Add([]byte("x = [1, 2\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "fanmail.toml")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(path)
+		if err != nil {
+			if !strings.Contains(err.Error(), path) && !strings.Contains(err.Error(), "fanmail.toml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		again := filepath.Join(dir, "again.toml")
+		if err := os.WriteFile(again, []byte(cfg.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(again); err != nil {
+			t.Fatalf("the effective config of an accepted file does not load: %v\n%s", err, cfg.String())
+		}
+	})
 }

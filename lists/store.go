@@ -38,8 +38,10 @@ var ErrNoList = errors.New("no such list")
 var ErrListExists = errors.New("list already exists")
 
 // busyTimeout is how long a writer waits for another process's write
-// transaction before giving up; CLI imports of large lists take seconds.
-const busyTimeout = 5 * time.Second
+// transaction before giving up. A CLI import of a million members holds
+// the write lock for seconds, and the server writes to the store too
+// (held posts, bounces): a wait well past that is better than an error.
+const busyTimeout = 30 * time.Second
 
 // migrations[i] brings the schema from user_version i to i+1. Append only:
 // a released step is never edited.

@@ -91,6 +91,13 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 	})
 	cfg := testConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
+	var log logBuffer
+	cfg.Logger = log.logger()
+	defer func() {
+		if t.Failed() {
+			t.Log(log.String())
+		}
+	}()
 	q := started(t, cfg, rec)
 	ids := NewIDSource()
 	m := testMessage(ids, 2, 1)
@@ -104,7 +111,7 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	body.Close() // the queue keeps its own copy
-	waitFor(t, "first attempts", func() bool { return q.Stats().Deferred == 1 })
+	waitFor(t, "first attempts", func() bool { s := q.Stats(); return s.Deferred == 1 && s.Inflight == 0 })
 	prefix := "List-Id: <list.example.org>\r\n"
 	if got := rec.bodies[m.Parts[0].Envelopes[0].Recipients[0]]; got != prefix+string(want) {
 		t.Fatalf("delivered %d bytes, want the %d byte post intact", len(got), len(prefix)+len(want))

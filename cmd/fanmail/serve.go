@@ -132,7 +132,7 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.queue, err = queuegroups.Open(spoolCfg, s.agent); err != nil {
+	if s.queue, err = queuegroups.Open(spoolCfg, testDeliverer(s.agent)); err != nil {
 		return nil, err
 	}
 	s.groups = len(spoolCfg.Groups)
