@@ -52,7 +52,9 @@ func TestBigPostsInBoundedMemory(t *testing.T) {
 			return nil
 		}}
 	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	// Every post comes from 127.0.0.1 at once: the per-client session
+	// cap (under [load]) must let them all in.
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), fmt.Sprintf("max_sessions_per_client = %d\n", posts+1))
 	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "big@d00.test\n", "member", "add", e2eList, "--file", "-")
 	p := startFanmail(t, cfg)
