@@ -7,6 +7,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -178,4 +180,37 @@ func TestDMARCEndToEnd(t *testing.T) {
 		t.Errorf("multipart/signed body changed:\n%s", c)
 	}
 	p.stop(t)
+}
+
+// TestBadKeyStopsTheStart: a key fanmail cannot use stops `serve` with
+// an error naming the file, rather than leaving mail unsigned.
+func TestBadKeyStopsTheStart(t *testing.T) {
+	t.Parallel()
+	n := newFakeNet(t, []string{"d00.test"}, nil)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cfg := n.writeConfig(t, dataDir, "")
+	for name, tt := range map[string]struct {
+		content string
+		mode    os.FileMode
+		want    string
+	}{
+		"readable":   {"-----BEGIN PRIVATE KEY-----\n", 0o644, "lets group or others read the private key"},
+		"unparsable": {"not a key\n", 0o600, "no PEM block"},
+	} {
+		file := filepath.Join(dataDir, "dkim", "lists.example.org", "s1.key")
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(tt.content), tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(file, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(fanmailBinary(t), "--config", cfg, "serve")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), file) || !strings.Contains(string(out), tt.want) {
+			t.Errorf("%s key: serve exited with %v:\n%s\nwant an error naming %s: %s", name, err, out, file, tt.want)
+		}
+	}
 }
