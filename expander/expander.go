@@ -373,11 +373,6 @@ func countReceived(msg []byte) int {
 	return countFields(msg, "received:", -1)
 }
 
-// hasField reports whether the header has a field named by prefix.
-func hasField(msg []byte, prefix string) bool {
-	return countFields(msg, prefix, 1) > 0
-}
-
 // countFields counts header lines starting with prefix (lowercase, with
 // the colon), case-insensitively, stopping at limit (-1: none).
 func countFields(msg []byte, prefix string, limit int) int {
