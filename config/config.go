@@ -6,7 +6,8 @@
 // delivery.DefaultConfig) under their keys; Load applies the file, then
 // the flags, then Complete (the values derived from others), and
 // validates once, naming the bad key; Spool, Routing, DeliveryConfig,
-// IngressConfig and AliasConfig map the result back onto each package.
+// IngressConfig, AliasConfig and WebConfig map the result back onto each
+// package.
 // Every key is optional, so fanmail runs with no file at all.
 package config
 
@@ -28,6 +29,7 @@ import (
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/queuegroups"
+	"fanmail/web"
 )
 
 // Config is the effective configuration of one fanmail instance.
@@ -43,6 +45,7 @@ type Config struct {
 	Queue    Queue             `toml:"queue"`
 	Load     LoadControl       `toml:"load"`
 	Aliases  Aliases           `toml:"aliases"`
+	Web      Web               `toml:"web"` // the one-click unsubscribe endpoint
 }
 
 // Delivery configures the outbound side.
@@ -110,6 +113,7 @@ func Default() Config {
 			Delay:                Duration(in.Load.Delay),
 		},
 		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
+		Web:     webKeys(web.DefaultConfig()),
 	}
 }
 
@@ -246,6 +250,7 @@ func (c Config) Validate() error {
 	c.SMTP.validate(bad)
 	c.Load.validate(bad)
 	c.validateAliases(bad)
+	c.Web.validate(bad)
 	sort.Strings(msgs)
 	errs := make([]error, len(msgs))
 	for i, m := range msgs {

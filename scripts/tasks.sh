@@ -60,6 +60,7 @@ bench)
 	go test -run '^$' -bench 'AcceptSmallPosts' -benchtime 5000x -count "$count" ./cmd/fanmail/
 	go test -run '^$' -bench 'Fanout10k' -benchtime 1x -count "$count" ./cmd/fanmail/
 	go test -run '^$' -bench . -benchtime 3x ./lists/
+	go test -run '^$' -bench . -count "$count" ./unsubscribe/
 	;;
 *)
 	echo "usage: scripts/tasks.sh deps|test|check|fuzz|bench" >&2

@@ -27,6 +27,7 @@ import (
 	"fanmail/moderation"
 	"fanmail/queuegroups"
 	"fanmail/resolver"
+	"fanmail/web"
 )
 
 func serveCommand() *cli.Command {
@@ -75,6 +76,7 @@ type server struct {
 	queue    *queuegroups.Queue
 	aliases  *expander.Aliases // nil: no aliases files
 	smtp     *ingress.Server
+	web      *web.Server // nil: [web] listen not set
 	mod      *moderation.Runner
 	keys     *dkim.Keyring
 	groups   int // queue groups, for the start-up line
@@ -166,6 +168,9 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
+	if s.web, err = buildWeb(cfg, s.store, s.log); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -195,6 +200,7 @@ func (s *server) run() error {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
 	}
 
+	s.serveWeb()
 	served := make(chan error, 1)
 	go func() { served <- s.smtp.Serve() }()
 	sigs := make(chan os.Signal, 1)
@@ -225,6 +231,7 @@ func (s *server) run() error {
 func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	s.smtp.Shutdown(ctx)
+	s.stopWeb(ctx)
 	cancel()
 	if s.modStop != nil {
 		s.modStop()
@@ -257,6 +264,7 @@ func (s *server) close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.stopWeb(context.Background())
 	if s.queue != nil {
 		_ = s.queue.Close(context.Background())
 	}
