@@ -135,8 +135,13 @@ func TestSignedCopies(t *testing.T) {
 			}
 		})
 	}
+	// A post without From: (DKIM must sign one) goes out unsigned.
+	p := splitPost("Subject: no from\r\n\r\nbody\r\n")
+	if c, err := Render(p, List{Address: testList, Settings: lists.DefaultSettings()}, Options{Hostname: "fanmail.test", Keys: kr}); err != nil || c.Signed != "" {
+		t.Errorf("a post without From: signed %q, %v; want unsigned, no error", c.Signed, err)
+	}
 	// No key for either domain: no signature.
-	p := splitPost(plainPost)
+	p = splitPost(plainPost)
 	c, err := Render(p, List{Address: "other@elsewhere.example", Settings: lists.DefaultSettings()},
 		Options{Hostname: "fanmail.test", Keys: kr})
 	if err != nil || c.Signed != "" || bytes.Contains(c.Header, []byte("DKIM-Signature")) {

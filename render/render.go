@@ -148,8 +148,8 @@ func Render(p Post, l List, o Options) (*Copy, error) {
 // sign prepends the DKIM signature of the key that signs for the copy's
 // From: domain, or failing that the list's domain, if any does.
 func sign(c *Copy, h header, p Post, l List, keys *dkim.Keyring) error {
-	if keys == nil {
-		return nil
+	if keys == nil || !h.Has("From") {
+		return nil // DKIM must sign From (RFC 6376 §5.4): without one, no signature
 	}
 	fromDomain := ""
 	if a, _ := firstFrom(h); a != nil {
