@@ -89,26 +89,39 @@ func New(cfg Config) *Runner {
 
 // Run settles the claims a crash left, then works until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
-	if err := r.recover(ctx); err != nil {
-		r.log.Error("moderation: cannot settle claims left by a crash; retrying", "err", err)
-	}
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
+	recovered := false
 	last, lastScan := int64(-1), time.Time{}
+	var quietUntil time.Time // after a failed scan, only the periodic rescan
 	for {
+		now := r.cfg.Now()
+		if !recovered {
+			// Posts claimed before a crash wait until this succeeds.
+			if err := r.recover(ctx); err != nil {
+				if ctx.Err() == nil {
+					r.log.Error("moderation: cannot settle claims left by a crash; retrying", "err", err)
+				}
+			} else {
+				recovered = true
+			}
+		}
 		v, err := r.cfg.Store.Version(ctx)
 		if err != nil && ctx.Err() == nil {
 			r.log.Error("moderation: list store version", "err", err)
 		}
-		now := r.cfg.Now()
-		if err == nil && (v != last || now.Sub(lastScan) >= r.cfg.RescanEvery) {
+		due := now.Sub(lastScan) >= r.cfg.RescanEvery
+		if recovered && err == nil && (due || (v != last && !now.Before(quietUntil))) {
 			// The version is read before the scan: a change made while
 			// it runs is seen on the next tick (our own writes cost one
-			// idle scan, which writes nothing).
+			// idle scan, which writes nothing). A scan that fails (the
+			// queue refusing, say) is not retried on its own writes'
+			// version change, only at the next rescan.
 			last, lastScan = v, now
 			r.expire(ctx, now)
 			if err := r.scan(ctx, now); err != nil && ctx.Err() == nil {
 				r.log.Error("moderation: scan of held posts", "err", err)
+				quietUntil = now.Add(r.cfg.RescanEvery)
 			}
 		}
 		select {

@@ -419,3 +419,23 @@ func TestExpiry(t *testing.T) {
 		t.Error("the token of an expired post still works")
 	}
 }
+
+// TestRunPicksUpApprovals: a running Runner notices a decision made
+// through the store (as the CLI of another process makes it) by the
+// store's version, and acts on it.
+func TestRunPicksUpApprovals(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := newWorld(t, "mod@example.org")
+	r := New(Config{Store: w.store, Expander: w.exp, Queue: w.queue, IDs: w.ids, Hostname: "fanmail.test",
+		Poll: 10 * time.Millisecond, RescanEvery: time.Hour, Logger: slog.New(slog.NewTextHandler(w.logs, nil))})
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	id := w.post(outsider, outsider).Stored[0]
+	w.wait("mod@example.org", 1)
+	if _, err := w.store.Decide(context.Background(), id, lists.Decision{Action: "approve", By: "cli:test"}); err != nil {
+		t.Fatal(err)
+	}
+	w.wait(member, 1)
+}
