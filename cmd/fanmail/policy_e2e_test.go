@@ -320,7 +320,7 @@ func TestModerationEndToEnd(t *testing.T) {
 	if r := send(t, p.addr, "mod@d01.test", approveF, "Subject: yes\r\n\r\n"); r.stage != "rcpt" || r.code != 550 {
 		t.Errorf("token of an expired post: %v, want 550 at RCPT", r)
 	}
-	if !strings.Contains(p.log.String(), `msg="held post expired; discarded"`) {
+	if !waitLog(p, `msg="held post expired; discarded"`) {
 		t.Error("no log line for the expired post")
 	}
 
