@@ -12,12 +12,15 @@
 package config
 
 import (
+	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +28,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"fanmail/address"
 	"fanmail/delivery"
 	"fanmail/expander"
 	"fanmail/ingress"
@@ -38,6 +42,11 @@ type Config struct {
 	Listen         string `toml:"listen"`           // SMTP listen address
 	DataDir        string `toml:"data_dir"`         // holds lists.db and the spool
 	MaxMessageSize Size   `toml:"max_message_size"` // SIZE limit for incoming posts
+	// AdminAddress receives mail to postmaster@ each list domain (RFC
+	// 5321 §4.5.1); AbuseAddress, when set, mail to
+	// abuse@ each list domain (RFC 2142). Neither is set by default.
+	AdminAddress string `toml:"admin_address"`
+	AbuseAddress string `toml:"abuse_address"`
 
 	SMTP     SMTP              `toml:"smtp"` // per-session limits of the SMTP server
 	Delivery Delivery          `toml:"delivery"`
@@ -45,7 +54,31 @@ type Config struct {
 	Queue    Queue             `toml:"queue"`
 	Load     LoadControl       `toml:"load"`
 	Aliases  Aliases           `toml:"aliases"`
+	Metrics  Metrics           `toml:"metrics"`
+	TLS      TLS               `toml:"tls"`
 	Web      Web               `toml:"web"` // the one-click unsubscribe endpoint
+}
+
+// TLS is inbound STARTTLS (RFC 3207).
+type TLS struct {
+	Cert       string `toml:"cert"`        // PEM certificate chain; with key, STARTTLS is offered
+	Key        string `toml:"key"`         // PEM private key
+	MinVersion string `toml:"min_version"` // "1.2" or "1.3"
+	Required   bool   `toml:"required"`    // refuse MAIL before STARTTLS (530 5.7.0)
+}
+
+// tlsVersions are the min_version values.
+var tlsVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// MinTLSVersion is min_version as a crypto/tls constant.
+func (t TLS) MinTLSVersion() uint16 { return tlsVersions[t.MinVersion] }
+
+// Metrics configures the Prometheus endpoint (package metrics).
+type Metrics struct {
+	// Listen is the HTTP address serving /metrics and /healthz; "" (the
+	// default) serves neither. Bind it to a private address: it tells
+	// anyone who asks how busy the server is.
+	Listen string `toml:"listen"`
 }
 
 // Delivery configures the outbound side.
@@ -113,21 +146,26 @@ func Default() Config {
 			Delay:                Duration(in.Load.Delay),
 		},
 		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
+		TLS:     TLS{MinVersion: "1.2"},
 		Web:     webKeys(web.DefaultConfig()),
 	}
 }
 
 // Load returns the effective configuration: the defaults, then the file
 // at path ("" for none), then each of set (command-line flags), then
-// Complete; it is validated once, at the end, and its errors name path.
+// Complete; it is validated once, at the end. The error reports every
+// problem at once, one *Problem per line, each naming the file, the line
+// and the key; only a syntax error, which ends parsing, comes alone.
 func Load(path string, set ...func(*Config)) (Config, error) {
 	cfg := Default()
+	var problems []error
+	var ix *keyIndex
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return cfg, fmt.Errorf("read config: %w", err)
 		}
-		if err := cfg.parse(path, string(data)); err != nil {
+		if cfg, ix, problems, err = parse(path, data); err != nil {
 			return cfg, err
 		}
 	}
@@ -135,33 +173,66 @@ func Load(path string, set ...func(*Config)) (Config, error) {
 		f(&cfg)
 	}
 	cfg.Complete()
-	if err := cfg.Validate(); err != nil {
-		if path != "" {
-			return cfg, fmt.Errorf("%s: %w", path, err)
-		}
-		return cfg, err
+	for _, err := range unwrapAll(cfg.Validate()) {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		problems = append(problems, &Problem{File: path, Line: ix.line(key), Key: key, Msg: msg})
 	}
-	return cfg, nil
+	// In file order; problems of keys not in the file (defaults, flags) last.
+	slices.SortStableFunc(problems, func(a, b error) int {
+		la, lb := a.(*Problem).Line, b.(*Problem).Line
+		if (la == 0) != (lb == 0) {
+			return cmp.Compare(lb, la)
+		}
+		return cmp.Compare(la, lb)
+	})
+	return cfg, errors.Join(problems...)
 }
 
-func (c *Config) parse(path, data string) error {
-	md, err := toml.Decode(data, c)
-	if err != nil {
+// maxTypeErrors bounds the decoding passes of one file.
+const maxTypeErrors = 100
+
+// parse decodes data over the defaults. A syntax error is returned as
+// err. A value of the wrong type is a problem, and its key = value is
+// blanked and the file decoded again, so that every such value is
+// reported, not just the first; the keys no field takes are problems too.
+func parse(path string, data []byte) (Config, *keyIndex, []error, error) {
+	ix, syntaxErr := indexKeys(data)
+	var problems []error
+	for {
+		cfg := Default()
+		md, err := toml.Decode(string(data), &cfg)
+		if err == nil {
+			for _, k := range md.Undecoded() {
+				problems = append(problems, &Problem{File: path, Line: ix.line(k.String()), Key: k.String(),
+					Msg: "unknown key (check the spelling against contrib/fanmail.toml.example or `fanmail config check`)"})
+			}
+			return cfg, ix, problems, nil
+		}
 		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
+		if syntaxErr != nil && errors.As(err, &perr) {
+			return cfg, ix, nil, fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
 		}
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
+		p := typeProblem(path, ix, err)
+		if p == nil {
+			return cfg, ix, nil, fmt.Errorf("%s: %w", path, err)
 		}
-		sort.Strings(keys)
-		return fmt.Errorf("%s: unknown key %s (check the spelling against `fanmail config check`)", path, strings.Join(keys, ", "))
+		problems = append(problems, p)
+		var ok bool
+		if data, ok = ix.blank(data, p.Key); !ok || len(problems) >= maxTypeErrors {
+			return cfg, ix, nil, errors.Join(problems...)
+		}
 	}
-	return nil
+}
+
+// unwrapAll returns the errors joined in err, or err alone.
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Complete fills in what the defaults derive from other settings, once
@@ -208,6 +279,28 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "give both cert and key (PEM files), or neither")
+	}
+	if _, ok := tlsVersions[c.TLS.MinVersion]; !ok {
+		bad("tls.min_version", "%q is not \"1.2\" or \"1.3\"", c.TLS.MinVersion)
+	}
+	if c.TLS.Required && c.TLS.Cert == "" {
+		bad("tls.required", "needs tls.cert and tls.key")
+	}
+	for key, a := range map[string]string{"admin_address": c.AdminAddress, "abuse_address": c.AbuseAddress} {
+		if a == "" {
+			continue
+		}
+		if _, err := address.Parse(a); err != nil {
+			bad(key, "%q: %v", a, err)
+		}
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			bad("metrics.listen", "%q is not host:port, e.g. \"127.0.0.1:9125\" (or \"\" for no metrics)", l)
+		}
 	}
 	if c.MaxMessageSize <= 0 {
 		bad("max_message_size", "must be positive")
@@ -293,6 +386,16 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 	} else if l.Delay == 0 && (l.DelayLA > 0 || l.QueueDepthDelay > 0) {
 		bad("load.delay", "must be positive when load.delay_la or load.queue_depth_delay is set, e.g. \"1s\"")
 	}
+}
+
+// Warnings are what a valid config had better change, for config check.
+func (c Config) Warnings() []string {
+	var w []string
+	if c.AdminAddress == "" {
+		w = append(w, "admin_address is not set: mail to postmaster@ each list domain is refused, "+
+			"although RFC 5321 §4.5.1 requires it to be accepted; set admin_address = \"you@example.org\"")
+	}
+	return w
 }
 
 // IngressConfig maps listen, hostname, max_message_size, [smtp] and

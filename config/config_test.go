@@ -2,6 +2,8 @@ package config
 
 import (
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -155,8 +157,8 @@ delivery_mode = "interactive"
 func TestBadConfigs(t *testing.T) {
 	tests := []struct{ text, want string }{
 		{`listen = "2525"`, `listen: "2525" is not host:port`},
-		{`lisen = "127.0.0.1:25"`, "unknown key lisen"},
-		{"[queue]\nrunner = 4", "unknown key queue.runner"},
+		{`lisen = "127.0.0.1:25"`, "fanmail.toml:1: lisen: unknown key"},
+		{"[queue]\nrunner = 4", "fanmail.toml:2: queue.runner: unknown key"},
 		{`max_message_size = "lots"`, `"lots" is not a size`},
 		{`max_message_size = 0`, "max_message_size: must be positive"},
 		{"[delivery]\nport = 70000", "delivery.port: 70000 is not a TCP port"},
@@ -203,7 +205,7 @@ func TestBadConfigs(t *testing.T) {
 		{"[smtp]\nsession_timeout = \"-1m\"", "smtp.session_timeout: must be a positive duration"},
 		{"[smtp]\ncommand_timeout = \"10m\"\nsession_timeout = \"5m\"", "smtp.session_timeout: 5m0s is shorter than smtp.command_timeout 10m0s"},
 		{"[smtp]\nmin_free_space = \"-1MB\"", `"-1MB" is not a size`},
-		{"[smtp]\nmax_sessions = 5", "unknown key smtp.max_sessions"},
+		{"[smtp]\nmax_sessions = 5", "smtp.max_sessions: unknown key"},
 		{"[aliases]\nbounce_address = \"MAILER-DAEMON\"", `aliases.bounce_address: "MAILER-DAEMON" is not an address`},
 		{"[aliases]\nbounce_address = \"<>\"", `aliases.bounce_address: "<>" is not an address`},
 		{"[load]\nqueue_la = 20\nrefuse_la = 10", "load.refuse_la: 10 is below load.queue_la 20"},
@@ -211,7 +213,8 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\ndelay = \"-1s\"", "load.delay: must not be negative"},
 		{"[load]\ndelay_la = 4\ndelay = \"0s\"", "load.delay: must be positive when load.delay_la"},
 		{"[load]\ndelay = \"a while\"", `"a while" is not a duration`},
-		{"[load]\nmax_session = 10", "unknown key load.max_session"},
+		{"[load]\nmax_session = 10", "fanmail.toml:2: load.max_session: unknown key"},
+		{"[metrics]\nlisten = \"9125\"", `metrics.listen: "9125" is not host:port`},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)
@@ -368,6 +371,86 @@ func TestDefaultsAreThePackages(t *testing.T) {
 	}
 	if r := cfg.Routing().RecipientsPerEnvelope[queuegroups.DefaultGroup]; r != expander.DefaultRecipientsPerEnvelope {
 		t.Errorf("default group r=%d, want %d", r, expander.DefaultRecipientsPerEnvelope)
+	}
+}
+
+// A file with several mistakes gets them all reported at once, each
+// with its line and key, the wrongly typed values included.
+func TestEveryProblemAtOnce(t *testing.T) {
+	text := `listen = "2525"
+max_message_size = "lots"
+
+[delivery]
+port = 70000
+connect_timeout = "soon"
+
+[queue]
+runner = 4
+retry_min = "2h"
+retry_max = "1h"
+
+[[queue.group]]
+name = "big"
+runners = -1
+
+[routes]
+"example.test" = "127.0.0.5"
+`
+	path := filepath.Join(t.TempDir(), "fanmail.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	var got []string
+	for _, e := range unwrapAll(err) {
+		var p *Problem
+		if !errors.As(e, &p) {
+			t.Fatalf("%v is not a *Problem", e)
+		}
+		if p.File != path {
+			t.Errorf("%v: file %q, want %q", p, p.File, path)
+		}
+		got = append(got, fmt.Sprintf("%d %s", p.Line, p.Key))
+	}
+	want := []string{
+		"2 max_message_size",
+		"6 delivery.connect_timeout",
+		"9 queue.runner",
+		"5 delivery.port",
+		"1 listen",
+		"11 queue.retry_max",
+		"13 queue.group big", // no path
+		"13 queue.group big", // negative runners
+		"18 routes.example.test",
+		"8 queue", // retry_min > retry_max, as the queue sees it
+	}
+	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("problems (line key) (-want +got):\n%s\nerror:\n%v", diff, err)
+	}
+}
+
+func TestTLSAndAdminKeys(t *testing.T) {
+	for _, tt := range []struct{ text, want string }{
+		{"[tls]\ncert = \"c.pem\"", "tls: give both cert and key"},
+		{"[tls]\nmin_version = \"1.1\"", `tls.min_version: "1.1" is not "1.2" or "1.3"`},
+		{"[tls]\nrequired = true", "tls.required: needs tls.cert and tls.key"},
+		{`admin_address = "postmaster"`, `admin_address: "postmaster": missing @`},
+		{`abuse_address = "a@@b"`, `abuse_address: "a@@b"`},
+	} {
+		_, err := load(t, tt.text)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want one containing %q", tt.text, err, tt.want)
+		}
+	}
+	cfg, err := load(t, "admin_address = \"hostmaster@example.org\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.3\"\nrequired = true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS.MinTLSVersion() != 0x0304 || !cfg.TLS.Required || cfg.AdminAddress != "hostmaster@example.org" {
+		t.Errorf("tls: %+v, admin %q", cfg.TLS, cfg.AdminAddress)
 	}
 }
 

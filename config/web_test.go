@@ -85,8 +85,8 @@ func TestWebRejected(t *testing.T) {
 		{on + "base_url = \"https://l.example.org\"\nrate_limit = 0", "web.rate_limit: must be a positive number"},
 		{on + "base_url = \"https://l.example.org\"\nrate_limit = -1", "web.rate_limit"},
 		{on + "base_url = \"https://l.example.org\"\nrate_burst = 0", "web.rate_burst: must be at least 1"},
-		{on + "base_url = \"https://l.example.org\"\nbaseurl = \"x\"", "unknown key web.baseurl"},
-		{on + "base_url = \"https://l.example.org\"\ntls_cert = \"x\"", "unknown key web.tls_cert"},
+		{on + "base_url = \"https://l.example.org\"\nbaseurl = \"x\"", "web.baseurl: unknown key"},
+		{on + "base_url = \"https://l.example.org\"\ntls_cert = \"x\"", "web.tls_cert: unknown key"},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)

@@ -34,8 +34,15 @@ type Spool interface {
 	Delete(id string) (int, error)
 }
 
+// StatusReporter is what a Spool also implements when the server has a
+// status to show (fanmail status): any value that encodes as JSON.
+type StatusReporter interface {
+	Status() any
+}
+
 // Handler serves the queue tools' requests:
 //
+//	GET    /status               the Spool's Status(), if a StatusReporter
 //	GET    /queue?top=N&limit=N  []queuegroups.DirSummary
 //	GET    /queue/{id}           MessageDetail
 //	POST   /flush?group=&domain= {"moved": N}
@@ -63,6 +70,11 @@ func Handler(q Spool) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"moved": moved})
 	})
+	if sr, ok := q.(StatusReporter); ok {
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, sr.Status())
+		})
+	}
 	mux.HandleFunc("DELETE /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		dropped, err := q.Delete(r.PathValue("id"))
 		if err != nil {
@@ -192,6 +204,11 @@ func (c *Client) Flush(group, domain string) (int, error) {
 	var out map[string]int
 	err := c.do("POST", "/flush", url.Values{"group": {group}, "domain": {domain}}, &out)
 	return out["moved"], err
+}
+
+// Status decodes the server's status into out.
+func (c *Client) Status(out any) error {
+	return c.do("GET", "/status", nil, out)
 }
 
 // Delete is Queue.Delete on the server.

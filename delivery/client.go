@@ -59,6 +59,7 @@ func (a *Agent) dial(ctx context.Context, host, relay string, mode TLSMode) (*co
 		c, err = a.dialOnce(ctx, host, relay, TLSNone)
 	}
 	if err == nil {
+		a.counters.connsOpened.Add(1)
 		a.log.Debug("connected", slog.String("host", host), slog.String("relay", relay), slog.Bool("tls", c.tls),
 			slog.Bool("pipelining", c.has("PIPELINING")))
 	}

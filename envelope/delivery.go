@@ -13,6 +13,9 @@ import (
 // queue, and the queue knows delivery only through these types.
 type Request struct {
 	QueueID string // for logs only
+	// Received is when the message was accepted, so that the time from
+	// acceptance to delivery can be measured.
+	Received time.Time
 	Envelope
 	Size int64            // exact size of what Open returns, for SIZE=
 	Open func() io.Reader // a fresh reader over the whole message each call

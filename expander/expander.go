@@ -80,17 +80,19 @@ type Expander struct {
 	hostname string
 	router   *Router
 	aliases  *Aliases      // nil: no aliases files
+	roles    Roles         // postmaster and abuse (roles.go)
 	dmarc    DMARC         // nil: no lookups, no list munges or wraps
 	keys     *dkim.Keyring // nil: copies are not signed
 	now      func() time.Time
 
-	mu        sync.Mutex
-	version   int64
-	checked   time.Time                 // when version was last read from the store
-	members   map[string][]string       // list → members, valid while version holds
-	settings  map[string]lists.Settings // list → settings, likewise
-	addresses map[string]target         // lowercase address → what it names; lists and their admin addresses only
-	unknown   unknownCache              // lowercase addresses that name nothing, bounded
+	mu          sync.Mutex
+	version     int64
+	checked     time.Time                  // when version was last read from the store
+	members     map[string][]string        // list → members, valid while version holds
+	settings    map[string]lists.Settings  // list → settings, likewise
+	addresses   map[string]target          // lowercase address → what it names; lists and their admin addresses only
+	unknown     unknownCache               // lowercase addresses that name nothing, bounded
+	roleDomains map[string]map[string]bool // "" → the domains with lists, for roles.go
 }
 
 // versionTTL bounds how stale the caches can be: the store's version is
@@ -107,7 +109,8 @@ func New(store Store, hostname string, router *Router) *Expander {
 	}
 	return &Expander{store: store, hostname: hostname, router: router, now: time.Now,
 		members: map[string][]string{}, settings: map[string]lists.Settings{},
-		addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached)}
+		addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached),
+		roleDomains: map[string]map[string]bool{}}
 }
 
 // WithDMARC makes x look up the DMARC policy of each post's author, so
@@ -170,11 +173,12 @@ func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
 // target is what an address names: a list, one of its administrative
 // addresses (owner set), or a moderator's command (token set).
 type target struct {
-	list  string        // the list's address; "" if the address is nothing here
-	role  listaddr.Role // what the address is for
-	owner string        // the owner to forward to, for owner-LIST and LIST-request
-	admin string        // the administrative address, as canonical as the list's
-	token string        // for a command address, lowercase
+	list     string        // the list's address; "" if the address is nothing here
+	role     listaddr.Role // what the address is for
+	owner    string        // the owner to forward to, for owner-LIST and LIST-request
+	admin    string        // the administrative address, as canonical as the list's
+	token    string        // for a command address, lowercase
+	roleAddr bool          // postmaster or abuse (roles.go): forwarded from the aliases' bounce address
 }
 
 // target resolves rcpt, from the caches while the store is unchanged.
@@ -241,30 +245,51 @@ func cached[T any](ctx context.Context, x *Expander, m map[string]T, key string,
 	return val, nil
 }
 
-// resolve tries each reading of rcpt (listaddr.Parse: the list itself
-// first, then the roles its form allows) against the store.
+// resolve tries each reading of rcpt (listaddr.Parse) against the
+// store: the list itself first, then a role address (postmaster, abuse:
+// roles.go), then the forms of a list's own addresses.
 func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
-	for _, a := range listaddr.Parse(rcpt) {
-		l, err := x.store.GetList(ctx, a.List)
-		switch {
-		case errors.Is(err, lists.ErrNoList):
-			continue
-		case err != nil:
-			return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
-		}
-		t := target{list: l.Address, role: a.Role}
-		switch a.Role {
-		case listaddr.Owner, listaddr.Request:
-			if l.Owner == "" {
-				continue // nobody to forward to: as if it did not exist
+	readings := listaddr.Parse(rcpt)
+	for i, a := range readings {
+		if i == 1 {
+			if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
+				return t, err
 			}
-			t.owner, t.admin = l.Owner, listaddr.Of(l.Address, a.Role, "")
-		case listaddr.Approve, listaddr.Reject:
-			t.token = strings.ToLower(a.Token)
 		}
-		return t, nil
+		t, ok, err := x.reading(ctx, rcpt, a)
+		if ok || err != nil {
+			return t, err
+		}
+	}
+	if len(readings) < 2 {
+		if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
+			return t, err
+		}
 	}
 	return target{}, nil
+}
+
+// reading resolves one reading of rcpt, if its list exists and the
+// reading makes sense for it.
+func (x *Expander) reading(ctx context.Context, rcpt string, a listaddr.Address) (target, bool, error) {
+	l, err := x.store.GetList(ctx, a.List)
+	switch {
+	case errors.Is(err, lists.ErrNoList):
+		return target{}, false, nil
+	case err != nil:
+		return target{}, false, fmt.Errorf("look up %s: %w", rcpt, err)
+	}
+	t := target{list: l.Address, role: a.Role}
+	switch a.Role {
+	case listaddr.Owner, listaddr.Request:
+		if l.Owner == "" {
+			return target{}, false, nil // nobody to forward to: as if it did not exist
+		}
+		t.owner, t.admin = l.Owner, listaddr.Of(l.Address, a.Role, "")
+	case listaddr.Approve, listaddr.Reject:
+		t.token = strings.ToLower(a.Token)
+	}
+	return t, true, nil
 }
 
 // refresh reads the store's version if the last read is older than
@@ -289,6 +314,7 @@ func (x *Expander) refresh(ctx context.Context) error {
 		clear(x.settings)
 		clear(x.addresses)
 		x.unknown.reset()
+		clear(x.roleDomains)
 	}
 	return nil
 }
@@ -338,8 +364,18 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, header []byte, rcp
 
 // received writes the Received header for p's copies addressed to rcpt.
 func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
-	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
-		p.Helo, bracket(p.RemoteAddr), x.hostname, p.ID, rcpt, p.Received.Format(time.RFC1123Z))
+	// The protocol names of RFC 3848 and RFC 6531: ESMTP, ESMTPS with
+	// TLS, UTF8SMTP(S) with SMTPUTF8; the TLS parameters as a comment.
+	proto, tlsNote := "ESMTP", ""
+	if p.UTF8 {
+		proto = "UTF8SMTP"
+	}
+	if p.TLS != "" {
+		proto += "S"
+		tlsNote = "\r\n\t(" + p.TLS + ")"
+	}
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s\r\n\tfor <%s>; %s\r\n",
+		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, rcpt, p.Received.Format(time.RFC1123Z))
 }
 
 // BounceAddress is sendmail's owner-LIST convention: delivery errors for a

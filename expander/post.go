@@ -23,6 +23,8 @@ type Post struct {
 	Sender     string        // the poster's MAIL FROM: the policy looks at it; bounces go to the list
 	Helo       string        // client's EHLO name
 	RemoteAddr string        // client's IP address
+	TLS        string        // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
+	UTF8       bool          // sent with SMTPUTF8 (RFC 6531)
 	Lists      []string      // canonical recipients from Lookup: lists, their admin and command addresses, aliases
 	Body       envelope.Body // header and body as received, CRLF; read for the header, the rest streamed
 }
@@ -110,8 +112,12 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*Expansion, error) {
 			// Mail for the owner gets no list headers, and goes out
 			// from the list's bounce address, so a failure never
 			// bounces to whoever the poster claims to be.
+			own := BounceAddress(t.list)
+			if t.roleAddr {
+				own = x.aliasBounce()
+			}
 			exp.Message.Parts = append(exp.Message.Parts, queuegroups.Part{Prefix: x.forwardPrefix(p, header, t.admin),
-				Envelopes: x.router.Split(forwardSender(p.Sender, BounceAddress(t.list)), []string{t.owner})})
+				Envelopes: x.router.Split(forwardSender(p.Sender, own), []string{t.owner})})
 		default:
 			lp, err := x.decidePost(ctx, t.list, info, infoErr, p.Sender)
 			if err != nil {

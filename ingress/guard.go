@@ -26,9 +26,9 @@ package ingress
 //     lose the 421 that says why.
 //   - It gives back the session's slot, overall and per client, on close.
 //
-// Reading replies on the way out needs the plaintext stream: fanmail
-// offers no STARTTLS, and a session that finds TLS under it (setTLS)
-// leaves the counting of go-smtp's own replies off.
+// Reading replies on the way out needs the plaintext stream: once
+// STARTTLS is under way (its 220, or a session that finds TLS under it:
+// setTLS) the counting of go-smtp's own replies is left off.
 
 import (
 	"bytes"
@@ -242,6 +242,9 @@ func (g *guardConn) classify(line []byte) bool {
 		code = code*10 + int(c-'0')
 	}
 	switch {
+	case bytes.HasPrefix(line, []byte("220 2.0.0 Ready to start TLS")):
+		g.tls = true // what follows is the TLS handshake, then encrypted replies
+		return false
 	case code == 220 || code == 221 || code == 354:
 		return false // greeting, QUIT, go ahead with DATA: part of a transaction
 	case bytes.HasPrefix(line, []byte("250 2.0.0 Continue")):

@@ -9,6 +9,7 @@ package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,10 @@ type Config struct {
 	SessionTimeout  time.Duration // a session's whole lifetime
 	Load            Load          // load control; the zero value turns it off
 	Logger          *slog.Logger
+	// TLS, when set, offers STARTTLS (RFC 3207) with it (see ServerTLS);
+	// RequireTLS then refuses MAIL before STARTTLS with 530 5.7.0.
+	TLS        *tls.Config
+	RequireTLS bool
 }
 
 // DefaultConfig is the listener's configuration when nothing is set:
@@ -115,6 +120,9 @@ type Server struct {
 	ln    *loadListener
 	load  *loadMonitor
 
+	counters counters // observe.go
+	refusals *rateLog // refused commands and connections
+
 	// inData counts DATA commands being processed, so shutdown can wait
 	// until every message that may get a 250 is on disk.
 	inData sync.WaitGroup
@@ -146,7 +154,7 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
-		load: newLoadMonitor(cfg.Load, cfg.Logger)}
+		load: newLoadMonitor(cfg.Load, cfg.Logger), refusals: &rateLog{out: cfg.Logger, perSecond: 20}}
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
 	srv.Domain = cfg.Hostname
@@ -155,6 +163,10 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.ErrorLog = slogAdapter{cfg.Logger}
+	srv.TLSConfig = cfg.TLS
+	// RFC 6531: UTF-8 addresses and RFC 6532 headers are taken and passed
+	// on; delivery asks the next server for SMTPUTF8 where they need it.
+	srv.EnableSMTPUTF8 = true
 	s.smtp = srv
 	return s
 }
@@ -210,6 +222,7 @@ type session struct {
 	conn   *smtp.Conn
 	remote string
 	from   string
+	utf8   bool // MAIL FROM carried SMTPUTF8
 	lists  []string
 	seen   map[string]bool
 }
@@ -221,6 +234,8 @@ var (
 		Message: "Message has a line over 2000 characters; RFC 5321 allows 1000"}
 	errNoTargets = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Alias expansion left no deliverable recipients"}
+	errNeedTLS = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Must issue a STARTTLS command first"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
 	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
@@ -229,21 +244,28 @@ var (
 
 func (ss *session) Reset() {
 	ss.from = ""
+	ss.utf8 = false
 	ss.lists = nil
 	ss.seen = nil
 }
 
 func (ss *session) Logout() error { return nil }
 
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.srv.load.pace()
+	if _, isTLS := ss.conn.TLSConnectionState(); ss.srv.cfg.RequireTLS && !isTLS {
+		ss.rejected("MAIL", "tls_required", "from", from)
+		return errNeedTLS
+	}
 	if from != "" {
 		if _, err := address.Parse(from); err != nil {
+			ss.rejected("MAIL", "bad_sender", "from", from, "err", err)
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 				Message: fmt.Sprintf("Bad sender address syntax: %v", err)}
 		}
 	}
 	ss.from = from
+	ss.utf8 = opts != nil && opts.UTF8
 	return nil
 }
 
@@ -251,6 +273,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
 	mbox, err := address.Parse(to)
 	if err != nil {
+		ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 	}
@@ -258,17 +281,19 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	var cmdErr *expander.CommandError
 	if errors.As(err, &cmdErr) {
 		// A moderator's command with a forged, expired or used token.
-		ss.srv.log.Warn("refused moderation command", "rcpt", to, "from", ss.from, "err", err)
+		ss.rejected("RCPT", "moderation_command", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: cmdErr.Reason}
 	}
 	if errors.Is(err, expander.ErrUnknownRecipient) {
 		// One reply for every unknown address: no relaying, and no hint
 		// about which local names exist.
+		ss.rejected("RCPT", "unknown_recipient", "from", ss.from, "rcpt", to)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
 			Message: "No such list here; this server does not relay"}
 	}
 	if err != nil {
 		ss.srv.log.Error("recipient lookup failed", "rcpt", to, "err", err)
+		ss.srv.countRejected("RCPT", "temp_failure")
 		return errTempStore
 	}
 	if !ss.seen[list] {
@@ -297,8 +322,10 @@ func (ss *session) Data(r io.Reader) error {
 			s.log.Error("cannot spool message body", "from", ss.from, "err", body.Err())
 			return errTempStore
 		case errors.As(err, &serr):
+			ss.rejected("DATA", "too_big", "from", ss.from, "lists", ss.lists)
 			return serr // 552 5.3.4 from the size limit
 		case errors.Is(err, smtp.ErrTooLongLine):
+			ss.rejected("DATA", "line_too_long", "from", ss.from, "lists", ss.lists)
 			// go-smtp closes the session after this reply: the rest of
 			// the line cannot be told apart from commands.
 			return errLineTooLong
@@ -309,25 +336,26 @@ func (ss *session) Data(r io.Reader) error {
 	ctx := context.Background()
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
-		RemoteAddr: ss.remote, Lists: ss.lists, Body: body}
+		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: body}
 	exp, err := s.exp.Expand(ctx, post)
-	if reply := s.policyReply(id, ss.from, err); reply != nil {
+	if reply := ss.policyReply(id, err); reply != nil {
 		return reply
 	}
 	if errors.Is(err, expander.ErrLoop) {
-		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "loop", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errLoop
 	}
 	if errors.Is(err, expander.ErrHeaderTooLarge) {
-		s.log.Warn("rejected post: header too large", "qid", id, "from", ss.from, "size", body.Size())
+		ss.rejected("DATA", "header_too_large", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size())
 		return errHeaderTooLarge
 	}
 	if errors.Is(err, expander.ErrNoTargets) {
-		s.log.Warn("rejected post: alias expansion left no recipients", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "no_targets", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errNoTargets
 	}
 	if err != nil {
 		s.log.Error("expansion failed", "qid", id, "err", err)
+		s.countRejected("DATA", "temp_failure")
 		return errTempStore
 	}
 	msg := exp.Message
@@ -342,10 +370,13 @@ func (ss *session) Data(r io.Reader) error {
 		if err := s.queue.Enqueue(ctx, msg); err != nil {
 			s.log.Error("cannot queue message", "qid", id, "err", err)
 			s.exp.Withdraw(ctx, exp.Stored)
+			s.countRejected("DATA", "temp_failure")
 			return errTempStore
 		}
 	}
-	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly,
+	s.counters.accepted.Add(1)
+	s.log.Info("accepted", "qid", id, "client", ss.remote, "helo", post.Helo, "from", ss.from,
+		"message_id", messageID(body), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly,
 		"policy", exp.Notes)
 	if exp.Reply != "" {
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: exp.Reply}
@@ -359,18 +390,18 @@ func (ss *session) Data(r io.Reader) error {
 // (550 5.7.1 with the list's reason, which says what to do), that no
 // list's copy can be made of (554 5.6.0), or that carries a moderator's
 // command refused since RCPT (550 5.7.1); nil for any other outcome.
-func (s *Server) policyReply(id, from string, err error) *smtp.SMTPError {
+func (ss *session) policyReply(id string, err error) *smtp.SMTPError {
 	var pe *expander.PolicyError
 	var ce *expander.CommandError
 	switch {
 	case errors.As(err, &pe):
-		s.log.Info("rejected post", "qid", id, "from", from, "list", pe.List, "reason", pe.Reason)
+		ss.rejected("DATA", "policy", "qid", id, "from", ss.from, "list", pe.List, "why", pe.Reason)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: pe.Reason}
 	case errors.As(err, &ce):
-		s.log.Warn("refused moderation command", "qid", id, "from", from, "err", err)
+		ss.rejected("DATA", "moderation_command", "qid", id, "from", ss.from, "err", err)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: ce.Reason}
 	case errors.Is(err, expander.ErrBadHeader):
-		s.log.Warn("rejected post: its header does not parse", "qid", id, "from", from, "err", err)
+		ss.rejected("DATA", "bad_header", "qid", id, "from", ss.from, "err", err)
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 			Message: "Message header does not parse (RFC 5322 §2.2: every line is a field NAME: value or its continuation)"}
 	}

@@ -25,6 +25,7 @@ func (noDelivery) Deliver(context.Context, envelope.Request) []envelope.Result {
 }
 
 type fixture struct {
+	srv      *Server
 	addr     string
 	queue    *queuegroups.Queue
 	modes    *modeRecorder
@@ -74,7 +75,7 @@ func startWith(t *testing.T, cfg Config) *fixture {
 		srv.Shutdown(ctx)
 		q.Close(ctx)
 	})
-	return &fixture{addr: srv.Addr().String(), queue: q, modes: modes, spoolDir: spool}
+	return &fixture{srv: srv, addr: srv.Addr().String(), queue: q, modes: modes, spoolDir: spool}
 }
 
 // routing cuts envelopes of 2 for the default group.

@@ -70,6 +70,7 @@ func (ls *limitSession) reply(err error, a answer) error {
 		}
 	}
 	if ls.g.own(a) {
+		ls.srv.countRefused("too_many_errors")
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 			Message: ls.srv.cfg.Hostname + " Error: too many errors"}
 	}
@@ -87,8 +88,10 @@ func (ls *limitSession) Mail(from string, opts *smtp.MailOptions) error {
 	case ls.g.hungUp():
 		return ls.reply(nil, answerError)
 	case ls.inTx:
+		ls.session.rejected("MAIL", "nested_mail", "from", from)
 		return ls.reply(errNestedMail, answerError)
 	case ls.srv.load.lowDisk(opts.Size):
+		ls.session.rejected("MAIL", "low_disk", "from", from)
 		return ls.reply(errNoSpace, answerError)
 	}
 	err := ls.session.Mail(from, opts)
@@ -102,6 +105,7 @@ func (ls *limitSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	ls.rcpts++
 	if ls.rcpts > ls.srv.cfg.MaxRecipients {
+		ls.session.rejected("RCPT", "too_many_recipients", "rcpt", to)
 		return ls.reply(errTooManyRcpts, answerExcess)
 	}
 	return ls.reply(ls.session.Rcpt(to, opts), answerOK)
@@ -114,6 +118,7 @@ func (ls *limitSession) Data(r io.Reader) error {
 	case ls.srv.load.lowDisk(0):
 		// Checked again before the body is read: the disk may have
 		// filled since MAIL.
+		ls.session.rejected("DATA", "low_disk")
 		return ls.reply(errNoSpace, answerError)
 	}
 	err := ls.session.Data(r)

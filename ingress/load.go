@@ -326,7 +326,7 @@ func (l *loadListener) Accept() (net.Conn, error) {
 		}
 		s := l.s
 		if s.load.current()&stateRefuse != 0 {
-			l.reject(c, "4.3.2", "Service temporarily unavailable, system overloaded; try again later")
+			l.reject(c, "overload", "4.3.2", "Service temporarily unavailable, system overloaded; try again later")
 			continue
 		}
 		limit := int64(s.cfg.Load.MaxSessions)
@@ -335,16 +335,17 @@ func (l *loadListener) Accept() (net.Conn, error) {
 			if !l.full.Swap(true) {
 				s.log.Warn("overload: too many sessions, refusing connections", "sessions", n, "max_sessions", limit)
 			}
-			l.reject(c, "4.3.2", "Service temporarily unavailable, too many sessions; try again later")
+			l.reject(c, "max_sessions", "4.3.2", "Service temporarily unavailable, too many sessions; try again later")
 			continue
 		}
 		key := clientKey(c.RemoteAddr())
 		if !l.admit(key) {
 			// Postfix's words for its per-client cap.
-			l.reject(c, "4.7.0", "Error: too many connections from "+key)
+			l.reject(c, "max_sessions_per_client", "4.7.0", "Error: too many connections from "+key)
 			continue
 		}
 		l.sessions.Add(1)
+		s.counters.sessionsTotal.Add(1)
 		g := &guardConn{Conn: c, l: l, client: key, remote: c.RemoteAddr().String(),
 			end: time.Now().Add(s.cfg.SessionTimeout)}
 		_ = g.SetDeadline(time.Time{}) // the lifetime, until go-smtp sets its own
@@ -406,10 +407,12 @@ func clientKey(a net.Addr) string {
 	return (&net.IPNet{IP: tcp.IP.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
 }
 
-// reject sends the 421 greeting and closes. Clients must wait for the
-// greeting before speaking (RFC 5321 §3.1), so nothing unread is pending
-// and the close does not reset the connection under the reply.
-func (l *loadListener) reject(c net.Conn, enhanced, text string) {
+// reject counts and logs the refusal (reason, for the metrics), sends
+// the 421 greeting and closes. Clients must wait for the greeting before
+// speaking (RFC 5321 §3.1), so nothing unread is pending and the close
+// does not reset the connection under the reply.
+func (l *loadListener) reject(c net.Conn, reason, enhanced, text string) {
+	l.s.refused(reason, clientKey(c.RemoteAddr()))
 	host := l.s.cfg.Hostname
 	if host == "" {
 		host = "localhost"

@@ -29,10 +29,10 @@ type dir struct {
 // it with every replayed message in msgs.
 func openDir(path string, segmentSize int64, log *slog.Logger, readOnly bool) (*dir, error) {
 	d := &dir{path: path, log: log, msgs: map[string]*msgState{}, suspects: map[string]bool{}}
-	if err := os.MkdirAll(path, 0o750); err != nil {
-		return nil, fmt.Errorf("create queue directory: %w", err)
-	}
 	if !readOnly {
+		if err := os.MkdirAll(path, 0o750); err != nil {
+			return nil, fmt.Errorf("create queue directory: %w", err)
+		}
 		lock, err := lockDir(path)
 		if err != nil {
 			return nil, err

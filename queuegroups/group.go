@@ -193,6 +193,7 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	g.mu.Unlock()
 	req := envelope.Request{
 		QueueID:  m.id,
+		Received: m.received,
 		Envelope: envelope.Envelope{Sender: part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     part.copySize(bodyLen),
 		Open: func() io.Reader {

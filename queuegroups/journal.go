@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -107,6 +108,9 @@ func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 
 func listSegments(dir string) ([]uint64, error) {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // read-only: a directory no server created yet is empty
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read queue directory: %w", err)
 	}

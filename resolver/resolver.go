@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -61,6 +62,8 @@ type Resolver struct {
 	now     func() time.Time // the clock; tests replace it
 
 	flights singleflight.Group
+
+	hits, misses atomic.Int64 // lookups answered from the cache or not (CacheStats)
 
 	mu    sync.Mutex
 	cache map[cacheKey]cacheEntry
@@ -137,6 +140,12 @@ func ServersFromResolvConf(path string) ([]string, error) {
 
 // Servers returns the servers the resolver asks, in order.
 func (r *Resolver) Servers() []string { return slices.Clone(r.servers) }
+
+// CacheStats returns the lookups answered from the cache and those that
+// were not, since the resolver was made.
+func (r *Resolver) CacheStats() (hits, misses int64) {
+	return r.hits.Load(), r.misses.Load()
+}
 
 // LookupMX returns domain's mail exchangers in preference order, equal
 // preferences shuffled to spread load. A domain without MX records gets
@@ -222,8 +231,10 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (cacheEntry, error) {
 	key := cacheKey{dns.Fqdn(strings.ToLower(name)), qtype}
 	if e, ok := r.cached(key); ok {
+		r.hits.Add(1)
 		return e, nil
 	}
+	r.misses.Add(1)
 	ch := r.flights.DoChan(key.name+"/"+dns.TypeToString[qtype], func() (any, error) {
 		// A flight that finished just before this one began has filled
 		// the cache; asking again would be a second query.

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -223,7 +224,9 @@ type proc struct {
 	err  error // exit status, once done is closed
 }
 
-var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
+// listenRE finds the bound address in the start-up line, logged as text
+// or as JSON (--log-format json).
+var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)|"msg":"fanmail started","listen":"([^"]+)"`)
 
 // startFanmail runs `fanmail --config cfg serve` and waits until it logs
 // the address it listens on.
@@ -252,7 +255,7 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 			line := sc.Text()
 			p.log.Write([]byte(line + "\n"))
 			if m := listenRE.FindStringSubmatch(line); m != nil {
-				started <- m[1]
+				started <- m[1] + m[2]
 			}
 		}
 		io.Copy(io.Discard, pr)
@@ -349,6 +352,16 @@ func fanmailCLI(t testing.TB, cfg string, stdin string, args ...string) string {
 		t.Fatalf("fanmail %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// runBinary runs fanmail with args to completion (at most a minute) and
+// returns what it printed on stdout and stderr together.
+func runBinary(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, fanmailBinary(t), args...).CombinedOutput()
+	return string(out), err
 }
 
 // mailFrom connects to the SMTP server at addr, says EHLO helo and

@@ -81,7 +81,7 @@ func moderatorLs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withStore(c, func(store *lists.Store) error {
+	return readStore(c, func(store *lists.Store) error {
 		mods, err := store.Moderators(c.Context, list)
 		if err != nil {
 			return noList(list, err)
@@ -116,7 +116,7 @@ func modLs(c *cli.Context) error {
 		return errors.New("mod ls: give at most one LIST")
 	}
 	list := strings.TrimSpace(c.Args().First())
-	return withStore(c, func(store *lists.Store) error {
+	return readStore(c, func(store *lists.Store) error {
 		posts, err := store.Posts(c.Context, lists.PostFilter{List: list})
 		if err != nil {
 			return noList(list, err)
@@ -160,7 +160,7 @@ func modShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withStore(c, func(store *lists.Store) error {
+	return readStore(c, func(store *lists.Store) error {
 		p, err := store.GetPost(c.Context, id)
 		if err != nil {
 			return noPost(id, err)
@@ -194,15 +194,7 @@ func modShow(c *cli.Context) error {
 func modDecide(action string) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		reason := c.String("reason")
-		flags := map[string]*string{}
-		if action == "reject" {
-			flags["reason"] = &reason
-		}
-		args, err := interspersed(c, flags)
-		if err != nil {
-			return fmt.Errorf("mod %s: %w", action, err)
-		}
-		id, err := postID(c, action, args)
+		id, err := postID(c, action, c.Args().Slice())
 		if err != nil {
 			return err
 		}

@@ -133,7 +133,7 @@ func TestModCommands(t *testing.T) {
 		{args: []string{"mod", "discard", "9"}, wantErr: "no held post 9: it was distributed, discarded or expired, or never existed (see: fanmail mod ls)"},
 		{args: []string{"mod", "show", "x"}, wantErr: `mod show: "x" is not a post ID (a number from: fanmail mod ls)`},
 		{args: []string{"mod", "approve"}, wantErr: "mod approve: give exactly one post ID"},
-		{args: []string{"mod", "discard", "1", "--reason", "x"}, wantErr: "mod discard: unknown flag --reason"},
+		{args: []string{"mod", "discard", "1", "--reason", "x"}, wantErr: "mod discard: unknown option --reason"},
 		{args: []string{"mod", "ls", "nope@example.org"}, wantErr: "list nope@example.org does not exist"},
 	})
 	holdTestPost(t, dir, "poster@example.net")

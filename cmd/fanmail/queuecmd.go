@@ -58,7 +58,7 @@ func (o offlineQueue) Show(id string) (queuegroups.MessageDetail, error) { retur
 // read-only replay of the spool (as postqueue does when the mail system
 // is down), saying so on stderr.
 func withQueue(c *cli.Context, fn func(queueSource) error) error {
-	cfg, err := loadConfig(c)
+	cfg, err := readConfig(c)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func withQueue(c *cli.Context, fn func(queueSource) error) error {
 		return err
 	}
 	defer q.Close(c.Context)
-	fmt.Fprintln(c.App.ErrWriter, "fanmail: no server running; reading the queue directly")
+	fmt.Fprintf(c.App.ErrWriter, "fanmail: no server running on %s; reading the queue directly\n", absPath(cfg.DataDir))
 	return fn(offlineQueue{q})
 }
 

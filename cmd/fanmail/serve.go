@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -24,6 +23,7 @@ import (
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/lists"
+	"fanmail/metrics"
 	"fanmail/moderation"
 	"fanmail/queuegroups"
 	"fanmail/resolver"
@@ -54,7 +54,13 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := buildServer(cfg, c.App.ErrWriter)
+	logOut := newLogWriter(c.App.ErrWriter, 100*time.Millisecond)
+	log, err := newLogger(logOut, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		logOut.Close()
+		return err
+	}
+	s, err := buildServer(cfg, logOut, log)
 	if err != nil {
 		return err
 	}
@@ -76,6 +82,8 @@ type server struct {
 	queue    *queuegroups.Queue
 	aliases  *expander.Aliases // nil: no aliases files
 	smtp     *ingress.Server
+	keyPair  *ingress.KeyPair // nil: no STARTTLS
+	metrics  *metrics.Metrics
 	web      *web.Server // nil: [web] listen not set
 	mod      *moderation.Runner
 	keys     *dkim.Keyring
@@ -90,8 +98,8 @@ type server struct {
 
 // buildServer opens every part of the pipeline, in the order each needs
 // the last, and binds the SMTP port. On error it closes what it opened.
-func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
-	s := &server{cfg: cfg}
+func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *server, err error) {
+	s := &server{cfg: cfg, logOut: logOut, log: log}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -104,8 +112,6 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 			return nil, err
 		}
 	}
-	s.logOut = newLogWriter(logTo, 100*time.Millisecond)
-	s.log = slog.New(slog.NewTextHandler(s.logOut, nil))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -134,7 +140,8 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.queue, err = queuegroups.Open(spoolCfg, testDeliverer(s.agent)); err != nil {
+	s.metrics = s.newMetrics(spoolCfg)
+	if s.queue, err = queuegroups.Open(spoolCfg, s.metrics.Deliverer(testDeliverer(s.agent))); err != nil {
 		return nil, err
 	}
 	s.groups = len(spoolCfg.Groups)
@@ -143,8 +150,12 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 		return nil, err
 	}
 	exp := expander.New(s.store, cfg.Hostname, router).
+		WithRoles(expander.Roles{Postmaster: cfg.AdminAddress, Abuse: cfg.AbuseAddress, ListDomains: s.listDomains}).
 		WithDMARC(dmarc.New(s.resolver)).
 		WithKeys(s.keys)
+	if cfg.AdminAddress == "" {
+		s.log.Warn("admin_address is not set: mail to postmaster is refused, which RFC 5321 §4.5.1 forbids")
+	}
 	if len(cfg.Aliases.Files) > 0 {
 		if s.aliases, err = expander.LoadAliases(cfg.AliasConfig(s.log, s.store.Lists)); err != nil {
 			return nil, err
@@ -160,6 +171,13 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	ic.Load.Spool = []string{cfg.DataDir}
 	for _, g := range spoolCfg.Groups {
 		ic.Load.Spool = append(ic.Load.Spool, g.Dirs...)
+	}
+	if cfg.TLS.Cert != "" {
+		// A broken pair is a start-up error naming the file.
+		if s.keyPair, err = ingress.LoadKeyPair(cfg.TLS.Cert, cfg.TLS.Key, s.log); err != nil {
+			return nil, err
+		}
+		ic.TLS, ic.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
 	}
 	ids := queuegroups.NewIDSource()
 	s.smtp = ingress.New(ic, exp, s.queue, ids)
@@ -180,8 +198,17 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 func (s *server) run() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.queue.Start()
-	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), s.queue, s.log); err != nil {
+	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), controlView{s.queue, s.metrics}, s.log); err != nil {
 		s.log.Warn("queue tools will read the spool directly", "err", err)
+	}
+	go s.metrics.Run(s.ctx)
+	metricsAddr := "off"
+	if l := s.cfg.Metrics.Listen; l != "" {
+		addr, err := s.metrics.Serve(s.ctx, l, s.log)
+		if err != nil {
+			return err
+		}
+		metricsAddr = addr.String()
 	}
 	// Held posts approved while no server ran go out now.
 	var modCtx context.Context
@@ -193,8 +220,8 @@ func (s *server) run() error {
 	}()
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups,
-		"dkim_domains", signingDomains(s.keys))
+		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr,
+		"starttls", s.keyPair != nil, "dkim_domains", signingDomains(s.keys))
 	s.logOut.flush()
 	if s.aliases != nil {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
@@ -210,9 +237,15 @@ func (s *server) run() error {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				// sendmail's newaliases signal: reload the aliases files.
+				// sendmail's newaliases signal: reload the aliases files,
+				// and the TLS certificate, as after a renewal.
 				if s.aliases != nil {
 					_ = s.aliases.Reload()
+				}
+				if s.keyPair != nil {
+					if err := s.keyPair.Reload(); err != nil {
+						s.log.Error("TLS certificate not reloaded; still serving the previous one", "err", err)
+					}
 				}
 				continue
 			}
