@@ -154,8 +154,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*Expansion, error) {
 		}
 		exp.Message.Parts = append(exp.Message.Parts, parts...)
 	}
-	if exp.Reply != "" && exp.Message.Recipients() > 0 {
-		exp.Reply = "" // a post went out too: its queue ID is the answer
+	if exp.Reply != "" && len(exp.Message.Parts) > 0 {
+		exp.Reply = "" // a post goes out too: its queue ID is the answer
 	}
 	return exp, nil
 }
@@ -244,15 +244,12 @@ func (x *Expander) Withdraw(ctx context.Context, ids []int64) {
 }
 
 // listPart makes list's copy of p and the part that sends it to every
-// member: Received, then the copy's header (and what its body adds
-// before the post's), from the list's bounce address. It asks the DMARC
-// policy of the author's domain first when the list would act on it; a
-// failed lookup is ErrDeferred.
+// member (streamed from the store when the queue writes the part):
+// Received, then the copy's header (and what its body adds before the
+// post's), from the list's bounce address. It asks the DMARC policy of
+// the author's domain first when the list would act on it; a failed
+// lookup is ErrDeferred.
 func (x *Expander) listPart(ctx context.Context, p Post, header []byte, info render.Info, list string, s lists.Settings) (queuegroups.Part, error) {
-	members, err := x.Members(ctx, list)
-	if err != nil {
-		return queuegroups.Part{}, err
-	}
 	policy := dmarc.PolicyNone
 	if x.dmarc != nil && s.DMARC != lists.DMARCNone && info.From != "" {
 		res, err := x.dmarc.Lookup(ctx, domainOf(info.From))
@@ -271,7 +268,16 @@ func (x *Expander) listPart(ctx context.Context, p Post, header []byte, info ren
 	x.received(&prefix, p, list)
 	prefix.Write(c.Header)
 	prefix.Write(c.Lead)
-	part := queuegroups.Part{Prefix: prefix.Bytes(), Skip: c.Skip, Envelopes: x.router.Split(BounceAddress(list), members)}
+	// The members are streamed from the store while the queue writes
+	// the envelopes, so a list of any size is never held whole.
+	part := queuegroups.Part{Prefix: prefix.Bytes(), Skip: c.Skip,
+		Stream: func(yield func(envelope.Envelope) error) error {
+			cut := x.router.Cutter(BounceAddress(list), yield)
+			if err := x.eachMember(ctx, list, cut.Add); err != nil {
+				return err
+			}
+			return cut.Flush()
+		}}
 	if c.Insert != nil {
 		part.Insert, part.InsertAt = c.Insert, c.InsertAt
 	}

@@ -324,13 +324,13 @@ func (r *Runner) distribute(ctx context.Context, p lists.Post, now time.Time) er
 	case err != nil:
 		return errors.Join(err, r.cfg.Store.Retry(ctx, p.ID, now.Add(5*time.Minute), "distribution failed: "+err.Error()))
 	}
-	if m.Recipients() > 0 {
-		if err := r.cfg.Queue.Enqueue(ctx, m); err != nil {
-			return errors.Join(fmt.Errorf("queue post: %w", err), r.cfg.Store.Unclaim(ctx, p.ID))
-		}
+	// The members are read as the queue writes them; a list without
+	// members takes nothing, and the post is done all the same.
+	if err := r.cfg.Queue.Enqueue(ctx, m); err != nil && !errors.Is(err, queuegroups.ErrNoRecipients) {
+		return errors.Join(fmt.Errorf("queue post: %w", err), r.cfg.Store.Unclaim(ctx, p.ID))
 	}
 	r.log.Info("held post distributed", "qid", qid, "orig_qid", p.QueueID, "post", p.ID, "list", p.List,
-		"rcpts", m.Recipients(), "decided_by", p.DecidedBy)
+		"rcpts", m.Queued(), "decided_by", p.DecidedBy)
 	return r.cfg.Store.DeletePost(ctx, p.ID)
 }
 

@@ -16,6 +16,8 @@ type Message struct {
 	Body     envelope.Body // the post as received (header and body, CRLF line ends); read, never kept, by Enqueue
 	Parts    []Part
 	Mode     DeliveryMode // how soon the runners take it; zero is the spool's default
+
+	queued int // recipients Enqueue stored
 }
 
 // DeliveryMode is sendmail's DeliveryMode for one message.
@@ -36,12 +38,17 @@ const (
 	ModeQueue
 )
 
-// Part is one expansion of the message: its copy of the message and its
-// envelopes, each with its sender and the queue group the expander
-// routed it to. The copy is Prefix, then Body from Skip on, with Insert
-// put in at InsertAt: the header lines a forward adds (Skip 0), or a
-// list's own header in place of the post's (Skip the post's header) and
-// the change its footer makes. Body is stored once whatever the parts.
+// Part is one expansion of the message: the header lines prepended to
+// Body for its recipients (Received, List-Id) and its envelopes, each
+// with its sender and the queue group the expander routed it to. The
+// envelopes are Envelopes, then whatever Stream yields: a list's members
+// are streamed from the store while Enqueue writes them to the journal,
+// so no stage holds a big list whole.
+//
+// The copy is Prefix, then Body from Skip on, with Insert put in at
+// InsertAt: the header lines a forward adds (Skip 0), or a list's own
+// header in place of the post's (Skip the post's header) and the change
+// its footer makes. Body is stored once whatever the parts.
 type Part struct {
 	Prefix []byte
 	// Skip is how many bytes at the start of Body the copy leaves out.
@@ -52,6 +59,7 @@ type Part struct {
 	InsertAt int64
 
 	Envelopes []envelope.Envelope
+	Stream    EnvelopeStream // nil: Envelopes are all
 }
 
 // checkLayout reports a part whose layout does not fit a body of size
@@ -63,13 +71,16 @@ func (p *Part) checkLayout(size int64) error {
 	return nil
 }
 
-// Recipients counts every recipient of the message.
-func (m *Message) Recipients() int {
-	n := 0
-	for _, p := range m.Parts {
-		for _, e := range p.Envelopes {
-			n += len(e.Recipients)
-		}
-	}
-	return n
+// layout is the part's layout as the spool keeps it.
+func (p *Part) layout() partState {
+	return partState{prefix: p.Prefix, skip: p.Skip, insert: p.Insert, insertAt: p.InsertAt}
 }
+
+// EnvelopeStream calls yield with each envelope in turn and returns the
+// first error, of its own or from yield. Enqueue calls it once; yield
+// does not keep the envelope's Recipients slice, which the stream may
+// reuse.
+type EnvelopeStream func(yield func(envelope.Envelope) error) error
+
+// Queued is how many recipients Enqueue stored.
+func (m *Message) Queued() int { return m.queued }
