@@ -7,7 +7,7 @@ import (
 	"net"
 	"sync/atomic"
 
-	"github.com/miekg/dns"
+	"fanmail/resolver"
 )
 
 // maxAddrs caps the addresses tried per envelope, so a domain listing
@@ -20,7 +20,8 @@ const maxAddrs = 5
 // shared by every Deliver call.
 type Agent struct {
 	cfg         Config
-	res         *Resolver
+	res         *resolver.Resolver
+	ownRes      bool // res was opened by New, so Close closes it
 	dialer      net.Dialer
 	log         *slog.Logger
 	pool        *pool
@@ -36,23 +37,17 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery config: %w", err)
 	}
-	servers := cfg.Resolvers
-	if len(servers) == 0 {
-		cc, err := dns.ClientConfigFromFile(cfg.ResolvConf)
-		if err != nil {
-			return nil, fmt.Errorf("delivery config: read %s: %w", cfg.ResolvConf, err)
+	res, ownRes := cfg.Resolver, false
+	if res == nil {
+		if res, err = openResolver(cfg); err != nil {
+			return nil, fmt.Errorf("delivery config: %w", err)
 		}
-		for _, s := range cc.Servers {
-			servers = append(servers, net.JoinHostPort(s, cc.Port))
-		}
-	}
-	res, err := NewResolver(servers, cfg.DNSTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("delivery config: %w", err)
+		ownRes = true
 	}
 	a := &Agent{
 		cfg:         cfg,
 		res:         res,
+		ownRes:      ownRes,
 		dialer:      net.Dialer{Timeout: cfg.ConnectTimeout},
 		log:         cfg.Logger,
 		tlsSessions: tls.NewLRUClientSessionCache(tlsSessionCacheSize),
@@ -69,6 +64,33 @@ const tlsSessionCacheSize = 1024
 func (a *Agent) Close() error {
 	a.closed.Store(true)
 	a.pool.close()
-	a.res.closeIdle()
+	if a.ownRes {
+		a.res.Close()
+	}
 	return nil
+}
+
+// NewResolver opens the resolver cfg describes (Resolvers, else the
+// nameservers of ResolvConf; DNSTimeout per query), with delivery's
+// defaults for what cfg leaves out. The caller owns it: it may share it
+// with other users of the DNS through Config.Resolver, and closes it
+// after the Agent.
+func NewResolver(cfg Config) (*resolver.Resolver, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("delivery config: %w", err)
+	}
+	return openResolver(cfg)
+}
+
+// openResolver opens the resolver of a cfg whose defaults are filled.
+func openResolver(cfg Config) (*resolver.Resolver, error) {
+	servers := cfg.Resolvers
+	if len(servers) == 0 {
+		var err error
+		if servers, err = resolver.ServersFromResolvConf(cfg.ResolvConf); err != nil {
+			return nil, err
+		}
+	}
+	return resolver.New(resolver.Config{Servers: servers, Timeout: cfg.DNSTimeout})
 }

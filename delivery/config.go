@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fanmail/delivery/local"
+	"fanmail/resolver"
 )
 
 // Config configures an Agent. Zero fields take the values of DefaultConfig.
@@ -22,6 +23,11 @@ type Config struct {
 	ResolvConf string
 	// DNSTimeout bounds each DNS query (UDP, or the TCP retry); default 5s.
 	DNSTimeout time.Duration
+	// Resolver, when set, is the resolver to use, shared with the rest
+	// of the process (the DMARC check): Resolvers, ResolvConf and
+	// DNSTimeout are then only what NewResolver opened it from. Nil
+	// makes New open one of its own, which Close closes.
+	Resolver *resolver.Resolver
 	// Port is the SMTP port used for MX hosts; default 25. Tests point it
 	// at their sinks, which all listen on one port on different 127.x IPs.
 	Port int

@@ -97,7 +97,7 @@ func TestNewDefaults(t *testing.T) {
 		len(c.ReplyRules) != len(DefaultReplyRules) || c.RateDelay != 0 {
 		t.Errorf("limit defaults not applied: %+v", c)
 	}
-	if got := strings.Join(a.res.servers, ","); got != "127.0.0.53:53,127.0.0.54:53" {
+	if got := strings.Join(a.res.Servers(), ","); got != "127.0.0.53:53,127.0.0.54:53" {
 		t.Errorf("servers from resolv.conf = %s", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/resolver"
 )
 
 // Deliver makes one attempt at env and returns exactly one Result per
@@ -133,7 +134,7 @@ func groupKey(hosts []string) string {
 	return strings.Join(slices.Compact(s), ",")
 }
 
-func hostNames(mxs []MXHost) []string {
+func hostNames(mxs []resolver.MXHost) []string {
 	out := make([]string, len(mxs))
 	for i, m := range mxs {
 		out[i] = m.Host
@@ -146,8 +147,8 @@ type txn struct {
 	a       *Agent
 	env     envelope.Request
 	results []envelope.Result
-	hosts   []MXHost // MX hosts in preference order, or the route host
-	route   string   // host:port of a static route
+	hosts   []resolver.MXHost // MX hosts in preference order, or the route host
+	route   string            // host:port of a static route
 	dest    *destination
 	lim     limits
 	session bool   // a session got as far as a transaction
@@ -238,10 +239,10 @@ func (t *txn) run(ctx context.Context) {
 	}
 	hosts, err := t.a.res.LookupMX(ctx, env.Domain)
 	switch {
-	case errors.Is(err, ErrNullMX):
+	case errors.Is(err, resolver.ErrNullMX):
 		t.settle(localError(true, "5.1.10", "", "", err, "domain %s does not accept mail (null MX)", env.Domain))
 		return
-	case errors.Is(err, ErrNXDomain):
+	case errors.Is(err, resolver.ErrNXDomain):
 		t.settle(localError(true, "5.1.2", "", "", err, "domain %s not found (NXDOMAIN)", env.Domain))
 		return
 	case err != nil:
@@ -255,7 +256,7 @@ func (t *txn) run(ctx context.Context) {
 // runRoute delivers through a static "host:port" instead of the MX.
 func (t *txn) runRoute(ctx context.Context, hp string) {
 	host, _, _ := net.SplitHostPort(hp)
-	t.route, t.hosts = hp, []MXHost{{Host: host}}
+	t.route, t.hosts = hp, []resolver.MXHost{{Host: host}}
 	t.deliverTo(ctx, routeKey(hp))
 }
 
@@ -377,9 +378,9 @@ func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
 			ips, err := t.a.res.LookupA(ctx, mx.Host)
 			switch {
 			case err == nil:
-			case mx.Implicit && (errors.Is(err, ErrNoAddress) || errors.Is(err, ErrNXDomain)):
+			case mx.Implicit && (errors.Is(err, resolver.ErrNoAddress) || errors.Is(err, resolver.ErrNXDomain)):
 				return nil, localError(true, "5.4.4", "", "", err, "domain %s has no MX and no address records", t.env.Domain)
-			case errors.Is(err, ErrNoAddress) || errors.Is(err, ErrNXDomain):
+			case errors.Is(err, resolver.ErrNoAddress) || errors.Is(err, resolver.ErrNXDomain):
 				last = localError(false, "4.4.4", "", "", err, "MX host %s has no address: %v", mx.Host, err)
 				continue
 			default:

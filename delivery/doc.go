@@ -1,23 +1,23 @@
 // Package delivery is the last stage of the pipeline: it turns an
 // envelope.Request (one envelope and its message) into SMTP transactions
 // with the destination domain's MX and reports one envelope.Result per
-// recipient. It owns MX resolution (one cache for the process), the
-// outbound connection cache, per-destination limits and the SMTP client;
+// recipient. It owns the outbound connection cache, per-destination
+// limits and the SMTP client, and resolves MX hosts through package
+// resolver (one cache for the process, shared with the DMARC check);
 // it knows nothing of the queue, which knows it only through those two
 // types.
 //
 // One Deliver call:
 //
 //  1. Routes: a domain with a static route goes to that host:port, no DNS.
-//  2. MX lookup through the Resolver (cached, TTLs honoured, negative
+//  2. MX lookup through the resolver (package resolver: cached, TTLs honoured, negative
 //     answers cached per RFC 2308, concurrent lookups collapsed into one,
 //     TCP retry on truncation, a timeout per query): null MX (RFC 7505)
 //     and NXDOMAIN fail every recipient at once, other DNS trouble defers
 //     them; no MX means the domain itself (implicit MX). Nothing else is
 //     looked up (nocanonify). Queries leave from random ports of rotating
 //     sockets with random IDs, answers must match ID, question and server
-//     address, and glue is taken only in the answer's bailiwick
-//     (resolver_udp.go, storeAdditional).
+//     address, and glue is taken only in the answer's bailiwick.
 //  3. The MX group: domains whose MX host sets are equal share one budget
 //     (one provider hosts many domains). Its limits come from Config,
 //     overridden by the first Destination whose pattern matches the domain

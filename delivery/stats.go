@@ -3,8 +3,10 @@ package delivery
 import "sync/atomic"
 
 // Stats counts what the agent's caches saved since it started: DNS
-// answers served from the resolver's cache rather than asked for, and
-// SMTP sessions taken from the connection cache rather than dialled.
+// answers served from the resolver's cache rather than asked for (the
+// resolver's own count: with a shared resolver, the DMARC check's
+// lookups are in it too), and SMTP sessions taken from the connection
+// cache rather than dialled.
 type Stats struct {
 	DNSCacheHits   int64 // lookups answered from the cache
 	DNSCacheMisses int64 // lookups that needed a query (or joined one in flight)
@@ -23,10 +25,4 @@ func (a *Agent) Stats() Stats {
 	hits, misses := a.res.CacheStats()
 	return Stats{DNSCacheHits: hits, DNSCacheMisses: misses,
 		ConnsOpened: a.counters.connsOpened.Load(), ConnsReused: a.counters.connsReused.Load()}
-}
-
-// CacheStats returns the lookups answered from the cache and those that
-// were not.
-func (r *Resolver) CacheStats() (hits, misses int64) {
-	return r.hits.Load(), r.misses.Load()
 }

@@ -1,9 +1,10 @@
 // Package dkim signs the mail fanmail sends (DKIM, RFC 6376). It stands
-// beside the pipeline rather than in it: the expander hashes each post's
-// body once, before the spool, and signs the post's header; delivery
-// signs each member's copy with that same body hash at delivery time,
-// when the per-member header fields are known. It owns the signing keys
-// on disk, their DNS records, and the two halves of a signature:
+// beside the pipeline rather than in it: the expander (package render)
+// hashes each list copy's body once, before the spool, and signs the
+// copy's header; copies that will differ per member (per-member header
+// fields) can be signed at delivery time with that same body hash. It
+// owns the signing keys on disk, their DNS records, and the two halves
+// of a signature:
 //
 //  1. The body hash (bh=): relaxed body canonicalization (§3.4.4) and
 //     SHA-256, streamed through a BodyHasher with a fixed-size buffer, so

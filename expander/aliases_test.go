@@ -43,7 +43,7 @@ owner-staff: boss@x.test
 		t.Fatal(err)
 	}
 	got := map[string][]string{} // sender → recipients
-	for _, p := range m.Parts {
+	for _, p := range m.Message.Parts {
 		for _, e := range p.Envelopes {
 			if e.IsLocal() && len(e.Recipients) != 1 {
 				t.Errorf("local envelope with %d targets, want one each", len(e.Recipients))

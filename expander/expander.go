@@ -1,39 +1,65 @@
 // Package expander is the second stage of the pipeline: it turns one
 // accepted post and its recipients (lists, their owner- and -request
-// addresses, aliases) into queue parts, one per list or envelope sender,
-// each with its headers and its recipients cut into envelopes.
+// addresses, aliases, and the command addresses of moderators) into
+// queue parts, one per list or envelope sender, each with its copy of
+// the post and its recipients cut into envelopes.
+//
+// For each list the post is addressed to it decides, before the reply to
+// DATA, what becomes of the post (policy.go): distributed, held for a
+// moderator in the list store, rejected (the reply is 550 5.7.1) or
+// discarded. A distributed post gets the list's copy (package render:
+// the list's header, footer, DMARC-safe From and DKIM signature, made
+// once per post and list); a post whose author's DMARC policy cannot be
+// looked up waits in the store, and package moderation distributes it
+// later through Distribute, exactly as Expand would have.
 //
 // It owns the routing that sendmail calls the queuegroup ruleset
 // (route.go): a Router sends each destination domain to a queue group by
 // ordered domain patterns and cuts that domain's recipients into
 // envelopes of at most the group's r=. The queue then stores envelopes
-// already routed. The expander performs no DNS lookups (sendmail's
+// already routed. Recipients are never looked up in the DNS (sendmail's
 // nocanonify): addresses are used as written, with lowercase domains.
+// The one DNS question it asks is the poster's DMARC policy, through
+// the resolver delivery uses.
 package expander
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
-
+	"fanmail/dkim"
+	"fanmail/dmarc"
 	"fanmail/envelope"
+	"fanmail/listaddr"
 	"fanmail/lists"
 	"fanmail/queuegroups"
 )
 
-// Store is what the expander needs of the list store.
+// Store is what the expander needs of the list store; *lists.Store is
+// one.
 type Store interface {
 	GetList(ctx context.Context, address string) (lists.List, error)
 	Members(ctx context.Context, list string) ([]string, error)
 	EachMember(ctx context.Context, list string, fn func(addr, domain string) error) error
 	Version(ctx context.Context) (int64, error)
+	Settings(ctx context.Context, list string) (lists.Settings, error)
+	IsMember(ctx context.Context, list, addr string) (bool, error)
+	IsModerator(ctx context.Context, list, addr string) (bool, error)
+	AddPost(ctx context.Context, p lists.Post, body io.Reader) (int64, error)
+	DeletePost(ctx context.Context, id int64) error
+	CheckModerationToken(ctx context.Context, list, token, action string) error
+	UseModerationToken(ctx context.Context, list, token, action string) (lists.TokenUse, error)
+}
+
+// DMARC looks up the DMARC policy of a domain; *dmarc.Checker is one.
+type DMARC interface {
+	Lookup(ctx context.Context, domain string) (dmarc.Result, error)
 }
 
 // ErrUnknownRecipient means the address is neither a list nor anything
@@ -54,13 +80,17 @@ type Expander struct {
 	store    Store
 	hostname string
 	router   *Router
-	aliases  *Aliases // nil: no aliases files
-	roles    Roles    // postmaster and abuse (roles.go)
+	aliases  *Aliases      // nil: no aliases files
+	roles    Roles         // postmaster and abuse (roles.go)
+	dmarc    DMARC         // nil: no lookups, no list munges or wraps
+	keys     *dkim.Keyring // nil: copies are not signed
+	now      func() time.Time
 
 	mu          sync.Mutex
 	version     int64
 	checked     time.Time                  // when version was last read from the store
 	members     map[string][]string        // list → members of lists up to memberCacheMax, valid while version holds
+	settings    map[string]lists.Settings  // list → settings, valid while version holds
 	addresses   map[string]target          // lowercase address → what it names; lists and their admin addresses only
 	unknown     unknownCache               // lowercase addresses that name nothing, bounded
 	roleDomains map[string]map[string]bool // "" → the domains with lists, for roles.go
@@ -78,9 +108,24 @@ func New(store Store, hostname string, router *Router) *Expander {
 	if router == nil {
 		router, _ = NewRouter(RouterConfig{})
 	}
-	return &Expander{store: store, hostname: hostname, router: router,
-		members: map[string][]string{}, addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached),
+	return &Expander{store: store, hostname: hostname, router: router, now: time.Now,
+		members: map[string][]string{}, settings: map[string]lists.Settings{},
+		addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached),
 		roleDomains: map[string]map[string]bool{}}
+}
+
+// WithDMARC makes x look up the DMARC policy of each post's author, so
+// that lists with dmarc = munge or wrap make their copies DMARC-safe.
+func (x *Expander) WithDMARC(d DMARC) *Expander {
+	x.dmarc = d
+	return x
+}
+
+// WithKeys makes x sign every copy whose From: domain or list domain
+// has a key in kr.
+func (x *Expander) WithKeys(kr *dkim.Keyring) *Expander {
+	x.keys = kr
+	return x
 }
 
 // WithAliases makes x serve the aliases in a, looked up before lists.
@@ -95,10 +140,13 @@ var ErrNoTargets = errors.New("alias expansion left no recipients")
 
 // Lookup returns the canonical form of rcpt if fanmail takes mail for
 // it, or ErrUnknownRecipient. It takes aliases (when aliases files are
-// served, and before lists, as sendmail consults aliases first), lists (case-insensitively) and
-// their administrative addresses owner-LIST and LIST-request, which
-// reach the list's owner (sendmail's owner- and -request conventions), so
-// bounces sent to a list's bounce address reach a person.
+// served, and before lists, as sendmail consults aliases first), lists
+// (case-insensitively), their administrative addresses owner-LIST and
+// LIST-request, which reach the list's owner (sendmail's owner- and
+// -request conventions), so bounces sent to a list's bounce address
+// reach a person, and a moderator's LIST-approve+TOKEN and
+// LIST-reject+TOKEN, for a token that exists and was not used for
+// something else (else a *CommandError).
 func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
 	if x.aliases != nil {
 		if canon, ok := x.aliases.isAlias(rcpt); ok {
@@ -109,28 +157,36 @@ func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if t.list == "" {
+	switch {
+	case t.list == "":
 		return "", ErrUnknownRecipient
-	}
-	if t.owner != "" {
+	case t.token != "":
+		if err := x.checkCommand(ctx, t); err != nil {
+			return "", err
+		}
+		return listaddr.Of(t.list, t.role, t.token), nil
+	case t.owner != "":
 		return t.admin, nil
 	}
 	return t.list, nil
 }
 
-// target is what an address names: a list, or with owner set, one of a
-// list's administrative addresses.
+// target is what an address names: a list, one of its administrative
+// addresses (owner set), or a moderator's command (token set).
 type target struct {
-	list  string // the list's address; "" if the address is nothing here
-	owner string // the owner to forward to, for owner-LIST and LIST-request
-	admin string // the administrative address, as canonical as the list's
-	role  bool   // postmaster or abuse (roles.go): forwarded from the aliases' bounce address
+	list     string        // the list's address; "" if the address is nothing here
+	role     listaddr.Role // what the address is for
+	owner    string        // the owner to forward to, for owner-LIST and LIST-request
+	admin    string        // the administrative address, as canonical as the list's
+	token    string        // for a command address, lowercase
+	roleAddr bool          // postmaster or abuse (roles.go): forwarded from the aliases' bounce address
 }
 
 // target resolves rcpt, from the caches while the store is unchanged.
-// What exists is cached without bound, as the store bounds it; what does
-// not is anything a client cares to send, so those answers go to a
-// bounded cache (cache.go).
+// What exists is cached without bound, as the store bounds it, except
+// command addresses, of which there are as many as tokens; what does not
+// is anything a client cares to send, so those answers go to a bounded
+// cache (cache.go).
 func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
 	if err := x.refresh(ctx); err != nil {
 		return target{}, err
@@ -152,9 +208,10 @@ func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
 	}
 	x.mu.Lock()
 	if v == x.version {
-		if t.list == "" {
+		switch {
+		case t.list == "":
 			x.unknown.add(key)
-		} else {
+		case t.token == "":
 			x.addresses[key] = t
 		}
 	}
@@ -189,46 +246,51 @@ func cached[T any](ctx context.Context, x *Expander, m map[string]T, key string,
 	return val, nil
 }
 
+// resolve tries each reading of rcpt (listaddr.Parse) against the
+// store: the list itself first, then a role address (postmaster, abuse:
+// roles.go), then the forms of a list's own addresses.
 func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
-	l, err := x.store.GetList(ctx, rcpt)
-	switch {
-	case err == nil:
-		return target{list: l.Address}, nil
-	case !errors.Is(err, lists.ErrNoList):
-		return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
+	readings := listaddr.Parse(rcpt)
+	for i, a := range readings {
+		if i == 1 {
+			if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
+				return t, err
+			}
+		}
+		t, ok, err := x.reading(ctx, rcpt, a)
+		if ok || err != nil {
+			return t, err
+		}
 	}
-	if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
-		return t, err
+	if len(readings) < 2 {
+		if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
+			return t, err
+		}
 	}
-	local, domain, ok := strings.Cut(rcpt, "@")
-	if !ok {
-		return target{}, nil
-	}
-	lower := strings.ToLower(local)
-	var base string
-	switch {
-	case strings.HasPrefix(lower, "owner-") && len(local) > len("owner-"):
-		base = local[len("owner-"):]
-	case strings.HasSuffix(lower, "-request") && len(local) > len("-request"):
-		base = local[:len(local)-len("-request")]
-	default:
-		return target{}, nil
-	}
-	l, err = x.store.GetList(ctx, base+"@"+domain)
+	return target{}, nil
+}
+
+// reading resolves one reading of rcpt, if its list exists and the
+// reading makes sense for it.
+func (x *Expander) reading(ctx context.Context, rcpt string, a listaddr.Address) (target, bool, error) {
+	l, err := x.store.GetList(ctx, a.List)
 	switch {
 	case errors.Is(err, lists.ErrNoList):
-		return target{}, nil
+		return target{}, false, nil
 	case err != nil:
-		return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
-	case l.Owner == "":
-		return target{}, nil // nobody to forward to: as if it did not exist
+		return target{}, false, fmt.Errorf("look up %s: %w", rcpt, err)
 	}
-	lLocal, lDomain, _ := strings.Cut(l.Address, "@")
-	admin := "owner-" + lLocal + "@" + lDomain
-	if strings.HasSuffix(lower, "-request") {
-		admin = lLocal + "-request@" + lDomain
+	t := target{list: l.Address, role: a.Role}
+	switch a.Role {
+	case listaddr.Owner, listaddr.Request:
+		if l.Owner == "" {
+			return target{}, false, nil // nobody to forward to: as if it did not exist
+		}
+		t.owner, t.admin = l.Owner, listaddr.Of(l.Address, a.Role, "")
+	case listaddr.Approve, listaddr.Reject:
+		t.token = strings.ToLower(a.Token)
 	}
-	return target{list: l.Address, owner: l.Owner, admin: admin}, nil
+	return t, true, nil
 }
 
 // refresh reads the store's version if the last read is older than
@@ -250,103 +312,12 @@ func (x *Expander) refresh(ctx context.Context) error {
 	if v != x.version {
 		x.version = v
 		clear(x.members)
+		clear(x.settings)
 		clear(x.addresses)
 		x.unknown.reset()
 		clear(x.roleDomains)
 	}
 	return nil
-}
-
-// Post is one accepted message as ingress hands it over.
-type Post struct {
-	ID         string
-	Received   time.Time
-	Sender     string        // the poster's MAIL FROM, for the log only: bounces go to the list
-	Helo       string        // client's EHLO name
-	RemoteAddr string        // client's IP address
-	TLS        string        // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
-	UTF8       bool          // sent with SMTPUTF8 (RFC 6531)
-	Lists      []string      // canonical recipients from Lookup: lists and their owner- and -request addresses
-	Body       envelope.Body // header and body as received, CRLF; only the header is read
-}
-
-// Expand builds the queue message for p: the body is kept once, and each
-// list becomes a part with its own sender, headers and envelopes.
-func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, error) {
-	header, err := readHeader(p.Body, MaxHeaderSize)
-	if err != nil {
-		return nil, err
-	}
-	if n := countReceived(header); n > maxHops {
-		return nil, fmt.Errorf("%d Received headers: %w", n, ErrLoop)
-	}
-	body := p.Body
-	newHeader, listIDs, changed := stripListID(header)
-	if changed {
-		body = envelope.WithHeader(newHeader, p.Body, int64(len(header)))
-	}
-	m := &queuegroups.Message{ID: p.ID, Received: p.Received, Body: body}
-	var aliased []string
-	for _, rcpt := range p.Lists {
-		if x.aliases != nil {
-			if _, ok := x.aliases.isAlias(rcpt); ok {
-				aliased = append(aliased, rcpt)
-				continue
-			}
-		}
-		t, err := x.target(ctx, rcpt)
-		if err != nil {
-			return nil, err
-		}
-		if t.owner != "" {
-			// Mail for the owner gets no list headers, and goes out
-			// from the list's bounce address, so a failure never
-			// bounces to whoever the poster claims to be.
-			var prefix bytes.Buffer
-			x.received(&prefix, p, t.admin)
-			own := BounceAddress(t.list)
-			if t.role {
-				own = x.aliasBounce()
-			}
-			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
-				Envelopes: x.router.Split(forwardSender(p.Sender, own), []string{t.owner})})
-			continue
-		}
-		list := t.list
-		if list == "" {
-			return nil, fmt.Errorf("%s: %w", rcpt, ErrUnknownRecipient)
-		}
-		local, domain, _ := strings.Cut(list, "@")
-		listID := local + "." + domain
-		for _, id := range listIDs {
-			if strings.EqualFold(id, listID) {
-				return nil, fmt.Errorf("%s: post already carries this list's List-Id: %w", list, ErrLoop)
-			}
-		}
-		var prefix bytes.Buffer
-		x.received(&prefix, p, list)
-		fmt.Fprintf(&prefix, "List-Id: <%s>\r\n", listID)
-		// The members are streamed from the store while the queue writes
-		// the envelopes, so a list of any size is never held whole.
-		m.Parts = append(m.Parts, queuegroups.Part{
-			Prefix: prefix.Bytes(),
-			Stream: func(yield func(envelope.Envelope) error) error {
-				c := x.router.Cutter(BounceAddress(list), yield)
-				if err := x.eachMember(ctx, list, c.Add); err != nil {
-					return err
-				}
-				return c.Flush()
-			},
-		})
-	}
-	if len(aliased) > 0 {
-		parts, err := x.expandAliases(ctx, p, aliased)
-		if err != nil {
-			return nil, err
-		}
-		m.Parts = append(m.Parts, parts...)
-	}
-	return m, nil
 }
 
 // expandAliases expands the aliases a post is addressed to, together (so
@@ -355,7 +326,7 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 // bounce address, never the poster's (no backscatter).
 // |program and /file targets get envelopes of their own in the local
 // pseudo-domain, one target each.
-func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([]queuegroups.Part, error) {
+func (x *Expander) expandAliases(ctx context.Context, p Post, header []byte, rcpts []string) ([]queuegroups.Part, error) {
 	res, err := x.aliases.expander(listSource{x}).Expand(ctx, rcpts...)
 	if err != nil {
 		return nil, fmt.Errorf("expand aliases: %w", err)
@@ -363,8 +334,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	if len(res.Targets) == 0 {
 		return nil, fmt.Errorf("%s: %w (%d errors)", strings.Join(rcpts, ", "), ErrNoTargets, len(res.Failures))
 	}
-	var prefix bytes.Buffer
-	x.received(&prefix, p, rcpts[0])
+	prefix := x.forwardPrefix(p, header, rcpts[0])
 	var parts []queuegroups.Part
 	dropped := 0
 	for _, g := range bySender(res.Targets, forwardSender(p.Sender, x.aliasBounce())) {
@@ -384,7 +354,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 			envs = append(envs, envelope.Local(g.sender, t))
 		}
 		if len(envs) > 0 {
-			parts = append(parts, queuegroups.Part{Prefix: prefix.Bytes(), Envelopes: envs})
+			parts = append(parts, queuegroups.Part{Prefix: prefix, Envelopes: envs})
 		}
 	}
 	if dropped == len(res.Targets) {
@@ -411,7 +381,18 @@ func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
 
 // BounceAddress is sendmail's owner-LIST convention: delivery errors for a
 // list's mail go to its owner, never to the poster.
-func BounceAddress(list string) string { return "owner-" + list }
+func BounceAddress(list string) string { return listaddr.Of(list, listaddr.Owner, "") }
+
+// Settings returns a list's settings, cached until the store changes.
+func (x *Expander) Settings(ctx context.Context, list string) (lists.Settings, error) {
+	return cached(ctx, x, x.settings, strings.ToLower(list), func() (lists.Settings, error) {
+		s, err := x.store.Settings(ctx, list)
+		if err != nil {
+			return s, fmt.Errorf("settings of %s: %w", list, err)
+		}
+		return s, nil
+	})
+}
 
 // memberCacheMax is the largest list whose members the expander keeps
 // between posts (until the store changes): small lists, posted to often,
@@ -481,11 +462,6 @@ func countReceived(msg []byte) int {
 	return countFields(msg, "received:", -1)
 }
 
-// hasField reports whether the header has a field named by prefix.
-func hasField(msg []byte, prefix string) bool {
-	return countFields(msg, prefix, 1) > 0
-}
-
 // countFields counts header lines starting with prefix (lowercase, with
 // the colon), case-insensitively, stopping at limit (-1: none).
 func countFields(msg []byte, prefix string, limit int) int {
@@ -505,37 +481,6 @@ func countFields(msg []byte, prefix string, limit int) int {
 		}
 	}
 	return n
-}
-
-// stripListID removes List-Id fields from the post's header (our part adds
-// the list's own) and returns the ids it found; the header comes back
-// unchanged (and changed false) when it has none. A header that does not
-// parse is left untouched: fanmail relays what it was given.
-func stripListID(header []byte) (_ []byte, ids []string, changed bool) {
-	body := header
-	if !hasField(body, "list-id:") {
-		return body, nil, false // the usual case, without parsing the header
-	}
-	br := bufio.NewReader(bytes.NewReader(body))
-	h, err := textproto.ReadHeader(br)
-	if err != nil || !h.Has("List-Id") {
-		return body, nil, false
-	}
-	for _, v := range h.Values("List-Id") {
-		if i, j := strings.IndexByte(v, '<'), strings.LastIndexByte(v, '>'); i >= 0 && j > i {
-			ids = append(ids, v[i+1:j])
-		}
-	}
-	h.Del("List-Id")
-	var out bytes.Buffer
-	out.Grow(len(body))
-	if err := textproto.WriteHeader(&out, h); err != nil {
-		return body, ids, false
-	}
-	if _, err := out.ReadFrom(br); err != nil {
-		return body, ids, false
-	}
-	return out.Bytes(), ids, true
 }
 
 func bracket(ip string) string {

@@ -54,7 +54,7 @@ func (x *Expander) role(ctx context.Context, rcpt string) (target, bool, error) 
 	if hasDomain {
 		canon += "@" + strings.ToLower(domain)
 	}
-	return target{list: canon, owner: to, admin: canon, role: true}, true, nil
+	return target{list: canon, owner: to, admin: canon, roleAddr: true}, true, nil
 }
 
 // isListDomain reports whether domain has lists, from a set cached until

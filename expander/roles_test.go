@@ -47,10 +47,10 @@ func TestRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(msg.Parts) != 1 || len(msg.Parts[0].Envelopes) != 1 {
-		t.Fatalf("parts %+v", msg.Parts)
+	if len(msg.Message.Parts) != 1 || len(msg.Message.Parts[0].Envelopes) != 1 {
+		t.Fatalf("parts %+v", msg.Message.Parts)
 	}
-	e := msg.Parts[0].Envelopes[0]
+	e := msg.Message.Parts[0].Envelopes[0]
 	if e.Sender != "MAILER-DAEMON@fanmail.test" || len(e.Recipients) != 1 || e.Recipients[0] != "admin@example.org" {
 		t.Errorf("postmaster mail goes from %s to %v, want MAILER-DAEMON@fanmail.test to admin@example.org", e.Sender, e.Recipients)
 	}

@@ -2,7 +2,6 @@ package expander
 
 import (
 	"fmt"
-	"io"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -85,34 +84,6 @@ func TestSplitEnvelopeCount(t *testing.T) {
 		if want := (n + 6) / 7; got[d] != want {
 			t.Errorf("%s: %d envelopes, want %d", d, got[d], want)
 		}
-	}
-}
-
-func TestStripListID(t *testing.T) {
-	t.Parallel()
-	in := "From: a@b.test\r\nList-Id: Other list\r\n <other.example.org>\r\nSubject: x\r\n\r\nbody\r\nList-Id: <kept.in.body>\r\n"
-	header, err := readHeader(envelope.Bytes(in), MaxHeaderSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newHeader, ids, changed := stripListID(header)
-	if !changed {
-		t.Fatalf("List-Id not taken out of %q", header)
-	}
-	got, err := io.ReadAll(envelope.Reader(envelope.WithHeader(newHeader, envelope.Bytes(in), int64(len(header)))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "From: a@b.test\r\nSubject: x\r\n\r\nbody\r\nList-Id: <kept.in.body>\r\n"
-	if string(got) != want {
-		t.Errorf("body:\n%q\nwant\n%q", got, want)
-	}
-	if diff := cmp.Diff([]string{"other.example.org"}, ids); diff != "" {
-		t.Errorf("ids (-want +got):\n%s", diff)
-	}
-	plain := "Subject: y\r\n\r\n"
-	if h, ids, changed := stripListID([]byte(plain)); string(h) != plain || ids != nil || changed {
-		t.Errorf("a post without List-Id changed: %q %v", h, ids)
 	}
 }
 

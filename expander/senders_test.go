@@ -59,7 +59,7 @@ func TestForwardSenders(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, p := range m.Parts {
+			for _, p := range m.Message.Parts {
 				for _, e := range p.Envelopes {
 					got = append(got, e.Sender)
 				}

@@ -32,6 +32,11 @@ func TestListMembersAreStreamed(t *testing.T) {
 			if err := store.CreateList(ctx, list, ""); err != nil {
 				t.Fatal(err)
 			}
+			// The post comes from no member: the list takes anyone's,
+			// since this is about the members' stream, not the policy.
+			if err := store.SetSettings(ctx, list, [][2]string{{"posting", "open"}}); err != nil {
+				t.Fatal(err)
+			}
 			var members []string
 			for i := range n {
 				members = append(members, fmt.Sprintf("m%05d@d%d.test", i, i%13))
@@ -51,7 +56,7 @@ func TestListMembersAreStreamed(t *testing.T) {
 					t.Fatal(err)
 				}
 				var got []envelope.Envelope
-				err = m.Parts[0].Stream(func(e envelope.Envelope) error {
+				err = m.Message.Parts[0].Stream(func(e envelope.Envelope) error {
 					e.Recipients = slices.Clone(e.Recipients) // the stream reuses them
 					got = append(got, e)
 					return nil

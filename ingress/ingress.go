@@ -29,7 +29,8 @@ import (
 // Expander resolves recipients and expands posts; *expander.Expander is one.
 type Expander interface {
 	Lookup(ctx context.Context, rcpt string) (string, error)
-	Expand(ctx context.Context, p expander.Post) (*queuegroups.Message, error)
+	Expand(ctx context.Context, p expander.Post) (*expander.Expansion, error)
+	Withdraw(ctx context.Context, stored []int64)
 }
 
 // Queue stores messages durably; *queuegroups.Queue is one. A post is
@@ -277,6 +278,12 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 	}
 	list, err := ss.srv.exp.Lookup(context.Background(), mbox.String())
+	var cmdErr *expander.CommandError
+	if errors.As(err, &cmdErr) {
+		// A moderator's command with a forged, expired or used token.
+		ss.rejected("RCPT", "moderation_command", "from", ss.from, "rcpt", to, "err", err)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: cmdErr.Reason}
+	}
 	if errors.Is(err, expander.ErrUnknownRecipient) {
 		// One reply for every unknown address: no relaying, and no hint
 		// about which local names exist.
@@ -330,7 +337,10 @@ func (ss *session) Data(r io.Reader) error {
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
 		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: body}
-	msg, err := s.exp.Expand(ctx, post)
+	exp, err := s.exp.Expand(ctx, post)
+	if reply := ss.policyReply(id, err); reply != nil {
+		return reply
+	}
 	if errors.Is(err, expander.ErrLoop) {
 		ss.rejected("DATA", "loop", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errLoop
@@ -348,6 +358,7 @@ func (ss *session) Data(r io.Reader) error {
 		s.countRejected("DATA", "temp_failure")
 		return errTempStore
 	}
+	msg := exp.Message
 	queueOnly := s.load.current()&stateQueue != 0
 	if queueOnly {
 		// Accept, but leave delivery to the next queue run while the
@@ -355,19 +366,47 @@ func (ss *session) Data(r io.Reader) error {
 		msg.Mode = queuegroups.ModeQueue
 	}
 	// The list's members are read from the store as the queue writes
-	// them; a list without members queues nothing and is still a 250.
+	// them; a list without members queues nothing and is still a 250,
+	// as is a post every list held or discarded.
 	if err := s.queue.Enqueue(ctx, msg); err != nil && !errors.Is(err, queuegroups.ErrNoRecipients) {
 		s.log.Error("cannot queue message", "qid", id, "err", err)
+		s.exp.Withdraw(ctx, exp.Stored)
 		s.countRejected("DATA", "temp_failure")
 		return errTempStore
 	}
 	rcpts := msg.Queued()
 	s.counters.accepted.Add(1)
 	s.log.Info("accepted", "qid", id, "client", ss.remote, "helo", post.Helo, "from", ss.from,
-		"message_id", messageID(body), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)
+		"message_id", messageID(body), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly,
+		"policy", exp.Notes)
+	if exp.Reply != "" {
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: exp.Reply}
+	}
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// policyReply is the reply to DATA for a post that a list refuses
+// (550 5.7.1 with the list's reason, which says what to do), that no
+// list's copy can be made of (554 5.6.0), or that carries a moderator's
+// command refused since RCPT (550 5.7.1); nil for any other outcome.
+func (ss *session) policyReply(id string, err error) *smtp.SMTPError {
+	var pe *expander.PolicyError
+	var ce *expander.CommandError
+	switch {
+	case errors.As(err, &pe):
+		ss.rejected("DATA", "policy", "qid", id, "from", ss.from, "list", pe.List, "why", pe.Reason)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: pe.Reason}
+	case errors.As(err, &ce):
+		ss.rejected("DATA", "moderation_command", "qid", id, "from", ss.from, "err", err)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: ce.Reason}
+	case errors.Is(err, expander.ErrBadHeader):
+		ss.rejected("DATA", "bad_header", "qid", id, "from", ss.from, "err", err)
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+			Message: "Message header does not parse (RFC 5322 §2.2: every line is a field NAME: value or its continuation)"}
+	}
+	return nil
 }
 
 // slogAdapter routes go-smtp's internal error log to slog.

@@ -46,6 +46,12 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	dir := t.TempDir()
 	store := testutil.ListStore(t, dir, "announce@lists.example.org", "alice@example.org",
 		"bob@example.com", "carol@example.net", "dave@example.com")
+	// These tests are about the session and the queue, and post as
+	// poster@example.org, no member: the list takes posts from anyone.
+	// The posting policy has its own tests (policy_test.go).
+	if err := store.SetSettings(context.Background(), "announce@lists.example.org", [][2]string{{"posting", "open"}}); err != nil {
+		t.Fatal(err)
+	}
 	spool := filepath.Join(dir, "queue")
 	q, err := queuegroups.Open(spoolConfig(spool), noDelivery{})
 	if err != nil {

@@ -3,6 +3,14 @@
 // the fanmail CLI writes, each from its own process. The expander asks it
 // for a list's members and uses Version to know when its cache is stale.
 //
+// Beside members it keeps what decides who may post and what becomes of
+// a post: each list's settings (settings.go: one table defines every key,
+// its default and what it accepts), its moderators, the posts that wait
+// for a moderator or for their distribution, body and all (posts.go,
+// decide.go), and the single-use tokens of commands sent by mail
+// (tokens.go). Whatever one process decides there (the CLI approving a
+// post, the server taking a moderator's reply) every other sees.
+//
 // Concurrency rests on SQLite: WAL mode lets readers run while one writer
 // commits, busy_timeout makes a second writer wait instead of failing, and
 // every write transaction starts with BEGIN IMMEDIATE so it takes the
@@ -53,6 +61,65 @@ var migrations = []string{
 	-- Members are read in (domain, address) order, which is how the
 	-- expander cuts envelopes.
 	CREATE INDEX members_by_domain ON members(list_id, domain, address);`,
+
+	// Posting policy, moderation and the tokens of mail commands.
+	`CREATE TABLE settings (
+		list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+		key     TEXT NOT NULL,
+		value   TEXT NOT NULL, -- only settings that differ from the default
+		PRIMARY KEY (list_id, key)
+	) WITHOUT ROWID;
+	CREATE TABLE moderators (
+		list_id INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+		address TEXT NOT NULL, -- address.Normalize form
+		PRIMARY KEY (list_id, address)
+	) WITHOUT ROWID;
+	-- Posts the server took (250) and has not distributed: held for a
+	-- moderator, accepted and waiting (a DMARC lookup that failed, or
+	-- approved and not yet out), or rejected with the poster's notice
+	-- not yet sent.
+	CREATE TABLE posts (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused: moderators name posts by it
+		list_id     INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+		state       TEXT NOT NULL,    -- held, accepted, rejected
+		reason      TEXT NOT NULL,    -- why it waits
+		queue_id    TEXT NOT NULL,    -- the ID the SMTP client was given
+		received    INTEGER NOT NULL, -- Unix nanoseconds
+		sender      TEXT NOT NULL,    -- MAIL FROM; '' is the null sender
+		from_addr   TEXT NOT NULL,    -- the From: address, '' if none parsed
+		subject     TEXT NOT NULL,
+		helo        TEXT NOT NULL,
+		remote_addr TEXT NOT NULL,
+		size        INTEGER NOT NULL,
+		expires     INTEGER NOT NULL, -- Unix seconds
+		next_try    INTEGER NOT NULL DEFAULT 0, -- accepted: not before (Unix seconds)
+		notified    INTEGER NOT NULL DEFAULT 0, -- held: the moderators were notified
+		decided_by  TEXT NOT NULL DEFAULT '',
+		note        TEXT NOT NULL DEFAULT '',   -- rejected: the reason the poster is given
+		claim       TEXT NOT NULL DEFAULT ''    -- queue ID of the message being made from it; '' unclaimed
+	);
+	CREATE INDEX posts_by_list ON posts(list_id, id);
+	CREATE TABLE post_chunks (
+		post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+		seq     INTEGER NOT NULL,
+		data    BLOB NOT NULL,
+		PRIMARY KEY (post_id, seq)
+	) WITHOUT ROWID;
+	-- Single-use tokens of mail commands. The token itself is never
+	-- stored: a copy of the database lets nobody act.
+	CREATE TABLE tokens (
+		hash     TEXT PRIMARY KEY, -- hex SHA-256 of the token
+		purpose  TEXT NOT NULL,    -- moderate
+		list_id  INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+		address  TEXT NOT NULL,    -- who it was sent to
+		post_id  INTEGER NOT NULL DEFAULT 0, -- moderate: the post; kept after the post is gone
+		created  INTEGER NOT NULL, -- Unix seconds
+		expires  INTEGER NOT NULL,
+		used     INTEGER NOT NULL DEFAULT 0, -- Unix seconds; 0 unused
+		action   TEXT NOT NULL DEFAULT '',   -- what it, or the decision it lost to, did
+		used_by  TEXT NOT NULL DEFAULT ''
+	) WITHOUT ROWID;
+	CREATE INDEX tokens_by_post ON tokens(post_id);`,
 }
 
 // Store is an open list store. It is safe for concurrent use.
@@ -82,7 +149,9 @@ func Open(path string) (*Store, error) {
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + url.Values{
 		"_busy_timeout": {fmt.Sprint(busyTimeout.Milliseconds())},
 		"_journal_mode": {"WAL"},
-		"_synchronous":  {"NORMAL"}, // durable at checkpoints; a crash loses at most the last commits, never consistency
+		// Every commit is on disk before it returns: a held post is mail
+		// the server has answered 250 for, and the store's writes are few.
+		"_synchronous":  {"FULL"},
 		"_foreign_keys": {"on"},
 		"_txlock":       {"immediate"},
 	}.Encode()

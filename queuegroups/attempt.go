@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"bytes"
 	"container/heap"
 	"context"
 	"fmt"
@@ -134,9 +133,9 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 		QueueID:  m.id,
 		Received: m.received,
 		Envelope: envelope.Envelope{Sender: t.part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
-		Size:     int64(len(t.part.prefix)) + t.bodyLen,
+		Size:     t.part.copySize(t.bodyLen),
 		Open: func() io.Reader {
-			return io.MultiReader(bytes.NewReader(t.part.prefix), t.bodySeg.section(t.bodyOff, t.bodyLen))
+			return t.part.open(t.bodyLen, func(off, n int64) io.Reader { return t.bodySeg.section(t.bodyOff+off, n) })
 		},
 	}
 	// The start record is written, not synced: it is there to catch a

@@ -31,7 +31,7 @@ const (
 func encodeHead(m *msgState, body envelope.Body) (record, error) {
 	size := 64
 	for _, p := range m.parts {
-		size += len(p.sender) + len(p.prefix) + 4
+		size += len(p.sender) + len(p.prefix) + len(p.insert) + 24
 	}
 	head := &encoder{b: make([]byte, 0, size)}
 	head.str(m.id)
@@ -45,9 +45,17 @@ func encodeHead(m *msgState, body envelope.Body) (record, error) {
 	}
 	head.byte1(flags)
 	head.uvarint(uint64(len(m.parts)))
+	laid := false
 	for _, p := range m.parts {
 		head.str(p.sender)
 		head.bytes(p.prefix)
+		laid = laid || p.hasLayout()
+	}
+	if laid {
+		// Only a head with a laid-out part has layouts, after the parts.
+		for _, p := range m.parts {
+			head.layout(p)
+		}
 	}
 	bodyLen := body.Size()
 	inline := bodyLen <= inlineBody
@@ -84,6 +92,16 @@ func decodeHead(payload []byte) (*msgState, error) {
 		prefix, _ := d.bytesRef()
 		m.parts = append(m.parts, partState{sender: sender, prefix: append([]byte(nil), prefix...)})
 	}
+	if d.err == nil && d.off != len(d.b) {
+		laid := false
+		for i := range m.parts {
+			d.layout(&m.parts[i])
+			laid = laid || m.parts[i].hasLayout()
+		}
+		if !laid {
+			d.fail() // layouts are written only when a part has one
+		}
+	}
 	if d.err == nil && (len(m.parts) > 1<<16 || d.off != len(d.b)) {
 		d.fail()
 	}
@@ -96,11 +114,14 @@ func decodeHead(payload []byte) (*msgState, error) {
 
 // encodePart writes a part declared after the head was written.
 func encodePart(id string, index int, p partState) []byte {
-	enc := newEncoder(recPart, len(id)+len(p.sender)+len(p.prefix)+16)
+	enc := newEncoder(recPart, len(id)+len(p.sender)+len(p.prefix)+len(p.insert)+36)
 	enc.str(id)
 	enc.uvarint(uint64(index))
 	enc.str(p.sender)
 	enc.bytes(p.prefix)
+	if p.hasLayout() {
+		enc.layout(p)
+	}
 	return enc.frame()
 }
 
@@ -111,6 +132,11 @@ func decodePart(payload []byte) (id string, index int, p partState, err error) {
 	p.sender = d.str()
 	prefix, _ := d.bytesRef()
 	p.prefix = append([]byte(nil), prefix...)
+	if d.err == nil && d.off != len(d.b) {
+		if d.layout(&p); !p.hasLayout() {
+			d.fail() // a layout is written only when the part has one
+		}
+	}
 	if d.err == nil && (i > 1<<16 || d.off != len(d.b)) {
 		d.fail()
 	}
@@ -118,6 +144,38 @@ func decodePart(payload []byte) (id string, index int, p partState, err error) {
 		return "", 0, p, fmt.Errorf("part record: %w", d.err)
 	}
 	return id, int(i), p, nil
+}
+
+// layout writes a part's layout (Part.Skip, Insert, InsertAt). Heads
+// and part records carry it after everything else, and only when a part
+// has one: a record without it reads as a part that is prefix + body.
+func (e *encoder) layout(p partState) {
+	e.uvarint(uint64(p.skip))
+	var has byte
+	if p.insert != nil {
+		has = 1
+	}
+	e.byte1(has)
+	e.bytes(p.insert)
+	e.uvarint(uint64(p.insertAt))
+}
+
+// layout reads what encoder.layout wrote, in its one form: a part
+// without an insert has no insert bytes and no offset.
+func (d *decoder) layout(p *partState) {
+	p.skip = int64(d.uvarint())
+	has := d.byte1()
+	insert, _ := d.bytesRef()
+	p.insertAt = int64(d.uvarint())
+	switch {
+	case has == 1:
+		p.insert = append([]byte{}, insert...)
+	case has != 0 || len(insert) != 0 || p.insertAt != 0:
+		d.fail()
+	}
+	if p.skip < 0 || p.insertAt < 0 {
+		d.fail()
+	}
 }
 
 // envRecord is one envelope as its record holds it.

@@ -97,6 +97,11 @@ func (d *dir) record(seg *segment, off int64, typ byte, payload []byte, bodyOff,
 		if err != nil {
 			return err
 		}
+		for _, p := range m.parts {
+			if !p.fits(bodyLen) {
+				return fmt.Errorf("message record %s: a part's layout does not fit its body of %d bytes: %w", m.id, bodyLen, errCorrupt)
+			}
+		}
 		m.dir, m.seg = d, seg
 		m.bodyOff, m.bodyLen = bodyOff, bodyLen
 		d.pending[m.id] = m
@@ -109,6 +114,8 @@ func (d *dir) record(seg *segment, off int64, typ byte, payload []byte, bodyOff,
 		switch {
 		case m == nil:
 			d.orphan(seg, id)
+		case !part.fits(m.bodyLen):
+			return fmt.Errorf("part %d of %s: its layout does not fit the body of %d bytes: %w", i, id, m.bodyLen, errCorrupt)
 		case i == len(m.parts):
 			m.parts = append(m.parts, part)
 			m.failed = append(m.failed, 0)

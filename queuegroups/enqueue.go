@@ -136,7 +136,12 @@ func (q *Queue) write(m *Message) ([]*share, error) {
 			byGroup[name] = sh
 			shares = append(shares, sh)
 		}
-		return sh.add(pi, m.Parts[pi].Prefix, e)
+		return sh.add(pi, m.Parts[pi].layout(), e)
+	}
+	for _, p := range m.Parts {
+		if err := p.checkLayout(m.Body.Size()); err != nil {
+			return nil, fmt.Errorf("enqueue %s: %w", m.ID, err)
+		}
 	}
 	for pi, p := range m.Parts {
 		for _, e := range p.Envelopes {
@@ -153,16 +158,17 @@ func (q *Queue) write(m *Message) ([]*share, error) {
 	return shares, nil
 }
 
-// add encodes envelope e of part pi and appends the batch when it is
-// full.
-func (sh *share) add(pi int, prefix []byte, e envelope.Envelope) error {
+// add encodes envelope e of part pi (whose copy is laid out as layout)
+// and appends the batch when it is full.
+func (sh *share) add(pi int, layout partState, e envelope.Envelope) error {
 	ms := sh.ms
 	key := partKey{pi, e.Sender}
 	part, ok := sh.parts[key]
 	if !ok {
 		part = len(ms.parts)
 		sh.parts[key] = part
-		ms.parts = append(ms.parts, partState{sender: e.Sender, prefix: prefix})
+		layout.sender = e.Sender
+		ms.parts = append(ms.parts, layout)
 		ms.failed = append(ms.failed, 0)
 		if sh.written {
 			// The head is out: the part gets a record of its own.

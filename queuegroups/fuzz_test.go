@@ -34,6 +34,9 @@ func headOf(t testing.TB, m *msgState) []byte {
 func FuzzDecodeHead(f *testing.F) {
 	f.Add(headOf(f, seedMessage()))
 	f.Add(headOf(f, newMsgState("X", time.Time{}, nil)))
+	laid := seedMessage()
+	laid.parts[0].skip, laid.parts[0].insert, laid.parts[0].insertAt = 10, []byte("footer"), 20
+	f.Add(headOf(f, laid))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, head []byte) {
 		m, err := decodeHead(head)
@@ -55,6 +58,8 @@ func FuzzDecodeHead(f *testing.F) {
 func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add(encodeEnvelope("1M8NFX9GAA330E4B", 3, 1, "a.test", []string{"x@a.test", "y@a.test"})[frameHeader+1:])
 	f.Add(encodePart("1M8NFX9GAA330E4B", 2, partState{sender: "s@x", prefix: []byte("P: 1\r\n")})[frameHeader+1:])
+	f.Add(encodePart("1M8NFX9GAA330E4B", 2, partState{sender: "s@x", prefix: []byte("P: 1\r\n\r\n"),
+		skip: 40, insert: []byte("-- \r\nfooter\r\n"), insertAt: 900})[frameHeader+1:])
 	f.Add(encodeCommit("1M8NFX9GAA330E4B", 7)[frameHeader+1:])
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		// Each record that decodes encodes to bytes that decode to the
@@ -69,7 +74,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if id, i, p, err := decodePart(payload); err == nil {
 			again := encodePart(id, i, p)[frameHeader+1:]
 			id2, i2, p2, err := decodePart(again)
-			if err != nil || id2 != id || i2 != i || p2.sender != p.sender || !bytes.Equal(p2.prefix, p.prefix) {
+			if err != nil || id2 != id || i2 != i || p2.sender != p.sender || !bytes.Equal(p2.prefix, p.prefix) ||
+				p2.skip != p.skip || (p2.insert == nil) != (p.insert == nil) || !bytes.Equal(p2.insert, p.insert) || p2.insertAt != p.insertAt {
 				t.Fatalf("part record does not round trip: %v", err)
 			}
 		}

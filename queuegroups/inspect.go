@@ -167,6 +167,20 @@ type RecipientDetail struct {
 	Host    string `json:"host,omitempty"` // the MX that gave the reply
 }
 
+// Has reports whether the queue holds message id in any group: pending,
+// or finished and still owing its DSN.
+func (q *Queue) Has(id string) bool {
+	for _, g := range q.order {
+		g.mu.Lock()
+		_, m := g.share(id)
+		g.mu.Unlock()
+		if m != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrNoMessage means no queued message has the ID.
 var ErrNoMessage = errors.New("no such message in the queue")
 

@@ -1,6 +1,7 @@
 package queuegroups
 
 import (
+	"fmt"
 	"time"
 
 	"fanmail/envelope"
@@ -43,10 +44,36 @@ const (
 // envelopes are Envelopes, then whatever Stream yields: a list's members
 // are streamed from the store while Enqueue writes them to the journal,
 // so no stage holds a big list whole.
+//
+// The copy is Prefix, then Body from Skip on, with Insert put in at
+// InsertAt: the header lines a forward adds (Skip 0), or a list's own
+// header in place of the post's (Skip the post's header) and the change
+// its footer makes. Body is stored once whatever the parts.
 type Part struct {
-	Prefix    []byte
+	Prefix []byte
+	// Skip is how many bytes at the start of Body the copy leaves out.
+	Skip int64
+	// Insert is put in at InsertAt, an offset of Body at or after Skip;
+	// nil for nothing.
+	Insert   []byte
+	InsertAt int64
+
 	Envelopes []envelope.Envelope
 	Stream    EnvelopeStream // nil: Envelopes are all
+}
+
+// checkLayout reports a part whose layout does not fit a body of size
+// bytes.
+func (p *Part) checkLayout(size int64) error {
+	if p.Skip < 0 || p.Skip > size || (p.Insert != nil && (p.InsertAt < p.Skip || p.InsertAt > size)) {
+		return fmt.Errorf("part layout skip %d, insert at %d does not fit a body of %d bytes", p.Skip, p.InsertAt, size)
+	}
+	return nil
+}
+
+// layout is the part's layout as the spool keeps it.
+func (p *Part) layout() partState {
+	return partState{prefix: p.Prefix, skip: p.Skip, insert: p.Insert, insertAt: p.InsertAt}
 }
 
 // EnvelopeStream calls yield with each envelope in turn and returns the

@@ -1,6 +1,8 @@
 package queuegroups
 
 import (
+	"bytes"
+	"io"
 	"slices"
 	"time"
 
@@ -54,9 +56,39 @@ type msgState struct {
 	untried   int
 }
 
+// partState is a part's sender and its copy's layout (Part).
 type partState struct {
-	sender string
-	prefix []byte
+	sender   string
+	prefix   []byte
+	skip     int64
+	insert   []byte
+	insertAt int64
+}
+
+// hasLayout reports whether the part's copy is more than prefix + body.
+func (p *partState) hasLayout() bool { return p.skip != 0 || p.insert != nil }
+
+// copySize is the size of the part's copy of a body of bodyLen bytes.
+func (p *partState) copySize(bodyLen int64) int64 {
+	return int64(len(p.prefix)+len(p.insert)) + bodyLen - p.skip
+}
+
+// fits reports whether the layout fits a body of bodyLen bytes.
+func (p *partState) fits(bodyLen int64) bool {
+	return p.skip >= 0 && p.skip <= bodyLen && (p.insert == nil || (p.insertAt >= p.skip && p.insertAt <= bodyLen))
+}
+
+// open returns the part's copy of the body, which body(off, n) reads.
+func (p *partState) open(bodyLen int64, body func(off, n int64) io.Reader) io.Reader {
+	if !p.hasLayout() {
+		return io.MultiReader(bytes.NewReader(p.prefix), body(0, bodyLen))
+	}
+	at := bodyLen
+	if p.insert != nil {
+		at = p.insertAt
+	}
+	return io.MultiReader(bytes.NewReader(p.prefix), body(p.skip, at-p.skip),
+		bytes.NewReader(p.insert), body(at, bodyLen-at))
 }
 
 // envSlot is what the scheduler knows of an envelope without reading

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +70,11 @@ func TestRunAgainstFanmail(t *testing.T) {
 		// are not expected.
 		{"fanout", func(o *options) { o.implicitMX, o.deadMX, o.nullMX = 1, 1, 1 },
 			counts{Posts: 1, Expected: 300 - nullMembers, Delivered: 300 - nullMembers, Complete: true}},
+		// Signed copies with a footer and a prefix: every member still
+		// gets the post once.
+		{"fanout", func(o *options) {
+			o.dkim, o.listSet = []string{"ed25519"}, []string{"footer=-- \nbench list", "subject_prefix=[bench]"}
+		}, counts{Posts: 1, Expected: 300, Delivered: 300, Complete: true}},
 		{"mass", nil, counts{Posts: 60, Expected: 60, Delivered: 60, Complete: true}},
 		{"mixed", nil, counts{Posts: 12, Expected: 600, Delivered: 600, Complete: true}},
 	}
@@ -89,6 +96,12 @@ func TestRunAgainstFanmail(t *testing.T) {
 			}
 			if r.PostsAccepted != r.Posts || r.Transactions == 0 || r.TargetPIDs != 1 || r.PeakRSSMB <= 0 {
 				t.Errorf("report = %+v, want every post accepted, transactions seen, the target's memory measured", r)
+			}
+			if len(o.dkim) > 0 {
+				log, err := os.ReadFile(filepath.Join(o.workDir, "fanmail.log"))
+				if err != nil || !strings.Contains(string(log), "dkim_domains=["+listDomain+"]") {
+					t.Errorf("fanmail did not sign for %s (%v):\n%s", listDomain, err, log)
+				}
 			}
 			if r.LatencyP50ms > r.LatencyP99ms || r.LatencyP99ms > r.LatencyMaxms {
 				t.Errorf("latency p50 %v > p99 %v or p99 > max %v", r.LatencyP50ms, r.LatencyP99ms, r.LatencyMaxms)

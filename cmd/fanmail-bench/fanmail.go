@@ -49,8 +49,12 @@ func buildFanmail(ctx context.Context, dir string) (string, error) {
 
 // setupFanmail writes a config that changes nothing but where fanmail
 // listens, keeps its data and finds the tool's DNS and sinks (every queue
-// and delivery setting stays at its embedded default), and creates the
-// plan's lists with the CLI.
+// and delivery setting stays at its embedded default), creates the plan's
+// lists with the CLI, and makes the DKIM keys --dkim asks for.
+//
+// Every list gets posting=open: the tool measures fan-out, and its poster
+// is no member (making it one would send it a copy). --list-set settings
+// follow, so a run can measure a footer, a prefix or posting=members.
 func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan) (*fanmailTarget, error) {
 	t := &fanmailTarget{bin: o.fanmailBin, dir: dir}
 	if t.bin == "" {
@@ -85,6 +89,15 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan)
 			return nil, fmt.Errorf("write members file: %w", err)
 		}
 		if _, err := t.run(ctx, "member", "add", l.addr, "--file", f); err != nil {
+			return nil, err
+		}
+		set := append([]string{"list", "set", l.addr, "posting=open"}, o.listSet...)
+		if _, err := t.run(ctx, set...); err != nil {
+			return nil, err
+		}
+	}
+	for _, alg := range o.dkim {
+		if _, err := t.run(ctx, "dkim", "keygen", listDomain, "--algorithm", alg); err != nil {
 			return nil, err
 		}
 	}

@@ -100,6 +100,24 @@ func run(args []string, stdout, stderr io.Writer) error {
 			o.fanmailSet = append(o.fanmailSet, v)
 			return nil
 		})
+	fs.Func("list-set", "fanmail: set KEY=VALUE on every list (fanmail list set) after posting=open; repeatable, e.g. subject_prefix=[bench]",
+		func(v string) error {
+			if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+				return fmt.Errorf("--list-set %q: want KEY=VALUE", v)
+			}
+			o.listSet = append(o.listSet, v)
+			return nil
+		})
+	fs.Func("dkim", "fanmail: sign every copy with a new key of each ALG for the list domain: rsa, ed25519 or rsa,ed25519",
+		func(v string) error {
+			for _, alg := range strings.Split(v, ",") {
+				if alg != "rsa" && alg != "ed25519" {
+					return fmt.Errorf("--dkim %q: want rsa, ed25519 or rsa,ed25519", v)
+				}
+				o.dkim = append(o.dkim, alg)
+			}
+			return nil
+		})
 	fs.IntVar(&o.targetPID, "target-pid", 0, "--target: PID whose process tree's CPU and memory to report")
 	fs.StringVar(&o.targetPIDFile, "target-pidfile", "", "--target: file holding that PID, e.g. /var/spool/postfix/pid/master.pid")
 	fs.StringVar(&o.aliases, "aliases", "", "--target: write the lists as an aliases(5) FILE (members in :include: files beside it)")

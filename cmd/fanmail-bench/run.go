@@ -17,6 +17,8 @@ import (
 // options are one run's settings; main fills them from flags.
 type options struct {
 	fanmailSet []string // SECTION.KEY=TOML-VALUE settings added to fanmail's config
+	listSet    []string // KEY=VALUE list settings for every list (fanmail list set)
+	dkim       []string // algorithms of the DKIM keys made for the list domain
 	workload   string
 	world      string          // worldPlain or worldInternet
 	net        internetOptions // the Internet world's properties

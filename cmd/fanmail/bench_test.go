@@ -50,7 +50,7 @@ func BenchmarkAcceptSmallPosts(b *testing.B) {
 			// [load], which the harness's config ends with) must let all in.
 			cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"),
 				fmt.Sprintf("max_sessions_per_client = %d\n[queue]\ndelivery_mode = %q\ninterval = \"1h\"\n", clients, bc.mode))
-			fanmailCLI(b, cfg, "", "list", "create", e2eList)
+			openList(b, cfg, e2eList)
 			fanmailCLI(b, cfg, "solo@d00.test\n", "member", "add", e2eList, "--file", "-")
 			p := startFanmail(b, cfg)
 			per := (b.N + clients - 1) / clients

@@ -50,7 +50,7 @@ func TestEndToEndFanout(t *testing.T) {
 	n := newFakeNet(t, domains, nil)
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
 
-	fanmailCLI(t, cfg, "", "list", "create", e2eList, "--owner", "alice@example.org")
+	openList(t, cfg, e2eList, "--owner", "alice@example.org")
 	file, members := membersFile(t, domains, counts)
 	if out := fanmailCLI(t, cfg, "", "member", "add", e2eList, "--file", file); !strings.Contains(out, "1000") {
 		t.Fatalf("member add said %q, want it to report 1000 members", out)
@@ -175,7 +175,7 @@ func TestQueuedBeforeStopDeliveredAfterRestart(t *testing.T) {
 		}}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "a@d00.test\nb@d01.test\nc@d02.test\n", "member", "add", e2eList, "--file", "-")
 
 	p := startFanmail(t, cfg)
@@ -251,7 +251,7 @@ func TestBounceReachesListOwner(t *testing.T) {
 		}.Hook}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "ok@d00.test\ngone1@d00.test\ngone2@d01.test\nok@d01.test\n", "member", "add", e2eList, "--file", "-")
 	p := startFanmail(t, cfg)
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)

@@ -111,7 +111,7 @@ func TestSmallPostDuringBigFanout(t *testing.T) {
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nrunners = 16\n")
 	counts := each(len(big), 1000)
 	members := makeList(t, cfg, e2eList, big, counts)
-	fanmailCLI(t, cfg, "", "list", "create", "small@lists.example.org")
+	openList(t, cfg, "small@lists.example.org")
 	var smallMembers strings.Builder
 	for i := 0; i < 10; i++ {
 		fmt.Fprintf(&smallMembers, "m%d@%s\n", i, small[i%2])
@@ -159,7 +159,7 @@ func TestQueueTools(t *testing.T) {
 		}}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1h\"\nretry_max = \"1h\"\n")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "a@d00.test\nb@d00.test\nc@d01.test\n", "member", "add", e2eList, "--file", "-")
 	p := startFanmail(t, cfg)
 	keep := postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)

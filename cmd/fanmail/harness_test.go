@@ -416,11 +416,21 @@ func postTo(t testing.TB, addr, from, rcpt, msg string) string {
 	return id
 }
 
+// openList creates list through the CLI (with list create's further
+// arguments) and sets posting=open: the tests that use it post as
+// poster@example.org, who is no member, and are about delivery, not
+// about who may post (policy_e2e_test.go is).
+func openList(t testing.TB, cfg, list string, args ...string) {
+	t.Helper()
+	fanmailCLI(t, cfg, "", append([]string{"list", "create", list}, args...)...)
+	fanmailCLI(t, cfg, "", "list", "set", list, "posting=open")
+}
+
 // makeList creates list through the CLI with count[i] members at
 // domains[i] and returns the members.
 func makeList(t testing.TB, cfg, list string, domains []string, count []int) []string {
 	t.Helper()
-	fanmailCLI(t, cfg, "", "list", "create", list)
+	openList(t, cfg, list)
 	file, members := membersFile(t, domains, count)
 	fanmailCLI(t, cfg, "", "member", "add", list, "--file", file)
 	return members

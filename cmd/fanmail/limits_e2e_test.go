@@ -130,7 +130,7 @@ func TestUnknownRecipientsMemory(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), tt.extra)
-			fanmailCLI(t, cfg, "", "list", "create", e2eList)
+			openList(t, cfg, e2eList)
 			p := startFanmail(t, cfg)
 			start := p.peakRSS(t)
 			peaks := []int64{start}
@@ -243,7 +243,7 @@ func TestDiskFloor(t *testing.T) {
 	n := newFakeNet(t, []string{"d00.test"}, nil)
 	// Above any disk's free space.
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[smtp]\nmin_free_space = \"1000000GB\"\n")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	openList(t, cfg, e2eList)
 	p := startFanmail(t, cfg)
 	s, _ := dialRaw(t, p.addr, "")
 	s.cmd(t, "EHLO client.example.org")
@@ -266,7 +266,7 @@ func TestEHLOCarriageReturn(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test"}, nil)
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "", "member", "add", e2eList, "m@d00.test")
 	p := startFanmail(t, cfg)
 	s, _ := dialRaw(t, p.addr, "")
@@ -310,7 +310,7 @@ func TestOwnerMailBounce(t *testing.T) {
 		}}
 	})
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList, "--owner", "alice@example.org")
+	openList(t, cfg, e2eList, "--owner", "alice@example.org")
 	p := startFanmail(t, cfg)
 	const post = "From: Poster <someone@poster.test>\r\nTo: owner-announce@lists.example.org\r\n" +
 		"Subject: for the owner\r\nMessage-ID: <own-1@poster.test>\r\n\r\nbody that must not come back\r\n"
@@ -368,7 +368,7 @@ func TestFileModesAndPeerCheck(t *testing.T) {
 	}
 	data := filepath.Join(base, "data")
 	cfg := n.writeConfig(t, data, "")
-	fanmailCLI(t, cfg, "", "list", "create", e2eList)
+	openList(t, cfg, e2eList)
 	p := startFanmail(t, cfg)
 	for name, want := range map[string]os.FileMode{
 		"lists.db": 0o600, "lists.db-wal": 0o600, "lists.db-shm": 0o600, "control.sock": os.ModeSocket | 0o600,

@@ -113,7 +113,8 @@ func listCommand() *cli.Command {
 				Action:    listCreate,
 			},
 			{Name: "delete", Usage: "delete a list and all its members", ArgsUsage: "LIST", Action: listDelete},
-			{Name: "show", Usage: "show a list's details", ArgsUsage: "LIST", Action: listShow},
+			{Name: "show", Usage: "show a list's details and every setting, saying which are defaults", ArgsUsage: "LIST", Action: listShow},
+			listSetCommand(),
 			{Name: "ls", Usage: "list all lists with their member counts", Action: listLs},
 		},
 	}
@@ -173,7 +174,19 @@ func listShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return readList(c, list, func(_ *lists.Store, l lists.List) error {
+	return readList(c, list, func(store *lists.Store, l lists.List) error {
+		mods, err := store.Moderators(c.Context, l.Address)
+		if err != nil {
+			return err
+		}
+		held, err := store.Posts(c.Context, lists.PostFilter{List: l.Address})
+		if err != nil {
+			return err
+		}
+		vals, err := store.SettingValues(c.Context, l.Address)
+		if err != nil {
+			return err
+		}
 		owner := l.Owner
 		if owner == "" {
 			owner = "(none)"
@@ -183,8 +196,13 @@ func listShow(c *cli.Context) error {
 		fmt.Fprintf(w, "owner:\t%s\n", owner)
 		fmt.Fprintf(w, "created:\t%s\n", l.Created.Format(time.RFC3339))
 		fmt.Fprintf(w, "members:\t%d\n", l.Members)
+		fmt.Fprintf(w, "moderators:\t%d\n", len(mods))
+		fmt.Fprintf(w, "held posts:\t%d\n", len(held))
 		fmt.Fprintf(w, "bounces:\t%s\n", expander.BounceAddress(l.Address))
-		return w.Flush()
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		return printSettings(c.App.Writer, vals)
 	})
 }
 

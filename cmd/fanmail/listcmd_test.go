@@ -130,16 +130,26 @@ func TestListShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if len(lines) != 5 || !strings.HasPrefix(lines[2], "created: ") {
+	if len(lines) != 15 || !strings.HasPrefix(lines[2], "created:    ") {
 		t.Fatalf("list show printed:\n%s", stdout)
 	}
-	lines[2] = "created: (time)"
+	lines[2] = "created:    (time)"
 	want := []string{
-		"list:    announce@lists.example.org",
-		"owner:   alice@example.org",
-		"created: (time)",
-		"members: 3",
-		"bounces: owner-announce@lists.example.org",
+		"list:       announce@lists.example.org",
+		"owner:      alice@example.org",
+		"created:    (time)",
+		"members:    3",
+		"moderators: 0",
+		"held posts: 0",
+		"bounces:    owner-announce@lists.example.org",
+		"settings:",
+		"  posting           members  (default)",
+		"  nonmember_action  hold     (default)",
+		"  hold_days         14       (default)",
+		"  dmarc             munge    (default)",
+		`  subject_prefix    ""       (default)`,
+		`  footer            ""       (default)`,
+		`  archive_url       ""       (default)`,
 	}
 	if diff := cmp.Diff(want, lines); diff != "" {
 		t.Errorf("list show (-want +got):\n%s", diff)

@@ -44,6 +44,8 @@ func newApp() *cli.App {
 			serveCommand(),
 			listCommand(),
 			memberCommand(),
+			moderatorCommand(),
+			modCommand(),
 			queueCommand(),
 			statusCommand(),
 			configCommand(),

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"syscall"
 	"time"
 
@@ -17,11 +18,15 @@ import (
 	"fanmail/control"
 	"fanmail/delivery"
 	"fanmail/delivery/local"
+	"fanmail/dkim"
+	"fanmail/dmarc"
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/lists"
 	"fanmail/metrics"
+	"fanmail/moderation"
 	"fanmail/queuegroups"
+	"fanmail/resolver"
 	"fanmail/web"
 )
 
@@ -68,18 +73,24 @@ func runServe(c *cli.Context) error {
 // the delivery agent, the spool, the expander with its aliases, and the
 // SMTP listener.
 type server struct {
-	cfg     config.Config
-	logOut  *logWriter
-	log     *slog.Logger
-	store   *lists.Store
-	agent   *delivery.Agent
-	queue   *queuegroups.Queue
-	aliases *expander.Aliases // nil: no aliases files
-	smtp    *ingress.Server
-	keyPair *ingress.KeyPair // nil: no STARTTLS
-	metrics *metrics.Metrics
-	web     *web.Server // nil: [web] listen not set
-	groups  int         // queue groups, for the start-up line
+	cfg      config.Config
+	logOut   *logWriter
+	log      *slog.Logger
+	store    *lists.Store
+	resolver *resolver.Resolver
+	agent    *delivery.Agent
+	queue    *queuegroups.Queue
+	aliases  *expander.Aliases // nil: no aliases files
+	smtp     *ingress.Server
+	keyPair  *ingress.KeyPair // nil: no STARTTLS
+	metrics  *metrics.Metrics
+	web      *web.Server // nil: [web] listen not set
+	mod      *moderation.Runner
+	keys     *dkim.Keyring
+	groups   int // queue groups, for the start-up line
+
+	modStop context.CancelFunc // stops the moderation runner, which queues mail: before the queue closes
+	modDone chan struct{}
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
 	cancel context.CancelFunc
@@ -104,11 +115,24 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	// A key the admin meant to sign with and fanmail cannot use must stop
+	// the start, not leave mail silently unsigned: every problem names
+	// its file and the fix.
+	keyDir := dkim.KeyDir(cfg.DataDir)
+	if s.keys, err = dkim.LoadKeyring(keyDir, nil); err != nil {
+		return nil, fmt.Errorf("DKIM keys in %s:\n%w", keyDir, err)
+	}
 	if s.store, err = lists.Open(cfg.ListsDB()); err != nil {
 		return nil, err
 	}
 	deliveryCfg := cfg.DeliveryConfig(s.log)
 	deliveryCfg.ProgramCred = programCred
+	// One resolver and cache for delivery's MX lookups and the DMARC
+	// check of posters' domains.
+	if s.resolver, err = delivery.NewResolver(deliveryCfg); err != nil {
+		return nil, err
+	}
+	deliveryCfg.Resolver = s.resolver
 	if s.agent, err = delivery.New(deliveryCfg); err != nil {
 		return nil, err
 	}
@@ -125,8 +149,10 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	if err != nil {
 		return nil, err
 	}
-	exp := expander.New(s.store, cfg.Hostname, router).WithRoles(expander.Roles{
-		Postmaster: cfg.AdminAddress, Abuse: cfg.AbuseAddress, ListDomains: s.listDomains})
+	exp := expander.New(s.store, cfg.Hostname, router).
+		WithRoles(expander.Roles{Postmaster: cfg.AdminAddress, Abuse: cfg.AbuseAddress, ListDomains: s.listDomains}).
+		WithDMARC(dmarc.New(s.resolver)).
+		WithKeys(s.keys)
 	if cfg.AdminAddress == "" {
 		s.log.Warn("admin_address is not set: mail to postmaster is refused, which RFC 5321 §4.5.1 forbids")
 	}
@@ -153,7 +179,10 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		}
 		ic.TLS, ic.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
 	}
-	s.smtp = ingress.New(ic, exp, s.queue, queuegroups.NewIDSource())
+	ids := queuegroups.NewIDSource()
+	s.smtp = ingress.New(ic, exp, s.queue, ids)
+	s.mod = moderation.New(moderation.Config{Store: s.store, Expander: exp, Queue: s.queue, IDs: ids,
+		Keys: s.keys, Hostname: cfg.Hostname, Logger: s.log})
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
@@ -186,10 +215,18 @@ func (s *server) run() error {
 		}
 		metricsAddr = addr.String()
 	}
+	// Held posts approved while no server ran go out now.
+	var modCtx context.Context
+	modCtx, s.modStop = context.WithCancel(context.Background())
+	s.modDone = make(chan struct{})
+	go func() {
+		defer close(s.modDone)
+		s.mod.Run(modCtx)
+	}()
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
 		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr,
-		"starttls", s.keyPair != nil)
+		"starttls", s.keyPair != nil, "dkim_domains", signingDomains(s.keys))
 	s.logOut.flush()
 	if s.aliases != nil {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
@@ -231,6 +268,10 @@ func (s *server) stop() {
 	s.smtp.Shutdown(ctx)
 	s.stopWeb(ctx)
 	cancel()
+	if s.modStop != nil {
+		s.modStop()
+		<-s.modDone
+	}
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := s.queue.Close(ctx); err != nil {
@@ -238,6 +279,17 @@ func (s *server) stop() {
 	}
 	s.log.Info("fanmail stopped")
 	s.close()
+}
+
+// signingDomains lists the domains kr signs for, for the start-up line.
+func signingDomains(kr *dkim.Keyring) []string {
+	var out []string
+	for _, k := range kr.Keys() {
+		if kr.Signs(k) && !slices.Contains(out, k.Domain) {
+			out = append(out, k.Domain)
+		}
+	}
+	return out
 }
 
 // close releases whatever buildServer and run opened, the queue last
@@ -253,6 +305,9 @@ func (s *server) close() {
 	}
 	if s.agent != nil {
 		s.agent.Close()
+	}
+	if s.resolver != nil {
+		s.resolver.Close()
 	}
 	if s.store != nil {
 		s.store.Close()

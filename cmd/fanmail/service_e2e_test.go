@@ -199,7 +199,7 @@ func TestUTF8MemberReceivesUTF8Post(t *testing.T) {
 		return fakenet.SinkOptions{SMTPUTF8: domain == "d00.test"}
 	})
 	cfg := n.writeConfig(t, t.TempDir(), "")
-	fanmailCLI(t, cfg, "", "list", "create", "news@lists.test")
+	openList(t, cfg, "news@lists.test")
 	fanmailCLI(t, cfg, "", "member", "add", "news@lists.test", "jörg@d00.test", "zoë@d01.test", "ascii@d00.test")
 	if out := fanmailCLI(t, cfg, "", "member", "ls", "news@lists.test"); !strings.Contains(out, "jörg@d00.test") {
 		t.Fatalf("UTF-8 member not stored:\n%s", out)

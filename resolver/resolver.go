@@ -1,4 +1,18 @@
-package delivery
+// Package resolver is fanmail's DNS client: MX, A and TXT lookups through
+// recursive servers, with one cache shared by everything in the process
+// that asks. Delivery resolves MX hosts through it, and the expander's
+// DMARC check reads _dmarc TXT records through the same cache, so a
+// domain's answers are fetched once however many parts of fanmail ask.
+// It stands beside the pipeline and imports none of its stages.
+//
+// Answers are cached for their TTL (capped at a day); negative answers
+// for the SOA minimum (RFC 2308); concurrent queries for one name and
+// type are collapsed into one. Queries go over UDP from rotating random
+// ports with random IDs, answers must match ID, question and server
+// address (udp.go), a truncated answer is asked again over TCP, and glue
+// is taken only in the answer's bailiwick. Nothing is looked up but what
+// a caller asks for: no search domains, no canonification.
+package resolver
 
 import (
 	"cmp"
@@ -6,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -39,11 +54,8 @@ type MXHost struct {
 	Implicit bool // the domain has no MX: this is the domain itself (RFC 5321 §5.1)
 }
 
-// Resolver looks up MX and A records through recursive DNS servers with
-// one cache shared by every caller. It honours TTLs (capped at a day),
-// caches negative answers per RFC 2308, and collapses concurrent queries
-// for the same name and type into one. It looks up nothing but what
-// delivery asks for: no search domains, no canonification.
+// Resolver looks up MX, A and TXT records through recursive DNS servers
+// with one cache shared by every caller. It is safe for concurrent use.
 type Resolver struct {
 	servers []string
 	timeout time.Duration
@@ -51,7 +63,7 @@ type Resolver struct {
 
 	flights singleflight.Group
 
-	hits, misses atomic.Int64 // lookups answered from the cache or not (stats.go)
+	hits, misses atomic.Int64 // lookups answered from the cache or not (CacheStats)
 
 	mu    sync.Mutex
 	cache map[cacheKey]cacheEntry
@@ -75,29 +87,64 @@ type cacheEntry struct {
 	nxdomain bool
 	mx       []MXHost     // TypeMX answers
 	addrs    []netip.Addr // TypeA answers
+	txt      []string     // TypeTXT answers, each record's strings joined
 	expires  time.Time
 }
 
-// NewResolver returns a resolver querying servers (host:port) in order,
-// each query bounded by timeout.
-func NewResolver(servers []string, timeout time.Duration) (*Resolver, error) {
-	if len(servers) == 0 {
+// Config is what New needs: the servers and the time a query may take.
+type Config struct {
+	Servers []string      // recursive servers as host:port, tried in order
+	Timeout time.Duration // per query (UDP, or the TCP retry)
+	// Now is the clock TTLs are counted on; nil means time.Now. Tests
+	// move it to expire cached answers without sleeping.
+	Now func() time.Time
+}
+
+// New returns a resolver querying cfg.Servers in order.
+func New(cfg Config) (*Resolver, error) {
+	if len(cfg.Servers) == 0 {
 		return nil, errors.New("resolver: no DNS servers")
 	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("resolver: timeout %v must be positive", timeout)
+	if cfg.Timeout <= 0 {
+		return nil, fmt.Errorf("resolver: timeout %v must be positive", cfg.Timeout)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	lo, hi := portRange()
 	return &Resolver{
-		servers:       slices.Clone(servers),
-		timeout:       timeout,
-		now:           time.Now,
+		servers:       slices.Clone(cfg.Servers),
+		timeout:       cfg.Timeout,
+		now:           cfg.Now,
 		cache:         make(map[cacheKey]cacheEntry),
 		udpMaxQueries: udpMaxQueries,
 		udpMaxAge:     udpMaxAge,
 		portLo:        lo,
 		portHi:        hi,
 	}, nil
+}
+
+// ServersFromResolvConf returns the nameservers of a resolv.conf file
+// as host:port.
+func ServersFromResolvConf(path string) ([]string, error) {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var servers []string
+	for _, s := range cc.Servers {
+		servers = append(servers, net.JoinHostPort(s, cc.Port))
+	}
+	return servers, nil
+}
+
+// Servers returns the servers the resolver asks, in order.
+func (r *Resolver) Servers() []string { return slices.Clone(r.servers) }
+
+// CacheStats returns the lookups answered from the cache and those that
+// were not, since the resolver was made.
+func (r *Resolver) CacheStats() (hits, misses int64) {
+	return r.hits.Load(), r.misses.Load()
 }
 
 // LookupMX returns domain's mail exchangers in preference order, equal
@@ -161,6 +208,21 @@ func (r *Resolver) LookupA(ctx context.Context, host string) ([]netip.Addr, erro
 		return nil, fmt.Errorf("lookup %s A: %w", host, ErrNoAddress)
 	}
 	return e.addrs, nil
+}
+
+// LookupTXT returns the TXT records of name, each record's strings
+// joined into one (RFC 7208 §3.3 and RFC 7489 §6.6.3 read them so). A
+// missing name is ErrNXDomain; a name without TXT records gives none and
+// no error. Any other error is temporary: the answer is not known.
+func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	e, err := r.lookup(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	if e.nxdomain {
+		return nil, fmt.Errorf("lookup %s TXT: %w", name, ErrNXDomain)
+	}
+	return e.txt, nil
 }
 
 // lookup answers from the cache or joins (or starts) the one query in
@@ -312,6 +374,11 @@ func (r *Resolver) parse(key cacheKey, msg *dns.Msg) (cacheEntry, time.Duration)
 				e.mx = append(e.mx, MXHost{Host: host, Pref: rr.Preference})
 				ttl = min(ttl, rr.Hdr.Ttl)
 			}
+		case *dns.TXT:
+			if key.qtype == dns.TypeTXT {
+				e.txt = append(e.txt, strings.Join(rr.Txt, ""))
+				ttl = min(ttl, rr.Hdr.Ttl)
+			}
 		case *dns.A:
 			if key.qtype == dns.TypeA {
 				if ip, ok := netip.AddrFromSlice(rr.A.To4()); ok {
@@ -321,7 +388,7 @@ func (r *Resolver) parse(key cacheKey, msg *dns.Msg) (cacheEntry, time.Duration)
 			}
 		}
 	}
-	if msg.Rcode == dns.RcodeNameError || (len(e.mx) == 0 && len(e.addrs) == 0) {
+	if msg.Rcode == dns.RcodeNameError || (len(e.mx) == 0 && len(e.addrs) == 0 && len(e.txt) == 0) {
 		e = cacheEntry{nxdomain: msg.Rcode == dns.RcodeNameError}
 		return e, negativeTTL(msg)
 	}

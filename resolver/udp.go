@@ -1,4 +1,4 @@
-package delivery
+package resolver
 
 import (
 	"crypto/rand"
@@ -206,8 +206,9 @@ func answerTo(req *dns.Msg, pkt []byte) (*dns.Msg, bool) {
 	return m, true
 }
 
-// closeIdle closes the sockets kept for later queries.
-func (r *Resolver) closeIdle() {
+// Close closes the sockets kept for later queries. The resolver stays
+// usable: a later query opens new ones.
+func (r *Resolver) Close() {
 	r.udpMu.Lock()
 	defer r.udpMu.Unlock()
 	for _, p := range r.udp {

@@ -1,0 +1,199 @@
+package lists
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSettingsDefaults(t *testing.T) {
+	t.Parallel()
+	s := openWithList(t, "l@example.org")
+	got, err := s.Settings(context.Background(), "l@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, DefaultSettings()); diff != "" {
+		t.Errorf("DefaultSettings (-want +got):\n%s", diff)
+	}
+	if _, err := s.Settings(context.Background(), "nope@example.org"); !errors.Is(err, ErrNoList) {
+		t.Errorf("settings of a missing list: %v, want ErrNoList", err)
+	}
+}
+
+func TestSetSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openWithList(t, "l@example.org")
+	err := s.SetSettings(ctx, "L@Example.org", [][2]string{
+		{"posting", "announce"}, {"nonmember_action", "reject"}, {"hold_days", "3"}, {"dmarc", "wrap"},
+		{"subject_prefix", "[l]"}, {"footer", "-- \nunsubscribe: l-request@example.org\n"},
+		{"archive_url", "https://lists.example.org/l/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Settings(ctx, "l@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Settings{Posting: PostingAnnounce, NonmemberAction: ActionReject, HoldDays: 3, DMARC: DMARCWrap,
+		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("settings (-want +got):\n%s", diff)
+	}
+
+	// Back to the default value: the setting is the default again.
+	if err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "members"}, {"subject_prefix", ""}}); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := s.SettingValues(ctx, "l@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVals := []SettingValue{
+		{"posting", "members", true}, {"nonmember_action", "reject", false}, {"hold_days", "3", false},
+		{"dmarc", "wrap", false}, {"subject_prefix", "", true},
+		{"footer", "-- \nunsubscribe: l-request@example.org\n", false},
+		{"archive_url", "https://lists.example.org/l/", false},
+	}
+	if diff := cmp.Diff(wantVals, vals); diff != "" {
+		t.Errorf("setting values (-want +got):\n%s", diff)
+	}
+	var rows int
+	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 5 {
+		t.Errorf("settings rows = %d, %v; want 5 (defaults are not stored)", rows, err)
+	}
+}
+
+// TestSetSettingsBad: every bad key or value is named with what it
+// accepts, and nothing is applied, the good ones included.
+func TestSetSettingsBad(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		kv   [2]string
+		want string
+	}{
+		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url)`},
+		{[2]string{"posting", "everyone"}, `posting="everyone": accepted values are members, open, moderated, announce`},
+		{[2]string{"posting", "Open"}, `accepted values are members, open, moderated, announce`},
+		{[2]string{"nonmember_action", "bounce"}, `nonmember_action="bounce": accepted values are hold, reject, discard`},
+		{[2]string{"dmarc", ""}, `dmarc="": accepted values are munge, wrap, none`},
+		{[2]string{"hold_days", "0"}, `hold_days="0": out of range or not a number; want a whole number of days from 1 to 365`},
+		{[2]string{"hold_days", "2w"}, `hold_days="2w"`},
+		{[2]string{"hold_days", "366"}, `hold_days="366"`},
+		{[2]string{"subject_prefix", "a\r\nBcc: x@y"}, `contains a line break or control character`},
+		{[2]string{"subject_prefix", strings.Repeat("x", 101)}, `101 bytes long`},
+		{[2]string{"footer", "ok\n" + strings.Repeat("x", 999)}, `line 2 is 999 bytes long`},
+		{[2]string{"footer", "a\x00b"}, `line 1 contains a control character`},
+		{[2]string{"footer", "\xff"}, `not UTF-8`},
+		{[2]string{"archive_url", "ftp://x.example/"}, `not an http, https or mailto URL`},
+		{[2]string{"archive_url", "lists.example.org/l"}, `not an http, https or mailto URL`},
+		{[2]string{"archive_url", "https:///nohost"}, `no host`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kv[0]+"="+tt.kv[1], func(t *testing.T) {
+			t.Parallel()
+			s := openWithList(t, "l@example.org")
+			err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "open"}, tt.kv})
+			if err == nil || !errors.Is(err, ErrBadSetting) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrBadSetting mentioning %q", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), "nothing applied") {
+				t.Errorf("err = %v, want it to say nothing was applied", err)
+			}
+			got, _ := s.Settings(ctx, "l@example.org")
+			if got.Posting != PostingMembers {
+				t.Errorf("posting = %s after a failed set, want the default: nothing applied", got.Posting)
+			}
+		})
+	}
+	s := openWithList(t, "l@example.org")
+	if err := s.SetSettings(ctx, "nope@example.org", [][2]string{{"posting", "open"}}); !errors.Is(err, ErrNoList) {
+		t.Errorf("set on a missing list: %v, want ErrNoList", err)
+	}
+}
+
+func TestModerators(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openWithList(t, "l@example.org")
+	if n, err := s.AddModerators(ctx, "l@example.org", []string{"Mod@Example.COM", "b@example.net", "b@EXAMPLE.net"}); err != nil || n != 2 {
+		t.Fatalf("AddModerators = %d, %v; want 2 (the last is the second in normal form)", n, err)
+	}
+	if _, err := s.AddModerators(ctx, "l@example.org", []string{"ok@example.com", "not an address"}); err == nil ||
+		!strings.Contains(err.Error(), `"not an address"`) || !strings.Contains(err.Error(), "nothing applied") {
+		t.Errorf("bad moderator address: %v", err)
+	}
+	got, err := s.Moderators(ctx, "l@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"Mod@example.com", "b@example.net"}, got); diff != "" {
+		t.Errorf("moderators (-want +got):\n%s", diff)
+	}
+	for addr, want := range map[string]bool{"mod@EXAMPLE.com": true, "MOD@example.com": true, "b@example.net": true, "ok@example.com": false, "bad": false} {
+		if is, err := s.IsModerator(ctx, "l@example.org", addr); err != nil || is != want {
+			t.Errorf("IsModerator(%s) = %v, %v; want %v", addr, is, err, want)
+		}
+	}
+	if n, err := s.RemoveModerators(ctx, "l@example.org", []string{"b@example.net", "x@example.net"}); err != nil || n != 1 {
+		t.Errorf("RemoveModerators = %d, %v; want 1", n, err)
+	}
+	if _, err := s.Moderators(ctx, "nope@example.org"); !errors.Is(err, ErrNoList) {
+		t.Errorf("moderators of a missing list: %v", err)
+	}
+}
+
+func TestIsMember(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openWithList(t, "l@example.org")
+	if _, err := s.AddMembers(ctx, "l@example.org", []string{"Alice@Example.org", "bob@example.net"}); err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]bool{
+		"Alice@example.org": true, "alice@EXAMPLE.ORG": true, "<bob@example.net>": true,
+		"bob@example.org": false, "carol@example.net": false, "not an address": false,
+	} {
+		if is, err := s.IsMember(ctx, "l@example.org", addr); err != nil || is != want {
+			t.Errorf("IsMember(%s) = %v, %v; want %v", addr, is, err, want)
+		}
+	}
+}
+
+// TestMigrateFromVersion1 opens a store written by the first schema and
+// finds its lists intact and the new tables there.
+func TestMigrateFromVersion1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "lists.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{migrations[0], "INSERT INTO lists(address, owner, created) VALUES('l@example.org', '', 1)", "PRAGMA user_version = 1"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s := openPath(t, path)
+	ctx := context.Background()
+	if err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "open"}}); err != nil {
+		t.Fatalf("set after migration: %v", err)
+	}
+	var v int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) {
+		t.Errorf("user_version = %d, %v; want %d", v, err, len(migrations))
+	}
+}

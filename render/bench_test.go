@@ -1,0 +1,48 @@
+package render
+
+import (
+	"strings"
+	"testing"
+
+	"fanmail/dkim"
+	"fanmail/dmarc"
+	"fanmail/lists"
+)
+
+// BenchmarkRender makes one list's copy of a 4 KiB post: the work the
+// expander does once per post and list, whatever the list's size.
+//
+//	go test -run '^$' -bench Render ./render/
+func BenchmarkRender(b *testing.B) {
+	msg := plainPost + strings.Repeat("A line of the post's body, as long as most are.\r\n", 80)
+	p := splitPost(msg)
+	s := lists.DefaultSettings()
+	s.SubjectPrefix, s.Footer = "[announce]", footer
+	for _, tt := range []struct {
+		name string
+		algs []dkim.Algorithm
+	}{{"unsigned", nil}, {"rsa", []dkim.Algorithm{dkim.RSA}}, {"ed25519", []dkim.Algorithm{dkim.Ed25519}}} {
+		b.Run(tt.name, func(b *testing.B) {
+			var kr *dkim.Keyring
+			if tt.algs != nil {
+				dir := b.TempDir()
+				for _, a := range tt.algs {
+					if _, err := dkim.Generate(dir, dkim.GenerateOptions{Domain: "lists.example.org", Selector: string(a), Algorithm: a}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var err error
+				if kr, err = dkim.LoadKeyring(dir, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Render(p, List{Address: testList, Settings: s},
+					Options{Hostname: "fanmail.test", DMARC: dmarc.PolicyNone, Keys: kr}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,208 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"strings"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decodes encoded words in any charset
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"fanmail/listaddr"
+)
+
+// header is the go-message header a copy is made with: fields read keep
+// their bytes, fields added go on top.
+type header = textproto.Header
+
+func parseHeader(raw []byte) (header, error) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil && !errors.Is(err, io.EOF) { // EOF: a post with no body, and no empty line
+		return h, fmt.Errorf("%w: %v", ErrBadHeader, err)
+	}
+	return h, nil
+}
+
+func writeHeader(w io.Writer, h header) error {
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return fmt.Errorf("render: write header: %w", err)
+	}
+	return nil
+}
+
+// replacedFields are the fields of the post a list's own replace: the
+// RFC 2369 and 2919 fields, and Precedence.
+var replacedFields = []string{
+	"List-Id", "List-Post", "List-Help", "List-Subscribe", "List-Unsubscribe",
+	"List-Unsubscribe-Post", "List-Archive", "List-Owner", "Precedence",
+}
+
+// fixup adds the Date and Message-ID a post lacks, as Postfix's cleanup
+// does: Date is when the post arrived, and the Message-ID is made of its
+// queue ID, so every copy of the post (every list it went to, and a
+// held post distributed days later) carries the same one.
+func fixup(h *header, p Post, hostname string) {
+	for _, f := range fixupFields(*h, p, hostname) {
+		h.AddRaw(f)
+	}
+}
+
+func fixupFields(h header, p Post, hostname string) [][]byte {
+	var out [][]byte
+	if !h.Has("Date") {
+		out = append(out, []byte("Date: "+p.Received.Format(dateLayout)+"\r\n"))
+	}
+	if !h.Has("Message-Id") {
+		out = append(out, []byte("Message-ID: <"+p.QueueID+"@"+hostname+">\r\n"))
+	}
+	return out
+}
+
+// dateLayout is RFC 5322 §3.3's date-time.
+const dateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
+
+// FixupFields returns the Date and Message-ID fields Render would add
+// to a post with this header, for the copies that keep the post's own
+// header (mail forwarded to an owner, alias expansions): prepended, they
+// give those copies the same Date and Message-ID as the list's. A header
+// that does not parse gets none.
+func FixupFields(raw []byte, p Post, hostname string) []byte {
+	h, err := parseHeader(raw)
+	if err != nil {
+		return nil
+	}
+	f := fixupFields(h, p, hostname)
+	if len(f) == 0 {
+		return nil
+	}
+	return bytes.Join(f, nil)
+}
+
+// firstFrom returns the first mailbox of From, with the rest of the
+// field's mailboxes.
+func firstFrom(h header) (*mail.Address, []*mail.Address) {
+	mh := mailHeader(h)
+	addrs, err := mh.AddressList("From")
+	if err != nil || len(addrs) == 0 {
+		return nil, nil
+	}
+	return addrs[0], addrs
+}
+
+// mailHeader gives h go-message's mail methods (addresses, subject).
+func mailHeader(h header) mail.Header {
+	return mail.Header{Header: message.Header{Header: h}}
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
+// mungeFrom rewrites From for a post whose author's domain has a strict
+// DMARC policy, as Mailman 3 does: "Author via LIST" <LIST@DOMAIN>, and
+// every original From mailbox added to Reply-To (after those already
+// there, once each), so replies still reach the author.
+func mungeFrom(h *header, author *mail.Address, list string) {
+	mh := mailHeader(*h)
+	_, from := firstFrom(*h)
+	name := author.Name
+	if name == "" {
+		name = author.Address
+	}
+	local, _, _ := strings.Cut(list, "@")
+	replyTo, err := mh.AddressList("Reply-To")
+	if err != nil {
+		replyTo = nil // unreadable: replaced by the author
+	}
+	for _, a := range from {
+		if !containsAddress(replyTo, a.Address) {
+			replyTo = append(replyTo, a)
+		}
+	}
+	mh.SetAddressList("From", []*mail.Address{{Name: name + " via " + local, Address: list}})
+	mh.SetAddressList("Reply-To", replyTo)
+	*h = mh.Header.Header
+}
+
+func containsAddress(l []*mail.Address, addr string) bool {
+	for _, a := range l {
+		if strings.EqualFold(a.Address, addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// prefixSubject puts prefix before the subject, unless the subject has
+// it already anywhere (a reply: "Re: [announce] ..."), compared without
+// regard to case after decoding encoded words. The rest of the subject
+// is kept as written; a non-ASCII prefix is encoded with its space, so
+// that an encoded word after it keeps the space between them.
+func prefixSubject(h *header, prefix string) {
+	if prefix == "" {
+		return
+	}
+	raw := h.Get("Subject")
+	mh := mailHeader(*h)
+	decoded, err := mh.Subject()
+	if err != nil {
+		decoded = raw
+	}
+	if strings.Contains(strings.ToLower(decoded), strings.ToLower(prefix)) {
+		return
+	}
+	lead := prefix + " "
+	if !isASCII(prefix) {
+		// Between two encoded words a space is dropped (RFC 2047 §6.2),
+		// so it goes inside; before plain text it stays outside.
+		if strings.HasPrefix(raw, "=?") {
+			lead = mime.QEncoding.Encode("utf-8", prefix+" ") + " "
+		} else {
+			lead = mime.QEncoding.Encode("utf-8", prefix) + " "
+		}
+	}
+	h.Set("Subject", strings.TrimSpace(lead+raw))
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// listHeaders replaces the post's list fields with the list's: List-Id
+// (RFC 2919), the RFC 2369 fields (mailto on LIST-request with a
+// subject that says what to do, and List-Archive when the list has an
+// archive) and Precedence: list.
+func listHeaders(h *header, l List) {
+	for _, f := range replacedFields {
+		h.Del(f)
+	}
+	request := listaddr.Of(l.Address, listaddr.Request, "")
+	mailto := func(subject string) string {
+		return "<mailto:" + request + "?subject=" + url.QueryEscape(subject) + ">"
+	}
+	// Added bottom-up: Add puts each field on top.
+	h.Add("Precedence", "list")
+	if l.Settings.ArchiveURL != "" {
+		h.Add("List-Archive", "<"+l.Settings.ArchiveURL+">")
+	}
+	h.Add("List-Unsubscribe", mailto("unsubscribe"))
+	h.Add("List-Subscribe", mailto("subscribe"))
+	h.Add("List-Help", mailto("help"))
+	h.Add("List-Post", "<mailto:"+l.Address+">")
+	h.Add("List-Id", "<"+listaddr.ListID(l.Address)+">")
+}
