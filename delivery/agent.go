@@ -24,6 +24,7 @@ type Agent struct {
 	dialer      net.Dialer
 	log         *slog.Logger
 	pool        *pool
+	grey        *greylist
 	tlsSessions tls.ClientSessionCache
 	tlsBroken   brokenTLS
 	closed      atomic.Bool
@@ -54,6 +55,7 @@ func New(cfg Config) (*Agent, error) {
 		res:         res,
 		dialer:      net.Dialer{Timeout: cfg.ConnectTimeout},
 		log:         cfg.Logger,
+		grey:        newGreylist(),
 		tlsSessions: tls.NewLRUClientSessionCache(tlsSessionCacheSize),
 	}
 	a.pool = newPool(&a.cfg)

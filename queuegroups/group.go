@@ -49,6 +49,7 @@ type group struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when work becomes ready or the group closes
 	ready    readyRing
+	adm      admission // deliveries per destination, and envelopes set aside
 	deferred deferHeap
 	inflight int
 	closing  bool
@@ -95,8 +96,10 @@ func (g *group) nudge() {
 	}
 }
 
-// take blocks until an envelope is due or the group closes.
-func (g *group) take() *envState {
+// take blocks until an envelope is due and admitted, or the group
+// closes (nil). It returns the destination the delivery counts against,
+// for finished.
+func (g *group) take() (*envState, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for {
@@ -104,52 +107,29 @@ func (g *group) take() *envState {
 			g.cond.Wait()
 		}
 		if g.closing {
-			return nil
+			return nil, ""
 		}
-		e := g.nextReady()
+		e := g.ready.pop()
 		if e.msg.deleted || e.pendingCount() == 0 {
 			continue
 		}
+		key, ok := g.admit(e)
+		if !ok {
+			continue // set aside until a delivery to its destination ends
+		}
 		e.inflight = true
 		g.inflight++
-		return e
+		return e, key
 	}
 }
 
-// busyChecker is implemented by deliverers that know, without blocking,
-// that a destination has no free connection slot; *delivery.Agent is one.
-type busyChecker interface {
-	Busy(domain string) bool
-}
-
-// nextReady pops a due envelope, passing over a few whose destination is
-// busy so a runner does not sit waiting for a slot while other mail is
-// ready; if every one looked at is busy, the first is taken anyway. Called
-// with g.mu held and the ring not empty.
-func (g *group) nextReady() *envState {
-	bc, ok := g.deliverer.(busyChecker)
-	if !ok {
-		return g.ready.pop()
-	}
-	first := g.ready.pop()
-	if !bc.Busy(first.domain) {
-		return first
-	}
-	for i := 0; i < 8 && !g.ready.empty(); i++ {
-		e := g.ready.pop()
-		if !bc.Busy(e.domain) {
-			g.ready.push(first)
-			return e
-		}
-		g.ready.push(e)
-	}
-	return first
-}
-
-// putBack returns an envelope taken but not attempted (shutdown).
-func (g *group) putBack(e *envState) {
+// putBack returns an envelope taken for key but not attempted (shutdown).
+func (g *group) putBack(e *envState, key string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if key != "" {
+		g.unadmit(key)
+	}
 	e.inflight = false
 	g.inflight--
 	g.ready.push(e)
@@ -180,9 +160,11 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	g.mu.Lock()
 	part := m.parts[e.part]
 	seg, bodyOff, bodyLen := m.seg, m.bodyOff, m.bodyLen
+	attempts := e.attempts
 	g.mu.Unlock()
 	req := envelope.Request{
 		QueueID:  m.id,
+		Attempts: attempts,
 		Envelope: envelope.Envelope{Sender: part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     int64(len(part.prefix)) + bodyLen,
 		Open: func() io.Reader {
@@ -263,18 +245,28 @@ func (g *group) finish(m *msgState) {
 func (g *group) outcome(e *envState, idx []int, results []envelope.Result, now time.Time) *statusUpdate {
 	u := &statusUpdate{id: e.msg.id, env: e.index, attempts: e.attempts + 1}
 	deferred := false
-	// A destination that was busy or suspended says when to come back;
-	// that is no attempt, so it neither grows the backoff nor waits for
-	// min_queue_age. One real deferral among them decides as usual.
-	var retryAfter time.Duration
-	allBusy := true
+	// Each deferred recipient says when it is worth trying again: the
+	// backoff, or delivery's RetryAfter (a throttling, greylisting, busy
+	// or suspended destination), and the envelope goes again at the
+	// soonest of these. A RetryAfter with no reply code means nothing was
+	// sent for the recipient: that is no attempt, so it neither grows the
+	// backoff nor waits for min_queue_age.
+	wait, tried := time.Duration(-1), false
 	for i, r := range results {
 		if r.Status != envelope.Delivered && r.Status != envelope.Failed {
-			if r.RetryAfter > 0 {
-				retryAfter = max(retryAfter, r.RetryAfter)
-			} else {
-				allBusy = false
+			w := r.RetryAfter
+			switch {
+			case w > 0 && r.Code == 0:
+			case w > 0:
+				w, tried = max(w, g.cfg.MinQueueAge), true
+			default:
+				w, tried = max(backoff(e.attempts+1, g.retry.min, g.retry.max), g.cfg.MinQueueAge), true
 			}
+			if wait < 0 || w < wait {
+				wait = w
+			}
+		} else {
+			tried = true
 		}
 		ru := rcptUpdate{index: idx[i], reply: r.Reply.String()}
 		switch r.Status {
@@ -291,11 +283,10 @@ func (g *group) outcome(e *envState, idx []int, results []envelope.Result, now t
 	if !deferred {
 		return u
 	}
-	next := now.Add(max(backoff(u.attempts, g.retry.min, g.retry.max), g.cfg.MinQueueAge))
-	if allBusy {
+	if !tried {
 		u.attempts = e.attempts
-		next = now.Add(retryAfter)
 	}
+	next := now.Add(wait)
 	if !next.After(e.msg.received.Add(g.retry.queueReturn)) {
 		u.next = next
 		return u
