@@ -33,6 +33,9 @@ type conn struct {
 	ext   map[string]string
 	tls   bool
 	cfg   *Config
+	// greeted: the server said 220, so it counts the session (pool's
+	// greeted) until it closes it.
+	greeted bool
 
 	created   time.Time
 	greetTook time.Duration // from connect to the greeting: long for a tarpit
@@ -134,6 +137,11 @@ func (a *Agent) dialOnce(ctx context.Context, d *destination, host, relay string
 		} else {
 			nc.Close()
 		}
+		if c.greeted {
+			a.pool.ungreet(d)
+		} else {
+			a.pool.greetFailed(d)
+		}
 		return nil, c.ctxErr(ctx, err)
 	}
 	return c, nil
@@ -158,6 +166,8 @@ func (c *conn) hello(ctx context.Context, mode TLSMode, a *Agent) error {
 	if code != 220 {
 		return replyError("greeting", code, msg, c.relay)
 	}
+	a.pool.greet(c.dest)
+	c.greeted = true
 	if err := c.ehlo(); err != nil {
 		return err
 	}

@@ -237,7 +237,7 @@ func (t *txn) run(ctx context.Context) {
 		t.runRoute(ctx, hp)
 		return
 	}
-	hosts, err := t.a.res.LookupMX(ctx, env.Domain)
+	hosts, err := lookup(ctx, t.a, func() ([]MXHost, error) { return t.a.res.LookupMX(ctx, env.Domain) })
 	switch {
 	case errors.Is(err, ErrNullMX):
 		t.settle(localError(true, "5.1.10", "", "", err, "domain %s does not accept mail (null MX)", env.Domain))
@@ -400,10 +400,9 @@ func (t *txn) connect(ctx context.Context) (*conn, *Error) {
 		}
 		c, de := t.dialHosts(ctx)
 		if de != nil {
-			t.a.pool.release(t.dest, nil)
-			return nil, de
+			t.a.pool.dialed(t.dest)
 		}
-		return c, nil
+		return c, de
 	}
 }
 
@@ -419,7 +418,7 @@ func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
 		if t.route != "" {
 			addrs = []string{t.route}
 		} else {
-			ips, err := t.a.res.LookupA(ctx, mx.Host)
+			ips, err := lookup(ctx, t.a, func() ([]netip.Addr, error) { return t.a.res.LookupA(ctx, mx.Host) })
 			switch {
 			case err == nil:
 			case mx.Implicit && (errors.Is(err, ErrNoAddress) || errors.Is(err, ErrNXDomain)):
@@ -465,7 +464,7 @@ func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
 		// Too many sessions: with others of ours open the group learns
 		// its limit and we wait for one of them; else it is shedding
 		// load, and its new connections pause.
-		if !t.a.pool.tooManyConns(t.dest) {
+		if !t.a.pool.tooManyConns(ctx, t.dest) {
 			t.last421 = busy421
 			t.throttled()
 		}
@@ -582,4 +581,23 @@ func (t *txn) retryAfter(d time.Duration, replied bool) {
 			r.RetryAfter = d
 		}
 	}
+}
+
+// lookup runs one resolver lookup within the agent's bound on lookups in
+// flight, and asks once more if the first answer timed out: a lost UDP
+// datagram should not cost an envelope the queue's backoff.
+func lookup[T any](ctx context.Context, a *Agent, f func() (T, error)) (T, error) {
+	select {
+	case a.lookups <- struct{}{}:
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+	defer func() { <-a.lookups }()
+	v, err := f()
+	var ne net.Error
+	if err != nil && ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+		v, err = f()
+	}
+	return v, err
 }

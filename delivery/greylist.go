@@ -118,7 +118,7 @@ func parseStatedWait(text string) time.Duration {
 // deferred is told that recipient rcpt of sender, delivered through MX
 // group dest, got reply r on its first attempt or a later one. If r is
 // greylisting it returns how soon the recipient is worth trying again
-// (at least a second) and true; false hands the recipient to the queue's
+// and true; false hands the recipient to the queue's
 // backoff, as for any other deferral.
 func (g *greylist) deferred(now time.Time, dest, sender, rcpt string, first bool, r envelope.Reply, cfg *Config) (time.Duration, bool) {
 	k := greyKey{dest, sender, rcpt}
@@ -165,7 +165,7 @@ func (g *greylist) deferred(now time.Time, dest, sender, rcpt string, first bool
 	if at > cfg.GreylistRetryMax {
 		return 0, false
 	}
-	return max(t0.Add(at).Sub(now), time.Second), true
+	return max(t0.Add(at).Sub(now), time.Millisecond), true
 }
 
 // delivered is told that rcpt was accepted through dest; if it had been

@@ -49,6 +49,8 @@ type destination struct {
 	alive     bool // a connect has succeeded since the group was last found dead
 	proven    bool // a session got as far as a transaction
 	open      int  // connections open: dialling, in use, idle or closing
+	greeting  int  // of which connected and waiting for the greeting
+	greeted   int  // of which the server has greeted (sessions it counts)
 	idle      []*conn
 	until     time.Time // suspended until
 	why       string    // reason for the suspension
@@ -233,7 +235,42 @@ func (p *pool) rateWait(ctx context.Context, d *destination) error {
 	return nil
 }
 
-// release returns c (nil for a slot whose dial failed) to d. A healthy
+// dialed ends the dial of a slot acquire gave when no host took it: the
+// slot is free.
+func (p *pool) dialed(d *destination) {
+	p.mu.Lock()
+	d.open--
+	d.signal()
+	p.mu.Unlock()
+}
+
+// Sessions the server has greeted count against its limit on sessions
+// from our address; greeting counts the connections still waiting to
+// learn whether they are one. A connection moves from greeting to
+// greeted (its 220) or out (greetFailed), and a greeted one that fails
+// before the pool has it is ungreeted.
+func (p *pool) greet(d *destination) {
+	p.mu.Lock()
+	d.greeting--
+	d.greeted++
+	d.signal()
+	p.mu.Unlock()
+}
+
+func (p *pool) greetFailed(d *destination) {
+	p.mu.Lock()
+	d.greeting--
+	d.signal()
+	p.mu.Unlock()
+}
+
+func (p *pool) ungreet(d *destination) {
+	p.mu.Lock()
+	d.greeted--
+	p.mu.Unlock()
+}
+
+// release returns c to d. A healthy
 // connection under its limits goes to the cache; others are closed, and
 // their slot is free only once the server has closed too (retire). The
 // cache holds at most cfg.ConnCacheSize connections: the oldest idle one
@@ -243,8 +280,6 @@ func (p *pool) release(d *destination, c *conn) {
 	p.mu.Lock()
 	now := p.now()
 	switch {
-	case c == nil:
-		d.open--
 	case !c.broken && !p.shut && p.cfg.ConnCacheSize > 0 && c.txns < d.txnsPerConn() &&
 		now.Sub(c.created) < p.cfg.ConnMaxAge && d.open <= d.allowed() && !now.Before(d.until):
 		c.idleSince = now
@@ -301,6 +336,7 @@ func (p *pool) retire(cs ...*conn) {
 			c.close(quitWait(p.cfg))
 			p.mu.Lock()
 			c.dest.open--
+			c.dest.greeted--
 			c.dest.signal()
 			p.mu.Unlock()
 		}()
@@ -376,6 +412,7 @@ func (p *pool) connected(d *destination, took time.Duration) {
 	p.conns.add(took)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	d.greeting++
 	if !d.alive {
 		d.alive = true
 		d.signal()
@@ -469,15 +506,33 @@ func (p *pool) pauseLeft(d *destination) time.Duration {
 	return max(0, d.pauseUntil.Sub(p.now()))
 }
 
-// tooManyConns handles a 421 at the greeting of a slot's connection: if
-// other connections of ours to d were open, the server's limit on
-// sessions from one address is below what we had, so d learns a cap of
-// those others and the window drops to it; the caller then waits for one
-// of them. It reports whether a cap was learned.
-func (p *pool) tooManyConns(d *destination) bool {
+// tooManyConns handles a 421 at the greeting of a slot's connection,
+// once that connection is closed: if other sessions of ours with d were
+// open, the server's limit on sessions from one address is at most
+// theirs, so d learns that cap and the window drops to it; the caller
+// then waits for one of them. Only sessions the server has greeted are
+// counted, not dials still waiting for their greeting, so the cap errs
+// low, never high: first the greetings in flight are awaited (for at
+// most quitWait), as those that connected before the refused one were
+// counted by the server. It reports whether a cap was learned.
+func (p *pool) tooManyConns(ctx context.Context, d *destination) bool {
+	deadline := time.NewTimer(quitWait(p.cfg))
+	defer deadline.Stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	others := d.open - 1
+	for waiting := true; waiting && d.greeting > 0; {
+		wake := d.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-deadline.C:
+			waiting = false
+		case <-ctx.Done():
+			waiting = false
+		}
+		p.mu.Lock()
+	}
+	others := d.greeted
 	if others < 1 {
 		return false
 	}

@@ -126,8 +126,10 @@ func (g *group) unadmit(key string) {
 
 // finished ends a delivery to key for admission: as many envelopes set
 // aside for key as it now has slots for go back to the ready ring, at
-// least one when none is in progress (so nothing set aside is ever left
-// without a delivery that will release it).
+// least one when none is in progress, and all of them when their domain
+// has moved to another destination. Envelopes are only set aside under a
+// key with a delivery in progress, so none is ever left without one that
+// will release it.
 func (g *group) finished(key string) {
 	if key == "" {
 		return
@@ -140,9 +142,15 @@ func (g *group) finished(key string) {
 		g.mu.Unlock()
 		return
 	}
-	_, n := g.deliverer.(slotter).Slots(waiting[0].domain)
-	free := n - a.active[key]
-	if a.active[key] == 0 {
+	now, n := g.deliverer.(slotter).Slots(waiting[0].domain)
+	free := max(n-a.active[key], 0)
+	switch {
+	case now != key:
+		// The domain's mail goes to another destination now (its MX
+		// became known): nothing more will end under key, so all of
+		// them go back, to be admitted or set aside under their own.
+		free = len(waiting)
+	case a.active[key] == 0:
 		free = max(free, 1)
 	}
 	free = min(free, len(waiting))
