@@ -95,13 +95,13 @@ const localSlots = 64
 // Slots tells the queue, without waiting or querying DNS, which
 // destination domain's mail goes to (its MX group or route, or the
 // domain itself while its MX is not cached) and how many deliveries to
-// it are worth having in progress at once: one while the group is
-// suspended or has not yet answered a connect, then its window, and
-// twice the window once a session has carried a transaction, so a
-// connection coming free finds the next delivery waiting for it. The
-// queue keeps a domain's other envelopes aside until one of those
-// finishes, so a dead or slow destination holds a few of its runners
-// and never all of them.
+// it are worth having in progress at once: one while the group is new,
+// suspended, or has not yet greeted us, then its window, and twice the
+// window once a session has carried a transaction, so a connection
+// coming free finds the next delivery waiting for it. The queue keeps a
+// domain's other envelopes aside until one of those finishes or
+// SlotsChanged fires, so a dead host or a tarpit holds one of its
+// runners, and a destination at its limit only what it can use.
 func (a *Agent) Slots(domain string) (dest string, n int) {
 	domain = strings.ToLower(domain)
 	var key string
@@ -112,10 +112,15 @@ func (a *Agent) Slots(domain string) (dest string, n int) {
 	} else if hosts, ok := a.res.CachedMX(domain); ok {
 		key = groupKey(hostNames(hosts))
 	} else {
-		return "domain:" + domain, a.cfg.InitialConcurrency
+		return "domain:" + domain, 1
 	}
 	return key, a.pool.slots(key)
 }
+
+// SlotsChanged returns a channel that is closed when some destination's
+// Slots next grow: a server of a new destination greeted us, or a
+// window grew. The queue then looks again at the envelopes it set aside.
+func (a *Agent) SlotsChanged() <-chan struct{} { return a.pool.slotsChanged() }
 
 // Destination returns the scheduling state of domain's MX group, if the
 // group exists and its MX answer is cached.

@@ -199,9 +199,10 @@ func TestSilentHostSuspendsItsGroup(t *testing.T) {
 }
 
 // TestSlotsFollowTheGroup: a domain whose MX is not cached is its own
-// destination with the initial window; once a delivery has gone through
-// its MX group, the group's window counts, doubled so the next delivery
-// waits at each connection.
+// destination with one slot, a probe; once a server of its MX group has
+// greeted us, the group's window counts, and once a transaction went
+// through, twice the window, so the next delivery waits at each
+// connection. SlotsChanged fires when they grow.
 func TestSlotsFollowTheGroup(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -209,10 +210,16 @@ func TestSlotsFollowTheGroup(t *testing.T) {
 	cfg := w.config()
 	cfg.InitialConcurrency = 3
 	a := w.agent(cfg)
-	if dest, n := a.Slots("Example.TEST"); dest != "domain:example.test" || n != 3 {
-		t.Errorf("before any delivery: %q, %d; want domain:example.test, 3", dest, n)
+	if dest, n := a.Slots("Example.TEST"); dest != "domain:example.test" || n != 1 {
+		t.Errorf("before any delivery: %q, %d; want domain:example.test, 1", dest, n)
 	}
+	changed := a.SlotsChanged()
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
+	select {
+	case <-changed:
+	default:
+		t.Error("SlotsChanged did not fire when the group answered")
+	}
 	s, _ := a.Destination("example.test")
 	if dest, n := a.Slots("example.test"); dest != "mx1.example.test" || n != 2*s.Window {
 		t.Errorf("after a delivery: %q, %d; want mx1.example.test and twice the window %d", dest, n, s.Window)

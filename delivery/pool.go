@@ -47,6 +47,7 @@ type destination struct {
 	successes int  // since the window last grew (after slow start)
 	failures  int  // consecutive failed sessions
 	alive     bool // a connect has succeeded since the group was last found dead
+	answered  bool // a server of the group has greeted us since then
 	proven    bool // a session got as far as a transaction
 	open      int  // connections open: dialling, in use, idle or closing
 	greeting  int  // of which connected and waiting for the greeting
@@ -111,13 +112,15 @@ type pool struct {
 	dests map[string]*destination
 	idle  list.List // *conn, oldest first, across destinations
 	conns connectTimes
-	wg    sync.WaitGroup
-	done  chan struct{}
-	shut  bool
+	// more is closed (and replaced) when some group's slots grew.
+	more chan struct{}
+	wg   sync.WaitGroup
+	done chan struct{}
+	shut bool
 }
 
 func newPool(cfg *Config) *pool {
-	p := &pool{cfg: cfg, now: time.Now, dests: map[string]*destination{}, done: make(chan struct{})}
+	p := &pool{cfg: cfg, now: time.Now, dests: map[string]*destination{}, done: make(chan struct{}), more: make(chan struct{})}
 	p.wg.Add(1)
 	go p.janitor()
 	return p
@@ -254,7 +257,26 @@ func (p *pool) greet(d *destination) {
 	d.greeting--
 	d.greeted++
 	d.signal()
+	if !d.answered {
+		d.answered = true
+		p.moreLocked()
+	}
 	p.mu.Unlock()
+}
+
+// moreLocked tells whoever waits on slotsChanged that a group may take
+// more deliveries than before. Called with p.mu held.
+func (p *pool) moreLocked() {
+	close(p.more)
+	p.more = make(chan struct{})
+}
+
+// slotsChanged returns a channel closed when some group's slots next
+// grow.
+func (p *pool) slotsChanged() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.more
 }
 
 func (p *pool) greetFailed(d *destination) {
@@ -446,7 +468,7 @@ func (p *pool) suspendDeadLocked(d *destination, reason string) {
 	d.until = p.now().Add(p.cfg.DeadSuspend << min(d.deadRun, maxDeadDoublings))
 	d.why = "destination not responding: " + reason
 	d.deadRun++
-	d.window, d.failures, d.successes, d.alive, d.slowStart = 1, 0, 0, false, false
+	d.window, d.failures, d.successes, d.alive, d.answered, d.slowStart = 1, 0, 0, false, false, false
 	d.signal()
 }
 
@@ -457,18 +479,24 @@ func (p *pool) feedback(d *destination, ok bool, reason string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ok {
-		d.failures, d.deadRun, d.pause, d.proven = 0, 0, 0, true
+		if !d.proven {
+			d.proven = true
+			p.moreLocked()
+		}
+		d.failures, d.deadRun, d.pause = 0, 0, 0
 		switch {
 		case d.window >= d.maxConns():
 			d.window = d.maxConns()
 		case d.slowStart:
 			d.window++
 			d.signal()
+			p.moreLocked()
 		default:
 			if d.successes++; d.successes >= d.window {
 				d.window++
 				d.successes = 0
 				d.signal()
+				p.moreLocked()
 			}
 		}
 		return
@@ -615,19 +643,17 @@ func (p *pool) busy(d *destination) bool {
 }
 
 // slots is how many deliveries to the group named key are worth having in
-// progress at once: one while it is suspended or not yet known to answer;
-// its window until a session has carried a transaction; then twice the
-// window, so that a connection coming free finds the next delivery
-// already waiting for it. A group not yet seen gets the initial window
-// (acquire still lets only one of them dial until a connect succeeds).
+// progress at once: one (a probe) while it is unknown, suspended, or has
+// not greeted us, so a host that never answers or holds its greeting for
+// a minute holds one runner; its window once a server has greeted us;
+// twice the window once a session has carried a transaction, so that a
+// connection coming free finds the next delivery already waiting for it.
 func (p *pool) slots(key string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d, ok := p.dests[key]
 	switch {
-	case !ok:
-		return p.cfg.InitialConcurrency
-	case p.now().Before(d.until) || !d.alive:
+	case !ok || p.now().Before(d.until) || !d.answered:
 		return 1
 	case !d.proven:
 		return d.window

@@ -42,6 +42,9 @@ func (s *slotted) Slots(domain string) (string, int) {
 	return "dest:" + domain, 8
 }
 
+// SlotsChanged never fires: these slots never change.
+func (s *slotted) SlotsChanged() <-chan struct{} { return nil }
+
 func (s *slotted) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	s.mu.Lock()
 	s.now[env.Domain]++

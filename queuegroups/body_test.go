@@ -104,9 +104,10 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	body.Close() // the queue keeps its own copy
-	waitFor(t, "first attempts", func() bool { return q.Stats().Deferred == 1 })
+	first := m.Parts[0].Envelopes[0].Recipients[0]
+	waitFor(t, "first attempts", func() bool { return q.Stats().Deferred == 1 && rec.count(first) == 1 })
 	prefix := "List-Id: <list.example.org>\r\n"
-	if got := rec.bodies[m.Parts[0].Envelopes[0].Recipients[0]]; got != prefix+string(want) {
+	if got := rec.body(first); got != prefix+string(want) {
 		t.Fatalf("delivered %d bytes, want the %d byte post intact", len(got), len(prefix)+len(want))
 	}
 	q.Close(context.Background())
@@ -118,7 +119,7 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 	}
 	q2.Flush("", "")
 	waitFor(t, "delivery after restart", func() bool { return q2.Stats().Messages == 0 })
-	if got := second.bodies[deferred]; got != prefix+string(want) {
+	if got := second.body(deferred); got != prefix+string(want) {
 		t.Errorf("after restart delivered %d bytes, want the post intact", len(got))
 	}
 }

@@ -97,9 +97,8 @@ func (g *group) nudge() {
 }
 
 // take blocks until an envelope is due and admitted, or the group
-// closes (nil). It returns the destination the delivery counts against,
-// for finished.
-func (g *group) take() (*envState, string) {
+// closes (nil).
+func (g *group) take() *envState {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for {
@@ -107,29 +106,26 @@ func (g *group) take() (*envState, string) {
 			g.cond.Wait()
 		}
 		if g.closing {
-			return nil, ""
+			return nil
 		}
 		e := g.ready.pop()
 		if e.msg.deleted || e.pendingCount() == 0 {
 			continue
 		}
-		key, ok := g.admit(e)
-		if !ok {
+		if !g.admit(e) {
 			continue // set aside until a delivery to its destination ends
 		}
 		e.inflight = true
 		g.inflight++
-		return e, key
+		return e
 	}
 }
 
-// putBack returns an envelope taken for key but not attempted (shutdown).
-func (g *group) putBack(e *envState, key string) {
+// putBack returns an envelope taken but not attempted (shutdown).
+func (g *group) putBack(e *envState) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if key != "" {
-		g.unadmit(key)
-	}
+	g.unadmit(e.domain)
 	e.inflight = false
 	g.inflight--
 	g.ready.push(e)

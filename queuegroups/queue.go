@@ -25,6 +25,7 @@ type Queue struct {
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
+	stop      chan struct{} // closed by Close: the runners stop taking work
 	wg        sync.WaitGroup
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -50,6 +51,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, groups: map[string]*group{},
 		ids: NewIDSource(), bodies: newBodyPool()}
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
+	q.stop = make(chan struct{})
 	children := cfg.MaxQueueChildren
 	if children == 0 {
 		children = AutoQueueChildren()
@@ -98,6 +100,13 @@ func (q *Queue) scheduleRecovered() {
 func (q *Queue) Start() {
 	q.startOnce.Do(func() {
 		for _, g := range q.order {
+			if s, ok := q.deliverer.(slotter); ok {
+				q.wg.Add(1)
+				go func() {
+					defer q.wg.Done()
+					g.readmitLoop(s, q.stop)
+				}()
+			}
 			q.wg.Add(2)
 			go q.dispatch(g)
 			go func() {
@@ -126,13 +135,13 @@ func (q *Queue) dispatch(g *group) {
 	runners := make(chan struct{}, g.cfg.Runners)
 	for {
 		runners <- struct{}{}
-		e, dest := g.take()
+		e := g.take()
 		if e == nil {
 			<-runners
 			return
 		}
 		if !q.acquire(g) {
-			g.putBack(e, dest)
+			g.putBack(e)
 			<-runners
 			return
 		}
@@ -142,7 +151,7 @@ func (q *Queue) dispatch(g *group) {
 			defer func() { <-runners }()
 			defer q.release(g)
 			m, next := g.attempt(q.runCtx, e)
-			g.finished(dest)
+			g.finished(e.domain)
 			switch next {
 			case shareFinished:
 				q.settle(m.id)
@@ -359,6 +368,7 @@ func (q *Queue) awaitFirstAttempts(ctx context.Context, shares []*share) {
 func (q *Queue) Close(ctx context.Context) error {
 	var err error
 	q.closeOnce.Do(func() {
+		close(q.stop)
 		for _, g := range q.order {
 			g.mu.Lock()
 			g.closing = true

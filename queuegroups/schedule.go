@@ -1,5 +1,7 @@
 package queuegroups
 
+import "time"
+
 // readyRing holds due envelopes, round-robin across messages, so a small
 // post starts delivering while a huge fan-out is still in progress.
 type readyRing struct {
@@ -78,8 +80,11 @@ func (h *deferHeap) Pop() any {
 // *delivery.Agent is one. Slots names the destination a domain's mail
 // goes to (several domains may share one) and how many deliveries to it
 // are worth having in progress at once, without waiting or DNS.
+// SlotsChanged returns a channel closed when some destination may take
+// more than before (it answered, or its window grew).
 type slotter interface {
 	Slots(domain string) (dest string, n int)
+	SlotsChanged() <-chan struct{}
 }
 
 // admission keeps the deliveries in progress to each destination within
@@ -87,65 +92,147 @@ type slotter interface {
 // that a destination which is slow, dead or at its connection limit
 // holds a few of the group's runners and never all of them, and an
 // envelope never waits inside delivery for a connection when another
-// destination's could go. A delivery that ends lets the next envelope
-// set aside for its destination back into the ready ring.
+// destination's could go. Envelopes set aside go back to the ready ring
+// when a delivery to their destination ends and when the deliverer says
+// destinations have more slots.
+//
+// A domain's destination can change while its mail is in progress (it
+// is the domain itself until its MX is known, then its MX group), so the
+// deliveries in progress are counted per domain too, and move with it.
 type admission struct {
 	active map[string]int         // deliveries in progress, per destination
 	parked map[string][]*envState // due envelopes set aside, per destination
+	domain map[string]*inProgress // per domain with deliveries in progress
 }
 
-// admit reports whether a delivery of e may start now, counting it under
-// its destination (returned) if so and setting e aside if not. Without a
-// slotter everything is admitted, under no destination. Called with g.mu
-// held.
-func (g *group) admit(e *envState) (string, bool) {
+// inProgress is one domain's deliveries in progress and the destination
+// they count against.
+type inProgress struct {
+	dest string
+	n    int
+}
+
+// admit reports whether a delivery of e may start now, counting it if so
+// and setting e aside if not. Without a slotter everything is admitted.
+// Called with g.mu held.
+func (g *group) admit(e *envState) bool {
 	s, ok := g.deliverer.(slotter)
 	if !ok {
-		return "", true
+		return true
 	}
 	a := &g.adm
 	if a.active == nil {
-		a.active, a.parked = map[string]int{}, map[string][]*envState{}
+		a.active, a.parked, a.domain = map[string]int{}, map[string][]*envState{}, map[string]*inProgress{}
 	}
 	key, n := s.Slots(e.domain)
+	ip := a.domain[e.domain]
+	if ip != nil && ip.dest != key {
+		// The domain's deliveries in progress now count against its new
+		// destination; what was set aside under the old one goes back to
+		// be admitted afresh.
+		old := ip.dest
+		g.uncount(old, ip.n)
+		a.active[key] += ip.n
+		ip.dest = key
+		g.releaseLocked(old, true)
+	}
 	if a.active[key] >= max(n, 1) {
 		a.parked[key] = append(a.parked[key], e)
-		return "", false
+		return false
 	}
 	a.active[key]++
-	return key, true
+	if ip == nil {
+		ip = &inProgress{dest: key}
+		a.domain[e.domain] = ip
+	}
+	ip.n++
+	return true
 }
 
-// unadmit uncounts a delivery to key. Called with g.mu held.
-func (g *group) unadmit(key string) {
+// uncount takes n deliveries off key's count. Called with g.mu held.
+func (g *group) uncount(key string, n int) {
 	a := &g.adm
-	if a.active[key]--; a.active[key] <= 0 {
+	if a.active[key] -= n; a.active[key] <= 0 {
 		delete(a.active, key)
 	}
 }
 
-// finished ends a delivery to key for admission: as many envelopes set
-// aside for key as it now has slots for go back to the ready ring, at
-// least one when none is in progress, and all of them when their domain
-// has moved to another destination. Envelopes are only set aside under a
-// key with a delivery in progress, so none is ever left without one that
-// will release it.
-func (g *group) finished(key string) {
-	if key == "" {
-		return
+// unadmit uncounts a delivery to domain and returns the destination it
+// counted against. Called with g.mu held.
+func (g *group) unadmit(domain string) (string, bool) {
+	ip := g.adm.domain[domain]
+	if ip == nil {
+		return "", false
 	}
+	if ip.n--; ip.n <= 0 {
+		delete(g.adm.domain, domain)
+	}
+	g.uncount(ip.dest, 1)
+	return ip.dest, true
+}
+
+// finished ends a delivery to domain for admission and lets what now
+// fits of the envelopes set aside for its destination go back to the
+// ready ring.
+func (g *group) finished(domain string) {
 	g.mu.Lock()
-	g.unadmit(key)
+	n := 0
+	if key, ok := g.unadmit(domain); ok {
+		n = g.releaseLocked(key, false)
+	}
+	g.mu.Unlock()
+	if n > 0 {
+		g.cond.Broadcast()
+	}
+}
+
+// readmitLoop releases envelopes set aside whenever the deliverer says
+// destinations have more slots, at most every readmitTick, until stop.
+func (g *group) readmitLoop(s slotter, stop <-chan struct{}) {
+	tick := time.NewTicker(readmitTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.SlotsChanged():
+		case <-stop:
+			return
+		}
+		select {
+		case <-tick.C: // coalesce a burst of changes into one pass
+		case <-stop:
+			return
+		}
+		g.mu.Lock()
+		n := 0
+		for key := range g.adm.parked {
+			n += g.releaseLocked(key, false)
+		}
+		g.mu.Unlock()
+		if n > 0 {
+			g.cond.Broadcast()
+		}
+	}
+}
+
+// readmitTick bounds how often readmitLoop goes over everything set aside.
+const readmitTick = 10 * time.Millisecond
+
+// releaseLocked moves as many envelopes set aside for key as it now has
+// slots for back to the ready ring: at least one when none is in
+// progress, and all of them when asked or when their domain has moved to
+// another destination. Envelopes are only set aside under a key with a
+// delivery in progress, so none is ever left without one that will
+// release it. It returns how many it moved. Called with g.mu held.
+func (g *group) releaseLocked(key string, all bool) int {
 	a := &g.adm
 	waiting := a.parked[key]
 	if len(waiting) == 0 {
-		g.mu.Unlock()
-		return
+		return 0
 	}
 	now, n := g.deliverer.(slotter).Slots(waiting[0].domain)
 	free := max(n-a.active[key], 0)
 	switch {
-	case now != key:
+	case all || now != key:
 		// The domain's mail goes to another destination now (its MX
 		// became known): nothing more will end under key, so all of
 		// them go back, to be admitted or set aside under their own.
@@ -163,18 +250,5 @@ func (g *group) finished(key string) {
 		clear(waiting[:free])
 		a.parked[key] = waiting[free:]
 	}
-	g.mu.Unlock()
-	if free > 0 {
-		g.cond.Broadcast()
-	}
-}
-
-// setAside counts the envelopes waiting for a slot of their destination.
-// Called with g.mu held.
-func (g *group) setAside() int {
-	n := 0
-	for _, w := range g.adm.parked {
-		n += len(w)
-	}
-	return n
+	return free
 }
