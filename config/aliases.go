@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"fanmail/address"
 	"fanmail/aliases"
@@ -22,6 +23,10 @@ type Aliases struct {
 	AllowIncludeExec bool     `toml:"allow_include_exec"` // honour |program and /file in :include: files
 	ProgramUser      string   `toml:"program_user"`       // user |program and /file targets run as; required when fanmail runs as root
 	ProgramTimeout   Duration `toml:"program_timeout"`    // kill a |program after this and defer
+	// BounceAddress is the envelope sender of mail forwarded through an
+	// alias without owner-NAME, so its bounces never go to the poster;
+	// default MAILER-DAEMON@hostname (expander.MailerDaemon).
+	BounceAddress string `toml:"bounce_address"`
 }
 
 // validateAliases checks the aliases section.
@@ -37,6 +42,11 @@ func (c *Config) validateAliases(bad func(key, format string, args ...any)) {
 			bad("aliases.files", "empty file name")
 		}
 	}
+	if b := a.BounceAddress; b != "" {
+		if _, err := address.Parse(b); err != nil || strings.ContainsAny(b, "<>") {
+			bad("aliases.bounce_address", "%q is not an address such as \"postmaster@example.org\"", b)
+		}
+	}
 	if a.ProgramTimeout <= 0 {
 		bad("aliases.program_timeout", "must be a positive duration such as \"30s\" or \"5m\"")
 	}
@@ -47,5 +57,5 @@ func (c *Config) validateAliases(bad func(key, format string, args ...any)) {
 func (c *Config) AliasConfig(log *slog.Logger, ls func(context.Context) ([]lists.List, error)) expander.AliasConfig {
 	a := c.Aliases
 	return expander.AliasConfig{Files: a.Files, LocalDomains: aliases.ClassW(c.Hostname, a.LocalDomains...), Merge: a.MergeDuplicates,
-		AllowIncludeExec: a.AllowIncludeExec, Logger: log, Lists: ls}
+		AllowIncludeExec: a.AllowIncludeExec, BounceAddress: a.BounceAddress, Logger: log, Lists: ls}
 }

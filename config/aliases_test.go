@@ -18,7 +18,7 @@ func TestAliasesSection(t *testing.T) {
 		{"bad domain", "hostname = \"h.example\"\n[aliases]\nlocal_domains = [\"exa mple.org\"]", "aliases.local_domains", nil},
 		{"bad timeout", "hostname = \"h.example\"\n[aliases]\nprogram_timeout = \"0s\"", "aliases.program_timeout", nil},
 		{"empty file", "hostname = \"h.example\"\n[aliases]\nfiles = [\"\"]", "aliases.files", nil},
-		{"unknown key", "hostname = \"h.example\"\n[aliases]\nfile = \"/etc/aliases\"", "unknown key aliases.file", nil},
+		{"unknown key", "hostname = \"h.example\"\n[aliases]\nfile = \"/etc/aliases\"", "aliases.file: unknown key", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

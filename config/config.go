@@ -6,17 +6,21 @@
 // delivery.DefaultConfig) under their keys; Load applies the file, then
 // the flags, then Complete (the values derived from others), and
 // validates once, naming the bad key; Spool, Routing, DeliveryConfig,
-// IngressConfig and AliasConfig map the result back onto each package.
+// IngressConfig, AliasConfig and WebConfig map the result back onto each
+// package.
 // Every key is optional, so fanmail runs with no file at all.
 package config
 
 import (
+	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,10 +28,12 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"fanmail/address"
 	"fanmail/delivery"
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/queuegroups"
+	"fanmail/web"
 )
 
 // Config is the effective configuration of one fanmail instance.
@@ -36,12 +42,43 @@ type Config struct {
 	Listen         string `toml:"listen"`           // SMTP listen address
 	DataDir        string `toml:"data_dir"`         // holds lists.db and the spool
 	MaxMessageSize Size   `toml:"max_message_size"` // SIZE limit for incoming posts
+	// AdminAddress receives mail to postmaster@ each list domain (RFC
+	// 5321 §4.5.1); AbuseAddress, when set, mail to
+	// abuse@ each list domain (RFC 2142). Neither is set by default.
+	AdminAddress string `toml:"admin_address"`
+	AbuseAddress string `toml:"abuse_address"`
 
+	SMTP     SMTP              `toml:"smtp"` // per-session limits of the SMTP server
 	Delivery Delivery          `toml:"delivery"`
 	Routes   map[string]string `toml:"routes"` // domain → host:port, bypassing DNS
 	Queue    Queue             `toml:"queue"`
 	Load     LoadControl       `toml:"load"`
 	Aliases  Aliases           `toml:"aliases"`
+	Metrics  Metrics           `toml:"metrics"`
+	TLS      TLS               `toml:"tls"`
+	Web      Web               `toml:"web"` // the one-click unsubscribe endpoint
+}
+
+// TLS is inbound STARTTLS (RFC 3207).
+type TLS struct {
+	Cert       string `toml:"cert"`        // PEM certificate chain; with key, STARTTLS is offered
+	Key        string `toml:"key"`         // PEM private key
+	MinVersion string `toml:"min_version"` // "1.2" or "1.3"
+	Required   bool   `toml:"required"`    // refuse MAIL before STARTTLS (530 5.7.0)
+}
+
+// tlsVersions are the min_version values.
+var tlsVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// MinTLSVersion is min_version as a crypto/tls constant.
+func (t TLS) MinTLSVersion() uint16 { return tlsVersions[t.MinVersion] }
+
+// Metrics configures the Prometheus endpoint (package metrics).
+type Metrics struct {
+	// Listen is the HTTP address serving /metrics and /healthz; "" (the
+	// default) serves neither. Bind it to a private address: it tells
+	// anyone who asks how busy the server is.
+	Listen string `toml:"listen"`
 }
 
 // Delivery configures the outbound side.
@@ -67,8 +104,11 @@ type LoadControl struct {
 	QueueDepthQueue  int      `toml:"queue_depth_queue"`  // as queue_la, by pending recipients
 	QueueDepthDelay  int      `toml:"queue_depth_delay"`  // as delay_la
 	QueueDepthRefuse int      `toml:"queue_depth_refuse"` // as refuse_la
-	MaxSessions      int      `toml:"max_sessions"`       // open SMTP sessions; 0 = unlimited
+	MaxSessions      int      `toml:"max_sessions"`       // open SMTP sessions; 421 4.3.2 beyond
 	Delay            Duration `toml:"delay"`              // the DelayLA pause per command
+	// MaxSessionsPerClient is the open sessions of one IPv4 address or
+	// IPv6 /64; 421 4.7.0 beyond.
+	MaxSessionsPerClient int `toml:"max_sessions_per_client"`
 }
 
 // Default returns the configuration used when no file is given: the
@@ -81,6 +121,7 @@ func Default() Config {
 		Listen:         in.Listen,
 		DataDir:        "fanmail-data",
 		MaxMessageSize: Size(in.MaxMessageSize),
+		SMTP:           smtpKeys(in),
 		Delivery:       deliveryKeys(d),
 		Routes:         map[string]string{},
 		Queue: Queue{
@@ -93,28 +134,38 @@ func Default() Config {
 			RetryMax:              Duration(q.RetryMax),
 			QueueReturn:           Duration(q.QueueReturn),
 			QueueWarn:             Duration(q.QueueWarn),
+			MoveAsideAfter:        q.MoveAsideAfter,
+			SegmentSize:           Size(q.SegmentSize),
 		},
 		Load: LoadControl{
-			QueueLA:  in.Load.QueueLA,
-			DelayLA:  in.Load.DelayLA,
-			RefuseLA: in.Load.RefuseLA,
-			Delay:    Duration(in.Load.Delay),
+			QueueLA:              in.Load.QueueLA,
+			DelayLA:              in.Load.DelayLA,
+			RefuseLA:             in.Load.RefuseLA,
+			MaxSessions:          in.Load.MaxSessions,
+			MaxSessionsPerClient: in.Load.MaxSessionsPerClient,
+			Delay:                Duration(in.Load.Delay),
 		},
 		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
+		TLS:     TLS{MinVersion: "1.2"},
+		Web:     webKeys(web.DefaultConfig()),
 	}
 }
 
 // Load returns the effective configuration: the defaults, then the file
 // at path ("" for none), then each of set (command-line flags), then
-// Complete; it is validated once, at the end, and its errors name path.
+// Complete; it is validated once, at the end. The error reports every
+// problem at once, one *Problem per line, each naming the file, the line
+// and the key; only a syntax error, which ends parsing, comes alone.
 func Load(path string, set ...func(*Config)) (Config, error) {
 	cfg := Default()
+	var problems []error
+	var ix *keyIndex
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return cfg, fmt.Errorf("read config: %w", err)
 		}
-		if err := cfg.parse(path, string(data)); err != nil {
+		if cfg, ix, problems, err = parse(path, data); err != nil {
 			return cfg, err
 		}
 	}
@@ -122,33 +173,66 @@ func Load(path string, set ...func(*Config)) (Config, error) {
 		f(&cfg)
 	}
 	cfg.Complete()
-	if err := cfg.Validate(); err != nil {
-		if path != "" {
-			return cfg, fmt.Errorf("%s: %w", path, err)
-		}
-		return cfg, err
+	for _, err := range unwrapAll(cfg.Validate()) {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		problems = append(problems, &Problem{File: path, Line: ix.line(key), Key: key, Msg: msg})
 	}
-	return cfg, nil
+	// In file order; problems of keys not in the file (defaults, flags) last.
+	slices.SortStableFunc(problems, func(a, b error) int {
+		la, lb := a.(*Problem).Line, b.(*Problem).Line
+		if (la == 0) != (lb == 0) {
+			return cmp.Compare(lb, la)
+		}
+		return cmp.Compare(la, lb)
+	})
+	return cfg, errors.Join(problems...)
 }
 
-func (c *Config) parse(path, data string) error {
-	md, err := toml.Decode(data, c)
-	if err != nil {
+// maxTypeErrors bounds the decoding passes of one file.
+const maxTypeErrors = 100
+
+// parse decodes data over the defaults. A syntax error is returned as
+// err. A value of the wrong type is a problem, and its key = value is
+// blanked and the file decoded again, so that every such value is
+// reported, not just the first; the keys no field takes are problems too.
+func parse(path string, data []byte) (Config, *keyIndex, []error, error) {
+	ix, syntaxErr := indexKeys(data)
+	var problems []error
+	for {
+		cfg := Default()
+		md, err := toml.Decode(string(data), &cfg)
+		if err == nil {
+			for _, k := range md.Undecoded() {
+				problems = append(problems, &Problem{File: path, Line: ix.line(k.String()), Key: k.String(),
+					Msg: "unknown key (check the spelling against contrib/fanmail.toml.example or `fanmail config check`)"})
+			}
+			return cfg, ix, problems, nil
+		}
 		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
+		if syntaxErr != nil && errors.As(err, &perr) {
+			return cfg, ix, nil, fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
 		}
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
+		p := typeProblem(path, ix, err)
+		if p == nil {
+			return cfg, ix, nil, fmt.Errorf("%s: %w", path, err)
 		}
-		sort.Strings(keys)
-		return fmt.Errorf("%s: unknown key %s (check the spelling against `fanmail config check`)", path, strings.Join(keys, ", "))
+		problems = append(problems, p)
+		var ok bool
+		if data, ok = ix.blank(data, p.Key); !ok || len(problems) >= maxTypeErrors {
+			return cfg, ix, nil, errors.Join(problems...)
+		}
 	}
-	return nil
+}
+
+// unwrapAll returns the errors joined in err, or err alone.
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Complete fills in what the defaults derive from other settings, once
@@ -169,6 +253,9 @@ func (c *Config) Complete() {
 	a := &c.Aliases
 	if len(a.LocalDomains) == 0 && c.Hostname != "" {
 		a.LocalDomains = []string{c.Hostname}
+	}
+	if a.BounceAddress == "" && c.Hostname != "" {
+		a.BounceAddress = expander.MailerDaemon(c.Hostname)
 	}
 	domains := make([]string, len(a.LocalDomains))
 	for i, d := range a.LocalDomains {
@@ -192,6 +279,28 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "give both cert and key (PEM files), or neither")
+	}
+	if _, ok := tlsVersions[c.TLS.MinVersion]; !ok {
+		bad("tls.min_version", "%q is not \"1.2\" or \"1.3\"", c.TLS.MinVersion)
+	}
+	if c.TLS.Required && c.TLS.Cert == "" {
+		bad("tls.required", "needs tls.cert and tls.key")
+	}
+	for key, a := range map[string]string{"admin_address": c.AdminAddress, "abuse_address": c.AbuseAddress} {
+		if a == "" {
+			continue
+		}
+		if _, err := address.Parse(a); err != nil {
+			bad(key, "%q: %v", a, err)
+		}
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			bad("metrics.listen", "%q is not host:port, e.g. \"127.0.0.1:9125\" (or \"\" for no metrics)", l)
+		}
 	}
 	if c.MaxMessageSize <= 0 {
 		bad("max_message_size", "must be positive")
@@ -231,8 +340,10 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateQueue(bad)
+	c.SMTP.validate(bad)
 	c.Load.validate(bad)
 	c.validateAliases(bad)
+	c.Web.validate(bad)
 	sort.Strings(msgs)
 	errs := make([]error, len(msgs))
 	for i, m := range msgs {
@@ -249,10 +360,17 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 		"load.queue_depth_queue":  float64(l.QueueDepthQueue),
 		"load.queue_depth_delay":  float64(l.QueueDepthDelay),
 		"load.queue_depth_refuse": float64(l.QueueDepthRefuse),
-		"load.max_sessions":       float64(l.MaxSessions),
 	} {
 		if v < 0 {
 			bad(key, "must not be negative (0 turns it off)")
+		}
+	}
+	for key, v := range map[string]int{
+		"load.max_sessions":            l.MaxSessions,
+		"load.max_sessions_per_client": l.MaxSessionsPerClient,
+	} {
+		if v < 1 {
+			bad(key, "must be at least 1; sessions are never unlimited")
 		}
 	}
 	// Refusing below the queueing threshold would skip the gentler step
@@ -270,25 +388,46 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 	}
 }
 
-// IngressConfig maps listen, hostname, max_message_size and [load] onto
-// the SMTP listener's Config; queueDepth counts the spool's pending
-// recipients for the queue_depth_* thresholds.
+// Warnings are what a valid config had better change, for config check.
+func (c Config) Warnings() []string {
+	var w []string
+	if c.AdminAddress == "" {
+		w = append(w, "admin_address is not set: mail to postmaster@ each list domain is refused, "+
+			"although RFC 5321 §4.5.1 requires it to be accepted; set admin_address = \"you@example.org\"")
+	}
+	return w
+}
+
+// IngressConfig maps listen, hostname, max_message_size, [smtp] and
+// [load] onto the SMTP listener's Config; queueDepth counts the spool's
+// pending recipients for the queue_depth_* thresholds. The directories
+// whose free space min_free_space watches are the caller's to add
+// (Load.Spool): they are the spool's.
 func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.Config {
-	l := c.Load
+	l, s := c.Load, c.SMTP
 	return ingress.Config{
-		Listen:         c.Listen,
-		Hostname:       c.Hostname,
-		MaxMessageSize: int64(c.MaxMessageSize),
+		Listen:             c.Listen,
+		Hostname:           c.Hostname,
+		MaxMessageSize:     int64(c.MaxMessageSize),
+		MaxRecipients:      s.MaxRecipients,
+		RecipientOvershoot: s.RecipientOvershoot,
+		MaxErrors:          s.MaxErrors,
+		MaxJunkCommands:    s.MaxJunkCommands,
+		ReadTimeout:        s.CommandTimeout.D(),
+		WriteTimeout:       s.CommandTimeout.D(),
+		SessionTimeout:     s.SessionTimeout.D(),
 		Load: ingress.Load{
-			QueueLA:          l.QueueLA,
-			DelayLA:          l.DelayLA,
-			RefuseLA:         l.RefuseLA,
-			QueueDepthQueue:  l.QueueDepthQueue,
-			QueueDepthDelay:  l.QueueDepthDelay,
-			QueueDepthRefuse: l.QueueDepthRefuse,
-			MaxSessions:      l.MaxSessions,
-			Delay:            l.Delay.D(),
-			QueueDepth:       queueDepth,
+			QueueLA:              l.QueueLA,
+			DelayLA:              l.DelayLA,
+			RefuseLA:             l.RefuseLA,
+			QueueDepthQueue:      l.QueueDepthQueue,
+			QueueDepthDelay:      l.QueueDepthDelay,
+			QueueDepthRefuse:     l.QueueDepthRefuse,
+			MaxSessions:          l.MaxSessions,
+			MaxSessionsPerClient: l.MaxSessionsPerClient,
+			Delay:                l.Delay.D(),
+			QueueDepth:           queueDepth,
+			MinFreeSpace:         int64(s.MinFreeSpace),
 		},
 		Logger: log,
 	}

@@ -2,6 +2,8 @@ package config
 
 import (
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -44,9 +46,9 @@ func TestLoadControlDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := float64(runtime.NumCPU())
-	want := LoadControl{QueueLA: 8 * n, RefuseLA: 12 * n, Delay: Duration(time.Second)}
+	want := LoadControl{QueueLA: 8 * n, RefuseLA: 12 * n, Delay: Duration(time.Second), MaxSessions: 500, MaxSessionsPerClient: 20}
 	if cfg.Load != want {
-		t.Errorf("load defaults: %+v, want %+v (sendmail's QueueLA and RefuseLA per CPU, depth and sessions off)", cfg.Load, want)
+		t.Errorf("load defaults: %+v, want %+v (sendmail's QueueLA and RefuseLA per CPU, depth off, sessions capped)", cfg.Load, want)
 	}
 }
 
@@ -60,19 +62,63 @@ queue_depth_queue = 10000
 queue_depth_delay = 20000
 queue_depth_refuse = 50000
 max_sessions = 200
+max_sessions_per_client = 5
 delay = "250ms"
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := LoadControl{QueueLA: 6, DelayLA: 4.5, QueueDepthQueue: 10000, QueueDepthDelay: 20000,
-		QueueDepthRefuse: 50000, MaxSessions: 200, Delay: Duration(250 * time.Millisecond)}
+		QueueDepthRefuse: 50000, MaxSessions: 200, MaxSessionsPerClient: 5, Delay: Duration(250 * time.Millisecond)}
 	if cfg.Load != want {
 		t.Errorf("load: %+v, want %+v", cfg.Load, want)
 	}
 	// A refuse threshold of 0 is off, so it does not have to exceed queue_la.
 	if _, err := load(t, "[load]\nqueue_la = 50\nrefuse_la = 0"); err != nil {
 		t.Errorf("refuse_la off with queue_la set: %v", err)
+	}
+}
+
+func TestSMTPLimits(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SMTP{MaxRecipients: 1000, RecipientOvershoot: 1000, MaxErrors: 20, MaxJunkCommands: 100,
+		CommandTimeout: Duration(5 * time.Minute), SessionTimeout: Duration(30 * time.Minute), MinFreeSpace: 100 << 20}
+	if diff := cmp.Diff(want, cfg.SMTP); diff != "" {
+		t.Errorf("[smtp] defaults (-want +got):\n%s", diff)
+	}
+	if cfg.Aliases.BounceAddress != "MAILER-DAEMON@"+cfg.Hostname {
+		t.Errorf("aliases.bounce_address default %q, want MAILER-DAEMON@hostname", cfg.Aliases.BounceAddress)
+	}
+	cfg, err = load(t, `hostname = "mx.example.org"
+[smtp]
+max_recipients = 200
+recipient_overshoot = 10
+max_errors = 5
+max_junk_commands = 7
+command_timeout = "1m"
+session_timeout = "2m"
+min_free_space = "1GB"
+[load]
+max_sessions = 50
+max_sessions_per_client = 3
+[aliases]
+bounce_address = "postmaster@example.org"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := cfg.IngressConfig(nil, nil)
+	got := []any{in.MaxRecipients, in.RecipientOvershoot, in.MaxErrors, in.MaxJunkCommands, in.ReadTimeout, in.WriteTimeout,
+		in.SessionTimeout, in.Load.MinFreeSpace, in.Load.MaxSessions, in.Load.MaxSessionsPerClient}
+	wantIn := []any{200, 10, 5, 7, time.Minute, time.Minute, 2 * time.Minute, int64(1 << 30), 50, 3}
+	if diff := cmp.Diff(wantIn, got); diff != "" {
+		t.Errorf("ingress config (-want +got):\n%s", diff)
+	}
+	if ac := cfg.AliasConfig(nil, nil); ac.BounceAddress != "postmaster@example.org" {
+		t.Errorf("alias bounce address %q", ac.BounceAddress)
 	}
 }
 
@@ -111,8 +157,8 @@ delivery_mode = "interactive"
 func TestBadConfigs(t *testing.T) {
 	tests := []struct{ text, want string }{
 		{`listen = "2525"`, `listen: "2525" is not host:port`},
-		{`lisen = "127.0.0.1:25"`, "unknown key lisen"},
-		{"[queue]\nrunner = 4", "unknown key queue.runner"},
+		{`lisen = "127.0.0.1:25"`, "fanmail.toml:1: lisen: unknown key"},
+		{"[queue]\nrunner = 4", "fanmail.toml:2: queue.runner: unknown key"},
 		{`max_message_size = "lots"`, `"lots" is not a size`},
 		{`max_message_size = 0`, "max_message_size: must be positive"},
 		{"[delivery]\nport = 70000", "delivery.port: 70000 is not a TCP port"},
@@ -129,6 +175,8 @@ func TestBadConfigs(t *testing.T) {
 		{"[queue]\nsupersafe = \"maybe\"", `supersafe: maybe is not true, false or "interactive"`},
 		{"[queue]\ndelivery_mode = \"deferred\"", `queue.delivery_mode: "deferred" is not a delivery mode`},
 		{"[queue]\nmax_queue_children = -1", "queue.max_queue_children: must be 0"},
+		{"[queue]\nmove_aside_after = 0", "queue.move_aside_after: must be at least 1"},
+		{"[queue]\nsegment_size = \"1KB\"", "queue.segment_size: must be at least"},
 		{"[[queue.group]]\nname = \"big\"", "queue.group big: needs path"},
 		{"[[queue.group]]\nname = \"b g\"\npath = \"q\"", `queue group "b g": names are letters`},
 		{"[[queue.group]]\nname = \"big\"\npath = \"/nonexistent/q*\"", `path "/nonexistent/q*" matches no directory`},
@@ -145,13 +193,28 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\nqueue_depth_queue = -1", "load.queue_depth_queue: must not be negative"},
 		{"[load]\nqueue_depth_delay = -1", "load.queue_depth_delay: must not be negative"},
 		{"[load]\nqueue_depth_refuse = -1", "load.queue_depth_refuse: must not be negative"},
-		{"[load]\nmax_sessions = -1", "load.max_sessions: must not be negative"},
+		{"[load]\nmax_sessions = -1", "load.max_sessions: must be at least 1"},
+		{"[load]\nmax_sessions = 0", "load.max_sessions: must be at least 1; sessions are never unlimited"},
+		{"[load]\nmax_sessions_per_client = 0", "load.max_sessions_per_client: must be at least 1"},
+		{"[load]\nmax_sessions_per_client = \"many\"", "max_sessions_per_client"},
+		{"[smtp]\nmax_recipients = 99", "smtp.max_recipients: 99 is below the 100 recipients RFC 5321 requires"},
+		{"[smtp]\nrecipient_overshoot = 0", "smtp.recipient_overshoot: must be at least 1"},
+		{"[smtp]\nmax_errors = 0", "smtp.max_errors: must be at least 1"},
+		{"[smtp]\nmax_junk_commands = -5", "smtp.max_junk_commands: must be at least 1"},
+		{"[smtp]\ncommand_timeout = \"0s\"", "smtp.command_timeout: must be a positive duration"},
+		{"[smtp]\nsession_timeout = \"-1m\"", "smtp.session_timeout: must be a positive duration"},
+		{"[smtp]\ncommand_timeout = \"10m\"\nsession_timeout = \"5m\"", "smtp.session_timeout: 5m0s is shorter than smtp.command_timeout 10m0s"},
+		{"[smtp]\nmin_free_space = \"-1MB\"", `"-1MB" is not a size`},
+		{"[smtp]\nmax_sessions = 5", "smtp.max_sessions: unknown key"},
+		{"[aliases]\nbounce_address = \"MAILER-DAEMON\"", `aliases.bounce_address: "MAILER-DAEMON" is not an address`},
+		{"[aliases]\nbounce_address = \"<>\"", `aliases.bounce_address: "<>" is not an address`},
 		{"[load]\nqueue_la = 20\nrefuse_la = 10", "load.refuse_la: 10 is below load.queue_la 20"},
 		{"[load]\nqueue_depth_queue = 5000\nqueue_depth_refuse = 1000", "load.queue_depth_refuse: 1000 is below load.queue_depth_queue 5000"},
 		{"[load]\ndelay = \"-1s\"", "load.delay: must not be negative"},
 		{"[load]\ndelay_la = 4\ndelay = \"0s\"", "load.delay: must be positive when load.delay_la"},
 		{"[load]\ndelay = \"a while\"", `"a while" is not a duration`},
-		{"[load]\nmax_session = 10", "unknown key load.max_session"},
+		{"[load]\nmax_session = 10", "fanmail.toml:2: load.max_session: unknown key"},
+		{"[metrics]\nlisten = \"9125\"", `metrics.listen: "9125" is not host:port`},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)
@@ -298,10 +361,127 @@ func TestDefaultsAreThePackages(t *testing.T) {
 	}
 	in, id := cfg.IngressConfig(nil, nil), ingress.DefaultConfig()
 	if in.Listen != id.Listen || in.MaxMessageSize != id.MaxMessageSize || in.Load.QueueLA != id.Load.QueueLA ||
-		in.Load.RefuseLA != id.Load.RefuseLA || in.Load.Delay != id.Load.Delay {
+		in.Load.RefuseLA != id.Load.RefuseLA || in.Load.Delay != id.Load.Delay ||
+		in.MaxRecipients != id.MaxRecipients || in.RecipientOvershoot != id.RecipientOvershoot ||
+		in.MaxErrors != id.MaxErrors || in.MaxJunkCommands != id.MaxJunkCommands || in.ReadTimeout != id.ReadTimeout ||
+		in.WriteTimeout != id.WriteTimeout || in.SessionTimeout != id.SessionTimeout ||
+		in.Load.MaxSessions != id.Load.MaxSessions || in.Load.MaxSessionsPerClient != id.Load.MaxSessionsPerClient ||
+		in.Load.MinFreeSpace != id.Load.MinFreeSpace {
 		t.Errorf("ingress config %+v, want ingress.DefaultConfig's %+v", in, id)
 	}
 	if r := cfg.Routing().RecipientsPerEnvelope[queuegroups.DefaultGroup]; r != expander.DefaultRecipientsPerEnvelope {
 		t.Errorf("default group r=%d, want %d", r, expander.DefaultRecipientsPerEnvelope)
 	}
+}
+
+// A file with several mistakes gets them all reported at once, each
+// with its line and key, the wrongly typed values included.
+func TestEveryProblemAtOnce(t *testing.T) {
+	text := `listen = "2525"
+max_message_size = "lots"
+
+[delivery]
+port = 70000
+connect_timeout = "soon"
+
+[queue]
+runner = 4
+retry_min = "2h"
+retry_max = "1h"
+
+[[queue.group]]
+name = "big"
+runners = -1
+
+[routes]
+"example.test" = "127.0.0.5"
+`
+	path := filepath.Join(t.TempDir(), "fanmail.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	var got []string
+	for _, e := range unwrapAll(err) {
+		var p *Problem
+		if !errors.As(e, &p) {
+			t.Fatalf("%v is not a *Problem", e)
+		}
+		if p.File != path {
+			t.Errorf("%v: file %q, want %q", p, p.File, path)
+		}
+		got = append(got, fmt.Sprintf("%d %s", p.Line, p.Key))
+	}
+	want := []string{
+		"2 max_message_size",
+		"6 delivery.connect_timeout",
+		"9 queue.runner",
+		"5 delivery.port",
+		"1 listen",
+		"11 queue.retry_max",
+		"13 queue.group big", // no path
+		"13 queue.group big", // negative runners
+		"18 routes.example.test",
+		"8 queue", // retry_min > retry_max, as the queue sees it
+	}
+	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("problems (line key) (-want +got):\n%s\nerror:\n%v", diff, err)
+	}
+}
+
+func TestTLSAndAdminKeys(t *testing.T) {
+	for _, tt := range []struct{ text, want string }{
+		{"[tls]\ncert = \"c.pem\"", "tls: give both cert and key"},
+		{"[tls]\nmin_version = \"1.1\"", `tls.min_version: "1.1" is not "1.2" or "1.3"`},
+		{"[tls]\nrequired = true", "tls.required: needs tls.cert and tls.key"},
+		{`admin_address = "postmaster"`, `admin_address: "postmaster": missing @`},
+		{`abuse_address = "a@@b"`, `abuse_address: "a@@b"`},
+	} {
+		_, err := load(t, tt.text)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want one containing %q", tt.text, err, tt.want)
+		}
+	}
+	cfg, err := load(t, "admin_address = \"hostmaster@example.org\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.3\"\nrequired = true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS.MinTLSVersion() != 0x0304 || !cfg.TLS.Required || cfg.AdminAddress != "hostmaster@example.org" {
+		t.Errorf("tls: %+v, admin %q", cfg.TLS, cfg.AdminAddress)
+	}
+}
+
+// FuzzLoad feeds arbitrary bytes to Load as a config file: it returns a
+// config or an error naming the file, never panics, and a config it
+// accepts renders (config check) as TOML that loads to the same.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(""))
+	f.Add([]byte("listen = \"127.0.0.1:2525\"\nmax_message_size = \"10MB\"\n[queue]\nrunners = 8\nmove_aside_after = 2\nsegment_size = \"1MB\"\n[[queue.group]]\nname = \"big\"\npath = \"big\"\n[[queue.rule]]\ndomains = [\"*.example.com\"]\ngroup = \"big\"\n"))
+	f.Add([]byte("[delivery]\nresolvers = [\"127.0.0.1:53\"]\nport = 25\n[load]\nqueue_la = 1.5\n[routes]\n\"a.test\" = \"127.0.0.1:2526\"\n"))
+	f.Add([]byte("[queue]\nsupersafe = \"interactive\"\ndelivery_mode = \"q\"\nretry_min = \"1s\"\n"))
+	f.Add([]byte("x = [1, 2\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "fanmail.toml")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(path)
+		if err != nil {
+			if !strings.Contains(err.Error(), path) && !strings.Contains(err.Error(), "fanmail.toml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		again := filepath.Join(dir, "again.toml")
+		if err := os.WriteFile(again, []byte(cfg.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(again); err != nil {
+			t.Fatalf("the effective config of an accepted file does not load: %v\n%s", err, cfg.String())
+		}
+	})
 }

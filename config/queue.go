@@ -26,6 +26,8 @@ type Queue struct {
 	RetryMax              Duration  `toml:"retry_max"`               // backoff ceiling
 	QueueReturn           Duration  `toml:"queuereturn"`             // give up and fail after
 	QueueWarn             Duration  `toml:"queuewarn"`               // delay warning after; 0 = never
+	MoveAsideAfter        int       `toml:"move_aside_after"`        // strikes in a row (panics, crashes in delivery) that move a message aside
+	SegmentSize           Size      `toml:"segment_size"`            // journal segment size
 
 	Groups []Group `toml:"group"`
 	Rules  []Rule  `toml:"rule"`
@@ -143,6 +145,12 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	if q.MinQueueAge < 0 {
 		bad("queue.min_queue_age", "must not be negative")
 	}
+	if q.MoveAsideAfter < 1 {
+		bad("queue.move_aside_after", "must be at least 1")
+	}
+	if q.SegmentSize < 64<<10 {
+		bad("queue.segment_size", "must be at least \"64KB\"")
+	}
 	if _, err := queuegroups.ParseDeliveryMode(q.DeliveryMode); err != nil {
 		bad("queue.delivery_mode", "%v", err)
 	}
@@ -184,6 +192,8 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 		RetryMax:         q.RetryMax.D(),
 		QueueReturn:      q.QueueReturn.D(),
 		QueueWarn:        q.QueueWarn.D(),
+		MoveAsideAfter:   q.MoveAsideAfter,
+		SegmentSize:      int64(q.SegmentSize),
 		Hostname:         c.Hostname,
 		Logger:           log,
 	}

@@ -1,7 +1,9 @@
 // Package control is the edge the queue tools (fanmail queue, show,
 // flush, delete) reach a running server through: a small HTTP API over
 // a unix socket in the data directory, so their answers are the live
-// queue's, with the socket's file mode keeping other users out. It is a
+// queue's. Only root and the server's own user get answers: the socket
+// is 0600 from its creation and each caller's uid is checked
+// (socket.go). It is a
 // thin adapter beside the pipeline: the queue (package queuegroups) owns
 // the state and the operations, cmd/fanmail wires the two together, and
 // this package only carries requests and answers.
@@ -32,8 +34,15 @@ type Spool interface {
 	Delete(id string) (int, error)
 }
 
+// StatusReporter is what a Spool also implements when the server has a
+// status to show (fanmail status): any value that encodes as JSON.
+type StatusReporter interface {
+	Status() any
+}
+
 // Handler serves the queue tools' requests:
 //
+//	GET    /status               the Spool's Status(), if a StatusReporter
 //	GET    /queue?top=N&limit=N  []queuegroups.DirSummary
 //	GET    /queue/{id}           MessageDetail
 //	POST   /flush?group=&domain= {"moved": N}
@@ -61,6 +70,11 @@ func Handler(q Spool) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"moved": moved})
 	})
+	if sr, ok := q.(StatusReporter); ok {
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, sr.Status())
+		})
+	}
 	mux.HandleFunc("DELETE /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		dropped, err := q.Delete(r.PathValue("id"))
 		if err != nil {
@@ -88,21 +102,25 @@ func writeError(w http.ResponseWriter, err error) {
 
 // Serve listens on the unix socket at path (replacing a stale one: the
 // caller holds the queue's directory locks, so no other server owns it)
-// and serves Handler(q) until ctx ends. A nil log discards.
+// and serves Handler(q) to root and the server's user until ctx ends. A
+// nil log discards.
 func Serve(ctx context.Context, path string, q Spool, log *slog.Logger) error {
+	uid := uint32(os.Geteuid())
+	return serve(ctx, path, q, log, allowUID(uid), uid)
+}
+
+// serve is Serve with the callers allow admits, for tests.
+func serve(ctx context.Context, path string, q Spool, log *slog.Logger, allow func(uint32) bool, serverUID uint32) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return fmt.Errorf("queue admin socket: %w", err)
+		return fmt.Errorf("queue admin socket %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("queue admin socket: %w", err)
-	}
-	srv := &http.Server{Handler: Handler(q), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: requirePeer(Handler(q), allow, serverUID), ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: withPeer}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
@@ -186,6 +204,11 @@ func (c *Client) Flush(group, domain string) (int, error) {
 	var out map[string]int
 	err := c.do("POST", "/flush", url.Values{"group": {group}, "domain": {domain}}, &out)
 	return out["moved"], err
+}
+
+// Status decodes the server's status into out.
+func (c *Client) Status(out any) error {
+	return c.do("GET", "/status", nil, out)
 }
 
 // Delete is Queue.Delete on the server.

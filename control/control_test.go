@@ -3,8 +3,13 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,4 +78,148 @@ func TestSocketServesTheQueue(t *testing.T) {
 	if s := q.Stats(); s.Messages != 0 {
 		t.Errorf("after Delete the queue holds %+v", s)
 	}
+}
+
+// startSocket serves an empty spool on a socket in dir with the given
+// admission, and returns the socket's path.
+func startSocket(t *testing.T, dir string, allow func(uint32) bool, serverUID uint32) string {
+	t.Helper()
+	q, err := queuegroups.Open(queuegroups.Config{
+		Groups: []queuegroups.GroupConfig{
+			{Name: queuegroups.DefaultGroup, Dirs: []string{filepath.Join(t.TempDir(), "q")}},
+			{Name: queuegroups.ControlGroup, Dirs: []string{filepath.Join(t.TempDir(), "c")}},
+		},
+		RetryMin: time.Minute, RetryMax: time.Hour, QueueReturn: time.Hour,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close(context.Background()) })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sock := filepath.Join(dir, "control.sock")
+	if err := serve(ctx, sock, q, nil, allow, serverUID); err != nil {
+		t.Fatal(err)
+	}
+	return sock
+}
+
+func wantMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != want {
+		t.Errorf("%s: mode %v, want a socket with %04o", path, fi.Mode(), want)
+	}
+}
+
+func TestSocketPrivateFromBind(t *testing.T) {
+	t.Parallel()
+	wantMode(t, startSocket(t, t.TempDir(), allowUID(uint32(os.Geteuid())), uint32(os.Geteuid())), 0o600)
+	// The fallback where unshare is refused: bound in a private directory.
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "fallback.sock")
+	ln, err := listenInPrivateDir(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	wantMode(t, sock, 0o600)
+	if c, err := net.Dial("unix", sock); err != nil {
+		t.Errorf("connect to the renamed socket: %v", err)
+	} else {
+		c.Close()
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".control-*")); len(left) != 0 {
+		t.Errorf("private directories left behind: %v", left)
+	}
+}
+
+func TestAllowUID(t *testing.T) {
+	t.Parallel()
+	allow := allowUID(1000)
+	for uid, want := range map[uint32]bool{0: true, 1000: true, 1001: false, 65534: false} {
+		if got := allow(uid); got != want {
+			t.Errorf("server uid 1000, caller %d: allowed %v, want %v", uid, got, want)
+		}
+	}
+}
+
+// A caller the check refuses gets an error that says who may call.
+func TestPeerRefused(t *testing.T) {
+	t.Parallel()
+	me := uint32(os.Geteuid())
+	sock := startSocket(t, t.TempDir(), func(uint32) bool { return false }, 4242)
+	c, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Summary(1, 1)
+	want := fmt.Sprintf("permission denied: the queue socket answers root and uid 4242 (the server's user), not uid %d", me)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Summary by a refused caller: %v, want %q", err, want)
+	}
+}
+
+// The real check, with a real other user: run as root, the test starts
+// itself again as uid 65534 against a socket opened up to everyone.
+func TestPeerCredOtherUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	// t.TempDir's parent is private; the other user must reach the
+	// socket and the binary.
+	dir, err := os.MkdirTemp("", "fanmail-peercred")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := startSocket(t, dir, allowUID(0), 0)
+	if err := os.Chmod(sock, 0o666); err != nil { // a mistake the peer check must survive
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "control.test")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestPeerCredHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "FANMAIL_CONTROL_HELPER_SOCK="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper as uid 65534: %v\n%s", err, out)
+	}
+	want := "permission denied: the queue socket answers root and uid 0 (the server's user), not uid 65534"
+	if !strings.Contains(string(out), want) {
+		t.Errorf("uid 65534 got:\n%s\nwant %q", out, want)
+	}
+}
+
+// TestPeerCredHelper is the client TestPeerCredOtherUser runs as another
+// user; on its own it does nothing.
+func TestPeerCredHelper(t *testing.T) {
+	sock := os.Getenv("FANMAIL_CONTROL_HELPER_SOCK")
+	if sock == "" {
+		t.Skip("run by TestPeerCredOtherUser")
+	}
+	c, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Summary(1, 1)
+	fmt.Printf("Summary: %v\n", err)
 }

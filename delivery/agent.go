@@ -29,6 +29,7 @@ type Agent struct {
 	tlsSessions tls.ClientSessionCache
 	tlsBroken   brokenTLS
 	closed      atomic.Bool
+	counters    counters // stats.go
 }
 
 // New validates cfg, fills in defaults, and returns an Agent.

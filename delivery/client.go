@@ -64,6 +64,7 @@ func (a *Agent) dial(ctx context.Context, d *destination, host, relay string, mo
 		c, err = a.dialOnce(ctx, d, host, relay, TLSNone)
 	}
 	if err == nil {
+		a.counters.connsOpened.Add(1)
 		a.log.Debug("connected", slog.String("host", host), slog.String("relay", relay), slog.Bool("tls", c.tls),
 			slog.Bool("pipelining", c.has("PIPELINING")))
 	}

@@ -401,6 +401,7 @@ func (t *txn) connect(ctx context.Context) (*conn, *Error) {
 			t.a.pool.release(t.dest, c)
 			continue
 		case c != nil:
+			t.a.counters.connsReused.Add(1)
 			return c, nil
 		}
 		c, de := t.dialHosts(ctx)

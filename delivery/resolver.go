@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -49,6 +50,8 @@ type Resolver struct {
 	now     func() time.Time // the clock; tests replace it
 
 	flights singleflight.Group
+
+	hits, misses atomic.Int64 // lookups answered from the cache or not (stats.go)
 
 	mu    sync.Mutex
 	cache map[cacheKey]cacheEntry
@@ -166,8 +169,10 @@ func (r *Resolver) LookupA(ctx context.Context, host string) ([]netip.Addr, erro
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (cacheEntry, error) {
 	key := cacheKey{dns.Fqdn(strings.ToLower(name)), qtype}
 	if e, ok := r.cached(key); ok {
+		r.hits.Add(1)
 		return e, nil
 	}
+	r.misses.Add(1)
 	ch := r.flights.DoChan(key.name+"/"+dns.TypeToString[qtype], func() (any, error) {
 		// A flight that finished just before this one began has filled
 		// the cache; asking again would be a second query.

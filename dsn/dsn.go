@@ -5,12 +5,19 @@
 // writes the message, as a multipart/report (RFC 6522) with a
 // human-readable part, a message/delivery-status part and the original
 // header as text/rfc822-headers (their RFC 6533 global variants when
-// addresses or headers are UTF-8).
+// addresses or headers are UTF-8). The original body is never returned,
+// and the header at most up to MaxHeaderBytes (Postfix's
+// bounce_size_limit), so a DSN is never a way to make fanmail send a
+// large message to a third party.
 //
 // Preconditions the caller keeps:
 //   - Never compose a DSN for a message whose envelope sender is null
 //     ("<>"): RFC 5321 §4.5.5 and RFC 3464 §2 forbid it, since the message
-//     may itself be a DSN. Wanted reports this; Compose refuses it.
+//     may itself be a DSN. Nor for a sender that is not an address, or is
+//     the mail system itself (MAILER-DAEMON, the sender fanmail gives
+//     mail it forwards for aliases without an owner): nobody reads it,
+//     and a DSN there could only come back. Wanted reports all this;
+//     Compose refuses it.
 //   - Send the DSN itself with the null sender (MAIL FROM:<>), so it can
 //     never cause another.
 package dsn
@@ -28,12 +35,20 @@ import (
 
 	"github.com/emersion/go-message"
 
+	"fanmail/address"
 	"fanmail/envelope"
 )
 
 // ErrNullSender is returned by Compose for a message with the null
 // envelope sender, which must never get a DSN.
 var ErrNullSender = errors.New("dsn: no DSN for a message with the null sender")
+
+// ErrUnwanted is returned by Compose for any other sender Wanted refuses.
+var ErrUnwanted = errors.New("dsn: no DSN to this sender")
+
+// MaxHeaderBytes bounds the original header a DSN returns; a longer one
+// is cut at the last whole line that fits. Postfix's bounce_size_limit.
+const MaxHeaderBytes = 50000
 
 // Action is the RFC 3464 §2.3.3 action for one recipient.
 type Action string
@@ -86,15 +101,29 @@ type Recipient struct {
 }
 
 // Wanted reports whether a message with this envelope sender may get a
-// DSN: never for the null sender.
-func Wanted(envelopeSender string) bool {
-	return strings.Trim(envelopeSender, "<> ") != ""
+// DSN: not for the null sender, a sender that is not an address, or the
+// mail system's own MAILER-DAEMON.
+func Wanted(envelopeSender string) bool { return unwanted(envelopeSender) == nil }
+
+func unwanted(sender string) error {
+	s := strings.Trim(sender, "<> ")
+	if s == "" {
+		return ErrNullSender
+	}
+	m, err := address.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not an address: %v", ErrUnwanted, sender, err)
+	}
+	if strings.EqualFold(m.Local, "mailer-daemon") {
+		return fmt.Errorf("%w: %s is the mail system itself", ErrUnwanted, s)
+	}
+	return nil
 }
 
 // Compose writes the DSN described by r as a complete message.
 func Compose(r Report) ([]byte, error) {
-	if !Wanted(r.To) {
-		return nil, ErrNullSender
+	if err := unwanted(r.To); err != nil {
+		return nil, err
 	}
 	if len(r.Recipients) == 0 {
 		return nil, errors.New("dsn: no recipients to report on")
@@ -313,14 +342,15 @@ func oneLine(s string) string {
 }
 
 // originalHeader returns the header section with CRLF line ends and
-// without the blank line that ends it.
+// without the blank line that ends it, cut after the last whole line
+// within MaxHeaderBytes.
 func originalHeader(h []byte) []byte {
 	var b bytes.Buffer
 	sc := bufio.NewScanner(bytes.NewReader(h))
-	sc.Buffer(nil, 1<<20)
+	sc.Buffer(nil, MaxHeaderBytes+2)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "" {
+		if line == "" || b.Len()+len(line)+2 > MaxHeaderBytes {
 			break
 		}
 		b.WriteString(line + "\r\n")
@@ -329,9 +359,10 @@ func originalHeader(h []byte) []byte {
 }
 
 // HeaderOf reads a message's header section from r, up to and without
-// the blank line, for Report.Header.
+// the blank line, for Report.Header; it reads no more of a longer header
+// than a DSN returns.
 func HeaderOf(r io.Reader) ([]byte, error) {
-	br := bufio.NewReader(r)
+	br := bufio.NewReader(io.LimitReader(r, MaxHeaderBytes+1))
 	var b bytes.Buffer
 	for {
 		line, err := br.ReadBytes('\n')

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -202,8 +203,69 @@ func TestComposeRefuses(t *testing.T) {
 	if _, err := Compose(r); !errors.Is(err, ErrNullSender) {
 		t.Errorf("null sender error = %v, want ErrNullSender", err)
 	}
-	if Wanted("") || Wanted("<>") || !Wanted("owner@list.test") {
-		t.Error("Wanted is wrong about the null sender")
+	r.To = "MAILER-DAEMON@fanmail.test"
+	if _, err := Compose(r); !errors.Is(err, ErrUnwanted) {
+		t.Errorf("DSN to MAILER-DAEMON: error = %v, want ErrUnwanted", err)
+	}
+}
+
+// Wanted is the sanity check on where a DSN may go.
+func TestWanted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		sender string
+		want   bool
+	}{
+		{"owner-news@lists.example.org", true},
+		{"<owner-news@lists.example.org>", true},
+		{"postmaster@example.org", true},
+		{"", false},
+		{"<>", false},
+		{" <> ", false},
+		{"MAILER-DAEMON@fanmail.test", false},
+		{"<mailer-daemon@example.org>", false},
+		{"owner-news", false},
+		{"a@b@c", false},
+		{"victim@example.org\r\nBcc: x@example.org", false},
+	}
+	for _, tt := range tests {
+		if got := Wanted(tt.sender); got != tt.want {
+			t.Errorf("Wanted(%q) = %v, want %v", tt.sender, got, tt.want)
+		}
+	}
+}
+
+// A DSN returns the original header, never the body, and at most
+// MaxHeaderBytes of it, cut after a whole line.
+func TestHeaderBounded(t *testing.T) {
+	t.Parallel()
+	var msg strings.Builder
+	for i := 0; msg.Len() < 3*MaxHeaderBytes; i++ {
+		fmt.Fprintf(&msg, "X-Filler-%d: %s\r\n", i, strings.Repeat("y", 90))
+	}
+	msg.WriteString("\r\n" + strings.Repeat("body that must not be returned\r\n", 1000))
+	h, err := HeaderOf(strings.NewReader(msg.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) > MaxHeaderBytes+1 {
+		t.Errorf("HeaderOf read %d bytes of header, want at most %d", len(h), MaxHeaderBytes+1)
+	}
+	r := report()
+	r.Header = h
+	b, err := Compose(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parse(t, b).OrigHeaders
+	if len(got) > MaxHeaderBytes || len(got) < MaxHeaderBytes-200 {
+		t.Errorf("returned %d bytes of header, want just under %d", len(got), MaxHeaderBytes)
+	}
+	if !strings.HasSuffix(got, strings.Repeat("y", 90)+"\r\n") {
+		t.Errorf("header not cut after a whole line: ...%q", got[max(0, len(got)-100):])
+	}
+	if bytes.Contains(b, []byte("body that must not be returned")) {
+		t.Error("the original body leaked into the DSN")
 	}
 }
 

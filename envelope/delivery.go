@@ -13,6 +13,9 @@ import (
 // queue, and the queue knows delivery only through these types.
 type Request struct {
 	QueueID string // for logs only
+	// Received is when the message was accepted, so that the time from
+	// acceptance to delivery can be measured.
+	Received time.Time
 	Envelope
 	// Attempts is how many attempts of this envelope came before this
 	// one; 0 is its first. Delivery reads a first attempt's 451 4.7.1 as

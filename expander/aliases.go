@@ -22,7 +22,10 @@ type AliasConfig struct {
 	LocalDomains     []string // class w (aliases.ClassW); the first qualifies bare names
 	Merge            bool     // join names defined twice (sendmail -A) instead of last-wins
 	AllowIncludeExec bool     // honour |program and /file from :include: files
-	Logger           *slog.Logger
+	// BounceAddress is the envelope sender of mail forwarded through an
+	// alias without owner-NAME; "" is MailerDaemon of the hostname.
+	BounceAddress string
+	Logger        *slog.Logger
 	// Lists, if set, gives the lists store's lists, so each load reports
 	// the lists an alias of the same address hides.
 	Lists func(context.Context) ([]lists.List, error)

@@ -54,12 +54,15 @@ type Expander struct {
 	hostname string
 	router   *Router
 	aliases  *Aliases // nil: no aliases files
+	roles    Roles    // postmaster and abuse (roles.go)
 
-	mu        sync.Mutex
-	version   int64
-	checked   time.Time           // when version was last read from the store
-	members   map[string][]string // list → members, valid while version holds
-	addresses map[string]target   // lowercase address → what it names
+	mu          sync.Mutex
+	version     int64
+	checked     time.Time                  // when version was last read from the store
+	members     map[string][]string        // list → members, valid while version holds
+	addresses   map[string]target          // lowercase address → what it names; lists and their admin addresses only
+	unknown     unknownCache               // lowercase addresses that name nothing, bounded
+	roleDomains map[string]map[string]bool // "" → the domains with lists, for roles.go
 }
 
 // versionTTL bounds how stale the caches can be: the store's version is
@@ -75,7 +78,8 @@ func New(store Store, hostname string, router *Router) *Expander {
 		router, _ = NewRouter(RouterConfig{})
 	}
 	return &Expander{store: store, hostname: hostname, router: router,
-		members: map[string][]string{}, addresses: map[string]target{}}
+		members: map[string][]string{}, addresses: map[string]target{}, unknown: newUnknownCache(maxUnknownCached),
+		roleDomains: map[string]map[string]bool{}}
 }
 
 // WithAliases makes x serve the aliases in a, looked up before lists.
@@ -119,11 +123,42 @@ type target struct {
 	list  string // the list's address; "" if the address is nothing here
 	owner string // the owner to forward to, for owner-LIST and LIST-request
 	admin string // the administrative address, as canonical as the list's
+	role  bool   // postmaster or abuse (roles.go): forwarded from the aliases' bounce address
 }
 
-// target resolves rcpt, from the cache while the store is unchanged.
+// target resolves rcpt, from the caches while the store is unchanged.
+// What exists is cached without bound, as the store bounds it; what does
+// not is anything a client cares to send, so those answers go to a
+// bounded cache (cache.go).
 func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
-	return cached(ctx, x, x.addresses, strings.ToLower(rcpt), func() (target, error) { return x.resolve(ctx, rcpt) })
+	if err := x.refresh(ctx); err != nil {
+		return target{}, err
+	}
+	key := strings.ToLower(rcpt)
+	x.mu.Lock()
+	v := x.version
+	t, ok := x.addresses[key]
+	if !ok {
+		ok = x.unknown.has(key)
+	}
+	x.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := x.resolve(ctx, rcpt)
+	if err != nil {
+		return t, err
+	}
+	x.mu.Lock()
+	if v == x.version {
+		if t.list == "" {
+			x.unknown.add(key)
+		} else {
+			x.addresses[key] = t
+		}
+	}
+	x.mu.Unlock()
+	return t, nil
 }
 
 // cached returns m[key], or what load returns, kept in m unless the
@@ -160,6 +195,9 @@ func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
 		return target{list: l.Address}, nil
 	case !errors.Is(err, lists.ErrNoList):
 		return target{}, fmt.Errorf("look up %s: %w", rcpt, err)
+	}
+	if t, ok, err := x.role(ctx, rcpt); ok || err != nil {
+		return t, err
 	}
 	local, domain, ok := strings.Cut(rcpt, "@")
 	if !ok {
@@ -212,6 +250,8 @@ func (x *Expander) refresh(ctx context.Context) error {
 		x.version = v
 		clear(x.members)
 		clear(x.addresses)
+		x.unknown.reset()
+		clear(x.roleDomains)
 	}
 	return nil
 }
@@ -223,6 +263,8 @@ type Post struct {
 	Sender     string        // the poster's MAIL FROM, for the log only: bounces go to the list
 	Helo       string        // client's EHLO name
 	RemoteAddr string        // client's IP address
+	TLS        string        // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
+	UTF8       bool          // sent with SMTPUTF8 (RFC 6531)
 	Lists      []string      // canonical recipients from Lookup: lists and their owner- and -request addresses
 	Body       envelope.Body // header and body as received, CRLF; only the header is read
 }
@@ -256,12 +298,17 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 			return nil, err
 		}
 		if t.owner != "" {
-			// Mail for the owner keeps its envelope sender (null for a
-			// DSN) and gets no list headers.
+			// Mail for the owner gets no list headers, and goes out
+			// from the list's bounce address, so a failure never
+			// bounces to whoever the poster claims to be.
 			var prefix bytes.Buffer
 			x.received(&prefix, p, t.admin)
+			own := BounceAddress(t.list)
+			if t.role {
+				own = x.aliasBounce()
+			}
 			m.Parts = append(m.Parts, queuegroups.Part{Prefix: prefix.Bytes(),
-				Envelopes: x.router.Split(p.Sender, []string{t.owner})})
+				Envelopes: x.router.Split(forwardSender(p.Sender, own), []string{t.owner})})
 			continue
 		}
 		list := t.list
@@ -299,7 +346,8 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 
 // expandAliases expands the aliases a post is addressed to, together (so
 // a target reached twice gets the post once), into one part per envelope
-// sender: owner-NAME where the aliases file has one, else the poster.
+// sender: owner-NAME where the aliases file has one, else the aliases'
+// bounce address, never the poster's (no backscatter).
 // |program and /file targets get envelopes of their own in the local
 // pseudo-domain, one target each.
 func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([]queuegroups.Part, error) {
@@ -314,7 +362,7 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 	x.received(&prefix, p, rcpts[0])
 	var parts []queuegroups.Part
 	dropped := 0
-	for _, g := range bySender(res.Targets, p.Sender) {
+	for _, g := range bySender(res.Targets, forwardSender(p.Sender, x.aliasBounce())) {
 		var addrs []string
 		for _, a := range g.addrs {
 			if x.aliases.isLocalDomain(a) {
@@ -342,8 +390,18 @@ func (x *Expander) expandAliases(ctx context.Context, p Post, rcpts []string) ([
 
 // received writes the Received header for p's copies addressed to rcpt.
 func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
-	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with ESMTP id %s\r\n\tfor <%s>; %s\r\n",
-		p.Helo, bracket(p.RemoteAddr), x.hostname, p.ID, rcpt, p.Received.Format(time.RFC1123Z))
+	// The protocol names of RFC 3848 and RFC 6531: ESMTP, ESMTPS with
+	// TLS, UTF8SMTP(S) with SMTPUTF8; the TLS parameters as a comment.
+	proto, tlsNote := "ESMTP", ""
+	if p.UTF8 {
+		proto = "UTF8SMTP"
+	}
+	if p.TLS != "" {
+		proto += "S"
+		tlsNote = "\r\n\t(" + p.TLS + ")"
+	}
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s\r\n\tfor <%s>; %s\r\n",
+		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, rcpt, p.Received.Format(time.RFC1123Z))
 }
 
 // BounceAddress is sendmail's owner-LIST convention: delivery errors for a

@@ -10,7 +10,7 @@ import (
 
 // senderTargets are the final targets of an alias expansion that share
 // an envelope sender: the owner-NAME of the alias that reached them, or
-// the post's own sender.
+// the aliases' bounce address.
 type senderTargets struct {
 	sender string
 	addrs  []string // addresses, delivered over SMTP
@@ -18,14 +18,14 @@ type senderTargets struct {
 }
 
 // bySender groups targets by envelope sender, in the order the senders
-// first appear; a target without one gets postSender.
-func bySender(targets []aliases.Final, postSender string) []*senderTargets {
+// first appear; a target without one gets fallback.
+func bySender(targets []aliases.Final, fallback string) []*senderTargets {
 	var groups []*senderTargets
 	index := map[string]*senderTargets{}
 	for _, t := range targets {
 		sender := t.Sender
 		if sender == "" {
-			sender = postSender
+			sender = fallback
 		}
 		g := index[sender]
 		if g == nil {
@@ -46,24 +46,24 @@ func bySender(targets []aliases.Final, postSender string) []*senderTargets {
 // `fanmail aliases expand --explain`: the expansion tree, then the local
 // deliveries, then per envelope sender (as Expand groups them) the
 // envelopes router cuts: per domain, in the domain's queue group, at most
-// that group's r= each.
-func Explain(w io.Writer, res aliases.Result, router *Router) {
+// that group's r= each. Targets no owner-NAME covers go out from bounce,
+// the aliases' bounce address (a post with the null sender keeps it).
+func Explain(w io.Writer, res aliases.Result, router *Router, bounce string) {
 	fmt.Fprintln(w, "\nexpansion:")
 	for _, n := range res.Tree {
 		printNode(w, n, 1)
 	}
 	fmt.Fprintln(w, "\nenvelopes:")
-	const postSender = "<the post's sender>"
 	for _, t := range res.Targets {
 		if t.Kind != aliases.Address {
 			s := t.Sender
 			if s == "" {
-				s = postSender
+				s = bounce
 			}
 			fmt.Fprintf(w, "  local delivery %s, sender %s\n", t, s)
 		}
 	}
-	for _, g := range bySender(res.Targets, postSender) {
+	for _, g := range bySender(res.Targets, bounce) {
 		n := map[string]int{} // envelopes so far per domain
 		for _, env := range router.Split(g.sender, g.addrs) {
 			n[env.Domain]++

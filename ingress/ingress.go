@@ -3,11 +3,13 @@
 // relaying), hands the message to the expander and then to the queue,
 // and answers 250 with the queue ID only once the queue says the message
 // is durable. Under load it queues only, slows down or refuses at
-// connect (load.go), so it never accepts faster than fanmail delivers.
+// connect (load.go), so it never accepts faster than fanmail delivers;
+// every session's resources are bounded (limits.go, guard.go).
 package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,16 +40,37 @@ type Queue interface {
 	Enqueue(ctx context.Context, m *queuegroups.Message) error
 }
 
-// Config is the SMTP listener's settings.
+// Config is the SMTP listener's settings. A zero limit or timeout takes
+// DefaultConfig's.
 type Config struct {
 	Listen         string
 	Hostname       string
 	MaxMessageSize int64
-	MaxRecipients  int           // per transaction; 0 takes DefaultConfig's
-	ReadTimeout    time.Duration // 0 takes DefaultConfig's (RFC 5321 §4.5.3.2)
-	WriteTimeout   time.Duration
-	Load           Load // load control; the zero value turns it off
-	Logger         *slog.Logger
+	// MaxRecipients caps the RCPT commands of one transaction, rejected
+	// ones included: past it each gets 452 4.5.3.
+	MaxRecipients int
+	// RecipientOvershoot is how many 452 4.5.3 a transaction may draw
+	// before each counts as an error (Postfix
+	// smtpd_recipient_overshoot_limit), so a client that pipelines past
+	// the limit keeps its session and sends the rest later.
+	RecipientOvershoot int
+	// MaxErrors is the rejected commands a session may make without
+	// delivering a post; at it the client gets 421 4.7.0 and is
+	// disconnected (Postfix smtpd_hard_error_limit).
+	MaxErrors int
+	// MaxJunkCommands is the commands that move no mail (NOOP, RSET,
+	// VRFY, HELO, EHLO, ...) a session may send before each counts as an
+	// error (Postfix smtpd_junk_command_limit).
+	MaxJunkCommands int
+	ReadTimeout     time.Duration // idle time for one command (RFC 5321 §4.5.3.2)
+	WriteTimeout    time.Duration
+	SessionTimeout  time.Duration // a session's whole lifetime
+	Load            Load          // load control; the zero value turns it off
+	Logger          *slog.Logger
+	// TLS, when set, offers STARTTLS (RFC 3207) with it (see ServerTLS);
+	// RequireTLS then refuses MAIL before STARTTLS with 530 5.7.0.
+	TLS        *tls.Config
+	RequireTLS bool
 }
 
 // DefaultConfig is the listener's configuration when nothing is set:
@@ -58,15 +81,29 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:         "127.0.0.1:2525",
 		MaxMessageSize: 25 << 20,
-		MaxRecipients:  1000,
-		ReadTimeout:    5 * time.Minute,
-		WriteTimeout:   5 * time.Minute,
-		// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
+		// Postfix's defaults for the per-session counts.
+		MaxRecipients:      1000,
+		RecipientOvershoot: 1000,
+		MaxErrors:          20,
+		MaxJunkCommands:    100,
+		ReadTimeout:        5 * time.Minute,
+		WriteTimeout:       5 * time.Minute,
+		// MTAs hold a cached connection for minutes (Postfix 300s,
+		// sendmail 5m), never this long.
+		SessionTimeout: 30 * time.Minute,
 		Load: Load{
+			// sendmail's defaults: queue only at 8 per CPU, refuse at 12.
 			QueueLA:  float64(8 * runtime.NumCPU()),
 			RefuseLA: float64(12 * runtime.NumCPU()),
 			Delay:    time.Second,
 			Interval: 250 * time.Millisecond,
+			// A session costs tens of KB (more while a post is read);
+			// Postfix runs 100 smtpd processes, 50 per client.
+			MaxSessions:          500,
+			MaxSessionsPerClient: 20,
+			// Postfix wants queue_minfree of at least 1.5 messages of
+			// the largest size; this leaves room for four.
+			MinFreeSpace: 100 << 20,
 		},
 	}
 }
@@ -82,6 +119,9 @@ type Server struct {
 	ln    *loadListener
 	load  *loadMonitor
 
+	counters counters // observe.go
+	refusals *rateLog // refused commands and connections
+
 	// inData counts DATA commands being processed, so shutdown can wait
 	// until every message that may get a 250 is on disk.
 	inData sync.WaitGroup
@@ -90,20 +130,30 @@ type Server struct {
 // New prepares a server; Listen binds it.
 func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	def := DefaultConfig()
-	if cfg.MaxRecipients == 0 {
-		cfg.MaxRecipients = def.MaxRecipients
+	for _, f := range []struct{ v, d *int }{
+		{&cfg.MaxRecipients, &def.MaxRecipients},
+		{&cfg.RecipientOvershoot, &def.RecipientOvershoot},
+		{&cfg.MaxErrors, &def.MaxErrors},
+		{&cfg.MaxJunkCommands, &def.MaxJunkCommands},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
-	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = def.ReadTimeout
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = def.WriteTimeout
+	for _, f := range []struct{ v, d *time.Duration }{
+		{&cfg.ReadTimeout, &def.ReadTimeout},
+		{&cfg.WriteTimeout, &def.WriteTimeout},
+		{&cfg.SessionTimeout, &def.SessionTimeout},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, exp: exp, queue: q, ids: ids,
-		load: newLoadMonitor(cfg.Load, cfg.Logger)}
+		load: newLoadMonitor(cfg.Load, cfg.Logger), refusals: &rateLog{out: cfg.Logger, perSecond: 20}}
 	srv := smtp.NewServer(s)
 	srv.Addr = cfg.Listen
 	srv.Domain = cfg.Hostname
@@ -112,6 +162,10 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.ErrorLog = slogAdapter{cfg.Logger}
+	srv.TLSConfig = cfg.TLS
+	// RFC 6531: UTF-8 addresses and RFC 6532 headers are taken and passed
+	// on; delivery asks the next server for SMTPUTF8 where they need it.
+	srv.EnableSMTPUTF8 = true
 	s.smtp = srv
 	return s
 }
@@ -123,7 +177,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
-	s.ln = &loadListener{Listener: ln, s: s}
+	s.ln = &loadListener{Listener: ln, s: s, clients: map[string]*clientSessions{}}
 	return nil
 }
 
@@ -152,13 +206,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-// NewSession implements smtp.Backend.
+// NewSession implements smtp.Backend: the session that takes posts,
+// inside the one that keeps it to its limits.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	remote := ""
 	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = addr.IP.String()
 	}
-	return &session{srv: s, conn: c, remote: remote}, nil
+	return newLimitSession(&session{srv: s, conn: c, remote: remote})
 }
 
 type session struct {
@@ -166,6 +221,7 @@ type session struct {
 	conn   *smtp.Conn
 	remote string
 	from   string
+	utf8   bool // MAIL FROM carried SMTPUTF8
 	lists  []string
 	seen   map[string]bool
 }
@@ -177,6 +233,8 @@ var (
 		Message: "Message has a line over 2000 characters; RFC 5321 allows 1000"}
 	errNoTargets = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Alias expansion left no deliverable recipients"}
+	errNeedTLS = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Must issue a STARTTLS command first"}
 	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
 		Message: "Mail loop detected: this post already went through this list"}
 	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
@@ -185,21 +243,28 @@ var (
 
 func (ss *session) Reset() {
 	ss.from = ""
+	ss.utf8 = false
 	ss.lists = nil
 	ss.seen = nil
 }
 
 func (ss *session) Logout() error { return nil }
 
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.srv.load.pace()
+	if _, isTLS := ss.conn.TLSConnectionState(); ss.srv.cfg.RequireTLS && !isTLS {
+		ss.rejected("MAIL", "tls_required", "from", from)
+		return errNeedTLS
+	}
 	if from != "" {
 		if _, err := address.Parse(from); err != nil {
+			ss.rejected("MAIL", "bad_sender", "from", from, "err", err)
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 				Message: fmt.Sprintf("Bad sender address syntax: %v", err)}
 		}
 	}
 	ss.from = from
+	ss.utf8 = opts != nil && opts.UTF8
 	return nil
 }
 
@@ -207,6 +272,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
 	mbox, err := address.Parse(to)
 	if err != nil {
+		ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 	}
@@ -214,11 +280,13 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if errors.Is(err, expander.ErrUnknownRecipient) {
 		// One reply for every unknown address: no relaying, and no hint
 		// about which local names exist.
+		ss.rejected("RCPT", "unknown_recipient", "from", ss.from, "rcpt", to)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
 			Message: "No such list here; this server does not relay"}
 	}
 	if err != nil {
 		ss.srv.log.Error("recipient lookup failed", "rcpt", to, "err", err)
+		ss.srv.countRejected("RCPT", "temp_failure")
 		return errTempStore
 	}
 	if !ss.seen[list] {
@@ -247,8 +315,10 @@ func (ss *session) Data(r io.Reader) error {
 			s.log.Error("cannot spool message body", "from", ss.from, "err", body.Err())
 			return errTempStore
 		case errors.As(err, &serr):
+			ss.rejected("DATA", "too_big", "from", ss.from, "lists", ss.lists)
 			return serr // 552 5.3.4 from the size limit
 		case errors.Is(err, smtp.ErrTooLongLine):
+			ss.rejected("DATA", "line_too_long", "from", ss.from, "lists", ss.lists)
 			// go-smtp closes the session after this reply: the rest of
 			// the line cannot be told apart from commands.
 			return errLineTooLong
@@ -258,23 +328,24 @@ func (ss *session) Data(r io.Reader) error {
 	s.load.pace()
 	ctx := context.Background()
 	id := s.ids.Next()
-	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: ss.conn.Hostname(),
-		RemoteAddr: ss.remote, Lists: ss.lists, Body: body}
+	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
+		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: body}
 	msg, err := s.exp.Expand(ctx, post)
 	if errors.Is(err, expander.ErrLoop) {
-		s.log.Warn("rejected looping post", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "loop", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errLoop
 	}
 	if errors.Is(err, expander.ErrHeaderTooLarge) {
-		s.log.Warn("rejected post: header too large", "qid", id, "from", ss.from, "size", body.Size())
+		ss.rejected("DATA", "header_too_large", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size())
 		return errHeaderTooLarge
 	}
 	if errors.Is(err, expander.ErrNoTargets) {
-		s.log.Warn("rejected post: alias expansion left no recipients", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "no_targets", "qid", id, "from", ss.from, "lists", ss.lists, "err", err)
 		return errNoTargets
 	}
 	if err != nil {
 		s.log.Error("expansion failed", "qid", id, "err", err)
+		s.countRejected("DATA", "temp_failure")
 		return errTempStore
 	}
 	rcpts := msg.Recipients()
@@ -287,10 +358,13 @@ func (ss *session) Data(r io.Reader) error {
 	if rcpts > 0 {
 		if err := s.queue.Enqueue(ctx, msg); err != nil {
 			s.log.Error("cannot queue message", "qid", id, "err", err)
+			s.countRejected("DATA", "temp_failure")
 			return errTempStore
 		}
 	}
-	s.log.Info("accepted", "qid", id, "from", ss.from, "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)
+	s.counters.accepted.Add(1)
+	s.log.Info("accepted", "qid", id, "client", ss.remote, "helo", post.Helo, "from", ss.from,
+		"message_id", messageID(body), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)
 	// go-smtp turns an *SMTPError into the reply verbatim; this is how the
 	// 250 carries the queue ID.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}

@@ -25,6 +25,7 @@ func (noDelivery) Deliver(context.Context, envelope.Request) []envelope.Result {
 }
 
 type fixture struct {
+	srv      *Server
 	addr     string
 	queue    *queuegroups.Queue
 	modes    *modeRecorder
@@ -68,7 +69,7 @@ func startWith(t *testing.T, cfg Config) *fixture {
 		srv.Shutdown(ctx)
 		q.Close(ctx)
 	})
-	return &fixture{addr: srv.Addr().String(), queue: q, modes: modes, spoolDir: spool}
+	return &fixture{srv: srv, addr: srv.Addr().String(), queue: q, modes: modes, spoolDir: spool}
 }
 
 // routing cuts envelopes of 2 for the default group.
@@ -274,13 +275,20 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 }
 
 // TestOwnerAddresses: owner-LIST and LIST-request reach the list's owner
-// with the envelope sender kept (null for a bounce) and no list headers.
+// from the list's bounce address, never the poster's, with a null sender
+// (a bounce) kept null.
 func TestOwnerAddresses(t *testing.T) {
 	t.Parallel()
 	f := start(t, 1<<20)
-	for _, rcpt := range []string{"owner-announce@lists.example.org", "Announce-Request@Lists.Example.org"} {
+	for _, tt := range []struct{ rcpt, from, sender string }{
+		{"owner-announce@lists.example.org", "", ""},
+		{"Announce-Request@Lists.Example.org", "", ""},
+		{"owner-announce@lists.example.org", "poster@example.org", "owner-announce@lists.example.org"},
+		{"Announce-Request@Lists.Example.org", "poster@example.org", "owner-announce@lists.example.org"},
+	} {
+		rcpt := tt.rcpt
 		c := dial(t, f.addr)
-		if err := c.Mail("", nil); err != nil {
+		if err := c.Mail(tt.from, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.Rcpt(rcpt, nil); err != nil {
@@ -300,9 +308,9 @@ func TestOwnerAddresses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(md.Envelopes) != 1 || md.Envelopes[0].Sender != "" || len(md.Envelopes[0].Recipients) != 1 ||
+		if len(md.Envelopes) != 1 || md.Envelopes[0].Sender != tt.sender || len(md.Envelopes[0].Recipients) != 1 ||
 			md.Envelopes[0].Recipients[0].Address != "alice@example.org" {
-			t.Errorf("mail to %s queued as %+v, want one envelope <> -> alice@example.org", rcpt, md)
+			t.Errorf("mail to %s from <%s> queued as %+v, want one envelope <%s> -> alice@example.org", rcpt, tt.from, md, tt.sender)
 		}
 	}
 	c := dial(t, f.addr)

@@ -22,15 +22,25 @@ import (
 // message was enqueued with.
 type modeRecorder struct {
 	*queuegroups.Queue
-	mu    sync.Mutex
-	modes []queuegroups.DeliveryMode
+	mu       sync.Mutex
+	modes    []queuegroups.DeliveryMode
+	prefixes [][]byte // each part's prefix (the headers fanmail adds), in order
 }
 
 func (r *modeRecorder) Enqueue(ctx context.Context, m *queuegroups.Message) error {
 	r.mu.Lock()
 	r.modes = append(r.modes, m.Mode)
+	for _, p := range m.Parts {
+		r.prefixes = append(r.prefixes, append([]byte(nil), p.Prefix...))
+	}
 	r.mu.Unlock()
 	return r.Queue.Enqueue(ctx, m)
+}
+
+func (r *modeRecorder) allPrefixes() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.prefixes...)
 }
 
 func (r *modeRecorder) all() []queuegroups.DeliveryMode {

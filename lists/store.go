@@ -30,8 +30,10 @@ var ErrNoList = errors.New("no such list")
 var ErrListExists = errors.New("list already exists")
 
 // busyTimeout is how long a writer waits for another process's write
-// transaction before giving up; CLI imports of large lists take seconds.
-const busyTimeout = 5 * time.Second
+// transaction before giving up. A CLI import of a million members holds
+// the write lock for seconds, and the server writes to the store too
+// (held posts, bounces): a wait well past that is better than an error.
+const busyTimeout = 30 * time.Second
 
 // migrations[i] brings the schema from user_version i to i+1. Append only:
 // a released step is never edited.
@@ -65,12 +67,15 @@ type Store struct {
 	versionConn *sql.Conn
 }
 
-// Open opens the store at path, creating the file and the schema if they
-// are missing and migrating an older schema.
+// Open opens the store at path, creating the file (mode 0600) and the
+// schema if they are missing and migrating an older schema.
 func Open(path string) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open list store %s: %w", path, err)
+	}
+	if err := secureFiles(abs); err != nil {
+		return nil, fmt.Errorf("open list store: %w", err)
 	}
 	// A file: URI so that '?' or '#' in the path cannot be taken for
 	// parameters.

@@ -115,7 +115,7 @@ func TestOutcomeRetryAfter(t *testing.T) {
 	t.Parallel()
 	const minAge = 2 * time.Second
 	g := newGroup(GroupConfig{Name: DefaultGroup, MinQueueAge: minAge},
-		retryPolicy{min: 5 * time.Minute, max: time.Hour, queueReturn: 24 * time.Hour}, nil, slog.New(slog.DiscardHandler))
+		retryPolicy{min: 5 * time.Minute, max: time.Hour, queueReturn: 24 * time.Hour}, 3, SafeTrue, nil, slog.New(slog.DiscardHandler))
 	deferred := func(code int, after time.Duration) envelope.Result {
 		return envelope.Result{Status: envelope.Deferred, Reply: envelope.Reply{Code: code}, RetryAfter: after}
 	}

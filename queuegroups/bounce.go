@@ -124,7 +124,7 @@ func (q *Queue) bounce(shares []heldShare, action dsn.Action) error {
 					bySender[sender] = rep
 					order = append(order, sender)
 				}
-				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Reply: envelope.ParseReply(e.replies[i])}
+				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Reply: e.replies[i]}
 				if action == dsn.Delayed {
 					rc.WillRetryUntil = expires
 				}

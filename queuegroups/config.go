@@ -35,7 +35,11 @@ type Config struct {
 	QueueWarn   time.Duration // send a delay warning after (Timeout.queuewarn); 0 = never
 	Hostname    string        // the reporting MTA named in DSNs
 	SegmentSize int64         // journal segment size; 0 means 64 MiB
-	Logger      *slog.Logger
+	// MoveAsideAfter is how many attempts in a row of one envelope may
+	// panic or die with the server before its message is moved aside
+	// (kept, marked, never retried); 0 means 3.
+	MoveAsideAfter int
+	Logger         *slog.Logger
 }
 
 // SuperSafe is sendmail's SuperSafe: when the spool forces data to disk.
@@ -104,6 +108,8 @@ func DefaultConfig() Config {
 		QueueWarn:   4 * time.Hour,
 		Hostname:    "localhost",
 		SegmentSize: 64 << 20,
+
+		MoveAsideAfter: 3,
 	}
 }
 
@@ -136,6 +142,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	def := DefaultConfig()
 	if cfg.SegmentSize <= 0 {
 		cfg.SegmentSize = def.SegmentSize
+	}
+	if cfg.MoveAsideAfter <= 0 {
+		cfg.MoveAsideAfter = def.MoveAsideAfter
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

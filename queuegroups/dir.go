@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -19,16 +21,18 @@ type dir struct {
 	j    *journal
 	msgs map[string]*msgState
 	lock *os.File // flock held while the server owns the directory
+
+	suspects map[string]bool // during replay: IDs unreadable bytes may have held
 }
 
 // openDir locks path (unless readOnly), replays its journal and returns
 // it with every replayed message in msgs.
 func openDir(path string, segmentSize int64, log *slog.Logger, readOnly bool) (*dir, error) {
-	d := &dir{path: path, log: log, msgs: map[string]*msgState{}}
-	if err := os.MkdirAll(path, 0o750); err != nil {
-		return nil, fmt.Errorf("create queue directory: %w", err)
-	}
+	d := &dir{path: path, log: log, msgs: map[string]*msgState{}, suspects: map[string]bool{}}
 	if !readOnly {
+		if err := os.MkdirAll(path, 0o750); err != nil {
+			return nil, fmt.Errorf("create queue directory: %w", err)
+		}
 		lock, err := lockDir(path)
 		if err != nil {
 			return nil, err
@@ -36,12 +40,14 @@ func openDir(path string, segmentSize int64, log *slog.Logger, readOnly bool) (*
 		d.lock = lock
 		removeStaleBodies(path)
 	}
-	j, err := openJournal(path, segmentSize, log, readOnly, d.replayRecord)
+	j, err := openJournal(path, segmentSize, log, readOnly, d)
 	if err != nil {
 		d.unlock()
 		return nil, err
 	}
 	d.j = j
+	d.reportDamage()
+	d.suspects = nil
 	return d, nil
 }
 
@@ -74,18 +80,20 @@ func (d *dir) close() {
 	d.unlock()
 }
 
-// replayRecord rebuilds state from one journal record.
-func (d *dir) replayRecord(seg *segment, off int64, typ byte, payload []byte) error {
+// record rebuilds state from one journal record (replayer).
+func (d *dir) record(seg *segment, off int64, typ byte, payload []byte, bodyOff, bodyLen int64) error {
 	switch typ {
+	case recHeader:
+		_, err := decodeHeader(payload)
+		return err
 	case recMessage:
-		m, bodyOff, bodyLen, err := decodeMessage(payload)
+		m, err := decodeMessage(payload)
 		if err != nil {
 			return err
 		}
 		m.dir = d
 		m.seg = seg
-		m.bodyOff = off + frameHeader + 1 + int64(bodyOff)
-		m.bodyLen = int64(bodyLen)
+		m.bodyOff, m.bodyLen = bodyOff, bodyLen
 		// A later full record (a relocation) replaces the earlier one.
 		d.msgs[m.id] = m
 	case recStatus:
@@ -95,27 +103,63 @@ func (d *dir) replayRecord(seg *segment, off int64, typ byte, payload []byte) er
 		}
 		m := d.msgs[u.id]
 		if m == nil || u.env >= len(m.envs) {
-			return nil // the message finished and its record was collected
+			// The message finished and its record was collected, or its
+			// record was in bytes replay could not read.
+			if seg.damaged {
+				d.suspects[u.id] = true
+			}
+			return nil
 		}
 		applyUpdate(m.envs[u.env], u)
-	case recDelete:
+	case recDelete, recWarned, recAside:
 		id, err := decodeID(payload)
 		if err != nil {
 			return err
 		}
-		delete(d.msgs, id)
-	case recWarned:
-		id, err := decodeID(payload)
-		if err != nil {
-			return err
-		}
-		if m := d.msgs[id]; m != nil {
-			m.warned = true
+		switch typ {
+		case recDelete:
+			delete(d.msgs, id)
+			delete(d.suspects, id)
+		case recWarned:
+			if m := d.msgs[id]; m != nil {
+				m.warned = true
+			}
+		case recAside:
+			if m := d.msgs[id]; m != nil {
+				m.aside = true
+			}
 		}
 	default:
 		return fmt.Errorf("unknown record type %d", typ)
 	}
 	return nil
+}
+
+// damaged notes an unreadable stretch of seg (replayer): status records
+// after it whose message is unknown name messages it may have held.
+func (d *dir) damaged(seg *segment, _, _ int64, ids []string) {
+	seg.damaged = true
+	for _, id := range ids {
+		d.suspects[id] = true
+	}
+}
+
+// reportDamage logs, after replay, the messages whose records may have
+// been in unreadable bytes: IDs read from those bytes, and IDs of status
+// records after them whose message record replay never found.
+func (d *dir) reportDamage() {
+	var lost []string
+	for id := range d.suspects {
+		if d.msgs[id] == nil {
+			lost = append(lost, id)
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	slices.Sort(lost)
+	d.log.Error("journal damage: these messages may have lost recipients; their bytes are in the quarantine files",
+		"dir", d.path, "qids", strings.Join(lost, ","))
 }
 
 // collect drops journal segments that no pending message needs and, when

@@ -8,8 +8,11 @@
 //
 // The package is built in four layers, each using only those below it:
 //
-//  1. Journal and records (journal.go, record.go): segment files, framed
-//     and checksummed records, the writer goroutine with group commit.
+//  1. Journal and records (journal.go, record.go, replay.go, body.go):
+//     segment files, framed and checksummed records, the writer goroutine
+//     with group commit that streams big bodies in chunks, replay that
+//     resynchronises past unreadable bytes and quarantines them, and the
+//     spool body ingress receives a post into.
 //  2. Directory (state.go, dir.go): one queue directory, the messages
 //     whose state lives in its journal, replay, and the collection of
 //     segments no pending message needs.
@@ -24,12 +27,16 @@
 //
 // On-disk layout of one queue directory:
 //
-//	NNNNNNNNNNNNNNNN.journal   append-only segments, replayed in order
+//	NNNNNNNNNNNNNNNN.journal             append-only segments, replayed in order
+//	NNNNNNNNNNNNNNNN.journal.OFF.quarantine  bytes replay could not read
+//	lock                                 flock held by the server
 //
-// A segment holds framed records: a message record (the body, the
-// envelopes and every recipient's state) and status records (the outcome
-// of one delivery attempt of one envelope). A segment is deleted once no
-// message whose latest full record lives in it or before it is still
-// pending; long-lived messages are re-written at the head so they never
-// pin old segments.
+// A segment starts with a header record (the format version) and holds
+// framed records (magic, length and its checksum, CRC-32C, type): a
+// message record (every envelope and recipient's state and last reply,
+// then the body), status records (an attempt started, its outcome, or
+// its panic), and delete, warned and moved-aside marks. A segment is
+// deleted once no message whose latest full record lives in it or before
+// it is still pending; long-lived messages are re-written at the head so
+// they never pin old segments.
 package queuegroups

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,12 +41,14 @@ type retryPolicy struct {
 // runners make and its retry timer. One mutex guards the schedule and
 // every directory's message state; journal writes happen outside it.
 type group struct {
-	cfg       GroupConfig
-	retry     retryPolicy
-	deliverer Deliverer
-	log       *slog.Logger
-	dirs      []*dir
-	turn      atomic.Uint32 // spreads new messages over dirs
+	cfg        GroupConfig
+	retry      retryPolicy
+	asideAfter int // strikes in a row (panics, crashes) that move a message aside
+	safe       SuperSafe
+	deliverer  Deliverer
+	log        *slog.Logger
+	dirs       []*dir
+	turn       atomic.Uint32 // spreads new messages over dirs
 
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when work becomes ready or the group closes
@@ -56,8 +60,8 @@ type group struct {
 	wake     chan struct{} // nudges the retry timer when the earliest deferral changes
 }
 
-func newGroup(cfg GroupConfig, retry retryPolicy, d Deliverer, log *slog.Logger) *group {
-	g := &group{cfg: cfg, retry: retry, deliverer: d, log: log, wake: make(chan struct{}, 1)}
+func newGroup(cfg GroupConfig, retry retryPolicy, asideAfter int, safe SuperSafe, d Deliverer, log *slog.Logger) *group {
+	g := &group{cfg: cfg, retry: retry, asideAfter: asideAfter, safe: safe, deliverer: d, log: log, wake: make(chan struct{}, 1)}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -109,7 +113,8 @@ func (g *group) take() *envState {
 			return nil
 		}
 		e := g.ready.pop()
-		if e.msg.deleted || e.pendingCount() == 0 {
+		if e.msg.deleted || e.msg.aside || e.pendingCount() == 0 {
+			g.markTried(e)
 			continue
 		}
 		if !g.admit(e) {
@@ -142,7 +147,12 @@ const (
 )
 
 // attempt runs one attempt of e, records every recipient's outcome and
-// says what the queue should do next about e's message.
+// says what the queue should do next about e's message. The attempt is
+// recorded as started, durably, before delivery begins: if delivery
+// kills the server, the next start finds the attempt without an outcome
+// and counts it as a strike against the envelope, as it does a panic,
+// which the runner survives. After asideAfter strikes in a row the
+// message is moved aside instead of being tried again.
 func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted) {
 	m := e.msg
 	var idx []int
@@ -161,22 +171,32 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	req := envelope.Request{
 		QueueID:  m.id,
 		Attempts: attempts,
+		Received: m.received,
 		Envelope: envelope.Envelope{Sender: part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     int64(len(part.prefix)) + bodyLen,
 		Open: func() io.Reader {
 			return io.MultiReader(bytes.NewReader(part.prefix), seg.section(bodyOff, bodyLen))
 		},
 	}
-	results := g.deliverer.Deliver(ctx, req)
-	if len(results) != len(rcpts) {
-		g.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
-			"domain", e.domain, "want", len(rcpts), "got", len(results))
-		results = make([]envelope.Result, len(rcpts))
-		for i := range results {
-			results[i] = envelope.Result{Recipient: rcpts[i], Status: envelope.Deferred, Reply: envelope.Reply{Text: "internal error"}}
+	started := &statusUpdate{id: m.id, env: e.index, kind: attemptStarted, attempts: attempts + 1}
+	var u *statusUpdate
+	if _, _, err := m.dir.j.append(g.syncStart(e), false, complete(encodeStatus(started))); err != nil {
+		g.log.Error("cannot record the start of an attempt; will retry", "qid", m.id, "domain", e.domain, "err", err)
+		u = &statusUpdate{id: m.id, env: e.index, attempts: attempts, next: time.Now().Add(g.retry.min)}
+	} else if results, panicked := g.deliver(ctx, req); panicked {
+		u = &statusUpdate{id: m.id, env: e.index, kind: attemptPanicked, attempts: attempts + 1,
+			next: time.Now().Add(max(backoff(attempts+1, g.retry.min, g.retry.max), g.cfg.MinQueueAge))}
+	} else {
+		if len(results) != len(rcpts) {
+			g.log.Error("delivery returned the wrong number of results; deferring", "qid", m.id,
+				"domain", e.domain, "want", len(rcpts), "got", len(results))
+			results = make([]envelope.Result, len(rcpts))
+			for i := range results {
+				results[i] = envelope.Result{Recipient: rcpts[i], Status: envelope.Deferred, Reply: envelope.Reply{Text: "internal error"}}
+			}
 		}
+		u = g.outcome(e, idx, results, time.Now())
 	}
-	u := g.outcome(e, idx, results, time.Now())
 
 	g.mu.Lock()
 	deleted := m.deleted
@@ -197,18 +217,15 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	defer g.mu.Unlock()
 	e.inflight = false
 	g.inflight--
-	if !e.tried {
-		e.tried = true
-		if m.firstDone != nil {
-			if m.untried--; m.untried == 0 {
-				close(m.firstDone)
-			}
-		}
-	}
+	g.markTried(e)
 	if m.deleted {
 		return m, attemptRecorded
 	}
 	applyUpdate(e, u)
+	if e.strikes >= g.asideAfter && !m.aside {
+		g.moveAside(m, e)
+		return m, attemptRecorded
+	}
 	if e.pendingCount() > 0 {
 		heap.Push(&g.deferred, e)
 		g.nudge()
@@ -220,6 +237,71 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	}
 	g.finish(m)
 	return m, shareFinished
+}
+
+// syncStart says whether the record of an attempt's start waits for the
+// disk: as SuperSafe says for the message, so never with SafeFalse, and
+// not for the first attempt of an interactive post with SafeInteractive,
+// whose client still waits. Written without a sync it still survives
+// the server dying, which is what it is there for; only a power cut can
+// take it.
+func (g *group) syncStart(e *envState) bool {
+	switch g.safe {
+	case SafeFalse:
+		return false
+	case SafeInteractive:
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return e.msg.firstDone == nil || e.tried
+	}
+	return true
+}
+
+// deliver hands req to the deliverer and turns a panic into a log line
+// with the stack, so one poisonous message cannot take the server down.
+func (g *group) deliver(ctx context.Context, req envelope.Request) (results []envelope.Result, panicked bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			g.log.Error("delivery panicked; the envelope stays queued", "qid", req.QueueID, "domain", req.Domain,
+				"group", g.cfg.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			results, panicked = nil, true
+		}
+	}()
+	return g.deliverer.Deliver(ctx, req), false
+}
+
+// markTried notes e's first attempt in this process (or that it will
+// have none) for an interactive Enqueue waiting on it. Called with g.mu
+// held.
+func (g *group) markTried(e *envState) {
+	if e.tried {
+		return
+	}
+	e.tried = true
+	if m := e.msg; m.firstDone != nil {
+		if m.untried--; m.untried == 0 {
+			close(m.firstDone)
+		}
+	}
+}
+
+// moveAside stops all delivery of m, whose envelope e panicked or
+// crashed the server asideAfter times in a row: the message stays in
+// the queue, marked, until the operator deletes it. Called with g.mu
+// held; the record is written with the lock held, as at start-up, so no
+// runner takes m in between.
+func (g *group) moveAside(m *msgState, e *envState) {
+	m.aside = true
+	for _, x := range m.envs {
+		if x.heapIdx >= 0 {
+			heap.Remove(&g.deferred, x.heapIdx)
+		}
+	}
+	g.log.Error("message moved aside: its delivery panicked or crashed the server too often; fanmail queue delete removes it",
+		"qid", m.id, "group", g.cfg.Name, "domain", e.domain, "strikes", e.strikes)
+	if _, _, err := m.dir.j.append(true, false, complete(encodeID(recAside, m.id))); err != nil {
+		g.log.Error("cannot record that a message was moved aside; the next start decides again", "qid", m.id, "err", err)
+	}
 }
 
 // finish retires a share whose recipients are all final: at once if it
@@ -264,7 +346,7 @@ func (g *group) outcome(e *envState, idx []int, results []envelope.Result, now t
 		} else {
 			tried = true
 		}
-		ru := rcptUpdate{index: idx[i], reply: r.Reply.String()}
+		ru := rcptUpdate{index: idx[i], reply: r.Reply}
 		switch r.Status {
 		case envelope.Delivered:
 			ru.status = rcptDelivered
@@ -290,7 +372,8 @@ func (g *group) outcome(e *envState, idx []int, results []envelope.Result, now t
 	for i := range u.rcpts {
 		if u.rcpts[i].status == rcptPending {
 			u.rcpts[i].status = rcptFailed
-			u.rcpts[i].reply = "5.4.7 queue lifetime expired; last reply: " + u.rcpts[i].reply
+			last := u.rcpts[i].reply
+			u.rcpts[i].reply = envelope.Reply{Enhanced: "5.4.7", Text: "queue lifetime expired; last reply: " + last.String(), Host: last.Host}
 			g.log.Warn("giving up", "qid", e.msg.id, "rcpt", e.rcpts[u.rcpts[i].index], "status", "expired")
 		}
 	}
@@ -346,6 +429,9 @@ func (g *group) flush(domain string) int {
 	moved := 0
 	for g.deferred.Len() > 0 {
 		e := heap.Pop(&g.deferred).(*envState)
+		if e.msg.aside {
+			continue // moved aside: never retried, by flush or otherwise
+		}
 		if domain != "" && e.domain != domain {
 			keep = append(keep, e)
 			continue
@@ -366,7 +452,7 @@ func (g *group) flush(domain string) int {
 // group's directories, forgets finished messages that owe no DSN, and
 // returns the counts and the messages that finished but may not have had
 // their DSN sent.
-func (g *group) recovered(now time.Time) (msgs, rcpts int, unsettled []string) {
+func (g *group) recovered(now time.Time) (msgs, rcpts, aside int, unsettled []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, d := range g.dirs {
@@ -388,6 +474,23 @@ func (g *group) recovered(now time.Time) (msgs, rcpts int, unsettled []string) {
 				unsettled = append(unsettled, id)
 			}
 			for _, e := range m.envs {
+				if e.open {
+					// Recorded as started, never finished: the server
+					// died during it.
+					e.open = false
+					e.strikes++
+				}
+				if e.strikes >= g.asideAfter && e.pendingCount() > 0 && !m.aside {
+					m.aside = true
+					g.log.Error("message moved aside: its delivery panicked or crashed the server too often; fanmail queue delete removes it",
+						"qid", m.id, "group", g.cfg.Name, "domain", e.domain, "strikes", e.strikes)
+				}
+			}
+			if m.aside {
+				aside++
+				continue
+			}
+			for _, e := range m.envs {
 				if e.pendingCount() > 0 {
 					g.schedule(e, now)
 				}
@@ -397,5 +500,5 @@ func (g *group) recovered(now time.Time) (msgs, rcpts int, unsettled []string) {
 			d.collect()
 		}
 	}
-	return msgs, rcpts, unsettled
+	return msgs, rcpts, aside, unsettled
 }

@@ -13,7 +13,8 @@ import (
 type Stats struct {
 	Messages   int // message shares with pending recipients (one per group a post reaches)
 	Envelopes  int // envelopes with pending recipients
-	Recipients int // pending recipients
+	Recipients int // pending recipients, not counting those moved aside
+	MovedAside int // message shares moved aside
 	Inflight   int // envelopes being delivered now
 	Deferred   int // envelopes waiting for a retry
 	Syncs      int64
@@ -30,6 +31,10 @@ func (q *Queue) Stats() Stats {
 			s.Messages += len(d.msgs)
 			s.Syncs += d.j.syncs.Load()
 			for _, m := range d.msgs {
+				if m.aside {
+					s.MovedAside++
+					continue
+				}
 				for _, e := range m.envs {
 					if n := e.pendingCount(); n > 0 {
 						s.Envelopes++
@@ -52,6 +57,7 @@ type DirSummary struct {
 	Recipients int            `json:"recipients"`
 	Inflight   int            `json:"inflight"`
 	Deferred   int            `json:"deferred"`
+	MovedAside int            `json:"moved_aside"` // messages, counted in Messages too
 	Oldest     time.Time      `json:"oldest,omitzero"`
 	TopDomains []DomainCount  `json:"top_domains,omitempty"`
 	List       []MessageBrief `json:"messages_list,omitempty"`
@@ -69,6 +75,7 @@ type MessageBrief struct {
 	Received   time.Time `json:"received"`
 	Size       int64     `json:"size"`
 	Recipients int       `json:"recipients"` // pending
+	MovedAside bool      `json:"moved_aside,omitempty"`
 }
 
 // Summary lists every group directory: counts, the oldest pending
@@ -99,10 +106,13 @@ func (q *Queue) Summary(topDomains, limit int) []DirSummary {
 				}
 				s.Messages++
 				s.Recipients += n
+				if m.aside {
+					s.MovedAside++
+				}
 				if s.Oldest.IsZero() || m.received.Before(s.Oldest) {
 					s.Oldest = m.received
 				}
-				s.List = append(s.List, MessageBrief{ID: m.id, Received: m.received, Size: m.bodyLen, Recipients: n})
+				s.List = append(s.List, MessageBrief{ID: m.id, Received: m.received, Size: m.bodyLen, Recipients: n, MovedAside: m.aside})
 			}
 			for dom, n := range domains {
 				s.TopDomains = append(s.TopDomains, DomainCount{dom, n})
@@ -124,10 +134,14 @@ func (q *Queue) Summary(topDomains, limit int) []DirSummary {
 
 // MessageDetail is everything the queue knows of one message.
 type MessageDetail struct {
-	ID        string           `json:"id"`
-	Received  time.Time        `json:"received"`
-	Size      int64            `json:"size"`
-	Envelopes []EnvelopeDetail `json:"envelopes"`
+	ID       string    `json:"id"`
+	Received time.Time `json:"received"`
+	Size     int64     `json:"size"`
+	// MovedAside names the groups whose share of the message was moved
+	// aside: its delivery panicked or crashed the server too often, and
+	// it is kept, never retried, until deleted.
+	MovedAside []string         `json:"moved_aside,omitempty"`
+	Envelopes  []EnvelopeDetail `json:"envelopes"`
 }
 
 // EnvelopeDetail is one envelope of a message, with each recipient.
@@ -137,6 +151,7 @@ type EnvelopeDetail struct {
 	Sender     string            `json:"sender"`
 	Domain     string            `json:"domain"`
 	Attempts   int               `json:"attempts"`
+	Strikes    int               `json:"strikes,omitempty"` // attempts in a row that panicked or died with the server
 	Next       time.Time         `json:"next,omitzero"`
 	Inflight   bool              `json:"inflight,omitempty"`
 	Recipients []RecipientDetail `json:"recipients"`
@@ -147,6 +162,7 @@ type RecipientDetail struct {
 	Address string `json:"address"`
 	Status  string `json:"status"` // pending, delivered, failed
 	Reply   string `json:"reply,omitempty"`
+	Host    string `json:"host,omitempty"` // the MX that gave the reply
 }
 
 // ErrNoMessage means no queued message has the ID.
@@ -161,11 +177,15 @@ func (q *Queue) Show(id string) (MessageDetail, error) {
 		if d, m := g.share(id); m != nil {
 			found = true
 			md.Received, md.Size = m.received, m.bodyLen
+			if m.aside {
+				md.MovedAside = append(md.MovedAside, g.cfg.Name)
+			}
 			for _, e := range m.envs {
 				ed := EnvelopeDetail{Group: g.cfg.Name, Dir: d.path, Sender: m.parts[e.part].sender, Domain: e.domain,
-					Attempts: e.attempts, Next: e.next, Inflight: e.inflight}
+					Attempts: e.attempts, Strikes: e.strikes, Next: e.next, Inflight: e.inflight}
 				for i, r := range e.rcpts {
-					ed.Recipients = append(ed.Recipients, RecipientDetail{Address: r, Status: statusName(e.status[i]), Reply: e.replies[i]})
+					rd := RecipientDetail{Address: r, Status: statusName(e.status[i]), Reply: e.replies[i].String(), Host: e.replies[i].Host}
+					ed.Recipients = append(ed.Recipients, rd)
 				}
 				md.Envelopes = append(md.Envelopes, ed)
 			}

@@ -1,11 +1,11 @@
 package queuegroups
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,8 +30,9 @@ type segment struct {
 	file *os.File
 	size int64 // bytes of valid records; only the writer changes it for the active segment
 
-	live int          // pending messages whose latest full record is here; guarded by the owning group's mutex
-	pins atomic.Int32 // records appended here that the queue has not registered yet
+	live    int          // pending messages whose latest full record is here; guarded by the owning group's mutex
+	damaged bool         // replay found unreadable bytes in it
+	pins    atomic.Int32 // records appended here that the queue has not registered yet
 }
 
 // journal is one queue directory's append-only log with group commit:
@@ -69,15 +70,14 @@ type appendResult struct {
 
 var errClosed = errors.New("queue is closed")
 
-// openJournal replays dir's segments through fn in order and then opens
-// a fresh active segment. A torn or corrupt record ends its segment's
-// replay with a log line; it is never fatal.
+// openJournal replays dir's segments into r in order and then opens a
+// fresh active segment. Unreadable bytes are quarantined and skipped
+// (replay.go); they are never fatal.
 //
 // A read-only journal (for inspecting the queue while no server runs)
 // only replays: it creates no segment and takes no appends.
-func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
-	fn func(seg *segment, off int64, typ byte, payload []byte) error) (*journal, error) {
-	j := &journal{dir: dir, segmentSize: segmentSize, log: log,
+func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool, r replayer) (*journal, error) {
+	j := &journal{dir: dir, segmentSize: segmentSize, log: log, readOnly: readOnly,
 		reqs: make(chan *appendReq, 1024), writerDone: make(chan struct{})}
 	seqs, err := listSegments(dir)
 	if err != nil {
@@ -85,7 +85,7 @@ func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 	}
 	var last uint64
 	for _, seq := range seqs {
-		seg, err := j.replaySegment(seq, fn)
+		seg, err := j.replaySegment(seq, r)
 		if err != nil {
 			j.closeFiles()
 			return nil, err
@@ -94,7 +94,6 @@ func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 		last = seq
 	}
 	if readOnly {
-		j.readOnly = true
 		j.isClosed = true
 		close(j.writerDone)
 		return j, nil
@@ -109,6 +108,9 @@ func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 
 func listSegments(dir string) ([]uint64, error) {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // read-only: a directory no server created yet is empty
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read queue directory: %w", err)
 	}
@@ -132,62 +134,26 @@ func segmentPath(dir string, seq uint64) string {
 	return filepath.Join(dir, fmt.Sprintf("%016x%s", seq, segmentSuffix))
 }
 
-func (j *journal) replaySegment(seq uint64, fn func(*segment, int64, byte, []byte) error) (*segment, error) {
-	path := segmentPath(j.dir, seq)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read journal segment: %w", err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open journal segment: %w", err)
-	}
-	seg := &segment{seq: seq, path: path, file: f}
-	off := int64(0)
-	for off < int64(len(data)) {
-		n, typ, payload, ok := readFrame(data[off:])
-		if !ok {
-			j.log.Warn("journal: ignoring torn or corrupt tail", "segment", path, "offset", off, "bytes", int64(len(data))-off)
-			break
-		}
-		if err := fn(seg, off, typ, payload); err != nil {
-			j.log.Warn("journal: skipping unreadable record", "segment", path, "offset", off, "err", err)
-		}
-		off += n
-	}
-	seg.size = off
-	return seg, nil
-}
-
-// readFrame parses one record at the start of b.
-func readFrame(b []byte) (n int64, typ byte, payload []byte, ok bool) {
-	if len(b) < frameHeader+1 {
-		return 0, 0, nil, false
-	}
-	length := binary.LittleEndian.Uint32(b[0:4])
-	if length == 0 || length > maxRecord || int64(len(b)) < frameHeader+int64(length) {
-		return 0, 0, nil, false
-	}
-	body := b[frameHeader : frameHeader+int64(length)]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[4:8]) {
-		return 0, 0, nil, false
-	}
-	return frameHeader + int64(length), body[0], body[1:], true
-}
-
-// newSegment creates and becomes the active segment. The directory is
-// synced so the new file survives a crash along with what it will hold.
+// newSegment creates and becomes the active segment, starting with the
+// header record that names the format. The directory is synced so the
+// new file survives a crash along with what it will hold; the header is
+// synced with the first records that need it.
 func (j *journal) newSegment(seq uint64) (*segment, error) {
 	path := segmentPath(j.dir, seq)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("create journal segment: %w", err)
 	}
+	hdr := encodeHeader()
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write journal segment header: %w", err)
+	}
 	if err := syncDir(j.dir); err != nil {
 		f.Close()
 		return nil, err
 	}
-	seg := &segment{seq: seq, path: path, file: f}
+	seg := &segment{seq: seq, path: path, file: f, size: int64(len(hdr))}
 	j.mu.Lock()
 	j.segs = append(j.segs, seg)
 	j.mu.Unlock()
@@ -259,7 +225,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 			total += r.size()
 		}
 	}
-	if seg.size > 0 && seg.size+total > j.segmentSize {
+	if seg.size > int64(len(encodeHeader())) && seg.size+total > j.segmentSize {
 		// Records written without a sync must not be left behind in a
 		// segment that no later sync will cover.
 		if err := syscall.Fdatasync(int(seg.file.Fd())); err != nil {
@@ -347,7 +313,7 @@ func (j *journal) writeStreamed(f *os.File, r record, off int64) error {
 	if _, err := f.WriteAt(r.frame, off); err != nil {
 		return err
 	}
-	crc := crc32.Checksum(r.frame[frameHeader:], castagnoli)
+	crc := crc32.Update(lengthCRC(r.size()-frameHeader), castagnoli, r.frame[frameHeader:])
 	n := r.body.Size()
 	at := off + int64(len(r.frame))
 	for done := int64(0); done < n; {
@@ -366,8 +332,7 @@ func (j *journal) writeStreamed(f *os.File, r record, off int64) error {
 		at += int64(len(c))
 	}
 	var hdr [frameHeader]byte
-	binary.LittleEndian.PutUint32(hdr[0:4], uint32(r.size()-frameHeader))
-	binary.LittleEndian.PutUint32(hdr[4:8], crc)
+	putFrameHeader(hdr[:], r.size()-frameHeader, crc)
 	_, err := f.WriteAt(hdr[:], off)
 	return err
 }

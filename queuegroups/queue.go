@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // Queue is the spool: every queue group with its directories and runners.
@@ -59,7 +61,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	q.children = make(chan struct{}, children)
 	retry := retryPolicy{min: cfg.RetryMin, max: cfg.RetryMax, queueReturn: cfg.QueueReturn}
 	for _, gc := range cfg.Groups {
-		g := newGroup(gc, retry, d, cfg.Logger)
+		g := newGroup(gc, retry, cfg.MoveAsideAfter, cfg.SuperSafe, d, cfg.Logger)
 		for _, path := range gc.Dirs {
 			dr, err := openDir(path, cfg.SegmentSize, cfg.Logger, readOnly)
 			if err != nil {
@@ -88,10 +90,10 @@ func (q *Queue) closeDirs() {
 func (q *Queue) scheduleRecovered() {
 	now := time.Now()
 	for _, g := range q.order {
-		msgs, rcpts, unsettled := g.recovered(now)
+		msgs, rcpts, aside, unsettled := g.recovered(now)
 		q.unsettled = append(q.unsettled, unsettled...)
 		if msgs > 0 {
-			q.log.Info("queue recovered", "group", g.cfg.Name, "messages", msgs, "recipients", rcpts)
+			q.log.Info("queue recovered", "group", g.cfg.Name, "messages", msgs, "recipients", rcpts, "moved_aside", aside)
 		}
 	}
 }
@@ -308,7 +310,7 @@ func (q *Queue) split(m *Message, mode DeliveryMode) ([]*share, error) {
 			}
 			ms.envs = append(ms.envs, &envState{msg: ms, index: len(ms.envs), part: part, domain: e.Domain,
 				rcpts: e.Recipients, status: make([]rcptStatus, len(e.Recipients)),
-				replies: make([]string, len(e.Recipients)), heapIdx: -1})
+				replies: make([]envelope.Reply, len(e.Recipients)), heapIdx: -1})
 		}
 	}
 	if len(shares) == 0 {

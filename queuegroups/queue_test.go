@@ -265,7 +265,7 @@ func TestTornTailIsSkipped(t *testing.T) {
 	seqs, _ := listSegments(dir)
 	path := segmentPath(dir, seqs[len(seqs)-1])
 	ms := &msgState{id: ids.Next(), parts: []partState{{sender: "x"}}}
-	ms.envs = []*envState{{msg: ms, domain: "d", rcpts: []string{"a@d"}, status: []rcptStatus{0}}}
+	ms.envs = []*envState{{msg: ms, domain: "d", rcpts: []string{"a@d"}, status: []rcptStatus{0}, replies: make([]envelope.Reply, 1)}}
 	full, err := encodeMessage(ms, envelope.Bytes("body"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,19 +10,33 @@ import (
 	"fanmail/envelope"
 )
 
-// Record framing: length(4, little endian, of type+payload) crc32c(4) type(1) payload.
-// The CRC covers type and payload, so a torn or half-written tail fails
-// the check and replay stops there instead of trusting garbage.
+// Record framing: magic(4) length(4, little endian, of type+payload)
+// lengthcrc(4, crc32c of the length) crc(4, crc32c of the length and
+// type+payload) type(1) payload. A torn or half-written record fails
+// the check and replay skips it instead of trusting garbage; the magic
+// lets replay find the next record after an unreadable stretch
+// (resync), and the length's own checksum lets it reject a false start
+// there without reading the length it claims.
 const (
-	frameHeader = 8
+	frameHeader = 16
 	maxRecord   = 1 << 30
 )
 
+// frameMagic starts every frame; it is not valid UTF-8, so message text
+// rarely holds it.
+var frameMagic = [4]byte{0xF5, 'F', 'M', 'J'}
+
+// journalVersion is the record format, stated by the header record that
+// starts every segment.
+const journalVersion = 2
+
 const (
-	recMessage byte = 1 // full message: body, parts, envelopes, recipient states
-	recStatus  byte = 2 // outcome of one attempt of one envelope
+	recMessage byte = 1 // full message: parts, envelopes, recipient states and replies, then the body
+	recStatus  byte = 2 // one attempt of one envelope: started, its outcome, or a panic
 	recDelete  byte = 3 // message removed by the operator, or finished after its DSN
 	recWarned  byte = 4 // the delay warning for a message was sent
+	recHeader  byte = 5 // first record of a segment: the format version
+	recAside   byte = 6 // the message was moved aside after attempts that panicked or crashed
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -78,9 +92,32 @@ func (r record) size() int64 {
 
 // frame fills in the header reserved by newEncoder and returns the record.
 func (e *encoder) frame() []byte {
-	binary.LittleEndian.PutUint32(e.b[0:4], uint32(len(e.b)-frameHeader))
-	binary.LittleEndian.PutUint32(e.b[4:8], crc32.Checksum(e.b[frameHeader:], castagnoli))
+	putFrameHeader(e.b, int64(len(e.b)-frameHeader), crc32.Update(lengthCRC(int64(len(e.b)-frameHeader)), castagnoli, e.b[frameHeader:]))
 	return e.b
+}
+
+// lengthCRC starts a frame's checksum: the CRC of its length field.
+func lengthCRC(n int64) uint32 {
+	var l [4]byte
+	binary.LittleEndian.PutUint32(l[:], uint32(n))
+	return crc32.Checksum(l[:], castagnoli)
+}
+
+// putFrameHeader writes magic, length n (of type and payload), the
+// length's checksum and crc.
+func putFrameHeader(b []byte, n int64, crc uint32) {
+	copy(b[0:4], frameMagic[:])
+	binary.LittleEndian.PutUint32(b[4:8], uint32(n))
+	binary.LittleEndian.PutUint32(b[8:12], lengthCRC(n))
+	binary.LittleEndian.PutUint32(b[12:16], crc)
+}
+
+// reply writes a recipient's last reply, every part of it.
+func (e *encoder) reply(r envelope.Reply) {
+	e.uvarint(uint64(r.Code))
+	e.str(r.Enhanced)
+	e.str(r.Text)
+	e.str(r.Host)
 }
 
 // newEncoder starts a record of the given type, reserving its header.
@@ -155,6 +192,14 @@ func (d *decoder) byte1() byte {
 	c := d.b[d.off]
 	d.off++
 	return c
+}
+
+func (d *decoder) reply() envelope.Reply {
+	code := d.uvarint()
+	if code > 999 {
+		d.fail()
+	}
+	return envelope.Reply{Code: int(code), Enhanced: d.str(), Text: d.str(), Host: d.str()}
 }
 
 func (d *decoder) time() time.Time {

@@ -1,6 +1,7 @@
 package queuegroups
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -25,6 +26,7 @@ type msgState struct {
 	deleted  bool // removed by the operator; outcomes in flight are dropped
 	warned   bool // the delay warning went out (queuewarn)
 	done     bool // every recipient is final; kept until its DSN is sent
+	aside    bool // moved aside: attempts panicked or crashed the server too often
 
 	// For interactive delivery: closed once every envelope has had its
 	// first attempt; untried counts those still waiting.
@@ -45,9 +47,14 @@ type envState struct {
 	domain   string
 	rcpts    []string
 	status   []rcptStatus
-	replies  []string // last reply per recipient, for queue listings and logs
+	replies  []envelope.Reply // last reply per recipient, for listings and DSNs
 	attempts int
 	next     time.Time // zero: due now
+	// strikes counts the attempts in a row that panicked or never ended
+	// (the server died during them); open says an attempt was recorded
+	// as started and has no outcome yet.
+	strikes  int
+	open     bool
 	inflight bool
 	tried    bool // has had an attempt in this process
 	heapIdx  int  // position in the deferred heap, -1 when not there
@@ -92,6 +99,20 @@ func (m *msgState) hasInflight() bool {
 
 // applyUpdate folds a status record into an envelope's state.
 func applyUpdate(e *envState, u *statusUpdate) {
+	switch u.kind {
+	case attemptStarted:
+		if e.open {
+			e.strikes++ // the attempt before never ended: the server died
+		}
+		e.open = true
+		return
+	case attemptPanicked:
+		e.open = false
+		e.strikes++
+	default:
+		e.open = false
+		e.strikes = 0
+	}
 	e.attempts = u.attempts
 	e.next = u.next
 	for _, r := range u.rcpts {
@@ -106,50 +127,60 @@ func applyUpdate(e *envState, u *statusUpdate) {
 // a bigger one is streamed into the journal by its writer.
 const inlineBody = 64 << 10
 
-// encodeMessage writes the full record of a message in its current state.
-// The body goes last, so its offset is known from the record's size; a
-// body larger than inlineBody is left for the journal writer to copy.
+// Message record flags.
+const (
+	flagWarned byte = 1 << iota
+	flagAside
+)
+
+// encodeMessage writes the full record of a message in its current
+// state: every envelope with each recipient's status and last reply,
+// then the body. The payload is uvarint(length of what precedes the
+// body), that part, and the body, so replay can read the state without
+// holding the body. A body larger than inlineBody is left for the
+// journal writer to copy.
 func encodeMessage(m *msgState, body envelope.Body) (record, error) {
+	head := &encoder{b: make([]byte, 0, headSize(m))}
+	head.str(m.id)
+	head.time(m.received)
+	var flags byte
+	if m.warned {
+		flags |= flagWarned
+	}
+	if m.aside {
+		flags |= flagAside
+	}
+	head.byte1(flags)
+	head.uvarint(uint64(len(m.parts)))
+	for _, p := range m.parts {
+		head.str(p.sender)
+		head.bytes(p.prefix)
+	}
+	head.uvarint(uint64(len(m.envs)))
+	for _, e := range m.envs {
+		head.uvarint(uint64(e.part))
+		head.str(e.domain)
+		head.uvarint(uint64(e.attempts))
+		head.time(e.next)
+		head.uvarint(uint64(e.strikes))
+		head.uvarint(uint64(len(e.rcpts)))
+		for i, r := range e.rcpts {
+			head.str(r)
+			head.byte1(byte(e.status[i]))
+			head.reply(e.replies[i])
+		}
+	}
 	bodyLen := body.Size()
 	inline := bodyLen <= inlineBody
-	size := 64
+	size := len(head.b) + binary.MaxVarintLen64
 	if inline {
 		size += int(bodyLen)
 	}
-	for _, p := range m.parts {
-		size += len(p.sender) + len(p.prefix) + 4
-	}
-	for _, e := range m.envs {
-		size += len(e.domain) + 16
-		for _, r := range e.rcpts {
-			size += len(r) + 2
-		}
-	}
-	enc := newEncoder(recMessage, size)
-	enc.str(m.id)
-	enc.time(m.received)
-	enc.byte1(boolByte(m.warned))
-	enc.uvarint(uint64(len(m.parts)))
-	for _, p := range m.parts {
-		enc.str(p.sender)
-		enc.bytes(p.prefix)
-	}
-	enc.uvarint(uint64(len(m.envs)))
-	for _, e := range m.envs {
-		enc.uvarint(uint64(e.part))
-		enc.str(e.domain)
-		enc.uvarint(uint64(e.attempts))
-		enc.time(e.next)
-		enc.uvarint(uint64(len(e.rcpts)))
-		for i, r := range e.rcpts {
-			enc.str(r)
-			enc.byte1(byte(e.status[i]))
-		}
-	}
-	enc.uvarint(uint64(bodyLen))
-	if int64(len(enc.b))+bodyLen > maxRecord {
+	if int64(size)+bodyLen > maxRecord {
 		return record{}, fmt.Errorf("message of %d bytes is too large for the journal", bodyLen)
 	}
+	enc := newEncoder(recMessage, size)
+	enc.bytes(head.b)
 	if !inline {
 		return record{frame: enc.b, body: body}, nil
 	}
@@ -161,11 +192,29 @@ func encodeMessage(m *msgState, body envelope.Body) (record, error) {
 	return record{frame: enc.frame()}, nil
 }
 
-// decodeMessage parses a message record; bodyOff is relative to payload.
-func decodeMessage(payload []byte) (m *msgState, bodyOff, bodyLen int, err error) {
-	d := &decoder{b: payload}
-	m = &msgState{id: d.str(), received: d.time()}
-	m.warned = d.byte1() == 1
+// headSize estimates the encoded state of m.
+func headSize(m *msgState) int {
+	size := 64
+	for _, p := range m.parts {
+		size += len(p.sender) + len(p.prefix) + 4
+	}
+	for _, e := range m.envs {
+		size += len(e.domain) + 24
+		for i, r := range e.rcpts {
+			rp := e.replies[i]
+			size += len(r) + 8 + len(rp.Enhanced) + len(rp.Text) + len(rp.Host)
+		}
+	}
+	return size
+}
+
+// decodeMessage parses the state part of a message record (without the
+// body, which replay locates itself).
+func decodeMessage(head []byte) (*msgState, error) {
+	d := &decoder{b: head}
+	m := &msgState{id: d.str(), received: d.time()}
+	flags := d.byte1()
+	m.warned, m.aside = flags&flagWarned != 0, flags&flagAside != 0
 	nparts := d.count()
 	for i := 0; i < nparts && d.err == nil; i++ {
 		sender := d.str()
@@ -179,30 +228,48 @@ func decodeMessage(payload []byte) (m *msgState, bodyOff, bodyLen int, err error
 		e.domain = d.str()
 		e.attempts = int(d.uvarint())
 		e.next = d.time()
+		e.strikes = int(d.uvarint())
 		n := d.count()
 		e.rcpts = make([]string, 0, n)
 		e.status = make([]rcptStatus, 0, n)
+		e.replies = make([]envelope.Reply, 0, n)
 		for j := 0; j < n && d.err == nil; j++ {
 			e.rcpts = append(e.rcpts, d.str())
-			e.status = append(e.status, rcptStatus(d.byte1()))
+			st := rcptStatus(d.byte1())
+			if st > rcptFailed {
+				d.fail()
+			}
+			e.status = append(e.status, st)
+			e.replies = append(e.replies, d.reply())
 		}
-		e.replies = make([]string, len(e.rcpts))
 		if e.part >= len(m.parts) {
 			d.fail()
 		}
 		m.envs = append(m.envs, e)
 	}
-	body, off := d.bytesRef()
-	if d.err != nil {
-		return nil, 0, 0, fmt.Errorf("message record: %w", d.err)
+	if d.err == nil && d.off != len(d.b) {
+		d.fail()
 	}
-	return m, off, len(body), nil
+	if d.err != nil {
+		return nil, fmt.Errorf("message record: %w", d.err)
+	}
+	return m, nil
 }
 
-// statusUpdate is the outcome of one attempt of one envelope.
+// attemptKind says what a status record reports.
+type attemptKind byte
+
+const (
+	attemptDone     attemptKind = 0 // the outcome of an attempt
+	attemptStarted  attemptKind = 1 // an attempt begins (recorded before delivery)
+	attemptPanicked attemptKind = 2 // the attempt panicked; every recipient stays as it was
+)
+
+// statusUpdate is one event of one attempt of one envelope.
 type statusUpdate struct {
 	id       string
 	env      int
+	kind     attemptKind
 	attempts int
 	next     time.Time
 	rcpts    []rcptUpdate
@@ -211,42 +278,50 @@ type statusUpdate struct {
 type rcptUpdate struct {
 	index  int
 	status rcptStatus
-	reply  string
+	reply  envelope.Reply
 }
 
 func encodeStatus(u *statusUpdate) []byte {
-	enc := newEncoder(recStatus, 32+len(u.rcpts)*48)
+	size := 40
+	for _, r := range u.rcpts {
+		size += 12 + len(r.reply.Enhanced) + len(r.reply.Text) + len(r.reply.Host)
+	}
+	enc := newEncoder(recStatus, size)
 	enc.str(u.id)
 	enc.uvarint(uint64(u.env))
+	enc.byte1(byte(u.kind))
 	enc.uvarint(uint64(u.attempts))
 	enc.time(u.next)
 	enc.uvarint(uint64(len(u.rcpts)))
 	for _, r := range u.rcpts {
 		enc.uvarint(uint64(r.index))
 		enc.byte1(byte(r.status))
-		enc.str(r.reply)
+		enc.reply(r.reply)
 	}
 	return enc.frame()
 }
 
 func decodeStatus(payload []byte) (*statusUpdate, error) {
 	d := &decoder{b: payload}
-	u := &statusUpdate{id: d.str(), env: int(d.uvarint()), attempts: int(d.uvarint()), next: d.time()}
+	u := &statusUpdate{id: d.str(), env: int(d.uvarint()), kind: attemptKind(d.byte1()), attempts: int(d.uvarint()), next: d.time()}
+	if u.kind > attemptPanicked {
+		d.fail()
+	}
 	n := d.count()
 	for i := 0; i < n && d.err == nil; i++ {
-		u.rcpts = append(u.rcpts, rcptUpdate{index: int(d.uvarint()), status: rcptStatus(d.byte1()), reply: d.str()})
+		r := rcptUpdate{index: int(d.uvarint()), status: rcptStatus(d.byte1()), reply: d.reply()}
+		if r.status > rcptFailed {
+			d.fail()
+		}
+		u.rcpts = append(u.rcpts, r)
+	}
+	if d.err == nil && d.off != len(d.b) {
+		d.fail()
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("status record: %w", d.err)
 	}
 	return u, nil
-}
-
-func boolByte(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // encodeID writes a record of typ that carries only a message ID.
@@ -262,6 +337,9 @@ func encodeDelete(id string) []byte { return encodeID(recDelete, id) }
 func decodeID(payload []byte) (string, error) {
 	d := &decoder{b: payload}
 	id := d.str()
+	if d.err == nil && d.off != len(d.b) {
+		d.fail()
+	}
 	if d.err != nil {
 		return "", fmt.Errorf("id record: %w", d.err)
 	}

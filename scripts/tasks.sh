@@ -9,6 +9,8 @@
 #   scripts/tasks.sh bench   the Go benchmarks BENCHMARKS.md quotes, COUNT
 #                            runs each (default 3); see BENCHMARKS.md for
 #                            fanmail-bench
+#   scripts/tasks.sh man     regenerate contrib/fanmail.8 from the command
+#                            definitions (a test fails while it is stale)
 #
 # Everything comes through the go command and the module proxy; staticcheck
 # runs with go run at a fixed version, so nothing needs installing.
@@ -18,8 +20,11 @@ cd "$(dirname "$0")/.."
 STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages the tests use when present: python3-dkim verifies
-# DKIM signatures independently of fanmail's own code.
-DEBS="python3-dkim"
+# DKIM signatures independently of fanmail's own code; swaks posts over
+# STARTTLS as a real client would (with libnet-ssleay-perl, its TLS);
+# systemd brings systemd-analyze, which
+# verifies contrib/fanmail.service (nothing runs systemd as init).
+DEBS="python3-dkim swaks libnet-ssleay-perl systemd"
 
 task=${1:-}
 case $task in
@@ -60,9 +65,13 @@ bench)
 	go test -run '^$' -bench 'AcceptSmallPosts' -benchtime 5000x -count "$count" ./cmd/fanmail/
 	go test -run '^$' -bench 'Fanout10k' -benchtime 1x -count "$count" ./cmd/fanmail/
 	go test -run '^$' -bench . -benchtime 3x ./lists/
+	go test -run '^$' -bench . -count "$count" ./unsubscribe/
+	;;
+man)
+	go run ./cmd/fanmail man >contrib/fanmail.8
 	;;
 *)
-	echo "usage: scripts/tasks.sh deps|test|check|fuzz|bench" >&2
+	echo "usage: scripts/tasks.sh deps|test|check|fuzz|bench|man" >&2
 	exit 2
 	;;
 esac

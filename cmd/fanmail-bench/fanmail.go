@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,8 +65,14 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan)
 	}
 	t.listen = fmt.Sprintf("127.0.0.1:%d", port)
 	t.cfg = filepath.Join(dir, "fanmail.toml")
+	// Every injecting session comes from 127.0.0.1, as no real sender's
+	// would: the per-client cap is raised to the session cap's default.
+	sets := o.fanmailSet
+	if !slices.ContainsFunc(sets, func(s string) bool { return strings.HasPrefix(s, "load.max_sessions_per_client=") }) {
+		sets = append([]string{"load.max_sessions_per_client=500"}, sets...)
+	}
 	cfg := fmt.Sprintf("hostname = \"fanmail.bench.test\"\nlisten = %q\ndata_dir = %q\n\n[delivery]\nresolvers = [%q]\nport = %d\n",
-		t.listen, filepath.Join(dir, "data"), dnsAddr, o.sinkPort) + extraConfig(o.fanmailSet)
+		t.listen, filepath.Join(dir, "data"), dnsAddr, o.sinkPort) + extraConfig(sets)
 	if err := os.WriteFile(t.cfg, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write fanmail config: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -49,12 +48,12 @@ func aliasesCommand() *cli.Command {
 }
 
 func aliasesCheck(c *cli.Context) error {
-	opts, files, cfg, err := aliasesLine(c, "aliases check", "aliases FILEs")
+	files, cfg, err := aliasesLine(c, "aliases check", "aliases FILEs")
 	if err != nil {
 		return err
 	}
 	w := aliases.ClassW(cfg.Hostname, cfg.Aliases.LocalDomains...)
-	table, probs := aliases.Load(aliases.LoadOptions{Merge: opts.bool("merge"), LocalDomains: w}, files...)
+	table, probs := aliases.Load(aliases.LoadOptions{Merge: c.Bool("merge"), LocalDomains: w}, files...)
 	for _, p := range probs {
 		fmt.Fprintln(c.App.ErrWriter, p)
 	}
@@ -73,27 +72,27 @@ func aliasesCheck(c *cli.Context) error {
 // and every expansion error, as "ERROR: SUBJECT: message" or
 // "WARNING: FILE:LINE: message".
 func aliasesExpand(c *cli.Context) error {
-	opts, addrs, cfg, err := aliasesLine(c, "aliases expand", "ADDRESSes")
+	addrs, cfg, err := aliasesLine(c, "aliases expand", "ADDRESSes")
 	if err != nil {
 		return err
 	}
-	files := opts.strings("aliases")
+	files := c.StringSlice("aliases")
 	if len(files) == 0 {
 		files = cfg.Aliases.Files
 	}
-	domains := opts.strings("local-domain")
+	domains := c.StringSlice("local-domain")
 	if len(domains) == 0 {
 		domains = cfg.Aliases.LocalDomains
 	}
 	w := aliases.ClassW(cfg.Hostname, domains...)
-	table, probs := aliases.Load(aliases.LoadOptions{Merge: opts.bool("merge") || cfg.Aliases.MergeDuplicates, LocalDomains: w}, files...)
+	table, probs := aliases.Load(aliases.LoadOptions{Merge: c.Bool("merge") || cfg.Aliases.MergeDuplicates, LocalDomains: w}, files...)
 	for _, p := range probs {
 		fmt.Fprintln(c.App.ErrWriter, p)
 	}
 	x := &aliases.Expander{
 		Table:            table,
 		LocalDomains:     w,
-		AllowIncludeExec: opts.bool("allow-include-exec") || cfg.Aliases.AllowIncludeExec,
+		AllowIncludeExec: c.Bool("allow-include-exec") || cfg.Aliases.AllowIncludeExec,
 	}
 	// Lists are consulted only when a store exists: expand must not
 	// create one as a side effect.
@@ -113,12 +112,12 @@ func aliasesExpand(c *cli.Context) error {
 	for _, line := range res.Lines() {
 		fmt.Fprintln(bw, line)
 	}
-	if opts.bool("explain") {
+	if c.Bool("explain") {
 		router, err := expander.NewRouter(cfg.Routing())
 		if err != nil {
 			return err
 		}
-		expander.Explain(bw, res, router)
+		expander.Explain(bw, res, router, cfg.Aliases.BounceAddress)
 	}
 	if err := bw.Flush(); err != nil {
 		return err
@@ -133,18 +132,14 @@ func aliasesExpand(c *cli.Context) error {
 }
 
 // aliasesLine reads the line of the aliases command named cmd: its
-// options, its arguments (one or more, called what in the error) and
-// the config.
-func aliasesLine(c *cli.Context, cmd, what string) (lateFlags, []string, config.Config, error) {
-	opts, args, err := parseLate(c)
-	if err != nil {
-		return opts, nil, config.Config{}, fmt.Errorf("%s: %w", cmd, err)
-	}
+// arguments (one or more, called what in the error) and the config.
+func aliasesLine(c *cli.Context, cmd, what string) ([]string, config.Config, error) {
+	args := c.Args().Slice()
 	if len(args) == 0 {
-		return opts, nil, config.Config{}, fmt.Errorf("%s: give one or more %s", cmd, what)
+		return nil, config.Config{}, fmt.Errorf("%s: give one or more %s", cmd, what)
 	}
 	cfg, err := loadConfig(c)
-	return opts, args, cfg, err
+	return args, cfg, err
 }
 
 // failed ends a command that found errors with exit status 1. The
@@ -155,82 +150,6 @@ func failed(c *cli.Context, msg string) error {
 		return errors.New(msg)
 	}
 	return cli.Exit("", 1)
-}
-
-// lateFlags holds the options of a command given anywhere on its line.
-type lateFlags struct {
-	c       *cli.Context
-	bools   map[string]bool
-	strs    map[string][]string
-	present map[string]bool
-}
-
-// parseLate returns the command's arguments with its options taken out
-// wherever they are: urfave/cli stops reading options at the first
-// argument, but "aliases expand staff --explain" is as natural as the
-// other order. After "--" everything is an argument.
-func parseLate(c *cli.Context) (lateFlags, []string, error) {
-	l := lateFlags{c: c, bools: map[string]bool{}, strs: map[string][]string{}, present: map[string]bool{}}
-	in := c.Args().Slice()
-	var args []string
-	for i := 0; i < len(in); i++ {
-		arg := in[i]
-		if arg == "--" {
-			return l, append(args, in[i+1:]...), nil
-		}
-		if len(arg) < 2 || arg[0] != '-' {
-			args = append(args, arg)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		switch f := lookupFlag(c.Command.Flags, name).(type) {
-		case *cli.BoolFlag:
-			v := true
-			if hasValue {
-				var err error
-				if v, err = strconv.ParseBool(value); err != nil {
-					return l, nil, fmt.Errorf("option %s: %q is not true or false", arg, value)
-				}
-			}
-			l.bools[f.Name], l.present[f.Name] = v, true
-		case *cli.StringSliceFlag:
-			if !hasValue {
-				if i+1 == len(in) {
-					return l, nil, fmt.Errorf("option %s needs a value", arg)
-				}
-				i++
-				value = in[i]
-			}
-			l.strs[f.Name] = append(l.strs[f.Name], value)
-		default:
-			return l, nil, fmt.Errorf("unknown option %s (put \"--\" before an address that starts with -)", arg)
-		}
-	}
-	return l, args, nil
-}
-
-func lookupFlag(flags []cli.Flag, name string) cli.Flag {
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				return f
-			}
-		}
-	}
-	return nil
-}
-
-// bool is the option's value, wherever it was given (a late one wins).
-func (l lateFlags) bool(name string) bool {
-	if l.present[name] {
-		return l.bools[name]
-	}
-	return l.c.Bool(name)
-}
-
-// strings is every value of a repeatable option, in order.
-func (l lateFlags) strings(name string) []string {
-	return append(l.c.StringSlice(name), l.strs[name]...)
 }
 
 // storeLists lets expansion reach lists in the SQLite store.

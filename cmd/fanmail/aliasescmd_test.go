@@ -35,7 +35,7 @@ func runAliases(t *testing.T, dataDir string, args ...string) (stdout, stderr st
 	app := newApp()
 	app.Writer, app.ErrWriter = &o, &e
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	err = app.Run(append([]string{"fanmail", "--data-dir", dataDir}, args...))
+	err = runApp(app, append([]string{"fanmail", "--data-dir", dataDir}, args...))
 	return o.String(), e.String(), err
 }
 
@@ -187,7 +187,7 @@ expansion:
 envelopes:
   sender owner-news@lists.example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: a@x.org
   sender owner-news@lists.example.org, queue group default (r=100), domain y.org, envelope 1: 2 recipients: m1@y.org, m2@y.org
-  sender <the post's sender>, queue group default (r=100), domain example.org, envelope 1: 1 recipient: root@example.org
+  sender MAILER-DAEMON@mail.example.org, queue group default (r=100), domain example.org, envelope 1: 1 recipient: root@example.org
   sender staff-request@example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: boss@x.org
 `},
 	})
@@ -222,7 +222,7 @@ func TestAliasesSummaryOnTerminal(t *testing.T) {
 	app := newApp()
 	var o bytes.Buffer
 	app.Writer, app.ErrWriter = &o, tty
-	err = app.Run([]string{"fanmail", "--data-dir", dir, "--config", goldenConfig(t, dir), "aliases", "expand", "a", "--aliases", al})
+	err = runApp(app, []string{"fanmail", "--data-dir", dir, "--config", goldenConfig(t, dir), "aliases", "expand", "a", "--aliases", al})
 	if err == nil || err.Error() != "aliases expand: 1 error (see the ERROR lines)" {
 		t.Errorf("error %v, want the summary", err)
 	}

@@ -46,8 +46,10 @@ func BenchmarkAcceptSmallPosts(b *testing.B) {
 			n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
 				return fakenet.SinkOptions{DiscardBodies: true}
 			})
+			// Every client is 127.0.0.1: the per-client cap (under
+			// [load], which the harness's config ends with) must let all in.
 			cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"),
-				fmt.Sprintf("[queue]\ndelivery_mode = %q\ninterval = \"1h\"\n", bc.mode))
+				fmt.Sprintf("max_sessions_per_client = %d\n[queue]\ndelivery_mode = %q\ninterval = \"1h\"\n", clients, bc.mode))
 			fanmailCLI(b, cfg, "", "list", "create", e2eList)
 			fanmailCLI(b, cfg, "solo@d00.test\n", "member", "add", e2eList, "--file", "-")
 			p := startFanmail(b, cfg)

@@ -39,12 +39,7 @@ func dkimKeygen(c *cli.Context) error {
 		Force:     c.Bool("force"),
 		Now:       time.Now(),
 	}
-	sel, alg := o.Selector, string(o.Algorithm)
-	args, err := interspersedBools(c, map[string]*string{"selector": &sel, "algorithm": &alg}, map[string]*bool{"force": &o.Force})
-	if err != nil {
-		return fmt.Errorf("dkim keygen: %w", err)
-	}
-	o.Selector, o.Algorithm = sel, dkim.Algorithm(alg)
+	args := c.Args().Slice()
 	if len(args) != 1 {
 		return errors.New("dkim keygen: give exactly one DOMAIN, e.g. fanmail dkim keygen lists.example.org --algorithm rsa")
 	}
@@ -68,7 +63,7 @@ func dkimLs(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return errors.New("dkim ls: takes no arguments")
 	}
-	cfg, err := loadConfig(c)
+	cfg, err := readConfig(c)
 	if err != nil {
 		return err
 	}
@@ -76,7 +71,7 @@ func dkimLs(c *cli.Context) error {
 	kr, loadErr := dkim.LoadKeyring(dir, nil)
 	keys := kr.Keys()
 	if len(keys) == 0 && loadErr == nil {
-		fmt.Fprintln(c.App.ErrWriter, "no DKIM keys yet (create one with: fanmail dkim keygen DOMAIN)")
+		fmt.Fprintf(c.App.ErrWriter, "no DKIM keys yet in %s (create one with: fanmail dkim keygen DOMAIN)\n", absPath(dir))
 		return nil
 	}
 	if len(keys) > 0 {

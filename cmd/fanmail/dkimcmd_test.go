@@ -102,7 +102,7 @@ func TestDKIMCommands(t *testing.T) {
 	year := time.Now().UTC().Year()
 	defSel := fmt.Sprintf("fm%da", year)
 	runSteps(t, data, []step{
-		{args: []string{"dkim", "ls"}, stdout: out(""), stderr: out("no DKIM keys yet (create one with: fanmail dkim keygen DOMAIN)\n")},
+		{args: []string{"dkim", "ls"}, stdout: out(""), stderr: out("no DKIM keys yet in $DATA/dkim (create one with: fanmail dkim keygen DOMAIN)\n")},
 		{args: []string{"dkim", "keygen", "example.org", "--algorithm=ed25519"}},
 		{args: []string{"dkim", "keygen", "example.org", "--selector", "Mail2", "--algorithm", "ed25519"}},
 		{args: []string{"dkim", "keygen", "example.org", "--selector", "mail2", "--algorithm", "ed25519"},
@@ -146,8 +146,8 @@ func TestDKIMKeygenBadInput(t *testing.T) {
 		{[]string{"dkim", "keygen", "ex_ample.org"}, `dkim keygen: domain "ex_ample.org": '_' in label "ex_ample": only letters, digits and hyphens`},
 		{[]string{"dkim", "keygen", "example.org", "--algorithm", "dsa"}, `dkim keygen: algorithm "dsa": use rsa (2048 bits, verified everywhere) or ed25519`},
 		{[]string{"dkim", "keygen", "example.org", "--selector", "a b"}, `dkim keygen: selector "a b": ' ' in label "a b"`},
-		{[]string{"dkim", "keygen", "example.org", "--selector"}, "dkim keygen: flag --selector needs a value"},
-		{[]string{"dkim", "keygen", "example.org", "--bits", "4096"}, "dkim keygen: unknown flag --bits"},
+		{[]string{"dkim", "keygen", "example.org", "--selector"}, "dkim keygen: option --selector needs a value"},
+		{[]string{"dkim", "keygen", "example.org", "--bits", "4096"}, "dkim keygen: unknown option --bits"},
 	} {
 		data := t.TempDir()
 		stdout, _, err := run(t, data, "", tt.args...)

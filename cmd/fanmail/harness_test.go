@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -32,7 +33,7 @@ var (
 	buildErr  error
 )
 
-// fanmailBinary builds cmd/fanmail once per test run.
+// fanmailBinary builds cmd/fanmail once per test run, with the test hooks.
 func fanmailBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -42,7 +43,9 @@ func fanmailBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "fanmail")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		// The tag adds the test hooks of testhooks.go, inert unless
+		// their environment variables are set.
+		out, err := exec.Command("go", "build", "-tags", "fanmail_testhooks", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -221,7 +224,9 @@ type proc struct {
 	err  error // exit status, once done is closed
 }
 
-var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)`)
+// listenRE finds the bound address in the start-up line, logged as text
+// or as JSON (--log-format json).
+var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)|"msg":"fanmail started","listen":"([^"]+)"`)
 
 // startFanmail runs `fanmail --config cfg serve` and waits until it logs
 // the address it listens on.
@@ -250,7 +255,7 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 			line := sc.Text()
 			p.log.Write([]byte(line + "\n"))
 			if m := listenRE.FindStringSubmatch(line); m != nil {
-				started <- m[1]
+				started <- m[1] + m[2]
 			}
 		}
 		io.Copy(io.Discard, pr)
@@ -291,6 +296,27 @@ func (p *proc) dumpLog(t testing.TB) {
 	t.Logf("fanmail log:\n%s", strings.Join(lines, "\n"))
 }
 
+// peakRSS is the server's peak resident set so far (VmHWM in
+// /proc/PID/status), in bytes.
+func (p *proc) peakRSS(t testing.TB) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the server's status: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				t.Fatalf("VmHWM line %q: %v", line, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0
+}
+
 // kill ends the server the hard way, as a crash or power cut would.
 func (p *proc) kill(t testing.TB) {
 	t.Helper()
@@ -326,6 +352,16 @@ func fanmailCLI(t testing.TB, cfg string, stdin string, args ...string) string {
 		t.Fatalf("fanmail %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// runBinary runs fanmail with args to completion (at most a minute) and
+// returns what it printed on stdout and stderr together.
+func runBinary(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, fanmailBinary(t), args...).CombinedOutput()
+	return string(out), err
 }
 
 // mailFrom connects to the SMTP server at addr, says EHLO helo and

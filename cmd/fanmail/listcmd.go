@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -18,7 +19,7 @@ import (
 )
 
 // openStore opens the list store named by the effective config, creating
-// the data directory if needed.
+// the data directory and the store if needed, for a command that writes.
 func openStore(c *cli.Context) (*lists.Store, error) {
 	cfg, err := loadConfig(c)
 	if err != nil {
@@ -30,7 +31,8 @@ func openStore(c *cli.Context) (*lists.Store, error) {
 	return lists.Open(cfg.ListsDB())
 }
 
-// withStore runs fn with an open store and closes it afterwards.
+// withStore runs fn with an open store and closes it afterwards; the
+// store is created if missing, for commands that write.
 func withStore(c *cli.Context, fn func(*lists.Store) error) error {
 	store, err := openStore(c)
 	if err != nil {
@@ -39,17 +41,55 @@ func withStore(c *cli.Context, fn func(*lists.Store) error) error {
 	return errors.Join(fn(store), store.Close())
 }
 
+// readStore runs fn with the store open, for a command that only reads:
+// it creates neither the data directory nor the store. Without a store
+// fn does not run and the error is an *emptyDataDir naming the directory.
+func readStore(c *cli.Context, fn func(*lists.Store) error) error {
+	cfg, err := readConfig(c)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.ListsDB()); errors.Is(err, fs.ErrNotExist) {
+		return &emptyDataDir{dir: absPath(cfg.DataDir)}
+	}
+	store, err := lists.Open(cfg.ListsDB())
+	if err != nil {
+		return err
+	}
+	err = fn(store)
+	if e := (*emptyDataDir)(nil); errors.As(err, &e) && e.dir == "" {
+		e.dir = absPath(cfg.DataDir)
+	}
+	return errors.Join(err, store.Close())
+}
+
+// emptyDataDir is a data directory without lists, or without a store.
+type emptyDataDir struct{ dir string }
+
+func (e *emptyDataDir) Error() string {
+	return fmt.Sprintf("no lists yet in %s (create one with: fanmail list create LIST@DOMAIN)", e.dir)
+}
+
 // withList runs fn with the store open and list looked up. A list that
 // does not exist, before fn or by the time fn changes it, is reported
 // with how to create it.
 func withList(c *cli.Context, list string, fn func(*lists.Store, lists.List) error) error {
-	return withStore(c, func(store *lists.Store) error {
+	return withStore(c, lookUpList(c, list, fn))
+}
+
+// readList is withList for a command that only reads (readStore).
+func readList(c *cli.Context, list string, fn func(*lists.Store, lists.List) error) error {
+	return readStore(c, lookUpList(c, list, fn))
+}
+
+func lookUpList(c *cli.Context, list string, fn func(*lists.Store, lists.List) error) func(*lists.Store) error {
+	return func(store *lists.Store) error {
 		l, err := store.GetList(c.Context, list)
 		if err == nil {
 			err = fn(store, l)
 		}
 		return noList(list, err)
-	})
+	}
 }
 
 // noList turns ErrNoList into a message that says how to fix it.
@@ -80,11 +120,7 @@ func listCommand() *cli.Command {
 }
 
 func listCreate(c *cli.Context) error {
-	owner := c.String("owner")
-	args, err := interspersed(c, map[string]*string{"owner": &owner})
-	if err != nil {
-		return fmt.Errorf("list create: %w", err)
-	}
+	owner, args := c.String("owner"), c.Args().Slice()
 	if len(args) != 1 {
 		return errors.New("list create: give exactly one LIST@DOMAIN, e.g. fanmail list create announce@lists.example.org --owner you@example.org")
 	}
@@ -137,7 +173,7 @@ func listShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withList(c, list, func(_ *lists.Store, l lists.List) error {
+	return readList(c, list, func(_ *lists.Store, l lists.List) error {
 		owner := l.Owner
 		if owner == "" {
 			owner = "(none)"
@@ -156,14 +192,13 @@ func listLs(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return errors.New("list ls: takes no arguments")
 	}
-	return withStore(c, func(store *lists.Store) error {
+	err := readStore(c, func(store *lists.Store) error {
 		all, err := store.Lists(c.Context)
 		if err != nil {
 			return err
 		}
 		if len(all) == 0 {
-			fmt.Fprintln(c.App.ErrWriter, "no lists yet (create one with: fanmail list create LIST@DOMAIN)")
-			return nil
+			return &emptyDataDir{}
 		}
 		w := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
 		for _, l := range all {
@@ -171,6 +206,12 @@ func listLs(c *cli.Context) error {
 		}
 		return w.Flush()
 	})
+	// No lists is an answer, not a failure; the note names the directory.
+	if e := (*emptyDataDir)(nil); errors.As(err, &e) {
+		fmt.Fprintln(c.App.ErrWriter, e.Error())
+		return nil
+	}
+	return err
 }
 
 func memberCommand() *cli.Command {
@@ -239,7 +280,7 @@ func memberLs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withStore(c, func(store *lists.Store) error {
+	return readStore(c, func(store *lists.Store) error {
 		members, err := store.Members(c.Context, list)
 		if err != nil {
 			return noList(list, err)
@@ -258,11 +299,7 @@ func memberLs(c *cli.Context) error {
 // its argument or FILE:LINE, and then none is returned, so nothing is
 // applied.
 func memberArgs(c *cli.Context, cmd string) (list string, addrs []string, err error) {
-	file := c.String("file")
-	args, err := interspersed(c, map[string]*string{"file": &file, "f": &file})
-	if err != nil {
-		return "", nil, fmt.Errorf("%s: %w", cmd, err)
-	}
+	file, args := c.String("file"), c.Args().Slice()
 	if len(args) == 0 || (len(args) == 1 && file == "") {
 		return "", nil, fmt.Errorf("%s: give a LIST and addresses or --file FILE (- for standard input), e.g. fanmail %s announce@lists.example.org bob@example.com", cmd, cmd)
 	}
@@ -306,49 +343,6 @@ func readMemberFile(c *cli.Context, file string) ([]string, error) {
 	}
 	defer f.Close()
 	return lists.ReadMemberFile(file, f)
-}
-
-// interspersed returns the positional arguments with the named string
-// flags removed and stored. urfave/cli v2 stops parsing flags at the
-// first argument, but "member add LIST --file F" is the natural order.
-// After "--" everything is an argument.
-func interspersed(c *cli.Context, flags map[string]*string) ([]string, error) {
-	return interspersedBools(c, flags, nil)
-}
-
-// interspersedBools is interspersed with boolean flags too: "--force"
-// or "--force=false" anywhere on the line.
-func interspersedBools(c *cli.Context, strs map[string]*string, bools map[string]*bool) ([]string, error) {
-	in := c.Args().Slice()
-	var out []string
-	for i := 0; i < len(in); i++ {
-		arg := in[i]
-		if arg == "--" {
-			return append(out, in[i+1:]...), nil
-		}
-		if len(arg) < 2 || arg[0] != '-' {
-			out = append(out, arg)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		if b, ok := bools[name]; ok {
-			*b = !hasValue || value == "true"
-			continue
-		}
-		target, ok := strs[name]
-		if !ok {
-			return nil, fmt.Errorf("unknown flag %s (put \"--\" before an address that starts with -)", arg)
-		}
-		if !hasValue {
-			if i+1 == len(in) {
-				return nil, fmt.Errorf("flag %s needs a value", arg)
-			}
-			i++
-			value = in[i]
-		}
-		*target = value
-	}
-	return out, nil
 }
 
 // progress returns a progress reporter writing to stderr, or nil when

@@ -29,13 +29,22 @@ func run(t *testing.T, dataDir, stdin string, args ...string) (stdout, stderr st
 	var o, e bytes.Buffer
 	app := newApp()
 	app.Writer, app.ErrWriter, app.Reader = &o, &e, strings.NewReader(stdin)
-	err = app.Run(append([]string{"fanmail", "--data-dir", dataDir}, args...))
+	err = runApp(app, append([]string{"fanmail", "--data-dir", dataDir}, args...))
 	return o.String(), e.String(), err
 }
 
+// runSteps runs each step against dataDir, in which "$DATA" in an
+// expected output or error stands for dataDir.
 func runSteps(t *testing.T, dataDir string, steps []step) {
 	t.Helper()
+	data := func(p *string) *string {
+		if p == nil {
+			return nil
+		}
+		return out(strings.ReplaceAll(*p, "$DATA", dataDir))
+	}
 	for i, s := range steps {
+		s.stdout, s.stderr, s.wantErr = data(s.stdout), data(s.stderr), *data(&s.wantErr)
 		stdout, stderr, err := run(t, dataDir, s.stdin, s.args...)
 		where := fmt.Sprintf("step %d (fanmail %s)", i+1, strings.Join(s.args, " "))
 		switch {
@@ -73,7 +82,7 @@ func TestListCommands(t *testing.T) {
 	}{
 		{"create, show, ls, delete", []step{
 			{args: []string{"list", "ls"}, stdout: out(""),
-				stderr: out("no lists yet (create one with: fanmail list create LIST@DOMAIN)\n")},
+				stderr: out("no lists yet in $DATA (create one with: fanmail list create LIST@DOMAIN)\n")},
 			{args: []string{"list", "create", "Announce@Lists.Example.ORG", "--owner", "<Alice@Example.org>"},
 				stdout: out("created list Announce@lists.example.org (bounces go to owner-Announce@lists.example.org)\n")},
 			{args: []string{"list", "create", "--owner", "bob@example.org", "news@example.org"},
@@ -95,7 +104,9 @@ func TestListCommands(t *testing.T) {
 			{args: []string{"list", "create", "a@x.org", "b@x.org"}, wantErr: "list create: give exactly one LIST@DOMAIN"},
 			{args: []string{"list", "show"}, wantErr: "list show: give exactly one LIST, e.g. fanmail list show announce@lists.example.org"},
 			{args: []string{"list", "show", "nope@example.org"},
-				wantErr: "list nope@example.org does not exist (create it with: fanmail list create nope@example.org)"},
+				wantErr: "no lists yet in $DATA (create one with: fanmail list create LIST@DOMAIN)"},
+			{args: []string{"member", "ls", "nope@example.org"},
+				wantErr: "no lists yet in $DATA (create one with: fanmail list create LIST@DOMAIN)"},
 			{args: []string{"list", "ls", "extra"}, wantErr: "list ls: takes no arguments"},
 		}},
 	}
@@ -206,8 +217,8 @@ func TestMemberCommands(t *testing.T) {
 		{"usage errors", []step{
 			{args: []string{"member", "add"}, wantErr: "member add: give a LIST and addresses or --file FILE"},
 			{args: []string{"member", "add", list}, wantErr: "member add: give a LIST and addresses or --file FILE"},
-			{args: []string{"member", "rm", list, "--file"}, wantErr: "member rm: flag --file needs a value"},
-			{args: []string{"member", "add", list, "--bogus", "x"}, wantErr: `member add: unknown flag --bogus (put "--" before an address that starts with -)`},
+			{args: []string{"member", "rm", list, "--file"}, wantErr: "member rm: option --file needs a value"},
+			{args: []string{"member", "add", list, "--bogus", "x"}, wantErr: `member add: unknown option --bogus (put "--" before an argument that starts with -`},
 			{args: []string{"member", "ls"}, wantErr: "member ls: give exactly one LIST"},
 		}},
 		{"address starting with a dash after --", []step{

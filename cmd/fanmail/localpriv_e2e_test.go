@@ -78,10 +78,11 @@ files = [%q]
 local_domains = ["fanmail.test"]
 program_user = "nobody"
 program_timeout = "10s"
+bounce_address = "postmaster@d00.test"
 `, aliases))
 	p := startFanmail(t, cfg)
 	postTo(t, p.addr, "poster@d00.test", "everyone@fanmail.test", e2ePost)
-	n.waitDelivered(t, 1, 30*time.Second, p) // the DSN for the three refused files
+	n.waitDelivered(t, 1, 30*time.Second, p) // the DSN for the three refused files, to bounce_address
 	time.Sleep(200 * time.Millisecond)
 
 	out, err := os.ReadFile(filepath.Join(box, "groups.out"))
@@ -114,7 +115,7 @@ program_timeout = "10s"
 
 	dels := n.sinks["d00.test"].Deliveries()
 	if len(dels) != 1 {
-		t.Fatalf("%d messages to the poster, want one DSN", len(dels))
+		t.Fatalf("%d messages to the bounce address, want one DSN", len(dels))
 	}
 	dsn := string(dels[0].Data)
 	if c := strings.Count(dsn, "Status: 5.7.0"); c != 3 {

@@ -2,10 +2,31 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
+
+// newLogger returns the server's logger writing to w: format "text"
+// (slog's key=value lines, which grep and logfmt tools read) or "json"
+// (one object per line, for log collectors), at level and above.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: give debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: give text or json", format)
+}
 
 // logWriter buffers log output and flushes it every interval and when
 // closed. A fan-out logs one line per recipient: written one syscall

@@ -14,7 +14,7 @@ import (
 )
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	if err := runApp(newApp(), os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "fanmail: %v\n", err)
 		os.Exit(1)
 	}
@@ -22,17 +22,30 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "fanmail",
-		Usage: "mailing-list expander and distribution server",
+		Name:    "fanmail",
+		Usage:   "mailing-list expander and distribution server",
+		Version: readBuildInfo().String(),
+		Description: "fanmail accepts posts to mailing lists over SMTP, expands each to the list's members " +
+			"(lists in DATA_DIR/lists.db, aliases(5) files), spools them durably in queue groups and " +
+			"delivers them with a shared MX cache, pipelining and connection reuse.\n\n" +
+			"Options may follow the command and its arguments; \"--\" ends them. " +
+			"Every key of the config file is optional; see contrib/fanmail.toml.example.\n\n" +
+			"Signals to fanmail serve: SIGHUP reloads the aliases files and the TLS certificate; " +
+			"SIGTERM and SIGINT stop it, after the SMTP sessions and the deliveries in progress " +
+			"had a moment to finish; whatever is still queued is delivered after the next start. " +
+			"The other commands reach a running server through DATA_DIR/control.sock.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (TOML); every key is optional", EnvVars: []string{"FANMAIL_CONFIG"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` holding lists.db and the queue (default ./fanmail-data)", EnvVars: []string{"FANMAIL_DATA_DIR"}},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "server log `FORMAT`: text (key=value) or json", EnvVars: []string{"FANMAIL_LOG_FORMAT"}},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "least severe server log `LEVEL` written: debug, info, warn or error", EnvVars: []string{"FANMAIL_LOG_LEVEL"}},
 		},
 		Commands: []*cli.Command{
 			serveCommand(),
 			listCommand(),
 			memberCommand(),
 			queueCommand(),
+			statusCommand(),
 			configCommand(),
 			aliasesCommand(),
 			{
@@ -44,6 +57,8 @@ func newApp() *cli.App {
 				},
 			},
 			dkimCommand(),
+			versionCommand(),
+			manCommand(),
 		},
 		HideHelpCommand: true,
 	}
@@ -80,8 +95,19 @@ func configCommand() *cli.Command {
 					return fmt.Errorf("config check: give exactly one FILE")
 				}
 				cfg, err := config.Load(c.Args().First())
-				if err != nil {
-					return err
+				var problems []*config.Problem
+				if err != nil && !config.Problems(err, &problems) {
+					return err // unreadable or unparsable: one error
+				}
+				if len(problems) > 0 {
+					// Every problem, one per line, each naming file, line and key.
+					for _, p := range problems {
+						fmt.Fprintln(c.App.ErrWriter, p)
+					}
+					return failed(c, "config check: "+plural(len(problems), "problem", "problems"))
+				}
+				for _, w := range cfg.Warnings() {
+					fmt.Fprintln(c.App.ErrWriter, "warning: "+w)
 				}
 				fmt.Fprint(c.App.Writer, cfg.String(), cfg.SpoolSummary())
 				return nil

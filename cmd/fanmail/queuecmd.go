@@ -58,7 +58,7 @@ func (o offlineQueue) Show(id string) (queuegroups.MessageDetail, error) { retur
 // read-only replay of the spool (as postqueue does when the mail system
 // is down), saying so on stderr.
 func withQueue(c *cli.Context, fn func(queueSource) error) error {
-	cfg, err := loadConfig(c)
+	cfg, err := readConfig(c)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func withQueue(c *cli.Context, fn func(queueSource) error) error {
 		return err
 	}
 	defer q.Close(c.Context)
-	fmt.Fprintln(c.App.ErrWriter, "fanmail: no server running; reading the queue directly")
+	fmt.Fprintf(c.App.ErrWriter, "fanmail: no server running on %s; reading the queue directly\n", absPath(cfg.DataDir))
 	return fn(offlineQueue{q})
 }
 
@@ -121,8 +121,15 @@ func printSummary(w io.Writer, dirs []queuegroups.DirSummary, now time.Time) {
 		if len(top) > 0 {
 			fmt.Fprintf(w, "  top domains: %s\n", strings.Join(top, ", "))
 		}
+		if d.MovedAside > 0 {
+			fmt.Fprintf(w, "  %d moved aside: delivery panicked or crashed the server; never retried until deleted\n", d.MovedAside)
+		}
 		for _, m := range d.List {
-			fmt.Fprintf(w, "  %s  %s  %d bytes  %d pending\n", m.ID, m.Received.Format(time.DateTime), m.Size, m.Recipients)
+			line := fmt.Sprintf("  %s  %s  %d bytes  %d pending", m.ID, m.Received.Format(time.DateTime), m.Size, m.Recipients)
+			if m.MovedAside {
+				line += "  MOVED ASIDE"
+			}
+			fmt.Fprintln(w, line)
 		}
 		if d.Messages > len(d.List) {
 			fmt.Fprintf(w, "  … and %d more\n", d.Messages-len(d.List))
@@ -145,8 +152,16 @@ func queueShow(c *cli.Context) error {
 		}
 		w := c.App.Writer
 		fmt.Fprintf(w, "message %s, received %s, %d bytes\n", md.ID, md.Received.Format(time.RFC3339), md.Size)
+		if len(md.MovedAside) > 0 {
+			fmt.Fprintf(w, "MOVED ASIDE in group %s: its delivery panicked or crashed the server too often;\n"+
+				"it is kept but never retried (queue flush skips it); fanmail queue delete %s removes it\n",
+				strings.Join(md.MovedAside, ", "), md.ID)
+		}
 		for _, e := range md.Envelopes {
 			state := fmt.Sprintf("%d attempts", e.Attempts)
+			if e.Strikes > 0 {
+				state += fmt.Sprintf(", %d in a row panicked or died with the server", e.Strikes)
+			}
 			switch {
 			case e.Inflight:
 				state += ", delivering now"
@@ -157,7 +172,11 @@ func queueShow(c *cli.Context) error {
 			for _, r := range e.Recipients {
 				line := fmt.Sprintf("  %-9s %s", r.Status, r.Address)
 				if r.Reply != "" {
-					line += "  (" + r.Reply + ")"
+					line += "  (" + r.Reply
+					if r.Host != "" {
+						line += " from " + r.Host
+					}
+					line += ")"
 				}
 				fmt.Fprintln(w, line)
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -21,7 +20,9 @@ import (
 	"fanmail/expander"
 	"fanmail/ingress"
 	"fanmail/lists"
+	"fanmail/metrics"
 	"fanmail/queuegroups"
+	"fanmail/web"
 )
 
 func serveCommand() *cli.Command {
@@ -48,7 +49,13 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := buildServer(cfg, c.App.ErrWriter)
+	logOut := newLogWriter(c.App.ErrWriter, 100*time.Millisecond)
+	log, err := newLogger(logOut, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		logOut.Close()
+		return err
+	}
+	s, err := buildServer(cfg, logOut, log)
 	if err != nil {
 		return err
 	}
@@ -69,7 +76,10 @@ type server struct {
 	queue   *queuegroups.Queue
 	aliases *expander.Aliases // nil: no aliases files
 	smtp    *ingress.Server
-	groups  int // queue groups, for the start-up line
+	keyPair *ingress.KeyPair // nil: no STARTTLS
+	metrics *metrics.Metrics
+	web     *web.Server // nil: [web] listen not set
+	groups  int         // queue groups, for the start-up line
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
 	cancel context.CancelFunc
@@ -77,8 +87,8 @@ type server struct {
 
 // buildServer opens every part of the pipeline, in the order each needs
 // the last, and binds the SMTP port. On error it closes what it opened.
-func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
-	s := &server{cfg: cfg}
+func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *server, err error) {
+	s := &server{cfg: cfg, logOut: logOut, log: log}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -91,8 +101,6 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 			return nil, err
 		}
 	}
-	s.logOut = newLogWriter(logTo, 100*time.Millisecond)
-	s.log = slog.New(slog.NewTextHandler(s.logOut, nil))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -108,7 +116,8 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.queue, err = queuegroups.Open(spoolCfg, s.agent); err != nil {
+	s.metrics = s.newMetrics(spoolCfg)
+	if s.queue, err = queuegroups.Open(spoolCfg, s.metrics.Deliverer(testDeliverer(s.agent))); err != nil {
 		return nil, err
 	}
 	s.groups = len(spoolCfg.Groups)
@@ -116,7 +125,11 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	exp := expander.New(s.store, cfg.Hostname, router)
+	exp := expander.New(s.store, cfg.Hostname, router).WithRoles(expander.Roles{
+		Postmaster: cfg.AdminAddress, Abuse: cfg.AbuseAddress, ListDomains: s.listDomains})
+	if cfg.AdminAddress == "" {
+		s.log.Warn("admin_address is not set: mail to postmaster is refused, which RFC 5321 §4.5.1 forbids")
+	}
 	if len(cfg.Aliases.Files) > 0 {
 		if s.aliases, err = expander.LoadAliases(cfg.AliasConfig(s.log, s.store.Lists)); err != nil {
 			return nil, err
@@ -126,8 +139,25 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 	// The one place that knows how to count the spool's pending
 	// recipients; ingress samples it at most every 250ms.
 	queueDepth := func() int { return s.queue.Stats().Recipients }
-	s.smtp = ingress.New(cfg.IngressConfig(s.log, queueDepth), exp, s.queue, queuegroups.NewIDSource())
+	ic := cfg.IngressConfig(s.log, queueDepth)
+	// min_free_space watches every disk a post is written to: the spool's
+	// directories, and the data directory with lists.db.
+	ic.Load.Spool = []string{cfg.DataDir}
+	for _, g := range spoolCfg.Groups {
+		ic.Load.Spool = append(ic.Load.Spool, g.Dirs...)
+	}
+	if cfg.TLS.Cert != "" {
+		// A broken pair is a start-up error naming the file.
+		if s.keyPair, err = ingress.LoadKeyPair(cfg.TLS.Cert, cfg.TLS.Key, s.log); err != nil {
+			return nil, err
+		}
+		ic.TLS, ic.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
+	}
+	s.smtp = ingress.New(ic, exp, s.queue, queuegroups.NewIDSource())
 	if err := s.smtp.Listen(); err != nil {
+		return nil, err
+	}
+	if s.web, err = buildWeb(cfg, s.store, s.log); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -139,17 +169,28 @@ func buildServer(cfg config.Config, logTo io.Writer) (_ *server, err error) {
 func (s *server) run() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.queue.Start()
-	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), s.queue, s.log); err != nil {
+	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), controlView{s.queue, s.metrics}, s.log); err != nil {
 		s.log.Warn("queue tools will read the spool directly", "err", err)
+	}
+	go s.metrics.Run(s.ctx)
+	metricsAddr := "off"
+	if l := s.cfg.Metrics.Listen; l != "" {
+		addr, err := s.metrics.Serve(s.ctx, l, s.log)
+		if err != nil {
+			return err
+		}
+		metricsAddr = addr.String()
 	}
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups)
+		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr,
+		"starttls", s.keyPair != nil)
 	s.logOut.flush()
 	if s.aliases != nil {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
 	}
 
+	s.serveWeb()
 	served := make(chan error, 1)
 	go func() { served <- s.smtp.Serve() }()
 	sigs := make(chan os.Signal, 1)
@@ -159,9 +200,15 @@ func (s *server) run() error {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				// sendmail's newaliases signal: reload the aliases files.
+				// sendmail's newaliases signal: reload the aliases files,
+				// and the TLS certificate, as after a renewal.
 				if s.aliases != nil {
 					_ = s.aliases.Reload()
+				}
+				if s.keyPair != nil {
+					if err := s.keyPair.Reload(); err != nil {
+						s.log.Error("TLS certificate not reloaded; still serving the previous one", "err", err)
+					}
 				}
 				continue
 			}
@@ -180,6 +227,7 @@ func (s *server) run() error {
 func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	s.smtp.Shutdown(ctx)
+	s.stopWeb(ctx)
 	cancel()
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -197,6 +245,7 @@ func (s *server) close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.stopWeb(context.Background())
 	if s.queue != nil {
 		_ = s.queue.Close(context.Background())
 	}

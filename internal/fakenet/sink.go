@@ -83,6 +83,8 @@ type SinkOptions struct {
 	// applies only to RCPTs RcptHook accepts, as a policy service runs
 	// after the recipient checks.
 	Greylist time.Duration
+	// SMTPUTF8 advertises SMTPUTF8 (RFC 6531) and takes UTF-8 addresses.
+	SMTPUTF8 bool
 }
 
 // Delivery is one completed transaction (DATA answered 250).
@@ -175,6 +177,7 @@ func NewSink(opts SinkOptions) (*Sink, error) {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
+	srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	srv.ReadTimeout = opts.Timeout
 	srv.WriteTimeout = opts.Timeout
 	srv.ErrorLog = log.New(io.Discard, "", 0)

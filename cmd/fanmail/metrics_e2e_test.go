@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+var metricsAddrRE = regexp.MustCompile(`"fanmail started".* metrics=(\S+)`)
+
+// After a 10,000-member fan-out the metrics say what the sinks saw:
+// every recipient delivered and timed, one post accepted, one RCPT
+// refused, as many connections opened as the sinks accepted, and an
+// empty queue; /healthz is ok, and fanmail status shows the same.
+func TestMetricsEqualSinkCounts(t *testing.T) {
+	domains := testDomains(20)
+	n := newFakeNet(t, domains, nil)
+	cfg := n.writeConfig(t, t.TempDir(), "\n[metrics]\nlisten = \"127.0.0.1:0\"\n")
+	members := makeList(t, cfg, "big@lists.test", domains, each(len(domains), 500))
+	p := startFanmail(t, cfg)
+	m := metricsAddrRE.FindStringSubmatch(p.log.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the start-up line:\n%s", p.log.String())
+	}
+	base := "http://" + m[1]
+
+	c := mailFrom(t, p.addr, "poster.example.org", "poster@example.org")
+	if err := c.Rcpt("nobody@lists.test", nil); err == nil {
+		t.Fatal("unknown recipient accepted")
+	}
+	c.Close()
+	postTo(t, p.addr, "poster@example.org", "big@lists.test", "Subject: fan-out\r\n\r\nhello\r\n")
+	n.waitDelivered(t, len(members), 2*time.Minute, p)
+
+	var conns, txns int
+	for _, s := range n.sinks {
+		conns += s.Connections()
+		txns += s.Transactions()
+	}
+	// The queue settles a moment after the last 250.
+	var fams map[string]*dto.MetricFamily
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams = scrape(t, base+"/metrics")
+		if value(fams, "fanmail_queue_recipients", "group", "default") == 0 &&
+			value(fams, "fanmail_runners_busy", "group", "default") == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"fanmail_posts_accepted_total", nil, 1},
+		{"fanmail_smtp_rejected_total", []string{"command", "RCPT", "reason", "unknown_recipient"}, 1},
+		{"fanmail_recipients_total", []string{"group", "default", "status", "delivered"}, float64(n.delivered())},
+		{"fanmail_recipients_total", []string{"group", "default", "status", "delivered"}, float64(len(members))},
+		{"fanmail_delivery_latency_seconds", []string{"group", "default"}, float64(len(members))}, // the count
+		{"fanmail_queue_recipients", []string{"group", "default"}, 0},
+		{"fanmail_runners_busy", []string{"group", "default"}, 0},
+		{"fanmail_smtp_client_connections_opened_total", nil, float64(conns)},
+		// One transaction per envelope here, so every other one went
+		// over a reused connection.
+		{"fanmail_smtp_client_connections_reused_total", nil, float64(txns - conns)},
+		{"fanmail_smtp_sessions_total", nil, 2},
+	}
+	for _, w := range want {
+		if got := value(fams, w.name, w.labels...); got != w.want {
+			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.want)
+		}
+	}
+	if hits, misses := value(fams, "fanmail_dns_cache_hits_total"), value(fams, "fanmail_dns_cache_misses_total"); misses < float64(len(domains)) || hits == 0 {
+		t.Errorf("DNS cache: %v hits, %v misses; want a miss per domain at least, and hits", hits, misses)
+	}
+
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
+		t.Errorf("/healthz: %s %q", resp.Status, body)
+	}
+
+	status := fanmailCLI(t, cfg, "", "status")
+	for _, s := range []string{"1 post accepted", fmt.Sprintf("%d delivered", len(members)), "default", "up "} {
+		if !strings.Contains(status, s) {
+			t.Errorf("fanmail status lacks %q:\n%s", s, status)
+		}
+	}
+	p.stop(t)
+}
+
+// scrape fetches and parses a Prometheus text page.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return fams
+}
+
+// value is the sample of family name whose labels include the given
+// name, value pairs: a counter's or gauge's value, a histogram's count;
+// -1 when there is none.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return -1
+}
