@@ -167,7 +167,7 @@ func (c *conn) hello(ctx context.Context, mode TLSMode, a *Agent) error {
 	if code != 220 {
 		return replyError("greeting", code, msg, c.relay)
 	}
-	a.pool.greet(c.dest)
+	a.pool.greet(c.dest, c.greetTook)
 	c.greeted = true
 	if err := c.ehlo(); err != nil {
 		return err

@@ -225,3 +225,22 @@ func TestSlotsFollowTheGroup(t *testing.T) {
 		t.Errorf("after a delivery: %q, %d; want mx1.example.test and twice the window %d", dest, n, s.Window)
 	}
 }
+
+// TestSlowGreeterConnectionIsReused: once a group's greeting has been
+// slow (a tarpit), deliveries wait for the connection it already gave us
+// rather than open new ones and wait for their greetings too.
+func TestSlowGreeterConnectionIsReused(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{GreetDelay: slowGreeting + 200*time.Millisecond})
+	w.zoneMX("example.test", 60, sinkIP(0))
+	cfg := w.config()
+	cfg.CommandTimeout = 10 * time.Second
+	a := w.agent(cfg)
+	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "first")))
+	if got := deliverConcurrently(t, a, 8); got != 8 {
+		t.Fatalf("delivered %d of 8", got)
+	}
+	if n := w.sinks[0].Connections(); n != 1 {
+		t.Errorf("the slow greeter saw %d connections, want 1: each new one costs another slow greeting", n)
+	}
+}

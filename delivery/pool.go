@@ -59,6 +59,7 @@ type destination struct {
 
 	pause      time.Duration // current throttle pause, 0 when none
 	pauseUntil time.Time     // no new connection before this
+	slowGreet  time.Duration // the last greeting, if it took over slowGreeting
 
 	// Limits learned from the group's replies, 0 when none: sessions at
 	// once (421 at the greeting while others were open), transactions
@@ -80,10 +81,10 @@ func (d *destination) txnsPerConn() int { return lower(d.lim.txnsPerConn, d.capT
 func (d *destination) rcptsPerTxn() int { return lower(d.lim.rcptsPerTxn, d.capRcpts) }
 
 // allowed is how many connections may be open now: one probe until a
-// connect has succeeded (so a host that never answers holds one slot,
-// not a window), then the window.
+// server of the group has greeted us (so a host that never answers, or
+// holds its greeting, holds one slot, not a window), then the window.
 func (d *destination) allowed() int {
-	if !d.alive {
+	if !d.answered {
 		return 1
 	}
 	return d.window
@@ -148,6 +149,7 @@ func (p *pool) dest(key string, lim limits) *destination {
 func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
 	timer := time.NewTimer(p.cfg.SlotWait)
 	defer timer.Stop()
+	start := p.now()
 	for {
 		p.mu.Lock()
 		now := p.now()
@@ -173,13 +175,20 @@ func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
 		}
 		var pause time.Duration
 		if d.open < d.allowed() {
-			if !now.Before(d.pauseUntil) {
+			// A new connection waits out a throttle pause; to a slow
+			// greeter it also waits, as long as a greeting takes, for
+			// one of ours to come free, which is sooner.
+			dialAt := d.pauseUntil
+			if d.slowGreet > 0 && d.greeted > 0 {
+				dialAt = later(dialAt, start.Add(d.slowGreet))
+			}
+			if !now.Before(dialAt) {
 				d.open++
 				d.lastUsed = now
 				p.mu.Unlock()
 				return nil, nil
 			}
-			pause = d.pauseUntil.Sub(now)
+			pause = dialAt.Sub(now)
 		}
 		wake, allowed := d.wake, d.allowed()
 		p.mu.Unlock()
@@ -190,6 +199,13 @@ func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
 			return nil, err
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // waitSlot waits for wake, for pause to pass (if positive), for the slot
@@ -252,10 +268,14 @@ func (p *pool) dialed(d *destination) {
 // learn whether they are one. A connection moves from greeting to
 // greeted (its 220) or out (greetFailed), and a greeted one that fails
 // before the pool has it is ungreeted.
-func (p *pool) greet(d *destination) {
+func (p *pool) greet(d *destination, took time.Duration) {
 	p.mu.Lock()
 	d.greeting--
 	d.greeted++
+	d.slowGreet = 0
+	if took > slowGreeting {
+		d.slowGreet = took
+	}
 	d.signal()
 	if !d.answered {
 		d.answered = true
@@ -367,6 +387,11 @@ func (p *pool) retire(cs ...*conn) {
 		wg.Wait()
 	}
 }
+
+// slowGreeting is a greeting slow enough (a tarpit's) that a delivery
+// to its group rather waits for a connection of ours to come free than
+// dial a new one: servers greet within a round trip or two.
+const slowGreeting = 2 * time.Second
 
 // quitWait bounds how long a closing connection waits for the server to
 // close its side.

@@ -3,8 +3,9 @@
 // queue groups, stores each message once per queue directory, records
 // every recipient's state durably in an append-only journal with group
 // commit (many messages share one fsync), recovers that state after a
-// crash, and runs persistent runners that hand due envelopes to delivery
-// and record what happened to each recipient.
+// crash, and runs persistent runners that hand due envelopes to delivery,
+// each destination only as many at once as it can use, and record what
+// happened to each recipient.
 //
 // The package is built in four layers, each using only those below it:
 //
@@ -17,13 +18,20 @@
 //     whose state lives in its journal, replay, and the collection of
 //     segments no pending message needs.
 //  3. Group (group.go, schedule.go, backoff.go): one queue group's
-//     directories, its schedule of due and deferred envelopes, one
-//     delivery attempt and its outcome, and the retry timer.
-//  4. Queue (queue.go, message.go, bounce.go, inspect.go, config.go, id.go):
-//     the spool as callers see it: Open and recovery, Enqueue splitting a
-//     message across its groups, the runners under the MaxQueueChildren
-//     cap, DSNs across groups, and the operator's view (Stats, Summary,
-//     Show, Flush, Delete), which package control serves over a socket.
+//     directories, its schedule of due and deferred envelopes, the
+//     admission of deliveries per destination (as many as the deliverer's
+//     Slots say each can use; the rest set aside until one ends), one
+//     delivery attempt and its outcome (the backoff, or the RetryAfter
+//     delivery gives throttled, greylisted, busy and suspended
+//     recipients), and the retry timer.
+//  4. Queue (queue.go, message.go, bounce.go, inspect.go, config.go, id.go,
+//     children.go): the spool as callers see it: Open and recovery,
+//     Enqueue splitting a message across its groups, each group's
+//     dispatcher starting a delivery goroutine per admitted envelope
+//     within its runners and the MaxQueueChildren cap (by default from
+//     the open-file limit), DSNs across groups, and the operator's view
+//     (Stats, Summary, Show, Flush, Delete), which package control
+//     serves over a socket.
 //
 // On-disk layout of one queue directory:
 //
