@@ -102,7 +102,7 @@ func (q *Queue) scheduleRecovered() {
 func (q *Queue) Start() {
 	q.startOnce.Do(func() {
 		for _, g := range q.order {
-			if s, ok := q.deliverer.(slotter); ok {
+			if s, ok := q.deliverer.(Slotter); ok {
 				q.wg.Add(1)
 				go func() {
 					defer q.wg.Done()

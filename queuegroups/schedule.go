@@ -1,6 +1,9 @@
 package queuegroups
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // readyRing holds due envelopes, round-robin across messages, so a small
 // post starts delivering while a huge fan-out is still in progress.
@@ -76,13 +79,15 @@ func (h *deferHeap) Pop() any {
 	return e
 }
 
-// slotter is implemented by deliverers that know destinations;
-// *delivery.Agent is one. Slots names the destination a domain's mail
-// goes to (several domains may share one) and how many deliveries to it
-// are worth having in progress at once, without waiting or DNS.
-// SlotsChanged returns a channel closed when some destination may take
-// more than before (it answered, or its window grew).
-type slotter interface {
+// Slotter is implemented by deliverers that know destinations;
+// *delivery.Agent is one, and a Deliverer that wraps another should pass
+// it on, or the queue admits every due envelope at once. Slots names the
+// destination a domain's mail goes to (several domains may share one)
+// and how many deliveries to it are worth having in progress at once,
+// without waiting or DNS; 0 or less means no limit. SlotsChanged
+// returns a channel closed when some destination may take more than
+// before (it answered, or its window grew); nil never fires.
+type Slotter interface {
 	Slots(domain string) (dest string, n int)
 	SlotsChanged() <-chan struct{}
 }
@@ -113,10 +118,10 @@ type inProgress struct {
 }
 
 // admit reports whether a delivery of e may start now, counting it if so
-// and setting e aside if not. Without a slotter everything is admitted.
+// and setting e aside if not. Without a Slotter everything is admitted.
 // Called with g.mu held.
 func (g *group) admit(e *envState) bool {
-	s, ok := g.deliverer.(slotter)
+	s, ok := g.deliverer.(Slotter)
 	if !ok {
 		return true
 	}
@@ -125,6 +130,9 @@ func (g *group) admit(e *envState) bool {
 		a.active, a.parked, a.domain = map[string]int{}, map[string][]*envState{}, map[string]*inProgress{}
 	}
 	key, n := s.Slots(e.domain)
+	if n <= 0 {
+		n = math.MaxInt
+	}
 	ip := a.domain[e.domain]
 	if ip != nil && ip.dest != key {
 		// The domain's deliveries in progress now count against its new
@@ -136,7 +144,7 @@ func (g *group) admit(e *envState) bool {
 		ip.dest = key
 		g.releaseLocked(old, true)
 	}
-	if a.active[key] >= max(n, 1) {
+	if a.active[key] >= n {
 		a.parked[key] = append(a.parked[key], e)
 		return false
 	}
@@ -188,7 +196,7 @@ func (g *group) finished(domain string) {
 
 // readmitLoop releases envelopes set aside whenever the deliverer says
 // destinations have more slots, at most every readmitTick, until stop.
-func (g *group) readmitLoop(s slotter, stop <-chan struct{}) {
+func (g *group) readmitLoop(s Slotter, stop <-chan struct{}) {
 	tick := time.NewTicker(readmitTick)
 	defer tick.Stop()
 	for {
@@ -229,7 +237,10 @@ func (g *group) releaseLocked(key string, all bool) int {
 	if len(waiting) == 0 {
 		return 0
 	}
-	now, n := g.deliverer.(slotter).Slots(waiting[0].domain)
+	now, n := g.deliverer.(Slotter).Slots(waiting[0].domain)
+	if n <= 0 {
+		n = math.MaxInt
+	}
 	free := max(n-a.active[key], 0)
 	switch {
 	case all || now != key:
