@@ -68,6 +68,15 @@ func (a *Agent) fallback(ctx context.Context, env envelope.Request, results []en
 	for k, i := range idx {
 		fe.Recipients[k] = env.Recipients[i]
 	}
+	if env.Progress != nil {
+		fe.Progress = func(sub []int, res []envelope.Result) {
+			orig := make([]int, len(sub))
+			for k, j := range sub {
+				orig[k] = idx[j]
+			}
+			env.Progress(orig, res)
+		}
+	}
 	ft := &txn{a: a, env: fe, results: make([]envelope.Result, len(idx))}
 	for k := range ft.results {
 		ft.results[k].Recipient = fe.Recipients[k]
@@ -177,6 +186,30 @@ type txn struct {
 	session bool   // a session got as far as a transaction
 	ruled   bool   // a reply rule has acted for this delivery
 	last421 *Error // the last 421 that left recipients undecided
+	told    []bool // recipients reported to env.Progress
+}
+
+// progress reports to env.Progress the recipients of idx that are now
+// final and were not reported before.
+func (t *txn) progress(idx []int) {
+	if t.env.Progress == nil {
+		return
+	}
+	if t.told == nil {
+		t.told = make([]bool, len(t.results))
+	}
+	var done []int
+	var res []envelope.Result
+	for _, i := range idx {
+		if st := t.results[i].Status; !t.told[i] && (st == envelope.Delivered || st == envelope.Failed) {
+			t.told[i] = true
+			done = append(done, i)
+			res = append(res, t.results[i])
+		}
+	}
+	if len(done) > 0 {
+		t.env.Progress(done, res)
+	}
 }
 
 // maxFruitless bounds the connections and transactions one delivery
@@ -333,6 +366,7 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 		if out == sentDone {
 			t.session = true
 		}
+		t.progress(chunk)
 		if c.broken || c.txns >= txnsPerConn {
 			t.a.pool.release(t.dest, c)
 			c = nil

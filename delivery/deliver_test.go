@@ -489,3 +489,49 @@ func TestFallbackRelay(t *testing.T) {
 		t.Errorf("%d transactions, want one through the fallback and one direct", n)
 	}
 }
+
+// TestDeliverReportsProgressPerTransaction: with two recipients per
+// transaction, each transaction's final verdicts reach Progress before
+// the next transaction starts; deferred recipients are not reported.
+func TestDeliverReportsProgressPerTransaction(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+		switch {
+		case strings.HasPrefix(to, "busy@"):
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+		case strings.HasPrefix(to, "gone@"):
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}})
+	w.zoneMX("example.test", 60, sinkIP(0))
+	cfg := w.config()
+	cfg.RcptsPerTxn = 2
+	a := w.agent(cfg)
+	type call struct {
+		Idx      []int
+		Statuses []envelope.Status
+		SinkTxns int // transactions the sink had completed when Progress ran
+	}
+	var calls []call
+	req := request("example.test", "a", "busy", "b", "gone", "c")
+	req.Progress = func(idx []int, res []envelope.Result) {
+		c := call{Idx: idx, SinkTxns: w.sinks[0].Transactions()}
+		for k, r := range res {
+			if r.Recipient != req.Recipients[idx[k]] {
+				t.Errorf("progress result %d is for %s, want %s", k, r.Recipient, req.Recipients[idx[k]])
+			}
+			c.Statuses = append(c.Statuses, r.Status)
+		}
+		calls = append(calls, c)
+	}
+	a.Deliver(ctxT(t), req)
+	want := []call{
+		{Idx: []int{0}, Statuses: []envelope.Status{envelope.Delivered}, SinkTxns: 1},
+		{Idx: []int{2, 3}, Statuses: []envelope.Status{envelope.Delivered, envelope.Failed}, SinkTxns: 2},
+		{Idx: []int{4}, Statuses: []envelope.Status{envelope.Delivered}, SinkTxns: 3},
+	}
+	if diff := cmp.Diff(want, calls); diff != "" {
+		t.Errorf("progress calls (-want +got):\n%s", diff)
+	}
+}

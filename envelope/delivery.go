@@ -29,6 +29,13 @@ type Request struct {
 	// SMTPUTF8 says the message needs SMTPUTF8 (RFC 6531), as when it was
 	// received with that parameter; non-ASCII addresses need it anyway.
 	SMTPUTF8 bool
+	// Progress, if set, is called after each SMTP transaction with the
+	// recipients it settled for good (Delivered or Failed): their
+	// indexes in Recipients and their results. The queue records them
+	// before the next transaction starts, so a crash later in the same
+	// Deliver never sends them again. It is called from Deliver's own
+	// goroutine; each recipient is reported at most once.
+	Progress func(idx []int, results []Result)
 }
 
 // Status is the outcome of one recipient's attempt.

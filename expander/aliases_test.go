@@ -3,12 +3,12 @@ package expander
 import (
 	"context"
 	"errors"
-	"fanmail/envelope"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"fanmail/envelope"
 	"fanmail/internal/testutil"
 )
 

@@ -32,6 +32,7 @@ import (
 type Store interface {
 	GetList(ctx context.Context, address string) (lists.List, error)
 	Members(ctx context.Context, list string) ([]string, error)
+	EachMember(ctx context.Context, list string, fn func(addr, domain string) error) error
 	Version(ctx context.Context) (int64, error)
 }
 
@@ -59,7 +60,7 @@ type Expander struct {
 	mu          sync.Mutex
 	version     int64
 	checked     time.Time                  // when version was last read from the store
-	members     map[string][]string        // list → members, valid while version holds
+	members     map[string][]string        // list → members of lists up to memberCacheMax, valid while version holds
 	addresses   map[string]target          // lowercase address → what it names; lists and their admin addresses only
 	unknown     unknownCache               // lowercase addresses that name nothing, bounded
 	roleDomains map[string]map[string]bool // "" → the domains with lists, for roles.go
@@ -322,16 +323,20 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*queuegroups.Message, er
 				return nil, fmt.Errorf("%s: post already carries this list's List-Id: %w", list, ErrLoop)
 			}
 		}
-		members, err := x.Members(ctx, list)
-		if err != nil {
-			return nil, err
-		}
 		var prefix bytes.Buffer
 		x.received(&prefix, p, list)
 		fmt.Fprintf(&prefix, "List-Id: <%s>\r\n", listID)
+		// The members are streamed from the store while the queue writes
+		// the envelopes, so a list of any size is never held whole.
 		m.Parts = append(m.Parts, queuegroups.Part{
-			Prefix:    prefix.Bytes(),
-			Envelopes: x.router.Split(BounceAddress(list), members),
+			Prefix: prefix.Bytes(),
+			Stream: func(yield func(envelope.Envelope) error) error {
+				c := x.router.Cutter(BounceAddress(list), yield)
+				if err := x.eachMember(ctx, list, c.Add); err != nil {
+					return err
+				}
+				return c.Flush()
+			},
 		})
 	}
 	if len(aliased) > 0 {
@@ -408,15 +413,67 @@ func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
 // list's mail go to its owner, never to the poster.
 func BounceAddress(list string) string { return "owner-" + list }
 
-// Members returns a list's members, cached until the store changes.
+// memberCacheMax is the largest list whose members the expander keeps
+// between posts (until the store changes): small lists, posted to often,
+// are read once; a bigger one is streamed from the store each post.
+const memberCacheMax = 10000
+
+// Members returns a list's members, cached until the store changes if
+// the list is small.
 func (x *Expander) Members(ctx context.Context, list string) ([]string, error) {
-	return cached(ctx, x, x.members, strings.ToLower(list), func() ([]string, error) {
-		members, err := x.store.Members(ctx, list)
-		if err != nil {
-			return nil, fmt.Errorf("members of %s: %w", list, err)
-		}
-		return members, nil
+	var out []string
+	err := x.eachMember(ctx, list, func(addr, _ string) error {
+		out = append(out, addr)
+		return nil
 	})
+	if out == nil && err == nil {
+		out = []string{}
+	}
+	return out, err
+}
+
+// eachMember calls fn with each member of list and its domain, ordered
+// by domain, from the cache or streamed from the store; a list that
+// turns out to have at most memberCacheMax members is cached.
+func (x *Expander) eachMember(ctx context.Context, list string, fn func(addr, domain string) error) error {
+	if err := x.refresh(ctx); err != nil {
+		return err
+	}
+	key := strings.ToLower(list)
+	x.mu.Lock()
+	v := x.version
+	members, ok := x.members[key]
+	x.mu.Unlock()
+	if ok {
+		for _, a := range members {
+			if err := fn(a, a[strings.LastIndexByte(a, '@')+1:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	keep, small := []string{}, true
+	err := x.store.EachMember(ctx, list, func(addr, domain string) error {
+		if small {
+			if len(keep) < memberCacheMax {
+				keep = append(keep, addr)
+			} else {
+				small, keep = false, nil
+			}
+		}
+		return fn(addr, domain)
+	})
+	if err != nil {
+		return fmt.Errorf("members of %s: %w", list, err)
+	}
+	if small {
+		x.mu.Lock()
+		if v == x.version {
+			x.members[key] = keep
+		}
+		x.mu.Unlock()
+	}
+	return nil
 }
 
 // countReceived counts the Received fields of a message's header.

@@ -158,3 +158,52 @@ func (r *Router) Split(sender string, rcpts []string) []envelope.Envelope {
 	}
 	return envs
 }
+
+// Cutter cuts recipients that arrive grouped by domain, each domain's
+// in order (as the list store yields a list's members), into the
+// envelopes Split would make of them, passing each to emit as soon as it
+// is full. It holds one envelope's recipients at a time, and reuses
+// them: emit must not keep the Recipients slice.
+type Cutter struct {
+	r      *Router
+	sender string
+	emit   func(envelope.Envelope) error
+	domain string
+	group  string
+	n      int
+	buf    []string
+}
+
+// Cutter returns a Cutter of envelopes from sender.
+func (r *Router) Cutter(sender string, emit func(envelope.Envelope) error) *Cutter {
+	return &Cutter{r: r, sender: sender, emit: emit}
+}
+
+// Add takes the next recipient, addr at its lowercase domain.
+func (c *Cutter) Add(addr, domain string) error {
+	if domain != c.domain || c.buf == nil {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		c.domain = domain
+		c.group, c.n = c.r.Route(domain)
+		if c.buf == nil {
+			c.buf = make([]string, 0, c.n)
+		}
+	}
+	c.buf = append(c.buf, addr)
+	if len(c.buf) >= c.n {
+		return c.Flush()
+	}
+	return nil
+}
+
+// Flush emits what is gathered; call it after the last Add.
+func (c *Cutter) Flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	e := envelope.Envelope{Sender: c.sender, Group: c.group, Domain: c.domain, Recipients: c.buf}
+	c.buf = c.buf[:0]
+	return c.emit(e)
+}

@@ -348,20 +348,20 @@ func (ss *session) Data(r io.Reader) error {
 		s.countRejected("DATA", "temp_failure")
 		return errTempStore
 	}
-	rcpts := msg.Recipients()
 	queueOnly := s.load.current()&stateQueue != 0
 	if queueOnly {
 		// Accept, but leave delivery to the next queue run while the
 		// system catches up (sendmail QueueLA).
 		msg.Mode = queuegroups.ModeQueue
 	}
-	if rcpts > 0 {
-		if err := s.queue.Enqueue(ctx, msg); err != nil {
-			s.log.Error("cannot queue message", "qid", id, "err", err)
-			s.countRejected("DATA", "temp_failure")
-			return errTempStore
-		}
+	// The list's members are read from the store as the queue writes
+	// them; a list without members queues nothing and is still a 250.
+	if err := s.queue.Enqueue(ctx, msg); err != nil && !errors.Is(err, queuegroups.ErrNoRecipients) {
+		s.log.Error("cannot queue message", "qid", id, "err", err)
+		s.countRejected("DATA", "temp_failure")
+		return errTempStore
 	}
+	rcpts := msg.Queued()
 	s.counters.accepted.Add(1)
 	s.log.Info("accepted", "qid", id, "client", ss.remote, "helo", post.Helo, "from", ss.from,
 		"message_id", messageID(body), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly)

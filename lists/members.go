@@ -122,6 +122,44 @@ func (s *Store) Members(ctx context.Context, list string) ([]string, error) {
 	return out, nil
 }
 
+// EachMember calls fn with the address and domain of each of list's
+// members, ordered by domain, then address (the members_by_domain
+// index), reading them from the database as it goes: a list of any size
+// costs the caller one row at a time. It returns an error wrapping
+// ErrNoList for a missing list, or the first error from fn.
+func (s *Store) EachMember(ctx context.Context, list string, fn func(addr, domain string) error) error {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT m.address, m.domain FROM lists l
+		LEFT JOIN members m ON m.list_id = l.id
+		WHERE l.address = ?
+		ORDER BY m.domain, m.address`, lookupKey(list))
+	if err != nil {
+		return fmt.Errorf("members of %s: %w", list, err)
+	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		found = true
+		var a, d sql.NullString
+		if err := rows.Scan(&a, &d); err != nil {
+			return fmt.Errorf("members of %s: %w", list, err)
+		}
+		if !a.Valid {
+			continue // the LEFT JOIN's row for an empty list
+		}
+		if err := fn(a.String, d.String); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("members of %s: %w", list, err)
+	}
+	if !found {
+		return fmt.Errorf("list %s: %w", list, ErrNoList)
+	}
+	return nil
+}
+
 // normalizeAll normalizes every address, returning the normal forms and
 // their domains, or an error naming every address that does not parse.
 func normalizeAll(addrs []string) (norm, domains []string, err error) {

@@ -104,6 +104,22 @@ func TestMembers(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Members (-want +got):\n%s", diff)
 			}
+			// EachMember streams the same members in the same order,
+			// each with its domain.
+			streamed := []string{}
+			err = s.EachMember(ctx, list, func(addr, domain string) error {
+				if at := strings.LastIndexByte(addr, '@'); addr[at+1:] != domain {
+					t.Errorf("EachMember gave %s with domain %s", addr, domain)
+				}
+				streamed = append(streamed, addr)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, streamed); diff != "" {
+				t.Errorf("EachMember (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -114,6 +130,9 @@ func TestMembersNoList(t *testing.T) {
 	s := openWithList(t, "other@example.org")
 	ops := map[string]func() error{
 		"Members": func() error { _, err := s.Members(ctx, "l@example.org"); return err },
+		"EachMember": func() error {
+			return s.EachMember(ctx, "l@example.org", func(string, string) error { return nil })
+		},
 		"AddMembers": func() error {
 			_, err := s.AddMembers(ctx, "l@example.org", []string{"a@x.org"})
 			return err

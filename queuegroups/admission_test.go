@@ -137,12 +137,12 @@ func TestOutcomeRetryAfter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			now := time.Now()
 			m := &msgState{id: "Q", received: now}
-			e := &envState{msg: m, attempts: 1, rcpts: make([]string, len(tt.results)), status: make([]rcptStatus, len(tt.results))}
+			e := &envState{msg: m, attempts: 1}
 			idx := make([]int, len(tt.results))
 			for i := range idx {
 				idx[i] = i
 			}
-			u := g.outcome(e, idx, tt.results, now)
+			u := g.outcome(e, 1, idx, tt.results, now)
 			got := u.next.Sub(now)
 			if got < tt.wantNext*9/10 || got > tt.wantNext*11/10 {
 				t.Errorf("next attempt in %v, want %v", got, tt.wantNext)

@@ -3,6 +3,7 @@ package queuegroups
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,20 +103,44 @@ func (q *Queue) bounce(shares []heldShare, action dsn.Action) error {
 	bySender := map[string]*report{}
 	first := shares[0].m
 	expires := first.received.Add(q.cfg.QueueReturn)
+	want := rcptFailed
+	if action == dsn.Delayed {
+		want = rcptPending
+	}
 	for _, sh := range shares {
 		g, m := sh.g, sh.m
 		g.mu.Lock()
-		for _, e := range m.envs {
-			sender := m.parts[e.part].sender
+		v := m.view()
+		seg, off, n := m.seg, m.bodyOff, m.bodyLen
+		g.mu.Unlock()
+		states, err := v.states(func(s rcptStatus) bool { return s == want })
+		if err != nil {
+			return fmt.Errorf("read the replies of %s: %w", m.id, err)
+		}
+		envs := make([]int, 0, len(states))
+		for i := range states {
+			envs = append(envs, i)
+		}
+		slices.Sort(envs)
+		for _, i := range envs {
+			if i >= len(v.envs) || len(states[i]) == 0 {
+				continue
+			}
+			r, err := readEnvelopeOf(v.id, v.envs[i].seg, v.envs[i].off, i)
+			if err != nil {
+				return fmt.Errorf("read the recipients of %s: %w", m.id, err)
+			}
+			sender := v.parts[r.part].sender
 			if !dsn.Wanted(sender) {
 				continue
 			}
-			want := rcptFailed
-			if action == dsn.Delayed {
-				want = rcptPending
+			idx := make([]int, 0, len(states[i]))
+			for k := range states[i] {
+				idx = append(idx, k)
 			}
-			for i, st := range e.status {
-				if st != want {
+			slices.Sort(idx)
+			for _, k := range idx {
+				if k >= len(r.rcpts) {
 					continue
 				}
 				rep := bySender[sender]
@@ -124,15 +149,13 @@ func (q *Queue) bounce(shares []heldShare, action dsn.Action) error {
 					bySender[sender] = rep
 					order = append(order, sender)
 				}
-				rc := dsn.Recipient{FinalRecipient: e.rcpts[i], Action: action, Reply: e.replies[i]}
+				rc := dsn.Recipient{FinalRecipient: r.rcpts[k], Action: action, Reply: states[i][k].reply}
 				if action == dsn.Delayed {
 					rc.WillRetryUntil = expires
 				}
 				rep.rcpts = append(rep.rcpts, rc)
 			}
 		}
-		seg, off, n := m.seg, m.bodyOff, m.bodyLen
-		g.mu.Unlock()
 		for _, rep := range bySender {
 			if rep.header == nil {
 				h, err := dsn.HeaderOf(io.NewSectionReader(seg.file, off, n))

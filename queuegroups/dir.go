@@ -2,7 +2,6 @@ package queuegroups
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,16 +18,20 @@ type dir struct {
 	path string
 	log  *slog.Logger
 	j    *journal
-	msgs map[string]*msgState
-	lock *os.File // flock held while the server owns the directory
+	msgs map[string]*msgState // committed shares
+	lock *os.File             // flock held while the server owns the directory
 
-	suspects map[string]bool // during replay: IDs unreadable bytes may have held
+	// During replay and recovery: shares whose commit record has not been
+	// read (a post being written when the server stopped, or a
+	// relocation's copy), and IDs unreadable bytes may have held.
+	pending  map[string]*msgState
+	suspects map[string]bool
 }
 
 // openDir locks path (unless readOnly), replays its journal and returns
 // it with every replayed message in msgs.
 func openDir(path string, segmentSize int64, log *slog.Logger, readOnly bool) (*dir, error) {
-	d := &dir{path: path, log: log, msgs: map[string]*msgState{}, suspects: map[string]bool{}}
+	d := &dir{path: path, log: log, msgs: map[string]*msgState{}, pending: map[string]*msgState{}, suspects: map[string]bool{}}
 	if !readOnly {
 		if err := os.MkdirAll(path, 0o750); err != nil {
 			return nil, fmt.Errorf("create queue directory: %w", err)
@@ -80,59 +83,117 @@ func (d *dir) close() {
 	d.unlock()
 }
 
-// record rebuilds state from one journal record (replayer).
+// record rebuilds state from one journal record (replayer). A head
+// starts a share that counts only once its commit record follows (until
+// then it is in pending); a head for a message already committed here
+// is a relocation, which replaces the old state at its commit.
 func (d *dir) record(seg *segment, off int64, typ byte, payload []byte, bodyOff, bodyLen int64) error {
 	switch typ {
 	case recHeader:
 		_, err := decodeHeader(payload)
 		return err
 	case recMessage:
-		m, err := decodeMessage(payload)
+		m, err := decodeHead(payload)
 		if err != nil {
 			return err
 		}
-		m.dir = d
-		m.seg = seg
+		m.dir, m.seg = d, seg
 		m.bodyOff, m.bodyLen = bodyOff, bodyLen
-		// A later full record (a relocation) replaces the earlier one.
-		d.msgs[m.id] = m
+		d.pending[m.id] = m
+	case recPart:
+		id, i, part, err := decodePart(payload)
+		if err != nil {
+			return err
+		}
+		m := d.pending[id]
+		switch {
+		case m == nil:
+			d.orphan(seg, id)
+		case i == len(m.parts):
+			m.parts = append(m.parts, part)
+			m.failed = append(m.failed, 0)
+		case i > len(m.parts):
+			return fmt.Errorf("part %d of %s out of order", i, id)
+		}
+	case recEnvelope:
+		r, err := decodeEnvelope(payload)
+		if err != nil {
+			return err
+		}
+		m := d.pending[r.id]
+		if m == nil {
+			d.orphan(seg, r.id)
+			return nil
+		}
+		if r.index != len(m.slots) || r.part >= len(m.parts) {
+			return fmt.Errorf("envelope %d (part %d) of %s out of order", r.index, r.part, r.id)
+		}
+		m.addEnvelope(seg, off, r.part, r.domain, len(r.rcpts))
+	case recCommit:
+		id, n, err := decodeCommit(payload)
+		if err != nil {
+			return err
+		}
+		m := d.pending[id]
+		if m == nil {
+			d.orphan(seg, id)
+			return nil
+		}
+		if n != len(m.slots) {
+			return fmt.Errorf("commit of %s names %d envelopes, %d written", id, n, len(m.slots))
+		}
+		delete(d.pending, id)
+		m.committed = true
+		d.msgs[id] = m
 	case recStatus:
 		u, err := decodeStatus(payload)
 		if err != nil {
 			return err
 		}
-		m := d.msgs[u.id]
-		if m == nil || u.env >= len(m.envs) {
-			// The message finished and its record was collected, or its
-			// record was in bytes replay could not read.
-			if seg.damaged {
-				d.suspects[u.id] = true
-			}
+		m := d.current(u.id)
+		if m == nil {
+			d.orphan(seg, u.id)
 			return nil
 		}
-		applyUpdate(m.envs[u.env], u)
+		m.apply(u)
 	case recDelete, recWarned, recAside:
 		id, err := decodeID(payload)
 		if err != nil {
 			return err
 		}
-		switch typ {
-		case recDelete:
+		switch m := d.current(id); {
+		case typ == recDelete:
 			delete(d.msgs, id)
+			delete(d.pending, id)
 			delete(d.suspects, id)
-		case recWarned:
-			if m := d.msgs[id]; m != nil {
-				m.warned = true
-			}
-		case recAside:
-			if m := d.msgs[id]; m != nil {
-				m.aside = true
-			}
+		case m == nil:
+		case typ == recWarned:
+			m.warned = true
+		case typ == recAside:
+			m.aside = true
 		}
 	default:
 		return fmt.Errorf("unknown record type %d", typ)
 	}
 	return nil
+}
+
+// current is the state records of id apply to during replay: the share
+// being written (a relocation's copy) if there is one, else the
+// committed share.
+func (d *dir) current(id string) *msgState {
+	if m := d.pending[id]; m != nil {
+		return m
+	}
+	return d.msgs[id]
+}
+
+// orphan notes a record whose message is unknown: it finished and its
+// head was collected, or its head was in bytes replay could not read.
+func (d *dir) orphan(seg *segment, id string) {
+	if seg.damaged {
+		d.suspects[id] = true
+	}
 }
 
 // damaged notes an unreadable stretch of seg (replayer): status records
@@ -173,7 +234,7 @@ func (d *dir) collect() {
 	}
 	oldest := segs[0]
 	for _, m := range d.msgs {
-		if m.seg != oldest || m.hasInflight() {
+		if m.seg != oldest || m.inflight > 0 || m.fresh > 0 {
 			continue
 		}
 		if err := d.relocate(m); err != nil {
@@ -182,26 +243,6 @@ func (d *dir) collect() {
 		}
 	}
 	d.j.dropOldest(func(seg *segment) bool { return seg.live == 0 })
-}
-
-// relocate writes m's full current state at the journal head, durably,
-// before the old segment may go. It runs with g.mu held and m idle, so
-// no status record of m can be written before the new full record lands
-// and then be lost by replay.
-func (d *dir) relocate(m *msgState) error {
-	rec, err := encodeMessage(m, io.NewSectionReader(m.seg.file, m.bodyOff, m.bodyLen))
-	if err != nil {
-		return err
-	}
-	seg, offs, err := d.j.append(true, false, rec)
-	if err != nil {
-		return err
-	}
-	m.seg.live--
-	m.seg = seg
-	m.bodyOff = offs[0] + rec.size() - m.bodyLen
-	seg.live++
-	return nil
 }
 
 // retire drops a message whose every recipient is final, and the journal

@@ -14,24 +14,27 @@
 //     with group commit that streams big bodies in chunks, replay that
 //     resynchronises past unreadable bytes and quarantines them, and the
 //     spool body ingress receives a post into.
-//  2. Directory (state.go, dir.go): one queue directory, the messages
-//     whose state lives in its journal, replay, and the collection of
-//     segments no pending message needs.
-//  3. Group (group.go, schedule.go, backoff.go): one queue group's
-//     directories, its schedule of due and deferred envelopes, the
-//     admission of deliveries per destination (as many as the deliverer's
-//     Slots say each can use; the rest set aside until one ends), one
-//     delivery attempt and its outcome (the backoff, or the RetryAfter
-//     delivery gives throttled, greylisted, busy and suspended
-//     recipients), and the retry timer.
-//  4. Queue (queue.go, message.go, bounce.go, inspect.go, config.go, id.go,
-//     children.go): the spool as callers see it: Open and recovery,
-//     Enqueue splitting a message across its groups, each group's
-//     dispatcher starting a delivery goroutine per admitted envelope
-//     within its runners and the MaxQueueChildren cap (by default from
-//     the open-file limit), DSNs across groups, and the operator's view
-//     (Stats, Summary, Show, Flush, Delete), which package control
-//     serves over a socket.
+//  2. Directory (state.go, codec.go, dir.go, scan.go, relocate.go,
+//     view.go): one queue directory, the compact state of the messages
+//     whose records live in its journal, replay, reading a message's
+//     records back, relocation, and the collection of segments no
+//     pending message needs.
+//  3. Group (group.go, attempt.go, schedule.go, backoff.go): one queue
+//     group's directories, its schedule (messages with due envelopes,
+//     each with a cursor over its fresh ones; deferred envelopes;
+//     queue-only messages), the admission of deliveries per destination
+//     (as many as the deliverer's Slots say each can use; the rest set
+//     aside until one ends), one delivery attempt and its outcome (the
+//     backoff, or the RetryAfter delivery gives throttled, greylisted,
+//     busy and suspended recipients), and the retry timer.
+//  4. Queue (queue.go, enqueue.go, message.go, bounce.go, inspect.go,
+//     config.go, id.go, children.go): the spool as callers see it: Open
+//     and recovery, Enqueue streaming a message's envelopes into its
+//     groups, each group's dispatcher starting a delivery goroutine per
+//     admitted envelope within its runners and the MaxQueueChildren cap
+//     (by default from the open-file limit), DSNs across groups, and the
+//     operator's view (Stats, Summary, Show, Flush, Delete), which
+//     package control serves over a socket.
 //
 // On-disk layout of one queue directory:
 //
@@ -40,11 +43,12 @@
 //	lock                                 flock held by the server
 //
 // A segment starts with a header record (the format version) and holds
-// framed records (magic, length and its checksum, CRC-32C, type): a
-// message record (every envelope and recipient's state and last reply,
-// then the body), status records (an attempt started, its outcome, or
-// its panic), and delete, warned and moved-aside marks. A segment is
-// deleted once no message whose latest full record lives in it or before
-// it is still pending; long-lived messages are re-written at the head so
-// they never pin old segments.
+// framed records (magic, length and its checksum, CRC-32C, type). A
+// message share is a head record (its parts, then the body), a record
+// per envelope, parts declared late, and a commit record, which alone
+// makes it deliverable; then status records (an attempt started, each
+// transaction's settled recipients with their replies, the outcome, or a
+// panic) and delete, warned and moved-aside marks. A segment is deleted
+// once no pending message has its head in it or before it; long-lived
+// messages are copied to the head so they never pin old segments.
 package queuegroups

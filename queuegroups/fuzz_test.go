@@ -10,24 +10,17 @@ import (
 	"fanmail/envelope"
 )
 
-// seedMessage is a full record's state part with every field set.
+// seedMessage is a head with every field set.
 func seedMessage() *msgState {
-	m := &msgState{id: "1M8NFX9GAA330E4B", received: time.Unix(1700000000, 5), warned: true, aside: true,
-		parts: []partState{{sender: "owner-l@example.org", prefix: []byte("List-Id: <l.example.org>\r\n")}, {sender: ""}}}
-	m.envs = []*envState{
-		{msg: m, part: 0, domain: "a.test", attempts: 2, next: time.Unix(1700000100, 0), strikes: 1,
-			rcpts:   []string{"x@a.test", "y@a.test"},
-			status:  []rcptStatus{rcptDelivered, rcptFailed},
-			replies: []envelope.Reply{{Code: 250, Text: "ok"}, {Code: 550, Enhanced: "5.1.1", Text: "no", Host: "mx.a.test"}}},
-		{msg: m, index: 1, part: 1, domain: "[local]", rcpts: []string{"|prog"}, status: []rcptStatus{rcptPending},
-			replies: []envelope.Reply{{}}},
-	}
+	m := newMsgState("1M8NFX9GAA330E4B", time.Unix(1700000000, 5), nil)
+	m.warned, m.aside = true, true
+	m.parts = []partState{{sender: "owner-l@example.org", prefix: []byte("List-Id: <l.example.org>\r\n")}, {sender: ""}}
 	return m
 }
 
-// headOf returns the state part of an encoded message record.
+// headOf returns the payload of m's head record without the body.
 func headOf(t testing.TB, m *msgState) []byte {
-	rec, err := encodeMessage(m, envelope.Bytes(nil))
+	rec, err := encodeHead(m, envelope.Bytes(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,24 +29,54 @@ func headOf(t testing.TB, m *msgState) []byte {
 	return head
 }
 
-// FuzzDecodeMessage: any bytes either fail to decode or decode to a
-// state that encodes back to a record that decodes to the same.
-func FuzzDecodeMessage(f *testing.F) {
+// FuzzDecodeHead: any bytes either fail to decode or decode to a head
+// that encodes back to the same bytes.
+func FuzzDecodeHead(f *testing.F) {
 	f.Add(headOf(f, seedMessage()))
-	f.Add(headOf(f, &msgState{id: "X"}))
+	f.Add(headOf(f, newMsgState("X", time.Time{}, nil)))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, head []byte) {
-		m, err := decodeMessage(head)
+		m, err := decodeHead(head)
 		if err != nil {
 			return
 		}
 		again := headOf(t, m)
-		m2, err := decodeMessage(again)
+		m2, err := decodeHead(again)
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
 		if !bytes.Equal(headOf(t, m2), again) {
 			t.Fatalf("record changes on a second round trip")
+		}
+	})
+}
+
+// FuzzDecodeEnvelope covers envelope, part and commit records.
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add(encodeEnvelope("1M8NFX9GAA330E4B", 3, 1, "a.test", []string{"x@a.test", "y@a.test"})[frameHeader+1:])
+	f.Add(encodePart("1M8NFX9GAA330E4B", 2, partState{sender: "s@x", prefix: []byte("P: 1\r\n")})[frameHeader+1:])
+	f.Add(encodeCommit("1M8NFX9GAA330E4B", 7)[frameHeader+1:])
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		// Each record that decodes encodes to bytes that decode to the
+		// same record.
+		if r, err := decodeEnvelope(payload); err == nil {
+			again := encodeEnvelope(r.id, r.index, r.part, r.domain, r.rcpts)[frameHeader+1:]
+			r2, err := decodeEnvelope(again)
+			if err != nil || !bytes.Equal(encodeEnvelope(r2.id, r2.index, r2.part, r2.domain, r2.rcpts)[frameHeader+1:], again) {
+				t.Fatalf("envelope record does not round trip: %v", err)
+			}
+		}
+		if id, i, p, err := decodePart(payload); err == nil {
+			again := encodePart(id, i, p)[frameHeader+1:]
+			id2, i2, p2, err := decodePart(again)
+			if err != nil || id2 != id || i2 != i || p2.sender != p.sender || !bytes.Equal(p2.prefix, p.prefix) {
+				t.Fatalf("part record does not round trip: %v", err)
+			}
+		}
+		if id, n, err := decodeCommit(payload); err == nil {
+			if id2, n2, err := decodeCommit(encodeCommit(id, n)[frameHeader+1:]); err != nil || id2 != id || n2 != n {
+				t.Fatalf("commit record does not round trip: %v", err)
+			}
 		}
 	})
 }
@@ -104,13 +127,21 @@ func FuzzDecodeID(f *testing.F) {
 // them, and every message it recovers is whole.
 func FuzzReplaySegment(f *testing.F) {
 	m := seedMessage()
-	full, err := encodeMessage(m, envelope.Bytes("Subject: x\r\n\r\nbody\r\n"))
+	head, err := encodeHead(m, envelope.Bytes("Subject: x\r\n\r\nbody\r\n"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	seg := append(append(append(encodeHeader(), full.frame...),
-		encodeStatus(&statusUpdate{id: m.id, env: 1, kind: attemptStarted, attempts: 1})...),
-		encodeID(recWarned, m.id)...)
+	var seg []byte
+	for _, r := range [][]byte{encodeHeader(), head.frame,
+		encodeEnvelope(m.id, 0, 0, "a.test", []string{"x@a.test", "y@a.test"}),
+		encodePart(m.id, 2, partState{sender: "s@b.test"}),
+		encodeEnvelope(m.id, 1, 2, "b.test", []string{"z@b.test"}),
+		encodeCommit(m.id, 2),
+		encodeStatus(&statusUpdate{id: m.id, env: 1, kind: attemptStarted, attempts: 1}),
+		encodeStatus(&statusUpdate{id: m.id, env: 0, attempts: 1, rcpts: []rcptUpdate{{index: 1, status: rcptFailed, reply: envelope.Reply{Code: 550}}}}),
+		encodeID(recWarned, m.id)} {
+		seg = append(seg, r...)
+	}
 	f.Add(seg)
 	bad := bytes.Clone(seg)
 	bad[len(encodeHeader())+40] ^= 1
@@ -118,11 +149,11 @@ func FuzzReplaySegment(f *testing.F) {
 	f.Add(seg[:len(seg)-3])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		j := &journal{log: slog.New(slog.DiscardHandler), readOnly: true}
-		d := &dir{msgs: map[string]*msgState{}, suspects: map[string]bool{}}
+		d := &dir{msgs: map[string]*msgState{}, pending: map[string]*msgState{}, suspects: map[string]bool{}}
 		s := &segment{path: "fuzz.journal"}
 		end, err := j.replayFrom(s, bytes.NewReader(data), int64(len(data)), d)
 		if err != nil {
-			if errors.Is(err, errNewerJournal) {
+			if errors.Is(err, errJournalVersion) {
 				return
 			}
 			t.Fatalf("replay failed: %v", err)
@@ -131,12 +162,15 @@ func FuzzReplaySegment(f *testing.F) {
 			t.Fatalf("replay stopped at %d of %d bytes", end, len(data))
 		}
 		for id, m := range d.msgs {
-			if m.id != id || m.bodyOff+m.bodyLen > int64(len(data)) {
+			if m.id != id || m.bodyOff+m.bodyLen > int64(len(data)) || !m.committed {
 				t.Fatalf("message %q: body at %d+%d of %d bytes", id, m.bodyOff, m.bodyLen, len(data))
 			}
-			for _, e := range m.envs {
-				if len(e.status) != len(e.rcpts) || len(e.replies) != len(e.rcpts) || e.part >= len(m.parts) {
-					t.Fatalf("message %q: envelope %d is not whole", id, e.index)
+			if len(m.failed) != len(m.parts) || m.pendingRcpts < 0 || m.pendingRcpts > m.total || m.pendingEnvs < 0 {
+				t.Fatalf("message %q: counts do not add up: %+v", id, m)
+			}
+			for _, s := range m.slots {
+				if int(s.part) >= len(m.parts) || int(s.domain) >= len(m.domains) {
+					t.Fatalf("message %q: slot %+v out of range", id, s)
 				}
 			}
 		}

@@ -27,6 +27,9 @@ func (q *Queue) Stats() Stats {
 		g.mu.Lock()
 		s.Inflight += g.inflight
 		s.Deferred += g.deferred.Len()
+		for _, m := range g.held {
+			s.Deferred += m.fresh // queue-only mail waiting for the interval
+		}
 		for _, d := range g.dirs {
 			s.Messages += len(d.msgs)
 			s.Syncs += d.j.syncs.Load()
@@ -35,12 +38,8 @@ func (q *Queue) Stats() Stats {
 					s.MovedAside++
 					continue
 				}
-				for _, e := range m.envs {
-					if n := e.pendingCount(); n > 0 {
-						s.Envelopes++
-						s.Recipients += n
-					}
-				}
+				s.Envelopes += m.pendingEnvs
+				s.Recipients += m.pendingRcpts
 			}
 		}
 		g.mu.Unlock()
@@ -89,30 +88,33 @@ func (q *Queue) Summary(topDomains, limit int) []DirSummary {
 			s := DirSummary{Group: g.cfg.Name, Dir: d.path}
 			domains := map[string]int{}
 			for _, m := range d.msgs {
-				n := 0
-				for _, e := range m.envs {
-					p := e.pendingCount()
-					if p == 0 {
-						continue
-					}
-					n += p
-					s.Envelopes++
-					if e.inflight {
-						s.Inflight++
-					} else if e.heapIdx >= 0 {
+				s.Envelopes += m.pendingEnvs
+				s.Inflight += m.inflight
+				for _, e := range m.touched {
+					if e.heapIdx >= 0 {
 						s.Deferred++
 					}
-					domains[e.domain] += p
+				}
+				if m.holdIdx >= 0 {
+					s.Deferred += m.fresh
+				}
+				for i, slot := range m.slots {
+					switch slot.state {
+					case slotFresh:
+						domains[m.domains[slot.domain]] += int(slot.n)
+					case slotTouched:
+						domains[m.domains[slot.domain]] += m.touched[i].pendingCount()
+					}
 				}
 				s.Messages++
-				s.Recipients += n
+				s.Recipients += m.pendingRcpts
 				if m.aside {
 					s.MovedAside++
 				}
 				if s.Oldest.IsZero() || m.received.Before(s.Oldest) {
 					s.Oldest = m.received
 				}
-				s.List = append(s.List, MessageBrief{ID: m.id, Received: m.received, Size: m.bodyLen, Recipients: n, MovedAside: m.aside})
+				s.List = append(s.List, MessageBrief{ID: m.id, Received: m.received, Size: m.bodyLen, Recipients: m.pendingRcpts, MovedAside: m.aside})
 			}
 			for dom, n := range domains {
 				s.TopDomains = append(s.TopDomains, DomainCount{dom, n})
@@ -168,29 +170,45 @@ type RecipientDetail struct {
 // ErrNoMessage means no queued message has the ID.
 var ErrNoMessage = errors.New("no such message in the queue")
 
-// Show returns message id as every group holds it.
+// Show returns message id as every group holds it: the envelopes and
+// replies are read back from the journal.
 func (q *Queue) Show(id string) (MessageDetail, error) {
 	md := MessageDetail{ID: id}
 	found := false
 	for _, g := range q.order {
 		g.mu.Lock()
-		if d, m := g.share(id); m != nil {
+		d, m := g.share(id)
+		var v *msgView
+		if m != nil {
 			found = true
 			md.Received, md.Size = m.received, m.bodyLen
 			if m.aside {
 				md.MovedAside = append(md.MovedAside, g.cfg.Name)
 			}
-			for _, e := range m.envs {
-				ed := EnvelopeDetail{Group: g.cfg.Name, Dir: d.path, Sender: m.parts[e.part].sender, Domain: e.domain,
-					Attempts: e.attempts, Strikes: e.strikes, Next: e.next, Inflight: e.inflight}
-				for i, r := range e.rcpts {
-					rd := RecipientDetail{Address: r, Status: statusName(e.status[i]), Reply: e.replies[i].String(), Host: e.replies[i].Host}
-					ed.Recipients = append(ed.Recipients, rd)
-				}
-				md.Envelopes = append(md.Envelopes, ed)
-			}
+			v = m.view()
 		}
 		g.mu.Unlock()
+		if v == nil {
+			continue
+		}
+		states, err := v.states(nil)
+		if err != nil {
+			return md, fmt.Errorf("show %s: %w", id, err)
+		}
+		for i, ev := range v.envs {
+			r, err := readEnvelopeOf(v.id, ev.seg, ev.off, i)
+			if err != nil {
+				return md, fmt.Errorf("show %s: %w", id, err)
+			}
+			ed := EnvelopeDetail{Group: g.cfg.Name, Dir: d.path, Sender: v.parts[r.part].sender, Domain: r.domain,
+				Attempts: ev.attempts, Strikes: ev.strikes, Next: ev.next, Inflight: ev.inflight}
+			for k, addr := range r.rcpts {
+				st, rd := states[i][k], RecipientDetail{Address: addr}
+				rd.Status, rd.Reply, rd.Host = statusName(st.status), st.reply.String(), st.reply.Host
+				ed.Recipients = append(ed.Recipients, rd)
+			}
+			md.Envelopes = append(md.Envelopes, ed)
+		}
 	}
 	if !found {
 		return md, fmt.Errorf("%s: %w", id, ErrNoMessage)
@@ -251,12 +269,16 @@ func (q *Queue) Delete(id string) (int, error) {
 		g.mu.Lock()
 		if d.msgs[id] == m {
 			m.deleted = true
-			for _, e := range m.envs {
-				dropped += e.pendingCount()
+			dropped += m.pendingRcpts
+			for _, e := range m.touched {
 				if e.heapIdx >= 0 {
 					heap.Remove(&g.deferred, e.heapIdx)
 				}
 			}
+			if m.holdIdx >= 0 {
+				heap.Remove(&g.held, m.holdIdx)
+			}
+			releaseWaiter(m)
 			d.retire(m)
 		}
 		g.mu.Unlock()

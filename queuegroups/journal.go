@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,11 +29,12 @@ type segment struct {
 	seq  uint64
 	path string
 	file *os.File
-	size int64 // bytes of valid records; only the writer changes it for the active segment
+	size atomic.Int64 // bytes of valid records; only the writer changes it for the active segment
 
-	live    int          // pending messages whose latest full record is here; guarded by the owning group's mutex
+	live    int          // pending messages whose head record is here; guarded by the owning group's mutex
 	damaged bool         // replay found unreadable bytes in it
 	pins    atomic.Int32 // records appended here that the queue has not registered yet
+	syncing atomic.Int32 // sync jobs for it the syncer has not done yet
 }
 
 // journal is one queue directory's append-only log with group commit:
@@ -51,8 +53,11 @@ type journal struct {
 	readOnly   bool
 	reqs       chan *appendReq
 	writerDone chan struct{}
-	syncs      atomic.Int64 // fdatasync calls, for benchmarks and tests
-	chunk      []byte       // the writer's buffer for copying bodies
+	syncq      chan syncJob // written records waiting for the syncer
+	syncerDone chan struct{}
+	broken     atomic.Pointer[error] // an fsync failed: no more appends
+	syncs      atomic.Int64          // fdatasync calls, for benchmarks and tests
+	chunk      []byte                // the writer's buffer for copying bodies
 }
 
 type appendReq struct {
@@ -78,7 +83,8 @@ var errClosed = errors.New("queue is closed")
 // only replays: it creates no segment and takes no appends.
 func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool, r replayer) (*journal, error) {
 	j := &journal{dir: dir, segmentSize: segmentSize, log: log, readOnly: readOnly,
-		reqs: make(chan *appendReq, 1024), writerDone: make(chan struct{})}
+		reqs: make(chan *appendReq, 1024), writerDone: make(chan struct{}),
+		syncq: make(chan syncJob, 1024), syncerDone: make(chan struct{})}
 	seqs, err := listSegments(dir)
 	if err != nil {
 		return nil, err
@@ -96,6 +102,7 @@ func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 	if readOnly {
 		j.isClosed = true
 		close(j.writerDone)
+		close(j.syncerDone)
 		return j, nil
 	}
 	if _, err := j.newSegment(last + 1); err != nil {
@@ -103,6 +110,7 @@ func openJournal(dir string, segmentSize int64, log *slog.Logger, readOnly bool,
 		return nil, err
 	}
 	go j.writer()
+	go j.syncer()
 	return j, nil
 }
 
@@ -153,7 +161,8 @@ func (j *journal) newSegment(seq uint64) (*segment, error) {
 		f.Close()
 		return nil, err
 	}
-	seg := &segment{seq: seq, path: path, file: f, size: int64(len(hdr))}
+	seg := &segment{seq: seq, path: path, file: f}
+	seg.size.Store(int64(len(hdr)))
 	j.mu.Lock()
 	j.segs = append(j.segs, seg)
 	j.mu.Unlock()
@@ -198,6 +207,7 @@ func (j *journal) append(sync, pin bool, recs ...record) (*segment, []int64, err
 // whatever queued up during one fdatasync is written by the next.
 func (j *journal) writer() {
 	defer close(j.writerDone)
+	defer close(j.syncq) // the syncer finishes what was queued, then stops
 	var batch []*appendReq
 	for req := range j.reqs {
 		batch = append(batch[:0], req)
@@ -218,6 +228,10 @@ func (j *journal) writer() {
 }
 
 func (j *journal) writeBatch(batch []*appendReq) {
+	if err := j.broken.Load(); err != nil {
+		j.fail(batch, *err)
+		return
+	}
 	seg := j.active()
 	var total int64
 	for _, req := range batch {
@@ -225,7 +239,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 			total += r.size()
 		}
 	}
-	if seg.size > int64(len(encodeHeader())) && seg.size+total > j.segmentSize {
+	if size := seg.size.Load(); size > int64(len(encodeHeader())) && size+total > j.segmentSize {
 		// Records written without a sync must not be left behind in a
 		// segment that no later sync will cover.
 		if err := syscall.Fdatasync(int(seg.file.Fd())); err != nil {
@@ -239,7 +253,7 @@ func (j *journal) writeBatch(batch []*appendReq) {
 		}
 		seg = next
 	}
-	start := seg.size
+	start := seg.size.Load()
 	off := start
 	results := make([]appendResult, len(batch))
 	sync := false
@@ -281,20 +295,82 @@ func (j *journal) writeBatch(batch []*appendReq) {
 		j.fail(batch, fmt.Errorf("write journal %s: %w", seg.path, err))
 		return
 	}
-	if sync {
-		if err := syscall.Fdatasync(int(seg.file.Fd())); err != nil {
-			_ = seg.file.Truncate(start)
-			j.fail(batch, fmt.Errorf("fdatasync journal %s: %w", seg.path, err))
-			return
-		}
-		j.syncs.Add(1)
-	}
-	seg.size = off
+	seg.size.Store(off)
+	// Requests that need no sync are done now; the others wait for the
+	// syncer, while this goroutine goes on writing: a record that needs
+	// no sync (a transaction's outcome) never waits behind an fsync.
+	job := syncJob{seg: seg}
 	for i, req := range batch {
 		if req.pin {
 			seg.pins.Add(1)
 		}
+		if req.sync {
+			job.reqs = append(job.reqs, req)
+			job.results = append(job.results, results[i])
+			continue
+		}
 		req.done <- results[i]
+	}
+	if len(job.reqs) > 0 {
+		seg.syncing.Add(1) // the segment stays open until the syncer is done with it
+		j.syncq <- job
+	}
+}
+
+// syncJob is written records whose requests wait for them to be durable.
+type syncJob struct {
+	seg     *segment
+	reqs    []*appendReq
+	results []appendResult
+}
+
+// syncer makes written records durable: it takes every job waiting, one
+// fdatasync per segment covers them all (group commit), and completes
+// their requests. A job is only queued after its records are written,
+// so the fsync that follows covers them. An fsync error fails every
+// later append too: what the kernel lost is unknown.
+func (j *journal) syncer() {
+	defer close(j.syncerDone)
+	var jobs []syncJob
+	for job := range j.syncq {
+		jobs = append(jobs[:0], job)
+	drain:
+		for {
+			select {
+			case job, ok := <-j.syncq:
+				if !ok {
+					break drain
+				}
+				jobs = append(jobs, job)
+			default:
+				break drain
+			}
+		}
+		var err error
+		var synced []*segment
+		for _, jb := range jobs {
+			if slices.Contains(synced, jb.seg) {
+				continue
+			}
+			synced = append(synced, jb.seg)
+			if e := syscall.Fdatasync(int(jb.seg.file.Fd())); e != nil {
+				err = fmt.Errorf("fdatasync journal %s: %w", jb.seg.path, e)
+				j.broken.Store(&err)
+				j.log.Error("journal sync failed; the queue directory takes no more mail", "dir", j.dir, "err", e)
+				break
+			}
+			j.syncs.Add(1)
+		}
+		for _, jb := range jobs {
+			jb.seg.syncing.Add(-1)
+			for i, req := range jb.reqs {
+				if err != nil {
+					req.done <- appendResult{err: err}
+					continue
+				}
+				req.done <- jb.results[i]
+			}
+		}
 	}
 }
 
@@ -390,7 +466,7 @@ func (j *journal) segments() []*segment {
 func (j *journal) dropOldest(done func(*segment) bool) {
 	j.mu.Lock()
 	var drop []*segment
-	for len(j.segs) > 1 && done(j.segs[0]) && j.segs[0].pins.Load() == 0 {
+	for len(j.segs) > 1 && done(j.segs[0]) && j.segs[0].pins.Load() == 0 && j.segs[0].syncing.Load() == 0 {
 		drop = append(drop, j.segs[0])
 		j.segs = j.segs[1:]
 	}
@@ -409,6 +485,7 @@ func (j *journal) close() {
 	if j.isClosed {
 		j.closeMu.Unlock()
 		<-j.writerDone
+		<-j.syncerDone
 		j.closeFiles()
 		return
 	}
@@ -416,6 +493,7 @@ func (j *journal) close() {
 	close(j.reqs)
 	j.closeMu.Unlock()
 	<-j.writerDone
+	<-j.syncerDone
 	j.closeFiles()
 }
 

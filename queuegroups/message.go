@@ -15,6 +15,8 @@ type Message struct {
 	Body     envelope.Body // the post as received (header and body, CRLF line ends); read, never kept, by Enqueue
 	Parts    []Part
 	Mode     DeliveryMode // how soon the runners take it; zero is the spool's default
+
+	queued int // recipients Enqueue stored
 }
 
 // DeliveryMode is sendmail's DeliveryMode for one message.
@@ -37,19 +39,21 @@ const (
 
 // Part is one expansion of the message: the header lines prepended to
 // Body for its recipients (Received, List-Id) and its envelopes, each
-// with its sender and the queue group the expander routed it to.
+// with its sender and the queue group the expander routed it to. The
+// envelopes are Envelopes, then whatever Stream yields: a list's members
+// are streamed from the store while Enqueue writes them to the journal,
+// so no stage holds a big list whole.
 type Part struct {
 	Prefix    []byte
 	Envelopes []envelope.Envelope
+	Stream    EnvelopeStream // nil: Envelopes are all
 }
 
-// Recipients counts every recipient of the message.
-func (m *Message) Recipients() int {
-	n := 0
-	for _, p := range m.Parts {
-		for _, e := range p.Envelopes {
-			n += len(e.Recipients)
-		}
-	}
-	return n
-}
+// EnvelopeStream calls yield with each envelope in turn and returns the
+// first error, of its own or from yield. Enqueue calls it once; yield
+// does not keep the envelope's Recipients slice, which the stream may
+// reuse.
+type EnvelopeStream func(yield func(envelope.Envelope) error) error
+
+// Queued is how many recipients Enqueue stored.
+func (m *Message) Queued() int { return m.queued }

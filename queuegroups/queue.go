@@ -2,13 +2,10 @@ package queuegroups
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
-
-	"fanmail/envelope"
 )
 
 // Queue is the spool: every queue group with its directories and runners.
@@ -73,6 +70,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 		q.groups[gc.Name] = g
 		q.order = append(q.order, g)
 	}
+	q.commitSplit(readOnly)
 	q.scheduleRecovered()
 	return q, nil
 }
@@ -181,186 +179,6 @@ func (q *Queue) acquire(g *group) bool {
 func (q *Queue) release(g *group) {
 	if g.cfg.Name != ControlGroup {
 		<-q.children
-	}
-}
-
-// share is the part of one message that goes to one group.
-type share struct {
-	g   *group
-	d   *dir
-	ms  *msgState
-	seg *segment
-	off int64
-	err error
-}
-
-// Enqueue stores m durably and schedules its envelopes. Envelopes are
-// split across their groups (sendmail's split across queue groups): each
-// group gets one record with the body and its own envelopes, in one of
-// its directories, and all groups are written in parallel. In background
-// mode every envelope is due at once; a split post never waits for a
-// queue run. In interactive mode Enqueue returns after the first attempt
-// of every envelope; in queue mode envelopes wait one group interval.
-func (q *Queue) Enqueue(ctx context.Context, m *Message) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	mode := m.Mode
-	if mode == ModeDefault {
-		mode = q.cfg.Mode
-	}
-	shares, err := q.split(m, mode)
-	if err != nil {
-		return err
-	}
-	durable := q.cfg.SuperSafe == SafeTrue || (q.cfg.SuperSafe == SafeInteractive && mode != ModeInteractive)
-
-	var wg sync.WaitGroup
-	for _, sh := range shares {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rec, err := encodeMessage(sh.ms, m.Body)
-			if err != nil {
-				sh.err = err
-				return
-			}
-			var offs []int64
-			sh.seg, offs, sh.err = sh.d.j.append(durable, true, rec)
-			if sh.err == nil {
-				sh.off = offs[0] + rec.size() - m.Body.Size()
-			}
-		}()
-	}
-	wg.Wait()
-	if err := q.undoFailed(m.ID, shares); err != nil {
-		return err
-	}
-
-	now := time.Now()
-	for _, sh := range shares {
-		ms, g := sh.ms, sh.g
-		ms.seg, ms.bodyOff, ms.bodyLen = sh.seg, sh.off, m.Body.Size()
-		g.mu.Lock()
-		sh.d.msgs[ms.id] = ms
-		sh.seg.live++
-		sh.seg.pins.Add(-1)
-		for _, e := range ms.envs {
-			if mode == ModeQueue {
-				e.next = now.Add(g.cfg.Interval)
-			}
-			g.schedule(e, now)
-		}
-		g.mu.Unlock()
-		g.cond.Broadcast()
-	}
-	if mode != ModeInteractive {
-		return nil
-	}
-	q.awaitFirstAttempts(ctx, shares)
-	if !durable {
-		// What the attempts left pending must be on disk before the 250.
-		for _, sh := range shares {
-			if _, _, err := sh.d.j.append(true, false); err != nil {
-				return fmt.Errorf("enqueue %s: sync: %w", m.ID, err)
-			}
-		}
-	}
-	return nil
-}
-
-// split builds one msgState per group that m's envelopes name. A
-// share keeps one part per part of m and envelope sender it holds.
-func (q *Queue) split(m *Message, mode DeliveryMode) ([]*share, error) {
-	type partKey struct {
-		part   int
-		sender string
-	}
-	byGroup := map[string]*share{}
-	partIdx := map[*share]map[partKey]int{}
-	var shares []*share
-	for pi, p := range m.Parts {
-		for _, e := range p.Envelopes {
-			if len(e.Recipients) == 0 {
-				continue
-			}
-			name := e.Group
-			if name == "" {
-				name = DefaultGroup
-			}
-			sh := byGroup[name]
-			if sh == nil {
-				g := q.groups[name]
-				if g == nil {
-					return nil, fmt.Errorf("enqueue %s: envelope for %s names unknown queue group %q", m.ID, e.Domain, name)
-				}
-				d := g.pickDir()
-				sh = &share{g: g, d: d, ms: &msgState{id: m.ID, received: m.Received, dir: d}}
-				byGroup[name] = sh
-				partIdx[sh] = map[partKey]int{}
-				shares = append(shares, sh)
-			}
-			ms := sh.ms
-			key := partKey{pi, e.Sender}
-			part, ok := partIdx[sh][key]
-			if !ok {
-				part = len(ms.parts)
-				partIdx[sh][key] = part
-				ms.parts = append(ms.parts, partState{sender: e.Sender, prefix: p.Prefix})
-			}
-			ms.envs = append(ms.envs, &envState{msg: ms, index: len(ms.envs), part: part, domain: e.Domain,
-				rcpts: e.Recipients, status: make([]rcptStatus, len(e.Recipients)),
-				replies: make([]envelope.Reply, len(e.Recipients)), heapIdx: -1})
-		}
-	}
-	if len(shares) == 0 {
-		return nil, errors.New("enqueue: message has no recipients")
-	}
-	for _, sh := range shares {
-		sh.ms.pending = len(sh.ms.envs)
-		if mode == ModeInteractive {
-			sh.ms.firstDone = make(chan struct{})
-			sh.ms.untried = len(sh.ms.envs)
-		}
-	}
-	return shares, nil
-}
-
-// undoFailed handles a message whose record reached some groups but not
-// others: the client will be told to try again, so the written parts are
-// deleted rather than delivered twice.
-func (q *Queue) undoFailed(id string, shares []*share) error {
-	var errs []error
-	for _, sh := range shares {
-		if sh.err != nil {
-			errs = append(errs, fmt.Errorf("group %s: %w", sh.g.cfg.Name, sh.err))
-		}
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	for _, sh := range shares {
-		if sh.err != nil {
-			continue
-		}
-		sh.seg.pins.Add(-1)
-		if _, _, err := sh.d.j.append(true, false, complete(encodeDelete(id))); err != nil {
-			q.log.Error("cannot withdraw partly queued message; it may be delivered although the client was told to retry",
-				"qid", id, "group", sh.g.cfg.Name, "err", err)
-		}
-	}
-	return fmt.Errorf("enqueue %s: %w", id, errors.Join(errs...))
-}
-
-func (q *Queue) awaitFirstAttempts(ctx context.Context, shares []*share) {
-	for _, sh := range shares {
-		select {
-		case <-sh.ms.firstDone:
-		case <-ctx.Done():
-			return
-		case <-q.runCtx.Done():
-			return
-		}
 	}
 }
 

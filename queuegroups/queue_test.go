@@ -264,13 +264,13 @@ func TestTornTailIsSkipped(t *testing.T) {
 	// A second message whose record was cut short by a crash.
 	seqs, _ := listSegments(dir)
 	path := segmentPath(dir, seqs[len(seqs)-1])
-	ms := &msgState{id: ids.Next(), parts: []partState{{sender: "x"}}}
-	ms.envs = []*envState{{msg: ms, domain: "d", rcpts: []string{"a@d"}, status: []rcptStatus{0}, replies: make([]envelope.Reply, 1)}}
-	full, err := encodeMessage(ms, envelope.Bytes("body"))
+	ms := newMsgState(ids.Next(), time.Now(), nil)
+	ms.parts = []partState{{sender: "x"}}
+	full, err := encodeHead(ms, envelope.Bytes("body"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	torn := full.frame
+	torn := append(append(full.frame, encodeEnvelope(ms.id, 0, 0, "d", []string{"a@d"})...), encodeCommit(ms.id, 1)...)
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

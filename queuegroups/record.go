@@ -28,15 +28,18 @@ var frameMagic = [4]byte{0xF5, 'F', 'M', 'J'}
 
 // journalVersion is the record format, stated by the header record that
 // starts every segment.
-const journalVersion = 2
+const journalVersion = 3
 
 const (
-	recMessage byte = 1 // full message: parts, envelopes, recipient states and replies, then the body
-	recStatus  byte = 2 // one attempt of one envelope: started, its outcome, or a panic
-	recDelete  byte = 3 // message removed by the operator, or finished after its DSN
-	recWarned  byte = 4 // the delay warning for a message was sent
-	recHeader  byte = 5 // first record of a segment: the format version
-	recAside   byte = 6 // the message was moved aside after attempts that panicked or crashed
+	recMessage  byte = 1 // a message's head: its parts, then the body
+	recStatus   byte = 2 // one attempt of one envelope: started, its outcome, or a panic
+	recDelete   byte = 3 // message removed by the operator, or finished after its DSN
+	recWarned   byte = 4 // the delay warning for a message was sent
+	recHeader   byte = 5 // first record of a segment: the format version
+	recAside    byte = 6 // the message was moved aside after attempts that panicked or crashed
+	recEnvelope byte = 7 // one envelope: its part, domain and recipients
+	recCommit   byte = 8 // every envelope is written: the message may be delivered
+	recPart     byte = 9 // a part declared after the head was written
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -51,8 +54,6 @@ const (
 	rcptDelivered rcptStatus = 1
 	rcptFailed    rcptStatus = 2
 )
-
-func (s rcptStatus) final() bool { return s == rcptDelivered || s == rcptFailed }
 
 // encoder appends the journal's primitive types to a buffer.
 type encoder struct{ b []byte }

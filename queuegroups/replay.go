@@ -24,8 +24,8 @@ type replayer interface {
 	damaged(seg *segment, off, n int64, ids []string)
 }
 
-// errNewerJournal means a segment was written by a later format.
-var errNewerJournal = errors.New("journal segment written by a newer fanmail")
+// errJournalVersion means a segment was written in another format.
+var errJournalVersion = errors.New("journal segment written by another fanmail version")
 
 // replaySegment reads segment seq's frames in order into r. A stretch of
 // bytes that holds no valid frame (a torn tail after a crash, a flipped
@@ -45,10 +45,12 @@ func (j *journal) replaySegment(seq uint64, r replayer) (*segment, error) {
 		return nil, fmt.Errorf("stat journal segment: %w", err)
 	}
 	seg := &segment{seq: seq, path: path, file: f}
-	if seg.size, err = j.replayFrom(seg, f, st.Size(), r); err != nil {
+	end, err := j.replayFrom(seg, f, st.Size(), r)
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	seg.size.Store(end)
 	return seg, nil
 }
 
@@ -66,8 +68,9 @@ func (j *journal) replayFrom(seg *segment, src io.ReaderAt, size int64, r replay
 			continue
 		}
 		if off == 0 && fr.typ == recHeader {
-			if v, err := decodeHeader(fr.payload); err == nil && v > journalVersion {
-				return 0, fmt.Errorf("%s: format %d: %w; run that version", seg.path, v, errNewerJournal)
+			if v, err := decodeHeader(fr.payload); err == nil && v != journalVersion {
+				return 0, fmt.Errorf("%s: format %d, this build reads %d: %w; drain the queue with the build that wrote it",
+					seg.path, v, journalVersion, errJournalVersion)
 			}
 		}
 		if err := r.record(seg, off, fr.typ, fr.payload, fr.bodyOff, fr.bodyLen); err != nil {

@@ -1,8 +1,6 @@
 package queuegroups
 
 import (
-	"encoding/binary"
-	"fmt"
 	"slices"
 	"time"
 
@@ -11,22 +9,44 @@ import (
 )
 
 // msgState is the live state of one message's share in one queue
-// directory: what its journal records say, plus where its envelopes are
-// in the group's schedule.
+// directory. It is compact whatever the list's size: the recipients
+// stay in the journal's envelope records, read back when an envelope is
+// taken, and the replies stay in its status records, read back for a
+// DSN or a listing (scan.go). In memory are a slot of a few words per
+// envelope, and a full envState only for the envelopes a runner has
+// taken that still have pending recipients.
 type msgState struct {
-	id       string
-	received time.Time
-	dir      *dir     // the queue directory holding it
-	seg      *segment // segment holding the latest full record
-	bodyOff  int64    // body's offset within seg's file
-	bodyLen  int64
-	parts    []partState
-	envs     []*envState
-	pending  int  // envelopes with at least one pending recipient
-	deleted  bool // removed by the operator; outcomes in flight are dropped
-	warned   bool // the delay warning went out (queuewarn)
-	done     bool // every recipient is final; kept until its DSN is sent
-	aside    bool // moved aside: attempts panicked or crashed the server too often
+	id        string
+	received  time.Time
+	dir       *dir     // the queue directory holding it
+	seg       *segment // segment holding its head record (and the body)
+	bodyOff   int64    // body's offset within seg's file
+	bodyLen   int64
+	parts     []partState
+	committed bool // its commit record is written: it may be delivered
+
+	segs    []*segment // segments holding its envelope records; slots index it
+	slots   []envSlot  // every envelope, by index
+	domains []string   // the destination domains, which slots index
+	intern  map[string]uint32
+
+	next    int               // the fresh cursor: the first slot index not yet looked at
+	fresh   int               // envelopes never taken and not done
+	touched map[int]*envState // envelopes taken (or attempted before a restart) and not done
+
+	pendingEnvs  int   // envelopes with pending recipients
+	pendingRcpts int   // pending recipients
+	total        int   // recipients
+	failed       []int // failed recipients per part, for the DSN
+	inflight     int   // envelopes being delivered
+
+	holdUntil time.Time // queue-only mail: fresh envelopes wait until then
+	holdIdx   int       // position in the group's hold heap, -1 when not there
+
+	deleted bool // removed by the operator; outcomes in flight are dropped
+	warned  bool // the delay warning went out (queuewarn)
+	done    bool // every recipient is final; kept until its DSN is sent
+	aside   bool // moved aside: attempts panicked or crashed the server too often
 
 	// For interactive delivery: closed once every envelope has had its
 	// first attempt; untried counts those still waiting.
@@ -39,15 +59,32 @@ type partState struct {
 	prefix []byte
 }
 
-// envState is one envelope's durable state plus its place in the scheduler.
+// envSlot is what the scheduler knows of an envelope without reading
+// its record: where the record is, its destination and size.
+type envSlot struct {
+	off    int64  // the envelope record's offset in segs[seg]
+	seg    uint32 // index into msgState.segs
+	domain uint32 // index into msgState.domains
+	n      uint32 // recipients
+	part   uint16
+	state  slotState
+}
+
+type slotState uint8
+
+const (
+	slotFresh   slotState = iota // never taken: every recipient pending
+	slotTouched                  // has an envState in touched
+	slotDone                     // every recipient final
+)
+
+// envState is an envelope a runner has taken, or one with a recorded
+// attempt, while it still has pending recipients.
 type envState struct {
 	msg      *msgState
 	index    int
-	part     int
 	domain   string
-	rcpts    []string
-	status   []rcptStatus
-	replies  []envelope.Reply // last reply per recipient, for listings and DSNs
+	pending  []int32 // indexes of the pending recipients; nil means all of them
 	attempts int
 	next     time.Time // zero: due now
 	// strikes counts the attempts in a row that panicked or never ended
@@ -56,55 +93,132 @@ type envState struct {
 	strikes  int
 	open     bool
 	inflight bool
-	tried    bool // has had an attempt in this process
-	heapIdx  int  // position in the deferred heap, -1 when not there
+	tried    bool         // has had an attempt in this process
+	heapIdx  int          // position in the deferred heap, -1 when not there
+	progress []rcptUpdate // settled by transactions of the attempt in progress, recorded, not applied yet
+}
+
+// newMsgState starts a share's state. Its maps are made when needed: a
+// small post (the common case) has few domains and is often delivered
+// without ever needing them.
+func newMsgState(id string, received time.Time, d *dir) *msgState {
+	return &msgState{id: id, received: received, dir: d, holdIdx: -1}
+}
+
+// internDomain returns domain's index in m.domains, adding it: by a scan
+// while there are few, through the intern map after.
+func (m *msgState) internDomain(domain string) uint32 {
+	if m.intern == nil {
+		for i, d := range m.domains {
+			if d == domain {
+				return uint32(i)
+			}
+		}
+		if len(m.domains) < 8 {
+			m.domains = append(m.domains, domain)
+			return uint32(len(m.domains) - 1)
+		}
+		m.intern = make(map[string]uint32, 16)
+		for i, d := range m.domains {
+			m.intern[d] = uint32(i)
+		}
+	}
+	di, ok := m.intern[domain]
+	if !ok {
+		di = uint32(len(m.domains))
+		m.domains = append(m.domains, domain)
+		m.intern[domain] = di
+	}
+	return di
 }
 
 func (e *envState) pendingCount() int {
-	n := 0
-	for _, s := range e.status {
-		if !s.final() {
-			n++
-		}
+	if e.pending == nil {
+		return int(e.msg.slots[e.index].n)
 	}
-	return n
+	return len(e.pending)
 }
 
-// failedFor reports whether m has a failed recipient whose envelope
-// sender may get a DSN.
-func (m *msgState) failedFor() bool {
-	for _, e := range m.envs {
-		if !dsn.Wanted(m.parts[e.part].sender) {
-			continue
-		}
-		for _, s := range e.status {
-			if s == rcptFailed {
-				return true
-			}
-		}
+// pendingIndexes lists the recipients of e still pending.
+func (e *envState) pendingIndexes() []int32 {
+	if e.pending != nil {
+		return e.pending
 	}
-	return false
+	n := int(e.msg.slots[e.index].n)
+	idx := make([]int32, n)
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	return idx
 }
 
-// hasInflight reports whether an attempt of one of m's envelopes is in
-// progress.
-func (m *msgState) hasInflight() bool {
-	for _, e := range m.envs {
-		if e.inflight {
-			return true
-		}
+// addEnvelope appends the slot of envelope record at off in seg.
+func (m *msgState) addEnvelope(seg *segment, off int64, part int, domain string, n int) {
+	si := len(m.segs) - 1
+	if seg != nil && (si < 0 || m.segs[si] != seg) {
+		m.segs = append(m.segs, seg)
+		si++
 	}
-	return false
+	si = max(si, 0) // set by the append that writes it (enqueue)
+	di := m.internDomain(domain)
+	m.slots = append(m.slots, envSlot{off: off, seg: uint32(si), domain: di, n: uint32(n), part: uint16(part)})
+	m.total += n
+	m.pendingRcpts += n
+	m.pendingEnvs++
+	m.fresh++
 }
 
-// applyUpdate folds a status record into an envelope's state.
-func applyUpdate(e *envState, u *statusUpdate) {
+// touch returns envelope i's envState, making one for a fresh envelope,
+// or nil if it is done.
+func (m *msgState) touch(i int) *envState {
+	if e := m.touched[i]; e != nil {
+		return e
+	}
+	s := &m.slots[i]
+	if s.state == slotDone {
+		return nil
+	}
+	s.state = slotTouched
+	m.fresh--
+	e := &envState{msg: m, index: i, domain: m.domains[s.domain], heapIdx: -1}
+	if m.touched == nil {
+		m.touched = map[int]*envState{}
+	}
+	m.touched[i] = e
+	return e
+}
+
+// nextFresh takes the next fresh envelope at the cursor, or nil.
+func (m *msgState) nextFresh() *envState {
+	for m.next < len(m.slots) {
+		i := m.next
+		m.next++
+		if m.slots[i].state == slotFresh {
+			return m.touch(i)
+		}
+	}
+	return nil
+}
+
+// apply folds a status record into envelope u.env's state: the start
+// of an attempt, its outcome, or a panic.
+func (m *msgState) apply(u *statusUpdate) {
+	if u.env < 0 || u.env >= len(m.slots) {
+		return
+	}
+	e := m.touch(u.env)
+	if e == nil {
+		return // done already
+	}
 	switch u.kind {
 	case attemptStarted:
 		if e.open {
 			e.strikes++ // the attempt before never ended: the server died
 		}
 		e.open = true
+		return
+	case attemptProgress:
+		m.settle(e, u.rcpts)
 		return
 	case attemptPanicked:
 		e.open = false
@@ -115,145 +229,85 @@ func applyUpdate(e *envState, u *statusUpdate) {
 	}
 	e.attempts = u.attempts
 	e.next = u.next
+	if u.kind != attemptDone || len(u.rcpts) == 0 {
+		return
+	}
+	n := int(m.slots[u.env].n)
+	var pending []int32
+	final := 0
 	for _, r := range u.rcpts {
-		if r.index < len(e.status) {
-			e.status[r.index] = r.status
-			e.replies[r.index] = r.reply
+		if r.index >= n {
+			continue
+		}
+		switch r.status {
+		case rcptPending:
+			pending = append(pending, int32(r.index))
+		case rcptFailed:
+			m.failed[m.slots[u.env].part]++
+			final++
+		default:
+			final++
 		}
 	}
+	m.pendingRcpts -= final
+	if len(pending) > 0 {
+		e.pending = pending
+		return
+	}
+	m.finishEnvelope(e)
 }
 
-// inlineBody is the largest body copied into a message record's buffer;
-// a bigger one is streamed into the journal by its writer.
-const inlineBody = 64 << 10
-
-// Message record flags.
-const (
-	flagWarned byte = 1 << iota
-	flagAside
-)
-
-// encodeMessage writes the full record of a message in its current
-// state: every envelope with each recipient's status and last reply,
-// then the body. The payload is uvarint(length of what precedes the
-// body), that part, and the body, so replay can read the state without
-// holding the body. A body larger than inlineBody is left for the
-// journal writer to copy.
-func encodeMessage(m *msgState, body envelope.Body) (record, error) {
-	head := &encoder{b: make([]byte, 0, headSize(m))}
-	head.str(m.id)
-	head.time(m.received)
-	var flags byte
-	if m.warned {
-		flags |= flagWarned
-	}
-	if m.aside {
-		flags |= flagAside
-	}
-	head.byte1(flags)
-	head.uvarint(uint64(len(m.parts)))
-	for _, p := range m.parts {
-		head.str(p.sender)
-		head.bytes(p.prefix)
-	}
-	head.uvarint(uint64(len(m.envs)))
-	for _, e := range m.envs {
-		head.uvarint(uint64(e.part))
-		head.str(e.domain)
-		head.uvarint(uint64(e.attempts))
-		head.time(e.next)
-		head.uvarint(uint64(e.strikes))
-		head.uvarint(uint64(len(e.rcpts)))
-		for i, r := range e.rcpts {
-			head.str(r)
-			head.byte1(byte(e.status[i]))
-			head.reply(e.replies[i])
+// settle takes the final recipients of rcpts out of e's pending ones,
+// for a transaction that settled them while its attempt goes on.
+func (m *msgState) settle(e *envState, rcpts []rcptUpdate) {
+	n := int(m.slots[e.index].n)
+	idx := e.pendingIndexes()
+	gone := map[int32]bool{}
+	for _, r := range rcpts {
+		if r.index >= n || r.status == rcptPending || gone[int32(r.index)] {
+			continue
+		}
+		if !slices.Contains(idx, int32(r.index)) {
+			continue // settled before
+		}
+		gone[int32(r.index)] = true
+		m.pendingRcpts--
+		if r.status == rcptFailed {
+			m.failed[m.slots[e.index].part]++
 		}
 	}
-	bodyLen := body.Size()
-	inline := bodyLen <= inlineBody
-	size := len(head.b) + binary.MaxVarintLen64
-	if inline {
-		size += int(bodyLen)
+	if len(gone) == 0 {
+		return
 	}
-	if int64(size)+bodyLen > maxRecord {
-		return record{}, fmt.Errorf("message of %d bytes is too large for the journal", bodyLen)
+	left := make([]int32, 0, len(idx)-len(gone))
+	for _, i := range idx {
+		if !gone[i] {
+			left = append(left, i)
+		}
 	}
-	enc := newEncoder(recMessage, size)
-	enc.bytes(head.b)
-	if !inline {
-		return record{frame: enc.b, body: body}, nil
+	if len(left) > 0 {
+		e.pending = left
+		return
 	}
-	start := len(enc.b)
-	enc.b = slices.Grow(enc.b, int(bodyLen))[:start+int(bodyLen)]
-	if n, err := body.ReadAt(enc.b[start:], 0); n < int(bodyLen) {
-		return record{}, fmt.Errorf("read message body: %w", err)
-	}
-	return record{frame: enc.frame()}, nil
+	m.finishEnvelope(e)
 }
 
-// headSize estimates the encoded state of m.
-func headSize(m *msgState) int {
-	size := 64
-	for _, p := range m.parts {
-		size += len(p.sender) + len(p.prefix) + 4
-	}
-	for _, e := range m.envs {
-		size += len(e.domain) + 24
-		for i, r := range e.rcpts {
-			rp := e.replies[i]
-			size += len(r) + 8 + len(rp.Enhanced) + len(rp.Text) + len(rp.Host)
-		}
-	}
-	return size
+// finishEnvelope marks e done: every recipient is final.
+func (m *msgState) finishEnvelope(e *envState) {
+	delete(m.touched, e.index)
+	m.slots[e.index].state = slotDone
+	m.pendingEnvs--
 }
 
-// decodeMessage parses the state part of a message record (without the
-// body, which replay locates itself).
-func decodeMessage(head []byte) (*msgState, error) {
-	d := &decoder{b: head}
-	m := &msgState{id: d.str(), received: d.time()}
-	flags := d.byte1()
-	m.warned, m.aside = flags&flagWarned != 0, flags&flagAside != 0
-	nparts := d.count()
-	for i := 0; i < nparts && d.err == nil; i++ {
-		sender := d.str()
-		prefix, _ := d.bytesRef()
-		m.parts = append(m.parts, partState{sender: sender, prefix: append([]byte(nil), prefix...)})
-	}
-	nenvs := d.count()
-	for i := 0; i < nenvs && d.err == nil; i++ {
-		e := &envState{msg: m, index: i, heapIdx: -1}
-		e.part = int(d.uvarint())
-		e.domain = d.str()
-		e.attempts = int(d.uvarint())
-		e.next = d.time()
-		e.strikes = int(d.uvarint())
-		n := d.count()
-		e.rcpts = make([]string, 0, n)
-		e.status = make([]rcptStatus, 0, n)
-		e.replies = make([]envelope.Reply, 0, n)
-		for j := 0; j < n && d.err == nil; j++ {
-			e.rcpts = append(e.rcpts, d.str())
-			st := rcptStatus(d.byte1())
-			if st > rcptFailed {
-				d.fail()
-			}
-			e.status = append(e.status, st)
-			e.replies = append(e.replies, d.reply())
+// failedFor reports whether m has a failed recipient whose envelope
+// sender may get a DSN.
+func (m *msgState) failedFor() bool {
+	for i, n := range m.failed {
+		if n > 0 && dsn.Wanted(m.parts[i].sender) {
+			return true
 		}
-		if e.part >= len(m.parts) {
-			d.fail()
-		}
-		m.envs = append(m.envs, e)
 	}
-	if d.err == nil && d.off != len(d.b) {
-		d.fail()
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("message record: %w", d.err)
-	}
-	return m, nil
+	return false
 }
 
 // attemptKind says what a status record reports.
@@ -263,6 +317,7 @@ const (
 	attemptDone     attemptKind = 0 // the outcome of an attempt
 	attemptStarted  attemptKind = 1 // an attempt begins (recorded before delivery)
 	attemptPanicked attemptKind = 2 // the attempt panicked; every recipient stays as it was
+	attemptProgress attemptKind = 3 // recipients one transaction of an attempt in progress settled
 )
 
 // statusUpdate is one event of one attempt of one envelope.
@@ -279,69 +334,4 @@ type rcptUpdate struct {
 	index  int
 	status rcptStatus
 	reply  envelope.Reply
-}
-
-func encodeStatus(u *statusUpdate) []byte {
-	size := 40
-	for _, r := range u.rcpts {
-		size += 12 + len(r.reply.Enhanced) + len(r.reply.Text) + len(r.reply.Host)
-	}
-	enc := newEncoder(recStatus, size)
-	enc.str(u.id)
-	enc.uvarint(uint64(u.env))
-	enc.byte1(byte(u.kind))
-	enc.uvarint(uint64(u.attempts))
-	enc.time(u.next)
-	enc.uvarint(uint64(len(u.rcpts)))
-	for _, r := range u.rcpts {
-		enc.uvarint(uint64(r.index))
-		enc.byte1(byte(r.status))
-		enc.reply(r.reply)
-	}
-	return enc.frame()
-}
-
-func decodeStatus(payload []byte) (*statusUpdate, error) {
-	d := &decoder{b: payload}
-	u := &statusUpdate{id: d.str(), env: int(d.uvarint()), kind: attemptKind(d.byte1()), attempts: int(d.uvarint()), next: d.time()}
-	if u.kind > attemptPanicked {
-		d.fail()
-	}
-	n := d.count()
-	for i := 0; i < n && d.err == nil; i++ {
-		r := rcptUpdate{index: int(d.uvarint()), status: rcptStatus(d.byte1()), reply: d.reply()}
-		if r.status > rcptFailed {
-			d.fail()
-		}
-		u.rcpts = append(u.rcpts, r)
-	}
-	if d.err == nil && d.off != len(d.b) {
-		d.fail()
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("status record: %w", d.err)
-	}
-	return u, nil
-}
-
-// encodeID writes a record of typ that carries only a message ID.
-func encodeID(typ byte, id string) []byte {
-	enc := newEncoder(typ, len(id)+2)
-	enc.str(id)
-	return enc.frame()
-}
-
-func encodeDelete(id string) []byte { return encodeID(recDelete, id) }
-
-// decodeID reads a record written by encodeID.
-func decodeID(payload []byte) (string, error) {
-	d := &decoder{b: payload}
-	id := d.str()
-	if d.err == nil && d.off != len(d.b) {
-		d.fail()
-	}
-	if d.err != nil {
-		return "", fmt.Errorf("id record: %w", d.err)
-	}
-	return id, nil
 }

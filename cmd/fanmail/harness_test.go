@@ -123,6 +123,13 @@ func newFakeNet(t testing.TB, domains []string, opts func(domain string) fakenet
 // writeConfig writes a config for a server using n, plus extra TOML lines.
 func (n *fakeNet) writeConfig(t testing.TB, dataDir, extra string) string {
 	t.Helper()
+	// Envelopes (the queue's r=) decide the transactions in these tests.
+	return n.writeConfigDelivery(t, dataDir, "recipients_per_transaction = 1000", extra)
+}
+
+// writeConfigDelivery is writeConfig with delivery's lines given.
+func (n *fakeNet) writeConfigDelivery(t testing.TB, dataDir, delivery, extra string) string {
+	t.Helper()
 	cfg := fmt.Sprintf(`listen = "127.0.0.1:0"
 hostname = "fanmail.test"
 data_dir = %q
@@ -133,14 +140,13 @@ port = %d
 connect_timeout = "2s"
 command_timeout = "10s"
 data_timeout = "20s"
-# Envelopes (the queue's r=) decide the transactions in these tests.
-recipients_per_transaction = 1000
+%s
 
 # The machine running the tests may be busy; load control has its own tests.
 [load]
 queue_la = 0
 refuse_la = 0
-%s`, dataDir, n.dns.Addr(), n.port, extra)
+%s`, dataDir, n.dns.Addr(), n.port, delivery, extra)
 	path := filepath.Join(t.TempDir(), "fanmail.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -167,6 +167,11 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 // serves SMTP and returns when a signal says stop (SIGHUP reloads the
 // aliases instead) or the SMTP server fails.
 func (s *server) run() error {
+	// Signals are caught before the start is announced, so a SIGTERM
+	// that follows the "fanmail started" line always stops it cleanly.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.queue.Start()
 	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), controlView{s.queue, s.metrics}, s.log); err != nil {
@@ -193,9 +198,6 @@ func (s *server) run() error {
 	s.serveWeb()
 	served := make(chan error, 1)
 	go func() { served <- s.smtp.Serve() }()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case sig := <-sigs:

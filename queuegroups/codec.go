@@ -1,0 +1,265 @@
+package queuegroups
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"fanmail/envelope"
+)
+
+// The records of one message share, in journal order: its head (the
+// parts, then the body), one record per envelope (its recipients), and a
+// commit that makes it deliverable; then a status record per attempt
+// event. Marks (delete, warned, moved aside) carry only the ID.
+
+// inlineBody is the largest body copied into a head record's buffer; a
+// bigger one is streamed into the journal by its writer.
+const inlineBody = 64 << 10
+
+// Head record flags.
+const (
+	flagWarned byte = 1 << iota
+	flagAside
+)
+
+// encodeHead writes a message's head record: ID, arrival, flags, parts,
+// then the body. The payload is uvarint(length of what precedes the
+// body), that part, and the body, so replay can read the head without
+// holding the body. A body larger than inlineBody is left for the
+// journal writer to copy.
+func encodeHead(m *msgState, body envelope.Body) (record, error) {
+	size := 64
+	for _, p := range m.parts {
+		size += len(p.sender) + len(p.prefix) + 4
+	}
+	head := &encoder{b: make([]byte, 0, size)}
+	head.str(m.id)
+	head.time(m.received)
+	var flags byte
+	if m.warned {
+		flags |= flagWarned
+	}
+	if m.aside {
+		flags |= flagAside
+	}
+	head.byte1(flags)
+	head.uvarint(uint64(len(m.parts)))
+	for _, p := range m.parts {
+		head.str(p.sender)
+		head.bytes(p.prefix)
+	}
+	bodyLen := body.Size()
+	inline := bodyLen <= inlineBody
+	size = len(head.b) + binary.MaxVarintLen64
+	if inline {
+		size += int(bodyLen)
+	}
+	if int64(size)+bodyLen > maxRecord {
+		return record{}, fmt.Errorf("message of %d bytes is too large for the journal", bodyLen)
+	}
+	enc := newEncoder(recMessage, size)
+	enc.bytes(head.b)
+	if !inline {
+		return record{frame: enc.b, body: body}, nil
+	}
+	start := len(enc.b)
+	enc.b = slices.Grow(enc.b, int(bodyLen))[:start+int(bodyLen)]
+	if n, err := body.ReadAt(enc.b[start:], 0); n < int(bodyLen) {
+		return record{}, fmt.Errorf("read message body: %w", err)
+	}
+	return record{frame: enc.frame()}, nil
+}
+
+// decodeHead parses a head record's payload without the body, which
+// replay locates itself.
+func decodeHead(payload []byte) (*msgState, error) {
+	d := &decoder{b: payload}
+	m := newMsgState(d.str(), d.time(), nil)
+	flags := d.byte1()
+	m.warned, m.aside = flags&flagWarned != 0, flags&flagAside != 0
+	nparts := d.count()
+	for i := 0; i < nparts && d.err == nil; i++ {
+		sender := d.str()
+		prefix, _ := d.bytesRef()
+		m.parts = append(m.parts, partState{sender: sender, prefix: append([]byte(nil), prefix...)})
+	}
+	if d.err == nil && (len(m.parts) > 1<<16 || d.off != len(d.b)) {
+		d.fail()
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("message record: %w", d.err)
+	}
+	m.failed = make([]int, len(m.parts))
+	return m, nil
+}
+
+// encodePart writes a part declared after the head was written.
+func encodePart(id string, index int, p partState) []byte {
+	enc := newEncoder(recPart, len(id)+len(p.sender)+len(p.prefix)+16)
+	enc.str(id)
+	enc.uvarint(uint64(index))
+	enc.str(p.sender)
+	enc.bytes(p.prefix)
+	return enc.frame()
+}
+
+func decodePart(payload []byte) (id string, index int, p partState, err error) {
+	d := &decoder{b: payload}
+	id = d.str()
+	i := d.uvarint()
+	p.sender = d.str()
+	prefix, _ := d.bytesRef()
+	p.prefix = append([]byte(nil), prefix...)
+	if d.err == nil && (i > 1<<16 || d.off != len(d.b)) {
+		d.fail()
+	}
+	if d.err != nil {
+		return "", 0, p, fmt.Errorf("part record: %w", d.err)
+	}
+	return id, int(i), p, nil
+}
+
+// envRecord is one envelope as its record holds it.
+type envRecord struct {
+	id     string
+	index  int
+	part   int
+	domain string
+	rcpts  []string
+}
+
+func encodeEnvelope(id string, index, part int, domain string, rcpts []string) []byte {
+	size := len(id) + len(domain) + 16
+	for _, r := range rcpts {
+		size += len(r) + 1
+	}
+	enc := newEncoder(recEnvelope, size)
+	enc.str(id)
+	enc.uvarint(uint64(index))
+	enc.uvarint(uint64(part))
+	enc.str(domain)
+	enc.uvarint(uint64(len(rcpts)))
+	for _, r := range rcpts {
+		enc.str(r)
+	}
+	return enc.frame()
+}
+
+func decodeEnvelope(payload []byte) (*envRecord, error) {
+	d := &decoder{b: payload}
+	r := &envRecord{id: d.str(), index: int(d.uvarint()), part: int(d.uvarint()), domain: d.str()}
+	n := d.count()
+	r.rcpts = make([]string, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		r.rcpts = append(r.rcpts, d.str())
+	}
+	if d.err == nil && (r.index > 1<<31 || r.part > 1<<16 || d.off != len(d.b)) {
+		d.fail()
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("envelope record: %w", d.err)
+	}
+	return r, nil
+}
+
+// encodeCommit writes the record that makes a share deliverable once
+// its envelopes are on disk: how many there are.
+func encodeCommit(id string, envs int) []byte {
+	enc := newEncoder(recCommit, len(id)+8)
+	enc.str(id)
+	enc.uvarint(uint64(envs))
+	return enc.frame()
+}
+
+func decodeCommit(payload []byte) (id string, envs int, err error) {
+	d := &decoder{b: payload}
+	id = d.str()
+	n := d.uvarint()
+	if d.err == nil && (n > 1<<31 || d.off != len(d.b)) {
+		d.fail()
+	}
+	if d.err != nil {
+		return "", 0, fmt.Errorf("commit record: %w", d.err)
+	}
+	return id, int(n), nil
+}
+
+func encodeStatus(u *statusUpdate) []byte {
+	size := 40
+	for _, r := range u.rcpts {
+		size += 12 + len(r.reply.Enhanced) + len(r.reply.Text) + len(r.reply.Host)
+	}
+	enc := newEncoder(recStatus, size)
+	enc.str(u.id)
+	enc.uvarint(uint64(u.env))
+	enc.byte1(byte(u.kind))
+	enc.uvarint(uint64(u.attempts))
+	enc.time(u.next)
+	enc.uvarint(uint64(len(u.rcpts)))
+	for _, r := range u.rcpts {
+		enc.uvarint(uint64(r.index))
+		enc.byte1(byte(r.status))
+		enc.reply(r.reply)
+	}
+	return enc.frame()
+}
+
+func decodeStatus(payload []byte) (*statusUpdate, error) {
+	d := &decoder{b: payload}
+	u := &statusUpdate{id: d.str()}
+	env, kind, attempts := d.uvarint(), attemptKind(d.byte1()), d.uvarint()
+	u.next = d.time()
+	if kind > attemptProgress || env > 1<<31 || attempts > 1<<31 {
+		d.fail()
+	}
+	u.env, u.kind, u.attempts = int(env), kind, int(attempts)
+	n := d.count()
+	for i := 0; i < n && d.err == nil; i++ {
+		idx := d.uvarint()
+		r := rcptUpdate{index: int(idx), status: rcptStatus(d.byte1()), reply: d.reply()}
+		if r.status > rcptFailed || idx > 1<<31 {
+			d.fail()
+		}
+		u.rcpts = append(u.rcpts, r)
+	}
+	if d.err == nil && d.off != len(d.b) {
+		d.fail()
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("status record: %w", d.err)
+	}
+	return u, nil
+}
+
+// encodeID writes a record of typ that carries only a message ID.
+func encodeID(typ byte, id string) []byte {
+	enc := newEncoder(typ, len(id)+2)
+	enc.str(id)
+	return enc.frame()
+}
+
+func encodeDelete(id string) []byte { return encodeID(recDelete, id) }
+
+// decodeID reads a record written by encodeID.
+func decodeID(payload []byte) (string, error) {
+	d := &decoder{b: payload}
+	id := d.str()
+	if d.err == nil && d.off != len(d.b) {
+		d.fail()
+	}
+	if d.err != nil {
+		return "", fmt.Errorf("id record: %w", d.err)
+	}
+	return id, nil
+}
+
+// recordID reads the message ID every record but the segment header
+// starts with, without decoding the rest.
+func recordID(typ byte, payload []byte) string {
+	if typ == recHeader {
+		return ""
+	}
+	d := &decoder{b: payload}
+	return d.str()
+}
