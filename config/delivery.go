@@ -23,6 +23,11 @@ type DeliveryLimits struct {
 	SlotWait                  Duration `toml:"slot_wait"`                   // wait for a busy MX group, then defer
 	DeadAfter                 int      `toml:"dead_after"`                  // failed sessions before suspending
 	DeadSuspend               Duration `toml:"dead_suspend"`                // how long a dead MX group is left alone
+	ConnectTimeoutMin         Duration `toml:"connect_timeout_min"`         // connect timeout for a group not reached yet
+	ThrottlePause             Duration `toml:"throttle_pause"`              // new connections wait after a 421
+	ThrottlePauseMax          Duration `toml:"throttle_pause_max"`          // the pause doubles up to this
+	GreylistRetry             Duration `toml:"greylist_retry"`              // first retry of a greylisted recipient
+	GreylistRetryMax          Duration `toml:"greylist_retry_max"`          // then doubling up to this; then the queue's backoff
 	TLS                       string   `toml:"tls"`                         // opportunistic, required or none
 
 	// Destinations override limits per domain or MX host pattern:
@@ -73,6 +78,11 @@ func deliveryKeys(d delivery.Config) Delivery {
 			SlotWait:                  Duration(d.SlotWait),
 			DeadAfter:                 d.DeadAfter,
 			DeadSuspend:               Duration(d.DeadSuspend),
+			ConnectTimeoutMin:         Duration(d.ConnectTimeoutMin),
+			ThrottlePause:             Duration(d.ThrottlePause),
+			ThrottlePauseMax:          Duration(d.ThrottlePauseMax),
+			GreylistRetry:             Duration(d.GreylistRetry),
+			GreylistRetryMax:          Duration(d.GreylistRetryMax),
 			TLS:                       string(d.TLS),
 		},
 	}
@@ -105,10 +115,21 @@ func (l DeliveryLimits) validate(report func(key, format string, args ...any)) {
 		"rate_delay":              l.RateDelay,
 		"slot_wait":               l.SlotWait,
 		"dead_suspend":            l.DeadSuspend,
+		"connect_timeout_min":     l.ConnectTimeoutMin,
+		"throttle_pause":          l.ThrottlePause,
+		"throttle_pause_max":      l.ThrottlePauseMax,
+		"greylist_retry":          l.GreylistRetry,
+		"greylist_retry_max":      l.GreylistRetryMax,
 	} {
 		if d < 0 {
 			bad(key, "must not be negative")
 		}
+	}
+	if l.ThrottlePauseMax > 0 && l.ThrottlePauseMax < l.ThrottlePause {
+		bad("throttle_pause_max", "%v is less than throttle_pause %v", l.ThrottlePauseMax, l.ThrottlePause)
+	}
+	if l.GreylistRetryMax > 0 && l.GreylistRetryMax < l.GreylistRetry {
+		bad("greylist_retry_max", "%v is less than greylist_retry %v", l.GreylistRetryMax, l.GreylistRetry)
 	}
 	if !validTLS(l.TLS) {
 		bad("tls", "%q is not opportunistic, required or none", l.TLS)
@@ -170,6 +191,11 @@ func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 		SlotWait:           l.SlotWait.D(),
 		DeadAfter:          l.DeadAfter,
 		DeadSuspend:        l.DeadSuspend.D(),
+		ConnectTimeoutMin:  l.ConnectTimeoutMin.D(),
+		ThrottlePause:      l.ThrottlePause.D(),
+		ThrottlePauseMax:   l.ThrottlePauseMax.D(),
+		GreylistRetry:      l.GreylistRetry.D(),
+		GreylistRetryMax:   l.GreylistRetryMax.D(),
 		TLS:                delivery.TLSMode(l.TLS),
 	}
 	for _, x := range l.Destinations {

@@ -35,7 +35,7 @@ suspend = "15m"
 		t.Fatal(err)
 	}
 	l := cfg.Delivery.DeliveryLimits
-	if l.MaxConnections != 8 || l.RateDelay.D() != 250*time.Millisecond || l.TLS != "required" || l.RecipientsPerTransaction != 50 {
+	if l.MaxConnections != 8 || l.RateDelay.D() != 250*time.Millisecond || l.TLS != "required" || l.RecipientsPerTransaction != 100 {
 		t.Errorf("limits = %+v", l)
 	}
 	if len(l.Destinations) != 1 || l.Destinations[0].Match != "*.google.test" || l.Destinations[0].MaxConnections != 3 {
@@ -55,6 +55,10 @@ func TestDeliveryLimitsRejected(t *testing.T) {
 		{"[delivery]\nmax_connections = -1", "delivery.max_connections"},
 		{"[delivery]\nconnection_cache_size = -2", "delivery.connection_cache_size"},
 		{"[delivery]\nslot_wait = \"-1s\"", "delivery.slot_wait"},
+		{"[delivery]\ngreylist_retry = \"-1s\"", "delivery.greylist_retry"},
+		{"[delivery]\ngreylist_retry = \"10m\"\ngreylist_retry_max = \"5m\"", "delivery.greylist_retry_max"},
+		{"[delivery]\nthrottle_pause = \"2m\"\nthrottle_pause_max = \"1m\"", "delivery.throttle_pause_max"},
+		{"[delivery]\nconnect_timeout_min = \"-1s\"", "delivery.connect_timeout_min"},
 		{"[delivery]\ntls = \"maybe\"", "delivery.tls"},
 		{"[[delivery.destination]]\nmatch = \"\"", "delivery.destination[0].match"},
 		{"[[delivery.destination]]\nmatch = \"x.test\"\ntls = \"yes\"", "delivery.destination[0].tls"},

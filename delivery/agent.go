@@ -25,6 +25,8 @@ type Agent struct {
 	dialer      net.Dialer
 	log         *slog.Logger
 	pool        *pool
+	grey        *greylist
+	lookups     chan struct{} // DNS lookups in flight (maxLookups)
 	tlsSessions tls.ClientSessionCache
 	tlsBroken   brokenTLS
 	closed      atomic.Bool
@@ -50,11 +52,20 @@ func New(cfg Config) (*Agent, error) {
 		ownRes:      ownRes,
 		dialer:      net.Dialer{Timeout: cfg.ConnectTimeout},
 		log:         cfg.Logger,
+		grey:        newGreylist(),
+		lookups:     make(chan struct{}, maxLookups),
 		tlsSessions: tls.NewLRUClientSessionCache(tlsSessionCacheSize),
 	}
 	a.pool = newPool(&a.cfg)
 	return a, nil
 }
+
+// maxLookups bounds the DNS lookups delivery has in flight at once. A
+// big fan-out starts thousands of new domains together; unbounded, their
+// queries arrive at the resolver in one burst, overflow its socket
+// buffer and come back as timeouts, each deferring an envelope for the
+// queue's backoff.
+const maxLookups = 128
 
 // tlsSessionCacheSize bounds the TLS sessions kept for resumption.
 const tlsSessionCacheSize = 1024

@@ -25,17 +25,22 @@ import (
 // must pipeline (RFC 2920) and be reused across envelopes, which go-smtp's
 // client does not do.
 type conn struct {
-	nc    net.Conn
+	nc    net.Conn // the session: raw, or TLS over raw
+	raw   net.Conn // the TCP connection, for the half-close in close
 	tp    *textproto.Conn
 	host  string // MX host name, for TLS and messages
 	relay string // host:port dialled
 	ext   map[string]string
 	tls   bool
 	cfg   *Config
+	// greeted: the server said 220, so it counts the session (pool's
+	// greeted) until it closes it.
+	greeted bool
 
 	created   time.Time
-	txns      int // transactions started on this connection
-	dest      *destination
+	greetTook time.Duration // from connect to the greeting: long for a tarpit
+	txns      int           // transactions started on this connection
+	dest      *destination  // the MX group whose slot it holds
 	elem      *list.Element // in the pool's idle list while cached
 	idleSince time.Time     // when it was last put in the cache
 	broken    bool          // the server closed, or an I/O error: never reuse
@@ -47,16 +52,16 @@ type conn struct {
 // opportunistic TLS may block delivery.
 // The failure is remembered for tlsRetryAfter so the next connections
 // to that relay go straight to plain text.
-func (a *Agent) dial(ctx context.Context, host, relay string, mode TLSMode) (*conn, error) {
+func (a *Agent) dial(ctx context.Context, d *destination, host, relay string, mode TLSMode) (*conn, error) {
 	if mode == TLSOpportunistic && a.tlsBroken.recent(relay) {
 		mode = TLSNone
 	}
-	c, err := a.dialOnce(ctx, host, relay, mode)
+	c, err := a.dialOnce(ctx, d, host, relay, mode)
 	var te *tlsError
 	if mode == TLSOpportunistic && errors.As(err, &te) {
 		a.log.Info("TLS failed, retrying without TLS", slog.String("relay", relay), slog.String("error", err.Error()))
 		a.tlsBroken.add(relay)
-		c, err = a.dialOnce(ctx, host, relay, TLSNone)
+		c, err = a.dialOnce(ctx, d, host, relay, TLSNone)
 	}
 	if err == nil {
 		a.counters.connsOpened.Add(1)
@@ -97,18 +102,47 @@ type tlsError struct{ err error }
 func (e *tlsError) Error() string { return e.err.Error() }
 func (e *tlsError) Unwrap() error { return e.err }
 
-func (a *Agent) dialOnce(ctx context.Context, host, relay string, mode TLSMode) (*conn, error) {
-	nc, err := a.dialer.DialContext(ctx, "tcp", relay)
+// errNoAnswer marks a connect or greeting that timed out: the host is
+// silent (a black hole, a firewall dropping packets), not refusing.
+var errNoAnswer = errors.New("no answer")
+
+// dialOnce connects within the destination's adaptive connect timeout
+// and says hello. A connect or greeting that times out is errNoAnswer.
+// A server that answers and then refuses (a 421 or 554 greeting) is told
+// QUIT and its close awaited before the slot is given back: it still
+// counts the session until it closes it.
+func (a *Agent) dialOnce(ctx context.Context, d *destination, host, relay string, mode TLSMode) (*conn, error) {
+	timeout := a.pool.connectTimeout(d)
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	nc, err := a.dialer.DialContext(dctx, "tcp", relay)
+	cancel()
 	if err != nil {
+		var ne net.Error
+		if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+			return nil, localError(false, "4.4.1", "connect", relay, fmt.Errorf("%w: %w", errNoAnswer, err),
+				"connect to %s (%s): no answer within %v", host, relay, timeout)
+		}
 		return nil, localError(false, "4.4.1", "connect", relay, err, "connect to %s (%s): %v", host, relay, err)
 	}
+	a.pool.connected(d, time.Since(start))
 	// Deadlines bound each read; closing the socket is what interrupts a
 	// blocked read when the caller gives up.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	c := &conn{nc: nc, tp: textproto.NewConn(nc), host: host, relay: relay, cfg: &a.cfg, created: time.Now()}
+	c := &conn{nc: nc, raw: nc, tp: textproto.NewConn(nc), host: host, relay: relay, cfg: &a.cfg, created: time.Now(), dest: d}
 	if err := c.hello(ctx, mode, a); err != nil {
-		nc.Close()
+		var de *Error
+		if errors.As(err, &de) && de.Code != 0 && ctx.Err() == nil {
+			c.close(quitWait(&a.cfg))
+		} else {
+			nc.Close()
+		}
+		if c.greeted {
+			a.pool.ungreet(d)
+		} else {
+			a.pool.greetFailed(d)
+		}
 		return nil, c.ctxErr(ctx, err)
 	}
 	return c, nil
@@ -116,14 +150,25 @@ func (a *Agent) dialOnce(ctx context.Context, host, relay string, mode TLSMode) 
 
 // hello does the greeting, EHLO (HELO if EHLO is refused) and STARTTLS.
 func (c *conn) hello(ctx context.Context, mode TLSMode, a *Agent) error {
-	// RFC 5321 §4.5.3.2.1: the greeting gets the command timeout too.
+	// RFC 5321 §4.5.3.2.1: the greeting gets the command timeout too. A
+	// tarpit is waited out: it is deliverable, and waiting costs one
+	// goroutine and one of its own group's slots.
+	start := time.Now()
 	code, msg, err := c.readReply("greeting", c.cfg.CommandTimeout)
+	c.greetTook = time.Since(start)
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+			return localError(false, "4.4.2", "greeting", c.relay, fmt.Errorf("%w: %w", errNoAnswer, err),
+				"no greeting from %s within %v", c.relay, c.cfg.CommandTimeout)
+		}
 		return err
 	}
 	if code != 220 {
 		return replyError("greeting", code, msg, c.relay)
 	}
+	a.pool.greet(c.dest, c.greetTook)
+	c.greeted = true
 	if err := c.ehlo(); err != nil {
 		return err
 	}
@@ -197,7 +242,7 @@ func (c *conn) startTLS(ctx context.Context, mode TLSMode, a *Agent) error {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return localError(false, "4.7.5", "STARTTLS", c.relay, &tlsError{err}, "TLS handshake with %s: %v", c.relay, err)
 	}
-	c.nc, c.tp, c.tls = tc, textproto.NewConn(tc), true
+	c.nc, c.tp, c.tls = tc, textproto.NewConn(tc), true // c.raw stays the TCP connection
 	err = c.ehlo()
 	var de *Error
 	if errors.As(err, &de) && de.Code == 0 {
@@ -290,15 +335,35 @@ func (c *conn) has(ext string) bool {
 	return ok
 }
 
-// quit says goodbye and closes without waiting for the reply: every
-// verdict is in, so the round trip would buy nothing (Postfix's
-// smtp_skip_quit_response).
-func (c *conn) quit() {
+// close says QUIT (unless the dialogue is broken) and returns once the
+// server has closed its side, or after wait. The reply itself is not
+// needed (Postfix's smtp_skip_quit_response), but the close is: a
+// receiver counts the session against its limit on connections from one
+// address until it closes it, and the slot must not take a new
+// connection before that. Without a QUIT the write side is shut so the
+// server sees the end.
+func (c *conn) close(wait time.Duration) {
 	if !c.broken {
 		_ = c.write("QUIT", "QUIT")
 		_ = c.flush("QUIT")
+	} else if tc, ok := c.raw.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	if wait > 0 {
+		_ = c.raw.SetReadDeadline(time.Now().Add(wait))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.raw, maxDrain))
 	}
 	c.nc.Close()
+}
+
+// maxDrain bounds what close reads while waiting for the server's close.
+const maxDrain = 64 << 10
+
+// idleTimeout is how long c may rest in the cache: ConnIdleTimeout, or as
+// long as its greeting took when that is longer (a tarpit's connection is
+// worth keeping: another would cost the same wait), within ConnMaxAge.
+func (c *conn) idleTimeout(cfg *Config) time.Duration {
+	return max(cfg.ConnIdleTimeout, min(c.greetTook, cfg.ConnMaxAge))
 }
 
 // Bounds on one reply, so that a server cannot make the client hold more

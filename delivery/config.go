@@ -56,6 +56,13 @@ type Config struct {
 	// ConnectTimeout bounds the TCP connect; default 30s. RFC 5321 only
 	// covers the greeting (5m), far too long to wait on a dead host.
 	ConnectTimeout time.Duration
+	// ConnectTimeoutMin is the connect timeout for a destination no
+	// connection has reached yet, unless four times the slowest of the
+	// last connects that succeeded is longer (never beyond
+	// ConnectTimeout); default 5s. A host that never answers a SYN (a
+	// black hole) is found dead that soon; its retry after the
+	// suspension waits the full ConnectTimeout, in case it was only slow.
+	ConnectTimeoutMin time.Duration
 	// CommandTimeout bounds the greeting and each command's reply; default
 	// 5m (RFC 5321 §4.5.3.2.1-5).
 	CommandTimeout time.Duration
@@ -81,27 +88,60 @@ type Config struct {
 	// Limits per MX group (destinations whose MX hosts are the same),
 	// overridable per domain or MX host by Destinations.
 	//
-	// MaxConns caps connections open at once to one MX group; default 20
-	// (Postfix's default_destination_concurrency_limit).
+	// MaxConns caps connections open at once to one MX group; default
+	// 10. The big providers refuse an address that opens more than about
+	// ten sessions at once (421 at the greeting, and some block it for a
+	// while), and a cap is only learned by going past it, so the default
+	// stays at or under the limits met in practice; a Destination raises
+	// it for a receiver known to take more. A 421 at the greeting while
+	// others are open lowers it for that group (learned, see doc.go).
 	MaxConns int
-	// InitialConcurrency is where the adaptive window starts; default 5.
+	// InitialConcurrency is where the adaptive window starts once the
+	// group has answered a connect; default 5.
 	InitialConcurrency int
-	// RcptsPerTxn caps recipients per mail transaction; default 50. A
+	// RcptsPerTxn caps recipients per mail transaction; default 100, the
+	// number RFC 5321 §4.5.3.1.8 obliges every server to accept. A
 	// larger envelope takes several transactions, on one connection when
-	// it can.
+	// it can; a 452 for too many recipients sends the rest in the next
+	// transaction at once and lowers the cap for that group.
 	RcptsPerTxn int
-	// TxnsPerConn caps transactions per connection; default 100.
+	// TxnsPerConn caps transactions per connection; default 100. A 421
+	// to a later transaction on a connection lowers it for that group.
 	TxnsPerConn int
 	// RateDelay spaces transaction starts to one MX group; default 0.
 	RateDelay time.Duration
 	// SlotWait is how long Deliver waits for a connection slot of a busy
 	// MX group before deferring with 4.4.5 and a short RetryAfter; default
-	// 1s. Runners are not parked behind one slow destination.
+	// 30s. The queue admits only about twice the group's window of
+	// deliveries at once (Slots), so the wait is for a connection to come
+	// free, not behind a crowd.
 	SlotWait time.Duration
 	// DeadAfter consecutive failed sessions at a window of 1 suspend the
-	// MX group for DeadSuspend; defaults 5 and 1m.
+	// MX group for DeadSuspend; defaults 5 and 1m. A connect or greeting
+	// that times out suspends it at once. Each suspension in a row
+	// doubles, up to 32 × DeadSuspend.
 	DeadAfter   int
 	DeadSuspend time.Duration
+	// ThrottlePause is how long new connections to an MX group wait
+	// after a 421 that is not a learned limit (the server is shedding
+	// load); it doubles with each such 421 in a row up to
+	// ThrottlePauseMax and clears with the next transaction that works.
+	// The recipients are tried again within the same delivery, on the
+	// connections the group still accepts, and only after three tries
+	// deferred with RetryAfter set to the pause left. Defaults 1s and 1m.
+	ThrottlePause    time.Duration
+	ThrottlePauseMax time.Duration
+	// GreylistRetry is when a greylisted recipient (a 4xx whose text
+	// says greylisting, or a 450/451 4.7.1 to a first attempt) is first
+	// tried again, counted from its first greylisting; later tries
+	// double the offset (40s, 80s, 160s, ...) until GreylistRetryMax,
+	// after which the queue's own backoff takes over. A wait the reply
+	// names ("try again in 300 seconds") is used instead, and once a
+	// group has let a greylisted recipient through, later ones of the
+	// group are tried again at that offset (see greylist.go). Defaults
+	// 40s and 30m.
+	GreylistRetry    time.Duration
+	GreylistRetryMax time.Duration
 	// Destinations override limits and TLS per domain or MX host
 	// pattern; the first match wins.
 	Destinations []Destination
@@ -127,19 +167,25 @@ func DefaultConfig() Config {
 		ProgramTimeout: 5 * time.Minute,
 		ConnectTimeout: 30 * time.Second,
 		CommandTimeout: 5 * time.Minute,
-		DataTimeout:    10 * time.Minute,
+
+		ConnectTimeoutMin: 5 * time.Second,
+		DataTimeout:       10 * time.Minute,
 
 		ConnCacheSize:   100,
 		ConnIdleTimeout: 5 * time.Second,
 		ConnMaxAge:      5 * time.Minute,
 
-		MaxConns:           20,
+		MaxConns:           10,
 		InitialConcurrency: 5,
-		RcptsPerTxn:        50,
+		RcptsPerTxn:        100,
 		TxnsPerConn:        100,
-		SlotWait:           time.Second,
+		SlotWait:           30 * time.Second,
 		DeadAfter:          5,
 		DeadSuspend:        time.Minute,
+		ThrottlePause:      time.Second,
+		ThrottlePauseMax:   time.Minute,
+		GreylistRetry:      40 * time.Second,
+		GreylistRetryMax:   30 * time.Minute,
 		TLS:                TLSOpportunistic,
 	}
 }
@@ -160,6 +206,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	for _, err := range []error{
 		orDefault("dns timeout", &cfg.DNSTimeout, def.DNSTimeout),
 		orDefault("connect timeout", &cfg.ConnectTimeout, def.ConnectTimeout),
+		orDefault("connect timeout min", &cfg.ConnectTimeoutMin, def.ConnectTimeoutMin),
 		orDefault("command timeout", &cfg.CommandTimeout, def.CommandTimeout),
 		orDefault("data timeout", &cfg.DataTimeout, def.DataTimeout),
 		orDefault("connection idle timeout", &cfg.ConnIdleTimeout, def.ConnIdleTimeout),
@@ -172,6 +219,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		orDefault("recipients per transaction", &cfg.RcptsPerTxn, def.RcptsPerTxn),
 		orDefault("transactions per connection", &cfg.TxnsPerConn, def.TxnsPerConn),
 		orDefault("dead after", &cfg.DeadAfter, def.DeadAfter),
+		orDefault("throttle pause", &cfg.ThrottlePause, def.ThrottlePause),
+		orDefault("throttle pause max", &cfg.ThrottlePauseMax, def.ThrottlePauseMax),
+		orDefault("greylist retry", &cfg.GreylistRetry, def.GreylistRetry),
+		orDefault("greylist retry max", &cfg.GreylistRetryMax, def.GreylistRetryMax),
 	} {
 		if err != nil {
 			return cfg, err // the first, in this order
@@ -250,6 +301,15 @@ func (cfg *Config) limitDefaults(def Config) error {
 	}
 	if cfg.InitialConcurrency > cfg.MaxConns {
 		cfg.InitialConcurrency = cfg.MaxConns
+	}
+	if cfg.ConnectTimeoutMin > cfg.ConnectTimeout {
+		cfg.ConnectTimeoutMin = cfg.ConnectTimeout
+	}
+	if cfg.ThrottlePauseMax < cfg.ThrottlePause {
+		return fmt.Errorf("throttle pause max %v: less than throttle pause %v", cfg.ThrottlePauseMax, cfg.ThrottlePause)
+	}
+	if cfg.GreylistRetryMax < cfg.GreylistRetry {
+		return fmt.Errorf("greylist retry max %v: less than greylist retry %v", cfg.GreylistRetryMax, cfg.GreylistRetry)
 	}
 	if cfg.TLS == "" {
 		cfg.TLS = def.TLS

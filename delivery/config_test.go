@@ -39,6 +39,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative rcpts per txn", func(c *Config) { c.RcptsPerTxn = -1 }, "recipients per transaction"},
 		{"negative txns per conn", func(c *Config) { c.TxnsPerConn = -1 }, "transactions per connection"},
 		{"negative dead after", func(c *Config) { c.DeadAfter = -1 }, "dead after"},
+		{"negative connect timeout min", func(c *Config) { c.ConnectTimeoutMin = -1 }, "connect timeout min"},
+		{"negative throttle pause", func(c *Config) { c.ThrottlePause = -1 }, "throttle pause"},
+		{"throttle pause max below pause", func(c *Config) { c.ThrottlePause, c.ThrottlePauseMax = time.Minute, time.Second }, "throttle pause max"},
+		{"negative greylist retry", func(c *Config) { c.GreylistRetry = -1 }, "greylist retry"},
+		{"greylist retry max below first", func(c *Config) { c.GreylistRetry, c.GreylistRetryMax = time.Hour, time.Minute }, "greylist retry max"},
 		{"unknown tls mode", func(c *Config) { c.TLS = "sometimes" }, `tls "sometimes"`},
 		{"destination without match", func(c *Config) { c.Destinations = []Destination{{Match: "*."}} }, "destination"},
 		{"destination bad pattern", func(c *Config) { c.Destinations = []Destination{{Match: "a*b.test"}} }, "destination"},
@@ -92,9 +97,11 @@ func TestNewDefaults(t *testing.T) {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	if c.ConnCacheSize != 100 || c.ConnIdleTimeout != 5*time.Second || c.ConnMaxAge != 5*time.Minute ||
-		c.MaxConns != 20 || c.InitialConcurrency != 5 || c.RcptsPerTxn != 50 || c.TxnsPerConn != 100 ||
-		c.SlotWait != time.Second || c.DeadAfter != 5 || c.DeadSuspend != time.Minute || c.TLS != TLSOpportunistic ||
-		len(c.ReplyRules) != len(DefaultReplyRules) || c.RateDelay != 0 {
+		c.MaxConns != 10 || c.InitialConcurrency != 5 || c.RcptsPerTxn != 100 || c.TxnsPerConn != 100 ||
+		c.SlotWait != 30*time.Second || c.DeadAfter != 5 || c.DeadSuspend != time.Minute || c.TLS != TLSOpportunistic ||
+		len(c.ReplyRules) != len(DefaultReplyRules) || c.RateDelay != 0 || c.ConnectTimeoutMin != 5*time.Second ||
+		c.ThrottlePause != time.Second || c.ThrottlePauseMax != time.Minute ||
+		c.GreylistRetry != 40*time.Second || c.GreylistRetryMax != 30*time.Minute {
 		t.Errorf("limit defaults not applied: %+v", c)
 	}
 	if got := strings.Join(a.res.Servers(), ","); got != "127.0.0.53:53,127.0.0.54:53" {

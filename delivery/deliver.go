@@ -99,6 +99,39 @@ func (a *Agent) Busy(domain string) bool {
 	return d != nil && a.pool.busy(d)
 }
 
+// localSlots is how many local deliveries (|program, /file) run at once.
+const localSlots = 64
+
+// Slots tells the queue, without waiting or querying DNS, which
+// destination domain's mail goes to (its MX group or route, or the
+// domain itself while its MX is not cached) and how many deliveries to
+// it are worth having in progress at once: one while the group is new,
+// suspended, or has not yet greeted us, then its window, and twice the
+// window once a session has carried a transaction, so a connection
+// coming free finds the next delivery waiting for it. The queue keeps a
+// domain's other envelopes aside until one of those finishes or
+// SlotsChanged fires, so a dead host or a tarpit holds one of its
+// runners, and a destination at its limit only what it can use.
+func (a *Agent) Slots(domain string) (dest string, n int) {
+	domain = strings.ToLower(domain)
+	var key string
+	if domain == envelope.LocalDomain {
+		return domain, localSlots
+	} else if hp, ok := a.cfg.Routes[domain]; ok {
+		key = routeKey(hp)
+	} else if hosts, ok := a.res.CachedMX(domain); ok {
+		key = groupKey(hostNames(hosts))
+	} else {
+		return "domain:" + domain, 1
+	}
+	return key, a.pool.slots(key)
+}
+
+// SlotsChanged returns a channel that is closed when some destination's
+// Slots next grow: a server of a new destination greeted us, or a
+// window grew. The queue then looks again at the envelopes it set aside.
+func (a *Agent) SlotsChanged() <-chan struct{} { return a.pool.slotsChanged() }
+
 // Destination returns the scheduling state of domain's MX group, if the
 // group exists and its MX answer is cached.
 func (a *Agent) Destination(domain string) (DestinationState, bool) {
@@ -153,6 +186,7 @@ type txn struct {
 	lim     limits
 	session bool   // a session got as far as a transaction
 	ruled   bool   // a reply rule has acted for this delivery
+	last421 *Error // the last 421 that left recipients undecided
 	told    []bool // recipients reported to env.Progress
 }
 
@@ -178,6 +212,11 @@ func (t *txn) progress(idx []int) {
 		t.env.Progress(done, res)
 	}
 }
+
+// maxFruitless bounds the connections and transactions one delivery
+// spends without deciding anyone (a stale cached connection, a 421)
+// before it defers what is left.
+const maxFruitless = 3
 
 // pending reports whether recipient i still awaits a verdict.
 func (t *txn) pending(i int) bool { return t.results[i].Status == 0 }
@@ -237,7 +276,7 @@ func (t *txn) run(ctx context.Context) {
 		t.runRoute(ctx, hp)
 		return
 	}
-	hosts, err := t.a.res.LookupMX(ctx, env.Domain)
+	hosts, err := lookup(ctx, t.a, func() ([]MXHost, error) { return t.a.res.LookupMX(ctx, env.Domain) })
 	switch {
 	case errors.Is(err, resolver.ErrNullMX):
 		t.settle(localError(true, "5.1.10", "", "", err, "domain %s does not accept mail (null MX)", env.Domain))
@@ -270,68 +309,114 @@ func (t *txn) deliverTo(ctx context.Context, key string) {
 }
 
 // deliverAll runs as many transactions as the recipients-per-transaction
-// limit needs, on one connection while it lasts. It returns the error
-// that stopped it from getting a connection, if any.
+// limit needs, on one connection while it lasts. A 421 or a stale cached
+// connection leaves its recipients undecided and they are tried again at
+// once, on another connection of the group (waiting for one to come free
+// when the group is at its limit), at most maxFruitless times. It returns
+// the error that stopped it from getting a connection, if any.
 func (t *txn) deliverAll(ctx context.Context) *Error {
-	var idx []int
-	for i := range t.results {
-		if t.pending(i) {
-			idx = append(idx, i)
-		}
-	}
 	var c *conn
 	defer func() {
 		if c != nil {
 			t.a.pool.release(t.dest, c)
 		}
 	}()
-	for chunk := range slices.Chunk(idx, t.lim.rcptsPerTxn) {
-		for retry := 0; t.anyPending(chunk); retry++ {
-			if c == nil {
-				var err *Error
-				if c, err = t.connect(ctx); err != nil {
-					t.settle(err)
-					return err
+	fruitless := 0
+	for {
+		txnsPerConn, rcptsPerTxn := t.a.pool.limitsOf(t.dest)
+		chunk := t.nextChunk(rcptsPerTxn)
+		if len(chunk) == 0 {
+			return nil
+		}
+		if c == nil {
+			var err *Error
+			if c, err = t.connect(ctx); err != nil {
+				if t.retryConnect(err) && fruitless < maxFruitless {
+					fruitless++
+					continue
 				}
+				t.settle(err)
+				return err
 			}
-			if err := t.a.pool.rateWait(ctx, t.dest); err != nil {
-				t.settleIdx(chunk, localError(false, "4.4.7", "", "", err, "delivery interrupted: %v", err))
-				break
+		}
+		if err := t.a.pool.rateWait(ctx, t.dest); err != nil {
+			t.settleIdx(chunk, localError(false, "4.4.7", "", "", err, "delivery interrupted: %v", err))
+			continue
+		}
+		nc := c.nc
+		stop := context.AfterFunc(ctx, func() { nc.Close() })
+		out := c.send(t, chunk, c.txns > 0)
+		for _, i := range chunk {
+			if t.results[i].Relay == c.relay {
+				t.results[i].Host = c.host
 			}
-			nc := c.nc
-			stop := context.AfterFunc(ctx, func() { nc.Close() })
-			stale := c.send(t, chunk, c.txns > 0)
+		}
+		if !stop() {
+			// The socket was closed under the transaction: blame the
+			// deadline, not the server.
+			c.broken = true
+			out = sentDone
+			e := localError(false, "4.4.7", "", c.relay, ctx.Err(), "delivery interrupted with %s: %v", c.relay, ctx.Err())
 			for _, i := range chunk {
-				if t.results[i].Relay == c.relay {
-					t.results[i].Host = c.host
+				if r := t.results[i]; r.Status != envelope.Delivered && r.Code == 0 {
+					t.results[i].Status = 0
+					t.setErr(i, e)
 				}
 			}
-			if !stop() {
-				// The socket was closed under the transaction: blame the
-				// deadline, not the server.
-				c.broken = true
-				e := localError(false, "4.4.7", "", c.relay, ctx.Err(), "delivery interrupted with %s: %v", c.relay, ctx.Err())
-				for _, i := range chunk {
-					if r := t.results[i]; r.Status != envelope.Delivered && r.Code == 0 {
-						t.results[i].Status = 0
-						t.setErr(i, e)
-					}
-				}
+		}
+		if out == sentDone {
+			t.session = true
+		}
+		t.progress(chunk)
+		if c.broken || c.txns >= txnsPerConn {
+			t.a.pool.release(t.dest, c)
+			c = nil
+		}
+		if out == sentDone {
+			continue
+		}
+		if out == sentThrottled && t.throttled() {
+			t.settleIdx(chunk, t.last421)
+			continue
+		}
+		if fruitless++; fruitless > maxFruitless {
+			e := t.last421
+			if out == sentStale || e == nil {
+				e = localError(false, "4.4.2", "RSET", "", nil, "cached connections to %s keep failing", t.dest.key)
 			}
-			if !stale {
-				t.session = true
-			}
-			t.progress(chunk)
-			if c.broken || c.txns >= t.lim.txnsPerConn {
-				t.a.pool.release(t.dest, c)
-				c = nil
-			}
-			if stale && retry > 0 {
-				t.settleIdx(chunk, localError(false, "4.4.2", "RSET", "", nil, "cached connections to %s keep failing", t.dest.key))
+			t.settleIdx(chunk, e)
+		}
+	}
+}
+
+// nextChunk returns the first n recipients still undecided.
+func (t *txn) nextChunk(n int) []int {
+	var chunk []int
+	for i := range t.results {
+		if t.pending(i) {
+			if chunk = append(chunk, i); len(chunk) == n {
+				break
 			}
 		}
 	}
-	return nil
+	return chunk
+}
+
+// retryConnect reports whether a failure to get a connection is worth
+// another try within this delivery: a 421 at the greeting, which either
+// taught the group its limit on sessions (another connection of ours
+// will come free) or paused it briefly.
+func (t *txn) retryConnect(e *Error) bool {
+	return e.Code == 421 && e.Command == "greeting" && t.a.pool.state(t.dest).SuspendedUntil.IsZero()
+}
+
+// throttled pauses the group's new connections after a 421 that taught
+// no limit, and lets the reply rules act on it once. It reports whether
+// a rule suspended the group, which ends the retries.
+func (t *txn) throttled() bool {
+	t.a.pool.throttled(t.dest)
+	t.apply(t.last421)
+	return !t.a.pool.state(t.dest).SuspendedUntil.IsZero()
 }
 
 // connect takes a cached connection to the destination or dials one,
@@ -356,10 +441,9 @@ func (t *txn) connect(ctx context.Context) (*conn, *Error) {
 		}
 		c, de := t.dialHosts(ctx)
 		if de != nil {
-			t.a.pool.release(t.dest, nil)
-			return nil, de
+			t.a.pool.dialed(t.dest)
 		}
-		return c, nil
+		return c, de
 	}
 }
 
@@ -368,14 +452,14 @@ func (t *txn) connect(ctx context.Context) (*conn, *Error) {
 // greeting or EHLO that is not 2xx moves on to the next address. Only the
 // first maxAddrs addresses are tried.
 func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
-	var last *Error
-	tried := 0
+	var last, busy421 *Error
+	tried, silent := 0, 0
 	for _, mx := range t.hosts {
 		var addrs []string
 		if t.route != "" {
 			addrs = []string{t.route}
 		} else {
-			ips, err := t.a.res.LookupA(ctx, mx.Host)
+			ips, err := lookup(ctx, t.a, func() ([]netip.Addr, error) { return t.a.res.LookupA(ctx, mx.Host) })
 			switch {
 			case err == nil:
 			case mx.Implicit && (errors.Is(err, resolver.ErrNoAddress) || errors.Is(err, resolver.ErrNXDomain)):
@@ -396,14 +480,36 @@ func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
 				break
 			}
 			tried++
-			c, err := t.a.dial(ctx, mx.Host, addr, t.lim.tls)
+			c, err := t.a.dial(ctx, t.dest, mx.Host, addr, t.lim.tls)
 			if err == nil {
 				return c, nil
 			}
 			last = asError(err, &conn{relay: addr})
 			last.Host = mx.Host
-			t.apply(last)
+			switch {
+			case errors.Is(err, errNoAnswer):
+				silent++
+			case last.Code == 421 && last.Command == "greeting":
+				busy421 = last
+			default:
+				t.apply(last)
+			}
 		}
+	}
+	switch {
+	case tried > 0 && silent == tried:
+		// Every address silent, not refusing: the group is dead for now,
+		// and whoever waits for it hears so at once.
+		t.a.pool.dead(t.dest, last.Error())
+	case busy421 != nil:
+		// Too many sessions: with others of ours open the group learns
+		// its limit and we wait for one of them; else it is shedding
+		// load, and its new connections pause.
+		if !t.a.pool.tooManyConns(ctx, t.dest) {
+			t.last421 = busy421
+			t.throttled()
+		}
+		last = busy421
 	}
 	return nil, t.giveUp(ctx, last)
 }
@@ -425,22 +531,30 @@ func (t *txn) giveUp(ctx context.Context, last *Error) *Error {
 
 // feedback tells the pool how the destination did, applies reply rules
 // to the replies recipients got, and marks deferrals that the queue may
-// retry sooner than its normal backoff.
+// retry sooner than its normal backoff: busy, suspended, throttled and
+// greylisted recipients.
 func (t *txn) feedback(connErr *Error) {
 	p := t.a.pool
+	t.greylisting()
 	switch {
 	case connErr == nil || t.session:
 		p.feedback(t.dest, true, "")
 	case errors.Is(connErr, errBusy):
-		t.retryAfter(busyRetry)
+		t.retryAfter(max(busyRetry, p.pauseLeft(t.dest)), false)
 		return
 	case errors.Is(connErr, errSuspended):
 		if s := p.state(t.dest); !s.SuspendedUntil.IsZero() {
-			t.retryAfter(time.Until(s.SuspendedUntil))
+			t.retryAfter(time.Until(s.SuspendedUntil), false)
 		}
 		return
 	case connErr.Enhanced == "4.4.7" || connErr.Permanent:
 		return // our own deadline, or a DNS verdict: says nothing of the hosts
+	case errors.Is(connErr, errNoAnswer):
+		return // the group is suspended already
+	case connErr.Code == 421:
+		// Refused at the greeting each time: try again within seconds.
+		t.retryAfter(max(p.cfg.ThrottlePause, p.pauseLeft(t.dest)), true)
+		return
 	default:
 		p.feedback(t.dest, false, connErr.Error())
 	}
@@ -450,6 +564,32 @@ func (t *txn) feedback(connErr *Error) {
 		}
 		if r.Code >= 400 && t.apply(&Error{Code: r.Code, Enhanced: r.Enhanced, Line: r.Text}) {
 			break
+		}
+	}
+	if t.last421 != nil {
+		// Recipients a 421 left deferred after the retries: seconds, not
+		// the queue's minutes.
+		t.retryAfter(max(p.cfg.ThrottlePause, p.pauseLeft(t.dest)), true)
+	}
+}
+
+// greylisting gives greylisted recipients their retry time and teaches
+// the group's window from greylisted recipients that got through.
+func (t *txn) greylisting() {
+	if t.dest == nil {
+		return
+	}
+	g, now := t.a.grey, time.Now()
+	watching := g.watching(t.dest.key)
+	for i := range t.results {
+		r := &t.results[i]
+		switch {
+		case r.Status == envelope.Deferred && r.Code/100 == 4:
+			if d, ok := g.deferred(now, t.dest.key, t.env.Sender, r.Recipient, t.env.Attempts == 0, r.Reply, &t.a.cfg); ok {
+				r.RetryAfter = d
+			}
+		case r.Status == envelope.Delivered && watching:
+			g.delivered(now, t.dest.key, t.env.Sender, r.Recipient)
 		}
 	}
 }
@@ -472,10 +612,33 @@ func (t *txn) apply(e *Error) bool {
 	return false
 }
 
-func (t *txn) retryAfter(d time.Duration) {
+// retryAfter sets RetryAfter d on the deferred recipients that have none:
+// those no server answered, and with replied those a server answered
+// too.
+func (t *txn) retryAfter(d time.Duration, replied bool) {
 	for i := range t.results {
-		if t.results[i].Status == envelope.Deferred && t.results[i].Code == 0 {
-			t.results[i].RetryAfter = d
+		r := &t.results[i]
+		if r.Status == envelope.Deferred && r.RetryAfter == 0 && (r.Code == 0 || replied) {
+			r.RetryAfter = d
 		}
 	}
+}
+
+// lookup runs one resolver lookup within the agent's bound on lookups in
+// flight, and asks once more if the first answer timed out: a lost UDP
+// datagram should not cost an envelope the queue's backoff.
+func lookup[T any](ctx context.Context, a *Agent, f func() (T, error)) (T, error) {
+	select {
+	case a.lookups <- struct{}{}:
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+	defer func() { <-a.lookups }()
+	v, err := f()
+	var ne net.Error
+	if err != nil && ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+		v, err = f()
+	}
+	return v, err
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,22 +30,40 @@ type txnCmd struct {
 	rcpt int // index into the envelope's recipients, for cmdRCPT
 }
 
+// outcome is what one transaction left for the caller to do.
+type outcome int
+
+const (
+	// sentDone: every recipient has a verdict, except those a 452 turned
+	// away after others were accepted, which go in the next transaction.
+	sentDone outcome = iota
+	// sentStale: c came from the cache (reused) and died before the
+	// server answered anything; nothing is decided, try a fresh
+	// connection.
+	sentStale
+	// sentConnLimit: a 421 to a later transaction on c, the server's
+	// limit on messages per connection; nothing is decided (a 5xx RCPT
+	// before it stands), try a fresh connection at once.
+	sentConnLimit
+	// sentThrottled: a 421 to the first transaction on c, the server
+	// shedding load; nothing is decided, try again after a pause.
+	sentThrottled
+)
+
 // send runs one mail transaction on c for the recipients idx of t's
-// envelope and gives each of them a verdict, with one exception: when c
-// came from the cache (reused) and died before the server answered
-// anything, nothing is decided and send reports stale, so the caller can
-// retry on a fresh connection. Nothing can have been delivered then: the
+// envelope and gives each of them a verdict, or reports why it could
+// not (see outcome). Nothing can have been delivered when it cannot: the
 // body is only sent after the 354 has been read.
 //
 // With PIPELINING (RFC 2920) the RSET, MAIL FROM, every RCPT TO and DATA
 // go out in one write and the replies are read back in order; without it
 // each command waits for its reply (RFC 5321 §4.1.4).
-func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
+func (c *conn) send(t *txn, idx []int, reused bool) outcome {
 	env := &t.env
 	c.txns++
 	mail, ok := c.mailCommand(t, idx)
 	if !ok {
-		return false
+		return sentDone
 	}
 	var cmds []txnCmd
 	if reused {
@@ -63,11 +82,12 @@ func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
 	pipelined := c.has("PIPELINING") && !c.cfg.NoPipelining
 	var mailErr *Error
 	var accepted []int
+	full := false // a 452 turned recipients away after some were accepted
 	written := 0
 	for k, cm := range cmds {
 		if pipelined && k == written {
 			if mailErr != nil {
-				return false // every reply is in; no use sending the rest
+				return sentDone // every reply is in; no use sending the rest
 			}
 			// Groups are bounded so that neither side can block writing
 			// while the other is writing too (RFC 2920 §3.1).
@@ -97,21 +117,23 @@ func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
 		if err != nil {
 			return c.lost(t, idx, reused, k, err)
 		}
+		if code == 421 && cm.kind != cmdRSET && mailErr == nil {
+			// The server is closing (RFC 5321 §3.8): the transaction is
+			// void, nobody in it is decided but a refused RCPT.
+			return c.closing(t, cm.name, code, msg)
+		}
 		switch cm.kind {
 		case cmdRSET:
 			if code != 250 {
 				// A server that cannot reset is not one to reuse; nothing
 				// of this transaction counts, so start over elsewhere.
 				c.broken = true
-				return true
+				return sentStale
 			}
 		case cmdMAIL:
 			if code/100 != 2 {
 				mailErr = replyError("MAIL FROM", code, msg, c.relay)
 				t.settleIdx(idx, mailErr)
-				if code == 421 {
-					return false
-				}
 			}
 		case cmdRCPT:
 			switch {
@@ -120,18 +142,22 @@ func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
 				// read and ignored.
 			case code/100 == 2:
 				accepted = append(accepted, cm.rcpt)
-			case code == 421:
-				t.settleIdx(idx, replyError("RCPT TO", code, msg, c.relay))
-				return false
+			case len(accepted) > 0 && tooManyRcpts(code, msg):
+				// RFC 5321 §4.5.3.1.10: too many recipients for one
+				// transaction; the rest go in the next one.
+				full = true
 			default:
 				t.setErr(cm.rcpt, replyError("RCPT TO", code, msg, c.relay))
 			}
 		case cmdDATA:
+			if full {
+				t.a.pool.learnRcpts(t.dest, len(accepted))
+			}
 			if code != 354 {
 				if len(accepted) > 0 && mailErr == nil {
 					t.settleIdx(accepted, replyError("DATA", code, msg, c.relay))
 				}
-				return false
+				return sentDone
 			}
 			if len(accepted) == 0 || mailErr != nil {
 				// RFC 2920 §3.1: a 354 with no recipient accepted gets an
@@ -139,13 +165,38 @@ func (c *conn) send(t *txn, idx []int, reused bool) (stale bool) {
 				if err := c.write("DATA", "."); err == nil && c.flush("DATA") == nil {
 					_, _, _ = c.readReply("end of DATA", c.cfg.DataTimeout)
 				}
-				return false
+				return sentDone
 			}
 			c.data(t, accepted)
-			return false
+			return sentDone
 		}
 	}
-	return false
+	return sentDone
+}
+
+// tooManyRcpts reports whether a RCPT reply says the transaction has as
+// many recipients as the server takes (RFC 5321 §4.5.3.1.10: 452, whose
+// RFC 3463 status is 4.5.3), rather than a full mailbox (452 4.2.2).
+func tooManyRcpts(code int, msg string) bool {
+	if code != 452 {
+		return false
+	}
+	r := serverReply(code, msg)
+	return r.Enhanced == "4.5.3" || r.Enhanced == "" && strings.Contains(strings.ToLower(r.Text), "too many recipients")
+}
+
+// closing handles a 421 to a command of a transaction: on a connection
+// that already carried transactions it is the server's limit on messages
+// per connection, which the group learns; on a fresh one the server is
+// shedding load. Either way the recipients stay undecided for the caller
+// to retry, and the reply is kept for them should the retries run out.
+func (c *conn) closing(t *txn, cmd string, code int, msg string) outcome {
+	t.last421 = replyError(cmd, code, msg, c.relay)
+	if c.txns > 1 {
+		t.a.pool.learnTxns(t.dest, c.txns-1)
+		return sentConnLimit
+	}
+	return sentThrottled
 }
 
 // mailCommand builds MAIL FROM with the parameters the server offered,
@@ -241,13 +292,13 @@ func (c *conn) data(t *txn, accepted []int) {
 // lost handles an I/O error after k replies: a reused connection that
 // died before its first reply is stale; otherwise whoever is undecided is
 // deferred, and the connection is never used again.
-func (c *conn) lost(t *txn, idx []int, reused bool, k int, err error) bool {
+func (c *conn) lost(t *txn, idx []int, reused bool, k int, err error) outcome {
 	c.broken = true
 	if reused && k == 0 {
-		return true
+		return sentStale
 	}
 	t.settleIdx(idx, asError(err, c))
-	return false
+	return sentDone
 }
 
 // dataBlockTimeout bounds each block of the body (RFC 5321 §4.5.3.2.5:

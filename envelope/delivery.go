@@ -17,8 +17,12 @@ type Request struct {
 	// acceptance to delivery can be measured.
 	Received time.Time
 	Envelope
-	Size int64            // exact size of what Open returns, for SIZE=
-	Open func() io.Reader // a fresh reader over the whole message each call
+	// Attempts is how many attempts of this envelope came before this
+	// one; 0 is its first. Delivery reads a first attempt's 451 4.7.1 as
+	// greylisting, and logs it.
+	Attempts int
+	Size     int64            // exact size of what Open returns, for SIZE=
+	Open     func() io.Reader // a fresh reader over the whole message each call
 	// EightBit says the message has 8-bit content; when false, delivery
 	// scans it only if a server lacks 8BITMIME.
 	EightBit bool
@@ -64,7 +68,10 @@ type Result struct {
 	Reply
 	Relay string // host:port of the MX that answered, if any
 	// RetryAfter, when positive, is how soon a Deferred recipient is worth
-	// retrying: short when the destination was only busy, the remaining
-	// time when it is suspended. Zero means the queue's normal backoff.
+	// retrying instead of the queue's normal backoff (zero): short when
+	// the destination was only busy or throttling, the remaining time
+	// when it is suspended, the next useful moment when it greylisted.
+	// With Code 0 nothing was sent to a server for the recipient (busy,
+	// suspended), which is no attempt.
 	RetryAfter time.Duration
 }

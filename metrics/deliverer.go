@@ -61,16 +61,23 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 	return results
 }
 
-// busyChecker is the optional part of a deliverer the queue uses to
-// pass over busy destinations (queuegroups.group.nextReady).
-type busyChecker interface {
-	Busy(domain string) bool
+var _ queuegroups.Slotter = (*deliverer)(nil)
+
+// Slots passes the question on to the wrapped deliverer, whose answer
+// the queue uses to admit as many deliveries per destination as it can
+// take; a deliverer that does not know destinations sets no limit.
+func (d *deliverer) Slots(domain string) (string, int) {
+	if s, ok := d.next.(queuegroups.Slotter); ok {
+		return s.Slots(domain)
+	}
+	return domain, 0
 }
 
-// Busy passes the question on to the wrapped deliverer.
-func (d *deliverer) Busy(domain string) bool {
-	if bc, ok := d.next.(busyChecker); ok {
-		return bc.Busy(domain)
+// SlotsChanged passes on the wrapped deliverer's channel (nil, which
+// never fires, if it has none).
+func (d *deliverer) SlotsChanged() <-chan struct{} {
+	if s, ok := d.next.(queuegroups.Slotter); ok {
+		return s.SlotsChanged()
 	}
-	return false
+	return nil
 }

@@ -131,6 +131,7 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 	}
 	req := envelope.Request{
 		QueueID:  m.id,
+		Attempts: t.attempts,
 		Received: m.received,
 		Envelope: envelope.Envelope{Sender: t.part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     t.part.copySize(t.bodyLen),
@@ -282,23 +283,33 @@ func (g *group) finish(m *msgState) {
 
 // outcome turns one attempt's results into a status record: delivered and
 // failed recipients are final, deferred ones get the next attempt time
-// (backoff, at least the group's min_queue_age) or fail once the queue
-// lifetime is over.
+// (backoff or RetryAfter, at least the group's min_queue_age) or fail
+// once the queue lifetime is over.
 func (g *group) outcome(e *envState, attempts int, idx []int, results []envelope.Result, now time.Time) *statusUpdate {
 	u := &statusUpdate{id: e.msg.id, env: e.index, attempts: attempts + 1}
 	deferred := false
-	// A destination that was busy or suspended says when to come back;
-	// that is no attempt, so it neither grows the backoff nor waits for
-	// min_queue_age. One real deferral among them decides as usual.
-	var retryAfter time.Duration
-	allBusy := true
+	// Each deferred recipient says when it is worth trying again: the
+	// backoff, or delivery's RetryAfter (a throttling, greylisting, busy
+	// or suspended destination), and the envelope goes again at the
+	// soonest of these. A RetryAfter with no reply code means nothing was
+	// sent for the recipient: that is no attempt, so it neither grows the
+	// backoff nor waits for min_queue_age.
+	wait, tried := time.Duration(-1), false
 	for i, r := range results {
 		if r.Status != envelope.Delivered && r.Status != envelope.Failed {
-			if r.RetryAfter > 0 {
-				retryAfter = max(retryAfter, r.RetryAfter)
-			} else {
-				allBusy = false
+			w := r.RetryAfter
+			switch {
+			case w > 0 && r.Code == 0:
+			case w > 0:
+				w, tried = max(w, g.cfg.MinQueueAge), true
+			default:
+				w, tried = max(backoff(attempts+1, g.retry.min, g.retry.max), g.cfg.MinQueueAge), true
 			}
+			if wait < 0 || w < wait {
+				wait = w
+			}
+		} else {
+			tried = true
 		}
 		ru := rcptUpdate{index: idx[i], reply: r.Reply}
 		switch r.Status {
@@ -315,11 +326,10 @@ func (g *group) outcome(e *envState, attempts int, idx []int, results []envelope
 	if !deferred {
 		return u
 	}
-	next := now.Add(max(backoff(u.attempts, g.retry.min, g.retry.max), g.cfg.MinQueueAge))
-	if allBusy {
+	if !tried {
 		u.attempts = attempts
-		next = now.Add(retryAfter)
 	}
+	next := now.Add(wait)
 	if !next.After(e.msg.received.Add(g.retry.queueReturn)) {
 		u.next = next
 		return u

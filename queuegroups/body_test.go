@@ -111,9 +111,10 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	body.Close() // the queue keeps its own copy
+	first := m.Parts[0].Envelopes[0].Recipients[0]
 	waitFor(t, "first attempts", func() bool { s := q.Stats(); return s.Deferred == 1 && s.Inflight == 0 })
 	prefix := "List-Id: <list.example.org>\r\n"
-	if got := rec.bodies[m.Parts[0].Envelopes[0].Recipients[0]]; got != prefix+string(want) {
+	if got := rec.body(first); got != prefix+string(want) {
 		t.Fatalf("delivered %d bytes, want the %d byte post intact", len(got), len(prefix)+len(want))
 	}
 	q.Close(context.Background())
@@ -125,7 +126,7 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 	}
 	q2.Flush("", "")
 	waitFor(t, "delivery after restart", func() bool { return q2.Stats().Messages == 0 })
-	if got := second.bodies[deferred]; got != prefix+string(want) {
+	if got := second.body(deferred); got != prefix+string(want) {
 		t.Errorf("after restart delivered %d bytes, want the post intact", len(got))
 	}
 }

@@ -21,9 +21,9 @@ type Config struct {
 	Groups []GroupConfig // must include DefaultGroup and ControlGroup
 
 	// MaxQueueChildren caps deliveries in progress over all groups
-	// together (sendmail MaxQueueChildren); 0 means no cap beyond each
-	// group's runners. The control group is outside the cap so the
-	// mail fanmail generates never waits behind a big fan-out.
+	// together (sendmail MaxQueueChildren); 0 derives it from the limit on
+	// open files (AutoQueueChildren). The control group is outside the
+	// cap so the mail fanmail generates never waits behind a big fan-out.
 	MaxQueueChildren int
 
 	Mode      DeliveryMode // default for messages that do not say; zero is background
@@ -113,13 +113,19 @@ func DefaultConfig() Config {
 	}
 }
 
+// DefaultRunners is a queue group's R= when none is set. A delivery
+// mostly waits on the network, which costs a goroutine and a socket, not
+// a core: thousands of slow destinations are served at once, and what
+// bounds them in practice is MaxQueueChildren, from the open-file limit.
+const DefaultRunners = 4096
+
 // defaultGroupConfig is a group's settings when nothing is set: a few
 // runners for the control group, whose mail is small and rare, many for
 // every other; a queue run a minute.
 func defaultGroupConfig(name string) GroupConfig {
-	g := GroupConfig{Name: name, Runners: 64, Interval: time.Minute}
+	g := GroupConfig{Name: name, Runners: DefaultRunners, Interval: time.Minute}
 	if name == ControlGroup {
-		g.Runners = 4
+		g.Runners = 16
 	}
 	return g
 }

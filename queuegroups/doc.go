@@ -3,8 +3,9 @@
 // queue groups, stores each message once per queue directory, records
 // every recipient's state durably in an append-only journal with group
 // commit (many messages share one fsync), recovers that state after a
-// crash, and runs persistent runners that hand due envelopes to delivery
-// and record what happened to each recipient.
+// crash, and runs persistent runners that hand due envelopes to delivery,
+// each destination only as many at once as it can use, and record what
+// happened to each recipient.
 //
 // The package is built in four layers, each using only those below it:
 //
@@ -21,14 +22,19 @@
 //  3. Group (group.go, attempt.go, schedule.go, backoff.go): one queue
 //     group's directories, its schedule (messages with due envelopes,
 //     each with a cursor over its fresh ones; deferred envelopes;
-//     queue-only messages), one delivery attempt and its outcome, and the
-//     retry timer.
+//     queue-only messages), the admission of deliveries per destination
+//     (as many as the deliverer's Slots say each can use; the rest set
+//     aside until one ends), one delivery attempt and its outcome (the
+//     backoff, or the RetryAfter delivery gives throttled, greylisted,
+//     busy and suspended recipients), and the retry timer.
 //  4. Queue (queue.go, enqueue.go, message.go, bounce.go, inspect.go,
-//     config.go, id.go): the spool as callers see it: Open and recovery,
-//     Enqueue streaming a message's envelopes into its groups, the
-//     runners under the MaxQueueChildren cap, DSNs across groups, and the
-//     operator's view (Stats, Summary, Show, Flush, Delete), which package
-//     control serves over a socket.
+//     config.go, id.go, children.go): the spool as callers see it: Open
+//     and recovery, Enqueue streaming a message's envelopes into its
+//     groups, each group's dispatcher starting a delivery goroutine per
+//     admitted envelope within its runners and the MaxQueueChildren cap
+//     (by default from the open-file limit), DSNs across groups, and the
+//     operator's view (Stats, Summary, Show, Flush, Delete), which
+//     package control serves over a socket.
 //
 // On-disk layout of one queue directory:
 //

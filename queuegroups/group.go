@@ -49,6 +49,7 @@ type group struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when work becomes ready or the group closes
 	ready    readyRing
+	adm      admission // deliveries per destination, and envelopes set aside
 	deferred deferHeap
 	held     holdHeap // queue-only messages waiting for the interval
 	inflight int
@@ -110,7 +111,8 @@ func (g *group) nudge() {
 	}
 }
 
-// take blocks until an envelope is due or the group closes.
+// take blocks until an envelope is due and admitted, or the group
+// closes (nil).
 func (g *group) take() *envState {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -121,13 +123,16 @@ func (g *group) take() *envState {
 		if g.closing {
 			return nil
 		}
-		e := g.nextReady()
+		e := g.ready.pop()
 		if e == nil {
 			continue
 		}
 		if e.msg.deleted || e.msg.aside || e.pendingCount() == 0 {
 			g.markTried(e)
 			continue
+		}
+		if !g.admit(e) {
+			continue // set aside until a delivery to its destination ends
 		}
 		e.inflight = true
 		e.msg.inflight++
@@ -136,46 +141,11 @@ func (g *group) take() *envState {
 	}
 }
 
-// busyChecker is implemented by deliverers that know, without blocking,
-// that a destination has no free connection slot; *delivery.Agent is one.
-type busyChecker interface {
-	Busy(domain string) bool
-}
-
-// nextReady pops a due envelope, passing over a few whose destination is
-// busy so a runner does not sit waiting for a slot while other mail is
-// ready; if every one looked at is busy, the first is taken anyway. It
-// returns nil when the message it looked at had nothing left. Called
-// with g.mu held and the ring not empty.
-//
-// Those passed over go back among their message's due envelopes, ahead
-// of its fresh ones: put behind the fresh ones, every envelope the
-// cursor skipped would wait as a full state until the cursor ended
-// (230 MB instead of 120 at 10,000,000 members).
-func (g *group) nextReady() *envState {
-	bc, ok := g.deliverer.(busyChecker)
-	first := g.ready.pop()
-	if !ok || first == nil || !bc.Busy(first.domain) {
-		return first
-	}
-	for i := 0; i < 8 && !g.ready.empty(); i++ {
-		e := g.ready.pop()
-		if e == nil {
-			continue
-		}
-		if !bc.Busy(e.domain) {
-			g.ready.push(first)
-			return e
-		}
-		g.ready.push(e)
-	}
-	return first
-}
-
 // putBack returns an envelope taken but not attempted (shutdown).
 func (g *group) putBack(e *envState) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.unadmit(e.domain)
 	e.inflight = false
 	e.msg.inflight--
 	g.inflight--

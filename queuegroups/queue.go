@@ -16,7 +16,7 @@ type Queue struct {
 	groups    map[string]*group
 	order     []*group // config order, for listings
 
-	children  chan struct{} // MaxQueueChildren slots; nil when uncapped
+	children  chan struct{} // MaxQueueChildren slots
 	ids       *IDSource     // for the DSNs the queue generates
 	bounceMu  sync.Mutex    // one settle at a time, so a DSN is sent once
 	unsettled []string      // messages recovered done, whose DSN Start sends
@@ -24,6 +24,7 @@ type Queue struct {
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
+	stop      chan struct{} // closed by Close: the runners stop taking work
 	wg        sync.WaitGroup
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -49,9 +50,12 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, groups: map[string]*group{},
 		ids: NewIDSource(), bodies: newBodyPool()}
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
-	if cfg.MaxQueueChildren > 0 {
-		q.children = make(chan struct{}, cfg.MaxQueueChildren)
+	q.stop = make(chan struct{})
+	children := cfg.MaxQueueChildren
+	if children == 0 {
+		children = AutoQueueChildren()
 	}
+	q.children = make(chan struct{}, children)
 	retry := retryPolicy{min: cfg.RetryMin, max: cfg.RetryMax, queueReturn: cfg.QueueReturn}
 	for _, gc := range cfg.Groups {
 		g := newGroup(gc, retry, cfg.MoveAsideAfter, cfg.SuperSafe, d, cfg.Logger)
@@ -92,15 +96,19 @@ func (q *Queue) scheduleRecovered() {
 	}
 }
 
-// Start launches every group's runners and retry timer.
+// Start launches every group's dispatcher and retry timer.
 func (q *Queue) Start() {
 	q.startOnce.Do(func() {
 		for _, g := range q.order {
-			for i := 0; i < g.cfg.Runners; i++ {
+			if s, ok := q.deliverer.(Slotter); ok {
 				q.wg.Add(1)
-				go q.runner(g)
+				go func() {
+					defer q.wg.Done()
+					g.readmitLoop(s, q.stop)
+				}()
 			}
-			q.wg.Add(1)
+			q.wg.Add(2)
+			go q.dispatch(g)
 			go func() {
 				defer q.wg.Done()
 				g.retryTimer(q.runCtx)
@@ -113,34 +121,51 @@ func (q *Queue) Start() {
 	})
 }
 
-// runner is one of g's persistent runners (sendmail -qp): it takes due
-// envelopes from g, one at a time, within the MaxQueueChildren cap, and
-// sends the DSNs and delay warnings their outcomes call for.
-func (q *Queue) runner(g *group) {
+// dispatch is g's persistent queue runner (sendmail -qp): it takes due
+// envelopes from g, admitted per destination (see admission), and starts
+// a delivery for each, at most the group's runners (R=) at once and
+// within the MaxQueueChildren cap; each delivery then sends the DSNs and
+// delay warnings its outcome calls for. A delivery waiting on a slow
+// destination costs a goroutine and a socket, not a core, so runners are
+// many: what bounds them is file descriptors and memory (see Config).
+func (q *Queue) dispatch(g *group) {
 	defer q.wg.Done()
+	var running sync.WaitGroup
+	defer running.Wait()
+	runners := make(chan struct{}, g.cfg.Runners)
 	for {
+		runners <- struct{}{}
 		e := g.take()
 		if e == nil {
+			<-runners
 			return
 		}
 		if !q.acquire(g) {
 			g.putBack(e)
+			<-runners
 			return
 		}
-		switch m, next := g.attempt(q.runCtx, e); next {
-		case shareFinished:
-			q.settle(m.id)
-		case stillDeferred:
-			q.warnDelayed(g, m, time.Now())
-		}
-		q.release(g)
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			defer func() { <-runners }()
+			defer q.release(g)
+			m, next := g.attempt(q.runCtx, e)
+			g.finished(e.domain)
+			switch next {
+			case shareFinished:
+				q.settle(m.id)
+			case stillDeferred:
+				q.warnDelayed(g, m, time.Now())
+			}
+		}()
 	}
 }
 
 // acquire takes one of the MaxQueueChildren slots for a delivery by g;
 // the control group is outside the cap.
 func (q *Queue) acquire(g *group) bool {
-	if q.children == nil || g.cfg.Name == ControlGroup {
+	if g.cfg.Name == ControlGroup {
 		return true
 	}
 	select {
@@ -152,7 +177,7 @@ func (q *Queue) acquire(g *group) bool {
 }
 
 func (q *Queue) release(g *group) {
-	if q.children != nil && g.cfg.Name != ControlGroup {
+	if g.cfg.Name != ControlGroup {
 		<-q.children
 	}
 }
@@ -163,6 +188,7 @@ func (q *Queue) release(g *group) {
 func (q *Queue) Close(ctx context.Context) error {
 	var err error
 	q.closeOnce.Do(func() {
+		close(q.stop)
 		for _, g := range q.order {
 			g.mu.Lock()
 			g.closing = true

@@ -51,6 +51,12 @@ func (r *recorder) Deliver(ctx context.Context, env envelope.Request) []envelope
 	return res
 }
 
+func (r *recorder) body(rcpt string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bodies[rcpt]
+}
+
 func (r *recorder) count(rcpt string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

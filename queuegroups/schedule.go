@@ -1,8 +1,13 @@
 package queuegroups
 
+import (
+	"math"
+	"time"
+)
+
 // readyRing holds the messages with envelopes due, round-robin, so a
 // small post starts delivering while a huge fan-out is still in
-// progress. A message's due envelopes are those retried or passed over
+// progress. A message's due envelopes are those retried or set aside
 // (envs) and, while fresh is set, the next ones at its fresh cursor,
 // which are read from the journal only when taken: a fan-out of any
 // size costs the ring one entry.
@@ -124,4 +129,189 @@ func (h *holdHeap) Pop() any {
 	m.holdIdx = -1
 	*h = old[:len(old)-1]
 	return m
+}
+
+// Slotter is implemented by deliverers that know destinations;
+// *delivery.Agent is one, and a Deliverer that wraps another should pass
+// it on, or the queue admits every due envelope at once. Slots names the
+// destination a domain's mail goes to (several domains may share one)
+// and how many deliveries to it are worth having in progress at once,
+// without waiting or DNS; 0 or less means no limit. SlotsChanged
+// returns a channel closed when some destination may take more than
+// before (it answered, or its window grew); nil never fires.
+type Slotter interface {
+	Slots(domain string) (dest string, n int)
+	SlotsChanged() <-chan struct{}
+}
+
+// admission keeps the deliveries in progress to each destination within
+// its slots and sets the rest of its due envelopes aside, in order, so
+// that a destination which is slow, dead or at its connection limit
+// holds a few of the group's runners and never all of them, and an
+// envelope never waits inside delivery for a connection when another
+// destination's could go. Envelopes set aside go back to the ready ring
+// when a delivery to their destination ends and when the deliverer says
+// destinations have more slots.
+//
+// A domain's destination can change while its mail is in progress (it
+// is the domain itself until its MX is known, then its MX group), so the
+// deliveries in progress are counted per domain too, and move with it.
+type admission struct {
+	active map[string]int         // deliveries in progress, per destination
+	parked map[string][]*envState // due envelopes set aside, per destination
+	domain map[string]*inProgress // per domain with deliveries in progress
+}
+
+// inProgress is one domain's deliveries in progress and the destination
+// they count against.
+type inProgress struct {
+	dest string
+	n    int
+}
+
+// admit reports whether a delivery of e may start now, counting it if so
+// and setting e aside if not. Without a Slotter everything is admitted.
+// Called with g.mu held.
+func (g *group) admit(e *envState) bool {
+	s, ok := g.deliverer.(Slotter)
+	if !ok {
+		return true
+	}
+	a := &g.adm
+	if a.active == nil {
+		a.active, a.parked, a.domain = map[string]int{}, map[string][]*envState{}, map[string]*inProgress{}
+	}
+	key, n := s.Slots(e.domain)
+	if n <= 0 {
+		n = math.MaxInt
+	}
+	ip := a.domain[e.domain]
+	if ip != nil && ip.dest != key {
+		// The domain's deliveries in progress now count against its new
+		// destination; what was set aside under the old one goes back to
+		// be admitted afresh.
+		old := ip.dest
+		g.uncount(old, ip.n)
+		a.active[key] += ip.n
+		ip.dest = key
+		g.releaseLocked(old, true)
+	}
+	if a.active[key] >= n {
+		a.parked[key] = append(a.parked[key], e)
+		return false
+	}
+	a.active[key]++
+	if ip == nil {
+		ip = &inProgress{dest: key}
+		a.domain[e.domain] = ip
+	}
+	ip.n++
+	return true
+}
+
+// uncount takes n deliveries off key's count. Called with g.mu held.
+func (g *group) uncount(key string, n int) {
+	a := &g.adm
+	if a.active[key] -= n; a.active[key] <= 0 {
+		delete(a.active, key)
+	}
+}
+
+// unadmit uncounts a delivery to domain and returns the destination it
+// counted against. Called with g.mu held.
+func (g *group) unadmit(domain string) (string, bool) {
+	ip := g.adm.domain[domain]
+	if ip == nil {
+		return "", false
+	}
+	if ip.n--; ip.n <= 0 {
+		delete(g.adm.domain, domain)
+	}
+	g.uncount(ip.dest, 1)
+	return ip.dest, true
+}
+
+// finished ends a delivery to domain for admission and lets what now
+// fits of the envelopes set aside for its destination go back to the
+// ready ring.
+func (g *group) finished(domain string) {
+	g.mu.Lock()
+	n := 0
+	if key, ok := g.unadmit(domain); ok {
+		n = g.releaseLocked(key, false)
+	}
+	g.mu.Unlock()
+	if n > 0 {
+		g.cond.Broadcast()
+	}
+}
+
+// readmitLoop releases envelopes set aside whenever the deliverer says
+// destinations have more slots, at most every readmitTick, until stop.
+func (g *group) readmitLoop(s Slotter, stop <-chan struct{}) {
+	tick := time.NewTicker(readmitTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.SlotsChanged():
+		case <-stop:
+			return
+		}
+		select {
+		case <-tick.C: // coalesce a burst of changes into one pass
+		case <-stop:
+			return
+		}
+		g.mu.Lock()
+		n := 0
+		for key := range g.adm.parked {
+			n += g.releaseLocked(key, false)
+		}
+		g.mu.Unlock()
+		if n > 0 {
+			g.cond.Broadcast()
+		}
+	}
+}
+
+// readmitTick bounds how often readmitLoop goes over everything set aside.
+const readmitTick = 10 * time.Millisecond
+
+// releaseLocked moves as many envelopes set aside for key as it now has
+// slots for back to the ready ring: at least one when none is in
+// progress, and all of them when asked or when their domain has moved to
+// another destination. Envelopes are only set aside under a key with a
+// delivery in progress, so none is ever left without one that will
+// release it. It returns how many it moved. Called with g.mu held.
+func (g *group) releaseLocked(key string, all bool) int {
+	a := &g.adm
+	waiting := a.parked[key]
+	if len(waiting) == 0 {
+		return 0
+	}
+	now, n := g.deliverer.(Slotter).Slots(waiting[0].domain)
+	if n <= 0 {
+		n = math.MaxInt
+	}
+	free := max(n-a.active[key], 0)
+	switch {
+	case all || now != key:
+		// The domain's mail goes to another destination now (its MX
+		// became known): nothing more will end under key, so all of
+		// them go back, to be admitted or set aside under their own.
+		free = len(waiting)
+	case a.active[key] == 0:
+		free = max(free, 1)
+	}
+	free = min(free, len(waiting))
+	for _, w := range waiting[:free] {
+		g.ready.push(w)
+	}
+	if free == len(waiting) {
+		delete(a.parked, key)
+	} else {
+		clear(waiting[:free])
+		a.parked[key] = waiting[free:]
+	}
+	return free
 }

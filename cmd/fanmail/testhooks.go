@@ -37,9 +37,20 @@ func (h hooked) Deliver(ctx context.Context, req envelope.Request) []envelope.Re
 	return h.Deliverer.Deliver(ctx, req)
 }
 
-// Busy passes on the agent's answer, which the queue uses to pick
-// envelopes whose destination has a free connection.
-func (h hooked) Busy(domain string) bool {
-	b, ok := h.Deliverer.(interface{ Busy(string) bool })
-	return ok && b.Busy(domain)
+var _ queuegroups.Slotter = hooked{}
+
+// Slots and SlotsChanged pass on the agent's, which the queue uses to
+// admit as many deliveries per destination as it can take.
+func (h hooked) Slots(domain string) (string, int) {
+	if s, ok := h.Deliverer.(queuegroups.Slotter); ok {
+		return s.Slots(domain)
+	}
+	return domain, 0
+}
+
+func (h hooked) SlotsChanged() <-chan struct{} {
+	if s, ok := h.Deliverer.(queuegroups.Slotter); ok {
+		return s.SlotsChanged()
+	}
+	return nil
 }

@@ -1,0 +1,155 @@
+package queuegroups
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"fanmail/envelope"
+)
+
+// slotted is a deliverer with destinations: Slots gives each domain its
+// own destination with slots[domain] slots (default 8), and deliveries to
+// domains in hold wait until released. It records the most deliveries in
+// progress per domain, and the order of attempts.
+type slotted struct {
+	slots   map[string]int
+	hold    map[string]bool
+	release chan struct{}
+	rec     *recorder
+
+	mu    sync.Mutex
+	now   map[string]int
+	peak  map[string]int
+	order []string
+}
+
+func newSlotted(slots map[string]int, hold ...string) *slotted {
+	s := &slotted{slots: slots, hold: map[string]bool{}, release: make(chan struct{}), rec: newRecorder(nil),
+		now: map[string]int{}, peak: map[string]int{}}
+	for _, d := range hold {
+		s.hold[d] = true
+	}
+	return s
+}
+
+func (s *slotted) Slots(domain string) (string, int) {
+	if n, ok := s.slots[domain]; ok {
+		return "dest:" + domain, n
+	}
+	return "dest:" + domain, 8
+}
+
+// SlotsChanged never fires: these slots never change.
+func (s *slotted) SlotsChanged() <-chan struct{} { return nil }
+
+func (s *slotted) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
+	s.mu.Lock()
+	s.now[env.Domain]++
+	s.peak[env.Domain] = max(s.peak[env.Domain], s.now[env.Domain])
+	s.order = append(s.order, env.Domain)
+	s.mu.Unlock()
+	if s.hold[env.Domain] {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	s.now[env.Domain]--
+	s.mu.Unlock()
+	return s.rec.Deliver(ctx, env)
+}
+
+func (s *slotted) inProgress(domain string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now[domain]
+}
+
+// TestSlotsSetEnvelopesAside: a destination with one slot gets one
+// delivery at a time, however many of its envelopes are due, and the
+// rest of the group's runners serve other destinations meanwhile; the
+// envelopes set aside all go once it frees up.
+func TestSlotsSetEnvelopesAside(t *testing.T) {
+	t.Parallel()
+	cfg := groupsConfig(t.TempDir())
+	cfg.Groups[0].Runners = 3
+	d := newSlotted(map[string]int{"a-slow.test": 1}, "a-slow.test")
+	q := started(t, cfg, d)
+	ids := NewIDSource()
+	slow := post(ids, "slow", map[string]int{"a-slow.test": 40}) // 10 envelopes of 4
+	if err := q.Enqueue(context.Background(), slow); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the slow destination's first delivery", func() bool { return d.inProgress("a-slow.test") == 1 })
+	fast := post(ids, "fast", map[string]int{"a-fast.test": 6})
+	if err := q.Enqueue(context.Background(), fast); err != nil {
+		t.Fatal(err)
+	}
+	delivered := func(m *Message) int {
+		n := 0
+		for _, e := range m.Parts[0].Envelopes {
+			for _, r := range e.Recipients {
+				n += d.rec.count(r)
+			}
+		}
+		return n
+	}
+	waitFor(t, "the fast post, behind 10 envelopes of a held destination", func() bool { return delivered(fast) == 6 })
+	if got := q.Stats().Inflight; got != 1 {
+		t.Errorf("deliveries in progress with the fast post done = %d, want 1 (the held one); the rest were set aside", got)
+	}
+	close(d.release)
+	waitFor(t, "the slow post", func() bool { return delivered(slow) == 40 })
+	if d.peak["a-slow.test"] != 1 {
+		t.Errorf("most deliveries at once to a one-slot destination = %d, want 1", d.peak["a-slow.test"])
+	}
+}
+
+// TestOutcomeRetryAfter: when each deferred recipient is tried again,
+// and which deferrals count as attempts.
+func TestOutcomeRetryAfter(t *testing.T) {
+	t.Parallel()
+	const minAge = 2 * time.Second
+	g := newGroup(GroupConfig{Name: DefaultGroup, MinQueueAge: minAge},
+		retryPolicy{min: 5 * time.Minute, max: time.Hour, queueReturn: 24 * time.Hour}, 3, SafeTrue, nil, slog.New(slog.DiscardHandler))
+	deferred := func(code int, after time.Duration) envelope.Result {
+		return envelope.Result{Status: envelope.Deferred, Reply: envelope.Reply{Code: code}, RetryAfter: after}
+	}
+	delivered := envelope.Result{Status: envelope.Delivered, Reply: envelope.Reply{Code: 250}}
+	tests := []struct {
+		name         string
+		results      []envelope.Result
+		wantNext     time.Duration // ±10% for the backoff's jitter
+		wantAttempts int           // after an envelope that had 1
+	}{
+		{"backoff", []envelope.Result{deferred(451, 0)}, 10 * time.Minute, 2},
+		{"greylisted: its retry, counted", []envelope.Result{deferred(451, 40*time.Second)}, 40 * time.Second, 2},
+		{"throttled: not before min_queue_age", []envelope.Result{deferred(421, time.Second)}, minAge, 2},
+		{"busy: no attempt, no min_queue_age", []envelope.Result{deferred(0, time.Second)}, time.Second, 1},
+		{"the soonest recipient decides", []envelope.Result{deferred(451, 0), deferred(451, 40*time.Second)}, 40 * time.Second, 2},
+		{"a verdict makes it an attempt", []envelope.Result{delivered, deferred(0, time.Second)}, time.Second, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Now()
+			m := &msgState{id: "Q", received: now}
+			e := &envState{msg: m, attempts: 1}
+			idx := make([]int, len(tt.results))
+			for i := range idx {
+				idx[i] = i
+			}
+			u := g.outcome(e, 1, idx, tt.results, now)
+			got := u.next.Sub(now)
+			if got < tt.wantNext*9/10 || got > tt.wantNext*11/10 {
+				t.Errorf("next attempt in %v, want %v", got, tt.wantNext)
+			}
+			if u.attempts != tt.wantAttempts {
+				t.Errorf("attempts = %d, want %d", u.attempts, tt.wantAttempts)
+			}
+		})
+	}
+}

@@ -1,0 +1,179 @@
+package queuegroups_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"fanmail/delivery"
+	"fanmail/envelope"
+	"fanmail/internal/fakenet"
+	"fanmail/queuegroups"
+)
+
+// The queue's admission relies on these; without them every envelope
+// would be let through at once.
+var _ interface {
+	Slots(domain string) (string, int)
+	SlotsChanged() <-chan struct{}
+} = (*delivery.Agent)(nil)
+
+// TestSlowDestinationsLeaveRunnersFree runs the spool with the real
+// delivery agent against a fast domain, a tarpit (its greeting held far
+// longer than the test) and a black hole (a connect that never
+// completes), ten envelopes each for the slow two, in one post, with
+// four runners. The fast domain is delivered while the other two are
+// still pending, each holding one runner with one probe; a second post
+// to another domain goes through on the runners left; and the tarpit and
+// the black hole have seen one connection each, not ten. Nothing here is
+// timed: it is counts and order.
+func TestSlowDestinationsLeaveRunnersFree(t *testing.T) {
+	t.Parallel()
+	n := newNet(t, "fast.test", "other.test", "tarpit.test")
+	hole, err := fakenet.NewBlackHole(fmt.Sprintf("127.0.0.44:%d", n.port))
+	if err != nil {
+		t.Skipf("no black hole on this system: %v", err)
+	}
+	t.Cleanup(func() { hole.Close() })
+	n.dns.SetMX("hole.test", 60, fakenet.MX{Pref: 10, Host: "mx.hole.test"})
+	n.dns.SetA("mx.hole.test", 60, "127.0.0.44")
+
+	agent, err := delivery.New(delivery.Config{
+		Resolvers: []string{n.dns.Addr()}, Port: n.port, HELO: "fanmail.test",
+		// Both slow destinations stay pending for as long as the test.
+		ConnectTimeout: 10 * time.Minute, ConnectTimeoutMin: 10 * time.Minute, CommandTimeout: 10 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Close() })
+	dir := t.TempDir()
+	q, err := queuegroups.Open(queuegroups.Config{
+		Groups: []queuegroups.GroupConfig{
+			{Name: queuegroups.DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: 4},
+			{Name: queuegroups.ControlGroup, Dirs: []string{filepath.Join(dir, "control")}, Runners: 1},
+		},
+		RetryMin: time.Hour, RetryMax: time.Hour, QueueReturn: 24 * time.Hour,
+		Logger: slog.New(slog.DiscardHandler),
+	}, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		q.Close(ctx) // interrupts the two deliveries still waiting
+	})
+	q.Start()
+
+	ids := queuegroups.NewIDSource()
+	// The slow domains' envelopes come first in the post.
+	first := message(ids, "hole.test", 10, "tarpit.test", 10, "fast.test", 3)
+	if err := q.Enqueue(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the fast domain", func() bool { return n.sinks["fast.test"].RecipientsDelivered() == 3 })
+	if s := q.Stats(); s.Inflight != 2 {
+		t.Errorf("with the fast domain done, %d deliveries in progress; want 2, one probe each for the tarpit and the black hole", s.Inflight)
+	}
+
+	second := message(ids, "other.test", 6)
+	if err := q.Enqueue(context.Background(), second); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the second post", func() bool { return n.sinks["other.test"].RecipientsDelivered() == 6 })
+
+	md, err := q.Show(first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := map[string]int{}
+	for _, e := range md.Envelopes {
+		for _, r := range e.Recipients {
+			if r.Status == "pending" {
+				pending[e.Domain]++
+			}
+		}
+	}
+	if pending["hole.test"] != 10 || pending["tarpit.test"] != 10 || pending["fast.test"] != 0 {
+		t.Errorf("pending recipients of the first post by domain: %v; want all 10 at the black hole and the tarpit, none at fast.test", pending)
+	}
+	if got := q.Stats().Inflight; got != 2 {
+		t.Errorf("with the second post done, %d deliveries in progress; want the 2 probes", got)
+	}
+	if c := n.sinks["tarpit.test"].Connections(); c != 1 {
+		t.Errorf("the tarpit saw %d connections, want 1 (its greeting is still on its way)", c)
+	}
+}
+
+// tnet is a DNS server and one sink per domain, all on one port.
+type tnet struct {
+	dns   *fakenet.DNS
+	sinks map[string]*fakenet.Sink
+	port  int
+}
+
+// newNet starts a sink for each domain on 127.0.0.4x, on a shared port;
+// a domain named tarpit.* holds its greeting for an hour.
+func newNet(t *testing.T, domains ...string) *tnet {
+	t.Helper()
+	d, err := fakenet.NewDNS("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	for range 10 {
+		n := &tnet{dns: d, sinks: map[string]*fakenet.Sink{}}
+		ok := true
+		for i, dom := range domains {
+			o := fakenet.SinkOptions{Addr: fmt.Sprintf("127.0.0.%d:%d", 40+i, n.port), Timeout: 5 * time.Second}
+			if dom == "tarpit.test" {
+				o.GreetDelay, o.Timeout = time.Hour, 2*time.Hour
+			}
+			s, err := fakenet.NewSink(o)
+			if err != nil {
+				ok = false
+				break
+			}
+			t.Cleanup(func() { s.Close() })
+			n.sinks[dom], n.port = s, s.Port()
+			d.SetMX(dom, 60, fakenet.MX{Pref: 10, Host: "mx." + dom})
+			d.SetA("mx."+dom, 60, s.Host())
+		}
+		if ok {
+			return n
+		}
+	}
+	t.Fatal("cannot start the sinks on one port")
+	return nil
+}
+
+// message is a post with, for each (domain, count) pair, count envelopes
+// of one recipient each.
+func message(ids *queuegroups.IDSource, spec ...any) *queuegroups.Message {
+	m := &queuegroups.Message{ID: ids.Next(), Received: time.Now(), Body: envelope.Bytes("Subject: hi\r\n\r\nhello\r\n")}
+	var p queuegroups.Part
+	for i := 0; i < len(spec); i += 2 {
+		dom, count := spec[i].(string), spec[i+1].(int)
+		for k := range count {
+			p.Envelopes = append(p.Envelopes, envelope.Envelope{Sender: "owner-list@example.org", Domain: dom,
+				Recipients: []string{fmt.Sprintf("u%d-%s@%s", k, m.ID, dom)}})
+		}
+	}
+	m.Parts = []queuegroups.Part{p}
+	return m
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
