@@ -276,7 +276,7 @@ func (t *txn) run(ctx context.Context) {
 		t.runRoute(ctx, hp)
 		return
 	}
-	hosts, err := lookup(ctx, t.a, func() ([]MXHost, error) { return t.a.res.LookupMX(ctx, env.Domain) })
+	hosts, err := lookup(ctx, t.a, func() ([]resolver.MXHost, error) { return t.a.res.LookupMX(ctx, env.Domain) })
 	switch {
 	case errors.Is(err, resolver.ErrNullMX):
 		t.settle(localError(true, "5.1.10", "", "", err, "domain %s does not accept mail (null MX)", env.Domain))
