@@ -188,6 +188,9 @@ type txn struct {
 	ruled   bool   // a reply rule has acted for this delivery
 	last421 *Error // the last 421 that left recipients undecided
 	told    []bool // recipients reported to env.Progress
+	// member is the sender and header of the personalized transaction
+	// about to be sent (personal.go); nil when the envelope is one copy.
+	member *envelope.MemberCopy
 }
 
 // progress reports to env.Progress the recipients of idx that are now
@@ -324,9 +327,15 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 	fruitless := 0
 	for {
 		txnsPerConn, rcptsPerTxn := t.a.pool.limitsOf(t.dest)
+		if t.personal() {
+			rcptsPerTxn = 1
+		}
 		chunk := t.nextChunk(rcptsPerTxn)
 		if len(chunk) == 0 {
 			return nil
+		}
+		if t.personal() && !t.personalize(chunk[0]) {
+			continue
 		}
 		if c == nil {
 			var err *Error

@@ -45,16 +45,25 @@ func encodeHead(m *msgState, body envelope.Body) (record, error) {
 	}
 	head.byte1(flags)
 	head.uvarint(uint64(len(m.parts)))
-	laid := false
+	laid, personal := false, false
 	for _, p := range m.parts {
 		head.str(p.sender)
 		head.bytes(p.prefix)
 		laid = laid || p.hasLayout()
+		personal = personal || p.isPersonal()
 	}
-	if laid {
-		// Only a head with a laid-out part has layouts, after the parts.
+	if laid || personal {
+		// Only a head with a laid-out or personalized part has layouts,
+		// after the parts, and only one with a personalized part has
+		// their Personal after those: a journal of lists that do not
+		// personalize is written as before.
 		for _, p := range m.parts {
 			head.layout(p)
+		}
+	}
+	if personal {
+		for _, p := range m.parts {
+			head.personal(p.personal)
 		}
 	}
 	bodyLen := body.Size()
@@ -93,12 +102,21 @@ func decodeHead(payload []byte) (*msgState, error) {
 		m.parts = append(m.parts, partState{sender: sender, prefix: append([]byte(nil), prefix...)})
 	}
 	if d.err == nil && d.off != len(d.b) {
-		laid := false
+		laid, personal := false, false
 		for i := range m.parts {
 			d.layout(&m.parts[i])
 			laid = laid || m.parts[i].hasLayout()
 		}
-		if !laid {
+		if d.err == nil && d.off != len(d.b) {
+			for i := range m.parts {
+				m.parts[i].personal = d.personal()
+				personal = personal || m.parts[i].isPersonal()
+			}
+			if !personal {
+				d.fail() // written only when a part is personalized
+			}
+		}
+		if !laid && !personal {
 			d.fail() // layouts are written only when a part has one
 		}
 	}
@@ -119,8 +137,11 @@ func encodePart(id string, index int, p partState) []byte {
 	enc.uvarint(uint64(index))
 	enc.str(p.sender)
 	enc.bytes(p.prefix)
-	if p.hasLayout() {
+	if p.hasLayout() || p.isPersonal() {
 		enc.layout(p)
+	}
+	if p.isPersonal() {
+		enc.personal(p.personal)
 	}
 	return enc.frame()
 }
@@ -133,7 +154,13 @@ func decodePart(payload []byte) (id string, index int, p partState, err error) {
 	prefix, _ := d.bytesRef()
 	p.prefix = append([]byte(nil), prefix...)
 	if d.err == nil && d.off != len(d.b) {
-		if d.layout(&p); !p.hasLayout() {
+		d.layout(&p)
+		if d.err == nil && d.off != len(d.b) {
+			if p.personal = d.personal(); !p.isPersonal() {
+				d.fail() // written only for a personalized part
+			}
+		}
+		if !p.hasLayout() && !p.isPersonal() {
 			d.fail() // a layout is written only when the part has one
 		}
 	}
@@ -176,6 +203,22 @@ func (d *decoder) layout(p *partState) {
 	if p.skip < 0 || p.insertAt < 0 {
 		d.fail()
 	}
+}
+
+// personal writes a part's Personal: its mode and template. Heads and
+// part records carry it after the layouts, only for personalized parts.
+func (e *encoder) personal(p envelope.Personal) {
+	e.byte1(byte(p.Mode))
+	e.bytes(p.Template)
+}
+
+func (d *decoder) personal() envelope.Personal {
+	mode := envelope.Personalize(d.byte1())
+	tmpl, _ := d.bytesRef()
+	if mode > envelope.PersonalizeFull || (mode == envelope.PersonalizeOff && len(tmpl) > 0) {
+		d.fail()
+	}
+	return envelope.Personal{Mode: mode, Template: append([]byte(nil), tmpl...)}
 }
 
 // envRecord is one envelope as its record holds it.

@@ -63,7 +63,11 @@ type partState struct {
 	skip     int64
 	insert   []byte
 	insertAt int64
+	personal envelope.Personal // PersonalizeOff: one copy for the whole envelope
 }
+
+// isPersonal reports whether the part's members get their own copies.
+func (p *partState) isPersonal() bool { return p.personal.Mode != envelope.PersonalizeOff }
 
 // hasLayout reports whether the part's copy is more than prefix + body.
 func (p *partState) hasLayout() bool { return p.skip != 0 || p.insert != nil }
