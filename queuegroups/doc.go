@@ -45,7 +45,9 @@
 // A segment starts with a header record (the format version) and holds
 // framed records (magic, length and its checksum, CRC-32C, type). A
 // message share is a head record (its parts, with their layouts when a
-// part replaces the body's header or puts bytes in, then the body), a record
+// part replaces the body's header or puts bytes in, and after those the
+// per-member template of each part when one personalizes, then the
+// body), a record
 // per envelope, parts declared late, and a commit record, which alone
 // makes it deliverable; then status records (an attempt started, each
 // transaction's settled recipients with their replies, the outcome, or a
