@@ -19,6 +19,7 @@ const (
 	attemptRecorded attempted = iota // nothing more
 	shareFinished                    // every recipient of the share is final: settle its DSN
 	stillDeferred                    // recipients wait for a retry: a delay warning may be due
+	passReported                     // recipients wait, and the pass failed some: report them (settle)
 )
 
 // taken is what a runner reads, under the group's lock, to attempt e.
@@ -102,6 +103,9 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	if m.touched[e.index] == e {
 		heap.Push(&g.deferred, e)
 		g.nudge()
+		if m.passEnded() && m.unreported() {
+			return m, passReported
+		}
 		return m, stillDeferred
 	}
 	return g.afterDone(m)
@@ -111,6 +115,9 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 // settling. Called with g.mu held.
 func (g *group) afterDone(m *msgState) (*msgState, attempted) {
 	if m.pendingEnvs > 0 {
+		if m.passEnded() && m.unreported() {
+			return m, passReported
+		}
 		return m, attemptRecorded
 	}
 	g.finish(m)
@@ -271,10 +278,10 @@ func (g *group) moveAside(m *msgState, e *envState) {
 }
 
 // finish retires a share whose recipients are all final: at once if it
-// owes no DSN, else it waits (done) until the queue has sent the DSN for
-// every share of the message. Called with g.mu held.
+// owes no DSN, else it waits (done) until the queue has sent it (settle).
+// Called with g.mu held.
 func (g *group) finish(m *msgState) {
-	if m.failedFor() {
+	if m.unreported() {
 		m.done = true
 		return
 	}

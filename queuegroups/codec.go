@@ -333,6 +333,39 @@ func decodeStatus(payload []byte) (*statusUpdate, error) {
 	return u, nil
 }
 
+// encodeReported writes the record that a DSN reported refs.
+func encodeReported(id string, refs []rcptRef) []byte {
+	enc := newEncoder(recReported, len(id)+4+len(refs)*4)
+	enc.str(id)
+	enc.uvarint(uint64(len(refs)))
+	for _, r := range refs {
+		enc.uvarint(uint64(r.env))
+		enc.uvarint(uint64(r.idx))
+	}
+	return enc.frame()
+}
+
+func decodeReported(payload []byte) (string, []rcptRef, error) {
+	d := &decoder{b: payload}
+	id := d.str()
+	n := d.count() // each ref takes at least two bytes
+	refs := make([]rcptRef, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		env, idx := d.uvarint(), d.uvarint()
+		if env > 1<<31 || idx > 1<<31 {
+			d.fail()
+		}
+		refs = append(refs, rcptRef{int(env), int(idx)})
+	}
+	if d.err == nil && d.off != len(d.b) {
+		d.fail()
+	}
+	if d.err != nil {
+		return "", nil, fmt.Errorf("reported record: %w", d.err)
+	}
+	return id, refs, nil
+}
+
 // encodeID writes a record of typ that carries only a message ID.
 func encodeID(typ byte, id string) []byte {
 	enc := newEncoder(typ, len(id)+2)
