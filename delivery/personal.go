@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 
@@ -15,9 +16,12 @@ import (
 // that member's sender and header fields just before the transaction,
 // and sends them in front of the stored copy. With PIPELINING the
 // member's RSET, MAIL FROM, RCPT TO and DATA go in one write, as for any
-// transaction, and the next member follows on the same connection;
-// progress is reported per member, so a crash resends only the member
-// that was on the wire.
+// transaction, and the reply to a member's final dot is read after the
+// next member's commands are written (RFC 2920 §3.1 lets message content
+// start a group), so each member costs one round trip, not two. The
+// reply is always read before the connection goes back to the cache.
+// Progress is reported per member as its reply is read, so a crash
+// resends only the member that was on the wire.
 
 // personal reports whether t's recipients each get their own copy.
 func (t *txn) personal() bool { return t.env.Personal.Mode != envelope.PersonalizeOff }
@@ -68,3 +72,46 @@ func (t *txn) open() io.Reader {
 	}
 	return t.env.Open()
 }
+
+// deferDot reports whether the reply to the final dot of accepted, just
+// sent on c, is left to be read with the next member's commands: only
+// for a personalized envelope on a pipelining connection with another
+// member still to go.
+func (t *txn) deferDot(c *conn, accepted []int) bool {
+	if !t.personal() || !c.has("PIPELINING") || c.cfg.NoPipelining || len(accepted) == 0 {
+		return false
+	}
+	more := false
+	for i := accepted[len(accepted)-1] + 1; i < len(t.results) && !more; i++ {
+		more = t.pending(i)
+	}
+	if !more {
+		return false
+	}
+	t.dot, t.dotConn = accepted, c
+	return true
+}
+
+// finishDot reads the reply to a final dot left by deferDot, settles its
+// recipients with it and reports them. A connection that broke since
+// leaves them deferred: their message may or may not have arrived.
+func (t *txn) finishDot() {
+	if t.dot == nil {
+		return
+	}
+	accepted, c := t.dot, t.dotConn
+	t.dot, t.dotConn = nil, nil
+	if c.broken {
+		t.settleIdx(accepted, c.ioError("end of DATA", errDotUnread))
+	} else {
+		c.dotReply(t, accepted)
+	}
+	for _, i := range accepted {
+		if t.results[i].Relay == c.relay {
+			t.results[i].Host = c.host
+		}
+	}
+	t.progress(accepted)
+}
+
+var errDotUnread = errors.New("connection lost before the reply to the end of DATA")

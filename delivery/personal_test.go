@@ -96,3 +96,55 @@ func TestPersonalWithoutPersonalizer(t *testing.T) {
 		t.Errorf("server got %d messages, want none", len(msgs))
 	}
 }
+
+// TestPersonalDotReplyPipelined: the reply to a member's final dot is
+// read after the next member's commands went out, and still decides that
+// member alone: a refused message fails only its member, and a
+// connection lost before that reply defers only its member, the next
+// one going out on a fresh connection.
+func TestPersonalDotReplyPipelined(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		reply string // to the second final dot
+		want  []brief
+		conns int
+	}{
+		{"refused", "554 5.7.1 not this one", []brief{{envelope.Delivered, 250, "2.0.0"}, {envelope.Failed, 554, "5.7.1"}, {envelope.Delivered, 250, "2.0.0"}}, 1},
+		{"lost", "hangup", []brief{{envelope.Delivered, 250, "2.0.0"}, {envelope.Deferred, 0, "4.4.2"}, {envelope.Delivered, 250, "2.0.0"}}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			dots := 0
+			s := newScripted(t, "127.0.0.1", &scripted{ext: pipeExt, groups: true, reply: func(cmd string) string {
+				if cmd != "." {
+					return ""
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if dots++; dots == 2 {
+					return tt.reply
+				}
+				return ""
+			}})
+			a := scriptedAgent(t, s, func(c *Config) { c.Personalizer = &memberCopies{} })
+			env := request("example.test", "a", "b", "c")
+			env.Personal = envelope.Personal{Mode: envelope.PersonalizeVERP}
+			var progress [][]int
+			env.Progress = func(idx []int, _ []envelope.Result) { progress = append(progress, idx) }
+			checkBriefs(t, tt.want, a.Deliver(ctxT(t), env))
+			a.Close()
+			if conns, _, _, _, _ := s.stats(); conns != tt.conns {
+				t.Errorf("connections = %d, want %d", conns, tt.conns)
+			}
+			wantProgress := [][]int{{0}, {1}, {2}}
+			if tt.want[1].Status == envelope.Deferred {
+				wantProgress = [][]int{{0}, {2}}
+			}
+			if diff := cmp.Diff(wantProgress, progress); diff != "" {
+				t.Errorf("progress (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

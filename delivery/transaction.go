@@ -100,6 +100,10 @@ func (c *conn) send(t *txn, idx []int, reused bool) outcome {
 			if err := c.flush(cm.name); err != nil {
 				return c.lost(t, idx, reused, k, err)
 			}
+			if k == 0 && t.dotConn == c {
+				// The previous member's end of DATA reply comes first.
+				t.finishDot()
+			}
 		}
 		if !pipelined {
 			// Lock-step: stop at the first command that can no longer help.
@@ -275,6 +279,15 @@ func (c *conn) data(t *txn, accepted []int) {
 		t.settleIdx(accepted, c.ioError("end of DATA", err))
 		return
 	}
+	if t.deferDot(c, accepted) {
+		return
+	}
+	c.dotReply(t, accepted)
+}
+
+// dotReply reads the reply to the final dot and settles the accepted
+// recipients with it.
+func (c *conn) dotReply(t *txn, accepted []int) {
 	code, msg, err := c.readReply("end of DATA", c.cfg.DataTimeout)
 	if err != nil {
 		t.settleIdx(accepted, asError(err, c))
