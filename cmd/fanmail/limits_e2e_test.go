@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 // rawSMTP is a client that sends exactly what it is told, pipelined or
@@ -358,14 +359,7 @@ func TestFileModesAndPeerCheck(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test"}, nil)
 	// Under a directory other users can enter, for the second half.
-	base, err := os.MkdirTemp("", "fanmail-modes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := testutil.OpenTempDir(t, "fanmail-modes", 0o755)
 	data := filepath.Join(base, "data")
 	cfg := n.writeConfig(t, data, "")
 	openList(t, cfg, e2eList)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -109,4 +110,21 @@ func RR(t testing.TB, s string) dns.RR {
 		t.Fatal(err)
 	}
 	return rr
+}
+
+// OpenTempDir returns a new directory under the system's temporary
+// directory with permissions mode, removed when the test ends, for tests
+// where another user (nobody, a program the server runs) must reach it:
+// t.TempDir's parent is private to the test's user.
+func OpenTempDir(t testing.TB, pattern string, mode os.FileMode) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
