@@ -87,13 +87,21 @@ func TestFlippedByteIsQuarantined(t *testing.T) {
 	p.stop(t)
 }
 
+// oneDomain starts a fake network with the one domain d00.test and
+// writes a config for it, with extra text conf, whose data directory is
+// new.
+func oneDomain(t *testing.T, conf string) (*fakeNet, string) {
+	t.Helper()
+	n := newFakeNet(t, testDomains(1), nil)
+	return n, n.writeConfig(t, filepath.Join(t.TempDir(), "data"), conf)
+}
+
 // victimLists writes a config with extra text conf and makes two lists:
 // e2eList, delivering to ok@d00.test, and list, whose one member is
 // victim, at a domain a test hook makes delivery fail on.
 func victimLists(t *testing.T, conf, list, victim string) (*fakeNet, string) {
 	t.Helper()
-	n := newFakeNet(t, testDomains(1), nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), conf)
+	n, cfg := oneDomain(t, conf)
 	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "ok@d00.test\n", "member", "add", e2eList, "--file", "-")
 	openList(t, cfg, list)

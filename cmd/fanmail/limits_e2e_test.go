@@ -175,8 +175,7 @@ func TestUnknownRecipientsMemory(t *testing.T) {
 // address still connects.
 func TestSessionsPerClient(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "max_sessions_per_client = 3\n") // under [load]
+	_, cfg := oneDomain(t, "max_sessions_per_client = 3\n") // under [load]
 	p := startFanmail(t, cfg)
 	for i := range 3 {
 		if _, g := dialRaw(t, p.addr, "127.0.0.2"); !strings.HasPrefix(g, "220 ") {
@@ -200,8 +199,7 @@ func TestSessionsPerClient(t *testing.T) {
 // session's lifetime.
 func TestNoopLoopCutOff(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[smtp]\ncommand_timeout = \"1s\"\nsession_timeout = \"2s\"\n")
+	_, cfg := oneDomain(t, "[smtp]\ncommand_timeout = \"1s\"\nsession_timeout = \"2s\"\n")
 	p := startFanmail(t, cfg)
 
 	s, _ := dialRaw(t, p.addr, "")
@@ -241,9 +239,8 @@ func TestNoopLoopCutOff(t *testing.T) {
 // disk.
 func TestDiskFloor(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
 	// Above any disk's free space.
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[smtp]\nmin_free_space = \"1000000GB\"\n")
+	_, cfg := oneDomain(t, "[smtp]\nmin_free_space = \"1000000GB\"\n")
 	openList(t, cfg, e2eList)
 	p := startFanmail(t, cfg)
 	s, _ := dialRaw(t, p.addr, "")
@@ -265,8 +262,7 @@ func TestDiskFloor(t *testing.T) {
 // copy.
 func TestEHLOCarriageReturn(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	n, cfg := oneDomain(t, "")
 	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "", "member", "add", e2eList, "m@d00.test")
 	p := startFanmail(t, cfg)
