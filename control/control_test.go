@@ -183,13 +183,7 @@ func TestPeerCredOtherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "control.test")
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.CopyFile(t, exe, bin, 0o755)
 	cmd := exec.Command(bin, "-test.run=^TestPeerCredHelper$", "-test.v")
 	cmd.Env = append(os.Environ(), "FANMAIL_CONTROL_HELPER_SOCK="+sock)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}

@@ -381,23 +381,9 @@ func TestFileModesAndPeerCheck(t *testing.T) {
 	// Open everything up, as a careless administrator might, and call
 	// as uid 65534.
 	bin := filepath.Join(base, "fanmail")
-	exe, err := os.ReadFile(fanmailBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.CopyFile(t, fanmailBinary(t), bin, 0o755)
 	pubCfg := filepath.Join(base, "fanmail.toml")
-	cfgText, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []struct {
-		path string
-		data []byte
-	}{{bin, exe}, {pubCfg, cfgText}} {
-		if err := os.WriteFile(f.path, f.data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.CopyFile(t, cfg, pubCfg, 0o755)
 	for _, path := range []string{data, filepath.Join(data, "control.sock")} {
 		if err := os.Chmod(path, 0o777); err != nil {
 			t.Fatal(err)

@@ -128,3 +128,16 @@ func OpenTempDir(t testing.TB, pattern string, mode os.FileMode) string {
 	}
 	return dir
 }
+
+// CopyFile copies the file src to dst with permissions mode, as tests do
+// to give another user a binary or a config it may read.
+func CopyFile(t testing.TB, src, dst string, mode os.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, mode); err != nil {
+		t.Fatal(err)
+	}
+}
