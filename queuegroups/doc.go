@@ -32,7 +32,8 @@
 //     and recovery, Enqueue streaming a message's envelopes into its
 //     groups, each group's dispatcher starting a delivery goroutine per
 //     admitted envelope within its runners and the MaxQueueChildren cap
-//     (by default from the open-file limit), DSNs across groups, and the
+//     (by default from the open-file limit), DSNs as each pass over a
+//     share ends (with a record of whom they reported), and the
 //     operator's view (Stats, Summary, Show, Flush, Delete), which
 //     package control serves over a socket.
 //

@@ -84,7 +84,7 @@ func (q *Queue) closeDirs() {
 }
 
 // scheduleRecovered schedules every pending recipient found by replay;
-// messages that finished but may still owe a DSN are settled by Start.
+// messages that may still owe a DSN are settled by Start.
 func (q *Queue) scheduleRecovered() {
 	now := time.Now()
 	for _, g := range q.order {
