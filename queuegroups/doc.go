@@ -52,7 +52,8 @@
 // per envelope, parts declared late, and a commit record, which alone
 // makes it deliverable; then status records (an attempt started, each
 // transaction's settled recipients with their replies, the outcome, or a
-// panic) and delete, warned and moved-aside marks. A segment is deleted
+// panic), the recipients each DSN reported, and delete, warned and
+// moved-aside marks. A segment is deleted
 // once no pending message has its head in it or before it; long-lived
 // messages are copied to the head so they never pin old segments.
 package queuegroups
