@@ -2,9 +2,7 @@ package lists
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,7 +16,7 @@ func TestSettingsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge}
+	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge, Personalize: PersonalizeOff}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -37,7 +35,7 @@ func TestSetSettings(t *testing.T) {
 	err := s.SetSettings(ctx, "L@Example.org", [][2]string{
 		{"posting", "announce"}, {"nonmember_action", "reject"}, {"hold_days", "3"}, {"dmarc", "wrap"},
 		{"subject_prefix", "[l]"}, {"footer", "-- \nunsubscribe: l-request@example.org\n"},
-		{"archive_url", "https://lists.example.org/l/"},
+		{"archive_url", "https://lists.example.org/l/"}, {"personalize", "full"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +45,8 @@ func TestSetSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Settings{Posting: PostingAnnounce, NonmemberAction: ActionReject, HoldDays: 3, DMARC: DMARCWrap,
-		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/"}
+		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/",
+		Personalize: PersonalizeFull}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("settings (-want +got):\n%s", diff)
 	}
@@ -65,13 +64,14 @@ func TestSetSettings(t *testing.T) {
 		{"dmarc", "wrap", false}, {"subject_prefix", "", true},
 		{"footer", "-- \nunsubscribe: l-request@example.org\n", false},
 		{"archive_url", "https://lists.example.org/l/", false},
+		{"personalize", "full", false},
 	}
 	if diff := cmp.Diff(wantVals, vals); diff != "" {
 		t.Errorf("setting values (-want +got):\n%s", diff)
 	}
 	var rows int
-	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 5 {
-		t.Errorf("settings rows = %d, %v; want 5 (defaults are not stored)", rows, err)
+	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 6 {
+		t.Errorf("settings rows = %d, %v; want 6 (defaults are not stored)", rows, err)
 	}
 }
 
@@ -84,7 +84,7 @@ func TestSetSettingsBad(t *testing.T) {
 		kv   [2]string
 		want string
 	}{
-		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url)`},
+		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url, personalize)`},
 		{[2]string{"posting", "everyone"}, `posting="everyone": accepted values are members, open, moderated, announce`},
 		{[2]string{"posting", "Open"}, `accepted values are members, open, moderated, announce`},
 		{[2]string{"nonmember_action", "bounce"}, `nonmember_action="bounce": accepted values are hold, reject, discard`},
@@ -176,17 +176,7 @@ func TestIsMember(t *testing.T) {
 // finds its lists intact and the new tables there.
 func TestMigrateFromVersion1(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "lists.db")
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{migrations[0], "INSERT INTO lists(address, owner, created) VALUES('l@example.org', '', 1)", "PRAGMA user_version = 1"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	path := rawDB(t, migrations[0], "INSERT INTO lists(address, owner, created) VALUES('l@example.org', '', 1)", "PRAGMA user_version = 1")
 	s := openPath(t, path)
 	ctx := context.Background()
 	if err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "open"}}); err != nil {
