@@ -66,6 +66,12 @@ maillog_file = /var/log/postfix-bench.log
 smtputf8_enable = no
 biff = no
 CF
+# POSTFIX_MAIN adds main.cf lines, e.g. for a 1,000,000-member alias,
+# whose expanded queue file (recipients included) is far past the
+# default message_size_limit of 10,240,000 bytes:
+#   POSTFIX_MAIN="message_size_limit = 1073741824
+#   mailbox_size_limit = 0"
+[ -n "${POSTFIX_MAIN:-}" ] && printf '%s\n' "$POSTFIX_MAIN" >>/etc/postfix/main.cf
 postconf -F '*/*/chroot = n'
 printf 'postmaster: root\n' >/etc/postfix/bench-aliases
 postalias /etc/postfix/bench-aliases
