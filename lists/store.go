@@ -120,6 +120,9 @@ var migrations = []string{
 		used_by  TEXT NOT NULL DEFAULT ''
 	) WITHOUT ROWID;
 	CREATE INDEX tokens_by_post ON tokens(post_id);`,
+
+	// Commands by mail and bounce processing (requests.go).
+	migrationMail,
 }
 
 // Store is an open list store. It is safe for concurrent use.
