@@ -163,7 +163,7 @@ func TestAliasesExpand(t *testing.T) {
 		{args: append(base, "staff", "--aliases"), wantErr: "option --aliases needs a value"},
 		// A list of the store, reached through an alias: its members, with
 		// the list's owner as envelope sender.
-		{args: []string{"list", "create", "news@lists.example.org"}, stdout: "created list news@lists.example.org (bounces go to owner-news@lists.example.org)\n"},
+		{args: []string{"list", "create", "news@lists.example.org"}, stdout: "created list news@lists.example.org (bounces go to news-bounces@lists.example.org)\n"},
 		{args: []string{"member", "add", "news@lists.example.org", "m1@y.org", "m2@y.org", "a@x.org"}, stdout: "added 3 members to news@lists.example.org (0 already present)\n"},
 		{args: append(base, "announce", "staff", "--explain"), fail: true, stderr: refused, stdout: `a@x.org
 m1@y.org

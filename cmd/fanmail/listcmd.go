@@ -252,7 +252,11 @@ func memberCommand() *cli.Command {
 				Flags:     []cli.Flag{fileFlag},
 				Action:    memberRm,
 			},
-			{Name: "ls", Usage: "print a list's members, one per line", ArgsUsage: "LIST", Action: memberLs},
+			{Name: "ls", Usage: "print a list's members, one per line (--bouncing: those with bounces, with their state)", ArgsUsage: "LIST",
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "bouncing", Usage: "only members with a bounce score or disabled delivery, with state and score"}},
+				Action: memberLs},
+			{Name: "show", Usage: "show a member: delivery state, bounce score and the evidence of its last bounces", ArgsUsage: "LIST ADDR", Action: memberShow},
+			{Name: "enable", Usage: "enable a member's delivery that bounces disabled, with a clean score", ArgsUsage: "LIST ADDR", Action: memberEnable},
 		},
 	}
 }
@@ -297,6 +301,9 @@ func memberLs(c *cli.Context) error {
 	list, err := oneList(c, "member ls")
 	if err != nil {
 		return err
+	}
+	if c.Bool("bouncing") {
+		return memberLsBouncing(c, list)
 	}
 	return readStore(c, func(store *lists.Store) error {
 		members, err := store.Members(c.Context, list)
