@@ -36,12 +36,12 @@ func ParseDuration(v string) (time.Duration, error) {
 }
 
 // FormatDuration writes d as ParseDuration reads it, in the largest unit
-// that divides it.
+// up to days that divides it.
 func FormatDuration(d time.Duration) string {
 	for _, u := range []struct {
 		c byte
 		d time.Duration
-	}{{'w', 7 * 24 * time.Hour}, {'d', 24 * time.Hour}, {'h', time.Hour}, {'m', time.Minute}} {
+	}{{'d', 24 * time.Hour}, {'h', time.Hour}, {'m', time.Minute}} {
 		if d >= u.d && d%u.d == 0 {
 			return strconv.FormatInt(int64(d/u.d), 10) + string(u.c)
 		}
