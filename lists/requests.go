@@ -284,9 +284,8 @@ func (s *Store) UseConfirmToken(ctx context.Context, list, token, by string, app
 
 // askApprovers moves a confirmed subscription on to the moderators.
 func (s *Store) askApprovers(ctx context.Context, tx *sql.Tx, c *Confirmation, lid int64, ttl time.Duration) error {
-	member, err := hasRow(ctx, tx, "SELECT 1 FROM members WHERE list_id = ? AND address = ?", lid, c.Request.Address)
-	if err != nil || member {
-		if err == nil {
+	if _, err := findMember(ctx, tx, lid, c.Request.Address); !errors.Is(err, ErrNotMember) {
+		if err == nil { // a member already: nothing to approve
 			_, err = tx.ExecContext(ctx, "DELETE FROM requests WHERE id = ?", c.Request.ID)
 		}
 		return err
@@ -335,16 +334,25 @@ func (s *Store) askApprovers(ctx context.Context, tx *sql.Tx, c *Confirmation, l
 // applyRequest changes the membership as r asks and reports whether
 // anything changed.
 func applyRequest(ctx context.Context, tx *sql.Tx, lid int64, r Request) (bool, error) {
+	// The member as stored, which may differ in the case of its local
+	// part (as IsMember compares).
+	member, err := findMember(ctx, tx, lid, r.Address)
+	if err != nil && !errors.Is(err, ErrNotMember) {
+		return false, err
+	}
 	var res sql.Result
-	var err error
-	switch r.Action {
-	case RequestSubscribe:
+	switch {
+	case r.Action == RequestSubscribe && member != "":
+		return false, nil
+	case r.Action == RequestSubscribe:
 		res, err = tx.ExecContext(ctx, "INSERT INTO members(list_id, address, domain) VALUES(?, ?, ?) ON CONFLICT DO NOTHING",
 			lid, r.Address, domainOf(r.Address))
-	case RequestUnsubscribe:
-		res, err = tx.ExecContext(ctx, "DELETE FROM members WHERE list_id = ? AND address = ?", lid, r.Address)
-	case RequestEnable:
-		res, err = tx.ExecContext(ctx, "DELETE FROM member_bounces WHERE list_id = ? AND address = ?", lid, r.Address)
+	case member == "":
+		return false, nil
+	case r.Action == RequestUnsubscribe:
+		res, err = tx.ExecContext(ctx, "DELETE FROM members WHERE list_id = ? AND address = ?", lid, member)
+	case r.Action == RequestEnable:
+		res, err = tx.ExecContext(ctx, "DELETE FROM member_bounces WHERE list_id = ? AND address = ?", lid, member)
 	default:
 		return false, fmt.Errorf("request %d: unknown action %q", r.ID, r.Action)
 	}
