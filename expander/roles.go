@@ -92,7 +92,7 @@ func (x *Expander) Internal(ctx context.Context, rcpt string) (listaddr.Address,
 	if at < 0 {
 		return listaddr.Address{}, false, nil
 	}
-	if ok, err := x.isListDomain(ctx, rcpt[at+1:]); err != nil || !ok {
+	if ok, err := x.IsListDomain(ctx, rcpt[at+1:]); err != nil || !ok {
 		return listaddr.Address{}, false, err
 	}
 	if len(listaddr.Parse(rcpt)) < 2 {
@@ -114,4 +114,10 @@ func (x *Expander) Internal(ctx context.Context, rcpt string) (listaddr.Address,
 		}
 	}
 	return a, true, nil
+}
+
+// IsListDomain reports whether domain has lists, from a cache: whether
+// mail to it may be for an address Internal takes.
+func (x *Expander) IsListDomain(ctx context.Context, domain string) (bool, error) {
+	return x.isListDomain(ctx, domain)
 }

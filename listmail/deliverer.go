@@ -29,6 +29,25 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 	if req.IsLocal() {
 		return d.next.Deliver(ctx, req)
 	}
+	// An envelope's recipients share its domain: outside the list
+	// domains, the usual case, none is looked at.
+	listDomain, err := d.s.cfg.Expander.IsListDomain(ctx, req.Domain)
+	if err != nil {
+		d.s.log.Error("listmail: cannot tell whether a domain has lists; delivery deferred", "qid", req.QueueID, "domain", req.Domain, "err", err)
+		out := make([]envelope.Result, len(req.Recipients))
+		for i, rcpt := range req.Recipients {
+			out[i] = envelope.Result{Recipient: rcpt, Status: envelope.Deferred, Relay: "listmail",
+				Reply: envelope.Reply{Enhanced: "4.3.0", Text: "list store unavailable"}}
+		}
+		return out
+	}
+	if !listDomain {
+		got := d.next.Deliver(ctx, req)
+		if len(got) == len(req.Recipients) {
+			d.s.observe(ctx, req, got)
+		}
+		return got
+	}
 	results := make([]envelope.Result, len(req.Recipients))
 	var others []int
 	for i, rcpt := range req.Recipients {

@@ -37,6 +37,7 @@ type Store interface {
 // Expander is what listmail needs of the expander; *expander.Expander
 // is one.
 type Expander interface {
+	IsListDomain(ctx context.Context, domain string) (bool, error)
 	Internal(ctx context.Context, rcpt string) (listaddr.Address, bool, error)
 	ForwardToOwner(ctx context.Context, p expander.Post, list, sender, qid string) (*queuegroups.Message, error)
 }

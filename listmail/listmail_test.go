@@ -99,7 +99,7 @@ type fixture struct {
 	now   time.Time
 }
 
-func newFixture(t *testing.T, list, owner string) *fixture {
+func newFixture(t testing.TB, list, owner string) *fixture {
 	t.Helper()
 	store, err := lists.Open(filepath.Join(t.TempDir(), "lists.db"))
 	if err != nil {
