@@ -126,7 +126,11 @@ func (s *Service) confirm(ctx context.Context, in incoming) (string, error) {
 	r := c.Request
 	s.log.Info("listmail: request confirmed", "qid", in.qid, "list", l, "request", r.ID, "address", r.Address,
 		"action", string(r.Action), "by", who, "approved", c.Approved, "changed", c.Changed, "approvers", len(c.Approvers))
-	if len(c.Approvers) > 0 {
+	if c.Waiting {
+		if len(c.Approvers) == 0 {
+			s.log.Warn("listmail: a subscription waits for approval, but the list has no moderator and no owner; it will lapse",
+				"list", l, "address", r.Address, "request", r.ID)
+		}
 		for _, a := range c.Approvers {
 			confirm := listaddr.Of(l, listaddr.Confirm, a.Token)
 			if _, err := s.send(ctx, outgoing{list: l, from: listaddr.Owner, to: a.Address, auto: "auto-generated", replyTo: confirm,

@@ -211,9 +211,12 @@ type Confirmation struct {
 	// Approved says a moderator's token approved the request (else the
 	// address confirmed it).
 	Approved bool
-	// Changed says the membership changed. False with Approvers empty:
+	// Changed says the membership changed. False, and not Waiting:
 	// nothing to do (already a member, or not one).
 	Changed bool
+	// Waiting says the address has confirmed a subscription that now
+	// waits for a moderator (subscribe_policy = moderate).
+	Waiting bool
 	// Approvers are, when the list is moderated and the address has
 	// just confirmed, the moderators (or, with none, the owner) to ask,
 	// each with their token; empty when there is nobody to ask.
@@ -316,6 +319,7 @@ func (s *Store) askApprovers(ctx context.Context, tx *sql.Tx, c *Confirmation, l
 		}
 	}
 	now := s.now()
+	c.Waiting = true
 	c.Request.Expires = now.Add(ttl)
 	if _, err := tx.ExecContext(ctx, "UPDATE requests SET state = ?, expires = ? WHERE id = ?",
 		requestApprove, c.Request.Expires.Unix(), c.Request.ID); err != nil {

@@ -109,8 +109,8 @@ func TestModeratedSubscription(t *testing.T) {
 	for _, a := range c.Approvers {
 		to = append(to, a.Address)
 	}
-	if diff := cmp.Diff([]string{"mod1@example.org", "mod2@example.org"}, to); diff != "" || c.Changed {
-		t.Fatalf("approvers (-want +got):\n%s; changed %v", diff, c.Changed)
+	if diff := cmp.Diff([]string{"mod1@example.org", "mod2@example.org"}, to); diff != "" || c.Changed || !c.Waiting {
+		t.Fatalf("approvers (-want +got):\n%s; changed %v, waiting %v", diff, c.Changed, c.Waiting)
 	}
 	if ok, _ := s.IsMember(ctx, "l@example.org", "bob@x.example"); ok {
 		t.Fatal("member before a moderator approved")
