@@ -1,8 +1,17 @@
 // Package expander is the second stage of the pipeline: it turns one
-// accepted post and its recipients (lists, their owner- and -request
-// addresses, aliases, and the command addresses of moderators) into
-// queue parts, one per list or envelope sender, each with its copy of
-// the post and its recipients cut into envelopes.
+// accepted post and its recipients (lists, their own addresses, aliases,
+// and the command addresses of moderators) into queue parts, one per
+// list or envelope sender, each with its copy of the post and its
+// recipients cut into envelopes.
+//
+// A list's own addresses (package listaddr) are answered by package
+// listmail, at delivery: mail to LIST-request, -subscribe,
+// -unsubscribe, -confirm+TOKEN and -bounces, and what comes to
+// owner-LIST from the null sender, becomes one envelope to that very
+// address in the control group, which listmail's deliverer takes
+// (Internal tells it which addresses are such); other mail to
+// owner-LIST is forwarded to the owner from the list's bounce address,
+// as ForwardToOwner does for listmail.
 //
 // For each list the post is addressed to it decides, before the reply to
 // DATA, what becomes of the post (policy.go): distributed, held for a

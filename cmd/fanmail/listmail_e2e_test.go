@@ -325,3 +325,50 @@ func squash(s string) string {
 	}
 	return b.String()
 }
+
+// TestRemoteBounceRecorded: a report from a remote MTA, mailed to the
+// list's bounce address over SMTP (plain, or VERP'd for one member),
+// is read inside fanmail and recorded against the members it names,
+// with its evidence.
+func TestRemoteBounceRecorded(t *testing.T) {
+	t.Parallel()
+	n := newFakeNet(t, []string{"owner.test"}, nil)
+	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	const dev = "dev@lists.example.org"
+	fanmailCLI(t, cfg, "", "list", "create", dev, "--owner", "owner@owner.test")
+	fanmailCLI(t, cfg, "erin@example.com\nfrank@example.net\nvera@example.org\n", "member", "add", dev, "--file", "-")
+	p := startFanmail(t, cfg)
+	report, err := os.ReadFile("../../testdata/bounces/03-postfix-dsn.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	postTo(t, p.addr, "", "dev-bounces@lists.example.org", string(bytes.ReplaceAll(report, []byte("\n"), []byte("\r\n"))))
+	// A bare notice to vera's VERP address: it names her by the address.
+	postTo(t, p.addr, "", "dev-bounces+vera=example.org@lists.example.org",
+		"From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\nThe mail system could not deliver your message.\r\n")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "vera@example.org") ||
+		!strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "frank@example.net") {
+		if time.Now().After(deadline) {
+			p.dumpLog(t)
+			t.Fatal("the bounces were not recorded")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for m, wants := range map[string][]string{
+		"erin@example.com":  {"bounce score: 1 (threshold 5;", "failed 5.1.1 hard (dsn), from mx1.example.com", "User unknown in virtual mailbox table"},
+		"frank@example.net": {"bounce score: 0.5 (threshold 5;", "failed 5.7.1 soft (dsn)"},
+		"vera@example.org":  {"bounce score: 1 (threshold 5;", "(dsn)"},
+	} {
+		show := squash(fanmailCLI(t, cfg, "", "member", "show", dev, m))
+		for _, want := range wants {
+			if !strings.Contains(show, want) {
+				t.Errorf("member show %s lacks %q:\n%s", m, want, show)
+			}
+		}
+	}
+	if got := len(n.messagesTo("owner@owner.test")); got != 0 {
+		t.Errorf("the owner got %d messages; bounces naming members are no business of theirs until one is disabled", got)
+	}
+	p.stop(t)
+}
