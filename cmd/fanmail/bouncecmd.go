@@ -15,7 +15,11 @@ import (
 
 // memberLsBouncing prints the members of list with a bounce score or
 // disabled delivery: state, score, last bounce, warnings.
-func memberLsBouncing(c *cli.Context, list string) error {
+func memberLsBouncing(c *cli.Context) error {
+	list, err := oneList(c, "member ls --bouncing")
+	if err != nil {
+		return err
+	}
 	return readList(c, list, func(store *lists.Store, l lists.List) error {
 		ms, err := store.BouncingMembers(c.Context, l.Address)
 		if err != nil {
