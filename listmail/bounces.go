@@ -9,7 +9,6 @@ import (
 
 	"fanmail/bounces"
 	"fanmail/dsn"
-	"fanmail/envelope"
 	"fanmail/listaddr"
 	"fanmail/lists"
 )
@@ -45,6 +44,7 @@ func (s *Service) bounce(ctx context.Context, in incoming, toOwner bool) (string
 	}
 	own := ev.Report.ReportingMTA != "" && strings.EqualFold(ev.Report.ReportingMTA, s.cfg.Hostname)
 	var recorded, unmatched, delays int
+	var score []failure
 	for _, rc := range ev.Members {
 		switch {
 		case rc.Action != dsn.Failed:
@@ -58,10 +58,15 @@ func (s *Service) bounce(ctx context.Context, in incoming, toOwner bool) (string
 				unmatched++
 			}
 		default:
-			ok, err := s.record(ctx, in.qid, in.addr.List, settings, rc, "dsn")
-			if err != nil {
-				return "", err
-			}
+			score = append(score, failure{qid: in.qid, rc: rc, source: "dsn"})
+		}
+	}
+	if len(score) > 0 {
+		members, err := s.recordAll(ctx, in.addr.List, settings, score)
+		if err != nil {
+			return "", err
+		}
+		for _, ok := range members {
 			if ok {
 				recorded++
 			} else {
@@ -82,22 +87,6 @@ func (s *Service) bounce(ctx context.Context, in incoming, toOwner bool) (string
 	return what, nil
 }
 
-// recordReply records a 5xx reply delivery got for member r.Recipient
-// of list.
-func (s *Service) recordReply(ctx context.Context, qid, list string, r envelope.Result) {
-	rc, err := bounces.FromReply(r.Recipient, true, r.Code, r.Enhanced, r.Text, r.Host)
-	if err != nil {
-		return
-	}
-	settings, err := s.settings(ctx, list)
-	if err == nil {
-		_, err = s.record(ctx, qid, list, settings, rc, "smtp")
-	}
-	if err != nil && ctx.Err() == nil {
-		s.log.Error("listmail: cannot record a bounce", "qid", qid, "list", list, "rcpt", r.Recipient, "err", err)
-	}
-}
-
 // policy is a list's bounce policy, from its settings.
 func policy(st lists.Settings) bounces.Policy {
 	p := bounces.DefaultPolicy()
@@ -106,35 +95,54 @@ func policy(st lists.Settings) bounces.Policy {
 	return p
 }
 
-// record scores one failure of rc.Address on list, keeping its
-// evidence, acts on the decision and reports whether the address is a
-// member.
-func (s *Service) record(ctx context.Context, qid, list string, st lists.Settings, rc bounces.Recipient, source string) (bool, error) {
+// failure is one failure to score against a member.
+type failure struct {
+	qid    string // of the message that failed, for the log
+	rc     bounces.Recipient
+	source string // dsn or smtp
+}
+
+// recordAll scores failures of list's members, keeping their evidence,
+// in one store transaction, acts on the decisions and reports for each
+// whether its address is a member.
+func (s *Service) recordAll(ctx context.Context, list string, st lists.Settings, fs []failure) ([]bool, error) {
 	now := s.cfg.Now()
 	p := policy(st)
-	ev := lists.BounceEvent{At: now, Source: source, Action: string(rc.Action), Status: rc.Status, Severity: string(rc.Severity),
-		Diagnostic: rc.Diagnostic, RemoteMTA: rc.RemoteMTA, Evidence: rc.Evidence}
-	member, d, err := s.cfg.Store.RecordBounce(ctx, list, rc.Address, ev, func(state bounces.State) (bounces.State, bounces.Decision) {
-		return p.Record(state, rc, now)
-	})
-	if errors.Is(err, lists.ErrNotMember) {
-		return false, nil
+	recs := make([]lists.BounceRecord, len(fs))
+	for i, f := range fs {
+		rc := f.rc
+		recs[i] = lists.BounceRecord{Address: rc.Address, Event: lists.BounceEvent{At: now, Source: f.source,
+			Action: string(rc.Action), Status: rc.Status, Severity: string(rc.Severity), Diagnostic: rc.Diagnostic,
+			RemoteMTA: rc.RemoteMTA, Evidence: rc.Evidence},
+			Score: func(state bounces.State) (bounces.State, bounces.Decision) { return p.Record(state, rc, now) }}
 	}
+	res, err := s.cfg.Store.RecordBounces(ctx, list, recs)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	s.log.Info("listmail: bounce recorded", "qid", qid, "list", list, "member", member, "source", source,
-		"status", rc.Status, "severity", string(rc.Severity), "verdict", d.Verdict.String(), "why", d.Reason)
-	if d.Verdict == bounces.Disable {
-		if err := s.disabled(ctx, list, member, rc); err != nil {
-			return true, err
+	members := make([]bool, len(fs))
+	var errs []error
+	for i, r := range res {
+		f := fs[i]
+		if r.NotMember {
+			continue
+		}
+		members[i] = true
+		s.log.Info("listmail: bounce recorded", "qid", f.qid, "list", list, "member", r.Member, "source", f.source,
+			"status", f.rc.Status, "severity", string(f.rc.Severity), "verdict", r.Decision.Verdict.String(), "why", r.Decision.Reason)
+		if r.Decision.Verdict != bounces.Disable {
+			continue
+		}
+		if err := s.disabled(ctx, list, r.Member, f.rc); err != nil {
+			errs = append(errs, err)
+			continue
 		}
 		// The first warning (or, with none, the removal) is due now.
-		if err := s.tick(ctx, list, member, p, now); err != nil {
-			return true, err
+		if err := s.tick(ctx, list, r.Member, p, now); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return true, nil
+	return members, errors.Join(errs...)
 }
 
 // disabled tells the owner that member's delivery is disabled.

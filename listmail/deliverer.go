@@ -141,7 +141,7 @@ func (s *Service) observe(ctx context.Context, req envelope.Request, results []e
 		return
 	}
 	for _, r := range failed {
-		s.recordReply(ctx, req.QueueID, a.List, r)
+		s.queueReply(ctx, failedReply{qid: req.QueueID, list: a.List, result: r})
 	}
 }
 

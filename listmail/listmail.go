@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"fanmail/bounces"
@@ -27,7 +28,7 @@ type Store interface {
 	OpenRequest(ctx context.Context, list, addr string, action lists.RequestAction, ttl time.Duration) (string, lists.Request, error)
 	UseConfirmToken(ctx context.Context, list, token, by string, approveTTL time.Duration) (lists.Confirmation, error)
 	AllowAnswer(ctx context.Context, addr string, now time.Time, perDay int) (bool, error)
-	RecordBounce(ctx context.Context, list, addr string, ev lists.BounceEvent, score lists.Scorer) (string, bounces.Decision, error)
+	RecordBounces(ctx context.Context, list string, recs []lists.BounceRecord) ([]lists.BounceResult, error)
 	UpdateBounce(ctx context.Context, list, addr string, fn lists.Scorer) (bounces.Decision, error)
 	DisabledMembers(ctx context.Context) ([]lists.MemberBounces, error)
 	ExpireRequests(ctx context.Context, now time.Time) ([]lists.Request, error)
@@ -70,6 +71,11 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
+
+	// replies are the 5xx replies delivery got for lists' mail, on
+	// their way to the store in batches while Run runs (recorder.go).
+	replies   chan failedReply
+	recording atomic.Bool
 }
 
 // New returns a Service.
@@ -86,7 +92,7 @@ func New(cfg Config) *Service {
 	if cfg.IDs == nil {
 		cfg.IDs = queuegroups.NewIDSource()
 	}
-	return &Service{cfg: cfg, log: cfg.Logger}
+	return &Service{cfg: cfg, log: cfg.Logger, replies: make(chan failedReply, recorderQueue)}
 }
 
 // SetQueue sets the queue answers go to, for a queue opened after New

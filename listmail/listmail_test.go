@@ -3,6 +3,7 @@ package listmail
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -376,5 +377,47 @@ func TestStreamBody(t *testing.T) {
 	}
 	if n, err := b.ReadAt(p, int64(len(data))-2); n != 2 || err != io.EOF {
 		t.Errorf("ReadAt at the end = %d, %v", n, err)
+	}
+}
+
+// TestRecorderBatches: while Run runs, the 5xx replies of a fan-out go
+// to the recorder, and what waits when Run stops is recorded before it
+// returns.
+func TestRecorderBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "dev@lists.example.org", "")
+	f.svc.cfg.TickEvery = time.Hour
+	var members []string
+	for d := range 5 {
+		for i := range 20 {
+			m := fmt.Sprintf("m%02d@d%d.example", i, d)
+			members = append(members, m)
+			f.next.replies[m] = envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "unknown user"}
+		}
+	}
+	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", members); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.svc.Run(runCtx)
+	}()
+	for !f.svc.recording.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	for d := range 5 {
+		f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", members[d*20:(d+1)*20]...)
+	}
+	cancel()
+	<-done
+	ms, err := f.store.BouncingMembers(ctx, "dev@lists.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != len(members) {
+		t.Fatalf("%d members recorded, want %d", len(ms), len(members))
 	}
 }

@@ -10,8 +10,18 @@ import (
 
 // Run does, every TickEvery until ctx ends, what comes due with time:
 // the warnings and removals of members whose delivery bounces disabled,
-// and the expiry of requests nobody confirmed and of answer counts.
+// and the expiry of requests nobody confirmed and of answer counts; and
+// it records the 5xx replies of lists' mail in batches meanwhile.
 func (s *Service) Run(ctx context.Context) {
+	// The 5xx replies delivery gets are recorded in batches from now on
+	// (recorder.go), until ctx ends.
+	s.recording.Store(true)
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		s.recordLoop(ctx)
+	}()
+	defer func() { <-recorded }()
 	t := time.NewTicker(s.cfg.TickEvery)
 	defer t.Stop()
 	for {

@@ -60,26 +60,86 @@ type Scorer func(bounces.State) (bounces.State, bounces.Decision)
 // and the member's address as stored. An address that is no member is
 // ErrNotMember, and nothing is recorded.
 func (s *Store) RecordBounce(ctx context.Context, list, addr string, ev BounceEvent, score Scorer) (string, bounces.Decision, error) {
-	var d bounces.Decision
-	var member string
+	res, err := s.RecordBounces(ctx, list, []BounceRecord{{Address: addr, Event: ev, Score: score}})
+	if err != nil {
+		return "", bounces.Decision{}, err
+	}
+	if res[0].NotMember {
+		return "", bounces.Decision{}, fmt.Errorf("%s: %w", addr, ErrNotMember)
+	}
+	return res[0].Member, res[0].Decision, nil
+}
+
+// BounceRecord is one bounce to record: the address it names, its
+// evidence and how it changes the member's score.
+type BounceRecord struct {
+	Address string
+	Event   BounceEvent
+	Score   Scorer
+}
+
+// BounceResult is what recording one bounce did.
+type BounceResult struct {
+	Member    string // the member's address as stored
+	Decision  bounces.Decision
+	NotMember bool // the address is no member: nothing was recorded
+}
+
+// RecordBounces records several bounces of list's members in one
+// transaction (a commit costs a disk flush, a row next to nothing), in
+// order, each as RecordBounce would, and returns a result for each.
+func (s *Store) RecordBounces(ctx context.Context, list string, recs []BounceRecord) ([]BounceResult, error) {
+	out := make([]BounceResult, len(recs))
 	err := s.writeList(ctx, list, func(tx *sql.Tx, lid int64) error {
-		var err error
-		if member, err = findMember(ctx, tx, lid, addr); err != nil {
-			return err
+		for i, r := range recs {
+			member, err := findMember(ctx, tx, lid, r.Address)
+			if errors.Is(err, ErrNotMember) {
+				out[i] = BounceResult{NotMember: true}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			st, err := bounceState(ctx, tx, lid, member)
+			if err != nil {
+				return err
+			}
+			next, d := r.Score(st)
+			if err := putBounceState(ctx, tx, lid, member, next); err != nil {
+				return err
+			}
+			ev := r.Event
+			ev.Scored = d.Reason
+			if err := addBounceEvent(ctx, tx, lid, member, ev); err != nil {
+				return err
+			}
+			out[i] = BounceResult{Member: member, Decision: d}
 		}
-		st, err := bounceState(ctx, tx, lid, member)
-		if err != nil {
-			return err
-		}
-		var next bounces.State
-		next, d = score(st)
-		if err := putBounceState(ctx, tx, lid, member, next); err != nil {
-			return err
-		}
-		ev.Scored = d.Reason
-		return addBounceEvent(ctx, tx, lid, member, ev)
+		return nil
 	})
-	return member, d, err
+	return out, err
+}
+
+// Domains returns the domains that have lists, each once.
+func (s *Store) Domains(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT address FROM lists")
+	if err != nil {
+		return nil, fmt.Errorf("list domains: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var out []string
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, fmt.Errorf("list domains: %w", err)
+		}
+		if d := strings.ToLower(domainOf(a)); d != "" && !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out, rows.Err()
 }
 
 // UpdateBounce applies fn to the bounce state of member addr of list in
