@@ -87,7 +87,17 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 	}
 	got := d.next.Deliver(ctx, sub)
 	if len(got) != len(others) {
-		return got // the queue reports the mismatch and defers the envelope
+		if len(others) == len(req.Recipients) {
+			return got // the queue reports the mismatch and defers the envelope
+		}
+		// The list's own addresses were handled: only the others wait.
+		d.s.log.Error("listmail: delivery returned the wrong number of results; deferring", "qid", req.QueueID,
+			"domain", req.Domain, "want", len(others), "got", len(got))
+		for _, i := range others {
+			results[i] = envelope.Result{Recipient: req.Recipients[i], Status: envelope.Deferred,
+				Reply: envelope.Reply{Text: "internal error"}}
+		}
+		return results
 	}
 	d.s.observe(ctx, sub, got)
 	if len(others) == len(req.Recipients) {
