@@ -178,16 +178,26 @@ func (s *Service) tick(ctx context.Context, list, member string, p bounces.Polic
 	}
 	switch d.Verdict {
 	case bounces.Warn:
+		// As Mailman does, the warning carries a confirmation: a reply
+		// enables delivery again, until the next warning.
+		token, _, err := s.cfg.Store.OpenRequest(ctx, list, member, lists.RequestEnable, p.WarningInterval)
+		if err != nil {
+			return err
+		}
+		confirm := listaddr.Of(list, listaddr.Confirm, token)
 		s.log.Info("listmail: disabled member warned", "list", list, "member", member, "warning", d.Warning, "of", p.Warnings)
-		_, err = s.send(ctx, outgoing{list: list, from: listaddr.Owner, to: member, auto: "auto-generated",
+		_, err = s.send(ctx, outgoing{list: list, from: listaddr.Owner, to: member, auto: "auto-generated", replyTo: confirm,
 			subject: fmt.Sprintf("Your delivery from %s is disabled (warning %d of %d)", list, d.Warning, p.Warnings),
 			text: fmt.Sprintf(`Mail from %s to %s has been bouncing, so delivery of the list
 to this address is disabled. Unless it is enabled again, the address
 is removed from the list after %d warnings, %s apart.
 
-To have delivery enabled again, write to the list's owner at
+To enable delivery again, reply to this message; any reply will do.
+It goes to
   %s
-`, list, member, p.Warnings, lists.FormatDuration(p.WarningInterval), listaddr.Of(list, listaddr.Owner, ""))})
+For anything else, write to the list's owner at
+  %s
+`, list, member, p.Warnings, lists.FormatDuration(p.WarningInterval), confirm, listaddr.Of(list, listaddr.Owner, ""))})
 		return err
 	case bounces.Remove:
 		s.log.Warn("listmail: member removed after bounces", "list", list, "member", member, "why", d.Reason)

@@ -24,8 +24,9 @@
 //   - Bounces (bounces.go): mail to LIST-bounces is read with package
 //     bounces, and every failure that names a member is recorded with
 //     its evidence and scored; a member past bounce_score_threshold is
-//     disabled (no more copies), warned, and removed after the last
-//     warning; the owner is told. A bounce that names no member goes to
+//     disabled (no more copies), warned (a reply to a warning enables
+//     delivery again), and removed after the last warning; the owner
+//     is told. A bounce that names no member goes to
 //     the owner. Deliverer also records the 5xx replies delivery gets
 //     for a list's mail (its envelope sender is the list's bounce
 //     address), which are bounces no report will bring.

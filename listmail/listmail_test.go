@@ -421,3 +421,39 @@ func TestRecorderBatches(t *testing.T) {
 		t.Fatalf("%d members recorded, want %d", len(ms), len(members))
 	}
 }
+
+// TestReplyToWarningEnables: a disabled member's warning carries a
+// confirmation address; a reply to it enables delivery again.
+func TestReplyToWarningEnables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "dev@lists.example.org", "owner@example.org")
+	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", []string{"erin@x.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.SetSettings(ctx, "dev@lists.example.org", [][2]string{{"bounce_score_threshold", "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.next.replies["erin@x.example"] = envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}
+	f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", "erin@x.example")
+	var warning sent
+	for _, s := range f.q.take() {
+		if s.to == "erin@x.example" {
+			warning = s
+		}
+	}
+	if warning.data == nil {
+		t.Fatal("no warning to the disabled member")
+	}
+	if dis, _ := f.store.DisabledMembers(ctx); len(dis) != 1 {
+		t.Fatalf("disabled members %+v, want erin", dis)
+	}
+	f.deliver(t, "erin@x.example", msg("erin@x.example", "Re: Your delivery", "fixed it"), replyTo(t, warning))
+	if dis, _ := f.store.DisabledMembers(ctx); len(dis) != 0 {
+		t.Errorf("still disabled after the reply: %+v", dis)
+	}
+	out := f.q.take()
+	if len(out) != 1 || out[0].to != "erin@x.example" || !bytes.Contains(out[0].data, []byte("is enabled again")) {
+		t.Errorf("answer to the reply: %+v", out)
+	}
+}
