@@ -18,7 +18,7 @@ func TestSettingsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	const day = 24 * time.Hour
-	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge,
+	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge, Personalize: PersonalizeOff,
 		SubscribePolicy: SubscribeConfirm, ConfirmExpire: 3 * day, MaxAutoresponses: 10,
 		BounceScoreThreshold: 5, BounceInfoStaleAfter: 7 * day, BounceWarnings: 3, BounceWarningsInterval: 7 * day}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -39,7 +39,7 @@ func TestSetSettings(t *testing.T) {
 	err := s.SetSettings(ctx, "L@Example.org", [][2]string{
 		{"posting", "announce"}, {"nonmember_action", "reject"}, {"hold_days", "3"}, {"dmarc", "wrap"},
 		{"subject_prefix", "[l]"}, {"footer", "-- \nunsubscribe: l-request@example.org\n"},
-		{"archive_url", "https://lists.example.org/l/"},
+		{"archive_url", "https://lists.example.org/l/"}, {"personalize", "full"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,8 @@ func TestSetSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Settings{Posting: PostingAnnounce, NonmemberAction: ActionReject, HoldDays: 3, DMARC: DMARCWrap,
-		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/"}
+		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/",
+		Personalize: PersonalizeFull}
 	def := DefaultSettings()
 	want.SubscribePolicy, want.ConfirmExpire, want.MaxAutoresponses = def.SubscribePolicy, def.ConfirmExpire, def.MaxAutoresponses
 	want.BounceScoreThreshold, want.BounceInfoStaleAfter = def.BounceScoreThreshold, def.BounceInfoStaleAfter
@@ -71,6 +72,7 @@ func TestSetSettings(t *testing.T) {
 		{"dmarc", "wrap", false}, {"subject_prefix", "", true},
 		{"footer", "-- \nunsubscribe: l-request@example.org\n", false},
 		{"archive_url", "https://lists.example.org/l/", false},
+		{"personalize", "full", false},
 		{"subscribe_policy", "confirm", true}, {"confirm_expire", "3d", true},
 		{"max_autoresponses_per_day", "10", true}, {"bounce_score_threshold", "5", true},
 		{"bounce_info_stale_after", "7d", true}, {"bounce_you_are_disabled_warnings", "3", true},
@@ -80,8 +82,8 @@ func TestSetSettings(t *testing.T) {
 		t.Errorf("setting values (-want +got):\n%s", diff)
 	}
 	var rows int
-	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 5 {
-		t.Errorf("settings rows = %d, %v; want 5 (defaults are not stored)", rows, err)
+	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 6 {
+		t.Errorf("settings rows = %d, %v; want 6 (defaults are not stored)", rows, err)
 	}
 }
 
@@ -94,7 +96,7 @@ func TestSetSettingsBad(t *testing.T) {
 		kv   [2]string
 		want string
 	}{
-		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url, subscribe_policy, confirm_expire, max_autoresponses_per_day, bounce_score_threshold, bounce_info_stale_after, bounce_you_are_disabled_warnings, bounce_you_are_disabled_warnings_interval)`},
+		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url, personalize, subscribe_policy, confirm_expire, max_autoresponses_per_day, bounce_score_threshold, bounce_info_stale_after, bounce_you_are_disabled_warnings, bounce_you_are_disabled_warnings_interval)`},
 		{[2]string{"subscribe_policy", "open"}, `subscribe_policy="open": accepted values are confirm, moderate, closed`},
 		{[2]string{"confirm_expire", "3"}, `confirm_expire="3": not a number and a unit`},
 		{[2]string{"confirm_expire", "31d"}, `confirm_expire="31d": out of range 1s..30d`},

@@ -75,6 +75,11 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan)
 	if !slices.ContainsFunc(sets, func(s string) bool { return strings.HasPrefix(s, "load.max_sessions_per_client=") }) {
 		sets = append([]string{"load.max_sessions_per_client=500"}, sets...)
 	}
+	if o.personalize == "full" {
+		// The one-click links need a base URL, which needs the endpoint;
+		// nothing requests it during the run.
+		sets = append(sets, `web.listen="127.0.0.1:0"`, `web.base_url="https://`+listDomain+`"`)
+	}
 	cfg := fmt.Sprintf("hostname = \"fanmail.bench.test\"\nlisten = %q\ndata_dir = %q\n\n[delivery]\nresolvers = [%q]\nport = %d\n",
 		t.listen, filepath.Join(dir, "data"), dnsAddr, o.sinkPort) + extraConfig(sets)
 	if err := os.WriteFile(t.cfg, []byte(cfg), 0o644); err != nil {
@@ -92,6 +97,9 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan)
 			return nil, err
 		}
 		set := append([]string{"list", "set", l.addr, "posting=open"}, o.listSet...)
+		if o.personalize != "" {
+			set = append(set, "personalize="+o.personalize)
+		}
 		if _, err := t.run(ctx, set...); err != nil {
 			return nil, err
 		}

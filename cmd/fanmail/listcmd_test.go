@@ -134,7 +134,7 @@ func TestListShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if len(lines) != 22 || !strings.HasPrefix(lines[2], "created:    ") {
+	if len(lines) != 23 || !strings.HasPrefix(lines[2], "created:    ") {
 		t.Fatalf("list show printed:\n%s", stdout)
 	}
 	lines[2] = "created:    (time)"
@@ -154,6 +154,7 @@ func TestListShow(t *testing.T) {
 		`  subject_prefix  ""  (default)`,
 		`  footer  ""  (default)`,
 		`  archive_url  ""  (default)`,
+		"  personalize  off  (default)",
 		"  subscribe_policy  confirm  (default)",
 		"  confirm_expire  3d  (default)",
 		"  max_autoresponses_per_day  10  (default)",
