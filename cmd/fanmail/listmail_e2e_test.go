@@ -198,9 +198,20 @@ func TestCommandAnswersLimited(t *testing.T) {
 // TestBouncingMemberDisabled: a member whose MX answers 550 5.1.1 to
 // every post is recorded with the evidence, disabled once its score
 // reaches bounce_score_threshold (the owner is told), and gets no more
-// copies while the others do; member enable brings it back.
+// copies while the others do; member enable brings it back. The same
+// with personalize = verp, where each member's copy goes out from its
+// own VERP address.
 func TestBouncingMemberDisabled(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []string{"off", "verp"} {
+		t.Run("personalize="+mode, func(t *testing.T) {
+			t.Parallel()
+			bouncingMemberDisabled(t, mode)
+		})
+	}
+}
+
+func bouncingMemberDisabled(t *testing.T, personalize string) {
 	var mu sync.Mutex
 	attempts := 0 // RCPTs for the dead member
 	n := newFakeNet(t, []string{"d00.test", "d01.test", "owner.test"}, func(d string) fakenet.SinkOptions {
@@ -225,7 +236,7 @@ func TestBouncingMemberDisabled(t *testing.T) {
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
 	openList(t, cfg, mailList, "--owner", "owner@owner.test")
 	fanmailCLI(t, cfg, "ok@d00.test\ngone@d00.test\nok@d01.test\n", "member", "add", mailList, "--file", "-")
-	fanmailCLI(t, cfg, "", "list", "set", mailList, "bounce_score_threshold=1", "bounce_you_are_disabled_warnings=1")
+	fanmailCLI(t, cfg, "", "list", "set", mailList, "bounce_score_threshold=1", "bounce_you_are_disabled_warnings=1", "personalize="+personalize)
 	p := startFanmail(t, cfg)
 
 	postTo(t, p.addr, "poster@example.org", mailList, postFrom("poster@example.org", "post one"))
