@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,7 +164,7 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.ErrorLog = slogAdapter{cfg.Logger}
-	srv.TLSConfig = cfg.TLS
+	// No srv.TLSConfig: the connection guard runs STARTTLS (starttls.go).
 	// RFC 6531: UTF-8 addresses and RFC 6532 headers are taken and passed
 	// on; delivery asks the next server for SMTPUTF8 where they need it.
 	srv.EnableSMTPUTF8 = true
@@ -220,6 +221,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 type session struct {
 	srv    *Server
 	conn   *smtp.Conn
+	guard  *guardConn // the connection under go-smtp (limits.go)
 	remote string
 	from   string
 	utf8   bool // MAIL FROM carried SMTPUTF8
@@ -253,7 +255,7 @@ func (ss *session) Logout() error { return nil }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.srv.load.pace()
-	if _, isTLS := ss.conn.TLSConnectionState(); ss.srv.cfg.RequireTLS && !isTLS {
+	if ss.srv.cfg.RequireTLS && !ss.guard.tlsOn() {
 		ss.rejected("MAIL", "tls_required", "from", from)
 		return errNeedTLS
 	}
@@ -271,13 +273,18 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
-	mbox, err := address.Parse(to)
-	if err != nil {
-		ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
-		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
-			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
+	rcpt := "postmaster" // RFC 5321 §4.5.1: the bare <postmaster> (inbound.go)
+	if !strings.EqualFold(to, barePostmaster) {
+		mbox, err := address.Parse(to)
+		if err != nil {
+			ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
+			return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+				Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
+		}
+		rcpt = mbox.String()
 	}
-	list, err := ss.srv.exp.Lookup(context.Background(), mbox.String())
+	to = rcpt
+	list, err := ss.srv.exp.Lookup(context.Background(), rcpt)
 	var cmdErr *expander.CommandError
 	if errors.As(err, &cmdErr) {
 		// A moderator's command with a forged, expired or used token.
@@ -359,6 +366,7 @@ func (ss *session) Data(r io.Reader) error {
 		return errTempStore
 	}
 	msg := exp.Message
+	msg.SMTPUTF8 = ss.utf8
 	queueOnly := s.load.current()&stateQueue != 0
 	if queueOnly {
 		// Accept, but leave delivery to the next queue run while the

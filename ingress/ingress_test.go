@@ -64,7 +64,8 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(cfg, expander.New(store, "fanmail.test", router), modes, queuegroups.NewIDSource())
+	exp := expander.New(store, "fanmail.test", router).WithRoles(expander.Roles{Postmaster: "admin@example.org"})
+	srv := New(cfg, exp, modes, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,6 +98,48 @@ func TestSTARTTLSWithSwaks(t *testing.T) {
 	d := n.sinks["d00.test"].Deliveries()[0]
 	if !strings.Contains(string(d.Data), "with ESMTPS") || !strings.Contains(string(d.Data), "version=TLS1.") {
 		t.Errorf("Received header does not show TLS:\n%s", d.Data)
+	}
+}
+
+// Commands pipelined after STARTTLS are refused with the connection,
+// never read as if they came through TLS (CVE-2011-0411); a client that
+// waits for the 220 gets TLS, and fanmail's error limit goes on counting
+// the replies under it.
+func TestSTARTTLSInjectionRefused(t *testing.T) {
+	n, p, _, _ := tlsServer(t, "")
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	tp := textproto.NewConn(c)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "EHLO poster.example.org\r\n")
+	if _, msg, err := tp.ReadResponse(250); err != nil || !strings.Contains(msg, "STARTTLS") {
+		t.Fatalf("EHLO: %v %q, want STARTTLS offered", err, msg)
+	}
+	fmt.Fprintf(c, "STARTTLS\r\nMAIL FROM:<poster@example.org>\r\nRCPT TO:<news@lists.test>\r\nDATA\r\n")
+	code, msg, _ := tp.ReadResponse(0)
+	if code != 554 || !strings.HasPrefix(msg, "5.5.0") {
+		t.Errorf("STARTTLS with commands after it: %d %s, want 554 5.5.0", code, msg)
+	}
+	if line, err := tp.ReadLine(); err == nil {
+		t.Errorf("after the refusal got %q, want the connection closed", line)
+	}
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log.String(), "STARTTLS refused: commands pipelined after it") {
+		if time.Now().After(deadline) {
+			t.Fatal("refusal not logged")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.stop(t)
+	if n.delivered() != 0 {
+		t.Error("a post went through")
 	}
 }
 
@@ -256,13 +300,16 @@ func TestUTF8MemberReceivesUTF8Post(t *testing.T) {
 	}
 }
 
-// Mail to postmaster@ a list domain reaches admin_address; abuse@
-// without abuse_address, and postmaster@ a domain without lists, are
-// refused. (The bare <postmaster> never reaches fanmail: go-smtp's
-// parser answers 501 for a path without a domain.)
+// Mail to postmaster@ a list domain and to the bare <postmaster> (RFC
+// 5321 §4.5.1), in clear text and over STARTTLS, reaches admin_address;
+// abuse@ without abuse_address, and postmaster@ a domain without lists,
+// are refused.
 func TestPostmasterReachesAdmin(t *testing.T) {
 	n := newFakeNet(t, testDomains(1), nil)
-	cfg := n.writeConfig(t, t.TempDir(), "")
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, cert, key, 1)
+	cfg := n.writeConfig(t, t.TempDir(), fmt.Sprintf("\n[tls]\ncert = %q\nkey = %q\n", cert, key))
 	cfg = strings.Replace(readFile(t, cfg), "hostname = ", "admin_address = \"admin@d00.test\"\nhostname = ", 1)
 	path := filepath.Join(t.TempDir(), "fanmail.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -272,6 +319,23 @@ func TestPostmasterReachesAdmin(t *testing.T) {
 	p := startFanmail(t, path)
 	postTo(t, p.addr, "someone@example.org", "postmaster@lists.test", "Subject: to the postmaster\r\n\r\nhi\r\n")
 	postTo(t, p.addr, "someone@example.org", "PostMaster@Lists.Test", "Subject: to the postmaster again\r\n\r\nhi\r\n")
+	postTo(t, p.addr, "someone@example.org", "Postmaster", "Subject: to the bare postmaster\r\n\r\nhi\r\n")
+	tc, _ := dialTLS(t, p.addr)
+	if err := tc.Mail("someone@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.Rcpt("postmaster", nil); err != nil {
+		t.Fatalf("RCPT TO:<postmaster> over TLS: %v", err)
+	}
+	w, err := tc.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(w, "Subject: to the bare postmaster over TLS\r\n\r\nhi\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tc.Quit()
 	for _, rcpt := range []string{"abuse@lists.test", "postmaster@elsewhere.test"} {
 		c := mailFrom(t, p.addr, "poster.example.org", "someone@example.org")
 		if err := c.Rcpt(rcpt, nil); err == nil {
@@ -279,7 +343,7 @@ func TestPostmasterReachesAdmin(t *testing.T) {
 		}
 		c.Close()
 	}
-	n.waitDelivered(t, 2, 20*time.Second, p)
+	n.waitDelivered(t, 4, 20*time.Second, p)
 	for _, d := range n.sinks["d00.test"].Deliveries() {
 		if len(d.Recipients) != 1 || d.Recipients[0] != "admin@d00.test" || d.From != "MAILER-DAEMON@fanmail.test" {
 			t.Errorf("delivery from %s to %v, want MAILER-DAEMON@fanmail.test (no backscatter) to admin@d00.test", d.From, d.Recipients)
