@@ -30,6 +30,7 @@ func (a *Agent) Deliver(ctx context.Context, env envelope.Request) []envelope.Re
 	if env.IsLocal() {
 		return a.deliverLocal(ctx, env)
 	}
+	env.SMTPUTF8 = needsSMTPUTF8(&env)
 	t := &txn{a: a, env: env, results: results}
 	t.run(ctx)
 	if a.cfg.FallbackRelay != "" {

@@ -135,6 +135,7 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 		Received: m.received,
 		Envelope: envelope.Envelope{Sender: t.part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     t.part.copySize(t.bodyLen),
+		SMTPUTF8: m.utf8,
 		Open: func() io.Reader {
 			return t.part.open(t.bodyLen, func(off, n int64) io.Reader { return t.bodySeg.section(t.bodyOff+off, n) })
 		},
