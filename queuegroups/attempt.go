@@ -341,6 +341,7 @@ func (g *group) outcome(e *envState, attempts int, idx []int, results []envelope
 			last := u.rcpts[i].reply
 			u.rcpts[i].reply = envelope.Reply{Enhanced: "5.4.7", Text: "queue lifetime expired; last reply: " + last.String(), Host: last.Host}
 			g.log.Warn("giving up", "qid", e.msg.id, "rcpt", results[i].Recipient, "status", "expired")
+			g.expired.Add(1)
 		}
 	}
 	return u
