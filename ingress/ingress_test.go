@@ -41,7 +41,7 @@ func start(t *testing.T, maxSize int64) *fixture {
 
 // startWith is start with the caller's Config; the listen address,
 // hostname and timeouts are filled in.
-func startWith(t *testing.T, cfg Config) *fixture {
+func startWith(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store := testutil.ListStore(t, dir, "announce@lists.example.org", "alice@example.org",
@@ -95,7 +95,7 @@ func spoolConfig(dir string) queuegroups.Config {
 	}
 }
 
-func dial(t *testing.T, addr string) *smtp.Client {
+func dial(t testing.TB, addr string) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
