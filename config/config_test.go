@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -187,6 +188,14 @@ func TestBadConfigs(t *testing.T) {
 		{"[[queue.rule]]\ndomains = [\"*gmail.com\"]\ngroup = \"default\"", `domain pattern "*gmail.com"`},
 		{"[[queue.rule]]\ngroup = \"default\"", "queue.rule[0]: needs domains"},
 		{"[[queue.group]]\nname = \"big\"\npath = \"q\"\nrunners = -1", "must not be negative"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"198.51.100\" }]", `queue.group default.source_addresses: "198.51.100" is not an IP address`},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"0.0.0.0\" }]", "0.0.0.0 is not a unicast address"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"127.0.0.2\" }, { address = \"127.0.0.2\" }]", "127.0.0.2 is listed twice"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"127.0.0.2\", helo = \"a b\" }]", `helo "a b" of 127.0.0.2 must be one word`},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ addr = \"127.0.0.2\" }]", "source_addresses.addr: unknown key"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [\"127.0.0.2\"]", "source_addresses"},
+		{"[[queue.group]]\nname = \"default\"\nsource_max_connections = 5", "source_max_connections: needs source_addresses"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"127.0.0.2\" }]\nsource_max_connections = -1", "source_max_connections: must be 0"},
 		{"[load]\nqueue_la = -1", "load.queue_la: must not be negative"},
 		{"[load]\ndelay_la = -0.5", "load.delay_la: must not be negative"},
 		{"[load]\nrefuse_la = -2", "load.refuse_la: must not be negative"},
@@ -286,6 +295,29 @@ group = "big"
 		if g, _ := r.Route(domain); g != want {
 			t.Errorf("Route(%s) = %s, want %s", domain, g, want)
 		}
+	}
+}
+
+// A group's source addresses, as strings or with their HELO names, reach
+// delivery's pools.
+func TestSourceAddresses(t *testing.T) {
+	cfg, err := load(t, `hostname = "lists.example.org"
+[[queue.group]]
+name = "default"
+source_max_connections = 5
+[[queue.group.source_addresses]]
+address = "127.0.0.2"
+[[queue.group.source_addresses]]
+address = "127.0.0.3"
+helo = "out3.example.org"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]delivery.SourcePool{"default": {MaxConnsPerSource: 5, Addrs: []delivery.SourceAddr{
+		{IP: netip.MustParseAddr("127.0.0.2")}, {IP: netip.MustParseAddr("127.0.0.3"), HELO: "out3.example.org"}}}}
+	if diff := cmp.Diff(want, cfg.DeliveryConfig(nil).Sources, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("delivery sources (-want +got):\n%s", diff)
 	}
 }
 

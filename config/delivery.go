@@ -197,6 +197,7 @@ func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 		GreylistRetry:      l.GreylistRetry.D(),
 		GreylistRetryMax:   l.GreylistRetryMax.D(),
 		TLS:                delivery.TLSMode(l.TLS),
+		Sources:            c.sourcePools(),
 	}
 	for _, x := range l.Destinations {
 		dc.Destinations = append(dc.Destinations, delivery.Destination{

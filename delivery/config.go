@@ -53,6 +53,11 @@ type Config struct {
 	ProgramCred *local.Credentials
 	// HELO is the name given in EHLO/HELO; default os.Hostname().
 	HELO string
+	// Sources are egress address pools by queue group name (sources.go):
+	// a group's connections leave from its pool's addresses in turn,
+	// each giving its own HELO; a group without one leaves from the
+	// default address with HELO.
+	Sources map[string]SourcePool
 	// ConnectTimeout bounds the TCP connect; default 30s. RFC 5321 only
 	// covers the greeting (5m), far too long to wait on a dead host.
 	ConnectTimeout time.Duration
@@ -261,6 +266,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if strings.ContainsAny(cfg.HELO, " \t\r\n") {
 		return cfg, fmt.Errorf("helo %q: must be one word", cfg.HELO)
+	}
+	if err := checkSources(&cfg); err != nil {
+		return cfg, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -424,7 +424,7 @@ func (t *txn) throttled() bool {
 // trying MX hosts in preference order (RFC 5321 §5.1).
 func (t *txn) connect(ctx context.Context) (*conn, *Error) {
 	for {
-		c, err := t.a.pool.acquire(ctx, t.dest)
+		c, err := t.a.pool.acquire(ctx, t.dest, t.a.sources.poolName(t.env.Group))
 		switch {
 		case errors.Is(err, errBusy):
 			return nil, &Error{Enhanced: "4.4.5", Line: fmt.Sprintf("%s: %v", t.dest.key, err), Err: err}
@@ -481,13 +481,15 @@ func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
 				break
 			}
 			tried++
-			c, err := t.a.dial(ctx, t.dest, mx.Host, addr, t.lim.tls)
+			c, err := t.a.dial(ctx, t.dest, t.env.Group, mx.Host, addr, t.lim.tls)
 			if err == nil {
 				return c, nil
 			}
 			last = asError(err, &conn{relay: addr})
 			last.Host = mx.Host
 			switch {
+			case errors.Is(err, errBusy):
+				return nil, last // no source address free: nothing was tried
 			case errors.Is(err, errNoAnswer):
 				silent++
 			case last.Code == 421 && last.Command == "greeting":
