@@ -224,6 +224,12 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\ndelay = \"a while\"", `"a while" is not a duration`},
 		{"[load]\nmax_session = 10", "fanmail.toml:2: load.max_session: unknown key"},
 		{"[metrics]\nlisten = \"9125\"", `metrics.listen: "9125" is not host:port`},
+		{"[relay]\npeers = [\"10.1.0.0/33\"]", `relay.peers: "10.1.0.0/33" is not an address or network`},
+		{"[relay]\npeers = [\"first.example.org\"]", `relay.peers: "first.example.org" is not an address`},
+		{"[relay]\npeer_certs = [\"ab:cd\"]", `relay.peer_certs: "ab:cd" is not a SHA-256 fingerprint`},
+		{"[relay]\npeer_certs = [\"" + strings.Repeat("ab", 32) + "\"]", "relay.peer_certs: needs tls.cert and tls.key"},
+		{"[delivery]\nfallback_policy = \"sometimes\"", `delivery.fallback_policy: "sometimes" is not every_attempt or after_first_attempt`},
+		{"[delivery]\nfallback_policy = \"after_first_attempt\"", "delivery.fallback_policy: after_first_attempt needs delivery.fallback_relay"},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)
@@ -318,6 +324,25 @@ helo = "out3.example.org"
 		{IP: netip.MustParseAddr("127.0.0.2")}, {IP: netip.MustParseAddr("127.0.0.3"), HELO: "out3.example.org"}}}}
 	if diff := cmp.Diff(want, cfg.DeliveryConfig(nil).Sources, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("delivery sources (-want +got):\n%s", diff)
+	}
+}
+
+// [relay] reaches ingress as networks and fingerprints; a single
+// address is a network of one.
+func TestRelayPeers(t *testing.T) {
+	fp := strings.Repeat("0a:", 31) + "0b"
+	cfg, err := load(t, "[relay]\npeers = [\"192.0.2.7\", \"10.1.0.0/16\", \"2001:db8::/32\"]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.IngressConfig(nil, nil).Peers
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}
+	if diff := cmp.Diff(want, got.Networks, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("peer networks (-want +got):\n%s", diff)
+	}
+	f, err := parseFingerprint(fp)
+	if err != nil || f[0] != 0x0a || f[31] != 0x0b {
+		t.Errorf("fingerprint %q read as %x, %v", fp, f, err)
 	}
 }
 

@@ -250,7 +250,8 @@ func (c *conn) startTLS(ctx context.Context, mode TLSMode, a *Agent) error {
 		MinVersion:         tls.VersionTLS12,
 		// Opportunistic TLS protects against passive eavesdropping only;
 		// an unverifiable certificate must not stop delivery (RFC 7435).
-		InsecureSkipVerify: mode != TLSRequired,
+		InsecureSkipVerify:   mode != TLSRequired,
+		GetClientCertificate: c.cfg.clientCertFor(c.relay),
 	}
 	tc := tls.Client(c.nc, cfg)
 	_ = tc.SetDeadline(time.Now().Add(c.cfg.CommandTimeout))

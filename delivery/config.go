@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,12 @@ type Config struct {
 	// deferred because their destination was busy or suspended) in the
 	// same attempt. Empty means none.
 	FallbackRelay string
+	// FallbackPolicy says what the FallbackRelay gets (fallback.go);
+	// default FallbackEveryAttempt.
+	FallbackPolicy FallbackPolicy
+	// ClientCert, when set, is the certificate a connection to the
+	// FallbackRelay presents if the relay asks for one.
+	ClientCert func() (*tls.Certificate, error)
 	// NoPipelining keeps to the lock-step dialogue even with servers that
 	// offer PIPELINING, like Postfix's smtp_discard_ehlo_keywords =
 	// pipelining: for a receiver whose pipelining is broken, and for
@@ -169,6 +176,7 @@ func DefaultConfig() Config {
 		ResolvConf:     "/etc/resolv.conf",
 		DNSTimeout:     5 * time.Second,
 		Port:           25,
+		FallbackPolicy: FallbackEveryAttempt,
 		ProgramTimeout: 5 * time.Minute,
 		ConnectTimeout: 30 * time.Second,
 		CommandTimeout: 5 * time.Minute,
@@ -268,6 +276,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("helo %q: must be one word", cfg.HELO)
 	}
 	if err := checkSources(&cfg); err != nil {
+		return cfg, err
+	}
+	if err := checkFallback(&cfg); err != nil {
 		return cfg, err
 	}
 	if cfg.Logger == nil {

@@ -31,10 +31,14 @@ func (a *Agent) Deliver(ctx context.Context, env envelope.Request) []envelope.Re
 		return a.deliverLocal(ctx, env)
 	}
 	env.SMTPUTF8 = needsSMTPUTF8(&env)
-	t := &txn{a: a, env: env, results: results}
-	t.run(ctx)
-	if a.cfg.FallbackRelay != "" {
-		a.fallback(ctx, env, results)
+	if a.relayOnly(env) {
+		a.deliverRelay(ctx, env, results) // fallback.go
+	} else {
+		t := &txn{a: a, env: env, results: results}
+		t.run(ctx)
+		if a.cfg.FallbackRelay != "" {
+			a.fallback(ctx, env, results)
+		}
 	}
 	// One line per recipient, as Postfix logs; the envelope's own fields
 	// are formatted once for all of them (a fan-out logs 100,000 lines).
@@ -58,7 +62,7 @@ func (a *Agent) Deliver(ctx context.Context, env envelope.Request) []envelope.Re
 func (a *Agent) fallback(ctx context.Context, env envelope.Request, results []envelope.Result) {
 	var idx []int
 	for i, r := range results {
-		if r.Status == envelope.Deferred && r.RetryAfter == 0 {
+		if a.handOff(r) {
 			idx = append(idx, i)
 		}
 	}

@@ -30,6 +30,7 @@ import (
 // Expander resolves recipients and expands posts; *expander.Expander is one.
 type Expander interface {
 	Lookup(ctx context.Context, rcpt string) (string, error)
+	Serves(ctx context.Context, domain string) (bool, error)
 	Expand(ctx context.Context, p expander.Post) (*expander.Expansion, error)
 	Withdraw(ctx context.Context, stored []int64)
 }
@@ -73,6 +74,9 @@ type Config struct {
 	// RequireTLS then refuses MAIL before STARTTLS with 530 5.7.0.
 	TLS        *tls.Config
 	RequireTLS bool
+	// Peers may relay mail to other domains through this server
+	// (relay.go); nobody else may.
+	Peers Peers
 }
 
 // DefaultConfig is the listener's configuration when nothing is set:
@@ -165,6 +169,7 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.ErrorLog = slogAdapter{cfg.Logger}
 	// No srv.TLSConfig: the connection guard runs STARTTLS (starttls.go).
+	s.cfg.TLS = peerTLS(cfg.TLS, cfg.Peers)
 	// RFC 6531: UTF-8 addresses and RFC 6532 headers are taken and passed
 	// on; delivery asks the next server for SMTPUTF8 where they need it.
 	srv.EnableSMTPUTF8 = true
@@ -226,6 +231,7 @@ type session struct {
 	from   string
 	utf8   bool // MAIL FROM carried SMTPUTF8
 	lists  []string
+	relay  []string // recipients elsewhere, for a relay peer
 	seen   map[string]bool
 }
 
@@ -248,6 +254,7 @@ func (ss *session) Reset() {
 	ss.from = ""
 	ss.utf8 = false
 	ss.lists = nil
+	ss.relay = nil
 	ss.seen = nil
 }
 
@@ -273,7 +280,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
-	rcpt := "postmaster" // RFC 5321 §4.5.1: the bare <postmaster> (inbound.go)
+	rcpt, domain := "postmaster", "" // RFC 5321 §4.5.1: the bare <postmaster> (inbound.go)
 	if !strings.EqualFold(to, barePostmaster) {
 		mbox, err := address.Parse(to)
 		if err != nil {
@@ -281,7 +288,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 				Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
 		}
-		rcpt = mbox.String()
+		rcpt, domain = mbox.String(), mbox.Domain
 	}
 	to = rcpt
 	list, err := ss.srv.exp.Lookup(context.Background(), rcpt)
@@ -292,11 +299,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: cmdErr.Reason}
 	}
 	if errors.Is(err, expander.ErrUnknownRecipient) {
-		// One reply for every unknown address: no relaying, and no hint
-		// about which local names exist.
-		ss.rejected("RCPT", "unknown_recipient", "from", ss.from, "rcpt", to)
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
-			Message: "No such list here; this server does not relay"}
+		return ss.unknownRecipient(context.Background(), to, rcpt, domain) // relay.go
 	}
 	if err != nil {
 		ss.srv.log.Error("recipient lookup failed", "rcpt", to, "err", err)
@@ -343,7 +346,7 @@ func (ss *session) Data(r io.Reader) error {
 	ctx := context.Background()
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
-		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: body}
+		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Relay: ss.relay, Body: body}
 	exp, err := s.exp.Expand(ctx, post)
 	if reply := ss.policyReply(id, err); reply != nil {
 		return reply

@@ -64,7 +64,8 @@ func startWith(t testing.TB, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := expander.New(store, "fanmail.test", router).WithRoles(expander.Roles{Postmaster: "admin@example.org"})
+	exp := expander.New(store, "fanmail.test", router).WithRoles(expander.Roles{Postmaster: "admin@example.org",
+		ListDomains: func(context.Context) ([]string, error) { return []string{"lists.example.org"}, nil }})
 	srv := New(cfg, exp, modes, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestRejections(t *testing.T) {
 		{"relay attempt", func(c *smtp.Client) error {
 			c.Mail("poster@example.org", nil)
 			return c.Rcpt("someone@elsewhere.example", nil)
-		}, 550, smtp.EnhancedCode{5, 1, 1}},
+		}, 550, smtp.EnhancedCode{5, 7, 1}},
 		{"malformed recipient", func(c *smtp.Client) error {
 			c.Mail("poster@example.org", nil)
 			return c.Rcpt("a..b@lists.example.org", nil)
