@@ -128,10 +128,7 @@ func TestDecide(t *testing.T) {
 func TestModerationTokens(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
-	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithList(t, testList, "other@example.org")
 	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
 	tokens, err := s.IssueModerationTokens(ctx, id, []string{"m1@example.org", "m2@example.org"})
 	if err != nil {
@@ -258,10 +255,7 @@ func TestClaimOnce(t *testing.T) {
 func TestPostsFilterAndExpire(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
-	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithList(t, testList, "other@example.org")
 	a := holdPost(t, s, "Subject: a\r\n\r\n")
 	b, err := s.AddPost(ctx, Post{List: "other@example.org", State: PostAccepted, Reason: "DMARC lookup failed",
 		Received: created, Expires: created.Add(time.Hour)}, strings.NewReader("Subject: b\r\n\r\n"))

@@ -25,13 +25,36 @@ func openTest(t testing.TB) (*Store, string) {
 }
 
 // openWithList opens a fresh store holding one empty list.
-func openWithList(t testing.TB, list string) *Store {
+// openWithList opens a test store holding the lists named, without
+// owners or members.
+func openWithList(t testing.TB, lists ...string) *Store {
 	t.Helper()
 	s, _ := openTest(t)
-	if err := s.CreateList(context.Background(), list, ""); err != nil {
-		t.Fatal(err)
+	for _, list := range lists {
+		if err := s.CreateList(context.Background(), list, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return s
+}
+
+// rawDB writes a lists.db in a new directory with queries run on it
+// directly, for tests of what Open makes of a store it did not write,
+// and returns its path.
+func rawDB(t testing.TB, queries ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "lists.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range queries {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
 }
 
 func openPath(t testing.TB, path string) *Store {
@@ -171,15 +194,7 @@ func TestListsAndDelete(t *testing.T) {
 
 func TestOpenNewerSchema(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "lists.db")
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	path := rawDB(t, "PRAGMA user_version = 99")
 	s, err := Open(path)
 	if err == nil {
 		s.Close()
