@@ -1,10 +1,12 @@
 // Package ingress is the first stage of the pipeline: the SMTP server
-// side. It accepts a post only for addresses the expander recognises (no
-// relaying), hands the message to the expander and then to the queue,
-// and answers 250 with the queue ID only once the queue says the message
-// is durable. Under load it queues only, slows down or refuses at
-// connect (load.go), so it never accepts faster than fanmail delivers;
-// every session's resources are bounded (limits.go, guard.go).
+// side. It accepts a post only for addresses the expander recognises,
+// and relays mail for other domains only for its relay peers (relay.go);
+// it hands the message to the expander and then to the queue, and
+// answers 250 with the queue ID only once the queue says the message is
+// durable. Under load it queues only, slows down or refuses at connect
+// (load.go), so it never accepts faster than fanmail delivers; every
+// session's resources are bounded (limits.go, guard.go), under STARTTLS
+// too, which the connection guard runs itself (inbound.go, starttls.go).
 package ingress
 
 import (
