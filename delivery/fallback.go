@@ -59,8 +59,8 @@ func (a *Agent) relayOnly(env envelope.Request) bool {
 // handOff reports whether the fallback relay gets a recipient with
 // result r from this attempt's MX hosts.
 func (a *Agent) handOff(r envelope.Result) bool {
-	if r.Status != envelope.Deferred {
-		return false
+	if r.Status != envelope.Deferred || a.closed.Load() {
+		return false // settled, or the agent is shutting down
 	}
 	if a.cfg.FallbackPolicy == FallbackAfterFirstAttempt {
 		// Only a destination too busy for a connection slot tried
