@@ -56,7 +56,8 @@ type Config struct {
 	Aliases  Aliases           `toml:"aliases"`
 	Metrics  Metrics           `toml:"metrics"`
 	TLS      TLS               `toml:"tls"`
-	Web      Web               `toml:"web"` // the one-click unsubscribe endpoint
+	Web      Web               `toml:"web"`   // the one-click unsubscribe endpoint
+	Relay    Relay             `toml:"relay"` // peers this node relays for (relay.go)
 }
 
 // TLS is inbound STARTTLS (RFC 3207).
@@ -88,8 +89,9 @@ type Delivery struct {
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	CommandTimeout Duration `toml:"command_timeout"`
 	DataTimeout    Duration `toml:"data_timeout"`
-	FallbackRelay  string   `toml:"fallback_relay"` // host:port for mail every MX defers (sendmail FallbackMXhost)
-	Pipelining     bool     `toml:"pipelining"`     // use PIPELINING when offered (RFC 2920)
+	FallbackRelay  string   `toml:"fallback_relay"`  // host:port for mail every MX defers (sendmail FallbackMXhost)
+	FallbackPolicy string   `toml:"fallback_policy"` // every_attempt, or after_first_attempt for a first-attempt node
+	Pipelining     bool     `toml:"pipelining"`      // use PIPELINING when offered (RFC 2920)
 	DeliveryLimits          // connection cache, limits, TLS, reply rules (delivery.go)
 }
 
@@ -336,6 +338,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateQueue(bad)
+	c.validateRelay(bad)
 	c.SMTP.validate(bad)
 	c.Load.validate(bad)
 	c.validateAliases(bad)
@@ -424,6 +427,7 @@ func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.
 		ReadTimeout:        s.CommandTimeout.D(),
 		WriteTimeout:       s.CommandTimeout.D(),
 		SessionTimeout:     s.SessionTimeout.D(),
+		Peers:              c.RelayPeers(),
 		Load: ingress.Load{
 			QueueLA:              l.QueueLA,
 			DelayLA:              l.DelayLA,

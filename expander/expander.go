@@ -393,8 +393,12 @@ func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
 		proto += "S"
 		tlsNote = "\r\n\t(" + p.TLS + ")"
 	}
-	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s\r\n\tfor <%s>; %s\r\n",
-		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, rcpt, p.Received.Format(time.RFC1123Z))
+	forRcpt := "" // one recipient is named (RFC 5321 §4.4); several are not
+	if rcpt != "" {
+		forRcpt = "\r\n\tfor <" + rcpt + ">"
+	}
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s%s; %s\r\n",
+		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, forRcpt, p.Received.Format(time.RFC1123Z))
 }
 
 // BounceAddress is the envelope sender of everything fanmail sends for

@@ -26,6 +26,7 @@ type Post struct {
 	TLS        string        // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
 	UTF8       bool          // sent with SMTPUTF8 (RFC 6531)
 	Lists      []string      // canonical recipients from Lookup: lists, their admin and command addresses, aliases
+	Relay      []string      // recipients elsewhere, from a relay peer: passed on as they are (relay.go)
 	Body       envelope.Body // header and body as received, CRLF; read for the header, the rest streamed
 }
 
@@ -159,6 +160,9 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*Expansion, error) {
 			return nil, err
 		}
 		exp.Message.Parts = append(exp.Message.Parts, parts...)
+	}
+	if len(p.Relay) > 0 {
+		exp.Message.Parts = append(exp.Message.Parts, x.relayPart(p))
 	}
 	if exp.Reply != "" && len(exp.Message.Parts) > 0 {
 		exp.Reply = "" // a post goes out too: its queue ID is the answer

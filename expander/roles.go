@@ -10,8 +10,8 @@ import (
 
 // Roles are the role addresses a mail domain must or should accept:
 // postmaster (RFC 5321 §4.5.1: at every domain fanmail takes mail for,
-// and the bare <postmaster>, which go-smtp's parser refuses with 501
-// before it reaches the expander) and abuse (RFC 2142), at every domain
+// and the bare <postmaster>, which ingress looks up as "postmaster")
+// and abuse (RFC 2142), at every domain
 // that has lists. fanmail keeps no mailboxes, so each is forwarded to an
 // address of the operator's, like a list's owner- address: with no list
 // headers, and from the aliases' bounce address (bounce_address, by

@@ -41,7 +41,7 @@ func start(t *testing.T, maxSize int64) *fixture {
 
 // startWith is start with the caller's Config; the listen address,
 // hostname and timeouts are filled in.
-func startWith(t *testing.T, cfg Config) *fixture {
+func startWith(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store := testutil.ListStore(t, dir, "announce@lists.example.org", "alice@example.org",
@@ -64,7 +64,9 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(cfg, expander.New(store, "fanmail.test", router), modes, queuegroups.NewIDSource())
+	exp := expander.New(store, "fanmail.test", router).WithRoles(expander.Roles{Postmaster: "admin@example.org",
+		ListDomains: func(context.Context) ([]string, error) { return []string{"lists.example.org"}, nil }})
+	srv := New(cfg, exp, modes, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func spoolConfig(dir string) queuegroups.Config {
 	}
 }
 
-func dial(t *testing.T, addr string) *smtp.Client {
+func dial(t testing.TB, addr string) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
@@ -201,7 +203,7 @@ func TestRejections(t *testing.T) {
 		{"relay attempt", func(c *smtp.Client) error {
 			c.Mail("poster@example.org", nil)
 			return c.Rcpt("someone@elsewhere.example", nil)
-		}, 550, smtp.EnhancedCode{5, 1, 1}},
+		}, 550, smtp.EnhancedCode{5, 7, 1}},
 		{"malformed recipient", func(c *smtp.Client) error {
 			c.Mail("poster@example.org", nil)
 			return c.Rcpt("a..b@lists.example.org", nil)

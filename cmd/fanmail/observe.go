@@ -23,6 +23,7 @@ func (s *server) newMetrics(spool queuegroups.Config) *metrics.Metrics {
 		Ingress:  func() ingress.Stats { return s.smtp.Stats() },
 		Queue:    func() []queuegroups.DirSummary { return s.queue.Summary(0, 0) },
 		Delivery: func() delivery.Stats { return s.agent.Stats() },
+		Expired:  func() map[string]int64 { return s.queue.Expired() },
 		Health: map[string]func(context.Context) error{
 			"spool": func(context.Context) error { return writable(dirs) },
 			"lists": func(ctx context.Context) error {

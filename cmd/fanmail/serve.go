@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -130,6 +131,11 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		return nil, err
 	}
 	deliveryCfg := cfg.DeliveryConfig(s.log)
+	if cfg.TLS.Cert != "" {
+		// The node's certificate is also its client certificate to the
+		// fallback relay, which may know it by it ([relay] peer_certs).
+		deliveryCfg.ClientCert = func() (*tls.Certificate, error) { return s.keyPair.GetCertificate(nil) }
+	}
 	deliveryCfg.ProgramCred = programCred
 	// One resolver and cache for delivery's MX lookups and the DMARC
 	// check of posters' domains.
