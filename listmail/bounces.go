@@ -20,9 +20,9 @@ import (
 // the owner's address.
 //
 // fanmail's own DSNs (their Reporting-MTA is this host) are not scored
-// again: the 5xx replies they report were recorded when delivery got
-// them (observe), and their other failures are the queue giving up on
-// temporary ones, which never count.
+// again: the permanent failures they report were recorded when delivery
+// had them (observe), and their other failures are the queue giving up
+// on temporary ones, which never count.
 func (s *Service) bounce(ctx context.Context, in incoming, toOwner bool) (string, error) {
 	rcpt := in.rcpt
 	if in.addr.Role != listaddr.Bounces {

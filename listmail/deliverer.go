@@ -3,6 +3,7 @@ package listmail
 import (
 	"context"
 	"io"
+	"strings"
 	"sync"
 
 	"fanmail/envelope"
@@ -129,12 +130,15 @@ func (d *deliverer) SlotsChanged() <-chan struct{} {
 }
 
 // observe records the permanent failures of a list's mail: an envelope
-// from a list's bounce address whose recipients got a 5xx reply. Other
-// failures (no reply, a 4xx, the queue giving up) never count.
+// from a list's bounce address whose recipients got a 5xx reply, or that
+// delivery failed for good itself (a 5.x.x without a reply: a null MX,
+// a domain that does not exist, a server that lacks what the post
+// needs). Temporary failures (a 4xx, no answer, the queue giving up
+// after queuereturn) never count.
 func (s *Service) observe(ctx context.Context, req envelope.Request, results []envelope.Result) {
 	var failed []envelope.Result
 	for _, r := range results {
-		if r.Status == envelope.Failed && r.Code >= 500 && r.Code < 600 {
+		if r.Status == envelope.Failed && (r.Code >= 500 && r.Code < 600 || r.Code == 0 && strings.HasPrefix(r.Enhanced, "5.")) {
 			failed = append(failed, r)
 		}
 	}

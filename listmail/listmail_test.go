@@ -81,9 +81,9 @@ func (p *passed) Deliver(_ context.Context, req envelope.Request) []envelope.Res
 		}
 		st := envelope.Delivered
 		switch {
-		case rep.Code >= 500:
+		case rep.Code >= 500 || rep.Code == 0 && strings.HasPrefix(rep.Enhanced, "5."):
 			st = envelope.Failed
-		case rep.Code >= 400:
+		case rep.Code >= 400 || rep.Code == 0 && strings.HasPrefix(rep.Enhanced, "4."):
 			st = envelope.Deferred
 		}
 		out[i] = envelope.Result{Recipient: r, Status: st, Reply: rep}
@@ -305,13 +305,26 @@ func TestDelivererRecordsReplies(t *testing.T) {
 	f.next.replies["b@x.example"] = envelope.Reply{Code: 452, Enhanced: "4.2.2", Text: "mailbox full"}
 	f.next.replies["c@x.example"] = envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "unknown user"}
 	f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", "a@x.example", "b@x.example", "c@x.example")
+	// A failure delivery decided itself: permanent (a null MX) counts,
+	// temporary (no answer) does not.
+	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", []string{"n@nullmx.example", "t@down.example"}); err != nil {
+		t.Fatal(err)
+	}
+	f.next.replies["n@nullmx.example"] = envelope.Reply{Code: 0, Enhanced: "5.1.10", Text: "nullmx.example accepts no mail (null MX)"}
+	f.next.replies["t@down.example"] = envelope.Reply{Code: 0, Enhanced: "4.4.1", Text: "connection refused"}
+	f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", "n@nullmx.example")
+	f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", "t@down.example")
 	f.deliver(t, "someone@else.example", "Subject: other\r\n\r\nhi\r\n", "a@x.example")
 	ms, err := f.store.BouncingMembers(ctx, "dev@lists.example.org")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 1 || ms[0].Address != "a@x.example" || ms[0].State.Score != 1 {
-		t.Fatalf("bouncing members %+v, want a@ at 1", ms)
+	var got []string
+	for _, m := range ms {
+		got = append(got, fmt.Sprintf("%s %g", m.Address, m.State.Score))
+	}
+	if diff := cmp.Diff([]string{"a@x.example 1", "n@nullmx.example 1"}, got); diff != "" {
+		t.Fatalf("bouncing members (-want +got):\n%s", diff)
 	}
 	info, _ := f.store.MemberBounceInfo(ctx, "dev@lists.example.org", "a@x.example")
 	if len(info.Events) != 1 || info.Events[0].Source != "smtp" || info.Events[0].Diagnostic != "550 5.1.1 unknown user" || info.Events[0].RemoteMTA != "mx.x.example" {
