@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestMembers(t *testing.T) {
+func testMembers(t *testing.T, be backend) {
 	t.Parallel()
 	const list = "l@example.org"
 	tests := []struct {
@@ -71,7 +71,7 @@ func TestMembers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := openWithList(t, list)
+			s := be.withList(t, list)
 			if _, err := s.AddMembers(ctx, list, tt.initial); err != nil {
 				t.Fatal(err)
 			}
@@ -124,10 +124,10 @@ func TestMembers(t *testing.T) {
 	}
 }
 
-func TestMembersNoList(t *testing.T) {
+func testMembersNoList(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "other@example.org")
+	s := be.withList(t, "other@example.org")
 	ops := map[string]func() error{
 		"Members": func() error { _, err := s.Members(ctx, "l@example.org"); return err },
 		"EachMember": func() error {
@@ -149,10 +149,10 @@ func TestMembersNoList(t *testing.T) {
 	}
 }
 
-func TestAddMembersProgress(t *testing.T) {
+func testAddMembersProgress(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	addrs := make([]string, 2*progressEvery+1)
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("m%d@example.com", i)
@@ -186,7 +186,7 @@ func BenchmarkAddMembers100k(b *testing.B) {
 	addrs := members100k()
 	for b.Loop() {
 		b.StopTimer()
-		s, _ := openTest(b)
+		s, _ := sqliteBackend().openNew(b)
 		if err := s.CreateList(ctx, "l@example.org", ""); err != nil {
 			b.Fatal(err)
 		}
@@ -200,7 +200,7 @@ func BenchmarkAddMembers100k(b *testing.B) {
 
 func BenchmarkMembers100k(b *testing.B) {
 	ctx := context.Background()
-	s, _ := openTest(b)
+	s, _ := sqliteBackend().openNew(b)
 	if err := s.CreateList(ctx, "l@example.org", ""); err != nil {
 		b.Fatal(err)
 	}

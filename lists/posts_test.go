@@ -28,10 +28,10 @@ func holdPost(t *testing.T, s *Store, body string) int64 {
 	return id
 }
 
-func TestAddPostAndRead(t *testing.T) {
+func testAddPostAndRead(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
+	s := be.withList(t, testList)
 	// A body over several chunks, with a recognizable pattern.
 	var b strings.Builder
 	b.WriteString("From: p@example.net\r\nSubject: hi\r\n\r\n")
@@ -69,7 +69,7 @@ func TestAddPostAndRead(t *testing.T) {
 	}
 }
 
-func TestDecide(t *testing.T) {
+func testDecide(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
@@ -83,7 +83,7 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.action, func(t *testing.T) {
 			t.Parallel()
-			s := openWithList(t, testList)
+			s := be.withList(t, testList)
 			id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
 			tokens, err := s.IssueModerationTokens(ctx, id, []string{"m1@example.org", "m2@example.org"})
 			if err != nil {
@@ -125,10 +125,10 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func TestModerationTokens(t *testing.T) {
+func testModerationTokens(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
+	s := be.withList(t, testList)
 	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +198,10 @@ func second[T any](_ T, err error) error { return err }
 
 // TestClaimOnce: many concurrent claimers, as several servers or a
 // server's poll and its own retry, get one claim between them.
-func TestClaimOnce(t *testing.T) {
+func testClaimOnce(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
+	s := be.withList(t, testList)
 	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
 	if got, err := s.Claim(ctx, id, "QX"); err != nil || got {
 		t.Fatalf("claim of a held post = %v, %v; want false", got, err)
@@ -255,10 +255,10 @@ func TestClaimOnce(t *testing.T) {
 	}
 }
 
-func TestPostsFilterAndExpire(t *testing.T) {
+func testPostsFilterAndExpire(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
+	s := be.withList(t, testList)
 	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
 		t.Fatal(err)
 	}
