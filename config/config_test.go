@@ -215,6 +215,11 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\ndelay = \"a while\"", `"a while" is not a duration`},
 		{"[load]\nmax_session = 10", "fanmail.toml:2: load.max_session: unknown key"},
 		{"[metrics]\nlisten = \"9125\"", `metrics.listen: "9125" is not host:port`},
+		{"[lists]\ndatabase = \"mysql://db/fanmail\"", `lists.database: "mysql://db/fanmail": only postgres:// URLs`},
+		{"[lists]\ndatabase = \"postgres://u:secret@/fanmail\"", `lists.database: "postgres://u:xxxxx@/fanmail" is not a PostgreSQL URL`},
+		{"[lists]\ndatabse = \"x\"", "lists.databse: unknown key"},
+		{"[node]\nname = \"mx 1\"", `node.name: "mx 1": use letters, digits`},
+		{"[node]\nname = \"" + strings.Repeat("n", 64) + "\"", "is 64 characters; at most 63"},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)

@@ -30,6 +30,7 @@ var conformance = []struct {
 	{"ModerationTokens", testModerationTokens},
 	{"ClaimOnce", testClaimOnce},
 	{"PostsFilterAndExpire", testPostsFilterAndExpire},
+	{"ClaimNotice", testClaimNotice},
 	{"SettingsDefaults", testSettingsDefaults},
 	{"SetSettings", testSetSettings},
 	{"SetSettingsBad", testSetSettingsBad},

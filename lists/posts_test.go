@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -328,5 +329,60 @@ func testPostsFilterAndExpire(t *testing.T, be backend) {
 	var chunks int
 	if err := s.db.QueryRow("SELECT count(*) FROM post_chunks").Scan(&chunks); err != nil || chunks != 1 {
 		t.Errorf("chunks left = %d, %v; want only c's", chunks, err)
+	}
+}
+
+// testClaimNotice: one claimer of a held post's notices among many; a
+// decision ends the claim, and neither MarkNotified nor an Unclaim by
+// the old claimer touches the post after that.
+func testClaimNotice(t *testing.T, be backend) {
+	t.Parallel()
+	ctx := context.Background()
+	s := be.withList(t, testList)
+	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			got, err := s.ClaimNotice(ctx, id, fmt.Sprintf("N%d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			if got {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d notice claims succeeded, want 1", wins.Load())
+	}
+	p, err := s.GetPost(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unclaim(ctx, id, "someone else"); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.GetPost(ctx, id); q.Claim != p.Claim {
+		t.Fatalf("Unclaim with another claim changed it to %q", q.Claim)
+	}
+	if _, err := s.Decide(ctx, id, Decision{Action: "approve", By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Claim(ctx, id, "QD"); err != nil || !got {
+		t.Fatalf("claim for distribution after the decision = %v, %v", got, err)
+	}
+	if err := s.MarkNotified(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unclaim(ctx, id, p.Claim); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.GetPost(ctx, id); q.Claim != "QD" || q.State != PostAccepted {
+		t.Errorf("the notifier's late calls changed the distribution claim: %+v", q)
+	}
+	if got, _ := s.ClaimNotice(ctx, id, "N"); got {
+		t.Error("ClaimNotice took an accepted post")
 	}
 }
