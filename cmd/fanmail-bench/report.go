@@ -28,7 +28,9 @@ type Report struct {
 	RTTMillis    float64 `json:"rtt_ms"`
 	WorldName    string  `json:"world"`
 
-	SetupSeconds  float64 `json:"setup_seconds"` // list import or --prepare-cmd, not timed below
+	Database      string  `json:"database,omitempty"`       // fanmail's list store
+	SetupSeconds  float64 `json:"setup_seconds"`            // list import or --prepare-cmd, not timed below
+	ImportSeconds float64 `json:"import_seconds,omitempty"` // fanmail member add, within setup
 	InjectSeconds float64 `json:"inject_seconds"`
 	PostsAccepted int     `json:"posts_accepted"`
 	PostsFailed   int     `json:"posts_failed"`
@@ -109,7 +111,13 @@ func (r *Report) writeTable(w io.Writer) error {
 	if r.RTTMillis > 0 {
 		row("emulated RTT", "%.1f ms", r.RTTMillis)
 	}
+	if r.Database != "" {
+		row("list store", "%s", r.Database)
+	}
 	row("setup (untimed)", "%.2f s", r.SetupSeconds)
+	if r.ImportSeconds > 0 {
+		row("member import", "%.2f s (fanmail member add, within setup)", r.ImportSeconds)
+	}
 	row("injection", "%d accepted, %d failed in %.3f s (%.1f posts/s)", r.PostsAccepted, r.PostsFailed, r.InjectSeconds, r.InjectPerSec)
 	if r.InjectError != "" {
 		row("first injection error", "%s", r.InjectError)

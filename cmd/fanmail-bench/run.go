@@ -46,6 +46,7 @@ type options struct {
 
 	target        string // "" runs fanmail
 	fanmailBin    string
+	database      string // lists.database; postgresTemp starts a cluster
 	targetPID     int
 	targetPIDFile string
 	aliases       string
@@ -120,7 +121,13 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 	target, pid := o.target, o.targetPID
 	var fm *fanmailTarget
 	if target == "" {
-		if fm, err = setupFanmail(ctx, o, dir, w.dns.Addr(), p); err != nil {
+		db, stop, err := benchDatabase(ctx, o, dir)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		r.Database = describeDatabase(o.database, db)
+		if fm, err = setupFanmail(ctx, o, dir, w.dns.Addr(), p, db); err != nil {
 			return nil, err
 		}
 		defer fm.stop()
@@ -149,6 +156,9 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 		}
 	}
 	r.SetupSeconds = time.Since(setupStart).Seconds()
+	if fm != nil {
+		r.ImportSeconds = fm.importTime.Seconds()
+	}
 	toolBefore, _ := readProc(os.Getpid())
 	var before treeUsage
 	if pid != 0 {
