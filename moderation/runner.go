@@ -138,9 +138,9 @@ func (r *Runner) Run(ctx context.Context) {
 // and deleting the post); any other is given up, so the post is done
 // again. Claims are this node's when they carry its name (every ID from
 // IDs does), or none: those were taken before nodes had names. The
-// claims of other nodes sharing the store are theirs to settle; a node
-// that never comes back leaves its claimed posts until an operator
-// deletes or retries them (fanmail mod).
+// claims of other nodes sharing the store are theirs to settle; those of
+// a node that never comes back are settled by a replacement started with
+// its [node] name.
 func (r *Runner) recover(ctx context.Context) error {
 	claimed, err := r.cfg.Store.Posts(ctx, lists.PostFilter{Claimed: true})
 	if err != nil {
