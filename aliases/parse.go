@@ -192,22 +192,16 @@ func (p *parsed) logicalLine(l *logical, file string, localDomains []string) {
 		if strings.TrimSpace(it.text) == "" {
 			continue // sendmail skips empty values between commas
 		}
-		t, warn, err := parseTarget(it.text)
 		ipos := Pos{file, it.line}
-		if warn != "" {
-			p.add(ipos, Warning, "%s", warn)
-		}
+		t, err := p.target(ipos, it.text)
 		switch {
 		case errors.Is(err, errNoAddress):
 			p.add(ipos, Warning, "%q holds no address, only a comment: it is skipped", strings.TrimSpace(it.text))
-			continue
 		case err != nil:
-			p.add(ipos, Error, "%v", err)
 			bad++
-			continue
+		default:
+			e.Targets = append(e.Targets, t)
 		}
-		t.Pos = ipos
-		e.Targets = append(e.Targets, t)
 	}
 	switch {
 	case len(e.Targets) == 0 && bad > 0:
@@ -218,6 +212,21 @@ func (p *parsed) logicalLine(l *logical, file string, localDomains []string) {
 	default:
 		p.entries = append(p.entries, e)
 	}
+}
+
+// target parses the value text found at pos, reporting its warning and
+// any error but errNoAddress (a value that is only a comment), which is
+// the caller's to judge.
+func (p *parsed) target(pos Pos, text string) (Target, error) {
+	t, warn, err := parseTarget(text)
+	if warn != "" {
+		p.add(pos, Warning, "%s", warn)
+	}
+	if err != nil && !errors.Is(err, errNoAddress) {
+		p.add(pos, Error, "%v", err)
+	}
+	t.Pos = pos
+	return t, err
 }
 
 // segEnd is the end offset of segment i of l.
@@ -298,20 +307,10 @@ func parseInclude(data []byte, name string) ([]Target, Problems) {
 			if strings.TrimSpace(it.text) == "" {
 				continue
 			}
-			t, warn, err := parseTarget(it.text)
-			pos := Pos{name, l.n}
-			if warn != "" {
-				p.add(pos, Warning, "%s", warn)
+			// A value that is only a comment is skipped without a word.
+			if t, err := p.target(Pos{name, l.n}, it.text); err == nil {
+				targets = append(targets, t)
 			}
-			switch {
-			case errors.Is(err, errNoAddress):
-				continue
-			case err != nil:
-				p.add(pos, Error, "%v", err)
-				continue
-			}
-			t.Pos = pos
-			targets = append(targets, t)
 		}
 	}
 	return targets, p.probs

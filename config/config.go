@@ -325,18 +325,14 @@ func (c Config) Validate() error {
 	if c.Delivery.Port <= 0 || c.Delivery.Port > 65535 {
 		bad("delivery.port", "%d is not a TCP port", c.Delivery.Port)
 	}
-	for name, d := range map[string]Duration{
+	positive(bad, "must be a positive duration such as \"30s\" or \"5m\"", map[string]Duration{
 		"delivery.connect_timeout": c.Delivery.ConnectTimeout,
 		"delivery.command_timeout": c.Delivery.CommandTimeout,
 		"delivery.data_timeout":    c.Delivery.DataTimeout,
 		"queue.retry_min":          c.Queue.RetryMin,
 		"queue.retry_max":          c.Queue.RetryMax,
 		"queue.queuereturn":        c.Queue.QueueReturn,
-	} {
-		if d <= 0 {
-			bad(name, "must be a positive duration such as \"30s\" or \"5m\"")
-		}
-	}
+	})
 	c.Delivery.DeliveryLimits.validate(bad)
 	if c.Queue.RetryMax < c.Queue.RetryMin {
 		bad("queue.retry_max", "%v is less than queue.retry_min %v", c.Queue.RetryMax, c.Queue.RetryMin)
@@ -359,27 +355,39 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// atLeast reports, with msg, every key of vals whose value is below
+// least: one table for the range checks that share a message.
+func atLeast[T ~int | ~int64 | ~float64](bad func(key, format string, args ...any), least T, msg string, vals map[string]T) {
+	for key, v := range vals {
+		if v < least {
+			bad(key, "%s", msg)
+		}
+	}
+}
+
+// positive reports, with msg, every key of vals whose value is not
+// above zero.
+func positive[T ~int | ~int64 | ~float64](bad func(key, format string, args ...any), msg string, vals map[string]T) {
+	for key, v := range vals {
+		if v <= 0 {
+			bad(key, "%s", msg)
+		}
+	}
+}
+
 func (l LoadControl) validate(bad func(key, format string, args ...any)) {
-	for key, v := range map[string]float64{
+	atLeast(bad, 0, "must not be negative (0 turns it off)", map[string]float64{
 		"load.queue_la":           l.QueueLA,
 		"load.delay_la":           l.DelayLA,
 		"load.refuse_la":          l.RefuseLA,
 		"load.queue_depth_queue":  float64(l.QueueDepthQueue),
 		"load.queue_depth_delay":  float64(l.QueueDepthDelay),
 		"load.queue_depth_refuse": float64(l.QueueDepthRefuse),
-	} {
-		if v < 0 {
-			bad(key, "must not be negative (0 turns it off)")
-		}
-	}
-	for key, v := range map[string]int{
+	})
+	atLeast(bad, 1, "must be at least 1; sessions are never unlimited", map[string]int{
 		"load.max_sessions":            l.MaxSessions,
 		"load.max_sessions_per_client": l.MaxSessionsPerClient,
-	} {
-		if v < 1 {
-			bad(key, "must be at least 1; sessions are never unlimited")
-		}
-	}
+	})
 	// Refusing below the queueing threshold would skip the gentler step
 	// (sendmail TUNING: RefuseLA above QueueLA).
 	if l.RefuseLA > 0 && l.QueueLA > 0 && l.RefuseLA < l.QueueLA {

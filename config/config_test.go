@@ -29,6 +29,16 @@ func load(t *testing.T, text string) (Config, error) {
 	return Load(path)
 }
 
+// wantRejected fails the test unless the config text is rejected with an
+// error containing want.
+func wantRejected(t *testing.T, text, want string) {
+	t.Helper()
+	_, err := load(t, text)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%q: error %v, want one containing %q", text, err, want)
+	}
+}
+
 func TestDefaultsAreValid(t *testing.T) {
 	cfg, err := Load("")
 	if err != nil {
@@ -222,14 +232,7 @@ func TestBadConfigs(t *testing.T) {
 		{"[node]\nname = \"" + strings.Repeat("n", 64) + "\"", "is 64 characters; at most 63"},
 	}
 	for _, tt := range tests {
-		_, err := load(t, tt.text)
-		if err == nil {
-			t.Errorf("%q: accepted, want error containing %q", tt.text, tt.want)
-			continue
-		}
-		if !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%q: error %q, want it to contain %q", tt.text, err, tt.want)
-		}
+		wantRejected(t, tt.text, tt.want)
 	}
 }
 
@@ -445,10 +448,7 @@ func TestTLSAndAdminKeys(t *testing.T) {
 		{`admin_address = "postmaster"`, `admin_address: "postmaster": missing @`},
 		{`abuse_address = "a@@b"`, `abuse_address: "a@@b"`},
 	} {
-		_, err := load(t, tt.text)
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%q: error %v, want one containing %q", tt.text, err, tt.want)
-		}
+		wantRejected(t, tt.text, tt.want)
 	}
 	cfg, err := load(t, "admin_address = \"hostmaster@example.org\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.3\"\nrequired = true")
 	if err != nil {

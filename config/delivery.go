@@ -98,18 +98,14 @@ func (l DeliveryLimits) validate(report func(key, format string, args ...any)) {
 	if l.ConnectionCacheSize < -1 {
 		bad("connection_cache_size", "must be -1 (off), 0 (default) or positive")
 	}
-	for key, n := range map[string]int{
+	atLeast(bad, 0, "must not be negative", map[string]int{
 		"max_connections":             l.MaxConnections,
 		"initial_concurrency":         l.InitialConcurrency,
 		"recipients_per_transaction":  l.RecipientsPerTransaction,
 		"transactions_per_connection": l.TransactionsPerConnection,
 		"dead_after":                  l.DeadAfter,
-	} {
-		if n < 0 {
-			bad(key, "must not be negative")
-		}
-	}
-	for key, d := range map[string]Duration{
+	})
+	atLeast(bad, 0, "must not be negative", map[string]Duration{
 		"connection_idle_timeout": l.ConnectionIdleTimeout,
 		"connection_max_age":      l.ConnectionMaxAge,
 		"rate_delay":              l.RateDelay,
@@ -120,11 +116,7 @@ func (l DeliveryLimits) validate(report func(key, format string, args ...any)) {
 		"throttle_pause_max":      l.ThrottlePauseMax,
 		"greylist_retry":          l.GreylistRetry,
 		"greylist_retry_max":      l.GreylistRetryMax,
-	} {
-		if d < 0 {
-			bad(key, "must not be negative")
-		}
-	}
+	})
 	if l.ThrottlePauseMax > 0 && l.ThrottlePauseMax < l.ThrottlePause {
 		bad("throttle_pause_max", "%v is less than throttle_pause %v", l.ThrottlePauseMax, l.ThrottlePause)
 	}

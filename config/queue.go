@@ -127,12 +127,11 @@ func (c *Config) groupDirs(name string, paths Paths) ([]string, error) {
 // building the spool config, so what passes here opens at start-up.
 func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	q := &c.Queue
-	if q.Runners < 1 {
-		bad("queue.runners", "must be at least 1")
-	}
-	if q.RecipientsPerEnvelope < 1 {
-		bad("queue.recipients_per_envelope", "must be at least 1")
-	}
+	atLeast(bad, 1, "must be at least 1", map[string]int{
+		"queue.runners":                 q.Runners,
+		"queue.recipients_per_envelope": q.RecipientsPerEnvelope,
+		"queue.move_aside_after":        q.MoveAsideAfter,
+	})
 	if q.MaxQueueChildren < 0 {
 		bad("queue.max_queue_children", "must be 0 (no cap) or more")
 	}
@@ -144,9 +143,6 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.MinQueueAge < 0 {
 		bad("queue.min_queue_age", "must not be negative")
-	}
-	if q.MoveAsideAfter < 1 {
-		bad("queue.move_aside_after", "must be at least 1")
 	}
 	if q.SegmentSize < 64<<10 {
 		bad("queue.segment_size", "must be at least \"64KB\"")

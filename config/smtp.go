@@ -33,23 +33,15 @@ func (s SMTP) validate(bad func(key, format string, args ...any)) {
 	if s.MaxRecipients < 100 {
 		bad("smtp.max_recipients", "%d is below the 100 recipients RFC 5321 requires a server to take", s.MaxRecipients)
 	}
-	for key, v := range map[string]int{
+	atLeast(bad, 1, "must be at least 1; no session goes unbounded", map[string]int{
 		"smtp.recipient_overshoot": s.RecipientOvershoot,
 		"smtp.max_errors":          s.MaxErrors,
 		"smtp.max_junk_commands":   s.MaxJunkCommands,
-	} {
-		if v < 1 {
-			bad(key, "must be at least 1; no session goes unbounded")
-		}
-	}
-	for key, d := range map[string]Duration{
+	})
+	positive(bad, "must be a positive duration such as \"30s\" or \"5m\"", map[string]Duration{
 		"smtp.command_timeout": s.CommandTimeout,
 		"smtp.session_timeout": s.SessionTimeout,
-	} {
-		if d <= 0 {
-			bad(key, "must be a positive duration such as \"30s\" or \"5m\"")
-		}
-	}
+	})
 	if s.CommandTimeout > 0 && s.SessionTimeout > 0 && s.SessionTimeout < s.CommandTimeout {
 		bad("smtp.session_timeout", "%v is shorter than smtp.command_timeout %v", s.SessionTimeout, s.CommandTimeout)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 	"fanmail/queuegroups"
 )
 
@@ -172,14 +173,7 @@ func TestPeerCredOtherUser(t *testing.T) {
 	}
 	// t.TempDir's parent is private; the other user must reach the
 	// socket and the binary.
-	dir, err := os.MkdirTemp("", "fanmail-peercred")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testutil.OpenTempDir(t, "fanmail-peercred", 0o755)
 	sock := startSocket(t, dir, allowUID(0), 0)
 	if err := os.Chmod(sock, 0o666); err != nil { // a mistake the peer check must survive
 		t.Fatal(err)
@@ -189,13 +183,7 @@ func TestPeerCredOtherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "control.test")
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.CopyFile(t, exe, bin, 0o755)
 	cmd := exec.Command(bin, "-test.run=^TestPeerCredHelper$", "-test.v")
 	cmd.Env = append(os.Environ(), "FANMAIL_CONTROL_HELPER_SOCK="+sock)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}

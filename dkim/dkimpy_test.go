@@ -1,109 +1,28 @@
 package dkim
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"fanmail/internal/dkimpy"
 )
 
-// dkimpyScript verifies messages with dkimpy (Debian's python3-dkim), an
-// implementation independent of go-msgauth, with the DNS answers given
-// as JSON in argv[1]. With argv[2] == "batch", stdin is a JSON list of
-// messages (latin-1 strings: bytes as they are); otherwise stdin is one
-// raw message. It prints, per message, a JSON list with one result per
-// DKIM-Signature: "pass", or what dkimpy said.
-const dkimpyScript = `
-import sys, json, logging, io, dkim
-recs = json.loads(sys.argv[1])
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    return recs.get(name.rstrip(".") + ".")
-def check(msg):
-    log = io.StringIO()
-    logger = logging.getLogger("dkimpy-test")
-    logger.handlers = [logging.StreamHandler(log)]
-    logger.setLevel(logging.DEBUG)
-    d = dkim.DKIM(msg, logger=logger)
-    n = sum(1 for k, v in d.headers if k.lower() == b"dkim-signature")
-    out = []
-    for i in range(n):
-        try:
-            ok = d.verify(idx=i, dnsfunc=dnsfunc)
-        except Exception as e:
-            ok, log = False, io.StringIO("%s: %s" % (type(e).__name__, e))
-        out.append("pass" if ok else "fail: " + log.getvalue().strip().replace("\n", " | "))
-    return out
-if len(sys.argv) > 2 and sys.argv[2] == "batch":
-    msgs = json.load(sys.stdin)
-    print(json.dumps([check(m.encode("latin-1")) for m in msgs]))
-else:
-    print(json.dumps([check(sys.stdin.buffer.read())]))
-`
-
-// dkimpy returns a python3 that has dkimpy, or skips the test.
-func dkimpy(t *testing.T) string {
-	t.Helper()
-	candidates := []string{"/usr/bin/python3"} // Debian's, where python3-dkim installs
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append([]string{p}, candidates...)
-	}
-	for _, py := range candidates {
-		if exec.Command(py, "-c", "import dkim, nacl").Run() == nil {
-			return py
-		}
-	}
-	t.Skip("dkimpy is not installed: apt-get install python3-dkim (needs python3 and python3-nacl)")
-	return ""
-}
-
-// runDkimpy verifies messages (stdin is the batch or the one message)
-// and returns the results per message.
-func runDkimpy(t *testing.T, py string, recs map[string]Record, stdin io.Reader, batch bool) [][]string {
-	t.Helper()
-	dns := map[string]string{}
+// dkimpyRecords gives recs as the TXT values package dkimpy serves.
+func dkimpyRecords(recs map[string]Record) map[string]string {
+	txt := map[string]string{}
 	for name, r := range recs {
-		dns[name] = strings.Join(r.Strings(), "")
+		txt[name] = strings.Join(r.Strings(), "")
 	}
-	dnsJSON, _ := json.Marshal(dns)
-	args := []string{"-c", dkimpyScript, string(dnsJSON)}
-	if batch {
-		args = append(args, "batch")
-	}
-	cmd := exec.Command(py, args...)
-	cmd.Stdin = stdin
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, stderr.String())
-	}
-	var res [][]string
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("dkimpy output %q: %v", out, err)
-	}
-	return res
-}
-
-// latin1 maps each byte to the rune of the same value, so that JSON
-// carries arbitrary bytes to python, which encodes them back.
-func latin1(b []byte) string {
-	r := make([]rune, len(b))
-	for i, c := range b {
-		r[i] = rune(c)
-	}
-	return string(r)
+	return txt
 }
 
 func TestSignVerifiesWithDkimpy(t *testing.T) {
 	t.Parallel()
-	py := dkimpy(t)
+	py := dkimpy.Python(t)
 	kr := testKeyring(t)
-	var msgs []string
+	var msgs [][]byte
 	var names []string
 	var want []int
 	for _, tc := range signCases {
@@ -117,16 +36,12 @@ func TestSignVerifiesWithDkimpy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgs = append(msgs, latin1(signed(sig, tc.header, tc.sep, tc.body)))
+			msgs = append(msgs, signed(sig, tc.header, tc.sep, tc.body))
 			names = append(names, tc.name+"/"+domain)
 			want = append(want, len(kr.For(domain).Keys()))
 		}
 	}
-	batch, _ := json.Marshal(msgs)
-	res := runDkimpy(t, py, records(kr), bytes.NewReader(batch), true)
-	if len(res) != len(msgs) {
-		t.Fatalf("dkimpy answered for %d messages, want %d", len(res), len(msgs))
-	}
+	res := dkimpy.VerifyBatch(t, py, dkimpyRecords(records(kr)), msgs)
 	for i, r := range res {
 		if len(r) != want[i] {
 			t.Errorf("%s: dkimpy saw %d signatures, want %d", names[i], len(r), want[i])
@@ -141,7 +56,7 @@ func TestSignVerifiesWithDkimpy(t *testing.T) {
 	bh, _ := HashBody(strings.NewReader("x\r\n"))
 	sig, _ := kr.For(dualDomain).Sign([]byte(basicHeader), bh)
 	bad := signed(sig, strings.Replace(basicHeader, "hello", "hullo", 1), "\r\n", "x\r\n")
-	for _, v := range runDkimpy(t, py, records(kr), bytes.NewReader(bad), false)[0] {
+	for _, v := range dkimpy.Verify(t, py, dkimpyRecords(records(kr)), bad) {
 		if v == "pass" {
 			t.Error("dkimpy passed a message whose subject changed after signing")
 		}
@@ -173,9 +88,9 @@ func TestSign20MBBody(t *testing.T) {
 		return
 	}
 	t.Run("dkimpy", func(t *testing.T) {
-		py := dkimpy(t)
-		res := runDkimpy(t, py, records(kr), msg(), false)
-		if fmt.Sprint(res) != "[[pass pass]]" {
+		py := dkimpy.Python(t)
+		res := dkimpy.VerifyReader(t, py, dkimpyRecords(records(kr)), msg())
+		if fmt.Sprint(res) != "[pass pass]" {
 			t.Errorf("dkimpy: %v", res)
 		}
 	})

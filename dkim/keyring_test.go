@@ -158,6 +158,32 @@ func writePEM(t *testing.T, file, typ string, der []byte, mode os.FileMode) {
 	}
 }
 
+// pemFile returns a setup of TestLoadKeyringProblems that writes a PEM
+// block at rel (slash-separated, under the keys directory) and names it.
+func pemFile(rel, typ string, der []byte, mode os.FileMode) func(t *testing.T, dir string) string {
+	return func(t *testing.T, dir string) string {
+		f := filepath.Join(dir, filepath.FromSlash(rel))
+		writePEM(t, f, typ, der, mode)
+		return f
+	}
+}
+
+// testdataKey returns a setup that installs testdata key name as
+// domain's selector sel.
+func testdataKey(domain, sel, name string) func(t *testing.T, dir string) string {
+	return func(t *testing.T, dir string) string { return installKey(t, dir, domain, sel, name) }
+}
+
+// domainDir returns a setup that makes a domain directory named name
+// holding an RSA key (PKCS#1 DER), and names the directory.
+func domainDir(name string, pkcs1 []byte) func(t *testing.T, dir string) string {
+	return func(t *testing.T, dir string) string {
+		f := filepath.Join(dir, name)
+		writePEM(t, filepath.Join(f, "s.key"), "RSA PRIVATE KEY", pkcs1, 0o600)
+		return f
+	}
+}
+
 // TestLoadKeyringProblems puts one bad thing next to a good key: the
 // error names the file and the fix, and the good key still loads.
 func TestLoadKeyringProblems(t *testing.T) {
@@ -168,6 +194,7 @@ func TestLoadKeyringProblems(t *testing.T) {
 	pkcs1 := x509.MarshalPKCS1PrivateKey(parsed.(*rsa.PrivateKey))
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
+	pubDER, _ := x509.MarshalPKIXPublicKey(parsed.(*rsa.PrivateKey).Public())
 
 	tests := []struct {
 		name  string
@@ -175,26 +202,10 @@ func TestLoadKeyringProblems(t *testing.T) {
 		want  string                                // "" = no error
 		keys  int                                   // keys loaded, with the good one
 	}{
-		{"PKCS#1 RSA key (OpenDKIM)", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net", "mail.key")
-			writePEM(t, f, "RSA PRIVATE KEY", pkcs1, 0o600)
-			return f
-		}, "", 2},
-		{"dotfiles are ignored", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "good.example", ".sel.key.tmp123")
-			writePEM(t, f, "junk", []byte("x"), 0o600)
-			return f
-		}, "", 1},
-		{"group-readable", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net", "s.key")
-			writePEM(t, f, "RSA PRIVATE KEY", pkcs1, 0o640)
-			return f
-		}, "mode 0640 lets group or others read the private key: chmod 600 ", 1},
-		{"world-readable", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net", "s.key")
-			writePEM(t, f, "RSA PRIVATE KEY", pkcs1, 0o604)
-			return f
-		}, "mode 0604 lets group or others read", 1},
+		{"PKCS#1 RSA key (OpenDKIM)", pemFile("example.net/mail.key", "RSA PRIVATE KEY", pkcs1, 0o600), "", 2},
+		{"dotfiles are ignored", pemFile("good.example/.sel.key.tmp123", "junk", []byte("x"), 0o600), "", 1},
+		{"group-readable", pemFile("example.net/s.key", "RSA PRIVATE KEY", pkcs1, 0o640), "mode 0640 lets group or others read the private key: chmod 600 ", 1},
+		{"world-readable", pemFile("example.net/s.key", "RSA PRIVATE KEY", pkcs1, 0o604), "mode 0604 lets group or others read", 1},
 		{"missing (dangling link)", func(t *testing.T, dir string) string {
 			f := filepath.Join(dir, "example.net", "s.key")
 			os.MkdirAll(filepath.Dir(f), 0o700)
@@ -207,58 +218,17 @@ func TestLoadKeyringProblems(t *testing.T) {
 			os.WriteFile(f, []byte("v=DKIM1; k=rsa; p=MIIB"), 0o600)
 			return f
 		}, "no PEM block (expected -----BEGIN PRIVATE KEY-----", 1},
-		{"public key instead", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net", "s.key")
-			der, _ := x509.MarshalPKIXPublicKey(parsed.(*rsa.PrivateKey).Public())
-			writePEM(t, f, "PUBLIC KEY", der, 0o600)
-			return f
-		}, `PEM block "PUBLIC KEY" is not a private key`, 1},
-		{"truncated", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net", "s.key")
-			writePEM(t, f, "PRIVATE KEY", block.Bytes[:100], 0o600)
-			return f
-		}, "malformed PRIVATE KEY", 1},
-		{"encrypted", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net", "s.key")
-			writePEM(t, f, "ENCRYPTED PRIVATE KEY", []byte{1, 2, 3}, 0o600)
-			return f
-		}, "the key is encrypted", 1},
-		{"ECDSA", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net", "s.key")
-			writePEM(t, f, "PRIVATE KEY", ecDER, 0o600)
-			return f
-		}, "a *ecdsa.PrivateKey key: DKIM signs with rsa or ed25519 keys only", 1},
-		{"RSA too small", func(t *testing.T, dir string) string {
-			return installKey(t, dir, "example.net", "s", "rsa512.pem")
-		}, "RSA key of 512 bits: verifiers take 1024 to 4096 (RFC 8301); generate a new one", 1},
-		{"RSA too large", func(t *testing.T, dir string) string {
-			return installKey(t, dir, "example.net", "s", "rsa5120.pem")
-		}, "RSA key of 5120 bits: verifiers take 1024 to 4096", 1},
-		{"not a key file", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "good.example", "s.pem")
-			writePEM(t, f, "RSA PRIVATE KEY", pkcs1, 0o600)
-			return f
-		}, "not a key file (keys are named SELECTOR.key): move it out of", 1},
-		{"uppercase selector", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "good.example", "Sel.key")
-			writePEM(t, f, "RSA PRIVATE KEY", pkcs1, 0o600)
-			return f
-		}, "the file name is not a lowercase selector followed by .key", 1},
-		{"file at the top", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "example.net.key")
-			writePEM(t, f, "RSA PRIVATE KEY", pkcs1, 0o600)
-			return f
-		}, "not a domain directory (keys go in ", 1},
-		{"bad domain directory", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "not_a_domain")
-			writePEM(t, filepath.Join(f, "s.key"), "RSA PRIVATE KEY", pkcs1, 0o600)
-			return f
-		}, "the directory name is the signing domain", 1},
-		{"uppercase domain directory", func(t *testing.T, dir string) string {
-			f := filepath.Join(dir, "Example.NET")
-			writePEM(t, filepath.Join(f, "s.key"), "RSA PRIVATE KEY", pkcs1, 0o600)
-			return f
-		}, "directory name is not the domain's normal form: rename it to ", 1},
+		{"public key instead", pemFile("example.net/s.key", "PUBLIC KEY", pubDER, 0o600), `PEM block "PUBLIC KEY" is not a private key`, 1},
+		{"truncated", pemFile("example.net/s.key", "PRIVATE KEY", block.Bytes[:100], 0o600), "malformed PRIVATE KEY", 1},
+		{"encrypted", pemFile("example.net/s.key", "ENCRYPTED PRIVATE KEY", []byte{1, 2, 3}, 0o600), "the key is encrypted", 1},
+		{"ECDSA", pemFile("example.net/s.key", "PRIVATE KEY", ecDER, 0o600), "a *ecdsa.PrivateKey key: DKIM signs with rsa or ed25519 keys only", 1},
+		{"RSA too small", testdataKey("example.net", "s", "rsa512.pem"), "RSA key of 512 bits: verifiers take 1024 to 4096 (RFC 8301); generate a new one", 1},
+		{"RSA too large", testdataKey("example.net", "s", "rsa5120.pem"), "RSA key of 5120 bits: verifiers take 1024 to 4096", 1},
+		{"not a key file", pemFile("good.example/s.pem", "RSA PRIVATE KEY", pkcs1, 0o600), "not a key file (keys are named SELECTOR.key): move it out of", 1},
+		{"uppercase selector", pemFile("good.example/Sel.key", "RSA PRIVATE KEY", pkcs1, 0o600), "the file name is not a lowercase selector followed by .key", 1},
+		{"file at the top", pemFile("example.net.key", "RSA PRIVATE KEY", pkcs1, 0o600), "not a domain directory (keys go in ", 1},
+		{"bad domain directory", domainDir("not_a_domain", pkcs1), "the directory name is the signing domain", 1},
+		{"uppercase domain directory", domainDir("Example.NET", pkcs1), "directory name is not the domain's normal form: rename it to ", 1},
 		{"empty domain directory", func(t *testing.T, dir string) string {
 			f := filepath.Join(dir, "example.net")
 			os.MkdirAll(f, 0o700)

@@ -99,12 +99,15 @@ func (be backend) openNew(t testing.TB) (*Store, string) {
 	return be.open(t, target), target
 }
 
-// withList opens a fresh store holding one empty list.
-func (be backend) withList(t testing.TB, list string) *Store {
+// withList opens a fresh store holding the lists named, without owners
+// or members.
+func (be backend) withList(t testing.TB, lists ...string) *Store {
 	t.Helper()
 	s, _ := be.openNew(t)
-	if err := s.CreateList(t.Context(), list, ""); err != nil {
-		t.Fatal(err)
+	for _, list := range lists {
+		if err := s.CreateList(t.Context(), list, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return s
 }

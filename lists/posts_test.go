@@ -129,10 +129,7 @@ func testDecide(t *testing.T, be backend) {
 func testModerationTokens(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := be.withList(t, testList)
-	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := be.withList(t, testList, "other@example.org")
 	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
 	tokens, err := s.IssueModerationTokens(ctx, id, []string{"m1@example.org", "m2@example.org"})
 	if err != nil {
@@ -259,10 +256,7 @@ func testClaimOnce(t *testing.T, be backend) {
 func testPostsFilterAndExpire(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := be.withList(t, testList)
-	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
-		t.Fatal(err)
-	}
+	s := be.withList(t, testList, "other@example.org")
 	a := holdPost(t, s, "Subject: a\r\n\r\n")
 	b, err := s.AddPost(ctx, Post{List: "other@example.org", State: PostAccepted, Reason: "DMARC lookup failed",
 		Received: created, Expires: created.Add(time.Hour)}, strings.NewReader("Subject: b\r\n\r\n"))

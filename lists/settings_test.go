@@ -2,9 +2,7 @@ package lists
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -176,17 +174,7 @@ func testIsMember(t *testing.T, be backend) {
 // finds its lists intact and the new tables there.
 func TestMigrateFromVersion1(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "lists.db")
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{migrations[0], "INSERT INTO lists(address, owner, created) VALUES('l@example.org', '', 1)", "PRAGMA user_version = 1"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	path := rawDB(t, migrations[0], "INSERT INTO lists(address, owner, created) VALUES('l@example.org', '', 1)", "PRAGMA user_version = 1")
 	s := sqliteBackend().open(t, path)
 	ctx := context.Background()
 	if err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "open"}}); err != nil {

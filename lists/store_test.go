@@ -16,6 +16,25 @@ import (
 
 var created = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// rawDB writes a lists.db in a new directory with queries run on it
+// directly, for tests of what Open makes of a store it did not write,
+// and returns its path.
+func rawDB(t testing.TB, queries ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "lists.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range queries {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
 func testCreateList(t *testing.T, be backend) {
 	t.Parallel()
 	tests := []struct {

@@ -71,8 +71,7 @@ type world struct {
 	dns   *fakenet.DNS
 	keys  *dkim.Keyring
 	ids   *queuegroups.IDSource
-	now   time.Time
-	mu    sync.Mutex
+	clock *testutil.Clock
 	logs  *testutil.SyncBuffer
 }
 
@@ -88,7 +87,7 @@ func newNode(t *testing.T, target, node string, mods ...string) *world {
 	t.Helper()
 	dir := t.TempDir()
 	w := &world{t: t, box: &mailbox{got: map[string][]string{}, from: map[string][]string{}},
-		ids: queuegroups.NewNodeIDSource(node), now: time.Now(), logs: &testutil.SyncBuffer{}}
+		ids: queuegroups.NewNodeIDSource(node), clock: testutil.NewClock(time.Now()), logs: &testutil.SyncBuffer{}}
 	if target == "" {
 		w.store = testutil.ListStore(t, dir, list, "owner@example.org", member)
 	} else {
@@ -140,27 +139,15 @@ func newNode(t *testing.T, target, node string, mods ...string) *world {
 	return w
 }
 
-func (w *world) clock() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.now
-}
-
-func (w *world) advance(d time.Duration) {
-	w.mu.Lock()
-	w.now = w.now.Add(d)
-	w.mu.Unlock()
-}
-
 func (w *world) runner() *Runner {
 	return New(Config{Store: w.store, Expander: w.exp, Queue: w.queue, IDs: w.ids, Keys: w.keys,
-		Hostname: "fanmail.test", Now: w.clock, Logger: slog.New(slog.NewTextHandler(w.logs, nil))})
+		Hostname: "fanmail.test", Now: w.clock.Now, Logger: slog.New(slog.NewTextHandler(w.logs, nil))})
 }
 
 // post sends a post from sender through the expander, as ingress does.
 func (w *world) post(sender, from string) *expander.Expansion {
 	w.t.Helper()
-	p := expander.Post{ID: w.ids.Next(), Received: w.clock(), Sender: sender, Helo: "client.test", RemoteAddr: "192.0.2.1",
+	p := expander.Post{ID: w.ids.Next(), Received: w.clock.Now(), Sender: sender, Helo: "client.test", RemoteAddr: "192.0.2.1",
 		Lists: []string{list}, Body: envelope.Bytes("From: " + from + "\r\nSubject: a question\r\nMessage-ID: <q@x>\r\n\r\nIs this on?\r\n")}
 	exp, err := w.exp.Expand(context.Background(), p)
 	if err != nil {
@@ -352,7 +339,7 @@ func TestDMARCRetry(t *testing.T) {
 	}
 	w.scan(r)
 	p, _ := w.store.GetPost(ctx, exp.Stored[0])
-	if p.Claim != "" || !p.NextTry.After(w.clock()) || !strings.Contains(p.Reason, "DMARC lookup for broken.example failed") {
+	if p.Claim != "" || !p.NextTry.After(w.clock.Now()) || !strings.Contains(p.Reason, "DMARC lookup for broken.example failed") {
 		t.Fatalf("after a failed retry: %+v", p)
 	}
 	w.scan(r) // not due yet: nothing happens
@@ -360,7 +347,7 @@ func TestDMARCRetry(t *testing.T) {
 	if err := w.dns.AddRR(`_dmarc.broken.example. 300 IN TXT "v=DMARC1; p=reject"`); err != nil {
 		t.Fatal(err)
 	}
-	w.advance(31 * time.Second)
+	w.clock.Advance(31 * time.Second)
 	w.scan(r)
 	got := w.wait(member, 1)[0]
 	if !strings.Contains(got, "From: \"Author via l\" <l@lists.example.org>") {
@@ -422,12 +409,12 @@ func TestExpiry(t *testing.T) {
 	w.scan(r)
 	n := w.wait("mod@example.org", 1)[0]
 	token := approveRE.FindStringSubmatch(n)[2]
-	w.advance(13 * 24 * time.Hour)
+	w.clock.Advance(13 * 24 * time.Hour)
 	r.Expire(ctx)
 	if _, err := w.store.GetPost(ctx, id); err != nil {
 		t.Fatalf("expired a day early: %v", err)
 	}
-	w.advance(2 * 24 * time.Hour)
+	w.clock.Advance(2 * 24 * time.Hour)
 	r.Expire(ctx)
 	if _, err := w.store.GetPost(ctx, id); err == nil {
 		t.Fatal("held post did not expire after hold_days")

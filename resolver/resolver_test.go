@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
@@ -201,32 +202,14 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// fakeClock lets cache tests move time without sleeping.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type testResolver struct {
 	*Resolver
-	clock *fakeClock
+	clock *testutil.Clock
 }
 
 func newTestResolver(t *testing.T, server string) testResolver {
 	t.Helper()
-	c := &fakeClock{now: time.Unix(1e9, 0)}
+	c := testutil.NewClock(time.Unix(1e9, 0))
 	r, err := New(Config{Servers: []string{server}, Timeout: time.Second, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -279,30 +262,6 @@ func BenchmarkResolver(b *testing.B) {
 	})
 }
 
-// dnsServer runs handler as a UDP DNS server on 127.0.0.1 for the test.
-func dnsServer(t *testing.T, handler dns.HandlerFunc) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: handler, NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
-
-func mustRR(t *testing.T, s string) dns.RR {
-	t.Helper()
-	rr, err := dns.NewRR(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rr
-}
-
 // TestParseTakesOnlyTheAskedNames: answer records count only for the
 // question's name and its CNAME chain.
 func TestParseTakesOnlyTheAskedNames(t *testing.T) {
@@ -332,7 +291,7 @@ func TestParseTakesOnlyTheAskedNames(t *testing.T) {
 			msg := new(dns.Msg)
 			msg.SetQuestion("example.test.", dns.TypeMX)
 			for _, s := range tt.answer {
-				msg.Answer = append(msg.Answer, mustRR(t, s))
+				msg.Answer = append(msg.Answer, testutil.RR(t, s))
 			}
 			r := newTestResolver(t, "127.0.0.1:1")
 			e, ttl := r.parse(cacheKey{"example.test.", dns.TypeMX}, msg)
@@ -360,13 +319,13 @@ func TestUDPSourcePortsVary(t *testing.T) {
 			t.Parallel()
 			var mu sync.Mutex
 			var ports []int
-			addr := dnsServer(t, func(rw dns.ResponseWriter, req *dns.Msg) {
+			addr := testutil.DNSServer(t, func(rw dns.ResponseWriter, req *dns.Msg) {
 				mu.Lock()
 				ports = append(ports, rw.RemoteAddr().(*net.UDPAddr).Port)
 				mu.Unlock()
 				m := new(dns.Msg)
 				m.SetReply(req)
-				m.Answer = []dns.RR{mustRR(t, req.Question[0].Name+" 0 IN A 127.0.0.10")}
+				m.Answer = []dns.RR{testutil.RR(t, req.Question[0].Name+" 0 IN A 127.0.0.10")}
 				rw.WriteMsg(m)
 			})
 			r, err := New(Config{Servers: []string{addr}, Timeout: time.Second})
@@ -438,7 +397,7 @@ func TestUDPAnswerMatching(t *testing.T) {
 					reply := func(ip string, change func(m *dns.Msg)) []byte {
 						m := new(dns.Msg)
 						m.SetReply(req)
-						m.Answer = []dns.RR{mustRR(t, req.Question[0].Name+" 60 IN A "+ip)}
+						m.Answer = []dns.RR{testutil.RR(t, req.Question[0].Name+" 60 IN A "+ip)}
 						change(m)
 						b, _ := m.Pack()
 						return b

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,13 @@ func (f *fixture) wantMembers(t *testing.T, want map[string][]string) {
 
 // everyone is the fixture's members before any change (ordered by
 // domain, then address, as the store returns them).
+// everyoneBut is everyone with member gone from list.
+func everyoneBut(list, member string) map[string][]string {
+	m := everyone()
+	m[list] = slices.DeleteFunc(m[list], func(a string) bool { return a == member })
+	return m
+}
+
 func everyone() map[string][]string {
 	return map[string][]string{
 		announce: {"alice@example.com", "bob@example.com", "carol@example.net"},

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"fanmail/internal/testutil"
 )
 
 // aliasWorld is a server with an aliases file: a nested alias, a list,
@@ -31,14 +33,7 @@ func newAliasWorld(t *testing.T) *aliasWorld {
 	w := &aliasWorld{n: newFakeNet(t, domains, nil)}
 	dir := t.TempDir()
 	// The program runs as nobody: it needs a directory it may write.
-	progDir, err := os.MkdirTemp("", "fanmail-prog")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(progDir) })
-	if err := os.Chmod(progDir, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	progDir := testutil.OpenTempDir(t, "fanmail-prog", 0o777)
 	w.progOut = filepath.Join(progDir, "prog.out")
 	include := filepath.Join(dir, "staff.list")
 	writeFile(t, filepath.Dir(include), filepath.Base(include), "# staff\ni1@d00.test, i2@d01.test\nmember0000@d00.test\n")

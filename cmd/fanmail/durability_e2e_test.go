@@ -87,18 +87,35 @@ func TestFlippedByteIsQuarantined(t *testing.T) {
 	p.stop(t)
 }
 
+// oneDomain starts a fake network with the one domain d00.test and
+// writes a config for it, with extra text conf, whose data directory is
+// new.
+func oneDomain(t *testing.T, conf string) (*fakeNet, string) {
+	t.Helper()
+	n := newFakeNet(t, testDomains(1), nil)
+	return n, n.writeConfig(t, filepath.Join(t.TempDir(), "data"), conf)
+}
+
+// victimLists writes a config with extra text conf and makes two lists:
+// e2eList, delivering to ok@d00.test, and list, whose one member is
+// victim, at a domain a test hook makes delivery fail on.
+func victimLists(t *testing.T, conf, list, victim string) (*fakeNet, string) {
+	t.Helper()
+	n, cfg := oneDomain(t, conf)
+	openList(t, cfg, e2eList)
+	fanmailCLI(t, cfg, "ok@d00.test\n", "member", "add", e2eList, "--file", "-")
+	openList(t, cfg, list)
+	fanmailCLI(t, cfg, victim+"\n", "member", "add", list, "--file", "-")
+	return n, cfg
+}
+
 // TestPoisonMessageIsMovedAside: a post whose delivery panics (through
 // the test build's hook) is tried three times, then moved aside, while
 // other posts are delivered; the queue tools say so, flush does not
 // retry it, a restart keeps it aside, and delete removes it.
 func TestPoisonMessageIsMovedAside(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, testDomains(1), nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"200ms\"\nretry_max = \"200ms\"\n")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "ok@d00.test\n", "member", "add", e2eList, "--file", "-")
-	openList(t, cfg, "poison@lists.example.org")
-	fanmailCLI(t, cfg, "victim@poison.test\n", "member", "add", "poison@lists.example.org", "--file", "-")
+	n, cfg := victimLists(t, "[queue]\nretry_min = \"200ms\"\nretry_max = \"200ms\"\n", "poison@lists.example.org", "victim@poison.test")
 	env := []string{"FANMAIL_TEST_PANIC_DOMAIN=poison.test"}
 	p := startFanmailArgs(t, env, "--config", cfg, "serve")
 	bad := postTo(t, p.addr, "poster@example.org", "poison@lists.example.org", e2ePost)
@@ -153,12 +170,7 @@ func TestPoisonMessageIsMovedAside(t *testing.T) {
 // aside instead of trying it, and stays up delivering other mail.
 func TestCrashLoopIsBroken(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, testDomains(1), nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "ok@d00.test\n", "member", "add", e2eList, "--file", "-")
-	openList(t, cfg, "deadly@lists.example.org")
-	fanmailCLI(t, cfg, "victim@kill.test\n", "member", "add", "deadly@lists.example.org", "--file", "-")
+	n, cfg := victimLists(t, "", "deadly@lists.example.org", "victim@kill.test")
 	env := []string{"FANMAIL_TEST_KILL_DOMAIN=kill.test"}
 
 	p := startFanmailArgs(t, env, "--config", cfg, "serve")

@@ -256,18 +256,23 @@ func (w *wire) between(from, to time.Time) int {
 func missing(n *fakeNet, kills int, members []string) int {
 	left := 0
 	for i := 0; i <= kills; i++ {
-		key := fmt.Sprintf("<soak-%d@example.org>", i)
 		for _, m := range members {
-			count := 0
-			for _, s := range n.sinks {
-				count += s.PairCount(key, m)
-			}
-			if count == 0 {
+			if soakCopies(n, i, m) == 0 {
 				left++
 			}
 		}
 	}
 	return left
+}
+
+// soakCopies counts the copies of soak post i the sinks got for member.
+func soakCopies(n *fakeNet, i int, member string) int {
+	key := fmt.Sprintf("<soak-%d@example.org>", i)
+	count := 0
+	for _, s := range n.sinks {
+		count += s.PairCount(key, member)
+	}
+	return count
 }
 
 // TestCrashSoakAcrossGroups kills the server with SIGKILL at random
@@ -371,13 +376,8 @@ group = "c"
 	}
 	dups := dupsNow()
 	for i := 0; i <= kills; i++ {
-		key := fmt.Sprintf("<soak-%d@example.org>", i)
 		for _, m := range members {
-			count := 0
-			for _, s := range n.sinks {
-				count += s.PairCount(key, m)
-			}
-			if count == 0 {
+			if soakCopies(n, i, m) == 0 {
 				t.Fatalf("post %d never reached %s", i, m)
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 // rawSMTP is a client that sends exactly what it is told, pipelined or
@@ -174,8 +175,7 @@ func TestUnknownRecipientsMemory(t *testing.T) {
 // address still connects.
 func TestSessionsPerClient(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "max_sessions_per_client = 3\n") // under [load]
+	_, cfg := oneDomain(t, "max_sessions_per_client = 3\n") // under [load]
 	p := startFanmail(t, cfg)
 	for i := range 3 {
 		if _, g := dialRaw(t, p.addr, "127.0.0.2"); !strings.HasPrefix(g, "220 ") {
@@ -199,8 +199,7 @@ func TestSessionsPerClient(t *testing.T) {
 // session's lifetime.
 func TestNoopLoopCutOff(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[smtp]\ncommand_timeout = \"1s\"\nsession_timeout = \"2s\"\n")
+	_, cfg := oneDomain(t, "[smtp]\ncommand_timeout = \"1s\"\nsession_timeout = \"2s\"\n")
 	p := startFanmail(t, cfg)
 
 	s, _ := dialRaw(t, p.addr, "")
@@ -240,9 +239,8 @@ func TestNoopLoopCutOff(t *testing.T) {
 // disk.
 func TestDiskFloor(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
 	// Above any disk's free space.
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[smtp]\nmin_free_space = \"1000000GB\"\n")
+	_, cfg := oneDomain(t, "[smtp]\nmin_free_space = \"1000000GB\"\n")
 	openList(t, cfg, e2eList)
 	p := startFanmail(t, cfg)
 	s, _ := dialRaw(t, p.addr, "")
@@ -264,8 +262,7 @@ func TestDiskFloor(t *testing.T) {
 // copy.
 func TestEHLOCarriageReturn(t *testing.T) {
 	t.Parallel()
-	n := newFakeNet(t, []string{"d00.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	n, cfg := oneDomain(t, "")
 	openList(t, cfg, e2eList)
 	fanmailCLI(t, cfg, "", "member", "add", e2eList, "m@d00.test")
 	p := startFanmail(t, cfg)
@@ -358,14 +355,7 @@ func TestFileModesAndPeerCheck(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test"}, nil)
 	// Under a directory other users can enter, for the second half.
-	base, err := os.MkdirTemp("", "fanmail-modes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := testutil.OpenTempDir(t, "fanmail-modes", 0o755)
 	data := filepath.Join(base, "data")
 	cfg := n.writeConfig(t, data, "")
 	openList(t, cfg, e2eList)
@@ -391,23 +381,9 @@ func TestFileModesAndPeerCheck(t *testing.T) {
 	// Open everything up, as a careless administrator might, and call
 	// as uid 65534.
 	bin := filepath.Join(base, "fanmail")
-	exe, err := os.ReadFile(fanmailBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.CopyFile(t, fanmailBinary(t), bin, 0o755)
 	pubCfg := filepath.Join(base, "fanmail.toml")
-	cfgText, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []struct {
-		path string
-		data []byte
-	}{{bin, exe}, {pubCfg, cfgText}} {
-		if err := os.WriteFile(f.path, f.data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.CopyFile(t, cfg, pubCfg, 0o755)
 	for _, path := range []string{data, filepath.Join(data, "control.sock")} {
 		if err := os.Chmod(path, 0o777); err != nil {
 			t.Fatal(err)

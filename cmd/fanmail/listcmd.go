@@ -252,6 +252,7 @@ func listLs(c *cli.Context) error {
 }
 
 func memberCommand() *cli.Command {
+	members := memberRoster()
 	fileFlag := &cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read addresses from `FILE`, one per line (- for standard input)"}
 	return &cli.Command{
 		Name:  "member",
@@ -262,48 +263,77 @@ func memberCommand() *cli.Command {
 				Usage:     "add members (all or nothing: one bad address and nothing is added)",
 				ArgsUsage: "LIST [ADDR...]",
 				Flags:     []cli.Flag{fileFlag},
-				Action:    memberAdd,
+				Action:    members.addAction,
 			},
 			{
 				Name:      "rm",
 				Usage:     "remove members (all or nothing)",
 				ArgsUsage: "LIST [ADDR...]",
 				Flags:     []cli.Flag{fileFlag},
-				Action:    memberRm,
+				Action:    members.rmAction,
 			},
-			{Name: "ls", Usage: "print a list's members, one per line", ArgsUsage: "LIST", Action: memberLs},
+			{Name: "ls", Usage: "print a list's members, one per line", ArgsUsage: "LIST", Action: members.lsAction},
 		},
 	}
 }
 
-func memberAdd(c *cli.Context) error {
-	return changeMembers(c, "member add", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
-		added, err := store.AddMembersProgress(c.Context, l.Address, addrs, progress(c, "adding members"))
+// memberRoster is what the member commands change and list.
+func memberRoster() roster {
+	return roster{
+		one: "member", many: "members",
+		args: memberArgs,
+		add: func(c *cli.Context, store *lists.Store, list string, addrs []string) (int, error) {
+			return store.AddMembersProgress(c.Context, list, addrs, progress(c, "adding members"))
+		},
+		rm: func(c *cli.Context, store *lists.Store, list string, addrs []string) (int, error) {
+			return store.RemoveMembers(c.Context, list, addrs)
+		},
+		ls: func(c *cli.Context, store *lists.Store, list string) ([]string, error) {
+			return store.Members(c.Context, list)
+		},
+	}
+}
+
+// roster is one of the sets of addresses a list keeps, its members or
+// its moderators: the add, rm and ls commands of both are the same over
+// a different set.
+type roster struct {
+	one, many string // "member", "members"
+	// args returns the LIST argument and the normalized addresses, or an
+	// error naming every bad one (then nothing is applied).
+	args    func(c *cli.Context, cmd string) (list string, addrs []string, err error)
+	add, rm func(c *cli.Context, store *lists.Store, list string, addrs []string) (int, error)
+	ls      func(c *cli.Context, store *lists.Store, list string) ([]string, error)
+}
+
+func (r roster) addAction(c *cli.Context) error {
+	return r.change(c, "add", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
+		added, err := r.add(c, store, l.Address, addrs)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "added %s to %s (%d already present%s)\n",
-			plural(added, "member", "members"), l.Address, unique-added, dupNote(len(addrs)-unique))
+			plural(added, r.one, r.many), l.Address, unique-added, dupNote(len(addrs)-unique))
 		return nil
 	})
 }
 
-func memberRm(c *cli.Context) error {
-	return changeMembers(c, "member rm", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
-		removed, err := store.RemoveMembers(c.Context, l.Address, addrs)
+func (r roster) rmAction(c *cli.Context) error {
+	return r.change(c, "rm", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
+		removed, err := r.rm(c, store, l.Address, addrs)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "removed %s from %s (%s%s)\n",
-			plural(removed, "member", "members"), l.Address, notMembers(unique-removed), dupNote(len(addrs)-unique))
+			plural(removed, r.one, r.many), l.Address, r.notIn(unique-removed), dupNote(len(addrs)-unique))
 		return nil
 	})
 }
 
-// changeMembers reads a member command's list and addresses and runs
-// apply on them, with the number of distinct addresses.
-func changeMembers(c *cli.Context, cmd string, apply func(store *lists.Store, l lists.List, addrs []string, unique int) error) error {
-	list, addrs, err := memberArgs(c, cmd)
+// change reads the command's list and addresses and runs apply on them,
+// with the number of distinct addresses.
+func (r roster) change(c *cli.Context, sub string, apply func(store *lists.Store, l lists.List, addrs []string, unique int) error) error {
+	list, addrs, err := r.args(c, r.one+" "+sub)
 	if err != nil {
 		return err
 	}
@@ -312,23 +342,31 @@ func changeMembers(c *cli.Context, cmd string, apply func(store *lists.Store, l 
 	})
 }
 
-func memberLs(c *cli.Context) error {
-	list, err := oneList(c, "member ls")
+func (r roster) lsAction(c *cli.Context) error {
+	list, err := oneList(c, r.one+" ls")
 	if err != nil {
 		return err
 	}
 	return readStore(c, func(store *lists.Store) error {
-		members, err := store.Members(c.Context, list)
+		addrs, err := r.ls(c, store, list)
 		if err != nil {
 			return noList(list, err)
 		}
 		w := bufio.NewWriter(c.App.Writer)
-		for _, m := range members {
-			w.WriteString(m)
+		for _, a := range addrs {
+			w.WriteString(a)
 			w.WriteByte('\n')
 		}
 		return w.Flush()
 	})
+}
+
+// notIn says how many of the addresses given were not in the roster.
+func (r roster) notIn(n int) string {
+	if n == 1 {
+		return "1 was not a " + r.one
+	}
+	return fmt.Sprintf("%d were not %s", n, r.many)
 }
 
 // memberArgs returns the LIST argument and the normalized addresses from
@@ -341,15 +379,7 @@ func memberArgs(c *cli.Context, cmd string) (list string, addrs []string, err er
 		return "", nil, fmt.Errorf("%s: give a LIST and addresses or --file FILE (- for standard input), e.g. fanmail %s announce@lists.example.org bob@example.com", cmd, cmd)
 	}
 	list = strings.TrimSpace(args[0])
-	var bad []error // one per bad argument or line
-	for i, a := range args[1:] {
-		n, err := address.Normalize(a)
-		if err != nil {
-			bad = append(bad, fmt.Errorf("argument %d %q: %w (fix the address or leave it out)", i+2, a, err))
-			continue
-		}
-		addrs = append(addrs, n)
-	}
+	addrs, bad := normalizeArgs(args[1:], 2) // one error per bad argument or line
 	if file != "" {
 		fromFile, err := readMemberFile(c, file)
 		var lines interface{ Unwrap() []error }
@@ -361,11 +391,33 @@ func memberArgs(c *cli.Context, cmd string) (list string, addrs []string, err er
 		}
 		addrs = append(addrs, fromFile...)
 	}
-	if len(bad) > 0 {
-		return "", nil, fmt.Errorf("%s: %s, nothing applied:\n%w",
-			cmd, plural(len(bad), "bad address", "bad addresses"), errors.Join(bad...))
+	if err := badAddresses(cmd, bad); err != nil {
+		return "", nil, err
 	}
 	return list, addrs, nil
+}
+
+// normalizeArgs normalizes addresses given as arguments, the first being
+// argument number first; each bad one is an error naming it.
+func normalizeArgs(args []string, first int) (addrs []string, bad []error) {
+	for i, a := range args {
+		n, err := address.Normalize(a)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("argument %d %q: %w (fix the address or leave it out)", first+i, a, err))
+			continue
+		}
+		addrs = append(addrs, n)
+	}
+	return addrs, bad
+}
+
+// badAddresses is the error of a command given bad addresses, naming
+// every one, or nil when there are none.
+func badAddresses(cmd string, bad []error) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s, nothing applied:\n%w", cmd, plural(len(bad), "bad address", "bad addresses"), errors.Join(bad...))
 }
 
 // readMemberFile reads a member file, "-" being the app's standard input.
@@ -407,13 +459,6 @@ func countUnique(addrs []string) int {
 		seen[a] = struct{}{}
 	}
 	return len(seen)
-}
-
-func notMembers(n int) string {
-	if n == 1 {
-		return "1 was not a member"
-	}
-	return fmt.Sprintf("%d were not members", n)
 }
 
 func dupNote(dups int) string {

@@ -11,86 +11,51 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"fanmail/address"
 	"fanmail/lists"
 )
 
-func moderatorCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "moderator",
-		Usage: "add, remove and list a list's moderators (they get held posts to approve, and post to announce lists)",
-		Subcommands: []*cli.Command{
-			{Name: "add", Usage: "add moderators (all or nothing)", ArgsUsage: "LIST ADDR...", Action: moderatorAdd},
-			{Name: "rm", Usage: "remove moderators (all or nothing)", ArgsUsage: "LIST ADDR...", Action: moderatorRm},
-			{Name: "ls", Usage: "print a list's moderators, one per line", ArgsUsage: "LIST", Action: moderatorLs},
+// moderatorRoster is what the moderator commands change and list.
+func moderatorRoster() roster {
+	return roster{
+		one: "moderator", many: "moderators",
+		args: moderatorArgs,
+		add: func(c *cli.Context, store *lists.Store, list string, addrs []string) (int, error) {
+			return store.AddModerators(c.Context, list, addrs)
+		},
+		rm: func(c *cli.Context, store *lists.Store, list string, addrs []string) (int, error) {
+			return store.RemoveModerators(c.Context, list, addrs)
+		},
+		ls: func(c *cli.Context, store *lists.Store, list string) ([]string, error) {
+			return store.Moderators(c.Context, list)
 		},
 	}
 }
 
-func moderatorAdd(c *cli.Context) error {
-	return changeModerators(c, "moderator add", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
-		added, err := store.AddModerators(c.Context, l.Address, addrs)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.Writer, "added %s to %s (%d already present%s)\n",
-			plural(added, "moderator", "moderators"), l.Address, unique-added, dupNote(len(addrs)-unique))
-		return nil
-	})
-}
-
-func moderatorRm(c *cli.Context) error {
-	return changeModerators(c, "moderator rm", func(store *lists.Store, l lists.List, addrs []string, unique int) error {
-		removed, err := store.RemoveModerators(c.Context, l.Address, addrs)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.Writer, "removed %s from %s (%s%s)\n",
-			plural(removed, "moderator", "moderators"), l.Address, notModerators(unique-removed), dupNote(len(addrs)-unique))
-		return nil
-	})
-}
-
-// changeModerators reads LIST ADDR... (every bad address named, none
-// applied) and runs apply with the number of distinct addresses.
-func changeModerators(c *cli.Context, cmd string, apply func(store *lists.Store, l lists.List, addrs []string, unique int) error) error {
+// moderatorArgs reads LIST ADDR... (every bad address named, none
+// applied).
+func moderatorArgs(c *cli.Context, cmd string) (string, []string, error) {
 	args := c.Args().Slice()
 	if len(args) < 2 {
-		return fmt.Errorf("%s: give a LIST and addresses, e.g. fanmail %s announce@lists.example.org mod@example.org", cmd, cmd)
+		return "", nil, fmt.Errorf("%s: give a LIST and addresses, e.g. fanmail %s announce@lists.example.org mod@example.org", cmd, cmd)
 	}
-	var addrs []string
-	var bad []error
-	for i, a := range args[1:] {
-		n, err := address.Normalize(a)
-		if err != nil {
-			bad = append(bad, fmt.Errorf("argument %d %q: %w (fix the address or leave it out)", i+2, a, err))
-			continue
-		}
-		addrs = append(addrs, n)
+	addrs, bad := normalizeArgs(args[1:], 2)
+	if err := badAddresses(cmd, bad); err != nil {
+		return "", nil, err
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("%s: %s, nothing applied:\n%w", cmd, plural(len(bad), "bad address", "bad addresses"), errors.Join(bad...))
-	}
-	return withList(c, strings.TrimSpace(args[0]), func(store *lists.Store, l lists.List) error {
-		return apply(store, l, addrs, countUnique(addrs))
-	})
+	return strings.TrimSpace(args[0]), addrs, nil
 }
 
-func moderatorLs(c *cli.Context) error {
-	list, err := oneList(c, "moderator ls")
-	if err != nil {
-		return err
+func moderatorCommand() *cli.Command {
+	moderators := moderatorRoster()
+	return &cli.Command{
+		Name:  "moderator",
+		Usage: "add, remove and list a list's moderators (they get held posts to approve, and post to announce lists)",
+		Subcommands: []*cli.Command{
+			{Name: "add", Usage: "add moderators (all or nothing)", ArgsUsage: "LIST ADDR...", Action: moderators.addAction},
+			{Name: "rm", Usage: "remove moderators (all or nothing)", ArgsUsage: "LIST ADDR...", Action: moderators.rmAction},
+			{Name: "ls", Usage: "print a list's moderators, one per line", ArgsUsage: "LIST", Action: moderators.lsAction},
+		},
 	}
-	return readStore(c, func(store *lists.Store) error {
-		mods, err := store.Moderators(c.Context, list)
-		if err != nil {
-			return noList(list, err)
-		}
-		for _, m := range mods {
-			fmt.Fprintln(c.App.Writer, m)
-		}
-		return nil
-	})
 }
 
 func modCommand() *cli.Command {
@@ -232,13 +197,6 @@ func cliUser() string {
 		return "cli:" + u.Username
 	}
 	return "cli"
-}
-
-func notModerators(n int) string {
-	if n == 1 {
-		return "1 was not a moderator"
-	}
-	return fmt.Sprintf("%d were not moderators", n)
 }
 
 func orNone(s string) string {

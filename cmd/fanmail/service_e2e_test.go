@@ -103,7 +103,22 @@ func TestSTARTTLSWithSwaks(t *testing.T) {
 // the certificate the server showed.
 func dialTLS(t *testing.T, addr string) (*smtp.Client, *x509.Certificate) {
 	t.Helper()
-	c, err := smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
+	c := dialEHLO(t, addr, &tls.Config{InsecureSkipVerify: true})
+	st, _ := c.TLSConnectionState()
+	return c, st.PeerCertificates[0]
+}
+
+// dialEHLO opens a session, upgraded with STARTTLS unless tlsConfig is
+// nil, says EHLO, and closes it when the test ends.
+func dialEHLO(t *testing.T, addr string, tlsConfig *tls.Config) *smtp.Client {
+	t.Helper()
+	var c *smtp.Client
+	var err error
+	if tlsConfig != nil {
+		c, err = smtp.DialStartTLS(addr, tlsConfig)
+	} else {
+		c, err = smtp.Dial(addr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,23 +126,15 @@ func dialTLS(t *testing.T, addr string) (*smtp.Client, *x509.Certificate) {
 	if err := c.Hello("poster.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := c.TLSConnectionState()
-	return c, st.PeerCertificates[0]
+	return c
 }
 
 // With tls.required a clear-text MAIL is refused with 530 5.7.0, and
 // the same after STARTTLS is taken.
 func TestTLSRequired(t *testing.T) {
 	_, p, _, _ := tlsServer(t, "required = true\n")
-	c, err := smtp.Dial(p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("poster.example.org"); err != nil {
-		t.Fatal(err)
-	}
-	err = c.Mail("poster@example.org", nil)
+	c := dialEHLO(t, p.addr, nil)
+	err := c.Mail("poster@example.org", nil)
 	var se *smtp.SMTPError
 	if !asSMTPError(err, &se) || se.Code != 530 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 0}) {
 		t.Fatalf("clear-text MAIL: %v, want 530 5.7.0", err)
@@ -206,14 +213,7 @@ func TestUTF8MemberReceivesUTF8Post(t *testing.T) {
 	}
 	p := startFanmail(t, cfg)
 
-	c, err := smtp.Dial(p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("poster.example.org"); err != nil {
-		t.Fatal(err)
-	}
+	c := dialEHLO(t, p.addr, nil)
 	if ok, _ := c.Extension("SMTPUTF8"); !ok {
 		t.Fatal("SMTPUTF8 not advertised")
 	}

@@ -145,18 +145,7 @@ func TestSinkMaxConnsPerIP(t *testing.T) {
 	}
 	open[0].Quit()
 	// The slot frees once the first session is gone.
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		c := dial(t, s.Addr())
-		err := c.Hello("client.test")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot never freed: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitSlot(t, s.Addr(), "client.test")
 	st := s.Stats()
 	if st.Rejected < 1 || st.MaxConcurrentConns != 2 || st.MaxOpenConns < 3 {
 		t.Errorf("stats %+v: want >= 1 refused, 2 sessions at most, >= 3 connections open at once", st)
@@ -181,15 +170,11 @@ func TestSinkMaxRcpts(t *testing.T) {
 func TestSinkTarpitGreeting(t *testing.T) {
 	const delay = 250 * time.Millisecond
 	s := newSink(t, SinkOptions{GreetDelay: delay})
-	start := time.Now()
-	c := dialRaw(t, s.Addr())
-	if got := c.reply(); got != "220" {
-		t.Fatalf("greeting %s", got)
-	}
-	if d := time.Since(start); d < delay {
+	c, d := dialGreeted(t, s.Addr())
+	if d < delay {
 		t.Errorf("greeting after %v, want at least %v", d, delay)
 	}
-	start = time.Now()
+	start := time.Now()
 	c.send("EHLO client.test")
 	c.reply()
 	if d := time.Since(start); d >= delay {

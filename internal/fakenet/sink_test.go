@@ -39,6 +39,23 @@ func dial(t *testing.T, addr string) *smtp.Client {
 	return c
 }
 
+// waitSlot dials addr and says HELO helo until the sink takes the
+// session, failing the test after two seconds of refusals.
+func waitSlot(t *testing.T, addr, helo string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := dial(t, addr).Hello(helo)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot never freed: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // send runs one transaction and returns the RCPT errors and the DATA error.
 func send(t *testing.T, c *smtp.Client, from string, to []string, msg string) ([]error, error) {
 	t.Helper()
@@ -186,18 +203,7 @@ func TestSinkConnectionRefusals(t *testing.T) {
 		}
 		first.Quit()
 		// The slot frees once the first connection is gone.
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			third := dial(t, s.Addr())
-			err := third.Hello("c.test")
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("slot never freed: %v", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitSlot(t, s.Addr(), "c.test")
 		if st := s.Stats(); st.Rejected < 1 || st.MaxConcurrentConns != 1 {
 			t.Errorf("stats = %+v, want >=1 rejected, max 1 concurrent", st)
 		}

@@ -6,9 +6,14 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 
 	"fanmail/lists"
 )
@@ -52,4 +57,87 @@ func ListStore(t testing.TB, dir, list, owner string, members ...string) *lists.
 		}
 	}
 	return store
+}
+
+// Clock is a clock the test moves instead of sleeping, safe for
+// concurrent use: the code under test reads Now from its goroutines.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock standing at start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// DNSServer runs handler as a UDP DNS server on 127.0.0.1, stopped when
+// the test ends, and returns its address. It is for tests that script
+// the answers themselves (malformed, truncated, per query); a zone is
+// simpler served by fakenet.DNS.
+func DNSServer(t testing.TB, handler dns.HandlerFunc) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: handler, NotifyStartedFunc: func() { close(started) }}
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// RR parses a resource record in zone-file form, failing the test if it
+// does not parse.
+func RR(t testing.TB, s string) dns.RR {
+	t.Helper()
+	rr, err := dns.NewRR(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rr
+}
+
+// OpenTempDir returns a new directory under the system's temporary
+// directory with permissions mode, removed when the test ends, for tests
+// where another user (nobody, a program the server runs) must reach it:
+// t.TempDir's parent is private to the test's user.
+func OpenTempDir(t testing.TB, pattern string, mode os.FileMode) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// CopyFile copies the file src to dst with permissions mode, as tests do
+// to give another user a binary or a config it may read.
+func CopyFile(t testing.TB, src, dst string, mode os.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, mode); err != nil {
+		t.Fatal(err)
+	}
 }
