@@ -57,6 +57,7 @@ const schemaLock = 0x66616e6d61696c
 var (
 	pgIntegerKey   = regexp.MustCompile(`\bINTEGER PRIMARY KEY( AUTOINCREMENT)?\b`)
 	pgInteger      = regexp.MustCompile(`\bINTEGER\b`)
+	pgReal         = regexp.MustCompile(`\bREAL\b`)
 	pgBlob         = regexp.MustCompile(`\bBLOB\b`)
 	pgText         = regexp.MustCompile(`\bTEXT\b`)
 	pgWithoutRowid = regexp.MustCompile(`\)\s*WITHOUT ROWID`)

@@ -16,7 +16,12 @@
 //
 // Every query is written once, in SQL both databases accept; dialect.go
 // holds what differs (the migrations' types, the schema version, locking,
-// Version) and rebind.go turns ? placeholders into PostgreSQL's. Writes
+// Version) and rebind.go turns ? placeholders into PostgreSQL's. So a new
+// table is a migration step written for SQLite (pgDDL translates it) and
+// a name in tableOrder; its queries avoid what only SQLite has
+// (LastInsertId: use INSERT ... RETURNING id; INSERT OR REPLACE: use ON
+// CONFLICT; WHERE 1: use WHERE TRUE; scalar max(a, b): use CASE), and
+// its tests join the conformance suite, which runs them on both. Writes
 // go through Store.write, which takes the store's single write lock up
 // front: in SQLite, WAL mode lets readers run while one writer commits,
 // busy_timeout makes a second writer wait instead of failing, and BEGIN
