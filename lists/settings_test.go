@@ -175,7 +175,7 @@ func testIsMember(t *testing.T, be backend) {
 func TestMigrateFromVersion1(t *testing.T) {
 	t.Parallel()
 	path := rawDB(t, migrations[0], "INSERT INTO lists(address, owner, created) VALUES('l@example.org', '', 1)", "PRAGMA user_version = 1")
-	s := sqliteBackend().open(t, path)
+	s := openPath(t, path)
 	ctx := context.Background()
 	if err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "open"}}); err != nil {
 		t.Fatalf("set after migration: %v", err)

@@ -188,7 +188,7 @@ func TestOpenExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s2 := sqliteBackend().open(t, path)
+	s2 := openPath(t, path)
 	if _, err := s2.GetList(ctx, "a@example.org"); err != nil {
 		t.Errorf("reopened store lost the list: %v", err)
 	}
