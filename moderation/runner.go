@@ -95,21 +95,31 @@ func (r *Runner) Run(ctx context.Context) {
 	recovered := false
 	last, lastScan := int64(-1), time.Time{}
 	var quietUntil time.Time // after a failed scan, only the periodic rescan
+	storeDown := false       // Version failed at the last poll
+	recoverFailed := false   // recover failed and said so
 	for {
 		now := r.cfg.Now()
 		if !recovered {
 			// Posts claimed before a crash wait until this succeeds.
 			if err := r.recover(ctx); err != nil {
-				if ctx.Err() == nil {
+				if ctx.Err() == nil && !recoverFailed {
 					r.log.Error("moderation: cannot settle claims left by a crash; retrying", "err", err)
+					recoverFailed = true
 				}
 			} else {
 				recovered = true
 			}
 		}
 		v, err := r.cfg.Store.Version(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.log.Error("moderation: list store version", "err", err)
+		switch {
+		case err != nil && ctx.Err() == nil && !storeDown:
+			// Once per outage, not per poll: a shared store can be
+			// unreachable for a while.
+			r.log.Error("moderation: list store unreachable; retrying", "err", err)
+			storeDown = true
+		case err == nil && storeDown:
+			r.log.Info("moderation: list store reachable again")
+			storeDown = false
 		}
 		due := now.Sub(lastScan) >= r.cfg.RescanEvery
 		if recovered && err == nil && (due || (v != last && !now.Before(quietUntil))) {
