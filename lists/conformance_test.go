@@ -112,10 +112,8 @@ func (be backend) withList(t testing.TB, lists ...string) *Store {
 	return s
 }
 
-// openTest, openPath and openWithList are the SQLite store for the tests
-// of what only the file has, and for tests not yet in the suite.
-func openTest(t testing.TB) (*Store, string) { return sqliteBackend().openNew(t) }
-
+// openPath and openWithList are the SQLite store for the tests of what
+// only the file has, and for tests not yet in the suite.
 func openPath(t testing.TB, path string) *Store { return sqliteBackend().open(t, path) }
 
 func openWithList(t testing.TB, lists ...string) *Store { return sqliteBackend().withList(t, lists...) }

@@ -208,10 +208,7 @@ func benchAddMembers(b *testing.B, be backend) {
 
 func BenchmarkMembers100k(b *testing.B) {
 	ctx := context.Background()
-	s, _ := openTest(b)
-	if err := s.CreateList(ctx, "l@example.org", ""); err != nil {
-		b.Fatal(err)
-	}
+	s := openWithList(b, "l@example.org")
 	if _, err := s.AddMembers(ctx, "l@example.org", members100k()); err != nil {
 		b.Fatal(err)
 	}
