@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fanmail/delivery/local"
+	"fanmail/envelope"
 	"fanmail/resolver"
 )
 
@@ -28,6 +29,10 @@ type Config struct {
 	// DNSTimeout are then only what NewResolver opened it from. Nil
 	// makes New open one of its own, which Close closes.
 	Resolver *resolver.Resolver
+	// Personalizer makes each member's sender and header fields for the
+	// envelopes of lists that personalize (envelope.Personal); package
+	// render has the one fanmail uses. Nil defers such envelopes.
+	Personalizer envelope.Personalizer
 	// Port is the SMTP port used for MX hosts; default 25. Tests point it
 	// at their sinks, which all listen on one port on different 127.x IPs.
 	Port int

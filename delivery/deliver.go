@@ -188,6 +188,14 @@ type txn struct {
 	ruled   bool   // a reply rule has acted for this delivery
 	last421 *Error // the last 421 that left recipients undecided
 	told    []bool // recipients reported to env.Progress
+	// member is the sender and header of the personalized transaction
+	// about to be sent (personal.go); nil when the envelope is one copy.
+	member *envelope.MemberCopy
+	// dot holds the recipients of a personalized transaction whose body
+	// and final dot are sent and whose reply is read with the next
+	// member's commands (personal.go); dotConn is their connection.
+	dot     []int
+	dotConn *conn
 }
 
 // progress reports to env.Progress the recipients of idx that are now
@@ -318,15 +326,22 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 	var c *conn
 	defer func() {
 		if c != nil {
+			t.finishDot()
 			t.a.pool.release(t.dest, c)
 		}
 	}()
 	fruitless := 0
 	for {
 		txnsPerConn, rcptsPerTxn := t.a.pool.limitsOf(t.dest)
+		if t.personal() {
+			rcptsPerTxn = 1
+		}
 		chunk := t.nextChunk(rcptsPerTxn)
 		if len(chunk) == 0 {
 			return nil
+		}
+		if t.personal() && !t.personalize(chunk[0]) {
+			continue
 		}
 		if c == nil {
 			var err *Error
@@ -369,6 +384,7 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 		}
 		t.progress(chunk)
 		if c.broken || c.txns >= txnsPerConn {
+			t.finishDot()
 			t.a.pool.release(t.dest, c)
 			c = nil
 		}
@@ -393,7 +409,7 @@ func (t *txn) deliverAll(ctx context.Context) *Error {
 func (t *txn) nextChunk(n int) []int {
 	var chunk []int
 	for i := range t.results {
-		if t.pending(i) {
+		if t.pending(i) && !slices.Contains(t.dot, i) {
 			if chunk = append(chunk, i); len(chunk) == n {
 				break
 			}

@@ -35,7 +35,10 @@
 //     every RCPT TO and DATA go in one write and the replies are read in
 //     order; without it, lock-step. SIZE, 8BITMIME and SMTPUTF8 are
 //     honoured: a message the server cannot take is failed with 5.3.4,
-//     5.6.3 or 5.6.7, never converted.
+//     5.6.3 or 5.6.7, never converted. An envelope of a list that
+//     personalizes (envelope.Personal) is one transaction per member,
+//     with the sender and header fields Config.Personalizer makes for
+//     that member just before it (personal.go).
 //  6. The connection goes back to the cache unless it broke, reached
 //     TxnsPerConn or ConnMaxAge, or the group's window shrank; idle ones
 //     close after ConnIdleTimeout (or as long as their greeting took),

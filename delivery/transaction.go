@@ -100,6 +100,10 @@ func (c *conn) send(t *txn, idx []int, reused bool) outcome {
 			if err := c.flush(cm.name); err != nil {
 				return c.lost(t, idx, reused, k, err)
 			}
+			if k == 0 && t.dotConn == c {
+				// The previous member's end of DATA reply comes first.
+				t.finishDot()
+			}
 		}
 		if !pipelined {
 			// Lock-step: stop at the first command that can no longer help.
@@ -204,13 +208,14 @@ func (c *conn) closing(t *txn, cmd string, code int, msg string) outcome {
 // message as it is: fanmail never converts or truncates a message.
 func (c *conn) mailCommand(t *txn, idx []int) (string, bool) {
 	env := &t.env
-	if limit := c.maxSize(); limit > 0 && env.Size > limit {
+	sender, size := t.sender(), t.size()
+	if limit := c.maxSize(); limit > 0 && size > limit {
 		// RFC 1870 §6.1: over the fixed maximum is permanent.
 		t.settleIdx(idx, localError(true, "5.3.4", "MAIL FROM", c.relay, nil,
-			"message size %d exceeds the fixed maximum message size %d of %s", env.Size, limit, c.relay))
+			"message size %d exceeds the fixed maximum message size %d of %s", size, limit, c.relay))
 		return "", false
 	}
-	utf8 := env.SMTPUTF8 || !isASCII(env.Sender)
+	utf8 := env.SMTPUTF8 || !isASCII(sender)
 	for _, i := range idx {
 		if t.pending(i) && !isASCII(env.Recipients[i]) {
 			utf8 = true
@@ -220,7 +225,7 @@ func (c *conn) mailCommand(t *txn, idx []int) (string, bool) {
 			}
 		}
 	}
-	if utf8 && !c.has("SMTPUTF8") && (env.SMTPUTF8 || !isASCII(env.Sender)) {
+	if utf8 && !c.has("SMTPUTF8") && (env.SMTPUTF8 || !isASCII(sender)) {
 		// RFC 6531 §3.2: without the extension the message cannot be sent.
 		t.settleIdx(idx, localError(true, "5.6.7", "MAIL FROM", c.relay, nil,
 			"message needs SMTPUTF8 and %s does not offer it", c.relay))
@@ -229,9 +234,9 @@ func (c *conn) mailCommand(t *txn, idx []int) (string, bool) {
 	if !t.anyPending(idx) {
 		return "", false
 	}
-	line := "MAIL FROM:<" + env.Sender + ">"
-	if c.has("SIZE") && env.Size > 0 {
-		line += fmt.Sprintf(" SIZE=%d", env.Size)
+	line := "MAIL FROM:<" + sender + ">"
+	if c.has("SIZE") && size > 0 {
+		line += fmt.Sprintf(" SIZE=%d", size)
 	}
 	if c.has("8BITMIME") {
 		line += " BODY=8BITMIME"
@@ -255,7 +260,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // with the reply to the final dot (RFC 5321 §4.5.3.2.5-6 timeouts).
 func (c *conn) data(t *txn, accepted []int) {
 	w := c.tp.DotWriter()
-	body := &readErrReader{r: t.env.Open()}
+	body := &readErrReader{r: t.open()}
 	buf := copyBufs.Get().(*[]byte)
 	_, err := io.CopyBuffer(w, &blockDeadline{r: body, c: c}, *buf)
 	copyBufs.Put(buf)
@@ -274,6 +279,15 @@ func (c *conn) data(t *txn, accepted []int) {
 		t.settleIdx(accepted, c.ioError("end of DATA", err))
 		return
 	}
+	if t.deferDot(c, accepted) {
+		return
+	}
+	c.dotReply(t, accepted)
+}
+
+// dotReply reads the reply to the final dot and settles the accepted
+// recipients with it.
+func (c *conn) dotReply(t *txn, accepted []int) {
 	code, msg, err := c.readReply("end of DATA", c.cfg.DataTimeout)
 	if err != nil {
 		t.settleIdx(accepted, asError(err, c))

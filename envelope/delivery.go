@@ -29,6 +29,11 @@ type Request struct {
 	// SMTPUTF8 says the message needs SMTPUTF8 (RFC 6531), as when it was
 	// received with that parameter; non-ASCII addresses need it anyway.
 	SMTPUTF8 bool
+	// Personal, when its Mode is not PersonalizeOff, makes each
+	// recipient its own transaction: delivery asks its Personalizer for
+	// the member's sender and header fields, sent in front of Open's
+	// bytes (and counted in SIZE= on top of Size).
+	Personal Personal
 	// Progress, if set, is called after each SMTP transaction with the
 	// recipients it settled for good (Delivered or Failed): their
 	// indexes in Recipients and their results. The queue records them

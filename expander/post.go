@@ -270,7 +270,10 @@ func (x *Expander) listPart(ctx context.Context, p Post, header []byte, info ren
 	prefix.Write(c.Lead)
 	// The members are streamed from the store while the queue writes
 	// the envelopes, so a list of any size is never held whole.
-	part := queuegroups.Part{Prefix: prefix.Bytes(), Skip: c.Skip,
+	// A personalized list's envelopes are cut as any other's (up to r
+	// members of one domain): delivery sends each member its own
+	// transaction over the same connections, from c.Personal.
+	part := queuegroups.Part{Prefix: prefix.Bytes(), Skip: c.Skip, Personal: c.Personal,
 		Stream: func(yield func(envelope.Envelope) error) error {
 			cut := x.router.Cutter(BounceAddress(list), yield)
 			if err := x.eachMember(ctx, list, cut.Add); err != nil {

@@ -51,7 +51,20 @@ type Settings struct {
 	SubjectPrefix   string // "" = none
 	Footer          string // "" = none; lines end in "\n" or "\r\n"
 	ArchiveURL      string // "" = no List-Archive
+	Personalize     Personalize
 }
+
+// Personalize is how a list's members get their copies (setting
+// personalize): the same copy in envelopes of up to r members, or one
+// transaction per member with its own envelope sender (VERP), and its
+// own one-click unsubscribe link under its own DKIM signature (full).
+type Personalize string
+
+const (
+	PersonalizeOff  Personalize = "off"
+	PersonalizeVERP Personalize = "verp"
+	PersonalizeFull Personalize = "full"
+)
 
 // Limits of the free-text settings.
 const (
@@ -96,6 +109,8 @@ var settingDefs = []settingDef{
 	{key: "archive_url", def: "", help: "an absolute http, https or mailto URL; empty for none",
 		check: checkArchiveURL,
 		apply: func(s *Settings, v string) { s.ArchiveURL = v }},
+	{key: "personalize", def: string(PersonalizeOff), values: []string{"off", "verp", "full"},
+		apply: func(s *Settings, v string) { s.Personalize = Personalize(v) }},
 }
 
 // DefaultSettings returns the settings of a list that changed none.

@@ -16,7 +16,7 @@ func testSettingsDefaults(t *testing.T, be backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge}
+	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge, Personalize: PersonalizeOff}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -35,7 +35,7 @@ func testSetSettings(t *testing.T, be backend) {
 	err := s.SetSettings(ctx, "L@Example.org", [][2]string{
 		{"posting", "announce"}, {"nonmember_action", "reject"}, {"hold_days", "3"}, {"dmarc", "wrap"},
 		{"subject_prefix", "[l]"}, {"footer", "-- \nunsubscribe: l-request@example.org\n"},
-		{"archive_url", "https://lists.example.org/l/"},
+		{"archive_url", "https://lists.example.org/l/"}, {"personalize", "full"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,8 @@ func testSetSettings(t *testing.T, be backend) {
 		t.Fatal(err)
 	}
 	want := Settings{Posting: PostingAnnounce, NonmemberAction: ActionReject, HoldDays: 3, DMARC: DMARCWrap,
-		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/"}
+		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/",
+		Personalize: PersonalizeFull}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("settings (-want +got):\n%s", diff)
 	}
@@ -63,13 +64,14 @@ func testSetSettings(t *testing.T, be backend) {
 		{"dmarc", "wrap", false}, {"subject_prefix", "", true},
 		{"footer", "-- \nunsubscribe: l-request@example.org\n", false},
 		{"archive_url", "https://lists.example.org/l/", false},
+		{"personalize", "full", false},
 	}
 	if diff := cmp.Diff(wantVals, vals); diff != "" {
 		t.Errorf("setting values (-want +got):\n%s", diff)
 	}
 	var rows int
-	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 5 {
-		t.Errorf("settings rows = %d, %v; want 5 (defaults are not stored)", rows, err)
+	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 6 {
+		t.Errorf("settings rows = %d, %v; want 6 (defaults are not stored)", rows, err)
 	}
 }
 
@@ -82,7 +84,7 @@ func testSetSettingsBad(t *testing.T, be backend) {
 		kv   [2]string
 		want string
 	}{
-		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url)`},
+		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url, personalize)`},
 		{[2]string{"posting", "everyone"}, `posting="everyone": accepted values are members, open, moderated, announce`},
 		{[2]string{"posting", "Open"}, `accepted values are members, open, moderated, announce`},
 		{[2]string{"nonmember_action", "bounce"}, `nonmember_action="bounce": accepted values are hold, reject, discard`},

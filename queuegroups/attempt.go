@@ -19,6 +19,7 @@ const (
 	attemptRecorded attempted = iota // nothing more
 	shareFinished                    // every recipient of the share is final: settle its DSN
 	stillDeferred                    // recipients wait for a retry: a delay warning may be due
+	passReported                     // recipients wait, and the pass failed some: report them (settle)
 )
 
 // taken is what a runner reads, under the group's lock, to attempt e.
@@ -102,6 +103,9 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 	if m.touched[e.index] == e {
 		heap.Push(&g.deferred, e)
 		g.nudge()
+		if m.passEnded() && m.unreported() {
+			return m, passReported
+		}
 		return m, stillDeferred
 	}
 	return g.afterDone(m)
@@ -111,6 +115,9 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 // settling. Called with g.mu held.
 func (g *group) afterDone(m *msgState) (*msgState, attempted) {
 	if m.pendingEnvs > 0 {
+		if m.passEnded() && m.unreported() {
+			return m, passReported
+		}
 		return m, attemptRecorded
 	}
 	g.finish(m)
@@ -135,6 +142,7 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 		Received: m.received,
 		Envelope: envelope.Envelope{Sender: t.part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     t.part.copySize(t.bodyLen),
+		Personal: t.part.personal,
 		Open: func() io.Reader {
 			return t.part.open(t.bodyLen, func(off, n int64) io.Reader { return t.bodySeg.section(t.bodyOff+off, n) })
 		},
@@ -270,10 +278,10 @@ func (g *group) moveAside(m *msgState, e *envState) {
 }
 
 // finish retires a share whose recipients are all final: at once if it
-// owes no DSN, else it waits (done) until the queue has sent the DSN for
-// every share of the message. Called with g.mu held.
+// owes no DSN, else it waits (done) until the queue has sent it (settle).
+// Called with g.mu held.
 func (g *group) finish(m *msgState) {
-	if m.failedFor() {
+	if m.unreported() {
 		m.done = true
 		return
 	}

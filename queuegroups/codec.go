@@ -45,16 +45,25 @@ func encodeHead(m *msgState, body envelope.Body) (record, error) {
 	}
 	head.byte1(flags)
 	head.uvarint(uint64(len(m.parts)))
-	laid := false
+	laid, personal := false, false
 	for _, p := range m.parts {
 		head.str(p.sender)
 		head.bytes(p.prefix)
 		laid = laid || p.hasLayout()
+		personal = personal || p.isPersonal()
 	}
-	if laid {
-		// Only a head with a laid-out part has layouts, after the parts.
+	if laid || personal {
+		// Only a head with a laid-out or personalized part has layouts,
+		// after the parts, and only one with a personalized part has
+		// their Personal after those: a journal of lists that do not
+		// personalize is written as before.
 		for _, p := range m.parts {
 			head.layout(p)
+		}
+	}
+	if personal {
+		for _, p := range m.parts {
+			head.personal(p.personal)
 		}
 	}
 	bodyLen := body.Size()
@@ -93,12 +102,21 @@ func decodeHead(payload []byte) (*msgState, error) {
 		m.parts = append(m.parts, partState{sender: sender, prefix: append([]byte(nil), prefix...)})
 	}
 	if d.err == nil && d.off != len(d.b) {
-		laid := false
+		laid, personal := false, false
 		for i := range m.parts {
 			d.layout(&m.parts[i])
 			laid = laid || m.parts[i].hasLayout()
 		}
-		if !laid {
+		if d.err == nil && d.off != len(d.b) {
+			for i := range m.parts {
+				m.parts[i].personal = d.personal()
+				personal = personal || m.parts[i].isPersonal()
+			}
+			if !personal {
+				d.fail() // written only when a part is personalized
+			}
+		}
+		if !laid && !personal {
 			d.fail() // layouts are written only when a part has one
 		}
 	}
@@ -119,8 +137,11 @@ func encodePart(id string, index int, p partState) []byte {
 	enc.uvarint(uint64(index))
 	enc.str(p.sender)
 	enc.bytes(p.prefix)
-	if p.hasLayout() {
+	if p.hasLayout() || p.isPersonal() {
 		enc.layout(p)
+	}
+	if p.isPersonal() {
+		enc.personal(p.personal)
 	}
 	return enc.frame()
 }
@@ -133,7 +154,13 @@ func decodePart(payload []byte) (id string, index int, p partState, err error) {
 	prefix, _ := d.bytesRef()
 	p.prefix = append([]byte(nil), prefix...)
 	if d.err == nil && d.off != len(d.b) {
-		if d.layout(&p); !p.hasLayout() {
+		d.layout(&p)
+		if d.err == nil && d.off != len(d.b) {
+			if p.personal = d.personal(); !p.isPersonal() {
+				d.fail() // written only for a personalized part
+			}
+		}
+		if !p.hasLayout() && !p.isPersonal() {
 			d.fail() // a layout is written only when the part has one
 		}
 	}
@@ -176,6 +203,22 @@ func (d *decoder) layout(p *partState) {
 	if p.skip < 0 || p.insertAt < 0 {
 		d.fail()
 	}
+}
+
+// personal writes a part's Personal: its mode and template. Heads and
+// part records carry it after the layouts, only for personalized parts.
+func (e *encoder) personal(p envelope.Personal) {
+	e.byte1(byte(p.Mode))
+	e.bytes(p.Template)
+}
+
+func (d *decoder) personal() envelope.Personal {
+	mode := envelope.Personalize(d.byte1())
+	tmpl, _ := d.bytesRef()
+	if mode > envelope.PersonalizeFull || (mode == envelope.PersonalizeOff && len(tmpl) > 0) {
+		d.fail()
+	}
+	return envelope.Personal{Mode: mode, Template: append([]byte(nil), tmpl...)}
 }
 
 // envRecord is one envelope as its record holds it.
@@ -288,6 +331,39 @@ func decodeStatus(payload []byte) (*statusUpdate, error) {
 		return nil, fmt.Errorf("status record: %w", d.err)
 	}
 	return u, nil
+}
+
+// encodeReported writes the record that a DSN reported refs.
+func encodeReported(id string, refs []rcptRef) []byte {
+	enc := newEncoder(recReported, len(id)+4+len(refs)*4)
+	enc.str(id)
+	enc.uvarint(uint64(len(refs)))
+	for _, r := range refs {
+		enc.uvarint(uint64(r.env))
+		enc.uvarint(uint64(r.idx))
+	}
+	return enc.frame()
+}
+
+func decodeReported(payload []byte) (string, []rcptRef, error) {
+	d := &decoder{b: payload}
+	id := d.str()
+	n := d.count() // each ref takes at least two bytes
+	refs := make([]rcptRef, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		env, idx := d.uvarint(), d.uvarint()
+		if env > 1<<31 || idx > 1<<31 {
+			d.fail()
+		}
+		refs = append(refs, rcptRef{int(env), int(idx)})
+	}
+	if d.err == nil && d.off != len(d.b) {
+		d.fail()
+	}
+	if d.err != nil {
+		return "", nil, fmt.Errorf("reported record: %w", d.err)
+	}
+	return id, refs, nil
 }
 
 // encodeID writes a record of typ that carries only a message ID.

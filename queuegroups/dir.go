@@ -163,6 +163,16 @@ func (d *dir) record(seg *segment, off int64, typ byte, payload []byte, bodyOff,
 			return nil
 		}
 		m.apply(u)
+	case recReported:
+		id, refs, err := decodeReported(payload)
+		if err != nil {
+			return err
+		}
+		if m := d.current(id); m != nil {
+			m.markReported(refs)
+		} else {
+			d.orphan(seg, id)
+		}
 	case recDelete, recWarned, recAside:
 		id, err := decodeID(payload)
 		if err != nil {

@@ -32,7 +32,8 @@
 //     and recovery, Enqueue streaming a message's envelopes into its
 //     groups, each group's dispatcher starting a delivery goroutine per
 //     admitted envelope within its runners and the MaxQueueChildren cap
-//     (by default from the open-file limit), DSNs across groups, and the
+//     (by default from the open-file limit), DSNs as each pass over a
+//     share ends (with a record of whom they reported), and the
 //     operator's view (Stats, Summary, Show, Flush, Delete), which
 //     package control serves over a socket.
 //
@@ -45,11 +46,13 @@
 // A segment starts with a header record (the format version) and holds
 // framed records (magic, length and its checksum, CRC-32C, type). A
 // message share is a head record (its parts, with their layouts when a
-// part replaces the body's header or puts bytes in, then the body), a record
-// per envelope, parts declared late, and a commit record, which alone
-// makes it deliverable; then status records (an attempt started, each
-// transaction's settled recipients with their replies, the outcome, or a
-// panic) and delete, warned and moved-aside marks. A segment is deleted
-// once no pending message has its head in it or before it; long-lived
-// messages are copied to the head so they never pin old segments.
+// part replaces the body's header or puts bytes in, and after those the
+// per-member template of each part when one personalizes, then the
+// body), a record per envelope, parts declared late, and a commit
+// record, which alone makes it deliverable; then status records (an
+// attempt started, each transaction's settled recipients with their
+// replies, the outcome, or a panic), the recipients each DSN reported,
+// and delete, warned and moved-aside marks. A segment is deleted once no
+// pending message has its head in it or before it; long-lived messages
+// are copied to the head so they never pin old segments.
 package queuegroups

@@ -109,9 +109,10 @@ func TestCorruptRecordIsSkippedAndQuarantined(t *testing.T) {
 }
 
 // TestRepliesSurviveRelocationAndRestart: a recipient refused with 5xx
-// while another is deferred keeps its reply (code, enhanced code, text,
-// host) through a rewrite of the message at the journal head and a
-// restart, and the DSN quotes it.
+// while another is deferred is reported at once with its reply (code,
+// enhanced code, text, host), keeps it through a rewrite of the message
+// at the journal head and a restart (queue show), and is not reported
+// again by the DSN for the other, which fails after the restart.
 func TestRepliesSurviveRelocationAndRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -141,6 +142,18 @@ func TestRepliesSurviveRelocationAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "first attempts", func() bool { return q.Stats().Deferred == 1 && q.Stats().Inflight == 0 })
+	// The failure is reported when the pass that failed it ends, while
+	// the other recipient is still deferred.
+	waitFor(t, "the first DSN", func() bool { return len(first.body("owner-list@example.org")) > 0 })
+	firstDSN := string(first.body("owner-list@example.org"))
+	for _, want := range []string{"Final-Recipient: rfc822; " + gone, "Diagnostic-Code: smtp; 550 5.1.1 no such user here", "Remote-MTA: dns; mx.d0.test"} {
+		if !strings.Contains(firstDSN, want) {
+			t.Errorf("first DSN lacks %q:\n%s", want, firstDSN)
+		}
+	}
+	if strings.Contains(firstDSN, later) {
+		t.Errorf("first DSN names the deferred %s:\n%s", later, firstDSN)
+	}
 	// Fill segments until the message's own is collected by relocation.
 	firstSeg, _ := listSegments(dir)
 	for i := 0; i < 100; i++ {
@@ -169,12 +182,16 @@ func TestRepliesSurviveRelocationAndRestart(t *testing.T) {
 	waitFor(t, "the DSN", func() bool { return len(second.body("owner-list@example.org")) > 0 })
 	dsn := string(second.body("owner-list@example.org"))
 	for _, want := range []string{
-		"Final-Recipient: rfc822; " + gone, "Diagnostic-Code: smtp; 550 5.1.1 no such user here", "Remote-MTA: dns; mx.d0.test",
 		"Final-Recipient: rfc822; " + later, "Diagnostic-Code: smtp; 554 5.7.1 refused at last", "Remote-MTA: dns; mx.d1.test",
 	} {
 		if !strings.Contains(dsn, want) {
 			t.Errorf("DSN lacks %q:\n%s", want, dsn)
 		}
+	}
+	// The record that the first DSN reported gone survived the
+	// relocation and the restart: it is not reported again.
+	if strings.Contains(dsn, gone) {
+		t.Errorf("second DSN reports %s again:\n%s", gone, dsn)
 	}
 }
 

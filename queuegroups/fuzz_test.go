@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ func FuzzDecodeHead(f *testing.F) {
 	laid := seedMessage()
 	laid.parts[0].skip, laid.parts[0].insert, laid.parts[0].insertAt = 10, []byte("footer"), 20
 	f.Add(headOf(f, laid))
+	personal := seedMessage()
+	personal.parts[0].personal = envelope.Personal{Mode: envelope.PersonalizeFull, Template: []byte("tmpl")}
+	f.Add(headOf(f, personal))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, head []byte) {
 		m, err := decodeHead(head)
@@ -54,13 +58,16 @@ func FuzzDecodeHead(f *testing.F) {
 	})
 }
 
-// FuzzDecodeEnvelope covers envelope, part and commit records.
+// FuzzDecodeEnvelope covers envelope, part, reported and commit records.
 func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add(encodeEnvelope("1M8NFX9GAA330E4B", 3, 1, "a.test", []string{"x@a.test", "y@a.test"})[frameHeader+1:])
 	f.Add(encodePart("1M8NFX9GAA330E4B", 2, partState{sender: "s@x", prefix: []byte("P: 1\r\n")})[frameHeader+1:])
 	f.Add(encodePart("1M8NFX9GAA330E4B", 2, partState{sender: "s@x", prefix: []byte("P: 1\r\n\r\n"),
 		skip: 40, insert: []byte("-- \r\nfooter\r\n"), insertAt: 900})[frameHeader+1:])
+	f.Add(encodePart("1M8NFX9GAA330E4B", 2, partState{sender: "s@x", prefix: []byte("P: 1\r\n"),
+		personal: envelope.Personal{Mode: envelope.PersonalizeVERP, Template: []byte("t")}})[frameHeader+1:])
 	f.Add(encodeCommit("1M8NFX9GAA330E4B", 7)[frameHeader+1:])
+	f.Add(encodeReported("1M8NFX9GAA330E4B", []rcptRef{{0, 3}, {7, 0}})[frameHeader+1:])
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		// Each record that decodes encodes to bytes that decode to the
 		// same record.
@@ -75,8 +82,15 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			again := encodePart(id, i, p)[frameHeader+1:]
 			id2, i2, p2, err := decodePart(again)
 			if err != nil || id2 != id || i2 != i || p2.sender != p.sender || !bytes.Equal(p2.prefix, p.prefix) ||
-				p2.skip != p.skip || (p2.insert == nil) != (p.insert == nil) || !bytes.Equal(p2.insert, p.insert) || p2.insertAt != p.insertAt {
+				p2.skip != p.skip || (p2.insert == nil) != (p.insert == nil) || !bytes.Equal(p2.insert, p.insert) || p2.insertAt != p.insertAt ||
+				p2.personal.Mode != p.personal.Mode || !bytes.Equal(p2.personal.Template, p.personal.Template) {
 				t.Fatalf("part record does not round trip: %v", err)
+			}
+		}
+		if id, refs, err := decodeReported(payload); err == nil {
+			id2, refs2, err := decodeReported(encodeReported(id, refs)[frameHeader+1:])
+			if err != nil || id2 != id || !slices.Equal(refs, refs2) {
+				t.Fatalf("reported record does not round trip: %v", err)
 			}
 		}
 		if id, n, err := decodeCommit(payload); err == nil {

@@ -237,15 +237,15 @@ func (g *group) flush(domain string) int {
 
 // recovered schedules every pending envelope that replay found in the
 // group's directories, forgets finished messages that owe no DSN, and
-// returns the counts and the messages that finished but may not have had
-// their DSN sent.
+// returns the counts and the messages with failed recipients no DSN
+// reported yet.
 func (g *group) recovered(now time.Time) (msgs, rcpts, aside int, unsettled []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, d := range g.dirs {
 		for id, m := range d.msgs {
 			m.intern = nil // no more envelopes
-			if m.pendingEnvs == 0 && !m.failedFor() {
+			if m.pendingEnvs == 0 && !m.unreported() {
 				delete(d.msgs, id)
 				continue
 			}
@@ -256,6 +256,10 @@ func (g *group) recovered(now time.Time) (msgs, rcpts, aside int, unsettled []st
 				m.done = true // its DSN may not have gone out
 				unsettled = append(unsettled, id)
 				continue
+			}
+			if m.unreported() {
+				// Failed in a pass the server did not live to report.
+				unsettled = append(unsettled, id)
 			}
 			for _, e := range m.touched {
 				if e.open {

@@ -57,6 +57,11 @@ type Part struct {
 	// nil for nothing.
 	Insert   []byte
 	InsertAt int64
+	// Personal, for a list whose setting personalize is not off, has
+	// delivery make each member its own copy from the one stored here:
+	// the envelopes stay as the expander cut them, and the queue keeps
+	// Personal once with the part, never per member.
+	Personal envelope.Personal
 
 	Envelopes []envelope.Envelope
 	Stream    EnvelopeStream // nil: Envelopes are all
@@ -73,7 +78,7 @@ func (p *Part) checkLayout(size int64) error {
 
 // layout is the part's layout as the spool keeps it.
 func (p *Part) layout() partState {
-	return partState{prefix: p.Prefix, skip: p.Skip, insert: p.Insert, insertAt: p.InsertAt}
+	return partState{prefix: p.Prefix, skip: p.Skip, insert: p.Insert, insertAt: p.InsertAt, personal: p.Personal}
 }
 
 // EnvelopeStream calls yield with each envelope in turn and returns the

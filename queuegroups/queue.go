@@ -19,7 +19,7 @@ type Queue struct {
 	children  chan struct{} // MaxQueueChildren slots
 	ids       *IDSource     // for the DSNs the queue generates
 	bounceMu  sync.Mutex    // one settle at a time, so a DSN is sent once
-	unsettled []string      // messages recovered done, whose DSN Start sends
+	unsettled []string      // messages recovered owing a DSN, which Start sends
 	bodies    *bodyPool     // memory parts of the Bodies ingress fills
 
 	runCtx    context.Context
@@ -84,7 +84,7 @@ func (q *Queue) closeDirs() {
 }
 
 // scheduleRecovered schedules every pending recipient found by replay;
-// messages that finished but may still owe a DSN are settled by Start.
+// messages that may still owe a DSN are settled by Start.
 func (q *Queue) scheduleRecovered() {
 	now := time.Now()
 	for _, g := range q.order {
@@ -155,6 +155,9 @@ func (q *Queue) dispatch(g *group) {
 			switch next {
 			case shareFinished:
 				q.settle(m.id)
+			case passReported:
+				q.settle(m.id)
+				q.warnDelayed(g, m, time.Now())
 			case stillDeferred:
 				q.warnDelayed(g, m, time.Now())
 			}

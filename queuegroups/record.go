@@ -40,6 +40,9 @@ const (
 	recEnvelope byte = 7 // one envelope: its part, domain and recipients
 	recCommit   byte = 8 // every envelope is written: the message may be delivered
 	recPart     byte = 9 // a part declared after the head was written
+	// recReported names failed recipients a DSN reported. Older builds
+	// skip it as unknown, and at worst report those recipients again.
+	recReported byte = 10
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -40,6 +40,7 @@ type msgState struct {
 	pendingRcpts int   // pending recipients
 	total        int   // recipients
 	failed       []int // failed recipients per part, for the DSN
+	reported     []int // of those, how many a DSN reported (recReported); nil for none
 	inflight     int   // envelopes being delivered
 
 	holdUntil time.Time // queue-only mail: fresh envelopes wait until then
@@ -63,7 +64,11 @@ type partState struct {
 	skip     int64
 	insert   []byte
 	insertAt int64
+	personal envelope.Personal // PersonalizeOff: one copy for the whole envelope
 }
+
+// isPersonal reports whether the part's members get their own copies.
+func (p *partState) isPersonal() bool { return p.personal.Mode != envelope.PersonalizeOff }
 
 // hasLayout reports whether the part's copy is more than prefix + body.
 func (p *partState) hasLayout() bool { return p.skip != 0 || p.insert != nil }
@@ -340,6 +345,36 @@ func (m *msgState) failedFor() bool {
 		}
 	}
 	return false
+}
+
+// rcptRef names one recipient of a share: its envelope and its index
+// in the envelope.
+type rcptRef struct{ env, idx int }
+
+// unreported reports whether m has a failed recipient whose envelope
+// sender may get a DSN and that no DSN reported yet.
+func (m *msgState) unreported() bool {
+	for i, n := range m.failed {
+		if n > 0 && dsn.Wanted(m.parts[i].sender) && (i >= len(m.reported) || m.reported[i] < n) {
+			return true
+		}
+	}
+	return false
+}
+
+// markReported counts refs as reported, for unreported.
+func (m *msgState) markReported(refs []rcptRef) {
+	if m.reported == nil {
+		m.reported = make([]int, len(m.parts))
+	}
+	for len(m.reported) < len(m.parts) {
+		m.reported = append(m.reported, 0)
+	}
+	for _, r := range refs {
+		if r.env >= 0 && r.env < len(m.slots) {
+			m.reported[m.slots[r.env].part]++
+		}
+	}
 }
 
 // attemptKind says what a status record reports.

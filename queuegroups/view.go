@@ -69,3 +69,22 @@ func (v *msgView) states(keep func(rcptStatus) bool) (map[int]map[int]rcptUpdate
 	})
 	return out, err
 }
+
+// reported reads m's reported records: the recipients a DSN reported.
+func (v *msgView) reported() (map[rcptRef]bool, error) {
+	out := map[rcptRef]bool{}
+	err := scanRecords(v.segs, v.start, v.id, func(typ byte, payload []byte) error {
+		if typ != recReported {
+			return nil
+		}
+		_, refs, err := decodeReported(payload)
+		if err != nil {
+			return nil
+		}
+		for _, r := range refs {
+			out[r] = true
+		}
+		return nil
+	})
+	return out, err
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"fanmail/dmarc"
+	"fanmail/envelope"
 	"fanmail/lists"
 )
 
@@ -48,6 +49,28 @@ func FuzzRender(f *testing.F) {
 		kept := msg[c.Skip:c.InsertAt]
 		if !bytes.Contains(out, []byte(kept)) || !strings.HasSuffix(string(out), msg[c.InsertAt:]) {
 			t.Fatalf("the post's bytes are not kept intact")
+		}
+	})
+}
+
+// FuzzTemplate: a per-member template that decodes round-trips through
+// encode, and Members never panics on what decodes.
+func FuzzTemplate(f *testing.F) {
+	f.Add(personalTemplate{list: testList}.encode())
+	f.Add(personalTemplate{list: testList, domain: "lists.example.org", header: []byte("From: a@b\r\n\r\n")}.encode())
+	f.Add([]byte{templateFormat, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tmpl, err := decodeTemplate(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeTemplate(tmpl.encode())
+		if err != nil || again.list != tmpl.list || again.domain != tmpl.domain || again.bh != tmpl.bh || !bytes.Equal(again.header, tmpl.header) {
+			t.Fatalf("template %q does not round trip: %v", b, err)
+		}
+		for _, mode := range []envelope.Personalize{envelope.PersonalizeVERP, envelope.PersonalizeFull} {
+			_, _ = (&Members{}).Member(envelope.Personal{Mode: mode, Template: b}, "l-bounces@x.test", "m@y.test")
 		}
 	})
 }

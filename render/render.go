@@ -36,6 +36,7 @@ import (
 
 	"fanmail/dkim"
 	"fanmail/dmarc"
+	"fanmail/envelope"
 	"fanmail/lists"
 )
 
@@ -76,6 +77,11 @@ type Copy struct {
 	Munged   bool   // the From: was rewritten for DMARC
 	Wrapped  bool   // the post travels as a message/rfc822 part
 	Footer   bool   // the footer was added
+	// Personal is what delivery makes each member's copy from, for a
+	// list whose setting personalize is not off (personal.go). With
+	// full, Header is unsigned and has no List-Unsubscribe: both come
+	// per member.
+	Personal envelope.Personal
 }
 
 // Size is the size of the whole copy for a post of size bytes.
@@ -134,20 +140,51 @@ func Render(p Post, l List, o Options) (*Copy, error) {
 	}
 	prefixSubject(&h, l.Settings.SubjectPrefix)
 	listHeaders(&h, l)
+	mode := personalMode(l.Settings.Personalize)
+	if mode == envelope.PersonalizeFull {
+		h.Del("List-Unsubscribe") // each member's own, signed with it
+	}
 	var hdr bytes.Buffer
 	if err := writeHeader(&hdr, h); err != nil {
 		return nil, err
 	}
 	c.Header = hdr.Bytes()
-	if err := sign(c, h, p, l, o.Keys); err != nil {
+	switch mode {
+	case envelope.PersonalizeOff:
+		err = sign(c, h, p, l, o.Keys)
+	case envelope.PersonalizeVERP:
+		if err = sign(c, h, p, l, o.Keys); err == nil {
+			c.Personal = envelope.Personal{Mode: mode, Template: personalTemplate{list: l.Address}.encode()}
+		}
+	case envelope.PersonalizeFull:
+		err = prepareFull(c, h, p, l, o.Keys)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// sign prepends the DKIM signature of the key that signs for the copy's
-// From: domain, or failing that the list's domain, if any does.
-func sign(c *Copy, h header, p Post, l List, keys *dkim.Keyring) error {
+// prepareFull makes the template of a full copy: the unsigned header,
+// and the signing domain with the body hash, computed once here, so that
+// each member's signature at delivery time reads no body.
+func prepareFull(c *Copy, h header, p Post, l List, keys *dkim.Keyring) error {
+	t := personalTemplate{list: l.Address, header: c.Header}
+	if s := signer(h, l, keys); s != nil {
+		bh, err := dkim.HashBody(c.Body(p.Body, p.Size))
+		if err != nil {
+			return fmt.Errorf("render: %w", err)
+		}
+		t.domain, t.bh = s.Domain(), bh
+		c.Signed = s.Domain()
+	}
+	c.Personal = envelope.Personal{Mode: envelope.PersonalizeFull, Template: t.encode()}
+	return nil
+}
+
+// signer is the signer for the copy's From: domain, or failing that the
+// list's domain; nil when none has a key or the copy has no From.
+func signer(h header, l List, keys *dkim.Keyring) *dkim.Signer {
 	if keys == nil || !h.Has("From") {
 		return nil // DKIM must sign From (RFC 6376 §5.4): without one, no signature
 	}
@@ -155,7 +192,13 @@ func sign(c *Copy, h header, p Post, l List, keys *dkim.Keyring) error {
 	if a, _ := firstFrom(h); a != nil {
 		fromDomain = domainOf(a.Address)
 	}
-	s := keys.Pick(fromDomain, domainOf(l.Address))
+	return keys.Pick(fromDomain, domainOf(l.Address))
+}
+
+// sign prepends the DKIM signature of the key that signs for the copy's
+// From: domain, or failing that the list's domain, if any does.
+func sign(c *Copy, h header, p Post, l List, keys *dkim.Keyring) error {
+	s := signer(h, l, keys)
 	if s == nil {
 		return nil
 	}

@@ -79,6 +79,11 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan,
 	if database != "" {
 		sets = append(sets, fmt.Sprintf("lists.database=%q", database))
 	}
+	if o.personalize == "full" {
+		// The one-click links need a base URL, which needs the endpoint;
+		// nothing requests it during the run.
+		sets = append(sets, `web.listen="127.0.0.1:0"`, `web.base_url="https://`+listDomain+`"`)
+	}
 	cfg := fmt.Sprintf("hostname = \"fanmail.bench.test\"\nlisten = %q\ndata_dir = %q\n\n[delivery]\nresolvers = [%q]\nport = %d\n",
 		t.listen, filepath.Join(dir, "data"), dnsAddr, o.sinkPort) + extraConfig(sets)
 	if err := os.WriteFile(t.cfg, []byte(cfg), 0o644); err != nil {
@@ -98,6 +103,9 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan,
 		}
 		t.importTime += time.Since(start)
 		set := append([]string{"list", "set", l.addr, "posting=open"}, o.listSet...)
+		if o.personalize != "" {
+			set = append(set, "personalize="+o.personalize)
+		}
 		if _, err := t.run(ctx, set...); err != nil {
 			return nil, err
 		}

@@ -119,6 +119,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 			return nil
 		})
+	fs.Func("personalize", "fanmail: every list's personalize setting: off, verp or full (full with [web] base_url, so each copy gets its one-click link; add --dkim to sign per member)",
+		func(v string) error {
+			if v != "off" && v != "verp" && v != "full" {
+				return fmt.Errorf("--personalize %q: want off, verp or full", v)
+			}
+			o.personalize = v
+			return nil
+		})
 	fs.IntVar(&o.targetPID, "target-pid", 0, "--target: PID whose process tree's CPU and memory to report")
 	fs.StringVar(&o.targetPIDFile, "target-pidfile", "", "--target: file holding that PID, e.g. /var/spool/postfix/pid/master.pid")
 	fs.StringVar(&o.aliases, "aliases", "", "--target: write the lists as an aliases(5) FILE (members in :include: files beside it)")

@@ -69,8 +69,8 @@ func (o *options) defaults() error {
 	if o.target == "" && (o.aliases != "" || o.prepareCmd != "" || o.targetPID != 0 || o.targetPIDFile != "") {
 		return fmt.Errorf("--aliases, --prepare-cmd, --target-pid and --target-pidfile go with --target")
 	}
-	if o.target != "" && (len(o.listSet) > 0 || len(o.dkim) > 0) {
-		return fmt.Errorf("--list-set and --dkim set up fanmail; they do not go with --target")
+	if o.target != "" && (len(o.listSet) > 0 || len(o.dkim) > 0 || o.personalize != "") {
+		return fmt.Errorf("--list-set, --dkim and --personalize set up fanmail; they do not go with --target")
 	}
 	if o.direct && o.target == "" {
 		return fmt.Errorf("--direct: fanmail never relays; it takes posts only for lists")

@@ -28,8 +28,9 @@ func TestOptionsRejected(t *testing.T) {
 		{"target off loopback", func(o *options) { o.target = "192.0.2.1:25" }, "--target"},
 		{"aliases without target", func(o *options) { o.aliases = "/tmp/a" }, "go with --target"},
 		{"direct to fanmail", func(o *options) { o.workload, o.direct = "mass", true }, "never relays"},
-		{"list settings for another MTA", func(o *options) { o.target, o.listSet = "127.0.0.1:25", []string{"footer=x"} }, "--list-set and --dkim"},
-		{"DKIM keys for another MTA", func(o *options) { o.target, o.dkim = "127.0.0.1:25", []string{"rsa"} }, "--list-set and --dkim"},
+		{"list settings for another MTA", func(o *options) { o.target, o.listSet = "127.0.0.1:25", []string{"footer=x"} }, "--list-set, --dkim and --personalize"},
+		{"DKIM keys for another MTA", func(o *options) { o.target, o.dkim = "127.0.0.1:25", []string{"rsa"} }, "--list-set, --dkim and --personalize"},
+		{"personalize for another MTA", func(o *options) { o.target, o.personalize = "127.0.0.1:25", "verp" }, "--list-set, --dkim and --personalize"},
 		{"unknown world", func(o *options) { o.world = "moon" }, `--world "moon"`},
 		{"internet flag in the plain world", func(o *options) { o.setFlags = map[string]bool{"greylist": true} }, "--greylist shapes the Internet world"},
 		{"plain flag in the internet world", func(o *options) {

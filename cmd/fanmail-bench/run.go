@@ -19,30 +19,34 @@ type options struct {
 	fanmailSet []string // SECTION.KEY=TOML-VALUE settings added to fanmail's config
 	listSet    []string // KEY=VALUE list settings for every list (fanmail list set)
 	dkim       []string // algorithms of the DKIM keys made for the list domain
-	workload   string
-	world      string          // worldPlain or worldInternet
-	net        internetOptions // the Internet world's properties
-	setFlags   map[string]bool // flags given on the command line
-	members    int
-	domains    int
-	dist       string
-	sinks      int
-	sinkPort   int
-	size       int
-	messages   int // mass: posts to inject
-	clients    int
-	lists      int // mixed: lists; mass: one-member lists (recipients)
-	posts      int // mixed: posts per list
-	direct     bool
-	rtt        time.Duration
-	tempFail   float64
-	permFail   float64
-	dropShare  float64
-	maxConns   int
-	implicitMX int
-	nullMX     int
-	deadMX     int
-	dnsAddr    string
+	// personalize is every list's personalize setting ("" leaves the
+	// default); full also turns on the web endpoint, so the copies get
+	// one-click links.
+	personalize string
+	workload    string
+	world       string          // worldPlain or worldInternet
+	net         internetOptions // the Internet world's properties
+	setFlags    map[string]bool // flags given on the command line
+	members     int
+	domains     int
+	dist        string
+	sinks       int
+	sinkPort    int
+	size        int
+	messages    int // mass: posts to inject
+	clients     int
+	lists       int // mixed: lists; mass: one-member lists (recipients)
+	posts       int // mixed: posts per list
+	direct      bool
+	rtt         time.Duration
+	tempFail    float64
+	permFail    float64
+	dropShare   float64
+	maxConns    int
+	implicitMX  int
+	nullMX      int
+	deadMX      int
+	dnsAddr     string
 
 	target        string // "" runs fanmail
 	fanmailBin    string

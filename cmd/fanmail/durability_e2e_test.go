@@ -202,10 +202,12 @@ func TestCrashLoopIsBroken(t *testing.T) {
 }
 
 // TestRepliesSurviveRewriteInDSN: a member refused with 550 while another
-// is deferred; small journal segments and a stream of other posts make
-// the spool rewrite the message at the journal head and collect its
-// first segment; after a restart the deferred member is refused too, and
-// the DSN quotes both replies with the MX that gave them.
+// is deferred is reported at once (a DSN at the list's bounce address
+// while the other waits); small journal segments and a stream of other
+// posts make the spool rewrite the message at the journal head and
+// collect its first segment; after a restart the deferred member is
+// refused too, and a second DSN quotes its reply with the MX that gave
+// it, and does not report the first member again.
 func TestRepliesSurviveRewriteInDSN(t *testing.T) {
 	t.Parallel()
 	domains := []string{"d00.test", "d01.test", "d02.test", "lists.example.org"}
@@ -232,12 +234,26 @@ func TestRepliesSurviveRewriteInDSN(t *testing.T) {
 	p := startFanmail(t, cfg)
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	mustLog(t, p, "status=deferred", 30*time.Second)
+	// The hard failure is reported when the attempt that failed it ends,
+	// while later@ is still deferred.
+	owner := n.sinks["lists.example.org"]
+	n.waitCount(t, "the first DSN", func() int { return len(owner.Deliveries()) }, 1, 30*time.Second, p)
+	firstDSN := owner.Deliveries()[0].Data
+	for _, want := range []string{"Final-Recipient: rfc822; gone@d00.test", "Diagnostic-Code: smtp; 550 5.1.1 no such user here",
+		"Remote-MTA: dns; mx.d00.test", "Message-ID: <e2e-1@example.org>"} {
+		if !bytes.Contains(firstDSN, []byte(want)) {
+			t.Errorf("first DSN lacks %q:\n%s", want, firstDSN)
+		}
+	}
+	if bytes.Contains(firstDSN, []byte("later@d01.test")) {
+		t.Errorf("first DSN names the deferred later@d01.test:\n%s", firstDSN)
+	}
 	first, _ := filepath.Glob(filepath.Join(dataDir, "queue", "*.journal"))
 	filler := strings.Replace(e2ePost, "Last line.", strings.Repeat("filler text to fill journal segments quickly\r\n", 200), 1)
 	for i := range 40 {
 		postTo(t, p.addr, "poster@example.org", "filler@lists.example.org", strings.Replace(filler, "e2e-1@", fmt.Sprintf("fill-%d@", i), 1))
 	}
-	n.waitDelivered(t, 40, 30*time.Second, p)
+	n.waitDelivered(t, 40+1, 30*time.Second, p) // the fillers and the first DSN
 	time.Sleep(300 * time.Millisecond)
 	p.stop(t)
 	if _, err := os.Stat(first[0]); !os.IsNotExist(err) {
@@ -247,23 +263,24 @@ func TestRepliesSurviveRewriteInDSN(t *testing.T) {
 	refuseLater.Store(true)
 	p = startFanmail(t, cfg)
 	fanmailCLI(t, cfg, "", "queue", "flush")
-	owner := n.sinks["lists.example.org"]
-	deadline := time.Now().Add(30 * time.Second)
-	for len(owner.Deliveries()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	n.waitCount(t, "the second DSN", func() int { return len(owner.Deliveries()) }, 2, 30*time.Second, p)
+	time.Sleep(300 * time.Millisecond) // a third would show
 	dels := owner.Deliveries()
-	if len(dels) != 1 {
-		t.Fatalf("%d messages at the list's bounce address, want one DSN", len(dels))
+	if len(dels) != 2 {
+		t.Fatalf("%d messages at the list's bounce address, want two DSNs", len(dels))
 	}
 	for _, want := range []string{
-		"Final-Recipient: rfc822; gone@d00.test", "Diagnostic-Code: smtp; 550 5.1.1 no such user here", "Remote-MTA: dns; mx.d00.test",
 		"Final-Recipient: rfc822; later@d01.test", "Diagnostic-Code: smtp; 554 5.7.1 refused at last", "Remote-MTA: dns; mx.d01.test",
 		"Message-ID: <e2e-1@example.org>",
 	} {
-		if !bytes.Contains(dels[0].Data, []byte(want)) {
-			t.Errorf("DSN lacks %q:\n%s", want, dels[0].Data)
+		if !bytes.Contains(dels[1].Data, []byte(want)) {
+			t.Errorf("second DSN lacks %q:\n%s", want, dels[1].Data)
 		}
+	}
+	// The rewrite and the restart kept the record that gone@ was
+	// reported: it is not reported again.
+	if bytes.Contains(dels[1].Data, []byte("gone@d00.test")) {
+		t.Errorf("second DSN reports gone@d00.test again:\n%s", dels[1].Data)
 	}
 	p.stop(t)
 }

@@ -181,7 +181,7 @@ func TestQueueTools(t *testing.T) {
 			t.Errorf("fanmail queue show lacks %q:\n%s", want, show)
 		}
 	}
-	if out := fanmailCLI(t, cfg, "", "queue", "delete", drop); !strings.Contains(out, "deleted "+drop+" (3 pending recipients dropped)") {
+	if out := fanmailCLI(t, cfg, "", "queue", "delete", drop); !strings.Contains(out, "deleted "+drop+" (3 pending recipients dropped; no DSN is sent to the sender)") {
 		t.Errorf("queue delete said %q", out)
 	}
 	refuse.Store(false)

@@ -130,7 +130,7 @@ func TestListShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if len(lines) != 15 || !strings.HasPrefix(lines[2], "created:    ") {
+	if len(lines) != 16 || !strings.HasPrefix(lines[2], "created:    ") {
 		t.Fatalf("list show printed:\n%s", stdout)
 	}
 	lines[2] = "created:    (time)"
@@ -150,6 +150,7 @@ func TestListShow(t *testing.T) {
 		`  subject_prefix    ""       (default)`,
 		`  footer            ""       (default)`,
 		`  archive_url       ""       (default)`,
+		"  personalize       off      (default)",
 	}
 	if diff := cmp.Diff(want, lines); diff != "" {
 		t.Errorf("list show (-want +got):\n%s", diff)

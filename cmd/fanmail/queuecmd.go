@@ -35,7 +35,10 @@ func queueCommand() *cli.Command {
 					&cli.StringFlag{Name: "group", Usage: "only queue group `G`"},
 					&cli.StringFlag{Name: "domain", Usage: "only mail to domain `D`"},
 				}},
-			{Name: "delete", Usage: "remove a message from the queue (postsuper -d)", ArgsUsage: "ID", Action: queueDelete},
+			{Name: "delete", Usage: "remove a message from the queue (postsuper -d); no DSN is sent to its sender, by design", ArgsUsage: "ID",
+				Description: "The message's pending recipients are dropped and nothing is reported to the sender: the operator\n" +
+					"removed the mail on purpose. Recipients that failed before were reported when their attempt ended.",
+				Action: queueDelete},
 		},
 	}
 }
@@ -229,7 +232,7 @@ func queueDelete(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("queue delete: %w", err)
 	}
-	fmt.Fprintf(c.App.Writer, "deleted %s (%d pending recipients dropped)\n", id, dropped)
+	fmt.Fprintf(c.App.Writer, "deleted %s (%d pending recipients dropped; no DSN is sent to the sender)\n", id, dropped)
 	return nil
 }
 

@@ -26,7 +26,9 @@ import (
 	"fanmail/metrics"
 	"fanmail/moderation"
 	"fanmail/queuegroups"
+	"fanmail/render"
 	"fanmail/resolver"
+	"fanmail/unsubscribe"
 	"fanmail/web"
 )
 
@@ -133,6 +135,19 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		return nil, err
 	}
 	deliveryCfg.Resolver = s.resolver
+	// Lists that personalize get each member's sender, one-click link
+	// and signature at delivery time; the links need [web] base_url.
+	members := &render.Members{Keys: s.keys}
+	var unsubKeys *unsubscribe.Keyring
+	if cfg.Web.Listen != "" {
+		if unsubKeys, err = unsubscribe.Open(cfg.UnsubscribeKeys()); err != nil {
+			return nil, err
+		}
+		if base, err := unsubscribe.ParseBaseURL(cfg.Web.BaseURL); err == nil {
+			members.Unsubscribe, members.BaseURL = unsubKeys, base
+		}
+	}
+	deliveryCfg.Personalizer = members
 	if s.agent, err = delivery.New(deliveryCfg); err != nil {
 		return nil, err
 	}
@@ -186,7 +201,7 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
-	if s.web, err = buildWeb(cfg, s.store, s.log); err != nil {
+	if s.web, err = buildWeb(cfg, unsubKeys, s.store, s.log); err != nil {
 		return nil, err
 	}
 	return s, nil

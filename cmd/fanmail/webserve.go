@@ -10,16 +10,12 @@ import (
 	"fanmail/web"
 )
 
-// buildWeb opens the unsubscribe keys (creating the first on first use)
-// and binds the one-click unsubscribe endpoint; it returns nil when
-// [web] listen is not set.
-func buildWeb(cfg config.Config, store *lists.Store, log *slog.Logger) (*web.Server, error) {
+// buildWeb binds the one-click unsubscribe endpoint with the unsubscribe
+// keys (which unsubscribe.Open created on first use, and delivery mints
+// the links with); it returns nil when [web] listen is not set.
+func buildWeb(cfg config.Config, keys *unsubscribe.Keyring, store *lists.Store, log *slog.Logger) (*web.Server, error) {
 	if cfg.Web.Listen == "" {
 		return nil, nil
-	}
-	keys, err := unsubscribe.Open(cfg.UnsubscribeKeys())
-	if err != nil {
-		return nil, err
 	}
 	w := web.New(cfg.WebConfig(log), keys, store)
 	if err := w.Listen(); err != nil {
