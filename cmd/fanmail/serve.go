@@ -200,7 +200,7 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		}
 		ic.TLS, ic.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
 	}
-	ids := queuegroups.NewIDSource()
+	ids := queuegroups.NewNodeIDSource(cfg.Node.Name)
 	s.smtp = ingress.New(ic, exp, s.queue, ids)
 	s.mod = moderation.New(moderation.Config{Store: s.store, Expander: exp, Queue: s.queue, IDs: ids,
 		Keys: s.keys, Hostname: cfg.Hostname, Logger: s.log})
@@ -246,7 +246,7 @@ func (s *server) run() error {
 	}()
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr,
+		"data_dir", dataDir, "lists_db", lists.Describe(s.cfg.ListsDB()), "node", s.cfg.Node.Name, "queue_groups", s.groups, "metrics", metricsAddr,
 		"starttls", s.keyPair != nil, "dkim_domains", signingDomains(s.keys))
 	s.logOut.flush()
 	if s.aliases != nil {
