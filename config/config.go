@@ -32,6 +32,7 @@ import (
 	"fanmail/delivery"
 	"fanmail/expander"
 	"fanmail/ingress"
+	"fanmail/lists"
 	"fanmail/queuegroups"
 	"fanmail/web"
 )
@@ -58,6 +59,8 @@ type Config struct {
 	TLS      TLS               `toml:"tls"`
 	Web      Web               `toml:"web"`   // the one-click unsubscribe endpoint
 	Relay    Relay             `toml:"relay"` // peers this node relays for (relay.go)
+	Lists    Lists             `toml:"lists"`
+	Node     Node              `toml:"node"`
 }
 
 // TLS is inbound STARTTLS (RFC 3207).
@@ -247,6 +250,9 @@ func (c *Config) Complete() {
 			c.Hostname = h
 		}
 	}
+	if c.Node.Name == "" {
+		c.Node.Name = c.Hostname
+	}
 	routes := make(map[string]string, len(c.Routes))
 	for domain, hostport := range c.Routes {
 		routes[strings.ToLower(strings.TrimSuffix(domain, "."))] = hostport
@@ -282,6 +288,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
+	c.validateCluster(bad)
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls", "give both cert and key (PEM files), or neither")
 	}
@@ -448,9 +455,6 @@ func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.
 // AdminSocket is the unix socket the queue tools reach a running server on.
 func (c *Config) AdminSocket() string { return filepath.Join(c.DataDir, "control.sock") }
 
-// ListsDB is the path of the lists database.
-func (c *Config) ListsDB() string { return filepath.Join(c.DataDir, "lists.db") }
-
 // Duration is a time.Duration written as "30s", "5m" or "4h" in the file.
 type Duration time.Duration
 
@@ -497,6 +501,7 @@ func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(in
 
 // String renders the effective config as TOML, for `fanmail config check`.
 func (c Config) String() string {
+	c.Lists.Database = lists.Describe(c.Lists.Database)
 	var b strings.Builder
 	if err := toml.NewEncoder(&b).Encode(c); err != nil {
 		return fmt.Sprintf("# cannot render config: %v\n", err)

@@ -240,6 +240,11 @@ func TestBadConfigs(t *testing.T) {
 		{"[relay]\npeer_certs = [\"" + strings.Repeat("ab", 32) + "\"]", "relay.peer_certs: needs tls.cert and tls.key"},
 		{"[delivery]\nfallback_policy = \"sometimes\"", `delivery.fallback_policy: "sometimes" is not every_attempt or after_first_attempt`},
 		{"[delivery]\nfallback_policy = \"after_first_attempt\"", "delivery.fallback_policy: after_first_attempt needs delivery.fallback_relay"},
+		{"[lists]\ndatabase = \"mysql://db/fanmail\"", `lists.database: "mysql://db/fanmail": only postgres:// URLs`},
+		{"[lists]\ndatabase = \"postgres://u:secret@/fanmail\"", `lists.database: "postgres://u:xxxxx@/fanmail" is not a PostgreSQL URL`},
+		{"[lists]\ndatabse = \"x\"", "lists.databse: unknown key"},
+		{"[node]\nname = \"mx 1\"", `node.name: "mx 1": use letters, digits`},
+		{"[node]\nname = \"" + strings.Repeat("n", 64) + "\"", "is 64 characters; at most 63"},
 	}
 	for _, tt := range tests {
 		wantRejected(t, tt.text, tt.want)

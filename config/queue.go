@@ -198,6 +198,7 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 		MoveAsideAfter:   q.MoveAsideAfter,
 		SegmentSize:      int64(q.SegmentSize),
 		Hostname:         c.Hostname,
+		Node:             c.Node.Name,
 		Logger:           log,
 	}
 	inherit := func(g Group) queuegroups.GroupConfig {

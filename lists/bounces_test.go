@@ -9,14 +9,13 @@ import (
 	"fanmail/bounces"
 )
 
-// TestMemberBounces: bounces are recorded against the member as stored
+// testMemberBounces: bounces are recorded against the member as stored
 // (whatever the case of the report), scored in the same transaction; a
 // disabled member is still a member but gets no copies; removal and
 // enabling work on the state, and the evidence is bounded.
-func TestMemberBounces(t *testing.T) {
-	t.Parallel()
+func testMemberBounces(t *testing.T, be backend) {
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if _, err := s.AddMembers(ctx, "l@example.org", []string{"Bob@x.example", "ok@x.example"}); err != nil {
 		t.Fatal(err)
 	}

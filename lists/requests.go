@@ -126,12 +126,9 @@ func (s *Store) OpenRequest(ctx context.Context, list, addr string, action Reque
 		if err := tx.QueryRowContext(ctx, "SELECT address FROM lists WHERE id = ?", id).Scan(&r.List); err != nil {
 			return fmt.Errorf("request for %s: %w", list, err)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO requests(list_id, address, action, state, created, expires)
-			VALUES(?, ?, ?, ?, ?, ?)`, id, r.Address, action, requestConfirm, now.Unix(), r.Expires.Unix())
+		err = tx.QueryRowContext(ctx, `INSERT INTO requests(list_id, address, action, state, created, expires)
+			VALUES(?, ?, ?, ?, ?, ?) RETURNING id`, id, r.Address, string(action), requestConfirm, now.Unix(), r.Expires.Unix()).Scan(&r.ID)
 		if err != nil {
-			return fmt.Errorf("request for %s: %w", list, err)
-		}
-		if r.ID, err = res.LastInsertId(); err != nil {
 			return fmt.Errorf("request for %s: %w", list, err)
 		}
 		return insertRequestToken(ctx, tx, token, PurposeConfirm, id, r.Address, r.ID, now, r.Expires)
@@ -144,7 +141,7 @@ func (s *Store) OpenRequest(ctx context.Context, list, addr string, action Reque
 
 func insertRequestToken(ctx context.Context, tx *sql.Tx, token string, purpose TokenPurpose, listID int64, to string, request int64, now, expires time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO tokens(hash, purpose, list_id, address, request_id, created, expires)
-		VALUES(?, ?, ?, ?, ?, ?, ?)`, tokenHash(token), purpose, listID, to, request, now.Unix(), expires.Unix())
+		VALUES(?, ?, ?, ?, ?, ?, ?)`, tokenHash(token), string(purpose), listID, to, request, now.Unix(), expires.Unix())
 	if err != nil {
 		return fmt.Errorf("issue token for request %d: %w", request, err)
 	}

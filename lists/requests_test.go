@@ -9,12 +9,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestConfirmRoundTrip: a request waits for its token; the token does
+// testConfirmRoundTrip: a request waits for its token; the token does
 // it once, for its own list only, and not after it expired.
-func TestConfirmRoundTrip(t *testing.T) {
-	t.Parallel()
+func testConfirmRoundTrip(t *testing.T, be backend) {
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if err := s.CreateList(ctx, "other@example.org", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -84,13 +83,12 @@ func TestConfirmRoundTrip(t *testing.T) {
 	}
 }
 
-// TestModeratedSubscription: with subscribe_policy = moderate a
+// testModeratedSubscription: with subscribe_policy = moderate a
 // confirmed subscription waits for a moderator, whose token adds the
 // member; the address's own token cannot stand in for it.
-func TestModeratedSubscription(t *testing.T) {
-	t.Parallel()
+func testModeratedSubscription(t *testing.T, be backend) {
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if err := s.SetSettings(ctx, "l@example.org", [][2]string{{"subscribe_policy", "moderate"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -124,12 +122,11 @@ func TestModeratedSubscription(t *testing.T) {
 	}
 }
 
-// TestAllowAnswer: at most perDay answers to an address in any 24
+// testAllowAnswer: at most perDay answers to an address in any 24
 // hours, whatever the case of its letters.
-func TestAllowAnswer(t *testing.T) {
-	t.Parallel()
+func testAllowAnswer(t *testing.T, be backend) {
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	at := created
 	var got []bool
 	for i, a := range []string{"v@x.example", "V@X.example", "v@x.example", "other@x.example"} {

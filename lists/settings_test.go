@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestSettingsDefaults(t *testing.T) {
+func testSettingsDefaults(t *testing.T, be backend) {
 	t.Parallel()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	got, err := s.Settings(context.Background(), "l@example.org")
 	if err != nil {
 		t.Fatal(err)
@@ -32,10 +32,10 @@ func TestSettingsDefaults(t *testing.T) {
 	}
 }
 
-func TestSetSettings(t *testing.T) {
+func testSetSettings(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	err := s.SetSettings(ctx, "L@Example.org", [][2]string{
 		{"posting", "announce"}, {"nonmember_action", "reject"}, {"hold_days", "3"}, {"dmarc", "wrap"},
 		{"subject_prefix", "[l]"}, {"footer", "-- \nunsubscribe: l-request@example.org\n"},
@@ -89,7 +89,7 @@ func TestSetSettings(t *testing.T) {
 
 // TestSetSettingsBad: every bad key or value is named with what it
 // accepts, and nothing is applied, the good ones included.
-func TestSetSettingsBad(t *testing.T) {
+func testSetSettingsBad(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
@@ -123,7 +123,7 @@ func TestSetSettingsBad(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.kv[0]+"="+tt.kv[1], func(t *testing.T) {
 			t.Parallel()
-			s := openWithList(t, "l@example.org")
+			s := be.withList(t, "l@example.org")
 			err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "open"}, tt.kv})
 			if err == nil || !errors.Is(err, ErrBadSetting) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrBadSetting mentioning %q", err, tt.want)
@@ -137,16 +137,16 @@ func TestSetSettingsBad(t *testing.T) {
 			}
 		})
 	}
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if err := s.SetSettings(ctx, "nope@example.org", [][2]string{{"posting", "open"}}); !errors.Is(err, ErrNoList) {
 		t.Errorf("set on a missing list: %v, want ErrNoList", err)
 	}
 }
 
-func TestModerators(t *testing.T) {
+func testModerators(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if n, err := s.AddModerators(ctx, "l@example.org", []string{"Mod@Example.COM", "b@example.net", "b@EXAMPLE.net"}); err != nil || n != 2 {
 		t.Fatalf("AddModerators = %d, %v; want 2 (the last is the second in normal form)", n, err)
 	}
@@ -174,10 +174,10 @@ func TestModerators(t *testing.T) {
 	}
 }
 
-func TestIsMember(t *testing.T) {
+func testIsMember(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if _, err := s.AddMembers(ctx, "l@example.org", []string{"Alice@Example.org", "bob@example.net"}); err != nil {
 		t.Fatal(err)
 	}

@@ -77,10 +77,33 @@ type world struct {
 
 func newWorld(t *testing.T, mods ...string) *world {
 	t.Helper()
+	return newNode(t, "", "", mods...)
+}
+
+// newNode is newWorld as one node among several: its store is opened on
+// target (a fresh SQLite file in its directory when ""), created with
+// the list unless the list is there, and its IDs carry node.
+func newNode(t *testing.T, target, node string, mods ...string) *world {
+	t.Helper()
 	dir := t.TempDir()
 	w := &world{t: t, box: &mailbox{got: map[string][]string{}, from: map[string][]string{}},
-		ids: queuegroups.NewIDSource(), clock: testutil.NewClock(time.Now()), logs: &testutil.SyncBuffer{}}
-	w.store = testutil.ListStore(t, dir, list, "owner@example.org", member)
+		ids: queuegroups.NewNodeIDSource(node), clock: testutil.NewClock(time.Now()), logs: &testutil.SyncBuffer{}}
+	if target == "" {
+		w.store = testutil.ListStore(t, dir, list, "owner@example.org", member)
+	} else {
+		var err error
+		if w.store, err = lists.Open(target); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.store.Close() })
+		if err := w.store.CreateList(context.Background(), list, "owner@example.org"); err == nil {
+			if _, err := w.store.AddMembers(context.Background(), list, []string{member}); err != nil {
+				t.Fatal(err)
+			}
+		} else if !errors.Is(err, lists.ErrListExists) {
+			t.Fatal(err)
+		}
+	}
 	if len(mods) > 0 {
 		if _, err := w.store.AddModerators(context.Background(), list, mods); err != nil {
 			t.Fatal(err)

@@ -180,7 +180,7 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		}
 		exp.WithAliases(s.aliases)
 	}
-	ids := queuegroups.NewIDSource()
+	ids := queuegroups.NewNodeIDSource(cfg.Node.Name)
 	// Mail for a list's own addresses is handled by listmail, in
 	// front of the delivery agent, which also hands it the 5xx replies
 	// of lists' mail; its answers go to the queue opened with it.
@@ -260,7 +260,7 @@ func (s *server) run() error {
 	}()
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr,
+		"data_dir", dataDir, "lists_db", lists.Describe(s.cfg.ListsDB()), "node", s.cfg.Node.Name, "queue_groups", s.groups, "metrics", metricsAddr,
 		"starttls", s.keyPair != nil, "dkim_domains", signingDomains(s.keys))
 	s.logOut.flush()
 	if s.aliases != nil {
