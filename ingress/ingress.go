@@ -296,8 +296,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	list, err := ss.srv.exp.Lookup(context.Background(), rcpt)
 	var cmdErr *expander.CommandError
 	if errors.As(err, &cmdErr) {
-		// A moderator's command with a forged, expired or used token.
-		ss.rejected("RCPT", "moderation_command", "from", ss.from, "rcpt", to, "err", err)
+		// A command address (a moderator's, a confirmation) with a
+		// forged, expired or used token.
+		ss.rejected("RCPT", "command_token", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: cmdErr.Reason}
 	}
 	if errors.Is(err, expander.ErrUnknownRecipient) {
@@ -412,7 +413,7 @@ func (ss *session) policyReply(id string, err error) *smtp.SMTPError {
 		ss.rejected("DATA", "policy", "qid", id, "from", ss.from, "list", pe.List, "why", pe.Reason)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: pe.Reason}
 	case errors.As(err, &ce):
-		ss.rejected("DATA", "moderation_command", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "command_token", "qid", id, "from", ss.from, "err", err)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: ce.Reason}
 	case errors.Is(err, expander.ErrBadHeader):
 		ss.rejected("DATA", "bad_header", "qid", id, "from", ss.from, "err", err)

@@ -282,17 +282,20 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestOwnerAddresses: owner-LIST and LIST-request reach the list's owner
-// from the list's bounce address, never the poster's, with a null sender
-// (a bounce) kept null.
+// TestOwnerAddresses: owner-LIST reaches the list's owner from the
+// list's bounce address, never the poster's; what it gets from the null
+// sender (a bounce), and whatever goes to LIST-request, is queued for
+// the list's own address in the control group, where listmail reads it
+// (from its sender, who is answered).
 func TestOwnerAddresses(t *testing.T) {
 	t.Parallel()
 	f := start(t, 1<<20)
-	for _, tt := range []struct{ rcpt, from, sender string }{
-		{"owner-announce@lists.example.org", "", ""},
-		{"Announce-Request@Lists.Example.org", "", ""},
-		{"owner-announce@lists.example.org", "poster@example.org", "owner-announce@lists.example.org"},
-		{"Announce-Request@Lists.Example.org", "poster@example.org", "owner-announce@lists.example.org"},
+	for _, tt := range []struct{ rcpt, from, sender, to, group string }{
+		{"owner-announce@lists.example.org", "", "", "owner-announce@lists.example.org", "control"},
+		{"Announce-Request@Lists.Example.org", "", "", "announce-request@lists.example.org", "control"},
+		{"owner-announce@lists.example.org", "poster@example.org", "announce-bounces@lists.example.org", "alice@example.org", "default"},
+		{"Announce-Request@Lists.Example.org", "poster@example.org", "poster@example.org", "announce-request@lists.example.org", "control"},
+		{"announce-bounces@lists.example.org", "", "", "announce-bounces@lists.example.org", "control"},
 	} {
 		rcpt := tt.rcpt
 		c := dial(t, f.addr)
@@ -317,8 +320,8 @@ func TestOwnerAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(md.Envelopes) != 1 || md.Envelopes[0].Sender != tt.sender || len(md.Envelopes[0].Recipients) != 1 ||
-			md.Envelopes[0].Recipients[0].Address != "alice@example.org" {
-			t.Errorf("mail to %s from <%s> queued as %+v, want one envelope <%s> -> alice@example.org", rcpt, tt.from, md, tt.sender)
+			md.Envelopes[0].Recipients[0].Address != tt.to || md.Envelopes[0].Group != tt.group {
+			t.Errorf("mail to %s from <%s> queued as %+v, want one envelope <%s> -> %s in group %s", rcpt, tt.from, md, tt.sender, tt.to, tt.group)
 		}
 	}
 	c := dial(t, f.addr)

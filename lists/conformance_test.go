@@ -39,6 +39,10 @@ var conformance = []struct {
 	{"Copy", testCopy},
 	{"CopyRefusesNonEmpty", testCopyRefusesNonEmpty},
 	{"CopyCoversEveryTable", testCopyCoversEveryTable},
+	{"ConfirmRoundTrip", testConfirmRoundTrip},
+	{"ModeratedSubscription", testModeratedSubscription},
+	{"AllowAnswer", testAllowAnswer},
+	{"MemberBounces", testMemberBounces},
 }
 
 // runConformance runs the suite on the stores be opens.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/bounces"
 )
 
 // fill gives s one of everything the store keeps: two lists with
@@ -64,6 +66,23 @@ func fill(t *testing.T, s *Store) (held int64) {
 	if err := s.DeletePost(ctx, last); err != nil {
 		t.Fatal(err)
 	}
+	// A request by mail waiting for its confirmation (a token), an
+	// answer counted, and a member's bounce with its evidence.
+	if _, _, err := s.OpenRequest(ctx, "talk@example.org", "new@example.org", RequestSubscribe, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AllowAnswer(ctx, "new@example.org", created, 10); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.RecordBounce(ctx, "talk@example.org", addrs[1], BounceEvent{At: created, Source: "dsn", Action: "failed",
+		Status: "5.1.1", Severity: "hard", Diagnostic: "550 5.1.1 unknown", Evidence: "Status: 5.1.1"},
+		func(st bounces.State) (bounces.State, bounces.Decision) {
+			st.Score, st.LastBounce = 1, created
+			return st, bounces.Decision{Reason: "score 1"}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return held
 }
 
@@ -96,6 +115,21 @@ func dump(t *testing.T, s *Store) map[string]any {
 			t.Fatal(err)
 		}
 		out["moderators "+l.Address] = mods
+		bouncing, err := s.BouncingMembers(ctx, l.Address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bouncing {
+			info, err := s.MemberBounceInfo(ctx, l.Address, b.Address)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info.State.LastBounce = info.State.LastBounce.UTC()
+			for i := range info.Events {
+				info.Events[i].At = info.Events[i].At.UTC()
+			}
+			out["bounces "+l.Address+" "+b.Address] = info
+		}
 	}
 	posts, err := s.Posts(ctx, PostFilter{})
 	if err != nil {
@@ -129,7 +163,7 @@ func testCopy(t *testing.T, be backend) {
 				t.Fatal(err)
 			}
 			wantCounts := map[string]int64{"lists": 2, "members": 1237, "settings": 2, "moderators": 1,
-				"posts": 2, "post_chunks": 6, "tokens": 1}
+				"posts": 2, "post_chunks": 6, "tokens": 2, "requests": 1, "answers": 1, "member_bounces": 1, "bounce_events": 1}
 			got := map[string]int64{}
 			for _, c := range counts {
 				got[c.Table] = c.Rows

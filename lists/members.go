@@ -161,14 +161,27 @@ func (s *Store) Members(ctx context.Context, list string) ([]string, error) {
 }
 
 // EachMember calls fn with the address and domain of each of list's
-// members, ordered by domain, then address (the members_by_domain
-// index), reading them from the database as it goes: a list of any size
-// costs the caller one row at a time. It returns an error wrapping
-// ErrNoList for a missing list, or the first error from fn.
+// members whose delivery is enabled (bounces.go), ordered by domain,
+// then address (the members_by_domain index), reading them from the
+// database as it goes: a list of any size costs the caller one row at a
+// time. It returns an error wrapping ErrNoList for a missing list, or
+// the first error from fn.
 func (s *Store) EachMember(ctx context.Context, list string, fn func(addr, domain string) error) error {
+	// A list without disabled members, the usual case, is read without
+	// looking at each member's bounce state.
+	disabled, err := hasRow(ctx, s.db, `SELECT 1 FROM member_bounces b JOIN lists l ON l.id = b.list_id
+		WHERE l.address = ? AND b.disabled <> 0 LIMIT 1`, lookupKey(list))
+	if err != nil {
+		return fmt.Errorf("members of %s: %w", list, err)
+	}
+	skip := ""
+	if disabled {
+		skip = ` AND NOT EXISTS (SELECT 1 FROM member_bounces b
+			WHERE b.list_id = m.list_id AND b.address = m.address AND b.disabled <> 0)`
+	}
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT m.address, m.domain FROM lists l
-		LEFT JOIN members m ON m.list_id = l.id
+		LEFT JOIN members m ON m.list_id = l.id`+skip+`
 		WHERE l.address = ?
 		ORDER BY m.domain, m.address`, lookupKey(list))
 	if err != nil {

@@ -133,13 +133,17 @@ var migrations = []string{
 		used_by  TEXT NOT NULL DEFAULT ''
 	) WITHOUT ROWID;
 	CREATE INDEX tokens_by_post ON tokens(post_id);`,
+
+	// Commands by mail and bounce processing (requests.go).
+	migrationMail,
 }
 
 // tableOrder is every table of the schema, each after the tables it
 // references: the order Copy (fanmail migrate) copies them in. A
 // migration that adds a table adds it here too (Copy refuses a store
 // with a table it does not list).
-var tableOrder = []string{"lists", "members", "settings", "moderators", "posts", "post_chunks", "tokens"}
+var tableOrder = []string{"lists", "members", "settings", "moderators", "posts", "post_chunks", "tokens",
+	"requests", "answers", "member_bounces", "bounce_events"}
 
 // Store is an open list store. It is safe for concurrent use.
 type Store struct {

@@ -234,7 +234,7 @@ func TestNotifyAndApproveByMail(t *testing.T) {
 		if !strings.HasPrefix(n, "DKIM-Signature: v=1; a=ed25519-sha256;") {
 			t.Errorf("notice not signed:\n%.200s", n)
 		}
-		if w.box.from[mod][0] != "owner-l@lists.example.org" {
+		if w.box.from[mod][0] != "l-bounces@lists.example.org" {
 			t.Errorf("notice envelope sender %q", w.box.from[mod][0])
 		}
 	}

@@ -115,7 +115,7 @@ retry_max = "4h"
 	n.waitDelivered(t, len(members), 30*time.Second, fallback)
 	n.wantEachOnce(t, members)
 	for _, del := range n.sinks["d00.test"].Deliveries() {
-		if del.From != "owner-news@lists.test" {
+		if del.From != "news-bounces@lists.test" {
 			t.Errorf("delivered from <%s>, want the list's bounce address", del.From)
 		}
 		if strings.Count(string(del.Data), "(fanmail) with ESMTP") != 2 {

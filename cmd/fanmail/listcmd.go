@@ -272,7 +272,16 @@ func memberCommand() *cli.Command {
 				Flags:     []cli.Flag{fileFlag},
 				Action:    members.rmAction,
 			},
-			{Name: "ls", Usage: "print a list's members, one per line", ArgsUsage: "LIST", Action: members.lsAction},
+			{Name: "ls", Usage: "print a list's members, one per line (--bouncing: those with bounces, with their state)", ArgsUsage: "LIST",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "bouncing", Usage: "only members with a bounce score or disabled delivery, with state and score"}},
+				Action: func(c *cli.Context) error {
+					if c.Bool("bouncing") {
+						return memberLsBouncing(c)
+					}
+					return members.lsAction(c)
+				}},
+			{Name: "show", Usage: "show a member: delivery state, bounce score and the evidence of its last bounces", ArgsUsage: "LIST ADDR", Action: memberShow},
+			{Name: "enable", Usage: "enable a member's delivery that bounces disabled, with a clean score", ArgsUsage: "LIST ADDR", Action: memberEnable},
 		},
 	}
 }

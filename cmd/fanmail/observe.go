@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"fanmail/delivery"
 	"fanmail/ingress"
@@ -65,17 +64,10 @@ func (v controlView) Status() any {
 }
 
 // listDomains returns the domains of the lists in the store, for the
-// expander's postmaster and abuse addresses.
+// expander's postmaster and abuse addresses and for telling a list's own
+// addresses at delivery (listmail). It is asked again after every change
+// of the store, bounces recorded included, so it reads the addresses
+// alone.
 func (s *server) listDomains(ctx context.Context) ([]string, error) {
-	all, err := s.store.Lists(ctx)
-	if err != nil {
-		return nil, err
-	}
-	domains := make([]string, 0, len(all))
-	for _, l := range all {
-		if _, d, ok := strings.Cut(l.Address, "@"); ok {
-			domains = append(domains, d)
-		}
-	}
-	return domains, nil
+	return s.store.Domains(ctx)
 }
