@@ -3,6 +3,7 @@ package aliases
 import (
 	"context"
 	"errors"
+	"fanmail/listaddr"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -347,12 +348,12 @@ func (s *state) tryList(n *Node, addr string, depth int) bool {
 	return true
 }
 
-// list expands a list of the list store; its owner is owner-LIST.
+// list expands a list of the list store, from the list's bounce address.
 func (s *state) list(n *Node, addr string, members []string, depth int) {
 	s.done[addr], s.active[addr] = true, true
 	defer func() { s.active[addr] = false }()
 	n.Note = fmt.Sprintf("list, %d members", len(members))
-	sender := "owner-" + addr
+	sender := listaddr.Of(addr, listaddr.Bounces, "")
 	for _, m := range members {
 		child := &Node{Label: m}
 		n.Children = append(n.Children, child)

@@ -128,7 +128,7 @@ func TestLists(t *testing.T) {
 	if diff := cmp.Diff(wantFail, res.Failures); diff != "" {
 		t.Errorf("failures (-want +got):\n%s", diff)
 	}
-	if s := sendersOf(res); s["m1@r.example"] != "owner-news@lists.example.org" || s["s@r.example"] != "" {
+	if s := sendersOf(res); s["m1@r.example"] != "news-bounces@lists.example.org" || s["s@r.example"] != "" {
 		t.Errorf("senders %v", s)
 	}
 	if _, err := x.Expand(context.Background(), "broken"); err == nil || !strings.Contains(err.Error(), "database is locked") {

@@ -32,6 +32,7 @@ import (
 	"fanmail/delivery"
 	"fanmail/expander"
 	"fanmail/ingress"
+	"fanmail/lists"
 	"fanmail/queuegroups"
 	"fanmail/web"
 )
@@ -56,7 +57,10 @@ type Config struct {
 	Aliases  Aliases           `toml:"aliases"`
 	Metrics  Metrics           `toml:"metrics"`
 	TLS      TLS               `toml:"tls"`
-	Web      Web               `toml:"web"` // the one-click unsubscribe endpoint
+	Web      Web               `toml:"web"`   // the one-click unsubscribe endpoint
+	Relay    Relay             `toml:"relay"` // peers this node relays for (relay.go)
+	Lists    Lists             `toml:"lists"`
+	Node     Node              `toml:"node"`
 }
 
 // TLS is inbound STARTTLS (RFC 3207).
@@ -88,8 +92,9 @@ type Delivery struct {
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	CommandTimeout Duration `toml:"command_timeout"`
 	DataTimeout    Duration `toml:"data_timeout"`
-	FallbackRelay  string   `toml:"fallback_relay"` // host:port for mail every MX defers (sendmail FallbackMXhost)
-	Pipelining     bool     `toml:"pipelining"`     // use PIPELINING when offered (RFC 2920)
+	FallbackRelay  string   `toml:"fallback_relay"`  // host:port for mail every MX defers (sendmail FallbackMXhost)
+	FallbackPolicy string   `toml:"fallback_policy"` // every_attempt, or after_first_attempt for a first-attempt node
+	Pipelining     bool     `toml:"pipelining"`      // use PIPELINING when offered (RFC 2920)
 	DeliveryLimits          // connection cache, limits, TLS, reply rules (delivery.go)
 }
 
@@ -245,6 +250,9 @@ func (c *Config) Complete() {
 			c.Hostname = h
 		}
 	}
+	if c.Node.Name == "" {
+		c.Node.Name = c.Hostname
+	}
 	routes := make(map[string]string, len(c.Routes))
 	for domain, hostport := range c.Routes {
 		routes[strings.ToLower(strings.TrimSuffix(domain, "."))] = hostport
@@ -280,6 +288,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
+	c.validateCluster(bad)
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls", "give both cert and key (PEM files), or neither")
 	}
@@ -336,6 +345,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateQueue(bad)
+	c.validateRelay(bad)
 	c.SMTP.validate(bad)
 	c.Load.validate(bad)
 	c.validateAliases(bad)
@@ -424,6 +434,7 @@ func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.
 		ReadTimeout:        s.CommandTimeout.D(),
 		WriteTimeout:       s.CommandTimeout.D(),
 		SessionTimeout:     s.SessionTimeout.D(),
+		Peers:              c.RelayPeers(),
 		Load: ingress.Load{
 			QueueLA:              l.QueueLA,
 			DelayLA:              l.DelayLA,
@@ -443,9 +454,6 @@ func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.
 
 // AdminSocket is the unix socket the queue tools reach a running server on.
 func (c *Config) AdminSocket() string { return filepath.Join(c.DataDir, "control.sock") }
-
-// ListsDB is the path of the lists database.
-func (c *Config) ListsDB() string { return filepath.Join(c.DataDir, "lists.db") }
 
 // Duration is a time.Duration written as "30s", "5m" or "4h" in the file.
 type Duration time.Duration
@@ -493,6 +501,7 @@ func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(in
 
 // String renders the effective config as TOML, for `fanmail config check`.
 func (c Config) String() string {
+	c.Lists.Database = lists.Describe(c.Lists.Database)
 	var b strings.Builder
 	if err := toml.NewEncoder(&b).Encode(c); err != nil {
 		return fmt.Sprintf("# cannot render config: %v\n", err)

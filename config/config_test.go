@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -197,6 +198,14 @@ func TestBadConfigs(t *testing.T) {
 		{"[[queue.rule]]\ndomains = [\"*gmail.com\"]\ngroup = \"default\"", `domain pattern "*gmail.com"`},
 		{"[[queue.rule]]\ngroup = \"default\"", "queue.rule[0]: needs domains"},
 		{"[[queue.group]]\nname = \"big\"\npath = \"q\"\nrunners = -1", "must not be negative"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"198.51.100\" }]", `queue.group default.source_addresses: "198.51.100" is not an IP address`},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"0.0.0.0\" }]", "0.0.0.0 is not a unicast address"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"127.0.0.2\" }, { address = \"127.0.0.2\" }]", "127.0.0.2 is listed twice"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"127.0.0.2\", helo = \"a b\" }]", `helo "a b" of 127.0.0.2 must be one word`},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ addr = \"127.0.0.2\" }]", "source_addresses.addr: unknown key"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [\"127.0.0.2\"]", "source_addresses"},
+		{"[[queue.group]]\nname = \"default\"\nsource_max_connections = 5", "source_max_connections: needs source_addresses"},
+		{"[[queue.group]]\nname = \"default\"\nsource_addresses = [{ address = \"127.0.0.2\" }]\nsource_max_connections = -1", "source_max_connections: must be 0"},
 		{"[load]\nqueue_la = -1", "load.queue_la: must not be negative"},
 		{"[load]\ndelay_la = -0.5", "load.delay_la: must not be negative"},
 		{"[load]\nrefuse_la = -2", "load.refuse_la: must not be negative"},
@@ -225,6 +234,17 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\ndelay = \"a while\"", `"a while" is not a duration`},
 		{"[load]\nmax_session = 10", "fanmail.toml:2: load.max_session: unknown key"},
 		{"[metrics]\nlisten = \"9125\"", `metrics.listen: "9125" is not host:port`},
+		{"[relay]\npeers = [\"10.1.0.0/33\"]", `relay.peers: "10.1.0.0/33" is not an address or network`},
+		{"[relay]\npeers = [\"first.example.org\"]", `relay.peers: "first.example.org" is not an address`},
+		{"[relay]\npeer_certs = [\"ab:cd\"]", `relay.peer_certs: "ab:cd" is not a SHA-256 fingerprint`},
+		{"[relay]\npeer_certs = [\"" + strings.Repeat("ab", 32) + "\"]", "relay.peer_certs: needs tls.cert and tls.key"},
+		{"[delivery]\nfallback_policy = \"sometimes\"", `delivery.fallback_policy: "sometimes" is not every_attempt or after_first_attempt`},
+		{"[delivery]\nfallback_policy = \"after_first_attempt\"", "delivery.fallback_policy: after_first_attempt needs delivery.fallback_relay"},
+		{"[lists]\ndatabase = \"mysql://db/fanmail\"", `lists.database: "mysql://db/fanmail": only postgres:// URLs`},
+		{"[lists]\ndatabase = \"postgres://u:secret@/fanmail\"", `lists.database: "postgres://u:xxxxx@/fanmail" is not a PostgreSQL URL`},
+		{"[lists]\ndatabse = \"x\"", "lists.databse: unknown key"},
+		{"[node]\nname = \"mx 1\"", `node.name: "mx 1": use letters, digits`},
+		{"[node]\nname = \"" + strings.Repeat("n", 64) + "\"", "is 64 characters; at most 63"},
 	}
 	for _, tt := range tests {
 		wantRejected(t, tt.text, tt.want)
@@ -289,6 +309,48 @@ group = "big"
 		if g, _ := r.Route(domain); g != want {
 			t.Errorf("Route(%s) = %s, want %s", domain, g, want)
 		}
+	}
+}
+
+// A group's source addresses, as strings or with their HELO names, reach
+// delivery's pools.
+func TestSourceAddresses(t *testing.T) {
+	cfg, err := load(t, `hostname = "lists.example.org"
+[[queue.group]]
+name = "default"
+source_max_connections = 5
+[[queue.group.source_addresses]]
+address = "127.0.0.2"
+[[queue.group.source_addresses]]
+address = "127.0.0.3"
+helo = "out3.example.org"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]delivery.SourcePool{"default": {MaxConnsPerSource: 5, Addrs: []delivery.SourceAddr{
+		{IP: netip.MustParseAddr("127.0.0.2")}, {IP: netip.MustParseAddr("127.0.0.3"), HELO: "out3.example.org"}}}}
+	if diff := cmp.Diff(want, cfg.DeliveryConfig(nil).Sources, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("delivery sources (-want +got):\n%s", diff)
+	}
+}
+
+// [relay] reaches ingress as networks and fingerprints; a single
+// address is a network of one.
+func TestRelayPeers(t *testing.T) {
+	fp := strings.Repeat("0a:", 31) + "0b"
+	cfg, err := load(t, "[relay]\npeers = [\"192.0.2.7\", \"10.1.0.0/16\", \"2001:db8::/32\"]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.IngressConfig(nil, nil).Peers
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}
+	if diff := cmp.Diff(want, got.Networks, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("peer networks (-want +got):\n%s", diff)
+	}
+	f, err := parseFingerprint(fp)
+	if err != nil || f[0] != 0x0a || f[31] != 0x0b {
+		t.Errorf("fingerprint %q read as %x, %v", fp, f, err)
 	}
 }
 

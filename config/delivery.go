@@ -65,6 +65,7 @@ func deliveryKeys(d delivery.Config) Delivery {
 		CommandTimeout: Duration(d.CommandTimeout),
 		DataTimeout:    Duration(d.DataTimeout),
 		FallbackRelay:  d.FallbackRelay,
+		FallbackPolicy: string(d.FallbackPolicy),
 		Pipelining:     !d.NoPipelining,
 		DeliveryLimits: DeliveryLimits{
 			ConnectionCacheSize:       d.ConnCacheSize,
@@ -165,6 +166,7 @@ func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 		Port:               d.Port,
 		Routes:             c.Routes,
 		FallbackRelay:      d.FallbackRelay,
+		FallbackPolicy:     delivery.FallbackPolicy(d.FallbackPolicy),
 		NoPipelining:       !d.Pipelining,
 		HELO:               c.Hostname,
 		ProgramTimeout:     c.Aliases.ProgramTimeout.D(),
@@ -189,6 +191,7 @@ func (c *Config) DeliveryConfig(log *slog.Logger) delivery.Config {
 		GreylistRetry:      l.GreylistRetry.D(),
 		GreylistRetryMax:   l.GreylistRetryMax.D(),
 		TLS:                delivery.TLSMode(l.TLS),
+		Sources:            c.sourcePools(),
 	}
 	for _, x := range l.Destinations {
 		dc.Destinations = append(dc.Destinations, delivery.Destination{

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -41,6 +42,11 @@ type Group struct {
 	RecipientsPerEnvelope int      `toml:"recipients_per_envelope"`
 	Interval              Duration `toml:"interval"`
 	MinQueueAge           Duration `toml:"min_queue_age"`
+	// SourceAddresses are the local addresses the group's connections
+	// leave from, in turn (delivery/sources.go); SourceMaxConnections
+	// caps each one's connections to one MX group.
+	SourceAddresses      []SourceAddr `toml:"source_addresses"`
+	SourceMaxConnections int          `toml:"source_max_connections"`
 }
 
 // Rule is one [[queue.rule]] table: domains matching go to group.
@@ -162,6 +168,7 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 			bad(key, "needs path = \"DIR\" or a list of directories (one per disk)")
 		}
 	}
+	c.validateSources(bad)
 	for i, r := range q.Rules {
 		if len(r.Domains) == 0 || r.Group == "" {
 			bad(fmt.Sprintf("queue.rule[%d]", i), "needs domains = [\"example.com\", \"*.example.com\"] and group = \"NAME\"")
@@ -191,6 +198,7 @@ func (c *Config) Spool(log *slog.Logger) (queuegroups.Config, error) {
 		MoveAsideAfter:   q.MoveAsideAfter,
 		SegmentSize:      int64(q.SegmentSize),
 		Hostname:         c.Hostname,
+		Node:             c.Node.Name,
 		Logger:           log,
 	}
 	inherit := func(g Group) queuegroups.GroupConfig {
@@ -284,6 +292,13 @@ func (c *Config) SpoolSummary() string {
 	for _, g := range sc.Groups {
 		fmt.Fprintf(&b, "#   %-10s runners=%d recipients_per_envelope=%d interval=%v min_queue_age=%v dirs=%s\n",
 			g.Name, g.Runners, rc.RecipientsPerEnvelope[g.Name], g.Interval, g.MinQueueAge, strings.Join(g.Dirs, ","))
+		if p, ok := c.sourcePools()[g.Name]; ok {
+			var addrs []string
+			for _, a := range p.Addrs {
+				addrs = append(addrs, a.IP.String()+"="+cmp.Or(a.HELO, c.Hostname))
+			}
+			fmt.Fprintf(&b, "#   %-10s source_addresses=%s source_max_connections=%d\n", "", strings.Join(addrs, ","), p.MaxConnsPerSource)
+		}
 	}
 	for _, r := range rc.Rules {
 		fmt.Fprintf(&b, "#   rule: %s -> %s\n", strings.Join(r.Patterns, ", "), r.Group)

@@ -29,6 +29,7 @@ type Agent struct {
 	lookups     chan struct{} // DNS lookups in flight (maxLookups)
 	tlsSessions tls.ClientSessionCache
 	tlsBroken   brokenTLS
+	sources     sources // egress address pools by queue group (sources.go)
 	closed      atomic.Bool
 	counters    counters // stats.go
 }
@@ -46,7 +47,15 @@ func New(cfg Config) (*Agent, error) {
 		}
 		ownRes = true
 	}
+	srcs, err := newSources(cfg.Sources)
+	if err != nil {
+		if ownRes {
+			res.Close()
+		}
+		return nil, fmt.Errorf("delivery config: %w", err)
+	}
 	a := &Agent{
+		sources:     srcs,
 		cfg:         cfg,
 		res:         res,
 		ownRes:      ownRes,

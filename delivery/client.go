@@ -30,6 +30,8 @@ type conn struct {
 	tp    *textproto.Conn
 	host  string // MX host name, for TLS and messages
 	relay string // host:port dialled
+	src   string // the source pool it left from, "" for the default address (sources.go)
+	helo  string // the name it gave in EHLO
 	ext   map[string]string
 	tls   bool
 	cfg   *Config
@@ -52,16 +54,16 @@ type conn struct {
 // opportunistic TLS may block delivery.
 // The failure is remembered for tlsRetryAfter so the next connections
 // to that relay go straight to plain text.
-func (a *Agent) dial(ctx context.Context, d *destination, host, relay string, mode TLSMode) (*conn, error) {
+func (a *Agent) dial(ctx context.Context, d *destination, group, host, relay string, mode TLSMode) (*conn, error) {
 	if mode == TLSOpportunistic && a.tlsBroken.recent(relay) {
 		mode = TLSNone
 	}
-	c, err := a.dialOnce(ctx, d, host, relay, mode)
+	c, err := a.dialOnce(ctx, d, group, host, relay, mode)
 	var te *tlsError
 	if mode == TLSOpportunistic && errors.As(err, &te) {
 		a.log.Info("TLS failed, retrying without TLS", slog.String("relay", relay), slog.String("error", err.Error()))
 		a.tlsBroken.add(relay)
-		c, err = a.dialOnce(ctx, d, host, relay, TLSNone)
+		c, err = a.dialOnce(ctx, d, group, host, relay, TLSNone)
 	}
 	if err == nil {
 		a.counters.connsOpened.Add(1)
@@ -106,17 +108,21 @@ func (e *tlsError) Unwrap() error { return e.err }
 // silent (a black hole, a firewall dropping packets), not refusing.
 var errNoAnswer = errors.New("no answer")
 
-// dialOnce connects within the destination's adaptive connect timeout
-// and says hello. A connect or greeting that times out is errNoAnswer.
+// dialOnce connects within the destination's adaptive connect timeout,
+// from the source pool of queue group if it has one, and says hello. A
+// connect or greeting that times out is errNoAnswer.
 // A server that answers and then refuses (a 421 or 554 greeting) is told
 // QUIT and its close awaited before the slot is given back: it still
 // counts the session until it closes it.
-func (a *Agent) dialOnce(ctx context.Context, d *destination, host, relay string, mode TLSMode) (*conn, error) {
+func (a *Agent) dialOnce(ctx context.Context, d *destination, group, host, relay string, mode TLSMode) (*conn, error) {
 	timeout := a.pool.connectTimeout(d)
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, timeout)
-	nc, err := a.dialer.DialContext(dctx, "tcp", relay)
+	nc, helo, err := a.dialFrom(dctx, group, d, relay)
 	cancel()
+	if errors.Is(err, errBusy) {
+		return nil, &Error{Enhanced: "4.4.5", Line: err.Error(), Err: err} // every source address at its limit
+	}
 	if err != nil {
 		var ne net.Error
 		if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
@@ -130,7 +136,8 @@ func (a *Agent) dialOnce(ctx context.Context, d *destination, host, relay string
 	// blocked read when the caller gives up.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	c := &conn{nc: nc, raw: nc, tp: textproto.NewConn(nc), host: host, relay: relay, cfg: &a.cfg, created: time.Now(), dest: d}
+	c := &conn{nc: nc, raw: nc, tp: textproto.NewConn(nc), host: host, relay: relay, cfg: &a.cfg, created: time.Now(), dest: d,
+		src: a.sources.poolName(group), helo: helo}
 	if err := c.hello(ctx, mode, a); err != nil {
 		var de *Error
 		if errors.As(err, &de) && de.Code != 0 && ctx.Err() == nil {
@@ -183,8 +190,16 @@ func (c *conn) hello(ctx context.Context, mode TLSMode, a *Agent) error {
 	return nil
 }
 
+// heloName is the name c gives in EHLO: its source address's.
+func (c *conn) heloName() string {
+	if c.helo != "" {
+		return c.helo
+	}
+	return c.cfg.HELO
+}
+
 func (c *conn) ehlo() error {
-	code, msg, err := c.cmd("EHLO", "EHLO %s", c.cfg.HELO)
+	code, msg, err := c.cmd("EHLO", "EHLO %s", c.heloName())
 	if err != nil {
 		return err
 	}
@@ -204,7 +219,7 @@ func (c *conn) ehlo() error {
 	}
 	// RFC 5321 §3.2: a server that does not know EHLO gets HELO and no
 	// extensions.
-	code, msg, err = c.cmd("HELO", "HELO %s", c.cfg.HELO)
+	code, msg, err = c.cmd("HELO", "HELO %s", c.heloName())
 	if err != nil {
 		return err
 	}
@@ -235,7 +250,8 @@ func (c *conn) startTLS(ctx context.Context, mode TLSMode, a *Agent) error {
 		MinVersion:         tls.VersionTLS12,
 		// Opportunistic TLS protects against passive eavesdropping only;
 		// an unverifiable certificate must not stop delivery (RFC 7435).
-		InsecureSkipVerify: mode != TLSRequired,
+		InsecureSkipVerify:   mode != TLSRequired,
+		GetClientCertificate: c.cfg.clientCertFor(c.relay),
 	}
 	tc := tls.Client(c.nc, cfg)
 	_ = tc.SetDeadline(time.Now().Add(c.cfg.CommandTimeout))

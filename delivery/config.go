@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,12 @@ type Config struct {
 	// deferred because their destination was busy or suspended) in the
 	// same attempt. Empty means none.
 	FallbackRelay string
+	// FallbackPolicy says what the FallbackRelay gets (fallback.go);
+	// default FallbackEveryAttempt.
+	FallbackPolicy FallbackPolicy
+	// ClientCert, when set, is the certificate a connection to the
+	// FallbackRelay presents if the relay asks for one.
+	ClientCert func() (*tls.Certificate, error)
 	// NoPipelining keeps to the lock-step dialogue even with servers that
 	// offer PIPELINING, like Postfix's smtp_discard_ehlo_keywords =
 	// pipelining: for a receiver whose pipelining is broken, and for
@@ -58,6 +65,11 @@ type Config struct {
 	ProgramCred *local.Credentials
 	// HELO is the name given in EHLO/HELO; default os.Hostname().
 	HELO string
+	// Sources are egress address pools by queue group name (sources.go):
+	// a group's connections leave from its pool's addresses in turn,
+	// each giving its own HELO; a group without one leaves from the
+	// default address with HELO.
+	Sources map[string]SourcePool
 	// ConnectTimeout bounds the TCP connect; default 30s. RFC 5321 only
 	// covers the greeting (5m), far too long to wait on a dead host.
 	ConnectTimeout time.Duration
@@ -169,6 +181,7 @@ func DefaultConfig() Config {
 		ResolvConf:     "/etc/resolv.conf",
 		DNSTimeout:     5 * time.Second,
 		Port:           25,
+		FallbackPolicy: FallbackEveryAttempt,
 		ProgramTimeout: 5 * time.Minute,
 		ConnectTimeout: 30 * time.Second,
 		CommandTimeout: 5 * time.Minute,
@@ -266,6 +279,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if strings.ContainsAny(cfg.HELO, " \t\r\n") {
 		return cfg, fmt.Errorf("helo %q: must be one word", cfg.HELO)
+	}
+	if err := checkSources(&cfg); err != nil {
+		return cfg, err
+	}
+	if err := checkFallback(&cfg); err != nil {
+		return cfg, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -30,10 +30,15 @@ func (a *Agent) Deliver(ctx context.Context, env envelope.Request) []envelope.Re
 	if env.IsLocal() {
 		return a.deliverLocal(ctx, env)
 	}
-	t := &txn{a: a, env: env, results: results}
-	t.run(ctx)
-	if a.cfg.FallbackRelay != "" {
-		a.fallback(ctx, env, results)
+	env.SMTPUTF8 = needsSMTPUTF8(&env)
+	if a.relayOnly(env) {
+		a.deliverRelay(ctx, env, results) // fallback.go
+	} else {
+		t := &txn{a: a, env: env, results: results}
+		t.run(ctx)
+		if a.cfg.FallbackRelay != "" {
+			a.fallback(ctx, env, results)
+		}
 	}
 	// One line per recipient, as Postfix logs; the envelope's own fields
 	// are formatted once for all of them (a fan-out logs 100,000 lines).
@@ -57,7 +62,7 @@ func (a *Agent) Deliver(ctx context.Context, env envelope.Request) []envelope.Re
 func (a *Agent) fallback(ctx context.Context, env envelope.Request, results []envelope.Result) {
 	var idx []int
 	for i, r := range results {
-		if r.Status == envelope.Deferred && r.RetryAfter == 0 {
+		if a.handOff(r) {
 			idx = append(idx, i)
 		}
 	}
@@ -439,7 +444,7 @@ func (t *txn) throttled() bool {
 // trying MX hosts in preference order (RFC 5321 §5.1).
 func (t *txn) connect(ctx context.Context) (*conn, *Error) {
 	for {
-		c, err := t.a.pool.acquire(ctx, t.dest)
+		c, err := t.a.pool.acquire(ctx, t.dest, t.a.sources.poolName(t.env.Group))
 		switch {
 		case errors.Is(err, errBusy):
 			return nil, &Error{Enhanced: "4.4.5", Line: fmt.Sprintf("%s: %v", t.dest.key, err), Err: err}
@@ -496,13 +501,15 @@ func (t *txn) dialHosts(ctx context.Context) (*conn, *Error) {
 				break
 			}
 			tried++
-			c, err := t.a.dial(ctx, t.dest, mx.Host, addr, t.lim.tls)
+			c, err := t.a.dial(ctx, t.dest, t.env.Group, mx.Host, addr, t.lim.tls)
 			if err == nil {
 				return c, nil
 			}
 			last = asError(err, &conn{relay: addr})
 			last.Host = mx.Host
 			switch {
+			case errors.Is(err, errBusy):
+				return nil, last // no source address free: nothing was tried
 			case errors.Is(err, errNoAnswer):
 				silent++
 			case last.Code == 421 && last.Command == "greeting":

@@ -106,4 +106,11 @@
 // suspended group defers at once with 4.4.1 and RetryAfter set to the
 // time left. The queue honours RetryAfter instead of its normal backoff
 // for those recipients; with no reply code it counts as no attempt.
+//
+// A queue group may send from a pool of local addresses, each with its
+// own HELO name, taken in turn per connection within a limit per address
+// and MX group (sources.go). What the MX hosts defer may go to a
+// fallback relay: in every attempt (sendmail's FallbackMXhost), or, on a
+// first-attempt node, everything its first attempt left and every later
+// attempt whole (fallback.go).
 package delivery

@@ -199,7 +199,10 @@ func TestServerCannotTakeMessage(t *testing.T) {
 			body := "Subject: caf\xc3\xa9\r\n\r\nhi\r\n"
 			e.Size, e.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
 		}, brief{envelope.Failed, 0, "5.6.3"}},
-		{"needs SMTPUTF8", []string{"8BITMIME"}, func(e *envelope.Request) { e.SMTPUTF8 = true }, brief{envelope.Failed, 0, "5.6.7"}},
+		{"needs SMTPUTF8", []string{"8BITMIME"}, func(e *envelope.Request) {
+			body := "From: Jörg <j@list.test>\r\n\r\nhi\r\n"
+			e.SMTPUTF8, e.Size, e.Open = true, int64(len(body)), func() io.Reader { return strings.NewReader(body) }
+		}, brief{envelope.Failed, 0, "5.6.7"}},
 		{"UTF-8 sender", []string{"8BITMIME"}, func(e *envelope.Request) { e.Sender = "böss@list.test" }, brief{envelope.Failed, 0, "5.6.7"}},
 	}
 	for _, tt := range tests {

@@ -143,12 +143,12 @@ func (p *pool) dest(key string, lim limits) *destination {
 	return d
 }
 
-// acquire returns an idle cached connection of d, or nil with a slot
-// reserved for dialling a new one. It waits at most cfg.SlotWait for a
+// acquire returns an idle cached connection of d from source pool src
+// (sources.go), or nil with a slot reserved for dialling a new one. It waits at most cfg.SlotWait for a
 // slot (and for a throttle pause to end), then gives up with errBusy so
 // the delivery is deferred briefly; a suspended destination is
 // errSuspended at once.
-func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
+func (p *pool) acquire(ctx context.Context, d *destination, src string) (*conn, error) {
 	timer := time.NewTimer(p.cfg.SlotWait)
 	defer timer.Stop()
 	start := p.now()
@@ -160,8 +160,8 @@ func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
 			p.mu.Unlock()
 			return nil, err
 		}
-		if n := len(d.idle); n > 0 {
-			c := d.idle[n-1] // the most recently used is the least likely to have timed out
+		if i := d.idleFrom(src); i >= 0 {
+			c := d.idle[i] // the most recently used is the least likely to have timed out
 			if now.Sub(c.idleSince) >= c.idleTimeout(p.cfg) {
 				// The janitor has not got to it yet.
 				p.evictLocked(c)
@@ -169,11 +169,23 @@ func (p *pool) acquire(ctx context.Context, d *destination) (*conn, error) {
 				p.retire(c)
 				continue
 			}
-			d.idle = d.idle[:n-1]
+			d.idle = append(d.idle[:i], d.idle[i+1:]...)
 			p.idle.Remove(c.elem)
 			d.lastUsed = now
 			p.mu.Unlock()
 			return c, nil
+		}
+		if c := d.idleOther(src); c != nil && d.open >= d.allowed() {
+			// The group's slots are held by idle connections from
+			// another source pool: one closes to make room.
+			p.evictLocked(c)
+			wake := d.wake
+			p.mu.Unlock()
+			p.retire(c)
+			if err := waitSlot(ctx, wake, 0, timer.C); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		var pause time.Duration
 		if d.open < d.allowed() {

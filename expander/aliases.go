@@ -3,6 +3,7 @@ package expander
 import (
 	"context"
 	"errors"
+	"fanmail/listaddr"
 	"fmt"
 	"log/slog"
 	"os"
@@ -208,7 +209,7 @@ type listSource struct{ x *Expander }
 
 func (s listSource) ListMembers(ctx context.Context, addr string) ([]string, bool, error) {
 	t, err := s.x.target(ctx, addr)
-	if err != nil || t.list == "" || t.owner != "" {
+	if err != nil || t.list == "" || t.role != listaddr.Post || t.roleAddr {
 		return nil, false, err
 	}
 	members, err := s.x.Members(ctx, t.list)

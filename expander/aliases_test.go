@@ -55,8 +55,8 @@ owner-staff: boss@x.test
 	// out once; staff's self-reference is a local mailbox, which fanmail
 	// does not have, so it is dropped rather than sent back to itself.
 	want := map[string][]string{
-		"boss@x.test":                  {"a@x.test", "|/bin/true", "/tmp/archive"},
-		"owner-news@lists.example.org": {"m1@y.test"},
+		"boss@x.test":                    {"a@x.test", "|/bin/true", "/tmp/archive"},
+		"news-bounces@lists.example.org": {"m1@y.test"},
 	}
 	for sender, rcpts := range want {
 		if len(got[sender]) != len(rcpts) {

@@ -1,8 +1,17 @@
 // Package expander is the second stage of the pipeline: it turns one
-// accepted post and its recipients (lists, their owner- and -request
-// addresses, aliases, and the command addresses of moderators) into
-// queue parts, one per list or envelope sender, each with its copy of
-// the post and its recipients cut into envelopes.
+// accepted post and its recipients (lists, their own addresses, aliases,
+// and the command addresses of moderators) into queue parts, one per
+// list or envelope sender, each with its copy of the post and its
+// recipients cut into envelopes.
+//
+// A list's own addresses (package listaddr) are answered by package
+// listmail, at delivery: mail to LIST-request, -subscribe,
+// -unsubscribe, -confirm+TOKEN and -bounces, and what comes to
+// owner-LIST from the null sender, becomes one envelope to that very
+// address in the control group, which listmail's deliverer takes
+// (Internal tells it which addresses are such); other mail to
+// owner-LIST is forwarded to the owner from the list's bounce address,
+// as ForwardToOwner does for listmail.
 //
 // For each list the post is addressed to it decides, before the reply to
 // DATA, what becomes of the post (policy.go): distributed, held for a
@@ -54,6 +63,7 @@ type Store interface {
 	AddPost(ctx context.Context, p lists.Post, body io.Reader) (int64, error)
 	DeletePost(ctx context.Context, id int64) error
 	CheckModerationToken(ctx context.Context, list, token, action string) error
+	CheckConfirmToken(ctx context.Context, list, token string) error
 	UseModerationToken(ctx context.Context, list, token, action string) (lists.TokenUse, error)
 }
 
@@ -141,12 +151,13 @@ var ErrNoTargets = errors.New("alias expansion left no recipients")
 // Lookup returns the canonical form of rcpt if fanmail takes mail for
 // it, or ErrUnknownRecipient. It takes aliases (when aliases files are
 // served, and before lists, as sendmail consults aliases first), lists
-// (case-insensitively), their administrative addresses owner-LIST and
-// LIST-request, which reach the list's owner (sendmail's owner- and
-// -request conventions), so bounces sent to a list's bounce address
-// reach a person, and a moderator's LIST-approve+TOKEN and
-// LIST-reject+TOKEN, for a token that exists and was not used for
-// something else (else a *CommandError).
+// (case-insensitively), and the addresses of a list (package listaddr):
+// owner-LIST and LIST-owner, which reach the list's owner, when it has
+// one; LIST-bounces (and its VERP forms), LIST-request, LIST-subscribe
+// and LIST-unsubscribe, whose mail package listmail handles; and
+// the addresses with a token, LIST-confirm+TOKEN and a moderator's
+// LIST-approve+TOKEN and LIST-reject+TOKEN, for a token that exists and
+// was not used for something else (else a *CommandError).
 func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
 	if x.aliases != nil {
 		if canon, ok := x.aliases.isAlias(rcpt); ok {
@@ -165,7 +176,7 @@ func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
 			return "", err
 		}
 		return listaddr.Of(t.list, t.role, t.token), nil
-	case t.owner != "":
+	case t.admin != "":
 		return t.admin, nil
 	}
 	return t.list, nil
@@ -176,10 +187,11 @@ func (x *Expander) Lookup(ctx context.Context, rcpt string) (string, error) {
 type target struct {
 	list     string        // the list's address; "" if the address is nothing here
 	role     listaddr.Role // what the address is for
-	owner    string        // the owner to forward to, for owner-LIST and LIST-request
-	admin    string        // the administrative address, as canonical as the list's
+	owner    string        // the owner to forward to, for owner-LIST
+	admin    string        // the list's own address, as canonical as the list's
 	token    string        // for a command address, lowercase
 	roleAddr bool          // postmaster or abuse (roles.go): forwarded from the aliases' bounce address
+	verp     bool          // LIST-bounces+LOCAL=DOMAIN: as many as members, so never cached
 }
 
 // target resolves rcpt, from the caches while the store is unchanged.
@@ -211,7 +223,7 @@ func (x *Expander) target(ctx context.Context, rcpt string) (target, error) {
 		switch {
 		case t.list == "":
 			x.unknown.add(key)
-		case t.token == "":
+		case t.token == "" && !t.verp:
 			x.addresses[key] = t
 		}
 	}
@@ -282,12 +294,18 @@ func (x *Expander) reading(ctx context.Context, rcpt string, a listaddr.Address)
 	}
 	t := target{list: l.Address, role: a.Role}
 	switch a.Role {
-	case listaddr.Owner, listaddr.Request:
+	case listaddr.Owner:
 		if l.Owner == "" {
 			return target{}, false, nil // nobody to forward to: as if it did not exist
 		}
 		t.owner, t.admin = l.Owner, listaddr.Of(l.Address, a.Role, "")
-	case listaddr.Approve, listaddr.Reject:
+	case listaddr.Request, listaddr.Subscribe, listaddr.Unsubscribe:
+		t.admin = listaddr.Of(l.Address, a.Role, "")
+	case listaddr.Bounces:
+		// The member part of a VERP address is kept as written: it is
+		// an address, whose local part may be case-sensitive.
+		t.admin, t.verp = listaddr.Of(l.Address, a.Role, a.Token), a.Token != ""
+	case listaddr.Approve, listaddr.Reject, listaddr.Confirm:
 		t.token = strings.ToLower(a.Token)
 	}
 	return t, true, nil
@@ -375,13 +393,19 @@ func (x *Expander) received(w *bytes.Buffer, p Post, rcpt string) {
 		proto += "S"
 		tlsNote = "\r\n\t(" + p.TLS + ")"
 	}
-	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s\r\n\tfor <%s>; %s\r\n",
-		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, rcpt, p.Received.Format(time.RFC1123Z))
+	forRcpt := "" // one recipient is named (RFC 5321 §4.4); several are not
+	if rcpt != "" {
+		forRcpt = "\r\n\tfor <" + rcpt + ">"
+	}
+	fmt.Fprintf(w, "Received: from %s (%s)\r\n\tby %s (fanmail) with %s id %s%s%s; %s\r\n",
+		p.Helo, bracket(p.RemoteAddr), x.hostname, proto, p.ID, tlsNote, forRcpt, p.Received.Format(time.RFC1123Z))
 }
 
-// BounceAddress is sendmail's owner-LIST convention: delivery errors for a
-// list's mail go to its owner, never to the poster.
-func BounceAddress(list string) string { return listaddr.Of(list, listaddr.Owner, "") }
+// BounceAddress is the envelope sender of everything fanmail sends for
+// a list: LIST-bounces, whose mail package listmail reads for the
+// members' bounces, passing what names no member on to the owner. It
+// is never the poster's address.
+func BounceAddress(list string) string { return listaddr.Of(list, listaddr.Bounces, "") }
 
 // Settings returns a list's settings, cached until the store changes.
 func (x *Expander) Settings(ctx context.Context, list string) (lists.Settings, error) {

@@ -26,6 +26,7 @@ type Post struct {
 	TLS        string        // the session's TLS ("version=TLS1.3 cipher=..."), "" in clear text
 	UTF8       bool          // sent with SMTPUTF8 (RFC 6531)
 	Lists      []string      // canonical recipients from Lookup: lists, their admin and command addresses, aliases
+	Relay      []string      // recipients elsewhere, from a relay peer: passed on as they are (relay.go)
 	Body       envelope.Body // header and body as received, CRLF; read for the header, the rest streamed
 }
 
@@ -106,8 +107,14 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*Expansion, error) {
 		switch {
 		case t.list == "":
 			return nil, fmt.Errorf("%s: %w", rcpt, ErrUnknownRecipient)
+		case t.role == listaddr.Confirm:
+			exp.Message.Parts = append(exp.Message.Parts, x.internalPart(p, header, listaddr.Of(t.list, t.role, t.token)))
 		case t.token != "":
 			commands = append(commands, t)
+		case t.role.Local() && (t.role != listaddr.Owner || p.Sender == ""):
+			// Commands and bounces, and what comes to the owner from
+			// the null sender (a bounce, too), go to package listmail.
+			exp.Message.Parts = append(exp.Message.Parts, x.internalPart(p, header, t.admin))
 		case t.owner != "":
 			// Mail for the owner gets no list headers, and goes out
 			// from the list's bounce address, so a failure never
@@ -153,6 +160,9 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*Expansion, error) {
 			return nil, err
 		}
 		exp.Message.Parts = append(exp.Message.Parts, parts...)
+	}
+	if len(p.Relay) > 0 {
+		exp.Message.Parts = append(exp.Message.Parts, x.relayPart(p))
 	}
 	if exp.Reply != "" && len(exp.Message.Parts) > 0 {
 		exp.Reply = "" // a post goes out too: its queue ID is the answer
@@ -313,6 +323,39 @@ func (x *Expander) Distribute(ctx context.Context, p Post, list, qid string) (*q
 	return &queuegroups.Message{ID: qid, Received: x.now(), Body: p.Body, Parts: []queuegroups.Part{part}}, nil
 }
 
+// internalPart is the part of a post to one of a list's own addresses
+// that package listmail handles: one envelope to that address in the
+// control group, delivered inside fanmail (listmail.Deliverer), from
+// the poster as they wrote it, since a command is answered and a bounce
+// judged by who sent it.
+func (x *Expander) internalPart(p Post, header []byte, rcpt string) queuegroups.Part {
+	return queuegroups.Part{Prefix: x.forwardPrefix(p, header, rcpt), Envelopes: []envelope.Envelope{{
+		Sender: p.Sender, Group: queuegroups.ControlGroup, Domain: domainOf(rcpt), Recipients: []string{rcpt}}}}
+}
+
+// ForwardToOwner makes the queue message, under queue ID qid, that
+// forwards p, mail for list's owner, to the owner as Expand forwards
+// mail to owner-LIST: the post's own header, from sender (the list's
+// bounce address, or the null sender for a bounce passed on, so that
+// its failure makes no bounce in turn). A list without an owner is
+// ErrUnknownRecipient.
+func (x *Expander) ForwardToOwner(ctx context.Context, p Post, list, sender, qid string) (*queuegroups.Message, error) {
+	header, err := readHeader(p.Body, MaxHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	l, err := x.store.GetList(ctx, list)
+	if err != nil {
+		return nil, err
+	}
+	if l.Owner == "" {
+		return nil, fmt.Errorf("%s has no owner: %w", list, ErrUnknownRecipient)
+	}
+	admin := listaddr.Of(l.Address, listaddr.Owner, "")
+	return &queuegroups.Message{ID: qid, Received: x.now(), Body: p.Body, Parts: []queuegroups.Part{{
+		Prefix: x.forwardPrefix(p, header, admin), Envelopes: x.router.Split(sender, []string{l.Owner})}}}, nil
+}
+
 // forwardPrefix is what a copy that keeps the post's own header gets in
 // front: Received, and the Date and Message-ID the post lacks (the same
 // a list's copy of it gets).
@@ -326,8 +369,27 @@ func (x *Expander) forwardPrefix(p Post, header []byte, rcpt string) []byte {
 // checkCommand tells whether a moderator's command with t's token would
 // be taken (at RCPT).
 func (x *Expander) checkCommand(ctx context.Context, t target) error {
+	if t.role == listaddr.Confirm {
+		return confirmError(x.store.CheckConfirmToken(ctx, t.list, t.token))
+	}
 	err := x.store.CheckModerationToken(ctx, t.list, t.token, t.role.String())
 	return commandError(err)
+}
+
+// confirmError turns the error of a confirmation token into a
+// CommandError whose reason says what happened; others stay as they
+// are.
+func confirmError(err error) error {
+	var used *lists.ConfirmUsedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, lists.ErrBadToken):
+		return &CommandError{Reason: "This confirmation address is unknown or has expired; nothing was changed. Send the request again", Err: err}
+	case errors.As(err, &used):
+		return &CommandError{Reason: "This confirmation address was already used; nothing was changed", Err: err}
+	}
+	return err
 }
 
 // runCommand carries out a moderator's command and says what it did.

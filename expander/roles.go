@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"fanmail/listaddr"
 )
 
 // Roles are the role addresses a mail domain must or should accept:
 // postmaster (RFC 5321 §4.5.1: at every domain fanmail takes mail for,
-// and the bare <postmaster>, which go-smtp's parser refuses with 501
-// before it reaches the expander) and abuse (RFC 2142), at every domain
+// and the bare <postmaster>, which ingress looks up as "postmaster")
+// and abuse (RFC 2142), at every domain
 // that has lists. fanmail keeps no mailboxes, so each is forwarded to an
 // address of the operator's, like a list's owner- address: with no list
 // headers, and from the aliases' bounce address (bounce_address, by
@@ -75,4 +77,47 @@ func (x *Expander) isListDomain(ctx context.Context, domain string) (bool, error
 		return set, nil
 	})
 	return set[strings.ToLower(domain)], err
+}
+
+// Internal tells whether rcpt, a recipient of mail about to be
+// delivered, is an address of a list that fanmail handles itself
+// (listaddr.Role.Local: its owner, bounce, command and confirmation
+// addresses) and which; delivery hands such mail to package listmail
+// instead of the DNS, so mail fanmail sends itself, such as a DSN to a
+// list's bounce address, never leaves the box. The recipient's domain
+// is checked against the domains with lists first, from a cache, so the
+// members of a fan-out cost a map lookup each.
+func (x *Expander) Internal(ctx context.Context, rcpt string) (listaddr.Address, bool, error) {
+	at := strings.LastIndexByte(rcpt, '@')
+	if at < 0 {
+		return listaddr.Address{}, false, nil
+	}
+	if ok, err := x.IsListDomain(ctx, rcpt[at+1:]); err != nil || !ok {
+		return listaddr.Address{}, false, err
+	}
+	if len(listaddr.Parse(rcpt)) < 2 {
+		return listaddr.Address{}, false, nil // no role's form
+	}
+	if x.aliases != nil {
+		if _, ok := x.aliases.isAlias(rcpt); ok {
+			return listaddr.Address{}, false, nil
+		}
+	}
+	t, err := x.target(ctx, rcpt)
+	if err != nil || t.list == "" || t.roleAddr || !t.role.Local() {
+		return listaddr.Address{}, false, err
+	}
+	a := listaddr.Address{List: t.list, Role: t.role, Token: t.token}
+	if t.role == listaddr.Bounces {
+		if i := strings.IndexByte(rcpt[:at], '+'); i >= 0 {
+			a.Token = rcpt[i+1 : at]
+		}
+	}
+	return a, true, nil
+}
+
+// IsListDomain reports whether domain has lists, from a cache: whether
+// mail to it may be for an address Internal takes.
+func (x *Expander) IsListDomain(ctx context.Context, domain string) (bool, error) {
+	return x.isListDomain(ctx, domain)
 }

@@ -37,8 +37,9 @@ func TestForwardSenders(t *testing.T) {
 		sender string
 		want   string
 	}{
-		{"owner- address", "", "owner-news@lists.example.org", "poster@p.test", "owner-news@lists.example.org"},
-		{"-request address", "", "News-Request@lists.example.org", "poster@p.test", "owner-news@lists.example.org"},
+		{"owner- address", "", "owner-news@lists.example.org", "poster@p.test", "news-bounces@lists.example.org"},
+		// Commands go to listmail from their sender, who is answered.
+		{"-request address", "", "News-Request@lists.example.org", "poster@p.test", "poster@p.test"},
 		{"owner- address, null sender", "", "owner-news@lists.example.org", "", ""},
 		{"alias without owner", "", "help@example.org", "poster@p.test", "MAILER-DAEMON@fanmail.test"},
 		{"alias without owner, bounce_address set", "postmaster@example.org", "help@example.org", "poster@p.test", "postmaster@example.org"},

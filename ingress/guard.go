@@ -26,17 +26,18 @@ package ingress
 //     lose the 421 that says why.
 //   - It gives back the session's slot, overall and per client, on close.
 //
-// Reading replies on the way out needs the plaintext stream: once
-// STARTTLS is under way (its 220, or a session that finds TLS under it:
-// setTLS) the counting of go-smtp's own replies is left off.
+// It also reads for go-smtp, a line at a time (inbound.go), and runs
+// STARTTLS itself (starttls.go), so everything above holds under TLS:
+// the guard sees the dialogue in plaintext from the first byte to the
+// last.
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,12 +61,16 @@ type guardConn struct {
 	client string    // clientKey of the peer, for the per-client cap
 	remote string    // the peer's address, for the log
 	end    time.Time // the session's lifetime ends here
+	in     inbound   // the read side (inbound.go)
 
 	mu        sync.Mutex
-	head      []byte // the start of the reply line being written
-	inLine    bool   // head holds a line whose end has not been written
-	claimed   bool   // the next reply is the session's own, counted already
-	tls       bool   // replies are encrypted: count the session's only
+	tconn     *tls.Conn // the session's TLS once STARTTLS is done; nil before
+	needHello bool      // STARTTLS is done and the client has not said EHLO again
+	inTx      bool      // a MAIL was accepted and its transaction is not over
+	replyCode int       // the first final reply since the last command line was read; 0 none
+	head      []byte    // the start of the reply line being written
+	inLine    bool      // head holds a line whose end has not been written
+	claimed   bool      // the next reply is the session's own, counted already
 	errors    int
 	junk      int
 	overshoot int  // RCPTs past the limit in this transaction
@@ -142,59 +147,71 @@ func (g *guardConn) forgive() {
 	g.mu.Unlock()
 }
 
-// setTLS records whether the session runs over TLS.
-func (g *guardConn) setTLS(on bool) {
-	g.mu.Lock()
-	g.tls = on
-	g.mu.Unlock()
-}
-
 func (g *guardConn) logCut() {
 	g.l.s.log.Warn("session closed: too many errors", "client", g.remote,
 		"errors", g.errors, "junk_commands", g.junk, "max_errors", g.l.s.cfg.MaxErrors)
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
-	g.mu.Lock()
-	var bye []byte
-	closeNow := false
-	if g.tls {
-		closeNow = g.closing // one reply per Write of the TLS layer above
-	} else {
-		bye, closeNow = g.observe(p)
+	if g.in.last == cmdStartTLS && bytes.Equal(p, goSMTPNoTLS) {
+		return len(p), g.startTLS()
 	}
+	g.mu.Lock()
+	extra, at, closeNow := g.observe(p)
+	c := g.cur()
 	g.mu.Unlock()
 	if g.lingering.Load() {
 		return 0, net.ErrClosed // go-smtp answering what was pipelined after the hang-up
 	}
-	n, err := g.Conn.Write(p)
-	if bye != nil && err == nil {
-		_, _ = g.Conn.Write(bye)
+	n, err := c.Write(p[:at])
+	if extra != nil && err == nil {
+		_, err = c.Write(extra)
 	}
+	if err == nil && at < len(p) {
+		var m int
+		m, err = c.Write(p[at:])
+		n += m
+	}
+	g.l.s.counters.bytesOut.Add(int64(n + len(extra)))
 	if closeNow {
 		g.hangUp()
 	}
 	return n, err
 }
 
+// cur is the connection the session speaks over: the TCP connection,
+// or TLS over it once STARTTLS is done.
+func (g *guardConn) cur() net.Conn {
+	if g.tconn != nil {
+		return g.tconn
+	}
+	return g.Conn
+}
+
 // hangUp ends the session after its last reply: no more writes, and
 // reads end, so go-smtp closes it; Close lingers.
 func (g *guardConn) hangUp() {
 	g.lingering.Store(true)
+	if g.tlsOn() {
+		_ = g.tconn.CloseWrite() // close_notify
+	}
 	if tc, ok := g.Conn.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
 	}
 }
 
 // observe follows the reply lines in p and classifies each final one
-// (a line "CODE text" rather than "CODE-text"). It returns the 421 to
-// add when the error limit is reached, and whether to close after p.
-func (g *guardConn) observe(p []byte) (bye []byte, closeNow bool) {
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		chunk := p
+// (a line "CODE text" rather than "CODE-text"). It returns bytes to add
+// after p[:at]: the 421 when the error limit is reached, or STARTTLS in
+// the list of EHLO's extensions; and whether to close after p. g.mu is
+// held.
+func (g *guardConn) observe(p []byte) (extra []byte, at int, closeNow bool) {
+	at = len(p)
+	for off := 0; off < len(p); {
+		i := bytes.IndexByte(p[off:], '\n')
+		chunk := p[off:]
 		if i >= 0 {
-			chunk = p[:i]
+			chunk = p[off : off+i]
 		}
 		if !g.inLine {
 			g.head, g.inLine = g.head[:0], true
@@ -203,28 +220,46 @@ func (g *guardConn) observe(p []byte) (bye []byte, closeNow bool) {
 			g.head = append(g.head, chunk[:min(room, len(chunk))]...)
 		}
 		if i < 0 {
-			return nil, false
+			return extra, at, false
 		}
-		p = p[i+1:]
+		off += i + 1
 		g.inLine = false
+		if g.hello(g.head) && extra == nil {
+			extra, at = g.offerTLS(), off
+		}
 		if len(g.head) < 3 || (len(g.head) > 3 && g.head[3] != ' ' && g.head[3] != '\r') {
 			continue // a continuation line ("250-PIPELINING"), or not a reply
+		}
+		if g.replyCode == 0 {
+			g.replyCode = replyCode(g.head)
 		}
 		switch {
 		case g.closing:
 			g.closing = false
-			return nil, true // the session's last reply is out
+			return extra, at, true // the session's last reply is out
 		case g.cut:
-			return nil, false // closed already; go-smtp drains what the client pipelined
+			return extra, at, false // closed already; go-smtp drains what the client pipelined
 		}
 		if g.classify(g.head) {
 			g.cut = true
 			g.logCut()
 			host := g.l.s.cfg.Hostname
-			return []byte(fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", host)), true
+			return []byte(fmt.Sprintf("421 4.7.0 %s Error: too many errors\r\n", host)), len(p), true
 		}
 	}
-	return nil, false
+	return extra, at, false
+}
+
+// replyCode is the code a reply line starts with, 0 if none.
+func replyCode(line []byte) int {
+	code := 0
+	for _, c := range line[:3] {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code
 }
 
 // classify counts one final reply that go-smtp wrote and reports whether
@@ -234,17 +269,11 @@ func (g *guardConn) classify(line []byte) bool {
 		g.claimed = false
 		return false
 	}
-	code := 0
-	for _, c := range line[:3] {
-		if c < '0' || c > '9' {
-			return false
-		}
-		code = code*10 + int(c-'0')
+	code := replyCode(line)
+	if code == 0 {
+		return false
 	}
 	switch {
-	case bytes.HasPrefix(line, []byte("220 2.0.0 Ready to start TLS")):
-		g.tls = true // what follows is the TLS handshake, then encrypted replies
-		return false
 	case code == 220 || code == 221 || code == 354:
 		return false // greeting, QUIT, go ahead with DATA: part of a transaction
 	case bytes.HasPrefix(line, []byte("250 2.0.0 Continue")):
@@ -285,33 +314,6 @@ func (g *guardConn) clamp(t time.Time, grace time.Duration) time.Time {
 		return end
 	}
 	return t
-}
-
-// Read turns the end of the session's lifetime into a 421 of its own,
-// rather than go-smtp's "Idle timeout", and closes.
-func (g *guardConn) Read(p []byte) (int, error) {
-	if g.lingering.Load() {
-		return 0, net.ErrClosed
-	}
-	n, err := g.Conn.Read(p)
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || time.Now().Before(g.end) {
-		return n, err
-	}
-	g.mu.Lock()
-	first, plain := !g.expired, !g.tls
-	g.expired = true
-	g.mu.Unlock()
-	if first {
-		g.l.s.log.Info("session closed: lifetime reached", "client", g.remote,
-			"session_timeout", g.l.s.cfg.SessionTimeout)
-	}
-	if !plain {
-		return n, err // go-smtp answers 421 4.4.2 through TLS
-	}
-	_ = g.Conn.SetWriteDeadline(time.Now().Add(rejectTimeout))
-	_, _ = io.WriteString(g.Conn, fmt.Sprintf("421 4.4.2 %s Error: session time limit exceeded\r\n", g.l.s.cfg.Hostname))
-	g.hangUp()
-	return n, fmt.Errorf("session lifetime: %w", net.ErrClosed)
 }
 
 // Close gives the session's slot back exactly once, when go-smtp (or

@@ -56,7 +56,7 @@ func TestGuardObserve(t *testing.T) {
 					g.own(st.own)
 				}
 				for _, w := range st.writes {
-					if b, _ := g.observe([]byte(w)); b != nil {
+					if b, _, _ := g.observe([]byte(w)); b != nil {
 						bye = b
 					}
 				}

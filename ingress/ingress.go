@@ -1,10 +1,12 @@
 // Package ingress is the first stage of the pipeline: the SMTP server
-// side. It accepts a post only for addresses the expander recognises (no
-// relaying), hands the message to the expander and then to the queue,
-// and answers 250 with the queue ID only once the queue says the message
-// is durable. Under load it queues only, slows down or refuses at
-// connect (load.go), so it never accepts faster than fanmail delivers;
-// every session's resources are bounded (limits.go, guard.go).
+// side. It accepts a post only for addresses the expander recognises,
+// and relays mail for other domains only for its relay peers (relay.go);
+// it hands the message to the expander and then to the queue, and
+// answers 250 with the queue ID only once the queue says the message is
+// durable. Under load it queues only, slows down or refuses at connect
+// (load.go), so it never accepts faster than fanmail delivers; every
+// session's resources are bounded (limits.go, guard.go), under STARTTLS
+// too, which the connection guard runs itself (inbound.go, starttls.go).
 package ingress
 
 import (
@@ -16,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +32,7 @@ import (
 // Expander resolves recipients and expands posts; *expander.Expander is one.
 type Expander interface {
 	Lookup(ctx context.Context, rcpt string) (string, error)
+	Serves(ctx context.Context, domain string) (bool, error)
 	Expand(ctx context.Context, p expander.Post) (*expander.Expansion, error)
 	Withdraw(ctx context.Context, stored []int64)
 }
@@ -72,6 +76,9 @@ type Config struct {
 	// RequireTLS then refuses MAIL before STARTTLS with 530 5.7.0.
 	TLS        *tls.Config
 	RequireTLS bool
+	// Peers may relay mail to other domains through this server
+	// (relay.go); nobody else may.
+	Peers Peers
 }
 
 // DefaultConfig is the listener's configuration when nothing is set:
@@ -163,7 +170,8 @@ func New(cfg Config, exp Expander, q Queue, ids *queuegroups.IDSource) *Server {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.ErrorLog = slogAdapter{cfg.Logger}
-	srv.TLSConfig = cfg.TLS
+	// No srv.TLSConfig: the connection guard runs STARTTLS (starttls.go).
+	s.cfg.TLS = peerTLS(cfg.TLS, cfg.Peers)
 	// RFC 6531: UTF-8 addresses and RFC 6532 headers are taken and passed
 	// on; delivery asks the next server for SMTPUTF8 where they need it.
 	srv.EnableSMTPUTF8 = true
@@ -220,10 +228,12 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 type session struct {
 	srv    *Server
 	conn   *smtp.Conn
+	guard  *guardConn // the connection under go-smtp (limits.go)
 	remote string
 	from   string
 	utf8   bool // MAIL FROM carried SMTPUTF8
 	lists  []string
+	relay  []string // recipients elsewhere, for a relay peer
 	seen   map[string]bool
 }
 
@@ -246,6 +256,7 @@ func (ss *session) Reset() {
 	ss.from = ""
 	ss.utf8 = false
 	ss.lists = nil
+	ss.relay = nil
 	ss.seen = nil
 }
 
@@ -253,7 +264,7 @@ func (ss *session) Logout() error { return nil }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.srv.load.pace()
-	if _, isTLS := ss.conn.TLSConnectionState(); ss.srv.cfg.RequireTLS && !isTLS {
+	if ss.srv.cfg.RequireTLS && !ss.guard.tlsOn() {
 		ss.rejected("MAIL", "tls_required", "from", from)
 		return errNeedTLS
 	}
@@ -271,25 +282,27 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.srv.load.pace()
-	mbox, err := address.Parse(to)
-	if err != nil {
-		ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
-		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
-			Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
+	rcpt, domain := "postmaster", "" // RFC 5321 §4.5.1: the bare <postmaster> (inbound.go)
+	if !strings.EqualFold(to, barePostmaster) {
+		mbox, err := address.Parse(to)
+		if err != nil {
+			ss.rejected("RCPT", "bad_recipient", "from", ss.from, "rcpt", to, "err", err)
+			return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+				Message: fmt.Sprintf("Bad recipient address syntax: %v", err)}
+		}
+		rcpt, domain = mbox.String(), mbox.Domain
 	}
-	list, err := ss.srv.exp.Lookup(context.Background(), mbox.String())
+	to = rcpt
+	list, err := ss.srv.exp.Lookup(context.Background(), rcpt)
 	var cmdErr *expander.CommandError
 	if errors.As(err, &cmdErr) {
-		// A moderator's command with a forged, expired or used token.
-		ss.rejected("RCPT", "moderation_command", "from", ss.from, "rcpt", to, "err", err)
+		// A command address (a moderator's, a confirmation) with a
+		// forged, expired or used token.
+		ss.rejected("RCPT", "command_token", "from", ss.from, "rcpt", to, "err", err)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: cmdErr.Reason}
 	}
 	if errors.Is(err, expander.ErrUnknownRecipient) {
-		// One reply for every unknown address: no relaying, and no hint
-		// about which local names exist.
-		ss.rejected("RCPT", "unknown_recipient", "from", ss.from, "rcpt", to)
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
-			Message: "No such list here; this server does not relay"}
+		return ss.unknownRecipient(context.Background(), to, rcpt, domain) // relay.go
 	}
 	if err != nil {
 		ss.srv.log.Error("recipient lookup failed", "rcpt", to, "err", err)
@@ -336,7 +349,7 @@ func (ss *session) Data(r io.Reader) error {
 	ctx := context.Background()
 	id := s.ids.Next()
 	post := expander.Post{ID: id, Received: time.Now(), Sender: ss.from, Helo: heloName(ss.conn.Hostname()),
-		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Body: body}
+		RemoteAddr: ss.remote, TLS: ss.tlsDescription(), UTF8: ss.utf8, Lists: ss.lists, Relay: ss.relay, Body: body}
 	exp, err := s.exp.Expand(ctx, post)
 	if reply := ss.policyReply(id, err); reply != nil {
 		return reply
@@ -359,6 +372,7 @@ func (ss *session) Data(r io.Reader) error {
 		return errTempStore
 	}
 	msg := exp.Message
+	msg.SMTPUTF8 = ss.utf8
 	queueOnly := s.load.current()&stateQueue != 0
 	if queueOnly {
 		// Accept, but leave delivery to the next queue run while the
@@ -399,7 +413,7 @@ func (ss *session) policyReply(id string, err error) *smtp.SMTPError {
 		ss.rejected("DATA", "policy", "qid", id, "from", ss.from, "list", pe.List, "why", pe.Reason)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: pe.Reason}
 	case errors.As(err, &ce):
-		ss.rejected("DATA", "moderation_command", "qid", id, "from", ss.from, "err", err)
+		ss.rejected("DATA", "command_token", "qid", id, "from", ss.from, "err", err)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: ce.Reason}
 	case errors.Is(err, expander.ErrBadHeader):
 		ss.rejected("DATA", "bad_header", "qid", id, "from", ss.from, "err", err)

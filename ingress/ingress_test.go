@@ -41,7 +41,7 @@ func start(t *testing.T, maxSize int64) *fixture {
 
 // startWith is start with the caller's Config; the listen address,
 // hostname and timeouts are filled in.
-func startWith(t *testing.T, cfg Config) *fixture {
+func startWith(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store := testutil.ListStore(t, dir, "announce@lists.example.org", "alice@example.org",
@@ -64,7 +64,9 @@ func startWith(t *testing.T, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(cfg, expander.New(store, "fanmail.test", router), modes, queuegroups.NewIDSource())
+	exp := expander.New(store, "fanmail.test", router).WithRoles(expander.Roles{Postmaster: "admin@example.org",
+		ListDomains: func(context.Context) ([]string, error) { return []string{"lists.example.org"}, nil }})
+	srv := New(cfg, exp, modes, queuegroups.NewIDSource())
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func spoolConfig(dir string) queuegroups.Config {
 	}
 }
 
-func dial(t *testing.T, addr string) *smtp.Client {
+func dial(t testing.TB, addr string) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
@@ -201,7 +203,7 @@ func TestRejections(t *testing.T) {
 		{"relay attempt", func(c *smtp.Client) error {
 			c.Mail("poster@example.org", nil)
 			return c.Rcpt("someone@elsewhere.example", nil)
-		}, 550, smtp.EnhancedCode{5, 1, 1}},
+		}, 550, smtp.EnhancedCode{5, 7, 1}},
 		{"malformed recipient", func(c *smtp.Client) error {
 			c.Mail("poster@example.org", nil)
 			return c.Rcpt("a..b@lists.example.org", nil)
@@ -280,17 +282,20 @@ func TestAcceptedPostSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestOwnerAddresses: owner-LIST and LIST-request reach the list's owner
-// from the list's bounce address, never the poster's, with a null sender
-// (a bounce) kept null.
+// TestOwnerAddresses: owner-LIST reaches the list's owner from the
+// list's bounce address, never the poster's; what it gets from the null
+// sender (a bounce), and whatever goes to LIST-request, is queued for
+// the list's own address in the control group, where listmail reads it
+// (from its sender, who is answered).
 func TestOwnerAddresses(t *testing.T) {
 	t.Parallel()
 	f := start(t, 1<<20)
-	for _, tt := range []struct{ rcpt, from, sender string }{
-		{"owner-announce@lists.example.org", "", ""},
-		{"Announce-Request@Lists.Example.org", "", ""},
-		{"owner-announce@lists.example.org", "poster@example.org", "owner-announce@lists.example.org"},
-		{"Announce-Request@Lists.Example.org", "poster@example.org", "owner-announce@lists.example.org"},
+	for _, tt := range []struct{ rcpt, from, sender, to, group string }{
+		{"owner-announce@lists.example.org", "", "", "owner-announce@lists.example.org", "control"},
+		{"Announce-Request@Lists.Example.org", "", "", "announce-request@lists.example.org", "control"},
+		{"owner-announce@lists.example.org", "poster@example.org", "announce-bounces@lists.example.org", "alice@example.org", "default"},
+		{"Announce-Request@Lists.Example.org", "poster@example.org", "poster@example.org", "announce-request@lists.example.org", "control"},
+		{"announce-bounces@lists.example.org", "", "", "announce-bounces@lists.example.org", "control"},
 	} {
 		rcpt := tt.rcpt
 		c := dial(t, f.addr)
@@ -315,8 +320,8 @@ func TestOwnerAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(md.Envelopes) != 1 || md.Envelopes[0].Sender != tt.sender || len(md.Envelopes[0].Recipients) != 1 ||
-			md.Envelopes[0].Recipients[0].Address != "alice@example.org" {
-			t.Errorf("mail to %s from <%s> queued as %+v, want one envelope <%s> -> alice@example.org", rcpt, tt.from, md, tt.sender)
+			md.Envelopes[0].Recipients[0].Address != tt.to || md.Envelopes[0].Group != tt.group {
+			t.Errorf("mail to %s from <%s> queued as %+v, want one envelope <%s> -> %s in group %s", rcpt, tt.from, md, tt.sender, tt.to, tt.group)
 		}
 	}
 	c := dial(t, f.addr)

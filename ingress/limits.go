@@ -9,7 +9,6 @@ package ingress
 // closes the session at the limit.
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,8 @@ var (
 		Message: "Error: nested MAIL command"}
 	errNoSpace = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
 		Message: "Insufficient system storage; try again later"}
+	errHelloFirst = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+		Message: "Error: send HELO/EHLO first"}
 	errNoGuard = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, please try again later"}
 )
@@ -42,16 +43,12 @@ type limitSession struct {
 // listener, which is what counts sessions and errors.
 func newLimitSession(ss *session) (smtp.Session, error) {
 	c := ss.conn.Conn()
-	tlsConn, isTLS := c.(*tls.Conn)
-	if isTLS {
-		c = tlsConn.NetConn()
-	}
 	g, ok := c.(*guardConn)
 	if !ok {
 		ss.srv.log.Error("SMTP session on a connection the listener did not guard", "conn", fmt.Sprintf("%T", c))
 		return nil, errNoGuard
 	}
-	g.setTLS(isTLS)
+	ss.guard = g
 	if helo := ss.conn.Hostname(); heloName(helo) != helo {
 		ss.srv.log.Info("EHLO name is not a domain or address literal; Received says unknown",
 			"client", ss.remote, "helo", fmt.Sprintf("%.100q", helo))
@@ -80,6 +77,7 @@ func (ls *limitSession) reply(err error, a answer) error {
 func (ls *limitSession) Reset() {
 	ls.rcpts, ls.inTx = 0, false
 	ls.g.newTransaction()
+	ls.g.setTransaction(false)
 	ls.session.Reset()
 }
 
@@ -90,12 +88,17 @@ func (ls *limitSession) Mail(from string, opts *smtp.MailOptions) error {
 	case ls.inTx:
 		ls.session.rejected("MAIL", "nested_mail", "from", from)
 		return ls.reply(errNestedMail, answerError)
+	case ls.g.helloPending():
+		// RFC 3207 §4.2: after STARTTLS the client starts over with EHLO.
+		ls.session.rejected("MAIL", "no_ehlo_after_starttls", "from", from)
+		return ls.reply(errHelloFirst, answerError)
 	case ls.srv.load.lowDisk(opts.Size):
 		ls.session.rejected("MAIL", "low_disk", "from", from)
 		return ls.reply(errNoSpace, answerError)
 	}
 	err := ls.session.Mail(from, opts)
 	ls.inTx = err == nil
+	ls.g.setTransaction(ls.inTx)
 	return ls.reply(err, answerOK)
 }
 

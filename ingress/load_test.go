@@ -25,6 +25,8 @@ type modeRecorder struct {
 	mu       sync.Mutex
 	modes    []queuegroups.DeliveryMode
 	prefixes [][]byte // each part's prefix (the headers fanmail adds), in order
+	bodies   [][]byte // each message's body as received
+	utf8     []bool   // each message's SMTPUTF8
 }
 
 func (r *modeRecorder) Enqueue(ctx context.Context, m *queuegroups.Message) error {
@@ -33,6 +35,10 @@ func (r *modeRecorder) Enqueue(ctx context.Context, m *queuegroups.Message) erro
 	for _, p := range m.Parts {
 		r.prefixes = append(r.prefixes, append([]byte(nil), p.Prefix...))
 	}
+	body := make([]byte, m.Body.Size())
+	_, _ = m.Body.ReadAt(body, 0)
+	r.bodies = append(r.bodies, body)
+	r.utf8 = append(r.utf8, m.SMTPUTF8)
 	r.mu.Unlock()
 	return r.Queue.Enqueue(ctx, m)
 }
@@ -41,6 +47,18 @@ func (r *modeRecorder) allPrefixes() [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([][]byte(nil), r.prefixes...)
+}
+
+func (r *modeRecorder) allBodies() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.bodies...)
+}
+
+func (r *modeRecorder) allUTF8() []bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bool(nil), r.utf8...)
 }
 
 func (r *modeRecorder) all() []queuegroups.DeliveryMode {

@@ -30,8 +30,12 @@ type Stats struct {
 	Rejected map[Rejection]int64
 	// Refused counts sessions turned away with 421 before the SMTP
 	// greeting, by reason ("overload", "max_sessions",
-	// "max_sessions_per_client"), or cut short ("too_many_errors").
+	// "max_sessions_per_client"), or cut short ("too_many_errors",
+	// "starttls_pipelining").
 	Refused map[string]int64
+	// BytesIn and BytesOut count the SMTP dialogue, commands and
+	// messages in, replies out, as plaintext (under TLS too).
+	BytesIn, BytesOut int64
 }
 
 // Rejection names one kind of refused command.
@@ -44,6 +48,8 @@ type Rejection struct {
 type counters struct {
 	sessionsTotal atomic.Int64
 	accepted      atomic.Int64
+	bytesIn       atomic.Int64
+	bytesOut      atomic.Int64
 
 	mu       sync.Mutex
 	rejected map[Rejection]int64
@@ -53,7 +59,8 @@ type counters struct {
 // Stats returns the listener's counters.
 func (s *Server) Stats() Stats {
 	c := &s.counters
-	st := Stats{SessionsTotal: c.sessionsTotal.Load(), Accepted: c.accepted.Load()}
+	st := Stats{SessionsTotal: c.sessionsTotal.Load(), Accepted: c.accepted.Load(),
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()}
 	if s.ln != nil {
 		st.Sessions = s.ln.sessions.Load()
 	}

@@ -162,7 +162,7 @@ func ServerTLS(k *KeyPair, minVersion uint16) *tls.Config {
 // tlsDescription is how the Received header describes a session's TLS,
 // e.g. "version=TLS1.3 cipher=TLS_AES_128_GCM_SHA256"; "" without TLS.
 func (ss *session) tlsDescription() string {
-	st, ok := ss.conn.TLSConnectionState()
+	st, ok := ss.guard.tlsState()
 	if !ok {
 		return ""
 	}

@@ -39,11 +39,13 @@ func (s *Store) decideTx(ctx context.Context, tx *sql.Tx, p Post, d Decision) er
 	var err error
 	switch d.Action {
 	case "approve":
-		_, err = tx.ExecContext(ctx, `UPDATE posts SET state = 'accepted', reason = ?, decided_by = ?, next_try = 0
-			WHERE id = ?`, "approved by "+d.By, d.By, p.ID)
+		// A claim on a held post is a node's, sending the moderators'
+		// notices; the decision ends it (MarkNotified then does nothing).
+		_, err = tx.ExecContext(ctx, `UPDATE posts SET state = 'accepted', reason = ?, decided_by = ?, next_try = 0,
+			claim = '' WHERE id = ?`, "approved by "+d.By, d.By, p.ID)
 	case "reject":
-		_, err = tx.ExecContext(ctx, `UPDATE posts SET state = 'rejected', reason = ?, decided_by = ?, note = ?
-			WHERE id = ?`, "rejected by "+d.By, d.By, d.Note, p.ID)
+		_, err = tx.ExecContext(ctx, `UPDATE posts SET state = 'rejected', reason = ?, decided_by = ?, note = ?,
+			claim = '' WHERE id = ?`, "rejected by "+d.By, d.By, d.Note, p.ID)
 	case "discard":
 		_, err = tx.ExecContext(ctx, "DELETE FROM posts WHERE id = ?", p.ID)
 	default:
@@ -74,11 +76,21 @@ func describeState(p Post) string {
 	return string(p.State)
 }
 
+// ClaimNotice marks a held post whose moderators have not been notified
+// as being notified by the holder of claim (a fresh queue ID of the
+// node), so that of several servers exactly one sends the notices. It
+// reports whether this caller got the claim. MarkNotified ends the
+// claim, as does a decision on the post, and Unclaim gives it up.
+func (s *Store) ClaimNotice(ctx context.Context, id int64, claim string) (bool, error) {
+	return s.claim(ctx, id, claim, "state = 'held' AND notified = 0")
+}
+
 // MarkNotified records that the moderators of held post id have been
-// sent their notices.
+// sent their notices, and ends the claim ClaimNotice took. A post
+// decided meanwhile is left alone.
 func (s *Store) MarkNotified(ctx context.Context, id int64) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE posts SET notified = 1 WHERE id = ?", id)
+		_, err := tx.ExecContext(ctx, "UPDATE posts SET notified = 1, claim = '' WHERE id = ? AND state = 'held'", id)
 		if err != nil {
 			return fmt.Errorf("mark post %d notified: %w", id, err)
 		}
@@ -91,10 +103,13 @@ func (s *Store) MarkNotified(ctx context.Context, id int64) error {
 // retry of its own, exactly one does it. It reports whether this caller
 // got the claim.
 func (s *Store) Claim(ctx context.Context, id int64, qid string) (bool, error) {
+	return s.claim(ctx, id, qid, "state IN ('accepted', 'rejected')")
+}
+
+func (s *Store) claim(ctx context.Context, id int64, claim, cond string) (bool, error) {
 	var got bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE posts SET claim = ?
-			WHERE id = ? AND claim = '' AND state IN ('accepted', 'rejected')`, qid, id)
+		res, err := tx.ExecContext(ctx, "UPDATE posts SET claim = ? WHERE id = ? AND claim = '' AND "+cond, claim, id)
 		if err != nil {
 			return fmt.Errorf("claim post %d: %w", id, err)
 		}
@@ -130,11 +145,13 @@ func (s *Store) Retry(ctx context.Context, id int64, next time.Time, reason stri
 	})
 }
 
-// Unclaim gives up a claim without changing anything else: the message
-// it named never reached the queue.
-func (s *Store) Unclaim(ctx context.Context, id int64) error {
+// Unclaim gives up claim on post id without changing anything else:
+// the message it named never reached the queue, or the notices were not
+// sent. A claim that is no longer claim (a decision ended it, another
+// node took the post since) is left alone.
+func (s *Store) Unclaim(ctx context.Context, id int64, claim string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "UPDATE posts SET claim = '' WHERE id = ?", id); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE posts SET claim = '' WHERE id = ? AND claim = ?", id, claim); err != nil {
 			return fmt.Errorf("unclaim post %d: %w", id, err)
 		}
 		return nil

@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/internal/pgtest"
 )
 
-func TestMembers(t *testing.T) {
+func testMembers(t *testing.T, be backend) {
 	t.Parallel()
 	const list = "l@example.org"
 	tests := []struct {
@@ -71,7 +73,7 @@ func TestMembers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := openWithList(t, list)
+			s := be.withList(t, list)
 			if _, err := s.AddMembers(ctx, list, tt.initial); err != nil {
 				t.Fatal(err)
 			}
@@ -124,10 +126,10 @@ func TestMembers(t *testing.T) {
 	}
 }
 
-func TestMembersNoList(t *testing.T) {
+func testMembersNoList(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "other@example.org")
+	s := be.withList(t, "other@example.org")
 	ops := map[string]func() error{
 		"Members": func() error { _, err := s.Members(ctx, "l@example.org"); return err },
 		"EachMember": func() error {
@@ -149,10 +151,10 @@ func TestMembersNoList(t *testing.T) {
 	}
 }
 
-func TestAddMembersProgress(t *testing.T) {
+func testAddMembersProgress(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	addrs := make([]string, 2*progressEvery+1)
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("m%d@example.com", i)
@@ -181,15 +183,21 @@ func members100k() []string {
 	return addrs
 }
 
+// BenchmarkAddMembers100k imports 100,000 members into a new list, on
+// SQLite and on a durable (fsync on) PostgreSQL cluster of its own.
 func BenchmarkAddMembers100k(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchAddMembers(b, sqliteBackend()) })
+	b.Run("postgres", func(b *testing.B) {
+		benchAddMembers(b, postgresBackend(pgtest.StartOptions(b, pgtest.Options{Durable: true})))
+	})
+}
+
+func benchAddMembers(b *testing.B, be backend) {
 	ctx := context.Background()
 	addrs := members100k()
 	for b.Loop() {
 		b.StopTimer()
-		s, _ := openTest(b)
-		if err := s.CreateList(ctx, "l@example.org", ""); err != nil {
-			b.Fatal(err)
-		}
+		s := be.withList(b, "l@example.org")
 		b.StartTimer()
 		n, err := s.AddMembers(ctx, "l@example.org", addrs)
 		if err != nil || n != len(addrs) {
@@ -200,10 +208,7 @@ func BenchmarkAddMembers100k(b *testing.B) {
 
 func BenchmarkMembers100k(b *testing.B) {
 	ctx := context.Background()
-	s, _ := openTest(b)
-	if err := s.CreateList(ctx, "l@example.org", ""); err != nil {
-		b.Fatal(err)
-	}
+	s := openWithList(b, "l@example.org")
 	if _, err := s.AddMembers(ctx, "l@example.org", members100k()); err != nil {
 		b.Fatal(err)
 	}

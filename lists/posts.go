@@ -82,15 +82,12 @@ func (s *Store) AddPost(ctx context.Context, p Post, body io.Reader) (int64, err
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO posts(list_id, state, reason, queue_id, received,
+		err = tx.QueryRowContext(ctx, `INSERT INTO posts(list_id, state, reason, queue_id, received,
 			sender, from_addr, subject, helo, remote_addr, size, expires)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
-			lid, p.State, p.Reason, p.QueueID, p.Received.UnixNano(), p.Sender, p.From, p.Subject,
-			p.Helo, p.RemoteAddr, p.Expires.Unix())
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id`,
+			lid, string(p.State), p.Reason, p.QueueID, p.Received.UnixNano(), p.Sender, p.From, p.Subject,
+			p.Helo, p.RemoteAddr, p.Expires.Unix()).Scan(&id)
 		if err != nil {
-			return fmt.Errorf("store post %s: %w", p.QueueID, err)
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return fmt.Errorf("store post %s: %w", p.QueueID, err)
 		}
 		size, err := writeChunks(ctx, tx, id, body)
@@ -178,7 +175,7 @@ type PostFilter struct {
 
 // Posts returns the stored posts that f selects, oldest first.
 func (s *Store) Posts(ctx context.Context, f PostFilter) ([]Post, error) {
-	q := "SELECT " + postColumns + " FROM posts p JOIN lists l ON l.id = p.list_id WHERE 1"
+	q := "SELECT " + postColumns + " FROM posts p JOIN lists l ON l.id = p.list_id WHERE TRUE"
 	var args []any
 	if f.List != "" {
 		id, err := listID(ctx, s.db, f.List)
@@ -190,7 +187,7 @@ func (s *Store) Posts(ctx context.Context, f PostFilter) ([]Post, error) {
 	}
 	if f.State != "" {
 		q += " AND p.state = ?"
-		args = append(args, f.State)
+		args = append(args, string(f.State))
 	}
 	if !f.Due.IsZero() {
 		q += ` AND p.claim = '' AND ((p.state = 'held' AND p.notified = 0)

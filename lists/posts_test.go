@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,10 +29,10 @@ func holdPost(t *testing.T, s *Store, body string) int64 {
 	return id
 }
 
-func TestAddPostAndRead(t *testing.T) {
+func testAddPostAndRead(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
+	s := be.withList(t, testList)
 	// A body over several chunks, with a recognizable pattern.
 	var b strings.Builder
 	b.WriteString("From: p@example.net\r\nSubject: hi\r\n\r\n")
@@ -69,7 +70,7 @@ func TestAddPostAndRead(t *testing.T) {
 	}
 }
 
-func TestDecide(t *testing.T) {
+func testDecide(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
@@ -83,7 +84,7 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.action, func(t *testing.T) {
 			t.Parallel()
-			s := openWithList(t, testList)
+			s := be.withList(t, testList)
 			id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
 			tokens, err := s.IssueModerationTokens(ctx, id, []string{"m1@example.org", "m2@example.org"})
 			if err != nil {
@@ -125,10 +126,10 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func TestModerationTokens(t *testing.T) {
+func testModerationTokens(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList, "other@example.org")
+	s := be.withList(t, testList, "other@example.org")
 	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
 	tokens, err := s.IssueModerationTokens(ctx, id, []string{"m1@example.org", "m2@example.org"})
 	if err != nil {
@@ -195,10 +196,10 @@ func second[T any](_ T, err error) error { return err }
 
 // TestClaimOnce: many concurrent claimers, as several servers or a
 // server's poll and its own retry, get one claim between them.
-func TestClaimOnce(t *testing.T) {
+func testClaimOnce(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList)
+	s := be.withList(t, testList)
 	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
 	if got, err := s.Claim(ctx, id, "QX"); err != nil || got {
 		t.Fatalf("claim of a held post = %v, %v; want false", got, err)
@@ -252,10 +253,10 @@ func TestClaimOnce(t *testing.T) {
 	}
 }
 
-func TestPostsFilterAndExpire(t *testing.T) {
+func testPostsFilterAndExpire(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, testList, "other@example.org")
+	s := be.withList(t, testList, "other@example.org")
 	a := holdPost(t, s, "Subject: a\r\n\r\n")
 	b, err := s.AddPost(ctx, Post{List: "other@example.org", State: PostAccepted, Reason: "DMARC lookup failed",
 		Received: created, Expires: created.Add(time.Hour)}, strings.NewReader("Subject: b\r\n\r\n"))
@@ -322,5 +323,60 @@ func TestPostsFilterAndExpire(t *testing.T) {
 	var chunks int
 	if err := s.db.QueryRow("SELECT count(*) FROM post_chunks").Scan(&chunks); err != nil || chunks != 1 {
 		t.Errorf("chunks left = %d, %v; want only c's", chunks, err)
+	}
+}
+
+// testClaimNotice: one claimer of a held post's notices among many; a
+// decision ends the claim, and neither MarkNotified nor an Unclaim by
+// the old claimer touches the post after that.
+func testClaimNotice(t *testing.T, be backend) {
+	t.Parallel()
+	ctx := context.Background()
+	s := be.withList(t, testList)
+	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			got, err := s.ClaimNotice(ctx, id, fmt.Sprintf("N%d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			if got {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d notice claims succeeded, want 1", wins.Load())
+	}
+	p, err := s.GetPost(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unclaim(ctx, id, "someone else"); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.GetPost(ctx, id); q.Claim != p.Claim {
+		t.Fatalf("Unclaim with another claim changed it to %q", q.Claim)
+	}
+	if _, err := s.Decide(ctx, id, Decision{Action: "approve", By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Claim(ctx, id, "QD"); err != nil || !got {
+		t.Fatalf("claim for distribution after the decision = %v, %v", got, err)
+	}
+	if err := s.MarkNotified(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unclaim(ctx, id, p.Claim); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.GetPost(ctx, id); q.Claim != "QD" || q.State != PostAccepted {
+		t.Errorf("the notifier's late calls changed the distribution claim: %+v", q)
+	}
+	if got, _ := s.ClaimNotice(ctx, id, "N"); got {
+		t.Error("ClaimNotice took an accepted post")
 	}
 }

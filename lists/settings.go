@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -42,6 +43,16 @@ const (
 	DMARCNone  DMARCMode = "none"  // the post goes out as it is
 )
 
+// SubscribePolicy is how a subscription request by mail is decided
+// (setting subscribe_policy).
+type SubscribePolicy string
+
+const (
+	SubscribeConfirm  SubscribePolicy = "confirm"  // the address confirms (double opt-in)
+	SubscribeModerate SubscribePolicy = "moderate" // the address confirms, then a moderator approves
+	SubscribeClosed   SubscribePolicy = "closed"   // no subscriptions by mail
+)
+
 // Settings are a list's settings, defaults filled in.
 type Settings struct {
 	Posting         Posting
@@ -52,6 +63,18 @@ type Settings struct {
 	Footer          string // "" = none; lines end in "\n" or "\r\n"
 	ArchiveURL      string // "" = no List-Archive
 	Personalize     Personalize
+
+	SubscribePolicy SubscribePolicy
+	ConfirmExpire   time.Duration // how long a confirmation (or approval) token is good
+	// MaxAutoresponses is how many answers to commands by mail one
+	// address gets per day at most (Mailman's max_autoresponses_per_day).
+	MaxAutoresponses int
+
+	// Bounce processing, with Mailman's names and defaults.
+	BounceScoreThreshold   float64
+	BounceInfoStaleAfter   time.Duration
+	BounceWarnings         int // bounce_you_are_disabled_warnings
+	BounceWarningsInterval time.Duration
 }
 
 // Personalize is how a list's members get their copies (setting
@@ -111,6 +134,27 @@ var settingDefs = []settingDef{
 		apply: func(s *Settings, v string) { s.ArchiveURL = v }},
 	{key: "personalize", def: string(PersonalizeOff), values: []string{"off", "verp", "full"},
 		apply: func(s *Settings, v string) { s.Personalize = Personalize(v) }},
+	{key: "subscribe_policy", def: string(SubscribeConfirm),
+		values: []string{"confirm", "moderate", "closed"},
+		apply:  func(s *Settings, v string) { s.SubscribePolicy = SubscribePolicy(v) }},
+	{key: "confirm_expire", def: "3d", help: "a duration from 1s to 30d: a number and s, m, h, d or w, e.g. 3d",
+		check: checkDuration(time.Second, 30*24*time.Hour),
+		apply: func(s *Settings, v string) { s.ConfirmExpire, _ = ParseDuration(v) }},
+	{key: "max_autoresponses_per_day", def: "10", help: "a whole number from 0 (never answer) to 1000",
+		check: checkInt(0, 1000),
+		apply: func(s *Settings, v string) { s.MaxAutoresponses, _ = strconv.Atoi(v) }},
+	{key: "bounce_score_threshold", def: "5", help: "a number above 0 and up to 1000 (a hard bounce scores 1, a soft one 0.5)",
+		check: checkThreshold,
+		apply: func(s *Settings, v string) { s.BounceScoreThreshold, _ = strconv.ParseFloat(v, 64) }},
+	{key: "bounce_info_stale_after", def: "7d", help: "a duration from 1d to 365d, e.g. 7d",
+		check: checkDuration(24*time.Hour, 365*24*time.Hour),
+		apply: func(s *Settings, v string) { s.BounceInfoStaleAfter, _ = ParseDuration(v) }},
+	{key: "bounce_you_are_disabled_warnings", def: "3", help: "a whole number from 0 (remove at once) to 100",
+		check: checkInt(0, 100),
+		apply: func(s *Settings, v string) { s.BounceWarnings, _ = strconv.Atoi(v) }},
+	{key: "bounce_you_are_disabled_warnings_interval", def: "7d", help: "a duration from 1s to 365d, e.g. 7d",
+		check: checkDuration(time.Second, 365*24*time.Hour),
+		apply: func(s *Settings, v string) { s.BounceWarningsInterval, _ = ParseDuration(v) }},
 }
 
 // DefaultSettings returns the settings of a list that changed none.
@@ -259,21 +303,48 @@ func (s *Store) SettingValues(ctx context.Context, list string) ([]SettingValue,
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT key, value FROM settings WHERE list_id = ?", id)
+	vals, err := settingValues(ctx, s.db, id)
 	if err != nil {
 		return nil, fmt.Errorf("settings of %s: %w", list, err)
+	}
+	return vals, nil
+}
+
+// rowQueryer is what both *sql.DB and *sql.Tx offer for reading rows.
+type rowQueryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// settingsOf returns the settings of the list with id, defaults filled
+// in, in q's view (a transaction's, say).
+func settingsOf(ctx context.Context, q rowQueryer, id int64) (Settings, error) {
+	vals, err := settingValues(ctx, q, id)
+	if err != nil {
+		return Settings{}, fmt.Errorf("settings of list %d: %w", id, err)
+	}
+	var out Settings
+	for i, v := range vals {
+		settingDefs[i].apply(&out, v.Value)
+	}
+	return out, nil
+}
+
+func settingValues(ctx context.Context, q rowQueryer, id int64) ([]SettingValue, error) {
+	rows, err := q.QueryContext(ctx, "SELECT key, value FROM settings WHERE list_id = ?", id)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	set := map[string]string{}
 	for rows.Next() {
 		var k, v string
 		if err := rows.Scan(&k, &v); err != nil {
-			return nil, fmt.Errorf("settings of %s: %w", list, err)
+			return nil, err
 		}
 		set[k] = v
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("settings of %s: %w", list, err)
+		return nil, err
 	}
 	out := make([]SettingValue, len(settingDefs))
 	for i, d := range settingDefs {

@@ -5,18 +5,22 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestSettingsDefaults(t *testing.T) {
+func testSettingsDefaults(t *testing.T, be backend) {
 	t.Parallel()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	got, err := s.Settings(context.Background(), "l@example.org")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge, Personalize: PersonalizeOff}
+	const day = 24 * time.Hour
+	want := Settings{Posting: PostingMembers, NonmemberAction: ActionHold, HoldDays: 14, DMARC: DMARCMunge, Personalize: PersonalizeOff,
+		SubscribePolicy: SubscribeConfirm, ConfirmExpire: 3 * day, MaxAutoresponses: 10,
+		BounceScoreThreshold: 5, BounceInfoStaleAfter: 7 * day, BounceWarnings: 3, BounceWarningsInterval: 7 * day}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -28,10 +32,10 @@ func TestSettingsDefaults(t *testing.T) {
 	}
 }
 
-func TestSetSettings(t *testing.T) {
+func testSetSettings(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	err := s.SetSettings(ctx, "L@Example.org", [][2]string{
 		{"posting", "announce"}, {"nonmember_action", "reject"}, {"hold_days", "3"}, {"dmarc", "wrap"},
 		{"subject_prefix", "[l]"}, {"footer", "-- \nunsubscribe: l-request@example.org\n"},
@@ -47,6 +51,10 @@ func TestSetSettings(t *testing.T) {
 	want := Settings{Posting: PostingAnnounce, NonmemberAction: ActionReject, HoldDays: 3, DMARC: DMARCWrap,
 		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/",
 		Personalize: PersonalizeFull}
+	def := DefaultSettings()
+	want.SubscribePolicy, want.ConfirmExpire, want.MaxAutoresponses = def.SubscribePolicy, def.ConfirmExpire, def.MaxAutoresponses
+	want.BounceScoreThreshold, want.BounceInfoStaleAfter = def.BounceScoreThreshold, def.BounceInfoStaleAfter
+	want.BounceWarnings, want.BounceWarningsInterval = def.BounceWarnings, def.BounceWarningsInterval
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("settings (-want +got):\n%s", diff)
 	}
@@ -65,6 +73,10 @@ func TestSetSettings(t *testing.T) {
 		{"footer", "-- \nunsubscribe: l-request@example.org\n", false},
 		{"archive_url", "https://lists.example.org/l/", false},
 		{"personalize", "full", false},
+		{"subscribe_policy", "confirm", true}, {"confirm_expire", "3d", true},
+		{"max_autoresponses_per_day", "10", true}, {"bounce_score_threshold", "5", true},
+		{"bounce_info_stale_after", "7d", true}, {"bounce_you_are_disabled_warnings", "3", true},
+		{"bounce_you_are_disabled_warnings_interval", "7d", true},
 	}
 	if diff := cmp.Diff(wantVals, vals); diff != "" {
 		t.Errorf("setting values (-want +got):\n%s", diff)
@@ -77,14 +89,21 @@ func TestSetSettings(t *testing.T) {
 
 // TestSetSettingsBad: every bad key or value is named with what it
 // accepts, and nothing is applied, the good ones included.
-func TestSetSettingsBad(t *testing.T) {
+func testSetSettingsBad(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
 		kv   [2]string
 		want string
 	}{
-		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url, personalize)`},
+		{[2]string{"colour", "blue"}, `unknown key "colour" (the keys are posting, nonmember_action, hold_days, dmarc, subject_prefix, footer, archive_url, personalize, subscribe_policy, confirm_expire, max_autoresponses_per_day, bounce_score_threshold, bounce_info_stale_after, bounce_you_are_disabled_warnings, bounce_you_are_disabled_warnings_interval)`},
+		{[2]string{"subscribe_policy", "open"}, `subscribe_policy="open": accepted values are confirm, moderate, closed`},
+		{[2]string{"confirm_expire", "3"}, `confirm_expire="3": not a number and a unit`},
+		{[2]string{"confirm_expire", "31d"}, `confirm_expire="31d": out of range 1s..30d`},
+		{[2]string{"bounce_info_stale_after", "12h"}, `bounce_info_stale_after="12h": out of range 1d..365d`},
+		{[2]string{"bounce_score_threshold", "0"}, `bounce_score_threshold="0": out of range or not a number`},
+		{[2]string{"bounce_score_threshold", "NaN"}, `bounce_score_threshold="NaN": out of range or not a number`},
+		{[2]string{"bounce_you_are_disabled_warnings", "-1"}, `bounce_you_are_disabled_warnings="-1": out of range or not a whole number`},
 		{[2]string{"posting", "everyone"}, `posting="everyone": accepted values are members, open, moderated, announce`},
 		{[2]string{"posting", "Open"}, `accepted values are members, open, moderated, announce`},
 		{[2]string{"nonmember_action", "bounce"}, `nonmember_action="bounce": accepted values are hold, reject, discard`},
@@ -104,7 +123,7 @@ func TestSetSettingsBad(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.kv[0]+"="+tt.kv[1], func(t *testing.T) {
 			t.Parallel()
-			s := openWithList(t, "l@example.org")
+			s := be.withList(t, "l@example.org")
 			err := s.SetSettings(ctx, "l@example.org", [][2]string{{"posting", "open"}, tt.kv})
 			if err == nil || !errors.Is(err, ErrBadSetting) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrBadSetting mentioning %q", err, tt.want)
@@ -118,16 +137,16 @@ func TestSetSettingsBad(t *testing.T) {
 			}
 		})
 	}
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if err := s.SetSettings(ctx, "nope@example.org", [][2]string{{"posting", "open"}}); !errors.Is(err, ErrNoList) {
 		t.Errorf("set on a missing list: %v, want ErrNoList", err)
 	}
 }
 
-func TestModerators(t *testing.T) {
+func testModerators(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if n, err := s.AddModerators(ctx, "l@example.org", []string{"Mod@Example.COM", "b@example.net", "b@EXAMPLE.net"}); err != nil || n != 2 {
 		t.Fatalf("AddModerators = %d, %v; want 2 (the last is the second in normal form)", n, err)
 	}
@@ -155,10 +174,10 @@ func TestModerators(t *testing.T) {
 	}
 }
 
-func TestIsMember(t *testing.T) {
+func testIsMember(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "l@example.org")
+	s := be.withList(t, "l@example.org")
 	if _, err := s.AddMembers(ctx, "l@example.org", []string{"Alice@Example.org", "bob@example.net"}); err != nil {
 		t.Fatal(err)
 	}
@@ -185,5 +204,38 @@ func TestMigrateFromVersion1(t *testing.T) {
 	var v int
 	if err := s.db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) {
 		t.Errorf("user_version = %d, %v; want %d", v, err, len(migrations))
+	}
+}
+
+// TestMailSettings: the settings of commands by mail and bounce
+// processing, with their units.
+func TestMailSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openWithList(t, "l@example.org")
+	err := s.SetSettings(ctx, "l@example.org", [][2]string{
+		{"subscribe_policy", "moderate"}, {"confirm_expire", "90m"}, {"max_autoresponses_per_day", "0"},
+		{"bounce_score_threshold", "2.5"}, {"bounce_info_stale_after", "2w"},
+		{"bounce_you_are_disabled_warnings", "0"}, {"bounce_you_are_disabled_warnings_interval", "1d"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Settings(ctx, "l@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultSettings()
+	want.SubscribePolicy, want.ConfirmExpire, want.MaxAutoresponses = SubscribeModerate, 90*time.Minute, 0
+	want.BounceScoreThreshold, want.BounceInfoStaleAfter = 2.5, 14*24*time.Hour
+	want.BounceWarnings, want.BounceWarningsInterval = 0, 24*time.Hour
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("settings (-want +got):\n%s", diff)
+	}
+	for _, d := range []time.Duration{time.Second, 90 * time.Second, time.Hour, 36 * time.Hour, 14 * 24 * time.Hour} {
+		back, err := ParseDuration(FormatDuration(d))
+		if err != nil || back != d {
+			t.Errorf("ParseDuration(FormatDuration(%v) = %q) = %v, %v", d, FormatDuration(d), back, err)
+		}
 	}
 }

@@ -1,7 +1,10 @@
-// Package lists owns the store of lists and members: one SQLite file
-// (lists.db, pure Go via modernc.org/sqlite) that the server reads while
-// the fanmail CLI writes, each from its own process. The expander asks it
-// for a list's members and uses Version to know when its cache is stale.
+// Package lists owns the store of lists and members. It runs on one of
+// two databases behind the same API: a SQLite file (lists.db, pure Go via
+// modernc.org/sqlite), the default, which the server reads while the
+// fanmail CLI writes, each from its own process; or a PostgreSQL
+// database (postgres.go) that several fanmail nodes share. The expander
+// asks it for a list's members and uses Version to know when its cache
+// is stale.
 //
 // Beside members it keeps what decides who may post and what becomes of
 // a post: each list's settings (settings.go: one table defines every key,
@@ -11,10 +14,20 @@
 // (tokens.go). Whatever one process decides there (the CLI approving a
 // post, the server taking a moderator's reply) every other sees.
 //
-// Concurrency rests on SQLite: WAL mode lets readers run while one writer
-// commits, busy_timeout makes a second writer wait instead of failing, and
-// every write transaction starts with BEGIN IMMEDIATE so it takes the
-// write lock up front rather than failing on upgrade.
+// Every query is written once, in SQL both databases accept; dialect.go
+// holds what differs (the migrations' types, the schema version, locking,
+// Version) and rebind.go turns ? placeholders into PostgreSQL's. So a new
+// table is a migration step written for SQLite (pgDDL translates it) and
+// a name in tableOrder; its queries avoid what only SQLite has
+// (LastInsertId: use INSERT ... RETURNING id; INSERT OR REPLACE: use ON
+// CONFLICT; WHERE 1: use WHERE TRUE; scalar max(a, b): use CASE), and
+// its tests join the conformance suite, which runs them on both. Writes
+// go through Store.write, which takes the store's single write lock up
+// front: in SQLite, WAL mode lets readers run while one writer commits,
+// busy_timeout makes a second writer wait instead of failing, and BEGIN
+// IMMEDIATE takes the lock at the start rather than failing on upgrade;
+// in PostgreSQL the first statement updates the one row of
+// fanmail_schema, with lock_timeout as the wait.
 package lists
 
 import (
@@ -24,7 +37,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"sync"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -120,23 +133,39 @@ var migrations = []string{
 		used_by  TEXT NOT NULL DEFAULT ''
 	) WITHOUT ROWID;
 	CREATE INDEX tokens_by_post ON tokens(post_id);`,
+
+	// Commands by mail and bounce processing (requests.go).
+	migrationMail,
 }
+
+// tableOrder is every table of the schema, each after the tables it
+// references: the order Copy (fanmail migrate) copies them in. A
+// migration that adds a table adds it here too (Copy refuses a store
+// with a table it does not list).
+var tableOrder = []string{"lists", "members", "settings", "moderators", "posts", "post_chunks", "tokens",
+	"requests", "answers", "member_bounces", "bounce_events"}
 
 // Store is an open list store. It is safe for concurrent use.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
-
-	// versionConn is used for PRAGMA data_version only and never writes,
-	// so every commit on any other connection, this process's pool
-	// included, changes the value it reports.
-	versionMu   sync.Mutex
-	versionConn *sql.Conn
+	db     *sql.DB
+	d      dialect
+	now    func() time.Time
+	target string // for messages: the file, or the URL without its password
 }
 
-// Open opens the store at path, creating the file (mode 0600) and the
-// schema if they are missing and migrating an older schema.
-func Open(path string) (*Store, error) {
+// Open opens the store at target: a postgres:// or postgresql:// URL
+// (see openPostgres), or the path of a SQLite file, optionally written
+// sqlite:PATH. It creates what is missing (the file, mode 0600, and the
+// schema) and migrates an older schema; a schema newer than this fanmail
+// knows is an error.
+func Open(target string) (*Store, error) {
+	if IsPostgres(target) {
+		return openPostgres(target)
+	}
+	return openSQLite(strings.TrimPrefix(target, "sqlite:"))
+}
+
+func openSQLite(path string) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open list store %s: %w", path, err)
@@ -159,53 +188,62 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open list store %s: %w", path, err)
 	}
-	s := &Store{db: db, now: time.Now}
+	d := &sqliteDialect{db: db}
+	s := &Store{db: db, d: d, now: time.Now, target: path}
 	ctx := context.Background()
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open list store %s: %w", path, err)
 	}
-	if s.versionConn, err = db.Conn(ctx); err != nil {
+	if d.versionConn, err = db.Conn(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open list store %s: %w", path, err)
 	}
 	return s, nil
 }
 
+// String names the store: its file, or its URL without the password.
+func (s *Store) String() string { return s.target }
+
+// Kind is "sqlite" or "postgres".
+func (s *Store) Kind() string { return s.d.name() }
+
 // Close closes the store.
 func (s *Store) Close() error {
-	s.versionMu.Lock()
-	err := s.versionConn.Close()
-	s.versionMu.Unlock()
-	return errors.Join(err, s.db.Close())
+	return errors.Join(s.d.close(), s.db.Close())
 }
 
-// migrate applies the missing schema steps in one write transaction, so
-// two processes opening a new file at once do not both create it.
+// SchemaVersion is the schema version this fanmail creates and
+// understands: the number of migration steps.
+func SchemaVersion() int { return len(migrations) }
+
+// migrate applies the missing schema steps in one transaction that
+// excludes other processes doing the same, so two processes opening a
+// new database at once do not both create it.
 func (s *Store) migrate(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin migration: %w", err)
 	}
 	defer tx.Rollback()
-	var version int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	version, err := s.d.lockSchema(ctx, tx)
+	if err != nil {
+		return err
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this fanmail understands (%d); upgrade fanmail", version, len(migrations))
+		return fmt.Errorf("%w: the database is at schema version %d, this fanmail knows versions up to %d; upgrade fanmail on this machine (every node sharing the database needs the newer one)",
+			ErrSchemaNewer, version, len(migrations))
 	}
 	if version == len(migrations) {
 		return nil
 	}
 	for i := version; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+		if _, err := tx.ExecContext(ctx, s.d.ddl(migrations[i])); err != nil {
 			return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
 		}
 	}
-	// PRAGMA takes no bound parameters; the value is our own integer.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
-		return fmt.Errorf("set schema version: %w", err)
+	if err := s.d.setSchemaVersion(ctx, tx, len(migrations)); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit migration: %w", err)
@@ -213,27 +251,33 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// ErrSchemaNewer means the database was created or migrated by a newer
+// fanmail than this one.
+var ErrSchemaNewer = errors.New("list store schema is newer than this fanmail")
+
 // Version returns a value that changes whenever any process, this one
 // included, commits a change to the store. It is cheap (no table is
 // read), so callers may check it on every use of a cache.
 func (s *Store) Version(ctx context.Context) (int64, error) {
-	s.versionMu.Lock()
-	defer s.versionMu.Unlock()
-	var v int64
-	if err := s.versionConn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+	v, err := s.d.version(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("list store version: %w", err)
 	}
 	return v, nil
 }
 
-// write runs fn in a write transaction (BEGIN IMMEDIATE, from the DSN)
-// and commits it if fn succeeds.
+// write runs fn in a write transaction, which holds the store's write
+// lock from its start (see the package doc), and commits it if fn
+// succeeds.
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	if err := s.d.beginWrite(ctx, tx); err != nil {
+		return err
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}

@@ -16,28 +16,6 @@ import (
 
 var created = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// openTest opens a store in a fresh directory with a fixed clock.
-func openTest(t testing.TB) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "lists.db")
-	s := openPath(t, path)
-	return s, path
-}
-
-// openWithList opens a fresh store holding one empty list.
-// openWithList opens a test store holding the lists named, without
-// owners or members.
-func openWithList(t testing.TB, lists ...string) *Store {
-	t.Helper()
-	s, _ := openTest(t)
-	for _, list := range lists {
-		if err := s.CreateList(context.Background(), list, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s
-}
-
 // rawDB writes a lists.db in a new directory with queries run on it
 // directly, for tests of what Open makes of a store it did not write,
 // and returns its path.
@@ -57,22 +35,7 @@ func rawDB(t testing.TB, queries ...string) string {
 	return path
 }
 
-func openPath(t testing.TB, path string) *Store {
-	t.Helper()
-	s, err := Open(path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	s.now = func() time.Time { return created }
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
-}
-
-func TestCreateList(t *testing.T) {
+func testCreateList(t *testing.T, be backend) {
 	t.Parallel()
 	tests := []struct {
 		name, list, owner string
@@ -95,7 +58,7 @@ func TestCreateList(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := openWithList(t, "dup@example.org")
+			s := be.withList(t, "dup@example.org")
 			err := s.CreateList(ctx, tt.list, tt.owner)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -123,10 +86,10 @@ func TestCreateList(t *testing.T) {
 
 var cmpTime = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
 
-func TestGetListLookup(t *testing.T) {
+func testGetListLookup(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openWithList(t, "Announce@lists.example.org")
+	s := be.withList(t, "Announce@lists.example.org")
 	tests := []struct {
 		lookup string
 		want   string // "" = ErrNoList
@@ -152,10 +115,10 @@ func TestGetListLookup(t *testing.T) {
 	}
 }
 
-func TestListsAndDelete(t *testing.T) {
+func testListsAndDelete(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s, _ := be.openNew(t)
 	for _, l := range []string{"b@example.org", "a@example.org", "c@example.org"} {
 		if err := s.CreateList(ctx, l, ""); err != nil {
 			t.Fatal(err)
@@ -192,15 +155,23 @@ func TestListsAndDelete(t *testing.T) {
 	}
 }
 
-func TestOpenNewerSchema(t *testing.T) {
+func testOpenNewerSchema(t *testing.T, be backend) {
 	t.Parallel()
-	path := rawDB(t, "PRAGMA user_version = 99")
-	s, err := Open(path)
+	ctx := context.Background()
+	s, target := be.openNew(t)
+	err := s.write(ctx, func(tx *sql.Tx) error { return s.d.setSchemaVersion(ctx, tx, 99) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(target)
 	if err == nil {
-		s.Close()
+		s2.Close()
 		t.Fatal("Open of a newer schema succeeded")
 	}
-	if want := "schema version 99 is newer"; !strings.Contains(err.Error(), want) {
+	if !errors.Is(err, ErrSchemaNewer) {
+		t.Errorf("Open error %q does not wrap ErrSchemaNewer", err)
+	}
+	if want := fmt.Sprintf("schema version 99, this fanmail knows versions up to %d; upgrade fanmail", len(migrations)); !strings.Contains(err.Error(), want) {
 		t.Errorf("Open error %q does not contain %q", err, want)
 	}
 }
@@ -230,11 +201,11 @@ func TestOpenExisting(t *testing.T) {
 // TestSecondProcess uses two Stores on one file, as the server and the
 // CLI do, and checks that each sees the other's commits and that Version
 // moves on every commit, its own included.
-func TestSecondProcess(t *testing.T) {
+func testSecondProcess(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
-	server, path := openTest(t)
-	cli := openPath(t, path)
+	server, path := be.openNew(t)
+	cli := be.open(t, path)
 
 	version := func(s *Store) int64 {
 		t.Helper()
@@ -295,10 +266,10 @@ func TestSecondProcess(t *testing.T) {
 // each other (busy_timeout, BEGIN IMMEDIATE) instead of failing. It runs
 // alone, and with few enough writers that the last one's wait stays far
 // below busy_timeout even on a loaded machine under the race detector.
-func TestConcurrentWriters(t *testing.T) {
+func testConcurrentWriters(t *testing.T, be backend) {
 	ctx := context.Background()
-	a, path := openTest(t)
-	b := openPath(t, path)
+	a, path := be.openNew(t)
+	b := be.open(t, path)
 	if err := a.CreateList(ctx, "l@example.org", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 // outcome per queue group, and the time from acceptance to each 2xx.
 // These are the numbers of what delivery told the queue: a recipient
 // deferred until the queue lifetime runs out is counted as deferred at
-// each attempt, and its final failure is the queue's (logged as
-// "giving up"), not a bounce here.
+// each attempt; its final failure is the queue's (logged as "giving
+// up"), which the collector adds to bounced from Sources.Expired.
 func (m *Metrics) Deliverer(next queuegroups.Deliverer) queuegroups.Deliverer {
 	return &deliverer{m: m, next: next}
 }

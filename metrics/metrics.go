@@ -33,6 +33,9 @@ type Sources struct {
 	Ingress  func() ingress.Stats
 	Queue    func() []queuegroups.DirSummary
 	Delivery func() delivery.Stats
+	// Expired returns, by queue group, the recipients the queue gave up
+	// on when their lifetime ran out, which count as bounced.
+	Expired func() map[string]int64
 	// Health checks, by name, for /healthz: each returns nil when its
 	// part works.
 	Health map[string]func(context.Context) error
@@ -43,7 +46,7 @@ type Metrics struct {
 	src      Sources
 	reg      *prometheus.Registry
 	started  time.Time
-	outcomes *prometheus.CounterVec   // recipients by group and status
+	outcomes *prometheus.CounterVec   // recipients by group and status, as delivery reported them
 	latency  *prometheus.HistogramVec // acceptance to 2xx, by group
 	rates    *rates
 }
@@ -51,17 +54,16 @@ type Metrics struct {
 // New returns the metrics of one server, reading src at each scrape.
 func New(src Sources) *Metrics {
 	m := &Metrics{src: src, reg: prometheus.NewRegistry(), started: time.Now()}
-	m.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fanmail_recipients_total",
-		Help: "Recipients' delivery attempts by queue group and outcome: delivered (2xx), deferred (4xx or no answer) or bounced (5xx).",
-	}, []string{"group", "status"})
+	// Not registered: the collector reports it with the queue's
+	// expired recipients added to bounced (descRecipients).
+	m.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fanmail_recipients_total"}, []string{"group", "status"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "fanmail_delivery_latency_seconds",
 		Help: "Time from a post's acceptance (250 after DATA) to a recipient's 2xx, by queue group.",
 		// 50ms to 5 days: a fan-out's first round, and retries.
 		Buckets: prometheus.ExponentialBucketsRange(0.05, 5*24*3600, 24),
 	}, []string{"group"})
-	m.reg.MustRegister(m.outcomes, m.latency, collector{m},
+	m.reg.MustRegister(m.latency, collector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.rates = newRates(m.sample)
 	return m
@@ -125,10 +127,14 @@ func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) (net
 type collector struct{ m *Metrics }
 
 var (
+	descRecipients = prometheus.NewDesc("fanmail_recipients_total",
+		"Recipients' delivery attempts by queue group and outcome: delivered (2xx), deferred (4xx or no answer; once per attempt) "+
+			"or bounced (a 5xx, or the queue lifetime ran out after deferrals).", []string{"group", "status"}, nil)
 	descAccepted  = prometheus.NewDesc("fanmail_posts_accepted_total", "Posts answered 250 after DATA.", nil, nil)
 	descRejected  = prometheus.NewDesc("fanmail_smtp_rejected_total", "SMTP commands refused, by command and reason (unknown_recipient, loop, too_big, temp_failure, ...).", []string{"command", "reason"}, nil)
 	descRefused   = prometheus.NewDesc("fanmail_smtp_connections_refused_total", "SMTP sessions refused with 421, by reason: overload (load control), max_sessions and max_sessions_per_client (the session caps) at connect, too_many_errors (cut short by the error limit).", []string{"reason"}, nil)
 	descSessions  = prometheus.NewDesc("fanmail_smtp_sessions", "SMTP sessions open now.", nil, nil)
+	descBytes     = prometheus.NewDesc("fanmail_smtp_bytes_total", "Bytes of the inbound SMTP dialogue, by direction: in (commands and messages) and out (replies), counted as plaintext, under TLS too.", []string{"direction"}, nil)
 	descSessTotal = prometheus.NewDesc("fanmail_smtp_sessions_total", "SMTP sessions accepted since start.", nil, nil)
 	descQueueRcpt = prometheus.NewDesc("fanmail_queue_recipients", "Recipients pending in the queue, by group.", []string{"group"}, nil)
 	descQueueMsgs = prometheus.NewDesc("fanmail_queue_messages", "Messages with pending recipients, by group.", []string{"group"}, nil)
@@ -143,7 +149,7 @@ var (
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAccepted, descRejected, descRefused, descSessions, descSessTotal,
+	for _, d := range []*prometheus.Desc{descRecipients, descAccepted, descRejected, descRefused, descSessions, descSessTotal, descBytes,
 		descQueueRcpt, descQueueMsgs, descDeferred, descOldest, descBusy, descDNSHits, descDNSMisses,
 		descOpened, descReused, descStart} {
 		ch <- d
@@ -158,6 +164,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(descStart, float64(c.m.started.UnixNano())/1e9)
+	for k, v := range c.m.recipients() {
+		ch <- prometheus.MustNewConstMetric(descRecipients, prometheus.CounterValue, v, k.group, k.status)
+	}
 	src := c.m.src
 	if src.Ingress != nil {
 		st := src.Ingress()
@@ -170,6 +179,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descSessions, float64(st.Sessions))
 		counter(descSessTotal, st.SessionsTotal)
+		counter(descBytes, st.BytesIn, "in")
+		counter(descBytes, st.BytesOut, "out")
 	}
 	if src.Queue != nil {
 		now := time.Now()
@@ -230,24 +241,51 @@ func groupTotals(dirs []queuegroups.DirSummary) []GroupQueue {
 	return out
 }
 
-// counterValue adds up v's counters whose status label is status.
-func counterValue(v *prometheus.CounterVec, status string) float64 {
+// outcome is one series of fanmail_recipients_total.
+type outcome struct{ group, status string }
+
+// recipients is each group's recipients by outcome: what delivery
+// reported, with the recipients the queue gave up on added to bounced.
+func (m *Metrics) recipients() map[outcome]float64 {
+	out := map[outcome]float64{}
 	ch := make(chan prometheus.Metric, 16)
 	go func() {
-		v.Collect(ch)
+		m.outcomes.Collect(ch)
 		close(ch)
 	}()
-	total := 0.0
 	for mt := range ch {
 		var pb dto.Metric
 		if mt.Write(&pb) != nil {
 			continue
 		}
+		var k outcome
 		for _, l := range pb.GetLabel() {
-			if l.GetName() == "status" && l.GetValue() == status {
-				total += pb.GetCounter().GetValue()
+			switch l.GetName() {
+			case "group":
+				k.group = l.GetValue()
+			case "status":
+				k.status = l.GetValue()
+			}
+		}
+		out[k] += pb.GetCounter().GetValue()
+	}
+	if m.src.Expired != nil {
+		for group, n := range m.src.Expired() {
+			if n > 0 {
+				out[outcome{group, "bounced"}] += float64(n)
 			}
 		}
 	}
-	return total
+	return out
+}
+
+// total adds up the recipients with the given outcome over all groups.
+func total(rs map[outcome]float64, status string) float64 {
+	sum := 0.0
+	for k, v := range rs {
+		if k.status == status {
+			sum += v
+		}
+	}
+	return sum
 }

@@ -64,9 +64,10 @@ func (m *Metrics) sample() Counts {
 			c.Refused += n
 		}
 	}
-	c.Delivered = int64(counterValue(m.outcomes, "delivered"))
-	c.Deferred = int64(counterValue(m.outcomes, "deferred"))
-	c.Bounced = int64(counterValue(m.outcomes, "bounced"))
+	rs := m.recipients()
+	c.Delivered = int64(total(rs, "delivered"))
+	c.Deferred = int64(total(rs, "deferred"))
+	c.Bounced = int64(total(rs, "bounced"))
 	return c
 }
 

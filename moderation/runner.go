@@ -26,11 +26,12 @@ type Store interface {
 	Posts(ctx context.Context, f lists.PostFilter) ([]lists.Post, error)
 	CopyPostBody(ctx context.Context, id int64, w io.Writer) (int64, error)
 	IssueModerationTokens(ctx context.Context, id int64, addrs []string) ([]string, error)
+	ClaimNotice(ctx context.Context, id int64, claim string) (bool, error)
 	MarkNotified(ctx context.Context, id int64) error
 	Claim(ctx context.Context, id int64, qid string) (bool, error)
 	DeletePost(ctx context.Context, id int64) error
 	Retry(ctx context.Context, id int64, next time.Time, reason string) error
-	Unclaim(ctx context.Context, id int64) error
+	Unclaim(ctx context.Context, id int64, claim string) error
 	Expire(ctx context.Context, now time.Time) ([]lists.Post, error)
 }
 
@@ -51,9 +52,9 @@ type Config struct {
 	Store    Store
 	Expander Distributor
 	Queue    Queue
-	IDs      *queuegroups.IDSource
-	Keys     *dkim.Keyring // signs notices for the list's domain; nil: unsigned
-	Hostname string        // names notices' Message-IDs
+	IDs      *queuegroups.IDSource // claims carry their node name (queuegroups.Node)
+	Keys     *dkim.Keyring         // signs notices for the list's domain; nil: unsigned
+	Hostname string                // names notices' Message-IDs
 	Logger   *slog.Logger
 	// Poll is how often the store's version is read; default 200ms.
 	Poll time.Duration
@@ -94,21 +95,31 @@ func (r *Runner) Run(ctx context.Context) {
 	recovered := false
 	last, lastScan := int64(-1), time.Time{}
 	var quietUntil time.Time // after a failed scan, only the periodic rescan
+	storeDown := false       // Version failed at the last poll
+	recoverFailed := false   // recover failed and said so
 	for {
 		now := r.cfg.Now()
 		if !recovered {
 			// Posts claimed before a crash wait until this succeeds.
 			if err := r.recover(ctx); err != nil {
-				if ctx.Err() == nil {
+				if ctx.Err() == nil && !recoverFailed {
 					r.log.Error("moderation: cannot settle claims left by a crash; retrying", "err", err)
+					recoverFailed = true
 				}
 			} else {
 				recovered = true
 			}
 		}
 		v, err := r.cfg.Store.Version(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.log.Error("moderation: list store version", "err", err)
+		switch {
+		case err != nil && ctx.Err() == nil && !storeDown:
+			// Once per outage, not per poll: a shared store can be
+			// unreachable for a while.
+			r.log.Error("moderation: list store unreachable; retrying", "err", err)
+			storeDown = true
+		case err == nil && storeDown:
+			r.log.Info("moderation: list store reachable again")
+			storeDown = false
 		}
 		due := now.Sub(lastScan) >= r.cfg.RescanEvery
 		if recovered && err == nil && (due || (v != last && !now.Before(quietUntil))) {
@@ -132,20 +143,31 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// recover settles claims: one whose message is in the queue is finished
-// (the crash came between queueing and deleting the post); any other is
-// given up, so the post is done again.
+// recover settles the claims this node left in a crash: one whose
+// message is in the queue is finished (the crash came between queueing
+// and deleting the post); any other is given up, so the post is done
+// again. Claims are this node's when they carry its name (every ID from
+// IDs does), or none: those were taken before nodes had names. The
+// claims of other nodes sharing the store are theirs to settle; those of
+// a node that never comes back are settled by a replacement started with
+// its [node] name.
 func (r *Runner) recover(ctx context.Context) error {
 	claimed, err := r.cfg.Store.Posts(ctx, lists.PostFilter{Claimed: true})
 	if err != nil {
 		return err
 	}
+	node := r.cfg.IDs.Node()
 	for _, p := range claimed {
-		if r.cfg.Queue.Has(p.Claim) {
+		if n := queuegroups.Node(p.Claim); n != "" && n != node {
+			continue
+		}
+		switch {
+		case p.State != lists.PostHeld && r.cfg.Queue.Has(p.Claim):
 			r.log.Info("moderation: post was queued before a crash", "post", p.ID, "list", p.List, "qid", p.Claim)
 			err = r.cfg.Store.DeletePost(ctx, p.ID)
-		} else {
-			err = r.cfg.Store.Unclaim(ctx, p.ID)
+		default:
+			// A held post's claim is for sending notices: they go again.
+			err = r.cfg.Store.Unclaim(ctx, p.ID, p.Claim)
 		}
 		if err != nil {
 			return err
@@ -205,6 +227,19 @@ func (r *Runner) expire(ctx context.Context, now time.Time) {
 // before the mark sends the notices again, with new tokens; the old
 // ones still work.
 func (r *Runner) notify(ctx context.Context, p lists.Post, now time.Time) error {
+	// Of several nodes sharing the store, one notifies.
+	claim := r.cfg.IDs.Next()
+	got, err := r.cfg.Store.ClaimNotice(ctx, p.ID, claim)
+	if err != nil || !got {
+		return err
+	}
+	if err := r.notifyClaimed(ctx, p, now); err != nil {
+		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID, claim))
+	}
+	return nil
+}
+
+func (r *Runner) notifyClaimed(ctx context.Context, p lists.Post, now time.Time) error {
 	to, err := r.cfg.Store.Moderators(ctx, p.List)
 	if err != nil {
 		return err
@@ -228,6 +263,9 @@ func (r *Runner) notify(ctx context.Context, p lists.Post, now time.Time) error 
 		return err
 	}
 	tokens, err := r.cfg.Store.IssueModerationTokens(ctx, p.ID, to)
+	if errors.Is(err, lists.ErrDecided) || errors.Is(err, lists.ErrNoPost) {
+		return nil // decided from another process meanwhile: nobody need be asked
+	}
 	if err != nil {
 		return err
 	}
@@ -260,13 +298,13 @@ func (r *Runner) tellRejected(ctx context.Context, p lists.Post, now time.Time) 
 	}
 	var post bytes.Buffer
 	if _, err := r.cfg.Store.CopyPostBody(ctx, p.ID, &post); err != nil {
-		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID))
+		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID, qid))
 	}
 	n := notice{list: p.List, to: p.Sender, auto: "auto-replied",
 		subject: "Your post to " + p.List + " was rejected: " + p.Subject,
 		text:    rejectText(p), post: bytes.NewReader(post.Bytes()), eightBit: has8bit(post.Bytes())}
 	if _, err := r.sendAs(ctx, n, now, qid); err != nil {
-		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID))
+		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID, qid))
 	}
 	r.log.Info("rejection notice queued", "qid", qid, "post", p.ID, "list", p.List, "to", p.Sender)
 	return r.cfg.Store.DeletePost(ctx, p.ID)
@@ -308,7 +346,7 @@ func (r *Runner) distribute(ctx context.Context, p lists.Post, now time.Time) er
 	}
 	var body bytes.Buffer
 	if _, err := r.cfg.Store.CopyPostBody(ctx, p.ID, &body); err != nil {
-		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID))
+		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID, qid))
 	}
 	post := expander.Post{ID: p.QueueID, Received: p.Received, Sender: p.Sender, Helo: p.Helo,
 		RemoteAddr: p.RemoteAddr, Lists: []string{p.List}, Body: envelope.Bytes(body.Bytes())}
@@ -327,7 +365,7 @@ func (r *Runner) distribute(ctx context.Context, p lists.Post, now time.Time) er
 	// The members are read as the queue writes them; a list without
 	// members takes nothing, and the post is done all the same.
 	if err := r.cfg.Queue.Enqueue(ctx, m); err != nil && !errors.Is(err, queuegroups.ErrNoRecipients) {
-		return errors.Join(fmt.Errorf("queue post: %w", err), r.cfg.Store.Unclaim(ctx, p.ID))
+		return errors.Join(fmt.Errorf("queue post: %w", err), r.cfg.Store.Unclaim(ctx, p.ID, qid))
 	}
 	r.log.Info("held post distributed", "qid", qid, "orig_qid", p.QueueID, "post", p.ID, "list", p.List,
 		"rcpts", m.Queued(), "decided_by", p.DecidedBy)

@@ -77,10 +77,33 @@ type world struct {
 
 func newWorld(t *testing.T, mods ...string) *world {
 	t.Helper()
+	return newNode(t, "", "", mods...)
+}
+
+// newNode is newWorld as one node among several: its store is opened on
+// target (a fresh SQLite file in its directory when ""), created with
+// the list unless the list is there, and its IDs carry node.
+func newNode(t *testing.T, target, node string, mods ...string) *world {
+	t.Helper()
 	dir := t.TempDir()
 	w := &world{t: t, box: &mailbox{got: map[string][]string{}, from: map[string][]string{}},
-		ids: queuegroups.NewIDSource(), clock: testutil.NewClock(time.Now()), logs: &testutil.SyncBuffer{}}
-	w.store = testutil.ListStore(t, dir, list, "owner@example.org", member)
+		ids: queuegroups.NewNodeIDSource(node), clock: testutil.NewClock(time.Now()), logs: &testutil.SyncBuffer{}}
+	if target == "" {
+		w.store = testutil.ListStore(t, dir, list, "owner@example.org", member)
+	} else {
+		var err error
+		if w.store, err = lists.Open(target); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.store.Close() })
+		if err := w.store.CreateList(context.Background(), list, "owner@example.org"); err == nil {
+			if _, err := w.store.AddMembers(context.Background(), list, []string{member}); err != nil {
+				t.Fatal(err)
+			}
+		} else if !errors.Is(err, lists.ErrListExists) {
+			t.Fatal(err)
+		}
+	}
 	if len(mods) > 0 {
 		if _, err := w.store.AddModerators(context.Background(), list, mods); err != nil {
 			t.Fatal(err)
@@ -211,7 +234,7 @@ func TestNotifyAndApproveByMail(t *testing.T) {
 		if !strings.HasPrefix(n, "DKIM-Signature: v=1; a=ed25519-sha256;") {
 			t.Errorf("notice not signed:\n%.200s", n)
 		}
-		if w.box.from[mod][0] != "owner-l@lists.example.org" {
+		if w.box.from[mod][0] != "l-bounces@lists.example.org" {
 			t.Errorf("notice envelope sender %q", w.box.from[mod][0])
 		}
 	}

@@ -143,6 +143,7 @@ func (g *group) deliverEnvelope(ctx context.Context, e *envState, t taken, rec *
 		Envelope: envelope.Envelope{Sender: t.part.sender, Domain: e.domain, Recipients: rcpts, Group: g.cfg.Name},
 		Size:     t.part.copySize(t.bodyLen),
 		Personal: t.part.personal,
+		SMTPUTF8: m.utf8,
 		Open: func() io.Reader {
 			return t.part.open(t.bodyLen, func(off, n int64) io.Reader { return t.bodySeg.section(t.bodyOff+off, n) })
 		},
@@ -348,6 +349,7 @@ func (g *group) outcome(e *envState, attempts int, idx []int, results []envelope
 			last := u.rcpts[i].reply
 			u.rcpts[i].reply = envelope.Reply{Enhanced: "5.4.7", Text: "queue lifetime expired; last reply: " + last.String(), Host: last.Host}
 			g.log.Warn("giving up", "qid", e.msg.id, "rcpt", results[i].Recipient, "status", "expired")
+			g.expired.Add(1)
 		}
 	}
 	return u

@@ -17,10 +17,13 @@ import (
 // bigger one is streamed into the journal by its writer.
 const inlineBody = 64 << 10
 
-// Head record flags.
+// Head record flags. A reader ignores the bits it does not know, so a
+// new flag needs no new format version as long as ignoring it is safe:
+// delivery without flagSMTPUTF8 is what fanmail did before it existed.
 const (
 	flagWarned byte = 1 << iota
 	flagAside
+	flagSMTPUTF8 // received with MAIL's SMTPUTF8 parameter (RFC 6531)
 )
 
 // encodeHead writes a message's head record: ID, arrival, flags, parts,
@@ -42,6 +45,9 @@ func encodeHead(m *msgState, body envelope.Body) (record, error) {
 	}
 	if m.aside {
 		flags |= flagAside
+	}
+	if m.utf8 {
+		flags |= flagSMTPUTF8
 	}
 	head.byte1(flags)
 	head.uvarint(uint64(len(m.parts)))
@@ -94,7 +100,7 @@ func decodeHead(payload []byte) (*msgState, error) {
 	d := &decoder{b: payload}
 	m := newMsgState(d.str(), d.time(), nil)
 	flags := d.byte1()
-	m.warned, m.aside = flags&flagWarned != 0, flags&flagAside != 0
+	m.warned, m.aside, m.utf8 = flags&flagWarned != 0, flags&flagAside != 0, flags&flagSMTPUTF8 != 0
 	nparts := d.count()
 	for i := 0; i < nparts && d.err == nil; i++ {
 		sender := d.str()

@@ -34,6 +34,7 @@ type Config struct {
 	QueueReturn time.Duration // give up after (sendmail Timeout.queuereturn)
 	QueueWarn   time.Duration // send a delay warning after (Timeout.queuewarn); 0 = never
 	Hostname    string        // the reporting MTA named in DSNs
+	Node        string        // in the IDs of the DSNs it makes (NewNodeIDSource); "" = none
 	SegmentSize int64         // journal segment size; 0 means 64 MiB
 	// MoveAsideAfter is how many attempts in a row of one envelope may
 	// panic or die with the server before its message is moved aside

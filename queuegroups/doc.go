@@ -45,14 +45,17 @@
 //
 // A segment starts with a header record (the format version) and holds
 // framed records (magic, length and its checksum, CRC-32C, type). A
-// message share is a head record (its parts, with their layouts when a
-// part replaces the body's header or puts bytes in, and after those the
-// per-member template of each part when one personalizes, then the
-// body), a record per envelope, parts declared late, and a commit
-// record, which alone makes it deliverable; then status records (an
-// attempt started, each transaction's settled recipients with their
-// replies, the outcome, or a panic), the recipients each DSN reported,
-// and delete, warned and moved-aside marks. A segment is deleted once no
-// pending message has its head in it or before it; long-lived messages
-// are copied to the head so they never pin old segments.
+// message share is a head record (its ID, arrival, a flags byte, whose
+// bits are the delay warning sent, moved aside and SMTPUTF8, and of
+// which a reader takes only the bits it knows; its parts, with their
+// layouts when a part replaces the body's header or puts bytes in, and
+// after those the per-member template of each part when one
+// personalizes, then the body), a record per envelope, parts declared
+// late, and a commit record, which alone makes it deliverable; then
+// status records (an attempt started, each transaction's settled
+// recipients with their replies, the outcome, or a panic), the
+// recipients each DSN reported, and delete, warned and moved-aside
+// marks. A segment is deleted once no pending message has its head in it
+// or before it; long-lived messages are copied to the head so they never
+// pin old segments.
 package queuegroups

@@ -133,6 +133,7 @@ func (q *Queue) write(m *Message) ([]*share, error) {
 			}
 			d := g.pickDir()
 			sh = &share{g: g, d: d, ms: newMsgState(m.ID, m.Received, d), parts: map[partKey]int{}, body: m.Body}
+			sh.ms.utf8 = m.SMTPUTF8
 			byGroup[name] = sh
 			shares = append(shares, sh)
 		}

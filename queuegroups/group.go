@@ -45,6 +45,7 @@ type group struct {
 	log        *slog.Logger
 	dirs       []*dir
 	turn       atomic.Uint32 // spreads new messages over dirs
+	expired    atomic.Int64  // recipients given up on at the queue lifetime since start
 
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when work becomes ready or the group closes

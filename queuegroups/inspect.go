@@ -47,6 +47,18 @@ func (q *Queue) Stats() Stats {
 	return s
 }
 
+// Expired counts, by group, the recipients the queue has given up on
+// since it opened because their queue lifetime (queuereturn) ran out:
+// failures delivery never reported as such, since every attempt of
+// theirs was deferred.
+func (q *Queue) Expired() map[string]int64 {
+	out := make(map[string]int64, len(q.order))
+	for _, g := range q.order {
+		out[g.cfg.Name] = g.expired.Load()
+	}
+	return out
+}
+
 // DirSummary is one queue directory's line in a queue listing (mailq).
 type DirSummary struct {
 	Group      string         `json:"group"`

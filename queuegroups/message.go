@@ -16,6 +16,10 @@ type Message struct {
 	Body     envelope.Body // the post as received (header and body, CRLF line ends); read, never kept, by Enqueue
 	Parts    []Part
 	Mode     DeliveryMode // how soon the runners take it; zero is the spool's default
+	// SMTPUTF8 says the post came with MAIL's SMTPUTF8 parameter (RFC
+	// 6531): it is kept with the message and handed to delivery, which
+	// asks the next server for the extension when the message needs it.
+	SMTPUTF8 bool
 
 	queued int // recipients Enqueue stored
 }

@@ -48,7 +48,7 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 		return nil, fmt.Errorf("queue config: %w", err)
 	}
 	q := &Queue{cfg: cfg, log: cfg.Logger, deliverer: d, groups: map[string]*group{},
-		ids: NewIDSource(), bodies: newBodyPool()}
+		ids: NewNodeIDSource(cfg.Node), bodies: newBodyPool()}
 	q.runCtx, q.cancelRun = context.WithCancel(context.Background())
 	q.stop = make(chan struct{})
 	children := cfg.MaxQueueChildren

@@ -311,9 +311,20 @@ func idOfFrame(b []byte) string {
 	return id
 }
 
+// maxNode bounds the node name in a queue ID, as config does.
+const maxNode = 63
+
 // validID reports whether s looks like a queue ID from an IDSource.
 func validID(s string) bool {
-	if len(s) != 16 {
+	if len(s) > idLen+1 && s[idLen] == '.' && len(s) <= idLen+1+maxNode {
+		for i := idLen + 1; i < len(s); i++ {
+			if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+				return false
+			}
+		}
+		s = s[:idLen]
+	}
+	if len(s) != idLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -50,6 +50,7 @@ type msgState struct {
 	warned  bool // the delay warning went out (queuewarn)
 	done    bool // every recipient is final; kept until its DSN is sent
 	aside   bool // moved aside: attempts panicked or crashed the server too often
+	utf8    bool // received with SMTPUTF8 (RFC 6531)
 
 	// For interactive delivery: closed once every envelope has had its
 	// first attempt; untried counts those still waiting.

@@ -23,8 +23,11 @@ STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # DKIM signatures independently of fanmail's own code; swaks posts over
 # STARTTLS as a real client would (with libnet-ssleay-perl, its TLS);
 # systemd brings systemd-analyze, which
-# verifies contrib/fanmail.service (nothing runs systemd as init).
-DEBS="python3-dkim swaks libnet-ssleay-perl systemd"
+# verifies contrib/fanmail.service (nothing runs systemd as init);
+# postgresql brings initdb and pg_ctl, with which the tests of the
+# shared list store start a throwaway cluster (internal/pgtest; as root
+# they run it as the user postgres, which the package creates).
+DEBS="python3-dkim swaks libnet-ssleay-perl systemd postgresql"
 
 task=${1:-}
 case $task in

@@ -24,6 +24,7 @@ type fanmailTarget struct {
 	logFile               *os.File
 	stopOnce              sync.Once
 	stopErr               error
+	importTime            time.Duration // fanmail member add, all lists
 }
 
 // freePort asks the kernel for an unused loopback port.
@@ -55,7 +56,7 @@ func buildFanmail(ctx context.Context, dir string) (string, error) {
 // Every list gets posting=open: the tool measures fan-out, and its poster
 // is no member (making it one would send it a copy). --list-set settings
 // follow, so a run can measure a footer, a prefix or posting=members.
-func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan) (*fanmailTarget, error) {
+func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan, database string) (*fanmailTarget, error) {
 	t := &fanmailTarget{bin: o.fanmailBin, dir: dir}
 	if t.bin == "" {
 		var err error
@@ -75,6 +76,9 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan)
 	if !slices.ContainsFunc(sets, func(s string) bool { return strings.HasPrefix(s, "load.max_sessions_per_client=") }) {
 		sets = append([]string{"load.max_sessions_per_client=500"}, sets...)
 	}
+	if database != "" {
+		sets = append(sets, fmt.Sprintf("lists.database=%q", database))
+	}
 	if o.personalize == "full" {
 		// The one-click links need a base URL, which needs the endpoint;
 		// nothing requests it during the run.
@@ -93,9 +97,11 @@ func setupFanmail(ctx context.Context, o *options, dir, dnsAddr string, p *plan)
 		if err := os.WriteFile(f, []byte(strings.Join(l.members, "\n")+"\n"), 0o644); err != nil {
 			return nil, fmt.Errorf("write members file: %w", err)
 		}
+		start := time.Now()
 		if _, err := t.run(ctx, "member", "add", l.addr, "--file", f); err != nil {
 			return nil, err
 		}
+		t.importTime += time.Since(start)
 		set := append([]string{"list", "set", l.addr, "posting=open"}, o.listSet...)
 		if o.personalize != "" {
 			set = append(set, "personalize="+o.personalize)

@@ -91,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.dnsAddr, "dns", "127.0.0.1:0", "DNS server address (127.0.0.1:53 for MTAs that use the system resolver)")
 	fs.StringVar(&o.target, "target", "", "HOST:PORT of an SMTP server to measure instead of fanmail (loopback only)")
 	fs.StringVar(&o.fanmailBin, "fanmail-bin", "", "fanmail binary (default: go build ./cmd/fanmail)")
+	fs.StringVar(&o.database, "database", "", "fanmail's list store: \"\" (SQLite in the work directory), an empty postgres:// database, or postgres-temp: a throwaway PostgreSQL cluster in the work directory (initdb, fsync on; Debian package postgresql)")
 	fs.Func("set", "fanmail: add SECTION.KEY=VALUE (a TOML value) to its config, e.g. delivery.pipelining=false; repeatable",
 		func(v string) error {
 			k, _, ok := strings.Cut(v, "=")

@@ -28,12 +28,18 @@ type Report struct {
 	RTTMillis    float64 `json:"rtt_ms"`
 	WorldName    string  `json:"world"`
 
-	SetupSeconds  float64 `json:"setup_seconds"` // list import or --prepare-cmd, not timed below
-	InjectSeconds float64 `json:"inject_seconds"`
-	PostsAccepted int     `json:"posts_accepted"`
-	PostsFailed   int     `json:"posts_failed"`
-	InjectError   string  `json:"inject_error,omitempty"`
-	InjectPerSec  float64 `json:"inject_posts_per_sec"`
+	Database      string  `json:"database,omitempty"`       // fanmail's list store
+	SetupSeconds  float64 `json:"setup_seconds"`            // list import or --prepare-cmd, not timed below
+	ImportSeconds float64 `json:"import_seconds,omitempty"` // fanmail member add, within setup
+	// The database server the tool started (--database postgres-temp):
+	// its CPU during setup and from injection to the end.
+	DatabaseSetupCPU float64 `json:"database_setup_cpu_seconds,omitempty"`
+	DatabaseCPU      float64 `json:"database_cpu_seconds,omitempty"`
+	InjectSeconds    float64 `json:"inject_seconds"`
+	PostsAccepted    int     `json:"posts_accepted"`
+	PostsFailed      int     `json:"posts_failed"`
+	InjectError      string  `json:"inject_error,omitempty"`
+	InjectPerSec     float64 `json:"inject_posts_per_sec"`
 
 	Expected       int     `json:"recipients_expected"`
 	Delivered      int     `json:"recipients_delivered"`
@@ -109,7 +115,16 @@ func (r *Report) writeTable(w io.Writer) error {
 	if r.RTTMillis > 0 {
 		row("emulated RTT", "%.1f ms", r.RTTMillis)
 	}
+	if r.Database != "" {
+		row("list store", "%s", r.Database)
+	}
 	row("setup (untimed)", "%.2f s", r.SetupSeconds)
+	if r.ImportSeconds > 0 {
+		row("member import", "%.2f s (fanmail member add, within setup)", r.ImportSeconds)
+	}
+	if r.DatabaseSetupCPU > 0 || r.DatabaseCPU > 0 {
+		row("database CPU", "%.2f s during setup, %.2f s from injection on (PostgreSQL's processes)", r.DatabaseSetupCPU, r.DatabaseCPU)
+	}
 	row("injection", "%d accepted, %d failed in %.3f s (%.1f posts/s)", r.PostsAccepted, r.PostsFailed, r.InjectSeconds, r.InjectPerSec)
 	if r.InjectError != "" {
 		row("first injection error", "%s", r.InjectError)

@@ -50,6 +50,7 @@ type options struct {
 
 	target        string // "" runs fanmail
 	fanmailBin    string
+	database      string // lists.database; postgresTemp starts a cluster
 	targetPID     int
 	targetPIDFile string
 	aliases       string
@@ -123,8 +124,22 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 	setupStart := time.Now()
 	target, pid := o.target, o.targetPID
 	var fm *fanmailTarget
+	// The database server the tool started: its CPU during setup (the
+	// import) and during delivery is reported apart from fanmail's.
+	var dbPID int
+	var dbStart, dbMid treeUsage
 	if target == "" {
-		if fm, err = setupFanmail(ctx, o, dir, w.dns.Addr(), p); err != nil {
+		db, serverPID, stop, err := benchDatabase(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		dbPID = serverPID
+		if dbPID != 0 {
+			dbStart, _ = usageTree(dbPID)
+		}
+		r.Database = describeDatabase(o.database, db)
+		if fm, err = setupFanmail(ctx, o, dir, w.dns.Addr(), p, db); err != nil {
 			return nil, err
 		}
 		defer fm.stop()
@@ -153,6 +168,13 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 		}
 	}
 	r.SetupSeconds = time.Since(setupStart).Seconds()
+	if fm != nil {
+		r.ImportSeconds = fm.importTime.Seconds()
+	}
+	if dbPID != 0 {
+		dbMid, _ = usageTree(dbPID)
+		r.DatabaseSetupCPU = float64(dbMid.cpuTicks-dbStart.cpuTicks) / clockTicks
+	}
 	toolBefore, _ := readProc(os.Getpid())
 	var before treeUsage
 	if pid != 0 {
@@ -215,6 +237,11 @@ func runBench(ctx context.Context, o *options) (rep *Report, err error) {
 		}
 	}
 	fill(r, o, col, w, inj, start, before, after)
+	if dbPID != 0 {
+		if dbEnd, err := usageTree(dbPID); err == nil {
+			r.DatabaseCPU = float64(dbEnd.cpuTicks-dbMid.cpuTicks) / clockTicks
+		}
+	}
 	if o.world == worldInternet {
 		r.World = worldReport(o, p, col, w)
 	}

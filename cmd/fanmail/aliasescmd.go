@@ -96,7 +96,7 @@ func aliasesExpand(c *cli.Context) error {
 	}
 	// Lists are consulted only when a store exists: expand must not
 	// create one as a side effect.
-	if _, err := os.Stat(cfg.ListsDB()); err == nil {
+	if _, err := os.Stat(strings.TrimPrefix(cfg.ListsDB(), "sqlite:")); err == nil || lists.IsPostgres(cfg.ListsDB()) {
 		store, err := lists.Open(cfg.ListsDB())
 		if err != nil {
 			return err

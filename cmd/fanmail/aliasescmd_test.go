@@ -163,7 +163,7 @@ func TestAliasesExpand(t *testing.T) {
 		{args: append(base, "staff", "--aliases"), wantErr: "option --aliases needs a value"},
 		// A list of the store, reached through an alias: its members, with
 		// the list's owner as envelope sender.
-		{args: []string{"list", "create", "news@lists.example.org"}, stdout: "created list news@lists.example.org (bounces go to owner-news@lists.example.org)\n"},
+		{args: []string{"list", "create", "news@lists.example.org"}, stdout: "created list news@lists.example.org (bounces go to news-bounces@lists.example.org)\n"},
 		{args: []string{"member", "add", "news@lists.example.org", "m1@y.org", "m2@y.org", "a@x.org"}, stdout: "added 3 members to news@lists.example.org (0 already present)\n"},
 		{args: append(base, "announce", "staff", "--explain"), fail: true, stderr: refused, stdout: `a@x.org
 m1@y.org
@@ -173,7 +173,7 @@ boss@x.org
 
 expansion:
   announce  (alias at ` + al + `:4)
-    news@lists.example.org  (list, 3 members)  [envelope sender owner-news@lists.example.org]
+    news@lists.example.org  (list, 3 members)  [envelope sender news-bounces@lists.example.org]
       a@x.org  (deliver)
       m1@y.org  (deliver)
       m2@y.org  (deliver)
@@ -185,8 +185,8 @@ expansion:
     boss@x.org  (deliver)
 
 envelopes:
-  sender owner-news@lists.example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: a@x.org
-  sender owner-news@lists.example.org, queue group default (r=100), domain y.org, envelope 1: 2 recipients: m1@y.org, m2@y.org
+  sender news-bounces@lists.example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: a@x.org
+  sender news-bounces@lists.example.org, queue group default (r=100), domain y.org, envelope 1: 2 recipients: m1@y.org, m2@y.org
   sender MAILER-DAEMON@mail.example.org, queue group default (r=100), domain example.org, envelope 1: 1 recipient: root@example.org
   sender staff-request@example.org, queue group default (r=100), domain x.org, envelope 1: 1 recipient: boss@x.org
 `},

@@ -21,15 +21,20 @@ func readConfig(c *cli.Context) (config.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	return cfg, checkDataDir(cfg)
+}
+
+// checkDataDir reports a data directory that is missing or no directory.
+func checkDataDir(cfg config.Config) error {
 	switch fi, err := os.Stat(cfg.DataDir); {
 	case errors.Is(err, fs.ErrNotExist):
-		return cfg, fmt.Errorf("data directory %s does not exist (give the server's with --data-dir DIR or --config FILE)", absPath(cfg.DataDir))
+		return fmt.Errorf("data directory %s does not exist (give the server's with --data-dir DIR or --config FILE)", absPath(cfg.DataDir))
 	case err != nil:
-		return cfg, fmt.Errorf("data directory: %w", err)
+		return fmt.Errorf("data directory: %w", err)
 	case !fi.IsDir():
-		return cfg, fmt.Errorf("data directory %s is not a directory", absPath(cfg.DataDir))
+		return fmt.Errorf("data directory %s is not a directory", absPath(cfg.DataDir))
 	}
-	return cfg, nil
+	return nil
 }
 
 // absPath is path made absolute for messages, or path itself if that

@@ -18,6 +18,10 @@ import (
 
 const e2eList = "announce@lists.example.org"
 
+// e2eBounces is e2eList's bounce address, the envelope sender of
+// everything fanmail sends for it.
+const e2eBounces = "announce-bounces@lists.example.org"
+
 const e2ePost = "From: Poster <poster@example.org>\r\n" +
 	"To: announce@lists.example.org\r\n" +
 	"Subject: end to end\r\n" +
@@ -71,7 +75,7 @@ func TestEndToEndFanout(t *testing.T) {
 			t.Errorf("%s: %d DATA transactions for %d members, want %d", d, s.Transactions(), counts[i], want)
 		}
 		for _, del := range s.Deliveries() {
-			if del.From != "owner-"+e2eList {
+			if del.From != e2eBounces {
 				t.Errorf("%s: envelope sender %q, want the list's bounce address", d, del.From)
 			}
 			if !bytes.HasSuffix(del.Data, []byte(e2ePost)) {
@@ -239,10 +243,11 @@ func TestServeDefaultsFlagsAndEnv(t *testing.T) {
 	}
 }
 
-// TestBounceReachesListOwner: recipients an MX refuses with 5xx produce
-// one DSN, from the null sender, to the list's bounce address (never the
-// poster), naming each failed recipient with its code.
-func TestBounceReachesListOwner(t *testing.T) {
+// TestBounceReadInside: recipients an MX refuses with 5xx produce one
+// DSN, from the null sender, to the list's bounce address (never the
+// poster), which fanmail reads itself: nothing reaches the list
+// domain's MX, and each failure is recorded against its member.
+func TestBounceReadInside(t *testing.T) {
 	t.Parallel()
 	domains := []string{"d00.test", "d01.test", "lists.example.org"}
 	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
@@ -255,30 +260,26 @@ func TestBounceReachesListOwner(t *testing.T) {
 	fanmailCLI(t, cfg, "ok@d00.test\ngone1@d00.test\ngone2@d01.test\nok@d01.test\n", "member", "add", e2eList, "--file", "-")
 	p := startFanmail(t, cfg)
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
-	owner := n.sinks["lists.example.org"]
-	n.waitDelivered(t, 3, 30*time.Second, p) // two members and the DSN
-	time.Sleep(200 * time.Millisecond)
-	dels := owner.Deliveries()
-	if len(dels) != 1 {
-		t.Fatalf("%d messages at the list's bounce address, want one DSN", len(dels))
+	n.waitDelivered(t, 2, 30*time.Second, p) // the two members
+	if !waitLog(p, `msg="dsn queued"`) || !waitLog(p, "rcpt="+e2eBounces+" domain=lists.example.org relay=listmail") {
+		t.Fatalf("no DSN read inside fanmail:\n%s", p.log.String())
 	}
-	d := dels[0]
-	if d.From != "" || len(d.Recipients) != 1 || d.Recipients[0] != "owner-"+e2eList {
-		t.Errorf("DSN envelope <%s> -> %v, want <> -> owner-%s", d.From, d.Recipients, e2eList)
+	if !strings.Contains(p.log.String(), "to="+e2eBounces+" action=failed rcpts=2") {
+		t.Errorf("not one DSN for both failures to the bounce address:\n%s", p.log.String())
 	}
-	for _, want := range []string{
-		"report-type=delivery-status",
-		"Final-Recipient: rfc822; gone1@d00.test",
-		"Final-Recipient: rfc822; gone2@d01.test",
-		"Diagnostic-Code: smtp; 550 5.1.1 no such user here",
-		"Message-ID: <e2e-1@example.org>",
-	} {
-		if !bytes.Contains(d.Data, []byte(want)) {
-			t.Errorf("DSN lacks %q:\n%s", want, d.Data)
+	if got := len(n.sinks["lists.example.org"].Deliveries()); got != 0 {
+		t.Errorf("%d messages went to the list domain's MX, want none", got)
+	}
+	for _, m := range []string{"gone1@d00.test", "gone2@d01.test"} {
+		show := fanmailCLI(t, cfg, "", "member", "show", e2eList, m)
+		for _, want := range []string{"delivery: enabled", "bounce score: 1 (threshold 5;", "550 5.1.1 no such user here"} {
+			if !strings.Contains(squash(show), want) {
+				t.Errorf("member show %s lacks %q:\n%s", m, want, show)
+			}
 		}
 	}
-	if bytes.Contains(d.Data, []byte("Final-Recipient: rfc822; ok@")) {
-		t.Errorf("DSN reports a delivered recipient:\n%s", d.Data)
+	if show := fanmailCLI(t, cfg, "", "member", "show", e2eList, "ok@d00.test"); !strings.Contains(show, "no bounces recorded") {
+		t.Errorf("a delivered member has bounces:\n%s", show)
 	}
 	p.stop(t)
 }

@@ -176,7 +176,7 @@ func TestQueueTools(t *testing.T) {
 		}
 	}
 	show := fanmailCLI(t, cfg, "", "queue", "show", keep)
-	for _, want := range []string{"envelope to d00.test via group default", "pending   a@d00.test", "451 4.7.0 try later", "sender <owner-" + e2eList + ">"} {
+	for _, want := range []string{"envelope to d00.test via group default", "pending   a@d00.test", "451 4.7.0 try later", "sender <" + e2eBounces + ">"} {
 		if !strings.Contains(show, want) {
 			t.Errorf("fanmail queue show lacks %q:\n%s", want, show)
 		}

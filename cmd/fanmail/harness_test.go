@@ -254,7 +254,9 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	started := make(chan string, 1)
+	logged := make(chan struct{}) // every line the process wrote is in p.log
 	go func() {
+		defer close(logged)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -269,6 +271,7 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 	go func() {
 		p.err = cmd.Wait()
 		pw.Close()
+		<-logged // so that a test reading the log after exit sees all of it
 		close(p.done)
 	}()
 	t.Cleanup(func() {

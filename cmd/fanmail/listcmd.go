@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"fanmail/address"
+	"fanmail/config"
 	"fanmail/expander"
 	"fanmail/lists"
 )
@@ -45,12 +46,21 @@ func withStore(c *cli.Context, fn func(*lists.Store) error) error {
 // it creates neither the data directory nor the store. Without a store
 // fn does not run and the error is an *emptyDataDir naming the directory.
 func readStore(c *cli.Context, fn func(*lists.Store) error) error {
-	cfg, err := readConfig(c)
+	cfg, err := loadConfig(c)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.ListsDB()); errors.Is(err, fs.ErrNotExist) {
-		return &emptyDataDir{dir: absPath(cfg.DataDir)}
+	// A store set by [lists] database is where it says, whatever the
+	// data directory.
+	if cfg.Lists.Database == "" {
+		if err := checkDataDir(cfg); err != nil {
+			return err
+		}
+	}
+	if !lists.IsPostgres(cfg.ListsDB()) {
+		if _, err := os.Stat(strings.TrimPrefix(cfg.ListsDB(), "sqlite:")); errors.Is(err, fs.ErrNotExist) {
+			return &emptyDataDir{dir: storeDir(cfg)}
+		}
 	}
 	store, err := lists.Open(cfg.ListsDB())
 	if err != nil {
@@ -58,9 +68,18 @@ func readStore(c *cli.Context, fn func(*lists.Store) error) error {
 	}
 	err = fn(store)
 	if e := (*emptyDataDir)(nil); errors.As(err, &e) && e.dir == "" {
-		e.dir = absPath(cfg.DataDir)
+		e.dir = storeDir(cfg)
 	}
 	return errors.Join(err, store.Close())
+}
+
+// storeDir names where the lists are for a message: the data directory,
+// or the store [lists] database names.
+func storeDir(cfg config.Config) string {
+	if cfg.Lists.Database == "" {
+		return absPath(cfg.DataDir)
+	}
+	return lists.Describe(cfg.Lists.Database)
 }
 
 // emptyDataDir is a data directory without lists, or without a store.
@@ -253,7 +272,16 @@ func memberCommand() *cli.Command {
 				Flags:     []cli.Flag{fileFlag},
 				Action:    members.rmAction,
 			},
-			{Name: "ls", Usage: "print a list's members, one per line", ArgsUsage: "LIST", Action: members.lsAction},
+			{Name: "ls", Usage: "print a list's members, one per line (--bouncing: those with bounces, with their state)", ArgsUsage: "LIST",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "bouncing", Usage: "only members with a bounce score or disabled delivery, with state and score"}},
+				Action: func(c *cli.Context) error {
+					if c.Bool("bouncing") {
+						return memberLsBouncing(c)
+					}
+					return members.lsAction(c)
+				}},
+			{Name: "show", Usage: "show a member: delivery state, bounce score and the evidence of its last bounces", ArgsUsage: "LIST ADDR", Action: memberShow},
+			{Name: "enable", Usage: "enable a member's delivery that bounces disabled, with a clean score", ArgsUsage: "LIST ADDR", Action: memberEnable},
 		},
 	}
 }

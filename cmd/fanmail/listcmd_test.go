@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -84,9 +85,9 @@ func TestListCommands(t *testing.T) {
 			{args: []string{"list", "ls"}, stdout: out(""),
 				stderr: out("no lists yet in $DATA (create one with: fanmail list create LIST@DOMAIN)\n")},
 			{args: []string{"list", "create", "Announce@Lists.Example.ORG", "--owner", "<Alice@Example.org>"},
-				stdout: out("created list Announce@lists.example.org (bounces go to owner-Announce@lists.example.org)\n")},
+				stdout: out("created list Announce@lists.example.org (bounces go to Announce-bounces@lists.example.org)\n")},
 			{args: []string{"list", "create", "--owner", "bob@example.org", "news@example.org"},
-				stdout: out("created list news@example.org (bounces go to owner-news@example.org)\n")},
+				stdout: out("created list news@example.org (bounces go to news-bounces@example.org)\n")},
 			{args: []string{"list", "create", list}, wantErr: "list announce@lists.example.org already exists (see it with: fanmail list show announce@lists.example.org)"},
 			{args: []string{"member", "add", list, "bob@example.com", "carol@example.net"}},
 			{args: []string{"list", "ls"}, stdout: out(
@@ -119,6 +120,9 @@ func TestListCommands(t *testing.T) {
 	}
 }
 
+// columnGap is the space between two columns of a table.
+var columnGap = regexp.MustCompile(" {2,}")
+
 func TestListShow(t *testing.T) {
 	dir := t.TempDir()
 	runSteps(t, dir, []step{
@@ -130,7 +134,7 @@ func TestListShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if len(lines) != 16 || !strings.HasPrefix(lines[2], "created:    ") {
+	if len(lines) != 23 || !strings.HasPrefix(lines[2], "created:    ") {
 		t.Fatalf("list show printed:\n%s", stdout)
 	}
 	lines[2] = "created:    (time)"
@@ -141,16 +145,27 @@ func TestListShow(t *testing.T) {
 		"members:    3",
 		"moderators: 0",
 		"held posts: 0",
-		"bounces:    owner-announce@lists.example.org",
+		"bounces:    announce-bounces@lists.example.org",
 		"settings:",
-		"  posting           members  (default)",
-		"  nonmember_action  hold     (default)",
-		"  hold_days         14       (default)",
-		"  dmarc             munge    (default)",
-		`  subject_prefix    ""       (default)`,
-		`  footer            ""       (default)`,
-		`  archive_url       ""       (default)`,
-		"  personalize       off      (default)",
+		"  posting  members  (default)",
+		"  nonmember_action  hold  (default)",
+		"  hold_days  14  (default)",
+		"  dmarc  munge  (default)",
+		`  subject_prefix  ""  (default)`,
+		`  footer  ""  (default)`,
+		`  archive_url  ""  (default)`,
+		"  personalize  off  (default)",
+		"  subscribe_policy  confirm  (default)",
+		"  confirm_expire  3d  (default)",
+		"  max_autoresponses_per_day  10  (default)",
+		"  bounce_score_threshold  5  (default)",
+		"  bounce_info_stale_after  7d  (default)",
+		"  bounce_you_are_disabled_warnings  3  (default)",
+		"  bounce_you_are_disabled_warnings_interval  7d  (default)",
+	}
+	// The settings' columns are as wide as the longest key.
+	for i := 8; i < len(lines); i++ {
+		lines[i] = "  " + columnGap.ReplaceAllString(strings.TrimPrefix(lines[i], "  "), "  ")
 	}
 	if diff := cmp.Diff(want, lines); diff != "" {
 		t.Errorf("list show (-want +got):\n%s", diff)

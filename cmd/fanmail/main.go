@@ -50,6 +50,7 @@ func newApp() *cli.App {
 			statusCommand(),
 			configCommand(),
 			aliasesCommand(),
+			migrateCommand(),
 			{
 				// Not for operators: the child that appends to a /file
 				// target as the program user (package delivery/local).

@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"fanmail/internal/fakenet"
 )
 
 var metricsAddrRE = regexp.MustCompile(`"fanmail started".* metrics=(\S+)`)
@@ -151,4 +154,98 @@ next:
 		}
 	}
 	return -1
+}
+
+// Bounced counts both kinds of failure: recipients refused with 5xx and
+// recipients the queue gives up on when their lifetime runs out after
+// 4xx after 4xx. Each counter equals what the sinks saw: delivered the
+// recipients they took (and the DSNs read inside fanmail), deferred the RCPTs answered
+// 451, bounced the RCPTs answered 550 plus the recipients never taken.
+func TestMetricsBouncedCountsExpired(t *testing.T) {
+	domains := []string{"d00.test", "d01.test", "d02.test", "lists.test"}
+	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
+		switch d {
+		case "d01.test":
+			return fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+				"member000": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}}.Hook}
+		case "d02.test":
+			return fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+				"member": {Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}}.Hook}
+		}
+		return fakenet.SinkOptions{}
+	})
+	cfg := n.writeConfig(t, t.TempDir(), `
+[metrics]
+listen = "127.0.0.1:0"
+
+[queue]
+retry_min = "100ms"
+retry_max = "300ms"
+min_queue_age = "100ms"
+queuereturn = "3s"
+`)
+	makeList(t, cfg, "big@lists.test", domains[:3], []int{20, 20, 10})
+	p := startFanmail(t, cfg)
+	m := metricsAddrRE.FindStringSubmatch(p.log.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the start-up line:\n%s", p.log.String())
+	}
+	postTo(t, p.addr, "poster@example.org", "big@lists.test", "Subject: fan-out\r\n\r\nhello\r\n")
+
+	sum := func(fams map[string]*dto.MetricFamily, name, status string) float64 {
+		total := 0.0
+		for _, mt := range fams[name].GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "status" && l.GetValue() == status {
+					total += mt.GetCounter().GetValue()
+				}
+			}
+		}
+		return total
+	}
+	var fams map[string]*dto.MetricFamily
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		fams = scrape(t, "http://"+m[1]+"/metrics")
+		if sum(fams, "fanmail_recipients_total", "bounced") == 20 && value(fams, "fanmail_recipients_total", "group", "control", "status", "delivered") > 0 &&
+			value(fams, "fanmail_queue_recipients", "group", "default") == 0 && value(fams, "fanmail_queue_recipients", "group", "control") == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.dumpLog(t)
+			t.Fatalf("queue never settled: bounced %v, queue %v", sum(fams, "fanmail_recipients_total", "bounced"),
+				value(fams, "fanmail_queue_recipients", "group", "default"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var taken, refused451, refused550 int
+	for _, s := range n.sinks {
+		taken += s.RecipientsDelivered()
+	}
+	refused451 = n.sinks["d02.test"].Stats().RcptRejected
+	refused550 = n.sinks["d01.test"].Stats().RcptRejected
+	if refused550 != 10 || refused451 < 10 {
+		t.Fatalf("sinks refused %d with 550 and %d with 451, want 10 and at least 10", refused550, refused451)
+	}
+	for _, w := range []struct {
+		status string
+		want   int
+	}{
+		{"deferred", refused451},
+		{"bounced", refused550 + 10}, // d02.test's 10 members expired
+	} {
+		if got := sum(fams, "fanmail_recipients_total", w.status); got != float64(w.want) {
+			t.Errorf("fanmail_recipients_total{status=%q} = %v, want %d", w.status, got, w.want)
+		}
+	}
+	if !strings.Contains(fanmailCLI(t, cfg, "", "status"), "20 bounced") {
+		t.Errorf("fanmail status does not count the 20 bounced:\n%s", fanmailCLI(t, cfg, "", "status"))
+	}
+	p.stop(t) // which writes out the last log lines
+	// The DSNs to the list's bounce address are delivered inside
+	// fanmail, which reads them.
+	inside := strings.Count(p.log.String(), "relay=listmail list=big@lists.test role=bounces status=sent")
+	if got := sum(fams, "fanmail_recipients_total", "delivered"); inside == 0 || got != float64(taken+inside) {
+		t.Errorf("fanmail_recipients_total{status=\"delivered\"} = %v, want %d at the sinks and %d DSNs read inside", got, taken, inside)
+	}
 }

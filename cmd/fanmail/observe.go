@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"fanmail/delivery"
 	"fanmail/ingress"
@@ -24,6 +23,7 @@ func (s *server) newMetrics(spool queuegroups.Config) *metrics.Metrics {
 		Ingress:  func() ingress.Stats { return s.smtp.Stats() },
 		Queue:    func() []queuegroups.DirSummary { return s.queue.Summary(0, 0) },
 		Delivery: func() delivery.Stats { return s.agent.Stats() },
+		Expired:  func() map[string]int64 { return s.queue.Expired() },
 		Health: map[string]func(context.Context) error{
 			"spool": func(context.Context) error { return writable(dirs) },
 			"lists": func(ctx context.Context) error {
@@ -64,17 +64,10 @@ func (v controlView) Status() any {
 }
 
 // listDomains returns the domains of the lists in the store, for the
-// expander's postmaster and abuse addresses.
+// expander's postmaster and abuse addresses and for telling a list's own
+// addresses at delivery (listmail). It is asked again after every change
+// of the store, bounces recorded included, so it reads the addresses
+// alone.
 func (s *server) listDomains(ctx context.Context) ([]string, error) {
-	all, err := s.store.Lists(ctx)
-	if err != nil {
-		return nil, err
-	}
-	domains := make([]string, 0, len(all))
-	for _, l := range all {
-		if _, d, ok := strings.Cut(l.Address, "@"); ok {
-			domains = append(domains, d)
-		}
-	}
-	return domains, nil
+	return s.store.Domains(ctx)
 }

@@ -234,7 +234,7 @@ func TestModerationEndToEnd(t *testing.T) {
 	}
 	approveA, tokenA := string(m[1]), string(m[2])
 	rejectA := "announce-reject+" + tokenA + "@lists.example.org"
-	if notice.From != "owner-"+e2eList || !bytes.Contains(notice.Data, []byte(rejectA)) ||
+	if notice.From != e2eBounces || !bytes.Contains(notice.Data, []byte(rejectA)) ||
 		!bytes.Contains(notice.Data, []byte("Content-Type: message/rfc822")) || !bytes.Contains(notice.Data, []byte("Subject: post-A\r\n")) {
 		t.Errorf("notice from <%s>:\n%s", notice.From, notice.Data)
 	}
@@ -278,7 +278,7 @@ func TestModerationEndToEnd(t *testing.T) {
 	fanmailCLI(t, cfg, "", "mod", "discard", ids["post-C"])
 	fanmailCLI(t, cfg, "", "mod", "approve", ids["post-D"])
 	rejected := n.waitMessages(t, "poster@d02.test", 1, p)[0]
-	if !bytes.Contains(rejected.Data, []byte("Off topic for this list")) || rejected.From != "owner-"+e2eList {
+	if !bytes.Contains(rejected.Data, []byte("Off topic for this list")) || rejected.From != e2eBounces {
 		t.Errorf("rejection notice from <%s>:\n%s", rejected.From, rejected.Data)
 	}
 	n.waitMessages(t, "m2@d00.test", 2, p) // A and D

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"fanmail/dmarc"
 	"fanmail/expander"
 	"fanmail/ingress"
+	"fanmail/listmail"
 	"fanmail/lists"
 	"fanmail/metrics"
 	"fanmail/moderation"
@@ -88,10 +90,11 @@ type server struct {
 	metrics  *metrics.Metrics
 	web      *web.Server // nil: [web] listen not set
 	mod      *moderation.Runner
+	listmail *listmail.Service
 	keys     *dkim.Keyring
 	groups   int // queue groups, for the start-up line
 
-	modStop context.CancelFunc // stops the moderation runner, which queues mail: before the queue closes
+	modStop context.CancelFunc // stops the moderation and listmail runners, which queue mail: before the queue closes
 	modDone chan struct{}
 
 	ctx    context.Context // ends when the server stops: the control socket and the aliases watcher
@@ -128,6 +131,11 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		return nil, err
 	}
 	deliveryCfg := cfg.DeliveryConfig(s.log)
+	if cfg.TLS.Cert != "" {
+		// The node's certificate is also its client certificate to the
+		// fallback relay, which may know it by it ([relay] peer_certs).
+		deliveryCfg.ClientCert = func() (*tls.Certificate, error) { return s.keyPair.GetCertificate(nil) }
+	}
 	deliveryCfg.ProgramCred = programCred
 	// One resolver and cache for delivery's MX lookups and the DMARC
 	// check of posters' domains.
@@ -155,11 +163,6 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 	if err != nil {
 		return nil, err
 	}
-	s.metrics = s.newMetrics(spoolCfg)
-	if s.queue, err = queuegroups.Open(spoolCfg, s.metrics.Deliverer(testDeliverer(s.agent))); err != nil {
-		return nil, err
-	}
-	s.groups = len(spoolCfg.Groups)
 	router, err := expander.NewRouter(cfg.Routing())
 	if err != nil {
 		return nil, err
@@ -177,6 +180,18 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		}
 		exp.WithAliases(s.aliases)
 	}
+	ids := queuegroups.NewNodeIDSource(cfg.Node.Name)
+	// Mail for a list's own addresses is handled by listmail, in
+	// front of the delivery agent, which also hands it the 5xx replies
+	// of lists' mail; its answers go to the queue opened with it.
+	s.listmail = listmail.New(listmail.Config{Store: s.store, Expander: exp, IDs: ids, Keys: s.keys,
+		Hostname: cfg.Hostname, Logger: s.log})
+	s.metrics = s.newMetrics(spoolCfg)
+	if s.queue, err = queuegroups.Open(spoolCfg, s.metrics.Deliverer(testDeliverer(s.listmail.Deliverer(s.agent)))); err != nil {
+		return nil, err
+	}
+	s.listmail.SetQueue(s.queue)
+	s.groups = len(spoolCfg.Groups)
 	// The one place that knows how to count the spool's pending
 	// recipients; ingress samples it at most every 250ms.
 	queueDepth := func() int { return s.queue.Stats().Recipients }
@@ -194,7 +209,6 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		}
 		ic.TLS, ic.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
 	}
-	ids := queuegroups.NewIDSource()
 	s.smtp = ingress.New(ic, exp, s.queue, ids)
 	s.mod = moderation.New(moderation.Config{Store: s.store, Expander: exp, Queue: s.queue, IDs: ids,
 		Keys: s.keys, Hostname: cfg.Hostname, Logger: s.log})
@@ -236,11 +250,17 @@ func (s *server) run() error {
 	s.modDone = make(chan struct{})
 	go func() {
 		defer close(s.modDone)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.listmail.Run(modCtx)
+		}()
 		s.mod.Run(modCtx)
+		<-done
 	}()
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
-		"data_dir", dataDir, "lists_db", s.cfg.ListsDB(), "queue_groups", s.groups, "metrics", metricsAddr,
+		"data_dir", dataDir, "lists_db", lists.Describe(s.cfg.ListsDB()), "node", s.cfg.Node.Name, "queue_groups", s.groups, "metrics", metricsAddr,
 		"starttls", s.keyPair != nil, "dkim_domains", signingDomains(s.keys))
 	s.logOut.flush()
 	if s.aliases != nil {

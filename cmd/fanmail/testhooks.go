@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"syscall"
+	"time"
 
 	"fanmail/envelope"
 	"fanmail/queuegroups"
@@ -31,6 +32,10 @@ func (h hooked) Deliver(ctx context.Context, req envelope.Request) []envelope.Re
 	case h.panicDomain:
 		panic("test hook: delivery to " + req.Domain + " panics")
 	case h.killDomain:
+		// The attempt is on record by now; the pause lets the session
+		// that queued the post read its 250 first, which a real crash
+		// would not wait for but the tests' bookkeeping needs.
+		time.Sleep(500 * time.Millisecond)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	}

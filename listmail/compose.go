@@ -1,0 +1,116 @@
+package listmail
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+
+	"fanmail/dkim"
+	"fanmail/envelope"
+	"fanmail/expander"
+	"fanmail/listaddr"
+	"fanmail/queuegroups"
+)
+
+// outgoing is one message listmail sends: plain text, from one of the
+// list's addresses, queued in the control group from the list's bounce
+// address (so its bounce comes back here), signed when a key signs for
+// the list's domain.
+type outgoing struct {
+	list    string
+	from    listaddr.Role // Request for answers, Owner for notices
+	to      string
+	subject string
+	replyTo string // "" for none
+	auto    string // Auto-Submitted (RFC 3834): auto-replied or auto-generated
+	text    string // lines end in "\n"
+}
+
+// send composes and queues o, and returns its queue ID.
+func (s *Service) send(ctx context.Context, o outgoing) (string, error) {
+	if s.cfg.Queue == nil {
+		return "", errNoQueue
+	}
+	qid := s.cfg.IDs.Next()
+	now := s.cfg.Now()
+	msg, err := compose(o, qid+"@"+s.cfg.Hostname, now)
+	if err != nil {
+		return "", err
+	}
+	if msg, err = sign(s.cfg.Keys, o.list, msg); err != nil {
+		return "", err
+	}
+	m := &queuegroups.Message{ID: qid, Received: now, Body: envelope.Bytes(msg), Parts: []queuegroups.Part{{
+		Envelopes: []envelope.Envelope{{Sender: expander.BounceAddress(o.list), Group: queuegroups.ControlGroup,
+			Domain: domainOf(o.to), Recipients: []string{o.to}}},
+	}}}
+	if err := s.cfg.Queue.Enqueue(ctx, m); err != nil {
+		return "", fmt.Errorf("queue mail to %s: %w", o.to, err)
+	}
+	return qid, nil
+}
+
+func compose(o outgoing, id string, date time.Time) ([]byte, error) {
+	var h mail.Header
+	h.SetDate(date)
+	h.SetMessageID(id)
+	name := localPart(o.list)
+	if o.from == listaddr.Owner {
+		name += " owner"
+	}
+	h.SetAddressList("From", []*mail.Address{{Name: name, Address: listaddr.Of(o.list, o.from, "")}})
+	h.SetAddressList("To", []*mail.Address{{Address: o.to}})
+	if o.replyTo != "" {
+		h.SetAddressList("Reply-To", []*mail.Address{{Address: o.replyTo}})
+	}
+	h.SetSubject(o.subject)
+	h.Set("Auto-Submitted", o.auto)
+	h.Set("List-Id", "<"+listaddr.ListID(o.list)+">")
+	h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+	h.Set("Content-Transfer-Encoding", "quoted-printable")
+	var b bytes.Buffer
+	w, err := message.CreateWriter(&b, h.Header)
+	if err != nil {
+		return nil, fmt.Errorf("compose mail to %s: %w", o.to, err)
+	}
+	if _, err := io.WriteString(w, strings.ReplaceAll(o.text, "\n", "\r\n")); err != nil {
+		return nil, fmt.Errorf("compose mail to %s: %w", o.to, err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("compose mail to %s: %w", o.to, err)
+	}
+	return b.Bytes(), nil
+}
+
+// sign prepends the DKIM signature of the list's domain, if a key signs
+// for it.
+func sign(keys *dkim.Keyring, list string, msg []byte) ([]byte, error) {
+	s := keys.For(domainOf(list))
+	if s == nil {
+		return msg, nil
+	}
+	i := bytes.Index(msg, []byte("\r\n\r\n"))
+	if i < 0 {
+		return nil, fmt.Errorf("sign mail of %s: no end of header", list)
+	}
+	bh, err := dkim.HashBody(bytes.NewReader(msg[i+4:]))
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.Sign(msg[:i+4], bh)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(sig), msg...), nil
+}
+
+func localPart(list string) string {
+	l, _, _ := strings.Cut(list, "@")
+	return l
+}
