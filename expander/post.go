@@ -233,7 +233,7 @@ func (x *Expander) keep(ctx context.Context, p Post, info render.Info, lp listPo
 	}
 	id, err := x.store.AddPost(ctx, lists.Post{List: lp.list, State: st, Reason: reason, QueueID: p.ID,
 		Received: p.Received, Sender: p.Sender, From: info.From, Subject: info.Subject, Helo: p.Helo,
-		RemoteAddr: p.RemoteAddr, Expires: p.Received.Add(time.Duration(days) * 24 * time.Hour)},
+		RemoteAddr: p.RemoteAddr, Expires: p.Received.Add(time.Duration(days) * 24 * time.Hour), SMTPUTF8: p.UTF8},
 		envelope.Reader(p.Body))
 	if err != nil {
 		return 0, fmt.Errorf("store post for %s: %w", lp.list, err)

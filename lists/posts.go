@@ -67,6 +67,7 @@ type Post struct {
 	DecidedBy  string    // who approved or rejected it
 	Note       string    // rejected: the reason the poster is given
 	Claim      string    // the queue ID of the message being made from it; "" if none
+	SMTPUTF8   bool      // MAIL FROM carried SMTPUTF8 (RFC 6531)
 }
 
 // AddPost stores p (State, Reason and the arrival fields; the rest is
@@ -83,10 +84,10 @@ func (s *Store) AddPost(ctx context.Context, p Post, body io.Reader) (int64, err
 			return err
 		}
 		err = tx.QueryRowContext(ctx, `INSERT INTO posts(list_id, state, reason, queue_id, received,
-			sender, from_addr, subject, helo, remote_addr, size, expires)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id`,
+			sender, from_addr, subject, helo, remote_addr, size, expires, smtputf8)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id`,
 			lid, string(p.State), p.Reason, p.QueueID, p.Received.UnixNano(), p.Sender, p.From, p.Subject,
-			p.Helo, p.RemoteAddr, p.Expires.Unix()).Scan(&id)
+			p.Helo, p.RemoteAddr, p.Expires.Unix(), boolInt(p.SMTPUTF8)).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("store post %s: %w", p.QueueID, err)
 		}
@@ -126,13 +127,15 @@ func writeChunks(ctx context.Context, tx *sql.Tx, id int64, body io.Reader) (int
 }
 
 const postColumns = `p.id, l.address, p.state, p.reason, p.queue_id, p.received, p.sender, p.from_addr,
-	p.subject, p.helo, p.remote_addr, p.size, p.expires, p.next_try, p.notified, p.decided_by, p.note, p.claim`
+	p.subject, p.helo, p.remote_addr, p.size, p.expires, p.next_try, p.notified, p.decided_by, p.note, p.claim,
+	p.smtputf8`
 
 func scanPost(scan func(...any) error) (Post, error) {
 	var p Post
 	var received, expires, next int64
 	err := scan(&p.ID, &p.List, &p.State, &p.Reason, &p.QueueID, &received, &p.Sender, &p.From,
-		&p.Subject, &p.Helo, &p.RemoteAddr, &p.Size, &expires, &next, &p.Notified, &p.DecidedBy, &p.Note, &p.Claim)
+		&p.Subject, &p.Helo, &p.RemoteAddr, &p.Size, &expires, &next, &p.Notified, &p.DecidedBy, &p.Note, &p.Claim,
+		&p.SMTPUTF8)
 	if err != nil {
 		return Post{}, err
 	}
@@ -281,4 +284,12 @@ func (h *headerWriter) Write(p []byte) (int, error) {
 		return len(p), errHeaderDone
 	}
 	return len(p), nil
+}
+
+// boolInt is b as the INTEGER 0 or 1 both stores keep flags in.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -21,8 +21,8 @@ func holdPost(t *testing.T, s *Store, body string) int64 {
 	t.Helper()
 	id, err := s.AddPost(context.Background(), Post{List: testList, State: PostHeld, Reason: "not a member",
 		QueueID: "Q1", Received: created, Sender: "p@example.net", From: "p@example.net", Subject: "hi",
-		Helo: "client.example.net", RemoteAddr: "192.0.2.1", Expires: created.Add(14 * 24 * time.Hour)},
-		strings.NewReader(body))
+		Helo: "client.example.net", RemoteAddr: "192.0.2.1", Expires: created.Add(14 * 24 * time.Hour),
+		SMTPUTF8: true}, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func testAddPostAndRead(t *testing.T, be backend) {
 	}
 	want := Post{ID: id, List: testList, State: PostHeld, Reason: "not a member", QueueID: "Q1", Received: created,
 		Sender: "p@example.net", From: "p@example.net", Subject: "hi", Helo: "client.example.net",
-		RemoteAddr: "192.0.2.1", Size: int64(len(body)), Expires: created.Add(14 * 24 * time.Hour)}
+		RemoteAddr: "192.0.2.1", Size: int64(len(body)), Expires: created.Add(14 * 24 * time.Hour), SMTPUTF8: true}
 	if diff := cmp.Diff(want, p, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
 		t.Errorf("post (-want +got):\n%s", diff)
 	}

@@ -136,6 +136,10 @@ var migrations = []string{
 
 	// Commands by mail and bounce processing (requests.go).
 	migrationMail,
+
+	// A held post keeps whether it came with SMTPUTF8, so its approved
+	// copy asks the next servers for it as the original would have.
+	`ALTER TABLE posts ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // tableOrder is every table of the schema, each after the tables it

@@ -349,7 +349,7 @@ func (r *Runner) distribute(ctx context.Context, p lists.Post, now time.Time) er
 		return errors.Join(err, r.cfg.Store.Unclaim(ctx, p.ID, qid))
 	}
 	post := expander.Post{ID: p.QueueID, Received: p.Received, Sender: p.Sender, Helo: p.Helo,
-		RemoteAddr: p.RemoteAddr, Lists: []string{p.List}, Body: envelope.Bytes(body.Bytes())}
+		RemoteAddr: p.RemoteAddr, Lists: []string{p.List}, Body: envelope.Bytes(body.Bytes()), UTF8: p.SMTPUTF8}
 	m, err := r.cfg.Expander.Distribute(ctx, post, p.List, qid)
 	switch {
 	case errors.Is(err, expander.ErrDeferred):
@@ -362,6 +362,7 @@ func (r *Runner) distribute(ctx context.Context, p lists.Post, now time.Time) er
 	case err != nil:
 		return errors.Join(err, r.cfg.Store.Retry(ctx, p.ID, now.Add(5*time.Minute), "distribution failed: "+err.Error()))
 	}
+	m.SMTPUTF8 = p.SMTPUTF8
 	// The members are read as the queue writes them; a list without
 	// members takes nothing, and the post is done all the same.
 	if err := r.cfg.Queue.Enqueue(ctx, m); err != nil && !errors.Is(err, queuegroups.ErrNoRecipients) {
