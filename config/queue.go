@@ -20,7 +20,7 @@ type Queue struct {
 	RecipientsPerEnvelope int       `toml:"recipients_per_envelope"` // default group's r=
 	Interval              Duration  `toml:"interval"`                // I=: queue run interval for queue-only mail
 	MinQueueAge           Duration  `toml:"min_queue_age"`           // MinQueueAge: no retry sooner than this
-	MaxQueueChildren      int       `toml:"max_queue_children"`      // MaxQueueChildren: all groups' deliveries; 0 = from the open-file limit
+	MaxQueueChildren      int       `toml:"max_queue_children"`      // MaxQueueChildren: all groups' deliveries; 0 = from the open-file limit and cores
 	DeliveryMode          string    `toml:"delivery_mode"`           // background | interactive | queue
 	SuperSafe             SuperSafe `toml:"supersafe"`               // true | false | "interactive"
 	RetryMin              Duration  `toml:"retry_min"`               // first retry after a deferral

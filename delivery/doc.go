@@ -80,6 +80,9 @@
 //     ConnectTimeoutMin, or four times the slowest recent connect; a
 //     connect or greeting that times out (errNoAnswer) suspends the group
 //     at once, doubling per suspension, and wakes whoever waits for it.
+//     Once a group's greeting took over slowGreeting (10 s, a tarpit's),
+//     a delivery waits that long for one of our connections to come free
+//     before dialling another.
 //   - Limits are learned from what throttling receivers say: a 421 at the
 //     greeting while others of our sessions were open sets the group's
 //     cap on sessions to the number the server had greeted; a 421 to a

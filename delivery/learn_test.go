@@ -231,11 +231,13 @@ func TestSlotsFollowTheGroup(t *testing.T) {
 // rather than open new ones and wait for their greetings too.
 func TestSlowGreeterConnectionIsReused(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{GreetDelay: slowGreeting + 200*time.Millisecond})
+	const slow = 500 * time.Millisecond
+	w := newWorld(t, fakenet.SinkOptions{GreetDelay: slow + 200*time.Millisecond})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	cfg := w.config()
 	cfg.CommandTimeout = 10 * time.Second
 	a := w.agent(cfg)
+	a.pool.slowGreeting = slow
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "first")))
 	if got := deliverConcurrently(t, a, 8); got != 8 {
 		t.Fatalf("delivered %d of 8", got)

@@ -107,12 +107,14 @@ func (d *destination) signal() {
 // Deliver calls. One mutex covers it: the work under it is tiny next to a
 // network round trip.
 type pool struct {
-	cfg   *Config
-	now   func() time.Time
-	mu    sync.Mutex
-	dests map[string]*destination
-	idle  list.List // *conn, oldest first, across destinations
-	conns connectTimes
+	cfg *Config
+	// slowGreeting is the constant of that name; tests shorten it.
+	slowGreeting time.Duration
+	now          func() time.Time
+	mu           sync.Mutex
+	dests        map[string]*destination
+	idle         list.List // *conn, oldest first, across destinations
+	conns        connectTimes
 	// more is closed (and replaced) when some group's slots grew.
 	more chan struct{}
 	wg   sync.WaitGroup
@@ -121,7 +123,7 @@ type pool struct {
 }
 
 func newPool(cfg *Config) *pool {
-	p := &pool{cfg: cfg, now: time.Now, dests: map[string]*destination{}, done: make(chan struct{}), more: make(chan struct{})}
+	p := &pool{cfg: cfg, slowGreeting: slowGreeting, now: time.Now, dests: map[string]*destination{}, done: make(chan struct{}), more: make(chan struct{})}
 	p.wg.Add(1)
 	go p.janitor()
 	return p
@@ -285,7 +287,7 @@ func (p *pool) greet(d *destination, took time.Duration) {
 	d.greeting--
 	d.greeted++
 	d.slowGreet = 0
-	if took > slowGreeting {
+	if took > p.slowGreeting {
 		d.slowGreet = took
 	}
 	d.signal()
@@ -402,8 +404,12 @@ func (p *pool) retire(cs ...*conn) {
 
 // slowGreeting is a greeting slow enough (a tarpit's) that a delivery
 // to its group rather waits for a connection of ours to come free than
-// dial a new one: servers greet within a round trip or two.
-const slowGreeting = 2 * time.Second
+// dial a new one. Servers greet within a round trip or two, tarpits
+// after half a minute or more, greet-pause setups after about 5 s; a
+// busy machine of ours, starting thousands of sessions at once, can
+// take seconds to see an honest greeting, and a lower mark held the
+// first connections to a big provider to one at a time.
+const slowGreeting = 10 * time.Second
 
 // quitWait bounds how long a closing connection waits for the server to
 // close its side.

@@ -22,7 +22,7 @@ type Config struct {
 
 	// MaxQueueChildren caps deliveries in progress over all groups
 	// together (sendmail MaxQueueChildren); 0 derives it from the limit on
-	// open files (AutoQueueChildren). The control group is outside the
+	// open files and the cores (AutoQueueChildren). The control group is outside the
 	// cap so the mail fanmail generates never waits behind a big fan-out.
 	MaxQueueChildren int
 

@@ -14,7 +14,11 @@
 # (2000) domains, fanmail then Postfix, each run capped at WORLD_TIMEOUT
 # (15m: Postfix retries deferred mail every 5 minutes and may not finish;
 # the report says what it reached). WORLD_ARGS adds fanmail-bench flags
-# to both, e.g. "--seed 2 --greylist-delay 5m". Postfix's queue is
+# to both, e.g. "--seed 2 --greylist-delay 5m". Reports are
+# world-MEMBERS-{fanmail,postfix}-N.json; world-MEMBERS-postfix-N.queued
+# counts the messages Postfix still had queued at the cutoff. For the
+# world alone: sudo WORLD_RUNS=1 WORLD_MEMBERS=1000000 postfix-compare.sh OUT 0.
+# Postfix's queue is
 # emptied after each of its runs, since greylisted and black-holed mail
 # would otherwise still be in it for the next.
 #
@@ -62,6 +66,12 @@ maillog_file = /var/log/postfix-bench.log
 smtputf8_enable = no
 biff = no
 CF
+# POSTFIX_MAIN adds main.cf lines, e.g. for a 1,000,000-member alias,
+# whose expanded queue file (recipients included) is far past the
+# default message_size_limit of 10,240,000 bytes:
+#   POSTFIX_MAIN="message_size_limit = 1073741824
+#   mailbox_size_limit = 0"
+[ -n "${POSTFIX_MAIN:-}" ] && printf '%s\n' "$POSTFIX_MAIN" >>/etc/postfix/main.cf
 postconf -F '*/*/chroot = n'
 printf 'postmaster: root\n' >/etc/postfix/bench-aliases
 postalias /etc/postfix/bench-aliases
@@ -92,12 +102,17 @@ while [ "$i" -le "${ALIAS_MASS_RUNS:-0}" ]; do
 		--aliases /etc/postfix/bench-aliases --prepare-cmd "postalias /etc/postfix/bench-aliases" >"$out/mass-aliases-postfix-$i.json"
 	i=$((i + 1))
 done
-world="--world internet --members ${WORLD_MEMBERS:-100000} --domains ${WORLD_DOMAINS:-2000} --timeout ${WORLD_TIMEOUT:-15m} ${WORLD_ARGS:-}"
+wm=${WORLD_MEMBERS:-100000}
+world="--world internet --members $wm --domains ${WORLD_DOMAINS:-2000} --timeout ${WORLD_TIMEOUT:-15m} ${WORLD_ARGS:-}"
+# Reports are named by member count, so runs at 100,000 and 1,000,000
+# members can share OUTDIR.
 i=1
 while [ "$i" -le "${WORLD_RUNS:-0}" ]; do
-	"$out/fanmail-bench" fanout $world $common --fanmail-bin "$out/fanmail" >"$out/world-fanmail-$i.json" || true
+	"$out/fanmail-bench" fanout $world $common --fanmail-bin "$out/fanmail" >"$out/world-$wm-fanmail-$i.json" || true
 	with_resolver "$out/fanmail-bench" fanout $world $common $pf \
-		--aliases /etc/postfix/bench-aliases --prepare-cmd "postalias /etc/postfix/bench-aliases" >"$out/world-postfix-$i.json"
+		--aliases /etc/postfix/bench-aliases --prepare-cmd "postalias /etc/postfix/bench-aliases" >"$out/world-$wm-postfix-$i.json"
+	# What Postfix still held when the run was cut off, for the report.
+	postqueue -j 2>/dev/null | wc -l >"$out/world-$wm-postfix-$i.queued" || true
 	postsuper -d ALL >/dev/null 2>&1 || true
 	i=$((i + 1))
 done

@@ -59,6 +59,31 @@ type ClassReport struct {
 	Seconds    Percentiles `json:"seconds"`
 	LowerBound Percentiles `json:"lower_bound_seconds"`
 	Ratio      Percentiles `json:"ratio"`
+	// Timeline is how many had arrived by the end of each second from
+	// the first post's 250 (element i: by i+1 s), up to the last arrival
+	// and at most timelineSeconds long: where a class lost its time.
+	Timeline []int `json:"delivered_by_second,omitempty"`
+}
+
+// timelineSeconds bounds a class's timeline (an hour of seconds).
+const timelineSeconds = 3600
+
+// timeline counts sorted arrival times by the end of each second.
+func timeline(sorted []time.Duration) []int {
+	if len(sorted) == 0 {
+		return nil
+	}
+	n := min(int(sorted[len(sorted)-1]/time.Second)+1, timelineSeconds)
+	out := make([]int, n)
+	k := 0
+	for i := range out {
+		end := time.Duration(i+1) * time.Second
+		for k < len(sorted) && sorted[k] < end {
+			k++
+		}
+		out[i] = k
+	}
+	return out
 }
 
 // Percentiles holds one figure per reportPercentiles entry.
@@ -96,6 +121,10 @@ type DestReport struct {
 	Greylisted451 int `json:"greylisted_451"`
 	TooMany452    int `json:"too_many_rcpts_452"`
 	RcptsRejected int `json:"rcpts_rejected"` // every RCPT refusal, those above and 550s
+	// FirstS and LastS are the first and last arrival there, seconds
+	// from the first post's 250 (0 when none arrived).
+	FirstS float64 `json:"first_arrival_s,omitempty"`
+	LastS  float64 `json:"last_arrival_s,omitempty"`
 }
 
 // worldReport measures the run against the Internet world it ran in.
@@ -143,8 +172,12 @@ func worldReport(o *options, p *plan, col *collector, w *world) *WorldReport {
 		col.mu.Lock()
 		for _, a := range col.arrivals {
 			di := idx[domainOf(a.rcpt)]
-			dests[di].Delivered++
 			t := max(0, a.at.Sub(t0))
+			dr := &dests[di]
+			if dr.Delivered++; dr.Delivered == 1 || t.Seconds() < dr.FirstS {
+				dr.FirstS = t.Seconds()
+			}
+			dr.LastS = max(dr.LastS, t.Seconds())
 			c := p.domains[di].prof.class
 			got[c], got[numClasses] = append(got[c], t), append(got[numClasses], t)
 		}
@@ -165,6 +198,7 @@ func worldReport(o *options, p *plan, col *collector, w *world) *WorldReport {
 		slices.Sort(got[c])
 		slices.Sort(best[c])
 		cr.Delivered, cr.Deliverable = len(got[c]), len(best[c])
+		cr.Timeline = timeline(got[c])
 		at, ok := reachedAt(got[c], cr.Deliverable, reportPercentiles)
 		lb, lbOK := reachedAt(best[c], cr.Deliverable, reportPercentiles)
 		var secs, bound, ratio []*float64

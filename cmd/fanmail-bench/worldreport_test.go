@@ -65,8 +65,15 @@ func TestWorldReportArithmetic(t *testing.T) {
 		{Class: "tarpit", Seconds: none, LowerBound: none, Ratio: none},
 		{Class: "blackhole", Domains: 1, Members: 1, Seconds: none, LowerBound: none, Ratio: none},
 	}
+	// Every arrival is within the first second but x, in the third.
+	for i, tl := range [][]int{{3, 3, 4}, {3}, nil, {0, 0, 1}, nil, nil} {
+		want[i].Timeline = tl
+	}
 	if diff := cmp.Diff(want, wr.Classes, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
 		t.Errorf("classes (-want +got):\n%s", diff)
+	}
+	if d := wr.Destinations[0]; d.FirstS != 0.08 || d.LastS != 0.12 {
+		t.Errorf("d0 first and last arrival %v, %v; want 0.08 and 0.12", d.FirstS, d.LastS)
 	}
 	if len(wr.Destinations) != 3 || wr.Destinations[0].Deliverable != 3 || wr.Destinations[1].Delivered != 1 || wr.Unknown != 1 {
 		t.Errorf("destinations %+v, %d unknown", wr.Destinations, wr.Unknown)
