@@ -53,7 +53,7 @@ import (
 // Store is what the expander needs of the list store; *lists.Store is
 // one.
 type Store interface {
-	GetList(ctx context.Context, address string) (lists.List, error)
+	FindList(ctx context.Context, address string) (lists.List, error)
 	Members(ctx context.Context, list string) ([]string, error)
 	EachMember(ctx context.Context, list string, fn func(addr, domain string) error) error
 	Version(ctx context.Context) (int64, error)
@@ -285,7 +285,7 @@ func (x *Expander) resolve(ctx context.Context, rcpt string) (target, error) {
 // reading resolves one reading of rcpt, if its list exists and the
 // reading makes sense for it.
 func (x *Expander) reading(ctx context.Context, rcpt string, a listaddr.Address) (target, bool, error) {
-	l, err := x.store.GetList(ctx, a.List)
+	l, err := x.store.FindList(ctx, a.List)
 	switch {
 	case errors.Is(err, lists.ErrNoList):
 		return target{}, false, nil

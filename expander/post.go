@@ -344,7 +344,7 @@ func (x *Expander) ForwardToOwner(ctx context.Context, p Post, list, sender, qid
 	if err != nil {
 		return nil, err
 	}
-	l, err := x.store.GetList(ctx, list)
+	l, err := x.store.FindList(ctx, list)
 	if err != nil {
 		return nil, err
 	}

@@ -210,7 +210,7 @@ For anything else, write to the list's owner at
 // toOwner sends the list's owner a notice; a list without an owner
 // gets a log line instead.
 func (s *Service) toOwner(ctx context.Context, list, subject, text string) error {
-	l, err := s.cfg.Store.GetList(ctx, list)
+	l, err := s.cfg.Store.FindList(ctx, list)
 	if err != nil {
 		return err
 	}

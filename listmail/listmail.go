@@ -21,7 +21,7 @@ import (
 
 // Store is what listmail needs of the list store; *lists.Store is one.
 type Store interface {
-	GetList(ctx context.Context, list string) (lists.List, error)
+	FindList(ctx context.Context, list string) (lists.List, error)
 	Settings(ctx context.Context, list string) (lists.Settings, error)
 	IsMember(ctx context.Context, list, addr string) (bool, error)
 	Moderators(ctx context.Context, list string) ([]string, error)

@@ -25,6 +25,7 @@ var conformance = []struct {
 	{"Members", testMembers},
 	{"MembersNoList", testMembersNoList},
 	{"AddMembersProgress", testAddMembersProgress},
+	{"FindList", testFindList},
 	{"AddPostAndRead", testAddPostAndRead},
 	{"Decide", testDecide},
 	{"ModerationTokens", testModerationTokens},

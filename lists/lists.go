@@ -97,6 +97,24 @@ func scanList(scan func(...any) error) (List, error) {
 	return l, nil
 }
 
+// FindList is GetList without the member count (Members is 0): what the
+// server asks on its lookups, where counting a big list's members would
+// read all of them each time.
+func (s *Store) FindList(ctx context.Context, list string) (List, error) {
+	var l List
+	var created int64
+	err := s.db.QueryRowContext(ctx, "SELECT address, owner, created FROM lists WHERE address = ?", lookupKey(list)).
+		Scan(&l.Address, &l.Owner, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return List{}, fmt.Errorf("list %s: %w", list, ErrNoList)
+	}
+	if err != nil {
+		return List{}, fmt.Errorf("get list %s: %w", list, err)
+	}
+	l.Created = time.Unix(created, 0)
+	return l, nil
+}
+
 // GetList returns the list whose address is list, compared
 // case-insensitively, or an error wrapping ErrNoList.
 func (s *Store) GetList(ctx context.Context, list string) (List, error) {

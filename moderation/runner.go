@@ -21,7 +21,7 @@ import (
 // Store is what the Runner needs of the list store; *lists.Store is one.
 type Store interface {
 	Version(ctx context.Context) (int64, error)
-	GetList(ctx context.Context, list string) (lists.List, error)
+	FindList(ctx context.Context, list string) (lists.List, error)
 	Moderators(ctx context.Context, list string) ([]string, error)
 	Posts(ctx context.Context, f lists.PostFilter) ([]lists.Post, error)
 	CopyPostBody(ctx context.Context, id int64, w io.Writer) (int64, error)
@@ -245,7 +245,7 @@ func (r *Runner) notifyClaimed(ctx context.Context, p lists.Post, now time.Time)
 		return err
 	}
 	if len(to) == 0 {
-		l, err := r.cfg.Store.GetList(ctx, p.List)
+		l, err := r.cfg.Store.FindList(ctx, p.List)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,32 @@
+package lists
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+// testFindList: FindList answers what GetList does, case-insensitively,
+// without the member count.
+func testFindList(t *testing.T, be backend) {
+	t.Parallel()
+	ctx := context.Background()
+	s := be.withList(t, "Talk@Example.org")
+	if _, err := s.AddMembers(ctx, "talk@example.org", []string{"a@example.net", "b@example.net"}); err != nil {
+		t.Fatal(err)
+	}
+	full, err := s.GetList(ctx, "talk@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.FindList(ctx, "TALK@example.ORG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Members != 2 || got.Members != 0 || got.Address != full.Address || got.Owner != full.Owner || !got.Created.Equal(full.Created) {
+		t.Errorf("FindList = %+v, GetList = %+v", got, full)
+	}
+	if _, err := s.FindList(ctx, "nope@example.org"); !errors.Is(err, ErrNoList) {
+		t.Errorf("missing list: %v, want ErrNoList", err)
+	}
+}
