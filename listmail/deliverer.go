@@ -18,17 +18,19 @@ import (
 // between the queue and bounce processing; the queue knows nothing of
 // it.
 func (s *Service) Deliverer(next queuegroups.Deliverer) queuegroups.Deliverer {
-	return &deliverer{s: s, next: next}
+	return &deliverer{SlotsOf: queuegroups.SlotsOf{Next: next}, s: s}
 }
 
+// deliverer passes the wrapped deliverer's Slots on (SlotsOf), as every
+// deliverer that wraps another must (see queuegroups.Slotter).
 type deliverer struct {
-	s    *Service
-	next queuegroups.Deliverer
+	queuegroups.SlotsOf
+	s *Service
 }
 
 func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelope.Result {
 	if req.IsLocal() {
-		return d.next.Deliver(ctx, req)
+		return d.Next.Deliver(ctx, req)
 	}
 	// An envelope's recipients share its domain: outside the list
 	// domains, the usual case, none is looked at.
@@ -43,7 +45,7 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 		return out
 	}
 	if !listDomain {
-		got := d.next.Deliver(ctx, req)
+		got := d.Next.Deliver(ctx, req)
 		if len(got) == len(req.Recipients) {
 			d.s.observe(ctx, req, got)
 		}
@@ -86,7 +88,7 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 			}
 		}
 	}
-	got := d.next.Deliver(ctx, sub)
+	got := d.Next.Deliver(ctx, sub)
 	if len(got) != len(others) {
 		if len(others) == len(req.Recipients) {
 			return got // the queue reports the mismatch and defers the envelope
@@ -111,23 +113,6 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 }
 
 var _ queuegroups.Slotter = (*deliverer)(nil)
-
-// Slots passes the question on to the wrapped deliverer, as every
-// deliverer that wraps another must (see queuegroups.Slotter).
-func (d *deliverer) Slots(domain string) (string, int) {
-	if s, ok := d.next.(queuegroups.Slotter); ok {
-		return s.Slots(domain)
-	}
-	return domain, 0
-}
-
-// SlotsChanged passes on the wrapped deliverer's channel.
-func (d *deliverer) SlotsChanged() <-chan struct{} {
-	if s, ok := d.next.(queuegroups.Slotter); ok {
-		return s.SlotsChanged()
-	}
-	return nil
-}
 
 // observe records the permanent failures of a list's mail: an envelope
 // from a list's bounce address whose recipients got a 5xx reply, or that

@@ -15,16 +15,19 @@ import (
 // each attempt; its final failure is the queue's (logged as "giving
 // up"), which the collector adds to bounced from Sources.Expired.
 func (m *Metrics) Deliverer(next queuegroups.Deliverer) queuegroups.Deliverer {
-	return &deliverer{m: m, next: next}
+	return &deliverer{SlotsOf: queuegroups.SlotsOf{Next: next}, m: m}
 }
 
+// deliverer passes the wrapped deliverer's Slots on (SlotsOf), which
+// the queue uses to admit as many deliveries per destination as it can
+// take.
 type deliverer struct {
-	m    *Metrics
-	next queuegroups.Deliverer
+	queuegroups.SlotsOf
+	m *Metrics
 }
 
 func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelope.Result {
-	results := d.next.Deliver(ctx, req)
+	results := d.Next.Deliver(ctx, req)
 	group := req.Group
 	if group == "" {
 		group = queuegroups.DefaultGroup
@@ -62,22 +65,3 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 }
 
 var _ queuegroups.Slotter = (*deliverer)(nil)
-
-// Slots passes the question on to the wrapped deliverer, whose answer
-// the queue uses to admit as many deliveries per destination as it can
-// take; a deliverer that does not know destinations sets no limit.
-func (d *deliverer) Slots(domain string) (string, int) {
-	if s, ok := d.next.(queuegroups.Slotter); ok {
-		return s.Slots(domain)
-	}
-	return domain, 0
-}
-
-// SlotsChanged passes on the wrapped deliverer's channel (nil, which
-// never fires, if it has none).
-func (d *deliverer) SlotsChanged() <-chan struct{} {
-	if s, ok := d.next.(queuegroups.Slotter); ok {
-		return s.SlotsChanged()
-	}
-	return nil
-}

@@ -144,6 +144,27 @@ type Slotter interface {
 	SlotsChanged() <-chan struct{}
 }
 
+// SlotsOf is the Slotter of a Deliverer that wraps Next: embedded in
+// the wrapper, it passes both questions on, and sets no limit when Next
+// does not know destinations.
+type SlotsOf struct{ Next Deliverer }
+
+// Slots is Next's answer, or domain with no limit.
+func (s SlotsOf) Slots(domain string) (string, int) {
+	if n, ok := s.Next.(Slotter); ok {
+		return n.Slots(domain)
+	}
+	return domain, 0
+}
+
+// SlotsChanged is Next's channel, or nil, which never fires.
+func (s SlotsOf) SlotsChanged() <-chan struct{} {
+	if n, ok := s.Next.(Slotter); ok {
+		return n.SlotsChanged()
+	}
+	return nil
+}
+
 // admission keeps the deliveries in progress to each destination within
 // its slots and sets the rest of its due envelopes aside, in order, so
 // that a destination which is slow, dead or at its connection limit

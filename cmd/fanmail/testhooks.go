@@ -18,11 +18,13 @@ import (
 // FANMAIL_TEST_KILL_DOMAIN kills the process with SIGKILL. A build
 // without the tag has neither.
 func testDeliverer(d queuegroups.Deliverer) queuegroups.Deliverer {
-	return hooked{Deliverer: d, panicDomain: os.Getenv("FANMAIL_TEST_PANIC_DOMAIN"), killDomain: os.Getenv("FANMAIL_TEST_KILL_DOMAIN")}
+	return hooked{SlotsOf: queuegroups.SlotsOf{Next: d}, panicDomain: os.Getenv("FANMAIL_TEST_PANIC_DOMAIN"), killDomain: os.Getenv("FANMAIL_TEST_KILL_DOMAIN")}
 }
 
+// hooked passes the agent's Slots on (SlotsOf), which the queue uses to
+// admit as many deliveries per destination as it can take.
 type hooked struct {
-	queuegroups.Deliverer
+	queuegroups.SlotsOf
 	panicDomain, killDomain string
 }
 
@@ -39,23 +41,7 @@ func (h hooked) Deliver(ctx context.Context, req envelope.Request) []envelope.Re
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	}
-	return h.Deliverer.Deliver(ctx, req)
+	return h.Next.Deliver(ctx, req)
 }
 
 var _ queuegroups.Slotter = hooked{}
-
-// Slots and SlotsChanged pass on the agent's, which the queue uses to
-// admit as many deliveries per destination as it can take.
-func (h hooked) Slots(domain string) (string, int) {
-	if s, ok := h.Deliverer.(queuegroups.Slotter); ok {
-		return s.Slots(domain)
-	}
-	return domain, 0
-}
-
-func (h hooked) SlotsChanged() <-chan struct{} {
-	if s, ok := h.Deliverer.(queuegroups.Slotter); ok {
-		return s.SlotsChanged()
-	}
-	return nil
-}
