@@ -46,13 +46,9 @@ func TestLocalTargetsRunAsProgramUser(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Setgroups(old) })
 
-	// /tmp is world-writable, so the files live under the package
-	// directory: root's, 0755 all the way up in a checkout.
-	cwd, _ := os.Getwd()
-	root, err := os.MkdirTemp(cwd, ".test-safe-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// /tmp is world-writable, so the files live where every directory
+	// up to / is writable by its owner alone, as fanmail requires.
+	root := safeTempDir(t)
 	t.Cleanup(func() { os.RemoveAll(root) })
 	os.Chmod(root, 0o755)
 	box := filepath.Join(root, "box") // nobody's own directory
@@ -130,4 +126,40 @@ bounce_address = "postmaster@d00.test"
 		t.Errorf("DSN reports a delivered target:\n%s", dsn)
 	}
 	p.stop(t)
+}
+
+// safeTempDir makes a directory, removed with the test, below the first
+// of the package directory, /var/lib and / whose every directory up to /
+// is writable by its owner alone (a checkout under /tmp is not), and
+// skips the test when there is none.
+func safeTempDir(t *testing.T) string {
+	t.Helper()
+	cwd, _ := os.Getwd()
+	for _, base := range []string{cwd, "/var/lib", "/"} {
+		if !ownerWritableOnly(base) {
+			continue
+		}
+		dir, err := os.MkdirTemp(base, ".fanmail-test-safe-")
+		if err != nil {
+			continue
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	t.Skip("no directory whose parents are all writable by their owner alone (the package directory, /var/lib, /)")
+	return ""
+}
+
+// ownerWritableOnly reports whether dir and every directory above it
+// are writable by their owner alone.
+func ownerWritableOnly(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o022 != 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
 }
