@@ -73,6 +73,29 @@ func (s *Signer) Sign(header []byte, bh BodyHash) (string, error) {
 	return string(out), nil
 }
 
+// SignMessage returns msg, a whole message of header, blank line and
+// body, with its DKIM-Signature fields prepended: the body hashed and
+// the header signed in one call, for mail fanmail writes itself (notices,
+// answers). A nil Signer returns msg as it is.
+func (s *Signer) SignMessage(msg []byte) ([]byte, error) {
+	if s == nil {
+		return msg, nil
+	}
+	i := bytes.Index(msg, []byte("\r\n\r\n"))
+	if i < 0 {
+		return nil, fmt.Errorf("dkim: no end of header")
+	}
+	bh, err := HashBody(bytes.NewReader(msg[i+4:]))
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.Sign(msg[:i+4], bh)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(sig), msg...), nil
+}
+
 // SignHeader is Sign for a header held as a go-message textproto.Header,
 // as textproto.WriteHeader writes it.
 func (s *Signer) SignHeader(h textproto.Header, bh BodyHash) (string, error) {

@@ -404,3 +404,30 @@ func TestSignConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestSignMessage: a whole message comes back with its signatures in
+// front, verifying; a nil Signer leaves it as it is; a message without
+// the blank line after its header is an error.
+func TestSignMessage(t *testing.T) {
+	t.Parallel()
+	kr := testKeyring(t)
+	msg := []byte("From: list@" + rsaDomain + "\r\nTo: a@example.net\r\nSubject: notice\r\n\r\nhello\r\n")
+	out, err := kr.For(rsaDomain).SignMessage(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(out, []byte("DKIM-Signature: ")) || !bytes.HasSuffix(out, msg) {
+		t.Fatalf("signed message:\n%s", out)
+	}
+	errs := verifyGo(t, bytes.NewReader(out), records(kr))
+	if len(errs) != 1 || errs[0] != nil {
+		t.Errorf("verification: %v", errs)
+	}
+	var none *Signer
+	if got, err := none.SignMessage(msg); err != nil || !bytes.Equal(got, msg) {
+		t.Errorf("nil Signer: %q, %v; want the message unchanged", got, err)
+	}
+	if _, err := kr.For(rsaDomain).SignMessage([]byte("From: x@" + rsaDomain + "\r\n")); err == nil {
+		t.Error("a message without the end of its header was signed")
+	}
+}

@@ -91,23 +91,11 @@ func compose(o outgoing, id string, date time.Time) ([]byte, error) {
 // sign prepends the DKIM signature of the list's domain, if a key signs
 // for it.
 func sign(keys *dkim.Keyring, list string, msg []byte) ([]byte, error) {
-	s := keys.For(domainOf(list))
-	if s == nil {
-		return msg, nil
-	}
-	i := bytes.Index(msg, []byte("\r\n\r\n"))
-	if i < 0 {
-		return nil, fmt.Errorf("sign mail of %s: no end of header", list)
-	}
-	bh, err := dkim.HashBody(bytes.NewReader(msg[i+4:]))
+	signed, err := keys.For(domainOf(list)).SignMessage(msg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sign mail of %s: %w", list, err)
 	}
-	sig, err := s.Sign(msg[:i+4], bh)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(sig), msg...), nil
+	return signed, nil
 }
 
 func localPart(list string) string {

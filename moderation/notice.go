@@ -95,23 +95,11 @@ func compose(n notice) ([]byte, error) {
 // for it.
 func sign(keys *dkim.Keyring, list string, msg []byte) ([]byte, error) {
 	_, domain, _ := strings.Cut(list, "@")
-	s := keys.For(domain)
-	if s == nil {
-		return msg, nil
-	}
-	i := bytes.Index(msg, []byte("\r\n\r\n"))
-	if i < 0 {
-		return nil, fmt.Errorf("sign notice: no end of header")
-	}
-	bh, err := dkim.HashBody(bytes.NewReader(msg[i+4:]))
+	signed, err := keys.For(domain).SignMessage(msg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sign notice: %w", err)
 	}
-	sig, err := s.Sign(msg[:i+4], bh)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(sig), msg...), nil
+	return signed, nil
 }
 
 func localPart(list string) string {
