@@ -93,7 +93,7 @@ func TestFlippedByteIsQuarantined(t *testing.T) {
 func oneDomain(t *testing.T, conf string) (*fakeNet, string) {
 	t.Helper()
 	n := newFakeNet(t, testDomains(1), nil)
-	return n, n.writeConfig(t, filepath.Join(t.TempDir(), "data"), conf)
+	return n, n.newConfig(t, conf)
 }
 
 // victimLists writes a config with extra text conf and makes two lists:
@@ -290,19 +290,6 @@ func TestRepliesSurviveRewriteInDSN(t *testing.T) {
 		t.Errorf("second DSN reports gone@d00.test again:\n%s", dels[1].Data)
 	}
 	p.stop(t)
-}
-
-// mustLog waits until the server has logged what.
-func mustLog(t *testing.T, p *proc, what string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.log.String(), what) {
-		if time.Now().After(deadline) {
-			p.dumpLog(t)
-			t.Fatalf("the server did not log %q within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // waitExit waits for a server that is expected to die.

@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -127,6 +128,13 @@ func (n *fakeNet) writeConfig(t testing.TB, dataDir, extra string) string {
 	return n.writeConfigDelivery(t, dataDir, "recipients_per_transaction = 1000", extra)
 }
 
+// newConfig is writeConfig for a server with a data directory of its
+// own, not created yet.
+func (n *fakeNet) newConfig(t testing.TB, extra string) string {
+	t.Helper()
+	return n.writeConfig(t, filepath.Join(t.TempDir(), "data"), extra)
+}
+
 // writeConfigDelivery is writeConfig with delivery's lines given.
 func (n *fakeNet) writeConfigDelivery(t testing.TB, dataDir, delivery, extra string) string {
 	t.Helper()
@@ -211,14 +219,23 @@ func (n *fakeNet) waitDistinct(t testing.TB, want int, timeout time.Duration, p 
 
 func (n *fakeNet) waitCount(t testing.TB, what string, count func() int, want int, timeout time.Duration, p *proc) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for count() < want {
-		if time.Now().After(deadline) {
-			p.dumpLog(t)
-			t.Fatalf("sinks counted %d of %d %s after %v", count(), want, what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !poll(timeout, 20*time.Millisecond, func() bool { return count() >= want }) {
+		p.dumpLog(t)
+		t.Fatalf("sinks counted %d of %d %s after %v", count(), want, what, timeout)
 	}
+}
+
+// poll calls done every interval until it returns true or timeout has
+// passed, and reports whether it returned true.
+func poll(timeout, interval time.Duration, done func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !done() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+	return true
 }
 
 // proc is one running fanmail server.
@@ -294,6 +311,24 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 		t.Fatalf("fanmail did not start listening within 30s\n%s", p.log.String())
 	}
 	return nil
+}
+
+// logged waits up to timeout until the server has logged s count times
+// or more, and reports whether it has.
+func (p *proc) logged(s string, count int, timeout time.Duration) bool {
+	return poll(timeout, 20*time.Millisecond, func() bool { return strings.Count(p.log.String(), s) >= count })
+}
+
+// waitLog waits up to 10s for the server to log s.
+func waitLog(p *proc, s string) bool { return p.logged(s, 1, 10*time.Second) }
+
+// mustLog waits until the server has logged what, or fails the test.
+func mustLog(t testing.TB, p *proc, what string, timeout time.Duration) {
+	t.Helper()
+	if !p.logged(what, 1, timeout) {
+		p.dumpLog(t)
+		t.Fatalf("the server did not log %q within %v", what, timeout)
+	}
 }
 
 func (p *proc) dumpLog(t testing.TB) {
@@ -392,13 +427,22 @@ func mailFrom(t testing.TB, addr, helo, from string) *smtp.Client {
 	return c
 }
 
-// postTo sends one message over SMTP and returns the queue ID from the 250.
-func postTo(t testing.TB, addr, from, rcpt, msg string) string {
+// transaction runs one SMTP transaction from helo. A refusal at RCPT or
+// at the end of DATA comes back as its stage ("rcpt" or "data") and the
+// server's error; anything else fails the test. Accepted, it returns the
+// status text of the 250 (enhanced code first).
+func transaction(t testing.TB, addr, helo, from, rcpt, msg string) (status, stage string, refused *smtp.SMTPError) {
 	t.Helper()
-	c := mailFrom(t, addr, "poster.example.org", from)
+	c := mailFrom(t, addr, helo, from)
 	defer c.Close()
+	refusal := func(stage string, err error) (string, string, *smtp.SMTPError) {
+		if !errors.As(err, &refused) {
+			t.Fatal(err)
+		}
+		return "", stage, refused
+	}
 	if err := c.Rcpt(rcpt, nil); err != nil {
-		t.Fatal(err)
+		return refusal("rcpt", err)
 	}
 	w, err := c.Data()
 	if err != nil {
@@ -409,13 +453,23 @@ func postTo(t testing.TB, addr, from, rcpt, msg string) string {
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
-		t.Fatalf("end of DATA: %v", err)
-	}
-	id, ok := strings.CutPrefix(resp.StatusText, "2.0.0 OK queued as ")
-	if !ok {
-		t.Fatalf("reply to DATA %q has no queue ID", resp.StatusText)
+		return refusal("data", err)
 	}
 	c.Quit()
+	return resp.StatusText, "data", nil
+}
+
+// postTo sends one message over SMTP and returns the queue ID from the 250.
+func postTo(t testing.TB, addr, from, rcpt, msg string) string {
+	t.Helper()
+	status, stage, refused := transaction(t, addr, "poster.example.org", from, rcpt, msg)
+	if refused != nil {
+		t.Fatalf("%s refused: %v", stage, refused)
+	}
+	id, ok := strings.CutPrefix(status, "2.0.0 OK queued as ")
+	if !ok {
+		t.Fatalf("reply to DATA %q has no queue ID", status)
+	}
 	return id
 }
 

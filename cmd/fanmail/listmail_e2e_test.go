@@ -59,7 +59,7 @@ func memberSet(t testing.TB, cfg, list string) map[string]bool {
 func TestSubscribeByMail(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test", "owner.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	fanmailCLI(t, cfg, "", "list", "create", mailList, "--owner", "owner@owner.test")
 	p := startFanmail(t, cfg)
 	const bob = "bob@d00.test"
@@ -150,7 +150,7 @@ func TestSubscribeByMail(t *testing.T) {
 func TestCommandAnswersLimited(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	fanmailCLI(t, cfg, "", "list", "create", mailList)
 	fanmailCLI(t, cfg, "", "list", "set", mailList, "max_autoresponses_per_day=3")
 	p := startFanmail(t, cfg)
@@ -233,7 +233,7 @@ func bouncingMemberDisabled(t *testing.T, personalize string) {
 		defer mu.Unlock()
 		return attempts
 	}
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	openList(t, cfg, mailList, "--owner", "owner@owner.test")
 	fanmailCLI(t, cfg, "ok@d00.test\ngone@d00.test\nok@d01.test\n", "member", "add", mailList, "--file", "-")
 	fanmailCLI(t, cfg, "", "list", "set", mailList, "bounce_score_threshold=1", "bounce_you_are_disabled_warnings=1", "personalize="+personalize)
@@ -344,7 +344,7 @@ func squash(s string) string {
 func TestRemoteBounceRecorded(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"owner.test"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	const dev = "dev@lists.example.org"
 	fanmailCLI(t, cfg, "", "list", "create", dev, "--owner", "owner@owner.test")
 	fanmailCLI(t, cfg, "erin@example.com\nfrank@example.net\nvera@example.org\n", "member", "add", dev, "--file", "-")
@@ -357,14 +357,12 @@ func TestRemoteBounceRecorded(t *testing.T) {
 	// A bare notice to vera's VERP address: it names her by the address.
 	postTo(t, p.addr, "", "dev-bounces+vera=example.org@lists.example.org",
 		"From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\nThe mail system could not deliver your message.\r\n")
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "vera@example.org") ||
-		!strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "frank@example.net") {
-		if time.Now().After(deadline) {
-			p.dumpLog(t)
-			t.Fatal("the bounces were not recorded")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !poll(30*time.Second, 50*time.Millisecond, func() bool {
+		return strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "vera@example.org") &&
+			strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "frank@example.net")
+	}) {
+		p.dumpLog(t)
+		t.Fatal("the bounces were not recorded")
 	}
 	for m, wants := range map[string][]string{
 		"erin@example.com":  {"bounce score: 1 (threshold 5;", "failed 5.1.1 hard (dsn), from mx1.example.com", "User unknown in virtual mailbox table"},

@@ -51,15 +51,11 @@ func TestMetricsEqualSinkCounts(t *testing.T) {
 	}
 	// The queue settles a moment after the last 250.
 	var fams map[string]*dto.MetricFamily
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll(10*time.Second, 50*time.Millisecond, func() bool {
 		fams = scrape(t, base+"/metrics")
-		if value(fams, "fanmail_queue_recipients", "group", "default") == 0 &&
-			value(fams, "fanmail_runners_busy", "group", "default") == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return value(fams, "fanmail_queue_recipients", "group", "default") == 0 &&
+			value(fams, "fanmail_runners_busy", "group", "default") == 0
+	})
 	want := []struct {
 		name   string
 		labels []string
@@ -208,19 +204,14 @@ queuereturn = "3s"
 	// d02's expiry) were read inside: the expiry counts as bounced a
 	// moment before its DSN is queued, so bounced == 20 alone is not
 	// enough.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !poll(30*time.Second, 100*time.Millisecond, func() bool {
 		fams = scrape(t, "http://"+m[1]+"/metrics")
-		if sum(fams, "fanmail_recipients_total", "bounced") == 20 && value(fams, "fanmail_recipients_total", "group", "control", "status", "delivered") >= 2 &&
-			value(fams, "fanmail_queue_recipients", "group", "default") == 0 && value(fams, "fanmail_queue_recipients", "group", "control") == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			p.dumpLog(t)
-			t.Fatalf("queue never settled: bounced %v, queue %v", sum(fams, "fanmail_recipients_total", "bounced"),
-				value(fams, "fanmail_queue_recipients", "group", "default"))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return sum(fams, "fanmail_recipients_total", "bounced") == 20 && value(fams, "fanmail_recipients_total", "group", "control", "status", "delivered") >= 2 &&
+			value(fams, "fanmail_queue_recipients", "group", "default") == 0 && value(fams, "fanmail_queue_recipients", "group", "control") == 0
+	}) {
+		p.dumpLog(t)
+		t.Fatalf("queue never settled: bounced %v, queue %v", sum(fams, "fanmail_recipients_total", "bounced"),
+			value(fams, "fanmail_queue_recipients", "group", "default"))
 	}
 	var taken, refused451, refused550 int
 	for _, s := range n.sinks {
