@@ -48,9 +48,7 @@ func BenchmarkAcceptSmallPosts(b *testing.B) {
 			// Every client is 127.0.0.1: the per-client cap (under
 			// [load], which the harness's config ends with) must let all in.
 			cfg := n.newConfig(b, fmt.Sprintf("max_sessions_per_client = %d\n[queue]\ndelivery_mode = %q\ninterval = \"1h\"\n", clients, bc.mode))
-			openList(b, cfg, e2eList)
-			fanmailCLI(b, cfg, "solo@d00.test\n", "member", "add", e2eList, "--file", "-")
-			p := startFanmail(b, cfg)
+			p := serveList(b, cfg, "solo@d00.test")
 			per := (b.N + clients - 1) / clients
 			b.ResetTimer()
 			var wg sync.WaitGroup

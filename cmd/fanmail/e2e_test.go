@@ -175,10 +175,7 @@ func TestQueuedBeforeStopDeliveredAfterRestart(t *testing.T) {
 		}}
 	})
 	cfg := n.newConfig(t, "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "a@d00.test\nb@d01.test\nc@d02.test\n", "member", "add", e2eList, "--file", "-")
-
-	p := startFanmail(t, cfg)
+	p := serveList(t, cfg, "a@d00.test", "b@d01.test", "c@d02.test")
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	poll(20*time.Second, 10*time.Millisecond, func() bool {
 		mu.Lock()
@@ -247,9 +244,7 @@ func TestBounceReadInside(t *testing.T) {
 		}.Hook}
 	})
 	cfg := n.newConfig(t, "")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "ok@d00.test\ngone1@d00.test\ngone2@d01.test\nok@d01.test\n", "member", "add", e2eList, "--file", "-")
-	p := startFanmail(t, cfg)
+	p := serveList(t, cfg, "ok@d00.test", "gone1@d00.test", "gone2@d01.test", "ok@d01.test")
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	n.waitDelivered(t, 2, 30*time.Second, p) // the two members
 	if !waitLog(p, `msg="dsn queued"`) || !waitLog(p, "rcpt="+e2eBounces+" domain=lists.example.org relay=listmail") {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,20 +147,9 @@ func TestSmallPostDuringBigFanout(t *testing.T) {
 func TestQueueTools(t *testing.T) {
 	t.Parallel()
 	domains := testDomains(2)
-	var refuse atomic.Bool
-	refuse.Store(true)
-	n := newFakeNet(t, domains, func(string) fakenet.SinkOptions {
-		return fakenet.SinkOptions{RcptHook: func(_, to string) error {
-			if refuse.Load() {
-				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "try later"}
-			}
-			return nil
-		}}
-	})
+	n, refuse := newDeferringNet(t, domains, smtp.EnhancedCode{4, 7, 0}, "try later")
 	cfg := n.newConfig(t, "[queue]\nretry_min = \"1h\"\nretry_max = \"1h\"\n")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "a@d00.test\nb@d00.test\nc@d01.test\n", "member", "add", e2eList, "--file", "-")
-	p := startFanmail(t, cfg)
+	p := serveList(t, cfg, "a@d00.test", "b@d00.test", "c@d01.test")
 	keep := postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	drop := postTo(t, p.addr, "poster@example.org", e2eList, strings.Replace(e2ePost, "e2e-1@", "e2e-2@", 1))
 	p.logged("status=deferred", 6, 20*time.Second) // until every recipient had its first attempt

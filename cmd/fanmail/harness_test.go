@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -119,6 +120,23 @@ func newFakeNet(t testing.TB, domains []string, opts func(domain string) fakenet
 			s.Close()
 		}
 	}
+}
+
+// newDeferringNet is newFakeNet whose sinks answer every RCPT 451 with
+// enh and msg while the switch it returns is on; it starts on.
+func newDeferringNet(t testing.TB, domains []string, enh smtp.EnhancedCode, msg string) (*fakeNet, *atomic.Bool) {
+	t.Helper()
+	var on atomic.Bool
+	on.Store(true)
+	n := newFakeNet(t, domains, func(string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{RcptHook: func(_, _ string) error {
+			if on.Load() {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: enh, Message: msg}
+			}
+			return nil
+		}}
+	})
+	return n, &on
 }
 
 // writeConfig writes a config for a server using n, plus extra TOML lines.
@@ -251,11 +269,11 @@ type proc struct {
 // or as JSON (--log-format json).
 var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)|"msg":"fanmail started","listen":"([^"]+)"`)
 
-// startFanmail runs `fanmail --config cfg serve` and waits until it logs
-// the address it listens on.
-func startFanmail(t testing.TB, cfg string) *proc {
+// startFanmail runs `fanmail --config cfg serve`, with env added to its
+// environment, and waits until it logs the address it listens on.
+func startFanmail(t testing.TB, cfg string, env ...string) *proc {
 	t.Helper()
-	return startFanmailArgs(t, nil, "--config", cfg, "serve")
+	return startFanmailArgs(t, env, "--config", cfg, "serve")
 }
 
 // startFanmailArgs runs fanmail with args and extra environment entries.
@@ -329,6 +347,18 @@ func mustLog(t testing.TB, p *proc, what string, timeout time.Duration) {
 		p.dumpLog(t)
 		t.Fatalf("the server did not log %q within %v", what, timeout)
 	}
+}
+
+// httpBase returns the http:// URL of an endpoint the server logged at
+// start-up: re finds the line, its first group the address; what names
+// the endpoint if it is missing.
+func (p *proc) httpBase(t testing.TB, re *regexp.Regexp, what string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(p.log.String())
+	if m == nil {
+		t.Fatalf("no %s in the start-up log:\n%s", what, p.log)
+	}
+	return "http://" + m[1]
 }
 
 func (p *proc) dumpLog(t testing.TB) {
@@ -481,6 +511,22 @@ func openList(t testing.TB, cfg, list string, args ...string) {
 	t.Helper()
 	fanmailCLI(t, cfg, "", append([]string{"list", "create", list}, args...)...)
 	fanmailCLI(t, cfg, "", "list", "set", list, "posting=open")
+}
+
+// openListWith is openList, then member add of members, read from
+// standard input one a line.
+func openListWith(t testing.TB, cfg, list string, members ...string) {
+	t.Helper()
+	openList(t, cfg, list)
+	fanmailCLI(t, cfg, strings.Join(members, "\n")+"\n", "member", "add", list, "--file", "-")
+}
+
+// serveList makes e2eList with members (openListWith) and starts the
+// server.
+func serveList(t testing.TB, cfg string, members ...string) *proc {
+	t.Helper()
+	openListWith(t, cfg, e2eList, members...)
+	return startFanmail(t, cfg)
 }
 
 // makeList creates list through the CLI with count[i] members at

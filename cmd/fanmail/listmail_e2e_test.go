@@ -64,6 +64,20 @@ func TestSubscribeByMail(t *testing.T) {
 	p := startFanmail(t, cfg)
 	const bob = "bob@d00.test"
 	request := strings.Replace(mailList, "@", "-request@", 1)
+	// confirm sends reply to a confirmation address: bob's nth message
+	// is then the one about subject, and bob a member or not.
+	confirm := func(token, reply string, nth int, subject string, member bool) {
+		t.Helper()
+		if r := send(t, p.addr, bob, token, reply); r.code != 250 {
+			t.Fatalf("confirming reply: %v", r)
+		}
+		if m := n.waitMessages(t, bob, nth, p)[nth-1]; !bytes.Contains(m.Data, []byte("Subject: "+subject)) {
+			t.Errorf("message %d is not the one about %q:\n%s", nth, subject, m.Data)
+		}
+		if memberSet(t, cfg, mailList)[bob] != member {
+			t.Fatalf("member %v after confirming, want %v", !member, member)
+		}
+	}
 
 	// Subscribe: the command in the subject; the confirmation comes
 	// from the list's bounce address, its Reply-To the token address.
@@ -82,16 +96,7 @@ func TestSubscribeByMail(t *testing.T) {
 		t.Fatal("subscribed before confirming")
 	}
 	// Any reply completes it.
-	if r := send(t, p.addr, bob, token, command(bob, "Re: Confirm your subscribe request", "> quoted text")); r.code != 250 {
-		t.Fatalf("confirming reply: %v", r)
-	}
-	welcome := n.waitMessages(t, bob, 2, p)[1]
-	if !bytes.Contains(welcome.Data, []byte("Subject: Welcome to "+mailList)) {
-		t.Errorf("second message is not the welcome:\n%s", welcome.Data)
-	}
-	if !memberSet(t, cfg, mailList)[bob] {
-		t.Fatal("not a member after confirming")
-	}
+	confirm(token, command(bob, "Re: Confirm your subscribe request", "> quoted text"), 2, "Welcome to "+mailList, true)
 
 	// The same token again, and a forged one: refused, nothing changed.
 	if r := send(t, p.addr, bob, token, command(bob, "again", "")); r.stage != "rcpt" || r.code != 550 ||
@@ -112,16 +117,7 @@ func TestSubscribeByMail(t *testing.T) {
 	if !memberSet(t, cfg, mailList)[bob] {
 		t.Fatal("unsubscribed before confirming")
 	}
-	if r := send(t, p.addr, bob, token2, command(bob, "yes", "")); r.code != 250 {
-		t.Fatalf("confirming reply: %v", r)
-	}
-	bye := n.waitMessages(t, bob, 4, p)[3]
-	if !bytes.Contains(bye.Data, []byte("Subject: You have left "+mailList)) {
-		t.Errorf("fourth message is not the goodbye:\n%s", bye.Data)
-	}
-	if memberSet(t, cfg, mailList)[bob] {
-		t.Fatal("still a member after confirming the unsubscription")
-	}
+	confirm(token2, command(bob, "yes", ""), 4, "You have left "+mailList, false)
 
 	// An expired token: confirm_expire of a second, a reply after it.
 	fanmailCLI(t, cfg, "", "list", "set", mailList, "confirm_expire=1s")

@@ -30,11 +30,7 @@ func TestMetricsEqualSinkCounts(t *testing.T) {
 	cfg := n.writeConfig(t, t.TempDir(), "\n[metrics]\nlisten = \"127.0.0.1:0\"\n")
 	members := makeList(t, cfg, "big@lists.test", domains, each(len(domains), 500))
 	p := startFanmail(t, cfg)
-	m := metricsAddrRE.FindStringSubmatch(p.log.String())
-	if m == nil {
-		t.Fatalf("no metrics address in the start-up line:\n%s", p.log.String())
-	}
-	base := "http://" + m[1]
+	base := p.httpBase(t, metricsAddrRE, "metrics address")
 
 	c := mailFrom(t, p.addr, "poster.example.org", "poster@example.org")
 	if err := c.Rcpt("nobody@lists.test", nil); err == nil {
@@ -182,10 +178,7 @@ queuereturn = "3s"
 `)
 	makeList(t, cfg, "big@lists.test", domains[:3], []int{20, 20, 10})
 	p := startFanmail(t, cfg)
-	m := metricsAddrRE.FindStringSubmatch(p.log.String())
-	if m == nil {
-		t.Fatalf("no metrics address in the start-up line:\n%s", p.log.String())
-	}
+	base := p.httpBase(t, metricsAddrRE, "metrics address")
 	postTo(t, p.addr, "poster@example.org", "big@lists.test", "Subject: fan-out\r\n\r\nhello\r\n")
 
 	sum := func(fams map[string]*dto.MetricFamily, name, status string) float64 {
@@ -205,7 +198,7 @@ queuereturn = "3s"
 	// moment before its DSN is queued, so bounced == 20 alone is not
 	// enough.
 	if !poll(30*time.Second, 100*time.Millisecond, func() bool {
-		fams = scrape(t, "http://"+m[1]+"/metrics")
+		fams = scrape(t, base+"/metrics")
 		return sum(fams, "fanmail_recipients_total", "bounced") == 20 && value(fams, "fanmail_recipients_total", "group", "control", "status", "delivered") >= 2 &&
 			value(fams, "fanmail_queue_recipients", "group", "default") == 0 && value(fams, "fanmail_queue_recipients", "group", "control") == 0
 	}) {

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -87,8 +86,7 @@ func TestFullEndToEnd(t *testing.T) {
 	t.Parallel()
 	domains := []string{"d00.test", "d01.test"}
 	n := newFakeNet(t, domains, nil)
-	dataDir := filepath.Join(t.TempDir(), "data")
-	cfg := n.writeConfig(t, dataDir, "[web]\nlisten = \"127.0.0.1:0\"\nbase_url = \"http://127.0.0.1\"\n")
+	cfg := n.newConfig(t, webConfig)
 	records := map[string]string{}
 	for _, alg := range []string{"rsa", "ed25519"} {
 		name, value := n.keygen(t, cfg, "lists.example.org", alg)
@@ -97,11 +95,7 @@ func TestFullEndToEnd(t *testing.T) {
 	members := makeList(t, cfg, e2eList, domains, []int{2, 2})
 	fanmailCLI(t, cfg, "", "list", "set", e2eList, "personalize=full", "footer=-- \nannounce mailing list")
 	p := startFanmail(t, cfg)
-	m := webListenRE.FindStringSubmatch(p.log.String())
-	if m == nil {
-		t.Fatalf("no web endpoint in the start-up log:\n%s", p.log)
-	}
-	base := "http://" + m[1]
+	base := p.httpBase(t, webListenRE, "web endpoint")
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	n.waitDelivered(t, len(members), 30*time.Second, p)
 
