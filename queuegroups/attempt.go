@@ -262,15 +262,7 @@ func releaseWaiter(m *msgState) {
 // runner takes m in between.
 func (g *group) moveAside(m *msgState, e *envState) {
 	m.aside = true
-	for _, x := range m.touched {
-		if x.heapIdx >= 0 {
-			heap.Remove(&g.deferred, x.heapIdx)
-		}
-	}
-	if m.holdIdx >= 0 {
-		heap.Remove(&g.held, m.holdIdx)
-	}
-	releaseWaiter(m)
+	g.unschedule(m)
 	g.log.Error("message moved aside: its delivery panicked or crashed the server too often; fanmail queue delete removes it",
 		"qid", m.id, "group", g.cfg.Name, "domain", e.domain, "strikes", e.strikes)
 	if _, _, err := m.dir.j.append(true, false, complete(encodeID(recAside, m.id))); err != nil {

@@ -51,8 +51,8 @@ type group struct {
 	cond     *sync.Cond // signalled when work becomes ready or the group closes
 	ready    readyRing
 	adm      admission // deliveries per destination, and envelopes set aside
-	deferred deferHeap
-	held     holdHeap // queue-only messages waiting for the interval
+	deferred timeHeap[*envState]
+	held     timeHeap[*msgState] // queue-only messages waiting for the interval
 	inflight int
 	closing  bool
 	wake     chan struct{} // nudges the retry timer when the earliest deferral changes
@@ -102,6 +102,17 @@ func (g *group) scheduleFresh(m *msgState, now time.Time) {
 		return
 	}
 	g.ready.pushFresh(m)
+}
+
+// unschedule stops every scheduled attempt of m, which will have none
+// (deleted or moved aside), and lets an interactive Enqueue waiting on it
+// return. Called with g.mu held.
+func (g *group) unschedule(m *msgState) {
+	for _, e := range m.touched {
+		g.deferred.remove(e)
+	}
+	g.held.remove(m)
+	releaseWaiter(m)
 }
 
 // nudge wakes the retry timer; called with g.mu held.
@@ -166,12 +177,12 @@ func (g *group) retryTimer(ctx context.Context) {
 		}
 		now := time.Now()
 		moved := false
-		for g.deferred.Len() > 0 && !g.deferred[0].next.After(now) {
-			g.ready.push(heap.Pop(&g.deferred).(*envState))
+		for e, ok := g.deferred.popDue(now); ok; e, ok = g.deferred.popDue(now) {
+			g.ready.push(e)
 			moved = true
 		}
-		for g.held.Len() > 0 && !g.held[0].holdUntil.After(now) {
-			g.ready.pushFresh(heap.Pop(&g.held).(*msgState))
+		for m, ok := g.held.popDue(now); ok; m, ok = g.held.popDue(now) {
+			g.ready.pushFresh(m)
 			moved = true
 		}
 		wait := time.Hour
@@ -206,7 +217,7 @@ func (g *group) retryTimer(ctx context.Context) {
 // moved aside stay where they are.
 func (g *group) flush(domain string) int {
 	g.mu.Lock()
-	var keep deferHeap
+	var keep []*envState
 	moved := 0
 	for g.deferred.Len() > 0 {
 		e := heap.Pop(&g.deferred).(*envState)

@@ -1,6 +1,7 @@
 package queuegroups
 
 import (
+	"container/heap"
 	"math"
 	"time"
 )
@@ -82,53 +83,61 @@ func (r *readyRing) pop() *envState {
 	return e
 }
 
-// deferHeap orders deferred envelopes by their next attempt.
-type deferHeap []*envState
+// timeHeap orders what waits for a time: deferred envelopes by their
+// next attempt, queue-only messages by when their fresh envelopes are
+// due (the group's interval after they were queued). Each item keeps its
+// own position, so it can be taken out from the middle.
+type timeHeap[T timed] []T
 
-func (h deferHeap) Len() int           { return len(h) }
-func (h deferHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h deferHeap) Swap(i, j int) {
+// timed is an item of a timeHeap: when it is due, and where its position
+// in the heap is kept (-1 when not there).
+type timed interface {
+	*envState | *msgState
+	due() time.Time
+	heapPos() *int
+}
+
+func (e *envState) due() time.Time { return e.next }
+func (e *envState) heapPos() *int  { return &e.heapIdx }
+func (m *msgState) due() time.Time { return m.holdUntil }
+func (m *msgState) heapPos() *int  { return &m.holdIdx }
+
+func (h timeHeap[T]) Len() int           { return len(h) }
+func (h timeHeap[T]) Less(i, j int) bool { return h[i].due().Before(h[j].due()) }
+func (h timeHeap[T]) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	*h[i].heapPos() = i
+	*h[j].heapPos() = j
 }
-func (h *deferHeap) Push(x any) {
-	e := x.(*envState)
-	e.heapIdx = len(*h)
-	*h = append(*h, e)
+func (h *timeHeap[T]) Push(x any) {
+	it := x.(T)
+	*it.heapPos() = len(*h)
+	*h = append(*h, it)
 }
-func (h *deferHeap) Pop() any {
+func (h *timeHeap[T]) Pop() any {
 	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	e.heapIdx = -1
+	it := old[len(old)-1]
+	var zero T
+	old[len(old)-1] = zero
+	*it.heapPos() = -1
 	*h = old[:len(old)-1]
-	return e
+	return it
 }
 
-// holdHeap orders queue-only messages by when their fresh envelopes are
-// due (the group's interval after they were queued).
-type holdHeap []*msgState
+// popDue takes the earliest item if it is due at now.
+func (h *timeHeap[T]) popDue(now time.Time) (T, bool) {
+	if len(*h) == 0 || (*h)[0].due().After(now) {
+		var zero T
+		return zero, false
+	}
+	return heap.Pop(h).(T), true
+}
 
-func (h holdHeap) Len() int           { return len(h) }
-func (h holdHeap) Less(i, j int) bool { return h[i].holdUntil.Before(h[j].holdUntil) }
-func (h holdHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].holdIdx = i
-	h[j].holdIdx = j
-}
-func (h *holdHeap) Push(x any) {
-	m := x.(*msgState)
-	m.holdIdx = len(*h)
-	*h = append(*h, m)
-}
-func (h *holdHeap) Pop() any {
-	old := *h
-	m := old[len(old)-1]
-	old[len(old)-1] = nil
-	m.holdIdx = -1
-	*h = old[:len(old)-1]
-	return m
+// remove takes it out of the heap if it is there.
+func (h *timeHeap[T]) remove(it T) {
+	if i := *it.heapPos(); i >= 0 {
+		heap.Remove(h, i)
+	}
 }
 
 // Slotter is implemented by deliverers that know destinations;
