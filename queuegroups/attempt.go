@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"io"
@@ -101,7 +100,7 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 		return m, attemptRecorded
 	}
 	if m.touched[e.index] == e {
-		heap.Push(&g.deferred, e)
+		g.deferred.push(e, e.next, &e.heapIdx)
 		g.nudge()
 		if m.passEnded() && m.unreported() {
 			return m, passReported

@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"container/heap"
 	"context"
 	"math/rand/v2"
 	"os"
@@ -71,13 +70,13 @@ func BenchmarkDeferredHeap(b *testing.B) {
 	var g group
 	for b.Loop() {
 		for _, e := range envs {
-			heap.Push(&g.deferred, e)
+			g.deferred.push(e, e.next, &e.heapIdx)
 		}
 		for i := 0; i < len(envs); i += 10 {
-			heap.Remove(&g.deferred, envs[i].heapIdx)
+			g.deferred.remove(&envs[i].heapIdx)
 		}
 		for g.deferred.Len() > 0 {
-			heap.Pop(&g.deferred)
+			g.deferred.pop()
 		}
 	}
 }

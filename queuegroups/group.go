@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"container/heap"
 	"context"
 	"log/slog"
 	"sync"
@@ -83,7 +82,7 @@ func (g *group) pickDir() *dir {
 // schedule makes e due now or at e.next. Called with g.mu held.
 func (g *group) schedule(e *envState, now time.Time) {
 	if e.next.After(now) {
-		heap.Push(&g.deferred, e)
+		g.deferred.push(e, e.next, &e.heapIdx)
 		g.nudge()
 		return
 	}
@@ -97,7 +96,7 @@ func (g *group) scheduleFresh(m *msgState, now time.Time) {
 		return
 	}
 	if m.holdUntil.After(now) {
-		heap.Push(&g.held, m)
+		g.held.push(m, m.holdUntil, &m.holdIdx)
 		g.nudge()
 		return
 	}
@@ -109,9 +108,9 @@ func (g *group) scheduleFresh(m *msgState, now time.Time) {
 // return. Called with g.mu held.
 func (g *group) unschedule(m *msgState) {
 	for _, e := range m.touched {
-		g.deferred.remove(e)
+		g.deferred.remove(&e.heapIdx)
 	}
-	g.held.remove(m)
+	g.held.remove(&m.holdIdx)
 	releaseWaiter(m)
 }
 
@@ -187,10 +186,10 @@ func (g *group) retryTimer(ctx context.Context) {
 		}
 		wait := time.Hour
 		if g.deferred.Len() > 0 {
-			wait = g.deferred[0].next.Sub(now)
+			wait = g.deferred.first().Sub(now)
 		}
 		if g.held.Len() > 0 {
-			wait = min(wait, g.held[0].holdUntil.Sub(now))
+			wait = min(wait, g.held.first().Sub(now))
 		}
 		g.mu.Unlock()
 		if moved {
@@ -220,7 +219,7 @@ func (g *group) flush(domain string) int {
 	var keep []*envState
 	moved := 0
 	for g.deferred.Len() > 0 {
-		e := heap.Pop(&g.deferred).(*envState)
+		e := g.deferred.pop()
 		if e.msg.aside {
 			continue
 		}
@@ -233,11 +232,11 @@ func (g *group) flush(domain string) int {
 		moved++
 	}
 	for _, e := range keep {
-		heap.Push(&g.deferred, e)
+		g.deferred.push(e, e.next, &e.heapIdx)
 	}
 	if domain == "" {
 		for g.held.Len() > 0 {
-			m := heap.Pop(&g.held).(*msgState)
+			m := g.held.pop()
 			moved += m.fresh
 			g.ready.pushFresh(m)
 		}

@@ -26,8 +26,8 @@ func (q *Queue) Stats() Stats {
 		g.mu.Lock()
 		s.Inflight += g.inflight
 		s.Deferred += g.deferred.Len()
-		for _, m := range g.held {
-			s.Deferred += m.fresh // queue-only mail waiting for the interval
+		for _, h := range g.held {
+			s.Deferred += h.it.fresh // queue-only mail waiting for the interval
 		}
 		for _, d := range g.dirs {
 			s.Messages += len(d.msgs)

@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"container/heap"
 	"math"
 	"time"
 )
@@ -83,61 +82,105 @@ func (r *readyRing) pop() *envState {
 	return e
 }
 
-// timeHeap orders what waits for a time: deferred envelopes by their
-// next attempt, queue-only messages by when their fresh envelopes are
-// due (the group's interval after they were queued). Each item keeps its
-// own position, so it can be taken out from the middle.
-type timeHeap[T timed] []T
+// timeHeap orders what waits for a time, earliest first: deferred
+// envelopes by their next attempt, queue-only messages by when their
+// fresh envelopes are due (the group's interval after they were queued).
+// Each item keeps its own position in the heap, so it can be taken out
+// from the middle. It is container/heap's algorithm on the times
+// themselves: no call through an interface or a generic dictionary per
+// comparison, as the retry timer and every deferral go through it.
+type timeHeap[T any] []timed[T]
 
-// timed is an item of a timeHeap: when it is due, and where its position
-// in the heap is kept (-1 when not there).
-type timed interface {
-	*envState | *msgState
-	due() time.Time
-	heapPos() *int
+type timed[T any] struct {
+	at  time.Time
+	pos *int // the item's own record of its position, -1 when not here
+	it  T
 }
 
-func (e *envState) due() time.Time { return e.next }
-func (e *envState) heapPos() *int  { return &e.heapIdx }
-func (m *msgState) due() time.Time { return m.holdUntil }
-func (m *msgState) heapPos() *int  { return &m.holdIdx }
+func (h timeHeap[T]) Len() int { return len(h) }
 
-func (h timeHeap[T]) Len() int           { return len(h) }
-func (h timeHeap[T]) Less(i, j int) bool { return h[i].due().Before(h[j].due()) }
-func (h timeHeap[T]) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	*h[i].heapPos() = i
-	*h[j].heapPos() = j
+// first is when the earliest item is due; h must not be empty.
+func (h timeHeap[T]) first() time.Time { return h[0].at }
+
+// push adds it, due at at, keeping its position in *pos.
+func (h *timeHeap[T]) push(it T, at time.Time, pos *int) {
+	*pos = len(*h)
+	*h = append(*h, timed[T]{at: at, pos: pos, it: it})
+	h.up(*pos)
 }
-func (h *timeHeap[T]) Push(x any) {
-	it := x.(T)
-	*it.heapPos() = len(*h)
-	*h = append(*h, it)
-}
-func (h *timeHeap[T]) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	var zero T
-	old[len(old)-1] = zero
-	*it.heapPos() = -1
-	*h = old[:len(old)-1]
-	return it
-}
+
+// pop takes the earliest item; h must not be empty.
+func (h *timeHeap[T]) pop() T { return h.removeAt(0) }
 
 // popDue takes the earliest item if it is due at now.
 func (h *timeHeap[T]) popDue(now time.Time) (T, bool) {
-	if len(*h) == 0 || (*h)[0].due().After(now) {
+	if len(*h) == 0 || (*h)[0].at.After(now) {
 		var zero T
 		return zero, false
 	}
-	return heap.Pop(h).(T), true
+	return h.removeAt(0), true
 }
 
-// remove takes it out of the heap if it is there.
-func (h *timeHeap[T]) remove(it T) {
-	if i := *it.heapPos(); i >= 0 {
-		heap.Remove(h, i)
+// remove takes out the item whose position is kept in *pos, if it is
+// in the heap.
+func (h *timeHeap[T]) remove(pos *int) {
+	if *pos >= 0 {
+		h.removeAt(*pos)
 	}
+}
+
+func (h *timeHeap[T]) removeAt(i int) T {
+	old := *h
+	n := len(old) - 1
+	x := old[i]
+	if i != n {
+		old.swap(i, n)
+		if !old[:n].down(i) {
+			old[:n].up(i)
+		}
+	}
+	*x.pos = -1
+	old[n] = timed[T]{}
+	*h = old[:n]
+	return x.it
+}
+
+func (h timeHeap[T]) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	*h[i].pos = i
+	*h[j].pos = j
+}
+
+func (h timeHeap[T]) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h[j].at.Before(h[i].at) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+// down moves the item at i0 towards the leaves until it is in order,
+// and reports whether it moved.
+func (h timeHeap[T]) down(i0 int) bool {
+	i := i0
+	for {
+		j := 2*i + 1
+		if j >= len(h) {
+			break
+		}
+		if r := j + 1; r < len(h) && h[r].at.Before(h[j].at) {
+			j = r
+		}
+		if !h[j].at.Before(h[i].at) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
 }
 
 // Slotter is implemented by deliverers that know destinations;
