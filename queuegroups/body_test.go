@@ -83,12 +83,7 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 	dir := t.TempDir()
 	want := append([]byte("Subject: big\r\n\r\n"), randomBytes(streamChunk*3+1234, 7)...)
 	deferred := ""
-	rec := newRecorder(func(rcpt string, _ int) envelope.Status {
-		if rcpt == deferred {
-			return envelope.Deferred
-		}
-		return envelope.Delivered
-	})
+	rec := newRecorder(deferring(&deferred))
 	cfg := testConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
 	var log logBuffer

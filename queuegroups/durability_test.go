@@ -156,13 +156,7 @@ func TestRepliesSurviveRelocationAndRestart(t *testing.T) {
 	}
 	// Fill segments until the message's own is collected by relocation.
 	firstSeg, _ := listSegments(dir)
-	for i := 0; i < 100; i++ {
-		f := testMessage(ids, 1, 1)
-		f.Body = envelope.Bytes(strings.Repeat("x", 500))
-		if err := q.Enqueue(context.Background(), f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueFillers(t, q, ids, 100, 1, 1)
 	waitFor(t, "the fillers", func() bool { return q.Stats().Messages == 1 && q.Stats().Inflight == 0 })
 	q.Close(context.Background())
 	if _, err := os.Stat(segmentPath(dir, firstSeg[0])); !os.IsNotExist(err) {
