@@ -328,8 +328,7 @@ func TestDeliverNullSenderAndRawBody(t *testing.T) {
 	body := "Subject: bounce\n\n.leading dot\nbare LF\n"
 	env := request("example.test", "a")
 	env.Sender = ""
-	env.Size = int64(len(body))
-	env.Open = func() io.Reader { return strings.NewReader(body) }
+	setBody(&env, body)
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), env))
 	d := w.sinks[0].Deliveries()[0]
 	if d.From != "" {

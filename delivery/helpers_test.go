@@ -164,9 +164,15 @@ func request(domain string, rcpts ...string) envelope.Request {
 	for _, r := range rcpts {
 		full = append(full, r+"@"+domain)
 	}
-	r := envelope.Request{QueueID: "Q1", Size: int64(len(testBody)), Open: func() io.Reader { return strings.NewReader(testBody) }}
+	r := envelope.Request{QueueID: "Q1"}
 	r.Sender, r.Domain, r.Recipients = "owner@list.test", domain, full
+	setBody(&r, testBody)
 	return r
+}
+
+// setBody makes body the message r sends.
+func setBody(r *envelope.Request, body string) {
+	r.Size, r.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
 }
 
 // acceptLoop listens on addr and hands each connection to serve, on the
