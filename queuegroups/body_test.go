@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
 // randomBytes returns n bytes that do not compress or repeat.
@@ -86,8 +87,8 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 	rec := newRecorder(deferring(&deferred))
 	cfg := testConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
-	var log logBuffer
-	cfg.Logger = log.logger()
+	var log testutil.SyncBuffer
+	cfg.Logger = textLogger(&log)
 	defer func() {
 		if t.Failed() {
 			t.Log(log.String())
