@@ -221,14 +221,7 @@ func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
 
 func TestExpiredRecipientFails(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder(func(string, int) envelope.Status { return envelope.Deferred })
-	cfg := testConfig(t.TempDir())
-	cfg.QueueReturn = 50 * time.Millisecond
-	q := started(t, cfg, rec)
-	if err := q.Enqueue(context.Background(), testMessage(NewIDSource(), 1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "message to expire", func() bool { return q.Stats().Messages == 0 })
+	expired(t, 1, 2)
 }
 
 func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
