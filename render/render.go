@@ -47,6 +47,9 @@ type Post struct {
 	Size     int64       // of Body
 	QueueID  string      // names a Message-ID the post lacks
 	Received time.Time   // dates a post that has no Date
+	// Parsed is Header as Parse read it, when the caller has it: Render
+	// then works on a copy of it instead of parsing Header again.
+	Parsed *Parsed
 }
 
 // List is the list whose copy is made.
@@ -108,8 +111,11 @@ var ErrBadHeader = errors.New("message header does not parse")
 
 // Render makes list's copy of p.
 func Render(p Post, l List, o Options) (*Copy, error) {
-	h, err := parseHeader(p.Header)
-	if err != nil {
+	var h header
+	var err error
+	if p.Parsed != nil {
+		h = p.Parsed.header.Copy()
+	} else if h, err = parseHeader(p.Header); err != nil {
 		return nil, err
 	}
 	if int64(len(p.Header)) > p.Size {
@@ -139,12 +145,13 @@ func Render(p Post, l List, o Options) (*Copy, error) {
 		c.Munged = true
 	}
 	prefixSubject(&h, l.Settings.SubjectPrefix)
-	listHeaders(&h, l)
+	dropListFields(&h)
 	mode := personalMode(l.Settings.Personalize)
-	if mode == envelope.PersonalizeFull {
-		h.Del("List-Unsubscribe") // each member's own, signed with it
-	}
 	var hdr bytes.Buffer
+	hdr.Grow(len(p.Header) + 1024)
+	// With full, each member's List-Unsubscribe comes with its own
+	// copy, signed with it.
+	hdr.Write(listHeaderFields(l, mode != envelope.PersonalizeFull))
 	if err := writeHeader(&hdr, h); err != nil {
 		return nil, err
 	}
