@@ -131,21 +131,5 @@ func (s *Store) GetList(ctx context.Context, list string) (List, error) {
 
 // Lists returns every list, ordered by address.
 func (s *Store) Lists(ctx context.Context) ([]List, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+listColumns+" FROM lists l ORDER BY l.address")
-	if err != nil {
-		return nil, fmt.Errorf("read lists: %w", err)
-	}
-	defer rows.Close()
-	var out []List
-	for rows.Next() {
-		l, err := scanList(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("read lists: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read lists: %w", err)
-	}
-	return out, nil
+	return collect(ctx, s.db, "read lists", scanList, "SELECT "+listColumns+" FROM lists l ORDER BY l.address")
 }

@@ -58,23 +58,11 @@ func (s *Store) Moderators(ctx context.Context, list string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", id)
-	if err != nil {
-		return nil, fmt.Errorf("moderators of %s: %w", list, err)
+	out, err := collect(ctx, s.db, "moderators of "+list, scanString, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", id)
+	if out == nil && err == nil {
+		out = []string{}
 	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, fmt.Errorf("moderators of %s: %w", list, err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("moderators of %s: %w", list, err)
-	}
-	return out, nil
+	return out, err
 }
 
 // IsMember reports whether addr is a member of list. Local parts are
