@@ -31,12 +31,8 @@ func fill(t *testing.T, s *Store) (held int64) {
 	for i := range 1234 {
 		addrs = append(addrs, fmt.Sprintf("m%d@d%d.example", i, i%7))
 	}
-	if _, err := s.AddMembers(ctx, "announce@example.org", addrs); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AddMembers(ctx, "talk@example.org", addrs[:3]); err != nil {
-		t.Fatal(err)
-	}
+	addMembers(t, s, "announce@example.org", addrs...)
+	addMembers(t, s, "talk@example.org", addrs[:3]...)
 	if err := s.SetSettings(ctx, "talk@example.org", [][2]string{{"posting", "moderated"}, {"subject_prefix", "[talk]"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,7 @@ func testFindList(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
 	s := be.withList(t, "Talk@Example.org")
-	if _, err := s.AddMembers(ctx, "talk@example.org", []string{"a@example.net", "b@example.net"}); err != nil {
-		t.Fatal(err)
-	}
+	addMembers(t, s, "talk@example.org", "a@example.net", "b@example.net")
 	full, err := s.GetList(ctx, "talk@example.org")
 	if err != nil {
 		t.Fatal(err)

@@ -74,9 +74,7 @@ func testMembers(t *testing.T, be backend) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := be.withList(t, list)
-			if _, err := s.AddMembers(ctx, list, tt.initial); err != nil {
-				t.Fatal(err)
-			}
+			addMembers(t, s, list, tt.initial...)
 			var errs []error
 			if tt.add != nil {
 				added, err := s.AddMembers(ctx, list, tt.add)
