@@ -28,3 +28,16 @@ func testFindList(t *testing.T, be backend) {
 		t.Errorf("missing list: %v, want ErrNoList", err)
 	}
 }
+
+// BenchmarkFindList is the server's lookup of a list on each RCPT and
+// delivery, on a list with members (which FindList does not count).
+func BenchmarkFindList(b *testing.B) {
+	ctx := context.Background()
+	s := openWithList(b, "l@example.org")
+	addMembers(b, s, "l@example.org", members100k()[:1000]...)
+	for b.Loop() {
+		if _, err := s.FindList(ctx, "L@example.org"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
