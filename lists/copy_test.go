@@ -95,22 +95,19 @@ func dump(t *testing.T, s *Store) map[string]any {
 		ls[i].Created = ls[i].Created.UTC()
 	}
 	out["lists"] = ls
+	perList := map[string]func(list string) (any, error){
+		"members":    func(list string) (any, error) { return s.Members(ctx, list) },
+		"settings":   func(list string) (any, error) { return s.SettingValues(ctx, list) },
+		"moderators": func(list string) (any, error) { return s.Moderators(ctx, list) },
+	}
 	for _, l := range ls {
-		m, err := s.Members(ctx, l.Address)
-		if err != nil {
-			t.Fatal(err)
+		for name, read := range perList {
+			v, err := read(l.Address)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name+" "+l.Address] = v
 		}
-		out["members "+l.Address] = m
-		set, err := s.SettingValues(ctx, l.Address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["settings "+l.Address] = set
-		mods, err := s.Moderators(ctx, l.Address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["moderators "+l.Address] = mods
 		bouncing, err := s.BouncingMembers(ctx, l.Address)
 		if err != nil {
 			t.Fatal(err)
