@@ -44,6 +44,9 @@ type Expansion struct {
 	Reply string
 	// Notes say, for the log, what each list did with the post.
 	Notes []string
+	// MessageID is the post's Message-ID as written, for the log; "" if
+	// it has none.
+	MessageID string
 }
 
 // ErrDeferred means a list's copy cannot be made yet: the DMARC policy of
@@ -88,8 +91,12 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*Expansion, error) {
 	if n := countReceived(header); n > maxHops {
 		return nil, fmt.Errorf("%d Received headers: %w", n, ErrLoop)
 	}
-	info, infoErr := render.Inspect(header)
-	exp := &Expansion{Message: &queuegroups.Message{ID: p.ID, Received: p.Received, Body: p.Body}}
+	parsed, infoErr := render.Parse(header)
+	var info render.Info
+	if parsed != nil {
+		info = parsed.Info
+	}
+	exp := &Expansion{Message: &queuegroups.Message{ID: p.ID, Received: p.Received, Body: p.Body}, MessageID: info.MessageID}
 	var aliased []string
 	var posts []listPost
 	var commands []target
@@ -148,7 +155,7 @@ func (x *Expander) Expand(ctx context.Context, p Post) (*Expansion, error) {
 		exp.Notes = append(exp.Notes, t.list+": "+reply)
 	}
 	for _, lp := range posts {
-		if err := x.applyDecision(ctx, p, header, info, lp, exp); err != nil {
+		if err := x.applyDecision(ctx, p, header, parsed, lp, exp); err != nil {
 			x.Withdraw(ctx, exp.Stored)
 			return nil, err
 		}
@@ -194,13 +201,13 @@ func (x *Expander) decidePost(ctx context.Context, list string, info render.Info
 
 // applyDecision does what lp's decision says: a part for the queue, a
 // post in the store, or nothing.
-func (x *Expander) applyDecision(ctx context.Context, p Post, header []byte, info render.Info, lp listPost, exp *Expansion) error {
+func (x *Expander) applyDecision(ctx context.Context, p Post, header []byte, parsed *render.Parsed, lp listPost, exp *Expansion) error {
 	switch lp.decision.verdict {
 	case discard:
 		exp.Notes = append(exp.Notes, lp.list+": discarded: "+lp.decision.reason)
 		return nil
 	case hold:
-		id, err := x.keep(ctx, p, info, lp, lists.PostHeld, lp.decision.reason)
+		id, err := x.keep(ctx, p, parsed.Info, lp, lists.PostHeld, lp.decision.reason)
 		if err != nil {
 			return err
 		}
@@ -208,9 +215,9 @@ func (x *Expander) applyDecision(ctx context.Context, p Post, header []byte, inf
 		exp.Notes = append(exp.Notes, fmt.Sprintf("%s: held as post %d: %s", lp.list, id, lp.decision.reason))
 		return nil
 	}
-	part, err := x.listPart(ctx, p, header, info, lp.list, lp.settings)
+	part, err := x.listPart(ctx, p, header, parsed, lp.list, lp.settings)
 	if errors.Is(err, ErrDeferred) {
-		id, serr := x.keep(ctx, p, info, lp, lists.PostAccepted, err.Error())
+		id, serr := x.keep(ctx, p, parsed.Info, lp, lists.PostAccepted, err.Error())
 		if serr != nil {
 			return serr
 		}
@@ -259,7 +266,8 @@ func (x *Expander) Withdraw(ctx context.Context, ids []int64) {
 // post's), from the list's bounce address. It asks the DMARC policy of
 // the author's domain first when the list would act on it; a failed
 // lookup is ErrDeferred.
-func (x *Expander) listPart(ctx context.Context, p Post, header []byte, info render.Info, list string, s lists.Settings) (queuegroups.Part, error) {
+func (x *Expander) listPart(ctx context.Context, p Post, header []byte, parsed *render.Parsed, list string, s lists.Settings) (queuegroups.Part, error) {
+	info := parsed.Info
 	policy := dmarc.PolicyNone
 	if x.dmarc != nil && s.DMARC != lists.DMARCNone && info.From != "" {
 		res, err := x.dmarc.Lookup(ctx, domainOf(info.From))
@@ -268,7 +276,7 @@ func (x *Expander) listPart(ctx context.Context, p Post, header []byte, info ren
 		}
 		policy = res.Policy
 	}
-	c, err := render.Render(render.Post{Header: header, Body: p.Body, Size: p.Body.Size(), QueueID: p.ID, Received: p.Received},
+	c, err := render.Render(render.Post{Header: header, Parsed: parsed, Body: p.Body, Size: p.Body.Size(), QueueID: p.ID, Received: p.Received},
 		render.List{Address: list, Settings: s}, render.Options{Hostname: x.hostname, DMARC: policy, Keys: x.keys})
 	if err != nil {
 		return queuegroups.Part{}, fmt.Errorf("copy for %s: %w", list, err)
@@ -307,7 +315,7 @@ func (x *Expander) Distribute(ctx context.Context, p Post, list, qid string) (*q
 	if err != nil {
 		return nil, err
 	}
-	info, err := render.Inspect(header)
+	parsed, err := render.Parse(header)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +323,7 @@ func (x *Expander) Distribute(ctx context.Context, p Post, list, qid string) (*q
 	if err != nil {
 		return nil, err
 	}
-	part, err := x.listPart(ctx, p, header, info, list, s)
+	part, err := x.listPart(ctx, p, header, parsed, list, s)
 	if err != nil {
 		return nil, err
 	}

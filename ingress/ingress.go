@@ -391,7 +391,7 @@ func (ss *session) Data(r io.Reader) error {
 	rcpts := msg.Queued()
 	s.counters.accepted.Add(1)
 	s.log.Info("accepted", "qid", id, "client", ss.remote, "helo", post.Helo, "from", ss.from,
-		"message_id", messageID(body), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly,
+		"message_id", finishID(exp.MessageID), "lists", ss.lists, "size", body.Size(), "rcpts", rcpts, "queue_only", queueOnly,
 		"policy", exp.Notes)
 	if exp.Reply != "" {
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: exp.Reply}

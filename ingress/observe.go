@@ -6,18 +6,12 @@ package ingress
 // log too.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"fanmail/envelope"
-	"fanmail/expander"
 )
 
 // Stats is a snapshot of the listener's counters since it started.
@@ -155,36 +149,8 @@ func (r *rateLog) log(level slog.Level, msg string, args ...any) {
 	r.out.Log(context.Background(), level, msg, args...)
 }
 
-// messageID returns the value of the Message-ID field of the header of
-// body, or "" when there is none. It scans rather than parses the
-// header, reading no further than its end: it runs for every accepted
-// post.
-func messageID(body envelope.Body) string {
-	const name = "message-id:"
-	r := bufio.NewReader(io.NewSectionReader(body, 0, min(body.Size(), expander.MaxHeaderSize)))
-	var found []byte
-	for {
-		line, err := r.ReadSlice('\n')
-		trimmed := bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(trimmed) == 0:
-			return finishID(found) // end of the header (or of the input)
-		case found != nil && len(found) == 0 && (trimmed[0] == ' ' || trimmed[0] == '\t'):
-			// The value was folded onto the next line.
-			found = bytes.TrimSpace(trimmed)
-		case found != nil:
-			return finishID(found)
-		case len(trimmed) >= len(name) && bytes.EqualFold(trimmed[:len(name)], []byte(name)):
-			found = append([]byte{}, bytes.TrimSpace(trimmed[len(name):])...)
-		}
-		if err != nil && err != bufio.ErrBufferFull {
-			return finishID(found)
-		}
-	}
-}
-
 // finishID bounds what a log line copies of whatever was sent.
-func finishID(v []byte) string {
+func finishID(v string) string {
 	const maxLen = 256
-	return string(v[:min(len(v), maxLen)])
+	return v[:min(len(v), maxLen)]
 }

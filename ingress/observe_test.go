@@ -10,25 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"fanmail/envelope"
 	"fanmail/internal/testutil"
 )
-
-func TestMessageID(t *testing.T) {
-	tests := []struct{ msg, want string }{
-		{"Subject: x\r\nMessage-ID: <a@b>\r\n\r\nbody", "<a@b>"},
-		{"message-id:   <lower@case>  \r\n\r\n", "<lower@case>"},
-		{"Message-Id:\r\n <folded@x>\r\nSubject: y\r\n\r\n", "<folded@x>"},
-		{"Subject: x\r\n\r\nMessage-ID: <in@body>\r\n", ""},
-		{"Subject: no id\n\nbody", ""},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		if got := messageID(envelope.Bytes(tt.msg)); got != tt.want {
-			t.Errorf("messageID(%q) = %q, want %q", tt.msg, got, tt.want)
-		}
-	}
-}
 
 func TestRateLogSuppresses(t *testing.T) {
 	var buf bytes.Buffer

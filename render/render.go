@@ -47,6 +47,9 @@ type Post struct {
 	Size     int64       // of Body
 	QueueID  string      // names a Message-ID the post lacks
 	Received time.Time   // dates a post that has no Date
+	// Parsed is Header as Parse read it, when the caller has it: Render
+	// then works on a copy of it instead of parsing Header again.
+	Parsed *Parsed
 }
 
 // List is the list whose copy is made.
@@ -108,8 +111,11 @@ var ErrBadHeader = errors.New("message header does not parse")
 
 // Render makes list's copy of p.
 func Render(p Post, l List, o Options) (*Copy, error) {
-	h, err := parseHeader(p.Header)
-	if err != nil {
+	var h header
+	var err error
+	if p.Parsed != nil {
+		h = p.Parsed.header.Copy()
+	} else if h, err = parseHeader(p.Header); err != nil {
 		return nil, err
 	}
 	if int64(len(p.Header)) > p.Size {

@@ -177,3 +177,24 @@ func TestInspect(t *testing.T) {
 		t.Errorf("Inspect (-want +got):\n%s", diff)
 	}
 }
+
+func TestInspectMessageID(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ header, want string }{
+		{"Subject: x\r\nMessage-ID: <a@b>\r\n\r\n", "<a@b>"},
+		{"message-id:   <lower@case>  \r\n\r\n", "<lower@case>"},
+		{"Message-Id:\r\n <folded@x>\r\nSubject: y\r\n\r\n", "<folded@x>"},
+		{"Message-ID: <first@x>\r\nMessage-ID: <second@x>\r\n\r\n", "<first@x>"},
+		{"Subject: no id\n\n", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		info, err := Inspect([]byte(tt.header))
+		if err != nil {
+			t.Fatalf("Inspect(%q): %v", tt.header, err)
+		}
+		if info.MessageID != tt.want {
+			t.Errorf("Inspect(%q).MessageID = %q, want %q", tt.header, info.MessageID, tt.want)
+		}
+	}
+}
