@@ -58,11 +58,17 @@ func (s *Store) Moderators(ctx context.Context, list string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := collect(ctx, s.db, "moderators of "+list, scanString, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", id)
+	out, err := moderatorsOf(ctx, s.db, id, list)
 	if out == nil && err == nil {
 		out = []string{}
 	}
 	return out, err
+}
+
+// moderatorsOf returns the moderators of list, whose id is lid, in q's
+// view (a transaction's, say), ordered.
+func moderatorsOf(ctx context.Context, q rowQueryer, lid int64, list string) ([]string, error) {
+	return collect(ctx, q, "moderators of "+list, scanString, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", lid)
 }
 
 // IsMember reports whether addr is a member of list. Local parts are

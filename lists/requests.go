@@ -290,7 +290,7 @@ func (s *Store) askApprovers(ctx context.Context, tx *sql.Tx, c *Confirmation, l
 		}
 		return err
 	}
-	to, err := collect(ctx, tx, "moderators of "+c.Request.List, scanString, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", lid)
+	to, err := moderatorsOf(ctx, tx, lid, c.Request.List)
 	if err != nil {
 		return err
 	}
