@@ -188,7 +188,10 @@ func (c *Cutter) Add(addr, domain string) error {
 		c.domain = domain
 		c.group, c.n = c.r.Route(domain)
 		if c.buf == nil {
-			c.buf = make([]string, 0, c.n)
+			// Grown by append up to n: most posts go to small lists,
+			// and a buffer of r strings each would be most of what
+			// accepting one costs in allocation.
+			c.buf = make([]string, 0, min(c.n, 8))
 		}
 	}
 	c.buf = append(c.buf, addr)

@@ -145,12 +145,13 @@ func Render(p Post, l List, o Options) (*Copy, error) {
 		c.Munged = true
 	}
 	prefixSubject(&h, l.Settings.SubjectPrefix)
-	listHeaders(&h, l)
+	dropListFields(&h)
 	mode := personalMode(l.Settings.Personalize)
-	if mode == envelope.PersonalizeFull {
-		h.Del("List-Unsubscribe") // each member's own, signed with it
-	}
 	var hdr bytes.Buffer
+	hdr.Grow(len(p.Header) + 1024)
+	// With full, each member's List-Unsubscribe comes with its own
+	// copy, signed with it.
+	hdr.Write(listHeaderFields(l, mode != envelope.PersonalizeFull))
 	if err := writeHeader(&hdr, h); err != nil {
 		return nil, err
 	}
