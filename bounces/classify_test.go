@@ -75,19 +75,19 @@ func TestFromReply(t *testing.T) {
 		want      Recipient
 	}{
 		{"5xx user unknown", "<Ann@Example.COM>", true, 550, "5.1.1", "<ann@example.com>: Recipient address rejected: User unknown",
-			Recipient{Address: "Ann@example.com", Action: dsn.Failed, Status: "5.1.1", Severity: Hard, RemoteMTA: "mx.example.com",
+			Recipient{Address: "Ann@example.com", Action: dsn.Failed, Status: "5.1.1", Severity: Hard,
 				Diagnostic: "550 5.1.1 <ann@example.com>: Recipient address rejected: User unknown"}},
 		{"5xx policy", "bob@example.org", true, 554, "5.7.1", "Message rejected as spam",
-			Recipient{Address: "bob@example.org", Action: dsn.Failed, Status: "5.7.1", Severity: Soft, RemoteMTA: "mx.example.com",
+			Recipient{Address: "bob@example.org", Action: dsn.Failed, Status: "5.7.1", Severity: Soft,
 				Diagnostic: "554 5.7.1 Message rejected as spam"}},
 		{"5xx without enhanced code", "carl@example.org", true, 550, "", "no such user here",
-			Recipient{Address: "carl@example.org", Action: dsn.Failed, Status: "5.0.0", Severity: Hard, RemoteMTA: "mx.example.com",
+			Recipient{Address: "carl@example.org", Action: dsn.Failed, Status: "5.0.0", Severity: Hard,
 				Diagnostic: "550 no such user here"}},
 		{"4xx is a delay", "dana@example.org", false, 452, "4.2.2", "Mailbox full",
-			Recipient{Address: "dana@example.org", Action: dsn.Delayed, Status: "4.2.2", Severity: Soft, RemoteMTA: "mx.example.com",
+			Recipient{Address: "dana@example.org", Action: dsn.Delayed, Status: "4.2.2", Severity: Soft,
 				Diagnostic: "452 4.2.2 Mailbox full"}},
 		{"local permanent failure", "erin@example.org", true, 0, "5.1.10", "domain example.org has a null MX",
-			Recipient{Address: "erin@example.org", Action: dsn.Failed, Status: "5.1.10", Severity: Hard, RemoteMTA: "mx.example.com",
+			Recipient{Address: "erin@example.org", Action: dsn.Failed, Status: "5.1.10", Severity: Hard,
 				Diagnostic: "domain example.org has a null MX"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,7 +95,7 @@ func TestFromReply(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tc.want.Evidence = tc.want.Diagnostic
+			tc.want.RemoteMTA, tc.want.Evidence = "mx.example.com", tc.want.Diagnostic
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}

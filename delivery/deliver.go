@@ -69,20 +69,7 @@ func (a *Agent) fallback(ctx context.Context, env envelope.Request, results []en
 	if len(idx) == 0 || ctx.Err() != nil {
 		return
 	}
-	fe := env
-	fe.Recipients = make([]string, len(idx))
-	for k, i := range idx {
-		fe.Recipients[k] = env.Recipients[i]
-	}
-	if env.Progress != nil {
-		fe.Progress = func(sub []int, res []envelope.Result) {
-			orig := make([]int, len(sub))
-			for k, j := range sub {
-				orig[k] = idx[j]
-			}
-			env.Progress(orig, res)
-		}
-	}
+	fe := env.Only(idx)
 	ft := &txn{a: a, env: fe, results: make([]envelope.Result, len(idx))}
 	for k := range ft.results {
 		ft.results[k].Recipient = fe.Recipients[k]

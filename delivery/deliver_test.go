@@ -212,12 +212,10 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 
 func TestDeliverPerRecipientReplies(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+	w, a := exampleAgent(t, nil, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
 		"busy@": {Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"},
 		"gone@": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
 	}.Hook})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
 
 	res := a.Deliver(ctxT(t), request("example.test", "a", "busy", "b", "gone", "c"))
 	want := []envelope.Result{
@@ -253,11 +251,9 @@ func TestDeliverPerRecipientReplies(t *testing.T) {
 
 func TestDeliverAllRecipientsRejected(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+	w, a := exampleAgent(t, nil, fakenet.SinkOptions{RcptHook: func(_, to string) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no"}
 	}})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
 	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 	checkBriefs(t, repeat(brief{envelope.Failed, 550, "5.1.1"}, 2), res)
 	if n := w.sinks[0].Transactions(); n != 0 {
@@ -278,7 +274,7 @@ func TestDeliverDataReply(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, fakenet.SinkOptions{
+			_, a := exampleAgent(t, nil, fakenet.SinkOptions{
 				RcptHook: fakenet.RcptReplies{
 					"gone@": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
 				}.Hook,
@@ -286,8 +282,6 @@ func TestDeliverDataReply(t *testing.T) {
 					return &smtp.SMTPError{Code: tt.code, EnhancedCode: smtp.EnhancedCode{tt.code / 100, 7, 1}, Message: "content rejected"}
 				},
 			})
-			w.zoneMX("example.test", 60, sinkIP(0))
-			a := w.agent(w.config())
 			res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "b"))
 			dataBrief := brief{tt.want, tt.code, strings.Replace("x.7.1", "x", string(rune('0'+tt.code/100)), 1)}
 			checkBriefs(t, []brief{dataBrief, {envelope.Failed, 550, "5.1.1"}, dataBrief}, res)
@@ -300,12 +294,10 @@ func TestDeliverDataReply(t *testing.T) {
 
 func TestDeliver421AtRcpt(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
+	w, a := exampleAgent(t, nil, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
 		"gone@": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
 		"c@":    {Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"},
 	}.Hook})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
 	res := a.Deliver(ctxT(t), request("example.test", "a", "gone", "c", "d"))
 	d := brief{envelope.Deferred, 421, "4.3.2"}
 	checkBriefs(t, []brief{d, {envelope.Failed, 550, "5.1.1"}, d, d}, res)
@@ -332,14 +324,11 @@ func TestDeliverRouteBypassesDNS(t *testing.T) {
 
 func TestDeliverNullSenderAndRawBody(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
+	w, a := exampleAgent(t, nil)
 	body := "Subject: bounce\n\n.leading dot\nbare LF\n"
 	env := request("example.test", "a")
 	env.Sender = ""
-	env.Size = int64(len(body))
-	env.Open = func() io.Reader { return strings.NewReader(body) }
+	setBody(&env, body)
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), env))
 	d := w.sinks[0].Deliveries()[0]
 	if d.From != "" {
@@ -353,9 +342,7 @@ func TestDeliverNullSenderAndRawBody(t *testing.T) {
 
 func TestDeliverBadEnvelopes(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
+	_, a := exampleAgent(t, nil)
 
 	env := request("example.test", "a")
 	env.Recipients = append(env.Recipients, "evil\r\nRCPT TO:<x@y>", "")
@@ -375,9 +362,7 @@ func TestDeliverBadEnvelopes(t *testing.T) {
 
 func TestDeliverBodyReadError(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
+	w, a := exampleAgent(t, nil)
 	env := request("example.test", "a")
 	env.Open = func() io.Reader {
 		return io.MultiReader(strings.NewReader("Subject: x\r\n\r\npart"), errReader{errors.New("disk on fire")})
@@ -395,12 +380,10 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestDeliverContextCancel(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{DataHook: func(fakenet.Delivery) error {
+	_, a := exampleAgent(t, nil, fakenet.SinkOptions{DataHook: func(fakenet.Delivery) error {
 		time.Sleep(3 * time.Second)
 		return nil
 	}})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -413,9 +396,7 @@ func TestDeliverContextCancel(t *testing.T) {
 
 func TestDeliverAfterClose(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
+	w, a := exampleAgent(t, nil)
 	a.Close()
 	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	if n := w.dns.TotalQueries(); n != 0 {
@@ -495,7 +476,9 @@ func TestFallbackRelay(t *testing.T) {
 // the next transaction starts; deferred recipients are not reported.
 func TestDeliverReportsProgressPerTransaction(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.RcptsPerTxn = 2
+	}, fakenet.SinkOptions{RcptHook: func(_, to string) error {
 		switch {
 		case strings.HasPrefix(to, "busy@"):
 			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
@@ -504,10 +487,6 @@ func TestDeliverReportsProgressPerTransaction(t *testing.T) {
 		}
 		return nil
 	}})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.RcptsPerTxn = 2
-	a := w.agent(cfg)
 	type call struct {
 		Idx      []int
 		Statuses []envelope.Status

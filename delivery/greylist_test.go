@@ -92,11 +92,9 @@ func TestGreylistSchedule(t *testing.T) {
 // the schedule's RetryAfter, and takes it once the window has passed.
 func TestGreylistedRecipientRetryAfter(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{Greylist: 50 * time.Millisecond})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.GreylistRetry, cfg.GreylistRetryMax = 60*time.Millisecond, time.Minute
-	a := w.agent(cfg)
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.GreylistRetry, cfg.GreylistRetryMax = 60*time.Millisecond, time.Minute
+	}, fakenet.SinkOptions{Greylist: 50 * time.Millisecond})
 	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 	checkBriefs(t, repeat(brief{envelope.Deferred, 451, "4.7.1"}, 2), res)
 	for _, r := range res {

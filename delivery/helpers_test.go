@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,6 +97,20 @@ func (w *world) config() Config {
 	}
 }
 
+// exampleAgent is most tests' setup: a world with sinkOpts' sinks (one
+// plain sink when none is given), example.test's MX at sink 0, and an
+// agent on the world's config as tweak, if not nil, changes it.
+func exampleAgent(t *testing.T, tweak func(*Config), sinkOpts ...fakenet.SinkOptions) (*world, *Agent) {
+	t.Helper()
+	w := newWorld(t, sinkOpts...)
+	w.zoneMX("example.test", 60, sinkIP(0))
+	cfg := w.config()
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	return w, w.agent(cfg)
+}
+
 func (w *world) agent(cfg Config) *Agent {
 	w.t.Helper()
 	return newAgent(w.t, cfg)
@@ -151,9 +164,15 @@ func request(domain string, rcpts ...string) envelope.Request {
 	for _, r := range rcpts {
 		full = append(full, r+"@"+domain)
 	}
-	r := envelope.Request{QueueID: "Q1", Size: int64(len(testBody)), Open: func() io.Reader { return strings.NewReader(testBody) }}
+	r := envelope.Request{QueueID: "Q1"}
 	r.Sender, r.Domain, r.Recipients = "owner@list.test", domain, full
+	setBody(&r, testBody)
 	return r
+}
+
+// setBody makes body the message r sends.
+func setBody(r *envelope.Request, body string) {
+	r.Size, r.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
 }
 
 // acceptLoop listens on addr and hands each connection to serve, on the
@@ -216,21 +235,3 @@ func repeat(b brief, n int) []brief {
 var (
 	sent = brief{envelope.Delivered, 250, "2.0.0"}
 )
-
-// fakeClock lets cache tests move time without sleeping.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}

@@ -41,12 +41,10 @@ func deliverConcurrently(t *testing.T, a *Agent, n int) int {
 // way and costs no recipient a deferral.
 func TestNeverMoreSessionsThanAllowed(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{MaxConnsPerIP: 4, MaxMsgsPerConn: 2,
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.MaxConns, cfg.InitialConcurrency = 4, 4
+	}, fakenet.SinkOptions{MaxConnsPerIP: 4, MaxMsgsPerConn: 2,
 		DataHook: func(fakenet.Delivery) error { time.Sleep(2 * time.Millisecond); return nil }})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.MaxConns, cfg.InitialConcurrency = 4, 4
-	a := w.agent(cfg)
 	if got := deliverConcurrently(t, a, 60); got != 60 {
 		t.Fatalf("delivered %d of 60", got)
 	}
@@ -70,12 +68,10 @@ func TestNeverMoreSessionsThanAllowed(t *testing.T) {
 // wait for a connection of their own group instead of being deferred.
 func TestLearnsSessionsPerAddress(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{MaxConnsPerIP: 3,
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.MaxConns, cfg.InitialConcurrency = 8, 8
+	}, fakenet.SinkOptions{MaxConnsPerIP: 3,
 		DataHook: func(fakenet.Delivery) error { time.Sleep(5 * time.Millisecond); return nil }})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.MaxConns, cfg.InitialConcurrency = 8, 8
-	a := w.agent(cfg)
 	if got := deliverConcurrently(t, a, 40); got != 40 {
 		t.Fatalf("delivered %d of 40", got)
 	}
@@ -99,9 +95,7 @@ func TestLearnsSessionsPerAddress(t *testing.T) {
 // once, and the group learns the limit.
 func TestTooManyRecipientsGoInTheNextTransaction(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{MaxRcpts: 30})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
+	w, a := exampleAgent(t, nil, fakenet.SinkOptions{MaxRcpts: 30})
 	rcpts := func(prefix string) []string {
 		var out []string
 		for i := range 100 {
@@ -130,18 +124,16 @@ func TestThrottle421RetriedWithinTheDelivery(t *testing.T) {
 	t.Parallel()
 	var refusals atomic.Int64
 	refusals.Store(2)
-	w := newWorld(t, fakenet.SinkOptions{ConnHook: func(string) *smtp.SMTPError {
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.ThrottlePause, cfg.ThrottlePauseMax = 5*time.Millisecond, 20*time.Millisecond
+		cfg.ReplyRules = []ReplyRule{} // no halving: this test is about the pause
+		cfg.ConnCacheSize = -1         // each delivery dials
+	}, fakenet.SinkOptions{ConnHook: func(string) *smtp.SMTPError {
 		if refusals.Add(-1) >= 0 {
 			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "busy, try later"}
 		}
 		return nil
 	}})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.ThrottlePause, cfg.ThrottlePauseMax = 5*time.Millisecond, 20*time.Millisecond
-	cfg.ReplyRules = []ReplyRule{} // no halving: this test is about the pause
-	cfg.ConnCacheSize = -1         // each delivery dials
-	a := w.agent(cfg)
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	if n := w.sinks[0].Connections(); n != 3 {
 		t.Errorf("connections = %d, want 3 (two refused, one delivering)", n)
@@ -205,11 +197,9 @@ func TestSilentHostSuspendsItsGroup(t *testing.T) {
 // connection. SlotsChanged fires when they grow.
 func TestSlotsFollowTheGroup(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.InitialConcurrency = 3
-	a := w.agent(cfg)
+	_, a := exampleAgent(t, func(cfg *Config) {
+		cfg.InitialConcurrency = 3
+	})
 	if dest, n := a.Slots("Example.TEST"); dest != "domain:example.test" || n != 1 {
 		t.Errorf("before any delivery: %q, %d; want domain:example.test, 1", dest, n)
 	}
@@ -232,11 +222,9 @@ func TestSlotsFollowTheGroup(t *testing.T) {
 func TestSlowGreeterConnectionIsReused(t *testing.T) {
 	t.Parallel()
 	const slow = 500 * time.Millisecond
-	w := newWorld(t, fakenet.SinkOptions{GreetDelay: slow + 200*time.Millisecond})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.CommandTimeout = 10 * time.Second
-	a := w.agent(cfg)
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.CommandTimeout = 10 * time.Second
+	}, fakenet.SinkOptions{GreetDelay: slow + 200*time.Millisecond})
 	a.pool.slowGreeting = slow
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "first")))
 	if got := deliverConcurrently(t, a, 8); got != 8 {

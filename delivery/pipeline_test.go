@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -196,26 +195,23 @@ func TestServerCannotTakeMessage(t *testing.T) {
 	}{
 		{"too big for SIZE", []string{"SIZE 10"}, nil, brief{envelope.Failed, 0, "5.3.4"}},
 		{"8-bit without 8BITMIME", nil, func(e *envelope.Request) {
-			body := "Subject: caf\xc3\xa9\r\n\r\nhi\r\n"
-			e.Size, e.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
+			setBody(e, "Subject: caf\xc3\xa9\r\n\r\nhi\r\n")
 		}, brief{envelope.Failed, 0, "5.6.3"}},
 		{"needs SMTPUTF8", []string{"8BITMIME"}, func(e *envelope.Request) {
-			body := "From: Jörg <j@list.test>\r\n\r\nhi\r\n"
-			e.SMTPUTF8, e.Size, e.Open = true, int64(len(body)), func() io.Reader { return strings.NewReader(body) }
+			e.SMTPUTF8 = true
+			setBody(e, "From: Jörg <j@list.test>\r\n\r\nhi\r\n")
 		}, brief{envelope.Failed, 0, "5.6.7"}},
 		{"UTF-8 sender", []string{"8BITMIME"}, func(e *envelope.Request) { e.Sender = "böss@list.test" }, brief{envelope.Failed, 0, "5.6.7"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := newScripted(t, "127.0.0.1", &scripted{ext: tt.ext})
-			a := scriptedAgent(t, s, nil)
 			env := request("example.test", "a")
 			if tt.env != nil {
 				tt.env(&env)
 			}
-			checkBriefs(t, []brief{tt.want}, a.Deliver(ctxT(t), env))
-			_, cmds, _, _, _ := s.stats()
+			res, cmds := deliverScripted(t, tt.ext, env)
+			checkBriefs(t, []brief{tt.want}, res)
 			for _, c := range cmds {
 				if strings.HasPrefix(c, "MAIL") {
 					t.Errorf("sent %q for a message the server cannot take", c)

@@ -17,9 +17,7 @@ import (
 
 func TestConnectionReuse(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
+	w, a := exampleAgent(t, nil)
 	const envelopes = 10
 	for i := range envelopes {
 		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", fmt.Sprint("r", i))))
@@ -76,11 +74,9 @@ func TestConnectionLimits(t *testing.T) {
 
 func TestIdleTimeoutClosesCachedConnections(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.ConnIdleTimeout = 40 * time.Millisecond
-	a := w.agent(cfg)
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.ConnIdleTimeout = 40 * time.Millisecond
+	})
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -164,15 +160,13 @@ func TestConcurrencyCapAndMXCache(t *testing.T) {
 func TestBusyDestinationDefersPromptly(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	w := newWorld(t, fakenet.SinkOptions{DataHook: func(fakenet.Delivery) error {
+	_, a := exampleAgent(t, func(cfg *Config) {
+		cfg.MaxConns = 1
+		cfg.SlotWait = 30 * time.Millisecond
+	}, fakenet.SinkOptions{DataHook: func(fakenet.Delivery) error {
 		<-release
 		return nil
 	}})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.MaxConns = 1
-	cfg.SlotWait = 30 * time.Millisecond
-	a := w.agent(cfg)
 
 	done := make(chan []envelope.Result)
 	go func() { done <- a.Deliver(ctxT(t), request("example.test", "slow")) }()
@@ -201,11 +195,9 @@ func refuseWith(code int, enh smtp.EnhancedCode, msg string) func(string) *smtp.
 
 func Test421SlowsDestination(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{ConnHook: refuseWith(421, smtp.EnhancedCode{4, 7, 0}, "too many connections from you")})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.MaxConns, cfg.InitialConcurrency = 16, 16
-	a := w.agent(cfg)
+	_, a := exampleAgent(t, func(cfg *Config) {
+		cfg.MaxConns, cfg.InitialConcurrency = 16, 16
+	}, fakenet.SinkOptions{ConnHook: refuseWith(421, smtp.EnhancedCode{4, 7, 0}, "too many connections from you")})
 	checkBriefs(t, []brief{{envelope.Deferred, 421, "4.7.0"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	s, _ := a.Destination("example.test")
 	if s.Window > 8 || !s.SuspendedUntil.IsZero() {
@@ -215,11 +207,9 @@ func Test421SlowsDestination(t *testing.T) {
 
 func TestReplyRuleSuspends(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, fakenet.SinkOptions{RcptHook: func(_, to string) error {
+	w, a := exampleAgent(t, nil, fakenet.SinkOptions{RcptHook: func(_, to string) error {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 28}, Message: "unusual rate of mail, try again later"}
 	}})
-	w.zoneMX("example.test", 60, sinkIP(0))
-	a := w.agent(w.config())
 	checkBriefs(t, []brief{{envelope.Deferred, 421, "4.7.28"}}, a.Deliver(ctxT(t), request("example.test", "a")))
 	res := a.Deliver(ctxT(t), request("example.test", "b"))
 	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.4.1"}}, res)
@@ -249,11 +239,9 @@ func TestDeadDestinationSuspended(t *testing.T) {
 
 func TestConcurrencyGrowsOnSuccess(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.InitialConcurrency, cfg.MaxConns = 2, 4
-	a := w.agent(cfg)
+	_, a := exampleAgent(t, func(cfg *Config) {
+		cfg.InitialConcurrency, cfg.MaxConns = 2, 4
+	})
 	for i := range 20 {
 		a.Deliver(ctxT(t), request("example.test", fmt.Sprint("r", i)))
 	}
@@ -264,11 +252,9 @@ func TestConcurrencyGrowsOnSuccess(t *testing.T) {
 
 func TestRateDelaySpacesTransactions(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
-	cfg := w.config()
-	cfg.RateDelay = 40 * time.Millisecond
-	a := w.agent(cfg)
+	w, a := exampleAgent(t, func(cfg *Config) {
+		cfg.RateDelay = 40 * time.Millisecond
+	})
 	start := time.Now()
 	for i := range 4 {
 		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", fmt.Sprint("r", i))))

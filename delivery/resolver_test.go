@@ -2,13 +2,13 @@ package delivery
 
 import (
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"fanmail/envelope"
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 	"fanmail/resolver"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,7 +20,7 @@ import (
 
 // resolver opens a resolver on the world's DNS server whose cache runs
 // on clock, for an Agent to share.
-func (w *world) resolver(clock *fakeClock) *resolver.Resolver {
+func (w *world) resolver(clock *testutil.Clock) *resolver.Resolver {
 	w.t.Helper()
 	r, err := resolver.New(resolver.Config{Servers: []string{w.dns.Addr()}, Timeout: time.Second, Now: clock.Now})
 	if err != nil {
@@ -36,7 +36,7 @@ func TestMXCacheSingleflight(t *testing.T) {
 	w.zoneMX("example.test", 300, sinkIP(0))
 	cfg := w.config()
 	cfg.SlotWait = 10 * time.Second // 100 runners share the MX group's slots
-	clock := &fakeClock{now: time.Now()}
+	clock := testutil.NewClock(time.Now())
 	cfg.Resolver = w.resolver(clock)
 	a := w.agent(cfg)
 
@@ -104,7 +104,7 @@ func TestZoneChangeSeenAfterTTL(t *testing.T) {
 	w := newWorld(t, fakenet.SinkOptions{}, fakenet.SinkOptions{})
 	w.zoneMX("example.test", 60, sinkIP(0))
 	w.dns.SetA("new.example.test", 60, sinkIP(1))
-	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	clock := testutil.NewClock(time.Unix(1e9, 0))
 	cfg := w.config()
 	cfg.Resolver = w.resolver(clock)
 	a := w.agent(cfg)
@@ -129,22 +129,22 @@ func TestGlueOutOfBailiwick(t *testing.T) {
 	w := newWorld(t)
 	var mu sync.Mutex
 	aQueries := map[string]int{}
-	addr := dnsServer(t, func(rw dns.ResponseWriter, req *dns.Msg) {
+	addr := testutil.DNSServer(t, func(rw dns.ResponseWriter, req *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(req)
 		q := req.Question[0]
 		switch {
 		case q.Qtype == dns.TypeMX && q.Name == "example.test.":
-			m.Answer = []dns.RR{mustRR(t, "example.test. 300 IN MX 10 mx.other.test.")}
-			m.Extra = []dns.RR{mustRR(t, "mx.other.test. 300 IN A "+closedIP)}
+			m.Answer = []dns.RR{testutil.RR(t, "example.test. 300 IN MX 10 mx.other.test.")}
+			m.Extra = []dns.RR{testutil.RR(t, "mx.other.test. 300 IN A "+closedIP)}
 		case q.Qtype == dns.TypeMX && q.Name == "in.test.":
-			m.Answer = []dns.RR{mustRR(t, "in.test. 300 IN MX 10 mx.in.test.")}
-			m.Extra = []dns.RR{mustRR(t, "mx.in.test. 300 IN A "+sinkIP(0))}
+			m.Answer = []dns.RR{testutil.RR(t, "in.test. 300 IN MX 10 mx.in.test.")}
+			m.Extra = []dns.RR{testutil.RR(t, "mx.in.test. 300 IN A "+sinkIP(0))}
 		case q.Qtype == dns.TypeA && (q.Name == "mx.other.test." || q.Name == "mx.in.test."):
 			mu.Lock()
 			aQueries[q.Name]++
 			mu.Unlock()
-			m.Answer = []dns.RR{mustRR(t, q.Name+" 300 IN A "+sinkIP(0))}
+			m.Answer = []dns.RR{testutil.RR(t, q.Name+" 300 IN A "+sinkIP(0))}
 		default:
 			m.Rcode = dns.RcodeNameError
 		}
@@ -163,28 +163,4 @@ func TestGlueOutOfBailiwick(t *testing.T) {
 	if got := w.sinks[0].RecipientsDelivered(); got != 2 {
 		t.Errorf("sink got %d recipients, want 2", got)
 	}
-}
-
-// dnsServer runs handler as a UDP DNS server on 127.0.0.1 for the test.
-func dnsServer(t *testing.T, handler dns.HandlerFunc) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: handler, NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
-
-func mustRR(t *testing.T, s string) dns.RR {
-	t.Helper()
-	rr, err := dns.NewRR(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rr
 }

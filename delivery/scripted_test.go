@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // scripted is a raw SMTP server speaking a scripted dialogue, for what
@@ -170,4 +172,14 @@ func (s *scripted) serve(c net.Conn) {
 func scriptedAgent(t *testing.T, s *scripted, tweak func(*Config)) *Agent {
 	t.Helper()
 	return routedAgent(t, s.addr(), tweak)
+}
+
+// deliverScripted delivers env through a scripted server that offers
+// ext and returns the results and the commands the server got.
+func deliverScripted(t *testing.T, ext []string, env envelope.Request) ([]envelope.Result, []string) {
+	t.Helper()
+	s := newScripted(t, "127.0.0.1", &scripted{ext: ext})
+	res := scriptedAgent(t, s, nil).Deliver(ctxT(t), env)
+	_, cmds, _, _, _ := s.stats()
+	return res, cmds
 }

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"io"
 	"strings"
 	"testing"
 
@@ -36,13 +35,11 @@ func TestSMTPUTF8OnlyWhenNeeded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := newScripted(t, "127.0.0.1", &scripted{ext: tt.ext})
-			a := scriptedAgent(t, s, nil)
 			env := request("example.test", "a")
-			body := tt.body
-			env.SMTPUTF8, env.Size, env.Open = tt.flag, int64(len(body)), func() io.Reader { return strings.NewReader(body) }
-			checkBriefs(t, []brief{tt.want}, a.Deliver(ctxT(t), env))
-			_, cmds, _, _, _ := s.stats()
+			env.SMTPUTF8 = tt.flag
+			setBody(&env, tt.body)
+			res, cmds := deliverScripted(t, tt.ext, env)
+			checkBriefs(t, []brief{tt.want}, res)
 			var mail string
 			for _, c := range cmds {
 				if strings.HasPrefix(c, "MAIL FROM:") {

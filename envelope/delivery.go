@@ -43,6 +43,31 @@ type Request struct {
 	Progress func(idx []int, results []Result)
 }
 
+// Only is r for the recipients at idx (indexes into r.Recipients) alone,
+// so that a deliverer can hand part of an envelope on: its Progress, if
+// set, reports them by their indexes in r again, and an index outside
+// the part as -1.
+func (r Request) Only(idx []int) Request {
+	part := r
+	part.Recipients = make([]string, len(idx))
+	for k, i := range idx {
+		part.Recipients[k] = r.Recipients[i]
+	}
+	if r.Progress != nil {
+		part.Progress = func(sub []int, res []Result) {
+			orig := make([]int, len(sub))
+			for k, j := range sub {
+				orig[k] = -1
+				if j >= 0 && j < len(idx) {
+					orig[k] = idx[j]
+				}
+			}
+			r.Progress(orig, res)
+		}
+	}
+	return part
+}
+
 // Status is the outcome of one recipient's attempt.
 type Status int
 

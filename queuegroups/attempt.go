@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"io"
@@ -101,7 +100,7 @@ func (g *group) attempt(ctx context.Context, e *envState) (*msgState, attempted)
 		return m, attemptRecorded
 	}
 	if m.touched[e.index] == e {
-		heap.Push(&g.deferred, e)
+		g.deferred.push(e, e.next, &e.heapIdx)
 		g.nudge()
 		if m.passEnded() && m.unreported() {
 			return m, passReported
@@ -262,15 +261,7 @@ func releaseWaiter(m *msgState) {
 // runner takes m in between.
 func (g *group) moveAside(m *msgState, e *envState) {
 	m.aside = true
-	for _, x := range m.touched {
-		if x.heapIdx >= 0 {
-			heap.Remove(&g.deferred, x.heapIdx)
-		}
-	}
-	if m.holdIdx >= 0 {
-		heap.Remove(&g.held, m.holdIdx)
-	}
-	releaseWaiter(m)
+	g.unschedule(m)
 	g.log.Error("message moved aside: its delivery panicked or crashed the server too often; fanmail queue delete removes it",
 		"qid", m.id, "group", g.cfg.Name, "domain", e.domain, "strikes", e.strikes)
 	if _, _, err := m.dir.j.append(true, false, complete(encodeID(recAside, m.id))); err != nil {

@@ -2,10 +2,12 @@ package queuegroups
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkEnqueueParallel measures durable one-recipient enqueues from
@@ -53,4 +55,28 @@ func BenchmarkFdatasync(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
+}
+
+// BenchmarkDeferredHeap measures the retry schedule: ten thousand
+// deferred envelopes pushed, a tenth taken out of the middle (as a
+// delete does), and the rest popped when due.
+func BenchmarkDeferredHeap(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	start := time.Now()
+	envs := make([]*envState, 10000)
+	for i := range envs {
+		envs[i] = &envState{heapIdx: -1, next: start.Add(time.Duration(rng.Int64N(int64(time.Hour))))}
+	}
+	var g group
+	for b.Loop() {
+		for _, e := range envs {
+			g.deferred.push(e, e.next, &e.heapIdx)
+		}
+		for i := 0; i < len(envs); i += 10 {
+			g.deferred.remove(&envs[i].heapIdx)
+		}
+		for g.deferred.Len() > 0 {
+			g.deferred.pop()
+		}
+	}
 }

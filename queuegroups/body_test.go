@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
 // randomBytes returns n bytes that do not compress or repeat.
@@ -83,16 +84,11 @@ func TestBigBodyStreamsThroughTheJournal(t *testing.T) {
 	dir := t.TempDir()
 	want := append([]byte("Subject: big\r\n\r\n"), randomBytes(streamChunk*3+1234, 7)...)
 	deferred := ""
-	rec := newRecorder(func(rcpt string, _ int) envelope.Status {
-		if rcpt == deferred {
-			return envelope.Deferred
-		}
-		return envelope.Delivered
-	})
+	rec := newRecorder(deferring(&deferred))
 	cfg := testConfig(dir)
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
-	var log logBuffer
-	cfg.Logger = log.logger()
+	var log testutil.SyncBuffer
+	cfg.Logger = textLogger(&log)
 	defer func() {
 		if t.Failed() {
 			t.Log(log.String())

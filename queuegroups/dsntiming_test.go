@@ -1,16 +1,12 @@
 package queuegroups_test
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-smtp"
 
 	"fanmail/delivery"
@@ -59,19 +55,9 @@ func TestDSNWhileOthersDeferredRealSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { agent.Close() })
-	dir := t.TempDir()
-	q, err := queuegroups.Open(queuegroups.Config{
-		Groups: []queuegroups.GroupConfig{
-			{Name: queuegroups.DefaultGroup, Dirs: []string{dir}, Runners: 4},
-			{Name: queuegroups.ControlGroup, Dirs: []string{filepath.Join(dir, "control")}, Runners: 1},
-		},
-		RetryMin: time.Hour, RetryMax: time.Hour, QueueReturn: 24 * time.Hour, Hostname: "fanmail.test",
-	}, agent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close(context.Background()) })
-	q.Start()
+	cfg := hourSpool(t, 4)
+	cfg.Hostname = "fanmail.test"
+	q := startSpool(t, cfg, agent, 0)
 
 	m := &queuegroups.Message{ID: queuegroups.NewIDSource().Next(), Received: time.Now(),
 		Body: envelope.Bytes("Message-ID: <p1@sender.test>\r\nSubject: hi\r\n\r\nhello\r\n"),
@@ -111,29 +97,11 @@ func TestDSNWhileOthersDeferredRealSinks(t *testing.T) {
 // reported returns the Final-Recipients of a DSN, in order.
 func reported(t *testing.T, body []byte) []string {
 	t.Helper()
-	e, err := gomessage.Read(bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mr := e.MultipartReader()
-	if mr == nil {
-		t.Fatalf("DSN is not multipart:\n%s", body)
-	}
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			t.Fatalf("no message/delivery-status part: %v", err)
+	var out []string
+	for _, l := range strings.Split(queuegroups.StatusFields(t, body), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Final-Recipient: rfc822; "); ok {
+			out = append(out, v)
 		}
-		if ct, _, _ := p.Header.ContentType(); ct != "message/delivery-status" {
-			continue
-		}
-		b, _ := io.ReadAll(p.Body)
-		var out []string
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Final-Recipient: rfc822; "); ok {
-				out = append(out, v)
-			}
-		}
-		return out
 	}
+	return out
 }

@@ -12,27 +12,11 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
-// logBuffer collects a queue's log lines for a test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+// textLogger logs to b as text, for a test to read back.
+func textLogger(b *testutil.SyncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 // TestCorruptRecordIsSkippedAndQuarantined flips one byte in the first of
 // three queued messages: after a restart the other two are recovered
@@ -67,8 +51,8 @@ func TestCorruptRecordIsSkippedAndQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var log logBuffer
-	cfg.Logger = log.logger()
+	var log testutil.SyncBuffer
+	cfg.Logger = textLogger(&log)
 	rec := newRecorder(nil)
 	q2 := started(t, cfg, rec)
 	waitFor(t, "the two intact messages", func() bool { return rec.total() == 4 })
@@ -156,13 +140,7 @@ func TestRepliesSurviveRelocationAndRestart(t *testing.T) {
 	}
 	// Fill segments until the message's own is collected by relocation.
 	firstSeg, _ := listSegments(dir)
-	for i := 0; i < 100; i++ {
-		f := testMessage(ids, 1, 1)
-		f.Body = envelope.Bytes(strings.Repeat("x", 500))
-		if err := q.Enqueue(context.Background(), f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueFillers(t, q, ids, 100, 1, 1)
 	waitFor(t, "the fillers", func() bool { return q.Stats().Messages == 1 && q.Stats().Inflight == 0 })
 	q.Close(context.Background())
 	if _, err := os.Stat(segmentPath(dir, firstSeg[0])); !os.IsNotExist(err) {
@@ -267,8 +245,8 @@ func TestPanicMovesMessageAside(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	cfg.RetryMin, cfg.RetryMax = 10*time.Millisecond, 10*time.Millisecond
-	var log logBuffer
-	cfg.Logger = log.logger()
+	var log testutil.SyncBuffer
+	cfg.Logger = textLogger(&log)
 	d := &poisoned{recorder: newRecorder(nil)}
 	q := started(t, cfg, d)
 	ids := NewIDSource()

@@ -2,9 +2,10 @@ package queuegroups_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,25 +25,45 @@ func earlyQueue(t *testing.T, dcfg delivery.Config) (*queuegroups.Queue, *delive
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { agent.Close() })
+	return startSpool(t, hourSpool(t, 8), agent, time.Second), agent
+}
+
+// hourSpool is the configuration of a spool in a new directory with
+// runners in its default group and a control group, whose first retry
+// after a deferral is an hour away, so that nothing a test sees
+// delivered was retried by the queue's own backoff.
+func hourSpool(t *testing.T, runners int) queuegroups.Config {
 	dir := t.TempDir()
-	q, err := queuegroups.Open(queuegroups.Config{
+	return queuegroups.Config{
 		Groups: []queuegroups.GroupConfig{
-			{Name: queuegroups.DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: 8},
+			{Name: queuegroups.DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: runners},
 			{Name: queuegroups.ControlGroup, Dirs: []string{filepath.Join(dir, "control")}, Runners: 1},
 		},
 		RetryMin: time.Hour, RetryMax: time.Hour, QueueReturn: 24 * time.Hour,
 		Logger: slog.New(slog.DiscardHandler),
-	}, agent)
+	}
+}
+
+// startSpool opens cfg over d and starts it. When the test ends it is
+// closed, interrupting what is still being delivered after closeWait
+// (0: waiting for all of it).
+func startSpool(t *testing.T, cfg queuegroups.Config, d queuegroups.Deliverer, closeWait time.Duration) *queuegroups.Queue {
+	t.Helper()
+	q, err := queuegroups.Open(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
+		ctx := context.Background()
+		if closeWait > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, closeWait)
+			defer cancel()
+		}
 		q.Close(ctx)
 	})
 	q.Start()
-	return q, agent
+	return q
 }
 
 // TestThrottlingReceiverLearnedAndPaced: a receiver like the big
@@ -120,34 +141,5 @@ func TestGreylistedRecipientsRetriedEarly(t *testing.T) {
 // shared port, the domain's MX pointing at it.
 func newNetOpts(t *testing.T, opts map[string]fakenet.SinkOptions) *tnet {
 	t.Helper()
-	d, err := fakenet.NewDNS("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	for range 10 {
-		n := &tnet{dns: d, sinks: map[string]*fakenet.Sink{}}
-		ok, i := true, 0
-		for dom, o := range opts {
-			o.Addr = fmt.Sprintf("127.0.0.%d:%d", 60+i, n.port)
-			if o.Timeout == 0 {
-				o.Timeout = 5 * time.Second
-			}
-			i++
-			s, err := fakenet.NewSink(o)
-			if err != nil {
-				ok = false
-				break
-			}
-			t.Cleanup(func() { s.Close() })
-			n.sinks[dom], n.port = s, s.Port()
-			d.SetMX(dom, 60, fakenet.MX{Pref: 10, Host: "mx." + dom})
-			d.SetA("mx."+dom, 60, s.Host())
-		}
-		if ok {
-			return n
-		}
-	}
-	t.Fatal("cannot start the sinks on one port")
-	return nil
+	return newNetAt(t, 60, slices.Collect(maps.Keys(opts)), func(dom string) fakenet.SinkOptions { return opts[dom] })
 }

@@ -1,7 +1,6 @@
 package queuegroups
 
 import (
-	"container/heap"
 	"context"
 	"log/slog"
 	"sync"
@@ -51,8 +50,8 @@ type group struct {
 	cond     *sync.Cond // signalled when work becomes ready or the group closes
 	ready    readyRing
 	adm      admission // deliveries per destination, and envelopes set aside
-	deferred deferHeap
-	held     holdHeap // queue-only messages waiting for the interval
+	deferred timeHeap[*envState]
+	held     timeHeap[*msgState] // queue-only messages waiting for the interval
 	inflight int
 	closing  bool
 	wake     chan struct{} // nudges the retry timer when the earliest deferral changes
@@ -83,7 +82,7 @@ func (g *group) pickDir() *dir {
 // schedule makes e due now or at e.next. Called with g.mu held.
 func (g *group) schedule(e *envState, now time.Time) {
 	if e.next.After(now) {
-		heap.Push(&g.deferred, e)
+		g.deferred.push(e, e.next, &e.heapIdx)
 		g.nudge()
 		return
 	}
@@ -97,11 +96,22 @@ func (g *group) scheduleFresh(m *msgState, now time.Time) {
 		return
 	}
 	if m.holdUntil.After(now) {
-		heap.Push(&g.held, m)
+		g.held.push(m, m.holdUntil, &m.holdIdx)
 		g.nudge()
 		return
 	}
 	g.ready.pushFresh(m)
+}
+
+// unschedule stops every scheduled attempt of m, which will have none
+// (deleted or moved aside), and lets an interactive Enqueue waiting on it
+// return. Called with g.mu held.
+func (g *group) unschedule(m *msgState) {
+	for _, e := range m.touched {
+		g.deferred.remove(&e.heapIdx)
+	}
+	g.held.remove(&m.holdIdx)
+	releaseWaiter(m)
 }
 
 // nudge wakes the retry timer; called with g.mu held.
@@ -166,20 +176,20 @@ func (g *group) retryTimer(ctx context.Context) {
 		}
 		now := time.Now()
 		moved := false
-		for g.deferred.Len() > 0 && !g.deferred[0].next.After(now) {
-			g.ready.push(heap.Pop(&g.deferred).(*envState))
+		for e, ok := g.deferred.popDue(now); ok; e, ok = g.deferred.popDue(now) {
+			g.ready.push(e)
 			moved = true
 		}
-		for g.held.Len() > 0 && !g.held[0].holdUntil.After(now) {
-			g.ready.pushFresh(heap.Pop(&g.held).(*msgState))
+		for m, ok := g.held.popDue(now); ok; m, ok = g.held.popDue(now) {
+			g.ready.pushFresh(m)
 			moved = true
 		}
 		wait := time.Hour
 		if g.deferred.Len() > 0 {
-			wait = g.deferred[0].next.Sub(now)
+			wait = g.deferred.first().Sub(now)
 		}
 		if g.held.Len() > 0 {
-			wait = min(wait, g.held[0].holdUntil.Sub(now))
+			wait = min(wait, g.held.first().Sub(now))
 		}
 		g.mu.Unlock()
 		if moved {
@@ -206,10 +216,10 @@ func (g *group) retryTimer(ctx context.Context) {
 // moved aside stay where they are.
 func (g *group) flush(domain string) int {
 	g.mu.Lock()
-	var keep deferHeap
+	var keep []*envState
 	moved := 0
 	for g.deferred.Len() > 0 {
-		e := heap.Pop(&g.deferred).(*envState)
+		e := g.deferred.pop()
 		if e.msg.aside {
 			continue
 		}
@@ -222,11 +232,11 @@ func (g *group) flush(domain string) int {
 		moved++
 	}
 	for _, e := range keep {
-		heap.Push(&g.deferred, e)
+		g.deferred.push(e, e.next, &e.heapIdx)
 	}
 	if domain == "" {
 		for g.held.Len() > 0 {
-			m := heap.Pop(&g.held).(*msgState)
+			m := g.held.pop()
 			moved += m.fresh
 			g.ready.pushFresh(m)
 		}

@@ -2,7 +2,6 @@ package queuegroups
 
 import (
 	"cmp"
-	"container/heap"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,8 +26,8 @@ func (q *Queue) Stats() Stats {
 		g.mu.Lock()
 		s.Inflight += g.inflight
 		s.Deferred += g.deferred.Len()
-		for _, m := range g.held {
-			s.Deferred += m.fresh // queue-only mail waiting for the interval
+		for _, h := range g.held {
+			s.Deferred += h.it.fresh // queue-only mail waiting for the interval
 		}
 		for _, d := range g.dirs {
 			s.Messages += len(d.msgs)
@@ -296,15 +295,7 @@ func (q *Queue) Delete(id string) (int, error) {
 		if d.msgs[id] == m {
 			m.deleted = true
 			dropped += m.pendingRcpts
-			for _, e := range m.touched {
-				if e.heapIdx >= 0 {
-					heap.Remove(&g.deferred, e.heapIdx)
-				}
-			}
-			if m.holdIdx >= 0 {
-				heap.Remove(&g.held, m.holdIdx)
-			}
-			releaseWaiter(m)
+			g.unschedule(m)
 			d.retire(m)
 		}
 		g.mu.Unlock()

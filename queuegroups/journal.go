@@ -210,21 +210,26 @@ func (j *journal) writer() {
 	defer close(j.syncq) // the syncer finishes what was queued, then stops
 	var batch []*appendReq
 	for req := range j.reqs {
-		batch = append(batch[:0], req)
-	drain:
-		for len(batch) < 4096 {
-			select {
-			case req, ok := <-j.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, req)
-			default:
-				break drain
-			}
-		}
+		batch = drain(append(batch[:0], req), j.reqs, 4096)
 		j.writeBatch(batch)
 	}
+}
+
+// drain adds to batch what is already waiting on ch, without blocking,
+// until batch holds limit items (0: no limit) or ch is empty or closed.
+func drain[T any](batch []T, ch <-chan T, limit int) []T {
+	for limit <= 0 || len(batch) < limit {
+		select {
+		case x, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, x)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (j *journal) writeBatch(batch []*appendReq) {
@@ -333,19 +338,7 @@ func (j *journal) syncer() {
 	defer close(j.syncerDone)
 	var jobs []syncJob
 	for job := range j.syncq {
-		jobs = append(jobs[:0], job)
-	drain:
-		for {
-			select {
-			case job, ok := <-j.syncq:
-				if !ok {
-					break drain
-				}
-				jobs = append(jobs, job)
-			default:
-				break drain
-			}
-		}
+		jobs = drain(append(jobs[:0], job), j.syncq, 0)
 		var err error
 		var synced []*segment
 		for _, jb := range jobs {

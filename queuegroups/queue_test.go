@@ -28,6 +28,17 @@ func newRecorder(rule func(string, int) envelope.Status) *recorder {
 	return &recorder{got: map[string]int{}, bodies: map[string]string{}, tries: map[string]int{}, rule: rule}
 }
 
+// deferring is a recorder rule that defers the recipient *rcpt names
+// at the time and delivers every other.
+func deferring(rcpt *string) func(string, int) envelope.Status {
+	return func(r string, _ int) envelope.Status {
+		if r == *rcpt {
+			return envelope.Deferred
+		}
+		return envelope.Delivered
+	}
+}
+
 func (r *recorder) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	data, err := io.ReadAll(env.Open())
 	if err != nil || int64(len(data)) != env.Size {
@@ -109,6 +120,19 @@ func testMessage(ids *IDSource, domains, perDomain int) *Message {
 	return m
 }
 
+// enqueueFillers queues n messages to domains×perDomain recipients with
+// a 500-byte body, to fill journal segments.
+func enqueueFillers(t *testing.T, q *Queue, ids *IDSource, n, domains, perDomain int) {
+	t.Helper()
+	for range n {
+		m := testMessage(ids, domains, perDomain)
+		m.Body = envelope.Bytes(strings.Repeat("x", 500))
+		if err := q.Enqueue(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // opened opens a spool on cfg that delivers through d and is closed when
 // the test ends; its runners wait for Start.
 func opened(t *testing.T, cfg Config, d Deliverer) *Queue {
@@ -131,7 +155,13 @@ func started(t *testing.T, cfg Config, d Deliverer) *Queue {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitWithin(t, 10*time.Second, what, cond)
+}
+
+// waitWithin fails t unless cond holds within d, looking every 5ms.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -191,14 +221,7 @@ func TestDeferredRecipientIsRetriedAlone(t *testing.T) {
 
 func TestExpiredRecipientFails(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder(func(string, int) envelope.Status { return envelope.Deferred })
-	cfg := testConfig(t.TempDir())
-	cfg.QueueReturn = 50 * time.Millisecond
-	q := started(t, cfg, rec)
-	if err := q.Enqueue(context.Background(), testMessage(NewIDSource(), 1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "message to expire", func() bool { return q.Stats().Messages == 0 })
+	expired(t, 1, 2)
 }
 
 func TestRecoveryDeliversPendingAndSkipsDelivered(t *testing.T) {
@@ -296,12 +319,7 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 	dir := t.TempDir()
 	ids := NewIDSource()
 	stuck := ""
-	rec := newRecorder(func(rcpt string, _ int) envelope.Status {
-		if rcpt == stuck {
-			return envelope.Deferred
-		}
-		return envelope.Delivered
-	})
+	rec := newRecorder(deferring(&stuck))
 	cfg := testConfig(dir)
 	cfg.SegmentSize = 4 << 10
 	cfg.RetryMin, cfg.RetryMax, cfg.QueueReturn = time.Hour, time.Hour, 24*time.Hour
@@ -311,13 +329,7 @@ func TestOldSegmentsAreCollected(t *testing.T) {
 	if err := q.Enqueue(context.Background(), first); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 200; i++ {
-		m := testMessage(ids, 2, 5)
-		m.Body = envelope.Bytes(strings.Repeat("x", 500))
-		if err := q.Enqueue(context.Background(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueFillers(t, q, ids, 200, 2, 5)
 	waitFor(t, "only the stuck message left", func() bool { return q.Stats().Messages == 1 && q.Stats().Inflight == 0 })
 	q.Close(context.Background())
 	seqs, _ := listSegments(dir)

@@ -82,53 +82,105 @@ func (r *readyRing) pop() *envState {
 	return e
 }
 
-// deferHeap orders deferred envelopes by their next attempt.
-type deferHeap []*envState
+// timeHeap orders what waits for a time, earliest first: deferred
+// envelopes by their next attempt, queue-only messages by when their
+// fresh envelopes are due (the group's interval after they were queued).
+// Each item keeps its own position in the heap, so it can be taken out
+// from the middle. It is container/heap's algorithm on the times
+// themselves: no call through an interface or a generic dictionary per
+// comparison, as the retry timer and every deferral go through it.
+type timeHeap[T any] []timed[T]
 
-func (h deferHeap) Len() int           { return len(h) }
-func (h deferHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h deferHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+type timed[T any] struct {
+	at  time.Time
+	pos *int // the item's own record of its position, -1 when not here
+	it  T
 }
-func (h *deferHeap) Push(x any) {
-	e := x.(*envState)
-	e.heapIdx = len(*h)
-	*h = append(*h, e)
+
+func (h timeHeap[T]) Len() int { return len(h) }
+
+// first is when the earliest item is due; h must not be empty.
+func (h timeHeap[T]) first() time.Time { return h[0].at }
+
+// push adds it, due at at, keeping its position in *pos.
+func (h *timeHeap[T]) push(it T, at time.Time, pos *int) {
+	*pos = len(*h)
+	*h = append(*h, timed[T]{at: at, pos: pos, it: it})
+	h.up(*pos)
 }
-func (h *deferHeap) Pop() any {
+
+// pop takes the earliest item; h must not be empty.
+func (h *timeHeap[T]) pop() T { return h.removeAt(0) }
+
+// popDue takes the earliest item if it is due at now.
+func (h *timeHeap[T]) popDue(now time.Time) (T, bool) {
+	if len(*h) == 0 || (*h)[0].at.After(now) {
+		var zero T
+		return zero, false
+	}
+	return h.removeAt(0), true
+}
+
+// remove takes out the item whose position is kept in *pos, if it is
+// in the heap.
+func (h *timeHeap[T]) remove(pos *int) {
+	if *pos >= 0 {
+		h.removeAt(*pos)
+	}
+}
+
+func (h *timeHeap[T]) removeAt(i int) T {
 	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	e.heapIdx = -1
-	*h = old[:len(old)-1]
-	return e
+	n := len(old) - 1
+	x := old[i]
+	if i != n {
+		old.swap(i, n)
+		if !old[:n].down(i) {
+			old[:n].up(i)
+		}
+	}
+	*x.pos = -1
+	old[n] = timed[T]{}
+	*h = old[:n]
+	return x.it
 }
 
-// holdHeap orders queue-only messages by when their fresh envelopes are
-// due (the group's interval after they were queued).
-type holdHeap []*msgState
-
-func (h holdHeap) Len() int           { return len(h) }
-func (h holdHeap) Less(i, j int) bool { return h[i].holdUntil.Before(h[j].holdUntil) }
-func (h holdHeap) Swap(i, j int) {
+func (h timeHeap[T]) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].holdIdx = i
-	h[j].holdIdx = j
+	*h[i].pos = i
+	*h[j].pos = j
 }
-func (h *holdHeap) Push(x any) {
-	m := x.(*msgState)
-	m.holdIdx = len(*h)
-	*h = append(*h, m)
+
+func (h timeHeap[T]) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h[j].at.Before(h[i].at) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
 }
-func (h *holdHeap) Pop() any {
-	old := *h
-	m := old[len(old)-1]
-	old[len(old)-1] = nil
-	m.holdIdx = -1
-	*h = old[:len(old)-1]
-	return m
+
+// down moves the item at i0 towards the leaves until it is in order,
+// and reports whether it moved.
+func (h timeHeap[T]) down(i0 int) bool {
+	i := i0
+	for {
+		j := 2*i + 1
+		if j >= len(h) {
+			break
+		}
+		if r := j + 1; r < len(h) && h[r].at.Before(h[j].at) {
+			j = r
+		}
+		if !h[j].at.Before(h[i].at) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
 }
 
 // Slotter is implemented by deliverers that know destinations;

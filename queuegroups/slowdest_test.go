@@ -3,8 +3,6 @@ package queuegroups_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -50,24 +48,8 @@ func TestSlowDestinationsLeaveRunnersFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { agent.Close() })
-	dir := t.TempDir()
-	q, err := queuegroups.Open(queuegroups.Config{
-		Groups: []queuegroups.GroupConfig{
-			{Name: queuegroups.DefaultGroup, Dirs: []string{filepath.Join(dir, "default")}, Runners: 4},
-			{Name: queuegroups.ControlGroup, Dirs: []string{filepath.Join(dir, "control")}, Runners: 1},
-		},
-		RetryMin: time.Hour, RetryMax: time.Hour, QueueReturn: 24 * time.Hour,
-		Logger: slog.New(slog.DiscardHandler),
-	}, agent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		q.Close(ctx) // interrupts the two deliveries still waiting
-	})
-	q.Start()
+	// Closing interrupts the two deliveries still waiting.
+	q := startSpool(t, hourSpool(t, 4), agent, 100*time.Millisecond)
 
 	ids := queuegroups.NewIDSource()
 	// The slow domains' envelopes come first in the post.
@@ -124,6 +106,20 @@ type tnet struct {
 // a domain named tarpit.* holds its greeting for an hour.
 func newNet(t *testing.T, domains ...string) *tnet {
 	t.Helper()
+	return newNetAt(t, 40, domains, func(dom string) fakenet.SinkOptions {
+		var o fakenet.SinkOptions
+		if dom == "tarpit.test" {
+			o.GreetDelay, o.Timeout = time.Hour, 2*time.Hour
+		}
+		return o
+	})
+}
+
+// newNetAt starts a sink with opts(domain) for each domain, in order, on
+// 127.0.0.(first+i) and one shared port (a zero Timeout is 5s), each
+// domain's MX pointing at its sink.
+func newNetAt(t *testing.T, first int, domains []string, opts func(string) fakenet.SinkOptions) *tnet {
+	t.Helper()
 	d, err := fakenet.NewDNS("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -133,9 +129,10 @@ func newNet(t *testing.T, domains ...string) *tnet {
 		n := &tnet{dns: d, sinks: map[string]*fakenet.Sink{}}
 		ok := true
 		for i, dom := range domains {
-			o := fakenet.SinkOptions{Addr: fmt.Sprintf("127.0.0.%d:%d", 40+i, n.port), Timeout: 5 * time.Second}
-			if dom == "tarpit.test" {
-				o.GreetDelay, o.Timeout = time.Hour, 2*time.Hour
+			o := opts(dom)
+			o.Addr = fmt.Sprintf("127.0.0.%d:%d", first+i, n.port)
+			if o.Timeout == 0 {
+				o.Timeout = 5 * time.Second
 			}
 			s, err := fakenet.NewSink(o)
 			if err != nil {
@@ -173,11 +170,5 @@ func message(ids *queuegroups.IDSource, spec ...any) *queuegroups.Message {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	queuegroups.WaitWithin(t, 20*time.Second, what, cond)
 }

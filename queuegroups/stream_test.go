@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
 // streamedMessage is a post to two big lists, each part's envelopes
@@ -82,8 +83,8 @@ func TestUncommittedPostIsDropped(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := testConfig(dir)
-	var log logBuffer
-	cfg.Logger = log.logger()
+	var log testutil.SyncBuffer
+	cfg.Logger = textLogger(&log)
 	q := opened(t, cfg, newRecorder(nil))
 	ids := NewIDSource()
 	ms := newMsgState(ids.Next(), time.Now(), nil)

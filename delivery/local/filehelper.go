@@ -84,13 +84,9 @@ func AppendFile(ctx context.Context, path string, req Request, now time.Time, ti
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	var out limitedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	stdin, err := cmd.StdinPipe()
+	stdin, err := startPiped(cmd, &out, "helper")
 	if err != nil {
 		return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: %v", path, err)}
-	}
-	if err := cmd.Start(); err != nil {
-		return Result{Status: Deferred, Reason: fmt.Sprintf("file %s: start helper: %v", path, err)}
 	}
 	src := &sourceReader{ctx: ctx, r: req.Message}
 	// A helper that refuses the file exits without reading: its stdin

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -46,13 +47,9 @@ func RunProgram(ctx context.Context, command string, req Request, timeout time.D
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	var out limitedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	stdin, err := cmd.StdinPipe()
+	stdin, err := startPiped(cmd, &out, "shell")
 	if err != nil {
 		return Result{Status: Deferred, Reason: fmt.Sprintf("program %q: %v", command, err)}
-	}
-	if err := cmd.Start(); err != nil {
-		return Result{Status: Deferred, Reason: fmt.Sprintf("start program %q: %v", command, err)}
 	}
 	// A program may exit without reading its input; that is its right.
 	_, copyErr := unixLines(stdin, req.Message, false)
@@ -86,6 +83,21 @@ func RunProgram(ctx context.Context, command string, req Request, timeout time.D
 		return Result{Status: status, Reason: fmt.Sprintf("program %q exited %d%s%s", command, code, name, output)}
 	}
 	return Result{Status: Deferred, Reason: fmt.Sprintf("program %q: %v", command, err)}
+}
+
+// startPiped starts cmd with its stdin a pipe, which it returns, and its
+// stdout and stderr both kept in out. A failure to start names what did
+// not start.
+func startPiped(cmd *exec.Cmd, out *limitedBuffer, what string) (io.WriteCloser, error) {
+	cmd.Stdout, cmd.Stderr = out, out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", what, err)
+	}
+	return stdin, nil
 }
 
 // limitedBuffer keeps the first maxOutput bytes written to it.
