@@ -30,6 +30,16 @@ func load(t *testing.T, text string) (Config, error) {
 	return Load(path)
 }
 
+// mustLoad loads the config text, failing the test if it is rejected.
+func mustLoad(t *testing.T, text string) Config {
+	t.Helper()
+	cfg, err := load(t, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // wantRejected fails the test unless the config text is rejected with an
 // error containing want.
 func wantRejected(t *testing.T, text, want string) {
@@ -64,7 +74,7 @@ func TestLoadControlDefaults(t *testing.T) {
 }
 
 func TestLoadControlOverrides(t *testing.T) {
-	cfg, err := load(t, `
+	cfg := mustLoad(t, `
 [load]
 queue_la = 6
 delay_la = 4.5
@@ -76,9 +86,6 @@ max_sessions = 200
 max_sessions_per_client = 5
 delay = "250ms"
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := LoadControl{QueueLA: 6, DelayLA: 4.5, QueueDepthQueue: 10000, QueueDepthDelay: 20000,
 		QueueDepthRefuse: 50000, MaxSessions: 200, MaxSessionsPerClient: 5, Delay: Duration(250 * time.Millisecond)}
 	if cfg.Load != want {
@@ -103,7 +110,7 @@ func TestSMTPLimits(t *testing.T) {
 	if cfg.Aliases.BounceAddress != "MAILER-DAEMON@"+cfg.Hostname {
 		t.Errorf("aliases.bounce_address default %q, want MAILER-DAEMON@hostname", cfg.Aliases.BounceAddress)
 	}
-	cfg, err = load(t, `hostname = "mx.example.org"
+	cfg = mustLoad(t, `hostname = "mx.example.org"
 [smtp]
 max_recipients = 200
 recipient_overshoot = 10
@@ -118,9 +125,6 @@ max_sessions_per_client = 3
 [aliases]
 bounce_address = "postmaster@example.org"
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
 	in := cfg.IngressConfig(nil, nil)
 	got := []any{in.MaxRecipients, in.RecipientOvershoot, in.MaxErrors, in.MaxJunkCommands, in.ReadTimeout, in.WriteTimeout,
 		in.SessionTimeout, in.Load.MinFreeSpace, in.Load.MaxSessions, in.Load.MaxSessionsPerClient}
@@ -134,7 +138,7 @@ bounce_address = "postmaster@example.org"
 }
 
 func TestLoadOverridesDefaults(t *testing.T) {
-	cfg, err := load(t, `
+	cfg := mustLoad(t, `
 hostname = "mail.example.org"
 max_message_size = "10MB"
 [delivery]
@@ -148,9 +152,6 @@ retry_min = "1m"
 supersafe = "interactive"
 delivery_mode = "interactive"
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if cfg.Hostname != "mail.example.org" || cfg.MaxMessageSize != 10<<20 || cfg.Delivery.Port != 2526 ||
 		cfg.Queue.RecipientsPerEnvelope != 50 || cfg.Queue.RetryMin.D() != time.Minute ||
 		cfg.Queue.SuperSafe.V != queuegroups.SafeInteractive || cfg.Queue.DeliveryMode != "interactive" {
@@ -315,7 +316,7 @@ group = "big"
 // A group's source addresses, as strings or with their HELO names, reach
 // delivery's pools.
 func TestSourceAddresses(t *testing.T) {
-	cfg, err := load(t, `hostname = "lists.example.org"
+	cfg := mustLoad(t, `hostname = "lists.example.org"
 [[queue.group]]
 name = "default"
 source_max_connections = 5
@@ -325,9 +326,6 @@ address = "127.0.0.2"
 address = "127.0.0.3"
 helo = "out3.example.org"
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string]delivery.SourcePool{"default": {MaxConnsPerSource: 5, Addrs: []delivery.SourceAddr{
 		{IP: netip.MustParseAddr("127.0.0.2")}, {IP: netip.MustParseAddr("127.0.0.3"), HELO: "out3.example.org"}}}}
 	if diff := cmp.Diff(want, cfg.DeliveryConfig(nil).Sources, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
@@ -339,10 +337,7 @@ helo = "out3.example.org"
 // address is a network of one.
 func TestRelayPeers(t *testing.T) {
 	fp := strings.Repeat("0a:", 31) + "0b"
-	cfg, err := load(t, "[relay]\npeers = [\"192.0.2.7\", \"10.1.0.0/16\", \"2001:db8::/32\"]\n")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, "[relay]\npeers = [\"192.0.2.7\", \"10.1.0.0/16\", \"2001:db8::/32\"]\n")
 	got := cfg.IngressConfig(nil, nil).Peers
 	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}
 	if diff := cmp.Diff(want, got.Networks, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
@@ -507,10 +502,7 @@ func TestTLSAndAdminKeys(t *testing.T) {
 	} {
 		wantRejected(t, tt.text, tt.want)
 	}
-	cfg, err := load(t, "admin_address = \"hostmaster@example.org\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.3\"\nrequired = true")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, "admin_address = \"hostmaster@example.org\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.3\"\nrequired = true")
 	if cfg.TLS.MinTLSVersion() != 0x0304 || !cfg.TLS.Required || cfg.AdminAddress != "hostmaster@example.org" {
 		t.Errorf("tls: %+v, admin %q", cfg.TLS, cfg.AdminAddress)
 	}

@@ -12,13 +12,8 @@ import (
 const hostnameLine = "hostname = \"mx.test\"\n"
 
 // loadString loads data after hostnameLine.
-func loadString(t *testing.T, data string) (Config, error) {
-	t.Helper()
-	return load(t, hostnameLine+data)
-}
-
 func TestDeliveryLimitsFromFile(t *testing.T) {
-	cfg, err := loadString(t, `
+	cfg := mustLoad(t, hostnameLine+`
 [delivery]
 max_connections = 8
 rate_delay = "250ms"
@@ -34,9 +29,6 @@ code = "421 4.7.28"
 action = "suspend"
 suspend = "15m"
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := cfg.Delivery.DeliveryLimits
 	if l.MaxConnections != 8 || l.RateDelay.D() != 250*time.Millisecond || l.TLS != "required" || l.RecipientsPerTransaction != 100 {
 		t.Errorf("limits = %+v", l)
@@ -92,7 +84,7 @@ func TestDeliveryConfigAccepted(t *testing.T) {
 	if dc.ReplyRules != nil {
 		t.Errorf("default reply rules = %v, want nil (delivery's defaults)", dc.ReplyRules)
 	}
-	file, err := loadString(t, `
+	file := mustLoad(t, hostnameLine+`
 [delivery]
 resolvers = ["127.0.0.1:53"]
 recipients_per_transaction = 100
@@ -107,9 +99,6 @@ code = "450 4.7.1"
 action = "suspend"
 suspend = "1m"
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dc = file.DeliveryConfig(nil)
 	if dc.RcptsPerTxn != 100 || dc.TLS != delivery.TLSNone || dc.HELO != "mx.test" ||
 		len(dc.Destinations) != 1 || dc.Destinations[0].TLS != delivery.TLSRequired ||

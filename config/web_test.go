@@ -33,7 +33,7 @@ func TestWebOffByDefault(t *testing.T) {
 }
 
 func TestWebSection(t *testing.T) {
-	cfg, err := load(t, `hostname = "mx.example.org"
+	cfg := mustLoad(t, `hostname = "mx.example.org"
 [web]
 listen = "127.0.0.1:8025"
 base_url = "https://lists.example.org/"
@@ -42,9 +42,6 @@ max_connections = 50
 rate_limit = 2.5
 rate_burst = 5
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := cfg.WebConfig(nil)
 	got := []any{w.Listen, w.TrustedProxies, w.MaxConnections, w.RateLimit, w.RateBurst}
 	want := []any{"127.0.0.1:8025", []netip.Prefix{
@@ -55,10 +52,7 @@ rate_burst = 5
 		t.Errorf("web config (-want +got):\n%s", diff)
 	}
 	// An empty list trusts no proxy.
-	cfg, err = load(t, "[web]\nlisten = \"127.0.0.1:8025\"\nbase_url = \"http://127.0.0.1:8025\"\ntrusted_proxies = []")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg = mustLoad(t, "[web]\nlisten = \"127.0.0.1:8025\"\nbase_url = \"http://127.0.0.1:8025\"\ntrusted_proxies = []")
 	if p := cfg.WebConfig(nil).TrustedProxies; len(p) != 0 {
 		t.Errorf("trusted_proxies = [] maps to %v", p)
 	}

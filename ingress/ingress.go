@@ -237,21 +237,6 @@ type session struct {
 	seen   map[string]bool
 }
 
-var (
-	errTempStore = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "Temporary local problem, please try again later"}
-	errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: "Message has a line over 2000 characters; RFC 5321 allows 1000"}
-	errNoTargets = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
-		Message: "Alias expansion left no deliverable recipients"}
-	errNeedTLS = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
-		Message: "Must issue a STARTTLS command first"}
-	errLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
-		Message: "Mail loop detected: this post already went through this list"}
-	errHeaderTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
-		Message: fmt.Sprintf("Message header exceeds %d bytes", expander.MaxHeaderSize)}
-)
-
 func (ss *session) Reset() {
 	ss.from = ""
 	ss.utf8 = false

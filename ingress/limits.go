@@ -18,19 +18,6 @@ import (
 	"fanmail/address"
 )
 
-var (
-	errTooManyRcpts = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
-		Message: "Error: too many recipients"}
-	errNestedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
-		Message: "Error: nested MAIL command"}
-	errNoSpace = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
-		Message: "Insufficient system storage; try again later"}
-	errHelloFirst = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
-		Message: "Error: send HELO/EHLO first"}
-	errNoGuard = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "Temporary local problem, please try again later"}
-)
-
 // limitSession is a session held to the server's per-session limits.
 type limitSession struct {
 	*session
@@ -46,7 +33,7 @@ func newLimitSession(ss *session) (smtp.Session, error) {
 	g, ok := c.(*guardConn)
 	if !ok {
 		ss.srv.log.Error("SMTP session on a connection the listener did not guard", "conn", fmt.Sprintf("%T", c))
-		return nil, errNoGuard
+		return nil, errTempStore
 	}
 	ss.guard = g
 	if helo := ss.conn.Hostname(); heloName(helo) != helo {

@@ -43,17 +43,31 @@ func (s *Service) send(ctx context.Context, o outgoing) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if msg, err = sign(s.cfg.Keys, o.list, msg); err != nil {
+	if err := Send(ctx, s.cfg.Queue, s.cfg.Keys, o.list, o.to, qid, now, msg); err != nil {
 		return "", err
 	}
-	m := &queuegroups.Message{ID: qid, Received: now, Body: envelope.Bytes(msg), Parts: []queuegroups.Part{{
-		Envelopes: []envelope.Envelope{{Sender: expander.BounceAddress(o.list), Group: queuegroups.ControlGroup,
-			Domain: domainOf(o.to), Recipients: []string{o.to}}},
-	}}}
-	if err := s.cfg.Queue.Enqueue(ctx, m); err != nil {
-		return "", fmt.Errorf("queue mail to %s: %w", o.to, err)
-	}
 	return qid, nil
+}
+
+// Send queues msg, which fanmail wrote itself on behalf of list, as
+// message qid received at now: signed when a key signs for the list's
+// domain, in the control group, from the list's bounce address (so its
+// bounce comes back to the list) to the one recipient to. Mail a list
+// writes leaves this way: listmail's answers and notices, and the
+// moderation runner's notices.
+func Send(ctx context.Context, q Queue, keys *dkim.Keyring, list, to, qid string, now time.Time, msg []byte) error {
+	signed, err := keys.For(domainOf(list)).SignMessage(msg)
+	if err != nil {
+		return fmt.Errorf("sign mail of %s: %w", list, err)
+	}
+	m := &queuegroups.Message{ID: qid, Received: now, Body: envelope.Bytes(signed), Parts: []queuegroups.Part{{
+		Envelopes: []envelope.Envelope{{Sender: expander.BounceAddress(list), Group: queuegroups.ControlGroup,
+			Domain: domainOf(to), Recipients: []string{to}}},
+	}}}
+	if err := q.Enqueue(ctx, m); err != nil {
+		return fmt.Errorf("queue mail to %s: %w", to, err)
+	}
+	return nil
 }
 
 func compose(o outgoing, id string, date time.Time) ([]byte, error) {
@@ -86,16 +100,6 @@ func compose(o outgoing, id string, date time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("compose mail to %s: %w", o.to, err)
 	}
 	return b.Bytes(), nil
-}
-
-// sign prepends the DKIM signature of the list's domain, if a key signs
-// for it.
-func sign(keys *dkim.Keyring, list string, msg []byte) ([]byte, error) {
-	signed, err := keys.For(domainOf(list)).SignMessage(msg)
-	if err != nil {
-		return nil, fmt.Errorf("sign mail of %s: %w", list, err)
-	}
-	return signed, nil
 }
 
 func localPart(list string) string {

@@ -71,22 +71,7 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 	}
 	sub := req
 	if len(others) < len(req.Recipients) {
-		sub.Recipients = make([]string, len(others))
-		for k, i := range others {
-			sub.Recipients[k] = req.Recipients[i]
-		}
-		if req.Progress != nil {
-			sub.Progress = func(idx []int, res []envelope.Result) {
-				mapped := make([]int, len(idx))
-				for k, j := range idx {
-					mapped[k] = -1
-					if j >= 0 && j < len(others) {
-						mapped[k] = others[j]
-					}
-				}
-				req.Progress(mapped, res)
-			}
-		}
+		sub = req.Only(others)
 	}
 	got := d.Next.Deliver(ctx, sub)
 	if len(got) != len(others) {

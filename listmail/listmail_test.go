@@ -125,6 +125,22 @@ func newFixture(t testing.TB, list, owner string) *fixture {
 	return f
 }
 
+// addMembers adds addrs to list, failing the test on an error.
+func (f *fixture) addMembers(t *testing.T, list string, addrs ...string) {
+	t.Helper()
+	if _, err := f.store.AddMembers(context.Background(), list, addrs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setSettings sets list's settings kv, failing the test on an error.
+func (f *fixture) setSettings(t *testing.T, list string, kv [][2]string) {
+	t.Helper()
+	if err := f.store.SetSettings(context.Background(), list, kv); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // deliver hands msg from sender for rcpts to listmail's deliverer.
 func (f *fixture) deliver(t *testing.T, sender string, msg string, rcpts ...string) []envelope.Result {
 	t.Helper()
@@ -156,9 +172,7 @@ func TestModeratedSubscribeByMail(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, "dev@lists.example.org", "owner@example.org")
-	if err := f.store.SetSettings(ctx, "dev@lists.example.org", [][2]string{{"subscribe_policy", "moderate"}}); err != nil {
-		t.Fatal(err)
-	}
+	f.setSettings(t, "dev@lists.example.org", [][2]string{{"subscribe_policy", "moderate"}})
 	if _, err := f.store.AddModerators(ctx, "dev@lists.example.org", []string{"mod@example.org"}); err != nil {
 		t.Fatal(err)
 	}
@@ -220,13 +234,9 @@ func TestBounceReports(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, "dev@lists.example.org", "owner@example.org")
-	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", []string{"erin@example.com", "frank@example.net"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.store.SetSettings(ctx, "dev@lists.example.org", [][2]string{{"bounce_score_threshold", "1"},
-		{"bounce_you_are_disabled_warnings", "2"}, {"bounce_you_are_disabled_warnings_interval", "1d"}}); err != nil {
-		t.Fatal(err)
-	}
+	f.addMembers(t, "dev@lists.example.org", "erin@example.com", "frank@example.net")
+	f.setSettings(t, "dev@lists.example.org", [][2]string{{"bounce_score_threshold", "1"},
+		{"bounce_you_are_disabled_warnings", "2"}, {"bounce_you_are_disabled_warnings_interval", "1d"}})
 	report, err := os.ReadFile("../testdata/bounces/03-postfix-dsn.eml")
 	if err != nil {
 		t.Fatal(err)
@@ -298,18 +308,14 @@ func TestDelivererRecordsReplies(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, "dev@lists.example.org", "")
-	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", []string{"a@x.example", "b@x.example"}); err != nil {
-		t.Fatal(err)
-	}
+	f.addMembers(t, "dev@lists.example.org", "a@x.example", "b@x.example")
 	f.next.replies["a@x.example"] = envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "unknown user", Host: "mx.x.example"}
 	f.next.replies["b@x.example"] = envelope.Reply{Code: 452, Enhanced: "4.2.2", Text: "mailbox full"}
 	f.next.replies["c@x.example"] = envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "unknown user"}
 	f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", "a@x.example", "b@x.example", "c@x.example")
 	// A failure delivery decided itself: permanent (a null MX) counts,
 	// temporary (no answer) does not.
-	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", []string{"n@nullmx.example", "t@down.example"}); err != nil {
-		t.Fatal(err)
-	}
+	f.addMembers(t, "dev@lists.example.org", "n@nullmx.example", "t@down.example")
 	f.next.replies["n@nullmx.example"] = envelope.Reply{Code: 0, Enhanced: "5.1.10", Text: "nullmx.example accepts no mail (null MX)"}
 	f.next.replies["t@down.example"] = envelope.Reply{Code: 0, Enhanced: "4.4.1", Text: "connection refused"}
 	f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", "n@nullmx.example")
@@ -409,9 +415,7 @@ func TestRecorderBatches(t *testing.T) {
 			f.next.replies[m] = envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "unknown user"}
 		}
 	}
-	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", members); err != nil {
-		t.Fatal(err)
-	}
+	f.addMembers(t, "dev@lists.example.org", members...)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -441,12 +445,8 @@ func TestReplyToWarningEnables(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, "dev@lists.example.org", "owner@example.org")
-	if _, err := f.store.AddMembers(ctx, "dev@lists.example.org", []string{"erin@x.example"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.store.SetSettings(ctx, "dev@lists.example.org", [][2]string{{"bounce_score_threshold", "1"}}); err != nil {
-		t.Fatal(err)
-	}
+	f.addMembers(t, "dev@lists.example.org", "erin@x.example")
+	f.setSettings(t, "dev@lists.example.org", [][2]string{{"bounce_score_threshold", "1"}})
 	f.next.replies["erin@x.example"] = envelope.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}
 	f.deliver(t, "dev-bounces@lists.example.org", "Subject: post\r\n\r\nhi\r\n", "erin@x.example")
 	var warning sent

@@ -147,11 +147,7 @@ func (s *Store) Domains(ctx context.Context) ([]string, error) {
 func (s *Store) UpdateBounce(ctx context.Context, list, addr string, fn Scorer) (bounces.Decision, error) {
 	var d bounces.Decision
 	err := s.writeList(ctx, list, func(tx *sql.Tx, lid int64) error {
-		member, err := findMember(ctx, tx, lid, addr)
-		if err != nil {
-			return err
-		}
-		st, err := bounceState(ctx, tx, lid, member)
+		member, st, err := memberBounceState(ctx, tx, lid, addr)
 		if err != nil {
 			return err
 		}
@@ -172,11 +168,7 @@ func (s *Store) UpdateBounce(ctx context.Context, list, addr string, fn Scorer) 
 func (s *Store) EnableMember(ctx context.Context, list, addr string) (bool, error) {
 	var was bool
 	err := s.writeList(ctx, list, func(tx *sql.Tx, lid int64) error {
-		member, err := findMember(ctx, tx, lid, addr)
-		if err != nil {
-			return err
-		}
-		st, err := bounceState(ctx, tx, lid, member)
+		member, st, err := memberBounceState(ctx, tx, lid, addr)
 		if err != nil {
 			return err
 		}
@@ -207,25 +199,17 @@ func (s *Store) BouncingMembers(ctx context.Context, list string) ([]MemberBounc
 }
 
 func (s *Store) bouncing(ctx context.Context, query string, args ...any) ([]MemberBounces, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("bouncing members: %w", err)
+	return collect(ctx, s.db, "bouncing members", scanMemberBounces, query, args...)
+}
+
+func scanMemberBounces(scan func(...any) error) (MemberBounces, error) {
+	var m MemberBounces
+	var last, disabled, lastWarn int64
+	if err := scan(&m.List, &m.Address, &m.State.Score, &last, &disabled, &m.State.WarningsSent, &lastWarn); err != nil {
+		return MemberBounces{}, err
 	}
-	defer rows.Close()
-	var out []MemberBounces
-	for rows.Next() {
-		var m MemberBounces
-		var last, disabled, lastWarn int64
-		if err := rows.Scan(&m.List, &m.Address, &m.State.Score, &last, &disabled, &m.State.WarningsSent, &lastWarn); err != nil {
-			return nil, fmt.Errorf("bouncing members: %w", err)
-		}
-		m.State.LastBounce, m.State.Disabled, m.State.LastWarning = fromUnix(last), fromUnix(disabled), fromUnix(lastWarn)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("bouncing members: %w", err)
-	}
-	return out, nil
+	m.State.LastBounce, m.State.Disabled, m.State.LastWarning = fromUnix(last), fromUnix(disabled), fromUnix(lastWarn)
+	return m, nil
 }
 
 // MemberBounceInfo returns the bounce state and evidence of member addr
@@ -239,37 +223,40 @@ func (s *Store) MemberBounceInfo(ctx context.Context, list, addr string) (Member
 	if err := s.db.QueryRowContext(ctx, "SELECT address FROM lists WHERE id = ?", lid).Scan(&m.List); err != nil {
 		return m, fmt.Errorf("list %s: %w", list, err)
 	}
-	if m.Address, err = findMember(ctx, s.db, lid, addr); err != nil {
+	if m.Address, m.State, err = memberBounceState(ctx, s.db, lid, addr); err != nil {
 		return m, err
 	}
-	if m.State, err = bounceState(ctx, s.db, lid, m.Address); err != nil {
-		return m, err
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT at, source, action, status, severity, diagnostic, remote_mta, evidence, scored
+	m.Events, err = collect(ctx, s.db, "bounces of "+addr, scanBounceEvent,
+		`SELECT at, source, action, status, severity, diagnostic, remote_mta, evidence, scored
 		FROM bounce_events WHERE list_id = ? AND address = ? ORDER BY id DESC`, lid, m.Address)
+	return m, err
+}
+
+func scanBounceEvent(scan func(...any) error) (BounceEvent, error) {
+	var e BounceEvent
+	var at int64
+	if err := scan(&at, &e.Source, &e.Action, &e.Status, &e.Severity, &e.Diagnostic, &e.RemoteMTA, &e.Evidence, &e.Scored); err != nil {
+		return BounceEvent{}, err
+	}
+	e.At = time.Unix(at, 0)
+	return e, nil
+}
+
+// memberBounceState returns the stored form of member addr of the list
+// with id lid (findMember) and its bounce state.
+func memberBounceState(ctx context.Context, q querier, lid int64, addr string) (string, bounces.State, error) {
+	member, err := findMember(ctx, q, lid, addr)
 	if err != nil {
-		return m, fmt.Errorf("bounces of %s: %w", addr, err)
+		return "", bounces.State{}, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var e BounceEvent
-		var at int64
-		if err := rows.Scan(&at, &e.Source, &e.Action, &e.Status, &e.Severity, &e.Diagnostic, &e.RemoteMTA, &e.Evidence, &e.Scored); err != nil {
-			return m, fmt.Errorf("bounces of %s: %w", addr, err)
-		}
-		e.At = time.Unix(at, 0)
-		m.Events = append(m.Events, e)
-	}
-	return m, rows.Err()
+	st, err := bounceState(ctx, q, lid, member)
+	return member, st, err
 }
 
 // findMember returns the stored form of member addr of the list with id
 // lid: the exact normal form, else a case-insensitive match of the local
 // part (as IsMember matches).
-func findMember(ctx context.Context, q interface {
-	queryer
-	rowQueryer
-}, lid int64, addr string) (string, error) {
+func findMember(ctx context.Context, q querier, lid int64, addr string) (string, error) {
 	m, err := address.Parse(addr)
 	if err != nil {
 		return "", fmt.Errorf("%q: %w", addr, ErrNotMember)

@@ -16,9 +16,7 @@ import (
 func testMemberBounces(t *testing.T, be backend) {
 	ctx := context.Background()
 	s := be.withList(t, "l@example.org")
-	if _, err := s.AddMembers(ctx, "l@example.org", []string{"Bob@x.example", "ok@x.example"}); err != nil {
-		t.Fatal(err)
-	}
+	addMembers(t, s, "l@example.org", "Bob@x.example", "ok@x.example")
 	disable := func(st bounces.State) (bounces.State, bounces.Decision) {
 		st.Score++
 		st.LastBounce, st.Disabled = created, created

@@ -121,4 +121,19 @@ func (be backend) withList(t testing.TB, lists ...string) *Store {
 // only the file has, and for tests not yet in the suite.
 func openPath(t testing.TB, path string) *Store { return sqliteBackend().open(t, path) }
 
+// addMembers adds addrs to list, failing the test on an error.
+func addMembers(t testing.TB, s *Store, list string, addrs ...string) {
+	t.Helper()
+	if _, err := s.AddMembers(t.Context(), list, addrs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// count returns the number of rows in table.
+func count(s *Store, table string) (int, error) {
+	var n int
+	err := s.db.QueryRow("SELECT count(*) FROM " + table).Scan(&n)
+	return n, err
+}
+
 func openWithList(t testing.TB, lists ...string) *Store { return sqliteBackend().withList(t, lists...) }

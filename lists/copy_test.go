@@ -31,12 +31,8 @@ func fill(t *testing.T, s *Store) (held int64) {
 	for i := range 1234 {
 		addrs = append(addrs, fmt.Sprintf("m%d@d%d.example", i, i%7))
 	}
-	if _, err := s.AddMembers(ctx, "announce@example.org", addrs); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AddMembers(ctx, "talk@example.org", addrs[:3]); err != nil {
-		t.Fatal(err)
-	}
+	addMembers(t, s, "announce@example.org", addrs...)
+	addMembers(t, s, "talk@example.org", addrs[:3]...)
 	if err := s.SetSettings(ctx, "talk@example.org", [][2]string{{"posting", "moderated"}, {"subject_prefix", "[talk]"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -99,22 +95,19 @@ func dump(t *testing.T, s *Store) map[string]any {
 		ls[i].Created = ls[i].Created.UTC()
 	}
 	out["lists"] = ls
+	perList := map[string]func(list string) (any, error){
+		"members":    func(list string) (any, error) { return s.Members(ctx, list) },
+		"settings":   func(list string) (any, error) { return s.SettingValues(ctx, list) },
+		"moderators": func(list string) (any, error) { return s.Moderators(ctx, list) },
+	}
 	for _, l := range ls {
-		m, err := s.Members(ctx, l.Address)
-		if err != nil {
-			t.Fatal(err)
+		for name, read := range perList {
+			v, err := read(l.Address)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name+" "+l.Address] = v
 		}
-		out["members "+l.Address] = m
-		set, err := s.SettingValues(ctx, l.Address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["settings "+l.Address] = set
-		mods, err := s.Moderators(ctx, l.Address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["moderators "+l.Address] = mods
 		bouncing, err := s.BouncingMembers(ctx, l.Address)
 		if err != nil {
 			t.Fatal(err)

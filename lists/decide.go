@@ -3,7 +3,6 @@ package lists
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -177,21 +176,10 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]Post, error) {
 	}
 	var gone []Post
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		gone = gone[:0]
-		rows, err := tx.QueryContext(ctx, "SELECT "+postColumns+due+" ORDER BY p.id", now.Unix())
+		var err error
+		gone, err = collect(ctx, tx, "expire posts", scanPost, "SELECT "+postColumns+due+" ORDER BY p.id", now.Unix())
 		if err != nil {
-			return fmt.Errorf("expire posts: %w", err)
-		}
-		for rows.Next() {
-			p, err := scanPost(rows.Scan)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("expire posts: %w", err)
-			}
-			gone = append(gone, p)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("expire posts: %w", err)
+			return err
 		}
 		for _, p := range gone {
 			// The post's tokens go with it: they expire with it.

@@ -111,7 +111,7 @@ func (d *sqliteDialect) snapshot(ctx context.Context) (*sql.Tx, error) {
 }
 
 func (*sqliteDialect) tables(ctx context.Context, q querier) ([]string, error) {
-	return queryStrings(ctx, q, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+	return collect(ctx, q, "read table names", scanString, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
 }
 
 func (*sqliteDialect) idFloors(ctx context.Context, q querier) (map[string]int64, error) {
@@ -136,13 +136,13 @@ func (*sqliteDialect) idFloors(ctx context.Context, q querier) (map[string]int64
 // already follows the ids inserted. A plain INTEGER PRIMARY KEY has no
 // sequence and continues after the highest id.
 func (*sqliteDialect) afterCopy(ctx context.Context, tx *sql.Tx, floors map[string]int64) error {
-	known, err := queryStrings(ctx, tx, "SELECT name FROM sqlite_sequence")
+	known, err := collect(ctx, tx, "read id sequences", scanString, "SELECT name FROM sqlite_sequence")
 	if err != nil {
-		return fmt.Errorf("read id sequences: %w", err)
+		return err
 	}
-	auto, err := queryStrings(ctx, tx, "SELECT name FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%AUTOINCREMENT%'")
+	auto, err := collect(ctx, tx, "read id sequences", scanString, "SELECT name FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%AUTOINCREMENT%'")
 	if err != nil {
-		return fmt.Errorf("read id sequences: %w", err)
+		return err
 	}
 	for t, floor := range floors {
 		if !slices.Contains(auto, t) {
@@ -163,24 +163,6 @@ func (d *sqliteDialect) close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.versionConn.Close()
-}
-
-// queryStrings returns the single text column of query's rows.
-func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }
 
 // pgDDL translates a migration step written for SQLite into PostgreSQL,

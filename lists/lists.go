@@ -101,25 +101,19 @@ func scanList(scan func(...any) error) (List, error) {
 // server asks on its lookups, where counting a big list's members would
 // read all of them each time.
 func (s *Store) FindList(ctx context.Context, list string) (List, error) {
-	var l List
-	var created int64
-	err := s.db.QueryRowContext(ctx, "SELECT address, owner, created FROM lists WHERE address = ?", lookupKey(list)).
-		Scan(&l.Address, &l.Owner, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return List{}, fmt.Errorf("list %s: %w", list, ErrNoList)
-	}
-	if err != nil {
-		return List{}, fmt.Errorf("get list %s: %w", list, err)
-	}
-	l.Created = time.Unix(created, 0)
-	return l, nil
+	return s.oneList(ctx, "SELECT l.address, l.owner, l.created, 0 FROM lists l WHERE l.address = ?", list)
 }
 
 // GetList returns the list whose address is list, compared
 // case-insensitively, or an error wrapping ErrNoList.
 func (s *Store) GetList(ctx context.Context, list string) (List, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+listColumns+" FROM lists l WHERE l.address = ?", lookupKey(list))
-	l, err := scanList(row.Scan)
+	return s.oneList(ctx, "SELECT "+listColumns+" FROM lists l WHERE l.address = ?", list)
+}
+
+// oneList reads the list whose address is list with query, which
+// selects what scanList reads.
+func (s *Store) oneList(ctx context.Context, query, list string) (List, error) {
+	l, err := scanList(s.db.QueryRowContext(ctx, query, lookupKey(list)).Scan)
 	if errors.Is(err, sql.ErrNoRows) {
 		return List{}, fmt.Errorf("list %s: %w", list, ErrNoList)
 	}
@@ -131,21 +125,5 @@ func (s *Store) GetList(ctx context.Context, list string) (List, error) {
 
 // Lists returns every list, ordered by address.
 func (s *Store) Lists(ctx context.Context) ([]List, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+listColumns+" FROM lists l ORDER BY l.address")
-	if err != nil {
-		return nil, fmt.Errorf("read lists: %w", err)
-	}
-	defer rows.Close()
-	var out []List
-	for rows.Next() {
-		l, err := scanList(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("read lists: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read lists: %w", err)
-	}
-	return out, nil
+	return collect(ctx, s.db, "read lists", scanList, "SELECT "+listColumns+" FROM lists l ORDER BY l.address")
 }

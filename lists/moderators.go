@@ -58,23 +58,17 @@ func (s *Store) Moderators(ctx context.Context, list string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", id)
-	if err != nil {
-		return nil, fmt.Errorf("moderators of %s: %w", list, err)
+	out, err := moderatorsOf(ctx, s.db, id, list)
+	if out == nil && err == nil {
+		out = []string{}
 	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, fmt.Errorf("moderators of %s: %w", list, err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("moderators of %s: %w", list, err)
-	}
-	return out, nil
+	return out, err
+}
+
+// moderatorsOf returns the moderators of list, whose id is lid, in q's
+// view (a transaction's, say), ordered.
+func moderatorsOf(ctx context.Context, q rowQueryer, lid int64, list string) ([]string, error) {
+	return collect(ctx, q, "moderators of "+list, scanString, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", lid)
 }
 
 // IsMember reports whether addr is a member of list. Local parts are

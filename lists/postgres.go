@@ -156,28 +156,19 @@ func (d *pgDialect) snapshot(ctx context.Context) (*sql.Tx, error) {
 }
 
 func (*pgDialect) tables(ctx context.Context, q querier) ([]string, error) {
-	return queryStrings(ctx, q, `SELECT table_name FROM information_schema.tables
+	return collect(ctx, q, "read table names", scanString, `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name != 'fanmail_schema'`)
 }
 
 // identityColumns returns the tables with an identity column, and the
 // column.
 func identityColumns(ctx context.Context, q querier) ([][2]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT table_name, column_name FROM information_schema.columns
+	return collect(ctx, q, "find identity columns", func(scan func(...any) error) ([2]string, error) {
+		var tc [2]string
+		err := scan(&tc[0], &tc[1])
+		return tc, err
+	}, `SELECT table_name, column_name FROM information_schema.columns
 		WHERE table_schema = current_schema() AND is_identity = 'YES'`)
-	if err != nil {
-		return nil, fmt.Errorf("find identity columns: %w", err)
-	}
-	defer rows.Close()
-	var cols [][2]string
-	for rows.Next() {
-		var t, c string
-		if err := rows.Scan(&t, &c); err != nil {
-			return nil, fmt.Errorf("find identity columns: %w", err)
-		}
-		cols = append(cols, [2]string{t, c})
-	}
-	return cols, rows.Err()
 }
 
 func (*pgDialect) idFloors(ctx context.Context, q querier) (map[string]int64, error) {

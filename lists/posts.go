@@ -200,23 +200,7 @@ func (s *Store) Posts(ctx context.Context, f PostFilter) ([]Post, error) {
 	if f.Claimed {
 		q += " AND p.claim != ''"
 	}
-	rows, err := s.db.QueryContext(ctx, q+" ORDER BY p.id", args...)
-	if err != nil {
-		return nil, fmt.Errorf("read posts: %w", err)
-	}
-	defer rows.Close()
-	var out []Post
-	for rows.Next() {
-		p, err := scanPost(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("read posts: %w", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read posts: %w", err)
-	}
-	return out, nil
+	return collect(ctx, s.db, "read posts", scanPost, q+" ORDER BY p.id", args...)
 }
 
 // CopyPostBody writes the body of post id (the message as received) to

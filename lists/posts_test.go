@@ -207,22 +207,8 @@ func testClaimOnce(t *testing.T, be backend) {
 	if _, err := s.Decide(ctx, id, Decision{Action: "approve", By: "cli"}); err != nil {
 		t.Fatal(err)
 	}
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Go(func() {
-			got, err := s.Claim(ctx, id, "Q"+string(rune('a'+i)))
-			if err != nil {
-				t.Error(err)
-			}
-			if got {
-				wins.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d claims succeeded, want 1", wins.Load())
+	if wins := race(t, 20, func(i int) (bool, error) { return s.Claim(ctx, id, "Q"+string(rune('a'+i))) }); wins != 1 {
+		t.Fatalf("%d claims succeeded, want 1", wins)
 	}
 	claimed, err := s.Posts(ctx, PostFilter{Claimed: true})
 	if err != nil || len(claimed) != 1 || claimed[0].Claim == "" {
@@ -320,8 +306,7 @@ func testPostsFilterAndExpire(t *testing.T, be backend) {
 	if err := s.CheckModerationToken(ctx, testList, tokA[0], "approve"); !errors.Is(err, ErrBadToken) {
 		t.Errorf("token of an expired post: %v, want ErrBadToken", err)
 	}
-	var chunks int
-	if err := s.db.QueryRow("SELECT count(*) FROM post_chunks").Scan(&chunks); err != nil || chunks != 1 {
+	if chunks, err := count(s, "post_chunks"); err != nil || chunks != 1 {
 		t.Errorf("chunks left = %d, %v; want only c's", chunks, err)
 	}
 }
@@ -334,22 +319,8 @@ func testClaimNotice(t *testing.T, be backend) {
 	ctx := context.Background()
 	s := be.withList(t, testList)
 	id := holdPost(t, s, "Subject: x\r\n\r\nbody\r\n")
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Go(func() {
-			got, err := s.ClaimNotice(ctx, id, fmt.Sprintf("N%d", i))
-			if err != nil {
-				t.Error(err)
-			}
-			if got {
-				wins.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d notice claims succeeded, want 1", wins.Load())
+	if wins := race(t, 10, func(i int) (bool, error) { return s.ClaimNotice(ctx, id, fmt.Sprintf("N%d", i)) }); wins != 1 {
+		t.Fatalf("%d notice claims succeeded, want 1", wins)
 	}
 	p, err := s.GetPost(ctx, id)
 	if err != nil {
@@ -379,4 +350,25 @@ func testClaimNotice(t *testing.T, be backend) {
 	if got, _ := s.ClaimNotice(ctx, id, "N"); got {
 		t.Error("ClaimNotice took an accepted post")
 	}
+}
+
+// race calls claim(0) to claim(n-1) at once and returns how many
+// returned true; an error fails the test.
+func race(t *testing.T, n int, claim func(i int) (bool, error)) int32 {
+	t.Helper()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got, err := claim(i)
+			if err != nil {
+				t.Error(err)
+			}
+			if got {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return wins.Load()
 }

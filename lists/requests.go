@@ -290,20 +290,8 @@ func (s *Store) askApprovers(ctx context.Context, tx *sql.Tx, c *Confirmation, l
 		}
 		return err
 	}
-	var to []string
-	rows, err := tx.QueryContext(ctx, "SELECT address FROM moderators WHERE list_id = ? ORDER BY address", lid)
+	to, err := moderatorsOf(ctx, tx, lid, c.Request.List)
 	if err != nil {
-		return fmt.Errorf("moderators of %s: %w", c.Request.List, err)
-	}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			rows.Close()
-			return err
-		}
-		to = append(to, a)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
 	if len(to) == 0 {
@@ -374,24 +362,17 @@ func (s *Store) ExpireRequests(ctx context.Context, now time.Time) ([]Request, e
 	}
 	var gone []Request
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		gone = gone[:0]
-		rows, err := tx.QueryContext(ctx, `SELECT r.id, l.address, r.address, r.action, r.expires
-			FROM requests r JOIN lists l ON l.id = r.list_id WHERE r.expires <= ? ORDER BY r.id`, now.Unix())
-		if err != nil {
-			return fmt.Errorf("expire requests: %w", err)
-		}
-		for rows.Next() {
+		var err error
+		gone, err = collect(ctx, tx, "expire requests", func(scan func(...any) error) (Request, error) {
 			var r Request
 			var exp int64
-			if err := rows.Scan(&r.ID, &r.List, &r.Address, &r.Action, &exp); err != nil {
-				rows.Close()
-				return fmt.Errorf("expire requests: %w", err)
-			}
+			err := scan(&r.ID, &r.List, &r.Address, &r.Action, &exp)
 			r.Expires = time.Unix(exp, 0)
-			gone = append(gone, r)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("expire requests: %w", err)
+			return r, err
+		}, `SELECT r.id, l.address, r.address, r.action, r.expires
+			FROM requests r JOIN lists l ON l.id = r.list_id WHERE r.expires <= ? ORDER BY r.id`, now.Unix())
+		if err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM requests WHERE expires <= ?", now.Unix()); err != nil {
 			return fmt.Errorf("expire requests: %w", err)

@@ -225,23 +225,18 @@ func checkHoldDays(v string) error {
 }
 
 func checkPrefix(v string) error {
-	switch {
-	case !utf8.ValidString(v):
-		return errors.New("not UTF-8")
-	case len(v) > maxPrefixLen:
-		return fmt.Errorf("%d bytes long", len(v))
-	case strings.ContainsFunc(v, isControl):
+	if err := checkText(v, maxPrefixLen); err != nil {
+		return err
+	}
+	if strings.ContainsFunc(v, isControl) {
 		return errors.New("contains a line break or control character")
 	}
 	return nil
 }
 
 func checkFooter(v string) error {
-	switch {
-	case !utf8.ValidString(v):
-		return errors.New("not UTF-8")
-	case len(v) > maxFooterLen:
-		return fmt.Errorf("%d bytes long", len(v))
+	if err := checkText(v, maxFooterLen); err != nil {
+		return err
 	}
 	for i, line := range strings.Split(strings.ReplaceAll(v, "\r\n", "\n"), "\n") {
 		if len(line) > maxFooterLine {
@@ -250,6 +245,18 @@ func checkFooter(v string) error {
 		if strings.ContainsFunc(line, func(r rune) bool { return isControl(r) && r != '\t' }) {
 			return fmt.Errorf("line %d contains a control character", i+1)
 		}
+	}
+	return nil
+}
+
+// checkText is what a prefix and a footer both must be: UTF-8 of at
+// most limit bytes.
+func checkText(v string, limit int) error {
+	switch {
+	case !utf8.ValidString(v):
+		return errors.New("not UTF-8")
+	case len(v) > limit:
+		return fmt.Errorf("%d bytes long", len(v))
 	}
 	return nil
 }

@@ -36,18 +36,11 @@ func testSetSettings(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
 	s := be.withList(t, "l@example.org")
-	err := s.SetSettings(ctx, "L@Example.org", [][2]string{
+	got := setSettings(t, s, "L@Example.org", [][2]string{
 		{"posting", "announce"}, {"nonmember_action", "reject"}, {"hold_days", "3"}, {"dmarc", "wrap"},
 		{"subject_prefix", "[l]"}, {"footer", "-- \nunsubscribe: l-request@example.org\n"},
 		{"archive_url", "https://lists.example.org/l/"}, {"personalize", "full"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Settings(ctx, "l@example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := Settings{Posting: PostingAnnounce, NonmemberAction: ActionReject, HoldDays: 3, DMARC: DMARCWrap,
 		SubjectPrefix: "[l]", Footer: "-- \nunsubscribe: l-request@example.org\n", ArchiveURL: "https://lists.example.org/l/",
 		Personalize: PersonalizeFull}
@@ -81,8 +74,7 @@ func testSetSettings(t *testing.T, be backend) {
 	if diff := cmp.Diff(wantVals, vals); diff != "" {
 		t.Errorf("setting values (-want +got):\n%s", diff)
 	}
-	var rows int
-	if err := s.db.QueryRow("SELECT count(*) FROM settings").Scan(&rows); err != nil || rows != 6 {
+	if rows, err := count(s, "settings"); err != nil || rows != 6 {
 		t.Errorf("settings rows = %d, %v; want 6 (defaults are not stored)", rows, err)
 	}
 }
@@ -178,9 +170,7 @@ func testIsMember(t *testing.T, be backend) {
 	t.Parallel()
 	ctx := context.Background()
 	s := be.withList(t, "l@example.org")
-	if _, err := s.AddMembers(ctx, "l@example.org", []string{"Alice@Example.org", "bob@example.net"}); err != nil {
-		t.Fatal(err)
-	}
+	addMembers(t, s, "l@example.org", "Alice@Example.org", "bob@example.net")
 	for addr, want := range map[string]bool{
 		"Alice@example.org": true, "alice@EXAMPLE.ORG": true, "<bob@example.net>": true,
 		"bob@example.org": false, "carol@example.net": false, "not an address": false,
@@ -211,20 +201,12 @@ func TestMigrateFromVersion1(t *testing.T) {
 // processing, with their units.
 func TestMailSettings(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	s := openWithList(t, "l@example.org")
-	err := s.SetSettings(ctx, "l@example.org", [][2]string{
+	got := setSettings(t, s, "l@example.org", [][2]string{
 		{"subscribe_policy", "moderate"}, {"confirm_expire", "90m"}, {"max_autoresponses_per_day", "0"},
 		{"bounce_score_threshold", "2.5"}, {"bounce_info_stale_after", "2w"},
 		{"bounce_you_are_disabled_warnings", "0"}, {"bounce_you_are_disabled_warnings_interval", "1d"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Settings(ctx, "l@example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := DefaultSettings()
 	want.SubscribePolicy, want.ConfirmExpire, want.MaxAutoresponses = SubscribeModerate, 90*time.Minute, 0
 	want.BounceScoreThreshold, want.BounceInfoStaleAfter = 2.5, 14*24*time.Hour
@@ -238,4 +220,19 @@ func TestMailSettings(t *testing.T) {
 			t.Errorf("ParseDuration(FormatDuration(%v) = %q) = %v, %v", d, FormatDuration(d), back, err)
 		}
 	}
+}
+
+// setSettings sets kv on list and returns the list's settings as read
+// back under its address in lower case.
+func setSettings(t *testing.T, s *Store, list string, kv [][2]string) Settings {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.SetSettings(ctx, list, kv); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Settings(ctx, strings.ToLower(list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -124,9 +124,7 @@ func testListsAndDelete(t *testing.T, be backend) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.AddMembers(ctx, "b@example.org", []string{"x@y.org", "z@y.org"}); err != nil {
-		t.Fatal(err)
-	}
+	addMembers(t, s, "b@example.org", "x@y.org", "z@y.org")
 	if err := s.DeleteList(ctx, "C@EXAMPLE.ORG"); err != nil {
 		t.Fatalf("DeleteList: %v", err)
 	}
@@ -149,8 +147,7 @@ func testListsAndDelete(t *testing.T, be backend) {
 	if err := s.DeleteList(ctx, "b@example.org"); err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM members").Scan(&n); err != nil || n != 0 {
+	if n, err := count(s, "members"); err != nil || n != 0 {
 		t.Errorf("members left after DeleteList: %d, %v", n, err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 
-	"fanmail/dkim"
 	"fanmail/listaddr"
 	"fanmail/lists"
 )
@@ -89,17 +88,6 @@ func compose(n notice) ([]byte, error) {
 		return nil, fmt.Errorf("compose notice: %w", err)
 	}
 	return b.Bytes(), nil
-}
-
-// sign prepends the DKIM signature of the list's domain, if a key signs
-// for it.
-func sign(keys *dkim.Keyring, list string, msg []byte) ([]byte, error) {
-	_, domain, _ := strings.Cut(list, "@")
-	signed, err := keys.For(domain).SignMessage(msg)
-	if err != nil {
-		return nil, fmt.Errorf("sign notice: %w", err)
-	}
-	return signed, nil
 }
 
 func localPart(list string) string {

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"fanmail/dkim"
 	"fanmail/envelope"
 	"fanmail/expander"
 	"fanmail/listaddr"
+	"fanmail/listmail"
 	"fanmail/lists"
 	"fanmail/queuegroups"
 )
@@ -310,8 +310,7 @@ func (r *Runner) tellRejected(ctx context.Context, p lists.Post, now time.Time) 
 	return r.cfg.Store.DeletePost(ctx, p.ID)
 }
 
-// send composes n and queues it in the control group from the list's
-// bounce address.
+// send composes n and queues it as list mail (listmail.Send).
 func (r *Runner) send(ctx context.Context, n notice, now time.Time) (string, error) {
 	return r.sendAs(ctx, n, now, r.cfg.IDs.Next())
 }
@@ -322,15 +321,8 @@ func (r *Runner) sendAs(ctx context.Context, n notice, now time.Time, qid string
 	if err != nil {
 		return "", err
 	}
-	if msg, err = sign(r.cfg.Keys, n.list, msg); err != nil {
+	if err := listmail.Send(ctx, r.cfg.Queue, r.cfg.Keys, n.list, n.to, qid, now, msg); err != nil {
 		return "", err
-	}
-	m := &queuegroups.Message{ID: qid, Received: now, Body: envelope.Bytes(msg), Parts: []queuegroups.Part{{
-		Envelopes: []envelope.Envelope{{Sender: expander.BounceAddress(n.list), Group: queuegroups.ControlGroup,
-			Domain: domainOf(n.to), Recipients: []string{n.to}}},
-	}}}
-	if err := r.cfg.Queue.Enqueue(ctx, m); err != nil {
-		return "", fmt.Errorf("queue notice: %w", err)
 	}
 	return qid, nil
 }
@@ -379,13 +371,6 @@ func (r *Runner) distribute(ctx context.Context, p lists.Post, now time.Time) er
 // little load.
 func retryAfter(age time.Duration) time.Duration {
 	return min(max(age/10, 30*time.Second), 15*time.Minute)
-}
-
-func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return strings.ToLower(addr[i+1:])
-	}
-	return ""
 }
 
 func orNone(from, sender string) string {

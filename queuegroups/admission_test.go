@@ -102,11 +102,37 @@ func TestSlotsSetEnvelopesAside(t *testing.T) {
 	if got := q.Stats().Inflight; got != 1 {
 		t.Errorf("deliveries in progress with the fast post done = %d, want 1 (the held one); the rest were set aside", got)
 	}
+	// The nine set aside are their slots alone: a fan-out's cursor sets
+	// aside most of a busy domain's envelopes, and a state for each
+	// made the peak memory grow with the list.
+	if got, parked := envelopeStates(q, slow.ID); got != 1 || parked != 9 {
+		t.Errorf("slow post: %d envelope states and %d parked slots, want 1 (the one in progress) and 9", got, parked)
+	}
 	close(d.release)
 	waitFor(t, "the slow post", func() bool { return delivered(slow) == 40 })
 	if d.peak["a-slow.test"] != 1 {
 		t.Errorf("most deliveries at once to a one-slot destination = %d, want 1", d.peak["a-slow.test"])
 	}
+}
+
+// envelopeStates returns how many envelopes of message id have an
+// envState, and how many are parked slots without one.
+func envelopeStates(q *Queue, id string) (states, parked int) {
+	for _, g := range q.order {
+		g.mu.Lock()
+		for _, d := range g.dirs {
+			if m := d.msgs[id]; m != nil {
+				states += len(m.touched)
+				for _, s := range m.slots {
+					if s.state == slotParked {
+						parked++
+					}
+				}
+			}
+		}
+		g.mu.Unlock()
+	}
+	return states, parked
 }
 
 // TestOutcomeRetryAfter: when each deferred recipient is tried again,

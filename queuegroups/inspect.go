@@ -111,7 +111,7 @@ func (q *Queue) Summary(topDomains, limit int) []DirSummary {
 				}
 				for i, slot := range m.slots {
 					switch slot.state {
-					case slotFresh:
+					case slotFresh, slotParked:
 						domains[m.domains[slot.domain]] += int(slot.n)
 					case slotTouched:
 						domains[m.domains[slot.domain]] += m.touched[i].pendingCount()

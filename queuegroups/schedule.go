@@ -231,7 +231,7 @@ func (s SlotsOf) SlotsChanged() <-chan struct{} {
 // deliveries in progress are counted per domain too, and move with it.
 type admission struct {
 	active map[string]int         // deliveries in progress, per destination
-	parked map[string][]*envState // due envelopes set aside, per destination
+	parked map[string][]parkedEnv // due envelopes set aside, per destination
 	domain map[string]*inProgress // per domain with deliveries in progress
 }
 
@@ -252,7 +252,7 @@ func (g *group) admit(e *envState) bool {
 	}
 	a := &g.adm
 	if a.active == nil {
-		a.active, a.parked, a.domain = map[string]int{}, map[string][]*envState{}, map[string]*inProgress{}
+		a.active, a.parked, a.domain = map[string]int{}, map[string][]parkedEnv{}, map[string]*inProgress{}
 	}
 	key, n := s.Slots(e.domain)
 	if n <= 0 {
@@ -270,7 +270,7 @@ func (g *group) admit(e *envState) bool {
 		g.releaseLocked(old, true)
 	}
 	if a.active[key] >= n {
-		a.parked[key] = append(a.parked[key], e)
+		a.parked[key] = append(a.parked[key], e.msg.park(e))
 		return false
 	}
 	a.active[key]++
@@ -362,7 +362,7 @@ func (g *group) releaseLocked(key string, all bool) int {
 	if len(waiting) == 0 {
 		return 0
 	}
-	now, n := g.deliverer.(Slotter).Slots(waiting[0].domain)
+	now, n := g.deliverer.(Slotter).Slots(waiting[0].domain())
 	if n <= 0 {
 		n = math.MaxInt
 	}
@@ -378,7 +378,9 @@ func (g *group) releaseLocked(key string, all bool) int {
 	}
 	free = min(free, len(waiting))
 	for _, w := range waiting[:free] {
-		g.ready.push(w)
+		if e := w.m.touch(w.index); e != nil {
+			g.ready.push(e)
+		}
 	}
 	if free == len(waiting) {
 		delete(a.parked, key)

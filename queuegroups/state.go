@@ -114,6 +114,10 @@ const (
 	slotFresh   slotState = iota // never taken: every recipient pending
 	slotTouched                  // has an envState in touched
 	slotDone                     // every recipient final
+	// slotParked was taken fresh and set aside for a busy destination
+	// before anything happened to it: every recipient pending, no
+	// envState, and no longer counted in fresh (see park).
+	slotParked
 )
 
 // envState is an envelope a runner has taken, or one with a recorded
@@ -213,11 +217,13 @@ func (m *msgState) touch(i int) *envState {
 		return e
 	}
 	s := &m.slots[i]
-	if s.state == slotDone {
+	switch s.state {
+	case slotDone:
 		return nil
+	case slotFresh:
+		m.fresh--
 	}
 	s.state = slotTouched
-	m.fresh--
 	e := &envState{msg: m, index: i, domain: m.domains[s.domain], heapIdx: -1}
 	if m.touched == nil {
 		m.touched = map[int]*envState{}
@@ -225,6 +231,37 @@ func (m *msgState) touch(i int) *envState {
 	m.touched[i] = e
 	return e
 }
+
+// park returns e's place among the envelopes set aside for a busy
+// destination. An envelope just taken fresh at the cursor, with nothing
+// of its own yet, goes back to being its slot alone: a fan-out walks its
+// members in domain order, so the cursor sets aside nearly every
+// envelope of a domain whose connections are full, and as envStates
+// those made the peak memory grow with the list.
+func (m *msgState) park(e *envState) parkedEnv {
+	if e.pristine() && m.touched[e.index] == e {
+		delete(m.touched, e.index)
+		m.slots[e.index].state = slotParked
+	}
+	return parkedEnv{m: m, index: e.index}
+}
+
+// pristine reports whether e holds nothing its slot does not: never
+// attempted, no recipient settled, not scheduled.
+func (e *envState) pristine() bool {
+	return e.attempts == 0 && e.strikes == 0 && !e.open && !e.inflight && !e.tried &&
+		e.pending == nil && e.progress == nil && e.heapIdx < 0 && e.next.IsZero()
+}
+
+// parkedEnv is an envelope set aside for a busy destination: its
+// message and index, its envState made again (touch) when it goes back
+// to the ready ring.
+type parkedEnv struct {
+	m     *msgState
+	index int
+}
+
+func (p parkedEnv) domain() string { return p.m.domains[p.m.slots[p.index].domain] }
 
 // nextFresh takes the next fresh envelope at the cursor, or nil.
 func (m *msgState) nextFresh() *envState {
