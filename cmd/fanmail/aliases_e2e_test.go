@@ -72,10 +72,7 @@ func TestAliasExpansionEndToEnd(t *testing.T) {
 
 	want := append([]string{"n1@d00.test", "N2@d01.test", "i1@d00.test", "i2@d01.test"}, w.members...)
 	w.n.waitDelivered(t, len(want), 30*time.Second, p)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.log.String(), "relay=local status=sent") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.logged("relay=local status=sent", 1, 20*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	got := w.n.wantEachOnce(t, want)
 	if len(got) != len(want) {
@@ -101,12 +98,8 @@ func TestAliasReload(t *testing.T) {
 	accepts := func(rcpt string) bool { return rcptAccepted(t, p.addr, rcpt) }
 	waitAccepts := func(rcpt string, want bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for accepts(rcpt) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("RCPT %s accepted=%v after 10s, want %v\n%s", rcpt, !want, want, p.log.String())
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !poll(10*time.Second, 50*time.Millisecond, func() bool { return accepts(rcpt) == want }) {
+			t.Fatalf("RCPT %s accepted=%v after 10s, want %v\n%s", rcpt, !want, want, p.log.String())
 		}
 	}
 	if accepts("late@fanmail.test") || !accepts("nested@fanmail.test") || accepts("nested@elsewhere.test") {
@@ -145,18 +138,6 @@ func TestAliasReload(t *testing.T) {
 	}
 	waitAccepts("later@fanmail.test", false)
 	p.stop(t)
-}
-
-// waitLog waits up to 10s for the server to log s.
-func waitLog(p *proc, s string) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.log.String(), s) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }
 
 // rcptAccepted reports whether the server at addr takes RCPT TO:<rcpt>

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
 	"fanmail/aliases"
@@ -96,7 +95,8 @@ func aliasesExpand(c *cli.Context) error {
 	}
 	// Lists are consulted only when a store exists: expand must not
 	// create one as a side effect.
-	if _, err := os.Stat(strings.TrimPrefix(cfg.ListsDB(), "sqlite:")); err == nil || lists.IsPostgres(cfg.ListsDB()) {
+	file, sqlite := sqliteFile(cfg.ListsDB())
+	if _, err := os.Stat(file); err == nil || !sqlite {
 		store, err := lists.Open(cfg.ListsDB())
 		if err != nil {
 			return err
@@ -146,7 +146,7 @@ func aliasesLine(c *cli.Context, cmd, what string) ([]string, config.Config, err
 // summary msg is printed only when stderr is a terminal: a script
 // reading stderr gets the ERROR and WARNING lines alone.
 func failed(c *cli.Context, msg string) error {
-	if f, ok := c.App.ErrWriter.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+	if isTerminal(c.App.ErrWriter) {
 		return errors.New(msg)
 	}
 	return cli.Exit("", 1)

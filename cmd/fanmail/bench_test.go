@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +23,7 @@ func BenchmarkFanout10k(b *testing.B) {
 	n := newFakeNet(b, domains, func(string) fakenet.SinkOptions {
 		return fakenet.SinkOptions{DiscardBodies: true}
 	})
-	cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "")
+	cfg := n.newConfig(b, "")
 	members := makeList(b, cfg, e2eList, domains, counts)
 	p := benchFanout(b, n, cfg, len(members), 5*time.Minute)
 	p.stop(b)
@@ -48,11 +47,8 @@ func BenchmarkAcceptSmallPosts(b *testing.B) {
 			})
 			// Every client is 127.0.0.1: the per-client cap (under
 			// [load], which the harness's config ends with) must let all in.
-			cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"),
-				fmt.Sprintf("max_sessions_per_client = %d\n[queue]\ndelivery_mode = %q\ninterval = \"1h\"\n", clients, bc.mode))
-			openList(b, cfg, e2eList)
-			fanmailCLI(b, cfg, "solo@d00.test\n", "member", "add", e2eList, "--file", "-")
-			p := startFanmail(b, cfg)
+			cfg := n.newConfig(b, fmt.Sprintf("max_sessions_per_client = %d\n[queue]\ndelivery_mode = %q\ninterval = \"1h\"\n", clients, bc.mode))
+			p := serveList(b, cfg, "solo@d00.test")
 			per := (b.N + clients - 1) / clients
 			b.ResetTimer()
 			var wg sync.WaitGroup
@@ -128,7 +124,7 @@ func BenchmarkFanout100kGroups(b *testing.B) {
 		fmt.Fprintf(&groups, "[[queue.group]]\nname = \"g%d\"\npath = \"queue-g%d\"\n", g, g)
 		fmt.Fprintf(&groups, "[[queue.rule]]\ndomains = [%s]\ngroup = \"g%d\"\n", strings.Join(pats, ", "), g)
 	}
-	cfg := n.writeConfig(b, filepath.Join(b.TempDir(), "data"), "[queue]\nrunners = 32\n"+groups.String())
+	cfg := n.newConfig(b, "[queue]\nrunners = 32\n"+groups.String())
 	members := makeList(b, cfg, e2eList, domains, counts)
 	p := benchFanout(b, n, cfg, len(members), 10*time.Minute)
 	b.ReportMetric(float64(peakRSS(b, p.cmd.Process.Pid))/(1<<20), "peak-MiB")

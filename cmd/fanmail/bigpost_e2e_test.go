@@ -61,9 +61,7 @@ func TestBigPostsInBoundedMemory(t *testing.T) {
 	// minutes later.
 	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"),
 		fmt.Sprintf("max_sessions_per_client = %d\n[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n", posts+1))
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "big@d00.test\n", "member", "add", e2eList, "--file", "-")
-	p := startFanmail(t, cfg)
+	p := serveList(t, cfg, "big@d00.test")
 	base := peakRSS(t, p.cmd.Process.Pid)
 
 	want := make([][32]byte, posts)

@@ -16,11 +16,7 @@ import (
 // memberLsBouncing prints the members of list with a bounce score or
 // disabled delivery: state, score, last bounce, warnings.
 func memberLsBouncing(c *cli.Context) error {
-	list, err := oneList(c, "member ls --bouncing")
-	if err != nil {
-		return err
-	}
-	return readList(c, list, func(store *lists.Store, l lists.List) error {
+	return onList(c, "member ls --bouncing", readList, func(store *lists.Store, l lists.List) error {
 		ms, err := store.BouncingMembers(c.Context, l.Address)
 		if err != nil {
 			return err
@@ -39,31 +35,28 @@ func memberLsBouncing(c *cli.Context) error {
 	})
 }
 
-// listAndMember returns LIST and ADDR of a member command about one member.
-func listAndMember(c *cli.Context, cmd string) (string, string, error) {
+// onMember runs fn on the member ADDR of LIST, the two arguments of the
+// command cmd, with the store opened by open; a list or a member that
+// does not exist is reported with how to see what does.
+func onMember(c *cli.Context, cmd string, open listOpener, fn func(store *lists.Store, l lists.List, addr string) error) error {
 	if c.NArg() != 2 {
-		return "", "", fmt.Errorf("%s: give a LIST and a member ADDR, e.g. fanmail %s announce@lists.example.org bob@example.com", cmd, cmd)
+		return fmt.Errorf("%s: give a LIST and a member ADDR, e.g. fanmail %s announce@lists.example.org bob@example.com", cmd, cmd)
 	}
-	return strings.TrimSpace(c.Args().Get(0)), strings.TrimSpace(c.Args().Get(1)), nil
-}
-
-// notMember says how to see who is a member.
-func notMember(list, addr string, err error) error {
-	if errors.Is(err, lists.ErrNotMember) {
-		return fmt.Errorf("%s is not a member of %s (see the members with: fanmail member ls %s)", addr, list, list)
-	}
-	return err
+	list, addr := strings.TrimSpace(c.Args().Get(0)), strings.TrimSpace(c.Args().Get(1))
+	return open(c, list, func(store *lists.Store, l lists.List) error {
+		err := fn(store, l, addr)
+		if errors.Is(err, lists.ErrNotMember) {
+			return fmt.Errorf("%s is not a member of %s (see the members with: fanmail member ls %s)", addr, l.Address, l.Address)
+		}
+		return err
+	})
 }
 
 func memberShow(c *cli.Context) error {
-	list, addr, err := listAndMember(c, "member show")
-	if err != nil {
-		return err
-	}
-	return readList(c, list, func(store *lists.Store, l lists.List) error {
+	return onMember(c, "member show", readList, func(store *lists.Store, l lists.List, addr string) error {
 		m, err := store.MemberBounceInfo(c.Context, l.Address, addr)
 		if err != nil {
-			return notMember(l.Address, addr, err)
+			return err
 		}
 		st, err := store.Settings(c.Context, l.Address)
 		if err != nil {
@@ -105,14 +98,10 @@ func memberShow(c *cli.Context) error {
 }
 
 func memberEnable(c *cli.Context) error {
-	list, addr, err := listAndMember(c, "member enable")
-	if err != nil {
-		return err
-	}
-	return withList(c, list, func(store *lists.Store, l lists.List) error {
+	return onMember(c, "member enable", withList, func(store *lists.Store, l lists.List, addr string) error {
 		was, err := store.EnableMember(c.Context, l.Address, addr)
 		if err != nil {
-			return notMember(l.Address, addr, err)
+			return err
 		}
 		if was {
 			fmt.Fprintf(c.App.Writer, "%s: delivery to %s enabled again; its bounce score starts from 0\n", l.Address, addr)

@@ -43,17 +43,11 @@ func TestMemberBounceCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, _, err := run(t, dir, "", "member", "ls", list, "--bouncing")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := mustRun(t, dir, "member", "ls", list, "--bouncing")
 	if want := "bob@example.com  disabled by bounces  1  2026-03-05 12:00:00Z  0"; !strings.Contains(columnGap.ReplaceAllString(stdout, "  "), want) {
 		t.Errorf("member ls --bouncing:\n%s\nwant a line %q", stdout, want)
 	}
-	stdout, _, err = run(t, dir, "", "member", "show", list, "Bob@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout = mustRun(t, dir, "member", "show", list, "Bob@example.com")
 	for _, want := range []string{"delivery: disabled by bounces", "disabled: 2026-03-05 12:00:00Z",
 		"- 2026-03-05 12:00:00Z failed 5.1.1 hard (dsn), from mx.example.com", "| Status: 5.1.1", "scored: score 1 reached threshold 1"} {
 		if !strings.Contains(squash(stdout), want) {

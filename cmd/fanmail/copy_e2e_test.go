@@ -43,7 +43,7 @@ func (n *fakeNet) keygen(t *testing.T, cfg, domain, alg string) (string, string)
 func TestDeliveredCopyEndToEnd(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test", "lists.example.org"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	records := map[string]string{}
 	for _, alg := range []string{"rsa", "ed25519"} {
 		name, value := n.keygen(t, cfg, "lists.example.org", alg)
@@ -88,8 +88,17 @@ func TestDeliveredCopyEndToEnd(t *testing.T) {
 	if len(h.Values("Dkim-Signature")) != 2 {
 		t.Fatalf("%d DKIM signatures, want RSA and Ed25519:\n%s", len(h.Values("Dkim-Signature")), got)
 	}
-	dkimpy.AllPass(t, dkimpy.Python(t), records, got, 2)
-	verifs, err := msgauth.VerifyWithOptions(bytes.NewReader(got), &msgauth.VerifyOptions{
+	n.verifyListDKIM(t, dkimpy.Python(t), records, got)
+	p.stop(t)
+}
+
+// verifyListDKIM checks that dkimpy (given records) and go-msgauth
+// (asking n's DNS) both pass the two signatures of msg, each by
+// lists.example.org, and returns go-msgauth's verifications.
+func (n *fakeNet) verifyListDKIM(t *testing.T, py string, records map[string]string, msg []byte) []*msgauth.Verification {
+	t.Helper()
+	dkimpy.AllPass(t, py, records, msg, 2)
+	verifs, err := msgauth.VerifyWithOptions(bytes.NewReader(msg), &msgauth.VerifyOptions{
 		LookupTXT: func(name string) ([]string, error) { return lookupTXT(n.dns.Addr(), name) },
 	})
 	if err != nil || len(verifs) != 2 {
@@ -100,7 +109,7 @@ func TestDeliveredCopyEndToEnd(t *testing.T) {
 			t.Errorf("go-msgauth: d=%s: %v", v.Domain, v.Err)
 		}
 	}
-	p.stop(t)
+	return verifs
 }
 
 // TestDMARCEndToEnd: with the author's domain publishing p=reject, the
@@ -118,7 +127,7 @@ func TestDMARCEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	for _, l := range []string{"munge", "wrap"} {
 		openList(t, cfg, l+"@lists.example.org")
 		fanmailCLI(t, cfg, "", "member", "add", l+"@lists.example.org", l+"-member@d00.test")

@@ -40,10 +40,7 @@ func TestDKIMKeygenPublishVerify(t *testing.T) {
 	t.Cleanup(func() { zone.Close() })
 
 	for _, alg := range []string{"rsa", "ed25519"} {
-		stdout, _, err := run(t, data, "", "dkim", "keygen", "Lists.Example.ORG", "--algorithm", alg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stdout := mustRun(t, data, "dkim", "keygen", "Lists.Example.ORG", "--algorithm", alg)
 		if err := zone.AddRR(zoneRecord(t, stdout)); err != nil {
 			t.Fatalf("the printed record is not zone-file syntax: %v\n%s", err, stdout)
 		}
@@ -167,10 +164,7 @@ func TestDKIMKeygenBadInput(t *testing.T) {
 // key material.
 func TestDKIMKeygenOutput(t *testing.T) {
 	data := t.TempDir()
-	stdout, _, err := run(t, data, "", "dkim", "keygen", "example.org", "--selector", "s1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := mustRun(t, data, "dkim", "keygen", "example.org", "--selector", "s1")
 	file := filepath.Join(data, "dkim", "example.org", "s1.key")
 	head := "created " + file + " (rsa 2048 bits)\n" +
 		"fanmail signs mail from example.org with it from its next start: publish this TXT record first.\n\n" +

@@ -27,9 +27,7 @@ func TestFlippedByteIsQuarantined(t *testing.T) {
 	n := newFakeNet(t, testDomains(1), nil)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	cfg := n.writeConfig(t, dataDir, "[queue]\ndelivery_mode = \"queue\"\ninterval = \"1h\"\n")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "solo@d00.test\n", "member", "add", e2eList, "--file", "-")
-	p := startFanmail(t, cfg)
+	p := serveList(t, cfg, "solo@d00.test")
 	var qids []string
 	for i := range 3 {
 		post := strings.Replace(e2ePost, "e2e-1@", fmt.Sprintf("flip-%d@", i), 1)
@@ -93,7 +91,7 @@ func TestFlippedByteIsQuarantined(t *testing.T) {
 func oneDomain(t *testing.T, conf string) (*fakeNet, string) {
 	t.Helper()
 	n := newFakeNet(t, testDomains(1), nil)
-	return n, n.writeConfig(t, filepath.Join(t.TempDir(), "data"), conf)
+	return n, n.newConfig(t, conf)
 }
 
 // victimLists writes a config with extra text conf and makes two lists:
@@ -102,10 +100,8 @@ func oneDomain(t *testing.T, conf string) (*fakeNet, string) {
 func victimLists(t *testing.T, conf, list, victim string) (*fakeNet, string) {
 	t.Helper()
 	n, cfg := oneDomain(t, conf)
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "ok@d00.test\n", "member", "add", e2eList, "--file", "-")
-	openList(t, cfg, list)
-	fanmailCLI(t, cfg, victim+"\n", "member", "add", list, "--file", "-")
+	openListWith(t, cfg, e2eList, "ok@d00.test")
+	openListWith(t, cfg, list, victim)
 	return n, cfg
 }
 
@@ -117,7 +113,7 @@ func TestPoisonMessageIsMovedAside(t *testing.T) {
 	t.Parallel()
 	n, cfg := victimLists(t, "[queue]\nretry_min = \"200ms\"\nretry_max = \"200ms\"\n", "poison@lists.example.org", "victim@poison.test")
 	env := []string{"FANMAIL_TEST_PANIC_DOMAIN=poison.test"}
-	p := startFanmailArgs(t, env, "--config", cfg, "serve")
+	p := startFanmail(t, cfg, env...)
 	bad := postTo(t, p.addr, "poster@example.org", "poison@lists.example.org", e2ePost)
 	for i := range 5 {
 		postTo(t, p.addr, "poster@example.org", e2eList, strings.Replace(e2ePost, "e2e-1@", fmt.Sprintf("flow-%d@", i), 1))
@@ -146,7 +142,7 @@ func TestPoisonMessageIsMovedAside(t *testing.T) {
 	}
 	p.stop(t)
 
-	p = startFanmailArgs(t, env, "--config", cfg, "serve")
+	p = startFanmail(t, cfg, env...)
 	time.Sleep(500 * time.Millisecond)
 	if strings.Contains(p.log.String(), `msg="delivery panicked`) {
 		t.Errorf("the message moved aside was tried again after a restart")
@@ -173,7 +169,7 @@ func TestCrashLoopIsBroken(t *testing.T) {
 	n, cfg := victimLists(t, "", "deadly@lists.example.org", "victim@kill.test")
 	env := []string{"FANMAIL_TEST_KILL_DOMAIN=kill.test"}
 
-	p := startFanmailArgs(t, env, "--config", cfg, "serve")
+	p := startFanmail(t, cfg, env...)
 	bad := postTo(t, p.addr, "poster@example.org", "deadly@lists.example.org", e2ePost)
 	waitExit(t, p, 20*time.Second)
 	deaths := 1
@@ -192,7 +188,7 @@ func TestCrashLoopIsBroken(t *testing.T) {
 	if !strings.Contains(log.String(), "message moved aside") || !strings.Contains(log.String(), bad) {
 		t.Errorf("no start logged moving %s aside:\n%s", bad, log.String())
 	}
-	p = startFanmailArgs(t, env, "--config", cfg, "serve")
+	p = startFanmail(t, cfg, env...)
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	n.waitDelivered(t, 1, 30*time.Second, p)
 	if out := fanmailCLI(t, cfg, "", "queue", "show", bad); !strings.Contains(out, "MOVED ASIDE") {
@@ -290,19 +286,6 @@ func TestRepliesSurviveRewriteInDSN(t *testing.T) {
 		t.Errorf("second DSN reports gone@d00.test again:\n%s", dels[1].Data)
 	}
 	p.stop(t)
-}
-
-// mustLog waits until the server has logged what.
-func mustLog(t *testing.T, p *proc, what string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.log.String(), what) {
-		if time.Now().After(deadline) {
-			p.dumpLog(t)
-			t.Fatalf("the server did not log %q within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // waitExit waits for a server that is expected to die.

@@ -52,7 +52,7 @@ func TestEndToEndFanout(t *testing.T) {
 	domains := testDomains(20)
 	counts := e2eCounts(len(domains))
 	n := newFakeNet(t, domains, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 
 	openList(t, cfg, e2eList, "--owner", "alice@example.org")
 	file, members := membersFile(t, domains, counts)
@@ -120,7 +120,7 @@ func TestCrashAfterAcceptRedelivers(t *testing.T) {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "aborted"}
 		}}
 	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
+	cfg := n.newConfig(t, "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
 	members := makeList(t, cfg, e2eList, domains, counts)
 
 	p := startFanmail(t, cfg)
@@ -133,11 +133,7 @@ func TestCrashAfterAcceptRedelivers(t *testing.T) {
 		}
 	}
 	n.waitDelivered(t, free, 60*time.Second, p)
-	deadline := time.Now().Add(30 * time.Second)
-	for stalled.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if stalled.Load() == 0 {
+	if !poll(30*time.Second, 10*time.Millisecond, func() bool { return stalled.Load() > 0 }) {
 		t.Fatal("no held domain reached DATA before the kill")
 	}
 	// Give the free domains' status records time to reach the journal:
@@ -178,22 +174,14 @@ func TestQueuedBeforeStopDeliveredAfterRestart(t *testing.T) {
 			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "not now"}
 		}}
 	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "a@d00.test\nb@d01.test\nc@d02.test\n", "member", "add", e2eList, "--file", "-")
-
-	p := startFanmail(t, cfg)
+	cfg := n.newConfig(t, "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
+	p := serveList(t, cfg, "a@d00.test", "b@d01.test", "c@d02.test")
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll(20*time.Second, 10*time.Millisecond, func() bool {
 		mu.Lock()
-		r := refused
-		mu.Unlock()
-		if r >= 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return refused >= 3
+	})
 	p.stop(t)
 	if !strings.Contains(p.log.String(), "status=deferred") {
 		t.Fatalf("no deferral logged before the stop")
@@ -255,10 +243,8 @@ func TestBounceReadInside(t *testing.T) {
 			"gone": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"},
 		}.Hook}
 	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "ok@d00.test\ngone1@d00.test\ngone2@d01.test\nok@d01.test\n", "member", "add", e2eList, "--file", "-")
-	p := startFanmail(t, cfg)
+	cfg := n.newConfig(t, "")
+	p := serveList(t, cfg, "ok@d00.test", "gone1@d00.test", "gone2@d01.test", "ok@d01.test")
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	n.waitDelivered(t, 2, 30*time.Second, p) // the two members
 	if !waitLog(p, `msg="dsn queued"`) || !waitLog(p, "rcpt="+e2eBounces+" domain=lists.example.org relay=listmail") {

@@ -8,13 +8,10 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"fanmail/internal/fakenet"
 )
 
 // The fallback tier with two real servers. A first-attempt node makes
@@ -45,16 +42,7 @@ func TestFallbackTier(t *testing.T) {
 }
 
 func fallbackTier(t *testing.T, fallbackExtra, firstExtra string) {
-	var down atomic.Bool
-	down.Store(true)
-	n := newFakeNet(t, testDomains(1), func(string) fakenet.SinkOptions {
-		return fakenet.SinkOptions{RcptHook: func(_, _ string) error {
-			if down.Load() {
-				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "down for maintenance"}
-			}
-			return nil
-		}}
-	})
+	n, down := newDeferringNet(t, testDomains(1), smtp.EnhancedCode{4, 3, 0}, "down for maintenance")
 	fallbackCfg := n.writeConfig(t, t.TempDir(), fallbackExtra+`
 [queue]
 retry_min = "200ms"

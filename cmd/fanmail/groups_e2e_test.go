@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,7 +58,7 @@ func TestRunnerCapsAtTheSinks(t *testing.T) {
 	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
 		return fakenet.SinkOptions{DataHook: c.hook(d[:1], 20*time.Millisecond)}
 	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), fmt.Sprintf(`
+	cfg := n.newConfig(t, fmt.Sprintf(`
 [queue]
 runners = 3
 recipients_per_envelope = 10
@@ -108,7 +107,7 @@ func TestSmallPostDuringBigFanout(t *testing.T) {
 		}
 		return o
 	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nrunners = 16\n")
+	cfg := n.newConfig(t, "[queue]\nrunners = 16\n")
 	counts := each(len(big), 1000)
 	members := makeList(t, cfg, e2eList, big, counts)
 	openList(t, cfg, "small@lists.example.org")
@@ -148,26 +147,12 @@ func TestSmallPostDuringBigFanout(t *testing.T) {
 func TestQueueTools(t *testing.T) {
 	t.Parallel()
 	domains := testDomains(2)
-	var refuse atomic.Bool
-	refuse.Store(true)
-	n := newFakeNet(t, domains, func(string) fakenet.SinkOptions {
-		return fakenet.SinkOptions{RcptHook: func(_, to string) error {
-			if refuse.Load() {
-				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "try later"}
-			}
-			return nil
-		}}
-	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "[queue]\nretry_min = \"1h\"\nretry_max = \"1h\"\n")
-	openList(t, cfg, e2eList)
-	fanmailCLI(t, cfg, "a@d00.test\nb@d00.test\nc@d01.test\n", "member", "add", e2eList, "--file", "-")
-	p := startFanmail(t, cfg)
+	n, refuse := newDeferringNet(t, domains, smtp.EnhancedCode{4, 7, 0}, "try later")
+	cfg := n.newConfig(t, "[queue]\nretry_min = \"1h\"\nretry_max = \"1h\"\n")
+	p := serveList(t, cfg, "a@d00.test", "b@d00.test", "c@d01.test")
 	keep := postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	drop := postTo(t, p.addr, "poster@example.org", e2eList, strings.Replace(e2ePost, "e2e-1@", "e2e-2@", 1))
-	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(p.log.String(), "status=deferred") < 6 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond) // until every recipient had its first attempt
-	}
+	p.logged("status=deferred", 6, 20*time.Second) // until every recipient had its first attempt
 
 	out := fanmailCLI(t, cfg, "", "queue")
 	for _, want := range []string{"GROUP", "default", "queue-control", "top domains: d00.test 4, d01.test 2", keep, drop, "6 recipients pending"} {
@@ -356,13 +341,9 @@ group = "c"
 		if i == kills {
 			// Every post to every member, counted once: the total
 			// delivered includes duplicates.
-			deadline := time.Now().Add(2 * time.Minute)
-			for missing(n, kills, members) > 0 {
-				if time.Now().After(deadline) {
-					t.Logf("queue:\n%s", fanmailCLI(t, cfg, "", "queue"))
-					t.Fatalf("%d post-member pairs still undelivered after 2 minutes", missing(n, kills, members))
-				}
-				time.Sleep(50 * time.Millisecond)
+			if !poll(2*time.Minute, 50*time.Millisecond, func() bool { return missing(n, kills, members) == 0 }) {
+				t.Logf("queue:\n%s", fanmailCLI(t, cfg, "", "queue"))
+				t.Fatalf("%d post-member pairs still undelivered after 2 minutes", missing(n, kills, members))
 			}
 			time.Sleep(300 * time.Millisecond)
 			p.stop(t)

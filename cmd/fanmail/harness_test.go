@@ -3,11 +3,11 @@ package main
 // The end-to-end harness: it builds the real fanmail binary, runs it as a
 // child process against a real DNS server and real SMTP sinks on
 // loopback (each domain's MX on its own 127.x.y.z address), and talks to
-// it over SMTP and through its CLI, as an operator would.
+// it over SMTP and through its CLI (harness_client_test.go), as an
+// operator would.
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -120,11 +121,35 @@ func newFakeNet(t testing.TB, domains []string, opts func(domain string) fakenet
 	}
 }
 
+// newDeferringNet is newFakeNet whose sinks answer every RCPT 451 with
+// enh and msg while the switch it returns is on; it starts on.
+func newDeferringNet(t testing.TB, domains []string, enh smtp.EnhancedCode, msg string) (*fakeNet, *atomic.Bool) {
+	t.Helper()
+	var on atomic.Bool
+	on.Store(true)
+	n := newFakeNet(t, domains, func(string) fakenet.SinkOptions {
+		return fakenet.SinkOptions{RcptHook: func(_, _ string) error {
+			if on.Load() {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: enh, Message: msg}
+			}
+			return nil
+		}}
+	})
+	return n, &on
+}
+
 // writeConfig writes a config for a server using n, plus extra TOML lines.
 func (n *fakeNet) writeConfig(t testing.TB, dataDir, extra string) string {
 	t.Helper()
 	// Envelopes (the queue's r=) decide the transactions in these tests.
 	return n.writeConfigDelivery(t, dataDir, "recipients_per_transaction = 1000", extra)
+}
+
+// newConfig is writeConfig for a server with a data directory of its
+// own, not created yet.
+func (n *fakeNet) newConfig(t testing.TB, extra string) string {
+	t.Helper()
+	return n.writeConfig(t, filepath.Join(t.TempDir(), "data"), extra)
 }
 
 // writeConfigDelivery is writeConfig with delivery's lines given.
@@ -211,14 +236,23 @@ func (n *fakeNet) waitDistinct(t testing.TB, want int, timeout time.Duration, p 
 
 func (n *fakeNet) waitCount(t testing.TB, what string, count func() int, want int, timeout time.Duration, p *proc) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for count() < want {
-		if time.Now().After(deadline) {
-			p.dumpLog(t)
-			t.Fatalf("sinks counted %d of %d %s after %v", count(), want, what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !poll(timeout, 20*time.Millisecond, func() bool { return count() >= want }) {
+		p.dumpLog(t)
+		t.Fatalf("sinks counted %d of %d %s after %v", count(), want, what, timeout)
 	}
+}
+
+// poll calls done every interval until it returns true or timeout has
+// passed, and reports whether it returned true.
+func poll(timeout, interval time.Duration, done func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !done() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+	return true
 }
 
 // proc is one running fanmail server.
@@ -234,11 +268,11 @@ type proc struct {
 // or as JSON (--log-format json).
 var listenRE = regexp.MustCompile(`msg="fanmail started" listen=(\S+)|"msg":"fanmail started","listen":"([^"]+)"`)
 
-// startFanmail runs `fanmail --config cfg serve` and waits until it logs
-// the address it listens on.
-func startFanmail(t testing.TB, cfg string) *proc {
+// startFanmail runs `fanmail --config cfg serve`, with env added to its
+// environment, and waits until it logs the address it listens on.
+func startFanmail(t testing.TB, cfg string, env ...string) *proc {
 	t.Helper()
-	return startFanmailArgs(t, nil, "--config", cfg, "serve")
+	return startFanmailArgs(t, env, "--config", cfg, "serve")
 }
 
 // startFanmailArgs runs fanmail with args and extra environment entries.
@@ -296,6 +330,36 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 	return nil
 }
 
+// logged waits up to timeout until the server has logged s count times
+// or more, and reports whether it has.
+func (p *proc) logged(s string, count int, timeout time.Duration) bool {
+	return poll(timeout, 20*time.Millisecond, func() bool { return strings.Count(p.log.String(), s) >= count })
+}
+
+// waitLog waits up to 10s for the server to log s.
+func waitLog(p *proc, s string) bool { return p.logged(s, 1, 10*time.Second) }
+
+// mustLog waits until the server has logged what, or fails the test.
+func mustLog(t testing.TB, p *proc, what string, timeout time.Duration) {
+	t.Helper()
+	if !p.logged(what, 1, timeout) {
+		p.dumpLog(t)
+		t.Fatalf("the server did not log %q within %v", what, timeout)
+	}
+}
+
+// httpBase returns the http:// URL of an endpoint the server logged at
+// start-up: re finds the line, its first group the address; what names
+// the endpoint if it is missing.
+func (p *proc) httpBase(t testing.TB, re *regexp.Regexp, what string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(p.log.String())
+	if m == nil {
+		t.Fatalf("no %s in the start-up log:\n%s", what, p.log)
+	}
+	return "http://" + m[1]
+}
+
 func (p *proc) dumpLog(t testing.TB) {
 	t.Helper()
 	lines := strings.Split(p.log.String(), "\n")
@@ -349,129 +413,4 @@ func (p *proc) stop(t testing.TB) {
 	if p.err != nil {
 		t.Fatalf("fanmail exited with %v after SIGTERM, want exit status 0", p.err)
 	}
-}
-
-// fanmailCLI runs a fanmail command (list, member …) with the given config.
-func fanmailCLI(t testing.TB, cfg string, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(fanmailBinary(t), append([]string{"--config", cfg}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("fanmail %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// runBinary runs fanmail with args to completion (at most a minute) and
-// returns what it printed on stdout and stderr together.
-func runBinary(t testing.TB, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, fanmailBinary(t), args...).CombinedOutput()
-	return string(out), err
-}
-
-// mailFrom connects to the SMTP server at addr, says EHLO helo and
-// MAIL FROM:<from>, and returns the client for the caller to close.
-func mailFrom(t testing.TB, addr, helo, from string) *smtp.Client {
-	t.Helper()
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hello(helo); err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	if err := c.Mail(from, nil); err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	return c
-}
-
-// postTo sends one message over SMTP and returns the queue ID from the 250.
-func postTo(t testing.TB, addr, from, rcpt, msg string) string {
-	t.Helper()
-	c := mailFrom(t, addr, "poster.example.org", from)
-	defer c.Close()
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(w, msg); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		t.Fatalf("end of DATA: %v", err)
-	}
-	id, ok := strings.CutPrefix(resp.StatusText, "2.0.0 OK queued as ")
-	if !ok {
-		t.Fatalf("reply to DATA %q has no queue ID", resp.StatusText)
-	}
-	c.Quit()
-	return id
-}
-
-// openList creates list through the CLI (with list create's further
-// arguments) and sets posting=open: the tests that use it post as
-// poster@example.org, who is no member, and are about delivery, not
-// about who may post (policy_e2e_test.go is).
-func openList(t testing.TB, cfg, list string, args ...string) {
-	t.Helper()
-	fanmailCLI(t, cfg, "", append([]string{"list", "create", list}, args...)...)
-	fanmailCLI(t, cfg, "", "list", "set", list, "posting=open")
-}
-
-// makeList creates list through the CLI with count[i] members at
-// domains[i] and returns the members.
-func makeList(t testing.TB, cfg, list string, domains []string, count []int) []string {
-	t.Helper()
-	openList(t, cfg, list)
-	file, members := membersFile(t, domains, count)
-	fanmailCLI(t, cfg, "", "member", "add", list, "--file", file)
-	return members
-}
-
-// each returns n copies of v: a member count for every domain.
-func each(n, v int) []int {
-	counts := make([]int, n)
-	for i := range counts {
-		counts[i] = v
-	}
-	return counts
-}
-
-// membersFile writes a member file with count[i] addresses at domains[i].
-func membersFile(t testing.TB, domains []string, count []int) (string, []string) {
-	t.Helper()
-	var b strings.Builder
-	var all []string
-	b.WriteString("# generated members\n")
-	for i, d := range domains {
-		for k := 0; k < count[i]; k++ {
-			addr := fmt.Sprintf("member%04d@%s", k, d)
-			all = append(all, addr)
-			b.WriteString(addr + "\n")
-		}
-	}
-	path := filepath.Join(t.TempDir(), "members.txt")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path, all
-}
-
-func testDomains(n int) []string {
-	ds := make([]string, n)
-	for i := range ds {
-		ds[i] = fmt.Sprintf("d%02d.test", i)
-	}
-	return ds
 }

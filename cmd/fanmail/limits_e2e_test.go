@@ -130,7 +130,7 @@ func TestUnknownRecipientsMemory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), tt.extra)
+			cfg := n.newConfig(t, tt.extra)
 			openList(t, cfg, e2eList)
 			p := startFanmail(t, cfg)
 			start := p.peakRSS(t)
@@ -248,11 +248,7 @@ func TestDiskFloor(t *testing.T) {
 	if rep := s.cmd(t, "MAIL FROM:<poster@example.org>"); !strings.HasPrefix(rep, "452 4.3.1 ") {
 		t.Errorf("MAIL below the disk floor: %q, want 452 4.3.1", rep)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.log.String(), "low disk space: refusing new mail") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !strings.Contains(p.log.String(), "low disk space: refusing new mail") {
+	if !p.logged("low disk space: refusing new mail", 1, 5*time.Second) {
 		t.Error("no log line says why mail is refused")
 	}
 	p.stop(t)
@@ -311,7 +307,7 @@ func TestOwnerMailBounce(t *testing.T) {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
 		}}
 	})
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	openList(t, cfg, e2eList, "--owner", "alice@example.org")
 	p := startFanmail(t, cfg)
 	const post = "From: Poster <someone@poster.test>\r\nTo: owner-announce@lists.example.org\r\n" +

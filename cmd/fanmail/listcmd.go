@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -57,8 +58,8 @@ func readStore(c *cli.Context, fn func(*lists.Store) error) error {
 			return err
 		}
 	}
-	if !lists.IsPostgres(cfg.ListsDB()) {
-		if _, err := os.Stat(strings.TrimPrefix(cfg.ListsDB(), "sqlite:")); errors.Is(err, fs.ErrNotExist) {
+	if file, ok := sqliteFile(cfg.ListsDB()); ok {
+		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 			return &emptyDataDir{dir: storeDir(cfg)}
 		}
 	}
@@ -88,6 +89,10 @@ type emptyDataDir struct{ dir string }
 func (e *emptyDataDir) Error() string {
 	return fmt.Sprintf("no lists yet in %s (create one with: fanmail list create LIST@DOMAIN)", e.dir)
 }
+
+// listOpener opens the store and looks up a list for fn: withList for a
+// command that changes it, readList for one that only reads.
+type listOpener func(c *cli.Context, list string, fn func(*lists.Store, lists.List) error) error
 
 // withList runs fn with the store open and list looked up. A list that
 // does not exist, before fn or by the time fn changes it, is reported
@@ -174,12 +179,18 @@ func oneList(c *cli.Context, cmd string) (string, error) {
 	return strings.TrimSpace(c.Args().First()), nil
 }
 
-func listDelete(c *cli.Context) error {
-	list, err := oneList(c, "list delete")
+// onList runs fn on the single LIST argument of the command cmd, with the
+// store opened by open.
+func onList(c *cli.Context, cmd string, open listOpener, fn func(*lists.Store, lists.List) error) error {
+	list, err := oneList(c, cmd)
 	if err != nil {
 		return err
 	}
-	return withList(c, list, func(store *lists.Store, l lists.List) error {
+	return open(c, list, fn)
+}
+
+func listDelete(c *cli.Context) error {
+	return onList(c, "list delete", withList, func(store *lists.Store, l lists.List) error {
 		if err := store.DeleteList(c.Context, l.Address); err != nil {
 			return err
 		}
@@ -189,11 +200,7 @@ func listDelete(c *cli.Context) error {
 }
 
 func listShow(c *cli.Context) error {
-	list, err := oneList(c, "list show")
-	if err != nil {
-		return err
-	}
-	return readList(c, list, func(store *lists.Store, l lists.List) error {
+	return onList(c, "list show", readList, func(store *lists.Store, l lists.List) error {
 		mods, err := store.Moderators(c.Context, l.Address)
 		if err != nil {
 			return err
@@ -447,8 +454,7 @@ func readMemberFile(c *cli.Context, file string) ([]string, error) {
 // stdout is not a terminal: scripts and pipes get the summary only. Small
 // batches finish before anyone could read a counter, so they get none.
 func progress(c *cli.Context, what string) func(done, total int) {
-	f, ok := c.App.Writer.(*os.File)
-	if !ok || !(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+	if !isTerminal(c.App.Writer) {
 		return nil
 	}
 	return func(done, total int) {
@@ -460,6 +466,12 @@ func progress(c *cli.Context, what string) func(done, total int) {
 			fmt.Fprintln(c.App.ErrWriter)
 		}
 	}
+}
+
+// isTerminal reports whether w is a terminal (a Cygwin one included).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 func countUnique(addrs []string) int {

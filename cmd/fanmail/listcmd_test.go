@@ -34,6 +34,17 @@ func run(t *testing.T, dataDir, stdin string, args ...string) (stdout, stderr st
 	return o.String(), e.String(), err
 }
 
+// mustRun runs one fanmail command line against dataDir, which must
+// succeed, and returns its standard output.
+func mustRun(t *testing.T, dataDir string, args ...string) string {
+	t.Helper()
+	stdout, _, err := run(t, dataDir, "", args...)
+	if err != nil {
+		t.Fatalf("fanmail %s: %v", strings.Join(args, " "), err)
+	}
+	return stdout
+}
+
 // runSteps runs each step against dataDir, in which "$DATA" in an
 // expected output or error stands for dataDir.
 func runSteps(t *testing.T, dataDir string, steps []step) {
@@ -129,10 +140,7 @@ func TestListShow(t *testing.T) {
 		{args: []string{"list", "create", list, "--owner", "alice@example.org"}},
 		{args: []string{"member", "add", list, "a@x.org", "b@y.org", "c@y.org"}},
 	})
-	stdout, _, err := run(t, dir, "", "list", "show", "ANNOUNCE@lists.example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := mustRun(t, dir, "list", "show", "ANNOUNCE@lists.example.org")
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	if len(lines) != 23 || !strings.HasPrefix(lines[2], "created:    ") {
 		t.Fatalf("list show printed:\n%s", stdout)

@@ -68,7 +68,7 @@ func TestLocalTargetsRunAsProgramUser(t *testing.T) {
 	writeFile(t, filepath.Dir(aliases), filepath.Base(aliases), fmt.Sprintf(`everyone: "|/usr/bin/id -G > %[1]s/groups.out",
 	%[1]s/archive.mbox, %[2]s/link/archive.mbox, %[1]s/hardlink, %[1]s/root-only
 `, box, root))
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), fmt.Sprintf(`
+	cfg := n.newConfig(t, fmt.Sprintf(`
 [aliases]
 files = [%q]
 local_domains = ["fanmail.test"]

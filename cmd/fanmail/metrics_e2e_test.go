@@ -30,11 +30,7 @@ func TestMetricsEqualSinkCounts(t *testing.T) {
 	cfg := n.writeConfig(t, t.TempDir(), "\n[metrics]\nlisten = \"127.0.0.1:0\"\n")
 	members := makeList(t, cfg, "big@lists.test", domains, each(len(domains), 500))
 	p := startFanmail(t, cfg)
-	m := metricsAddrRE.FindStringSubmatch(p.log.String())
-	if m == nil {
-		t.Fatalf("no metrics address in the start-up line:\n%s", p.log.String())
-	}
-	base := "http://" + m[1]
+	base := p.httpBase(t, metricsAddrRE, "metrics address")
 
 	c := mailFrom(t, p.addr, "poster.example.org", "poster@example.org")
 	if err := c.Rcpt("nobody@lists.test", nil); err == nil {
@@ -51,15 +47,11 @@ func TestMetricsEqualSinkCounts(t *testing.T) {
 	}
 	// The queue settles a moment after the last 250.
 	var fams map[string]*dto.MetricFamily
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll(10*time.Second, 50*time.Millisecond, func() bool {
 		fams = scrape(t, base+"/metrics")
-		if value(fams, "fanmail_queue_recipients", "group", "default") == 0 &&
-			value(fams, "fanmail_runners_busy", "group", "default") == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return value(fams, "fanmail_queue_recipients", "group", "default") == 0 &&
+			value(fams, "fanmail_runners_busy", "group", "default") == 0
+	})
 	want := []struct {
 		name   string
 		labels []string
@@ -186,10 +178,7 @@ queuereturn = "3s"
 `)
 	makeList(t, cfg, "big@lists.test", domains[:3], []int{20, 20, 10})
 	p := startFanmail(t, cfg)
-	m := metricsAddrRE.FindStringSubmatch(p.log.String())
-	if m == nil {
-		t.Fatalf("no metrics address in the start-up line:\n%s", p.log.String())
-	}
+	base := p.httpBase(t, metricsAddrRE, "metrics address")
 	postTo(t, p.addr, "poster@example.org", "big@lists.test", "Subject: fan-out\r\n\r\nhello\r\n")
 
 	sum := func(fams map[string]*dto.MetricFamily, name, status string) float64 {
@@ -208,19 +197,14 @@ queuereturn = "3s"
 	// d02's expiry) were read inside: the expiry counts as bounced a
 	// moment before its DSN is queued, so bounced == 20 alone is not
 	// enough.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		fams = scrape(t, "http://"+m[1]+"/metrics")
-		if sum(fams, "fanmail_recipients_total", "bounced") == 20 && value(fams, "fanmail_recipients_total", "group", "control", "status", "delivered") >= 2 &&
-			value(fams, "fanmail_queue_recipients", "group", "default") == 0 && value(fams, "fanmail_queue_recipients", "group", "control") == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			p.dumpLog(t)
-			t.Fatalf("queue never settled: bounced %v, queue %v", sum(fams, "fanmail_recipients_total", "bounced"),
-				value(fams, "fanmail_queue_recipients", "group", "default"))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !poll(30*time.Second, 100*time.Millisecond, func() bool {
+		fams = scrape(t, base+"/metrics")
+		return sum(fams, "fanmail_recipients_total", "bounced") == 20 && value(fams, "fanmail_recipients_total", "group", "control", "status", "delivered") >= 2 &&
+			value(fams, "fanmail_queue_recipients", "group", "default") == 0 && value(fams, "fanmail_queue_recipients", "group", "control") == 0
+	}) {
+		p.dumpLog(t)
+		t.Fatalf("queue never settled: bounced %v, queue %v", sum(fams, "fanmail_recipients_total", "bounced"),
+			value(fams, "fanmail_queue_recipients", "group", "default"))
 	}
 	var taken, refused451, refused550 int
 	for _, s := range n.sinks {

@@ -32,10 +32,7 @@ func TestListSet(t *testing.T) {
 		// Back to the default: shown as the default again.
 		{args: []string{"list", "set", list, "posting=members", "subject_prefix="}},
 	})
-	stdout, _, err := run(t, dir, "", "list", "show", list)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := mustRun(t, dir, "list", "show", list)
 	for _, want := range []string{
 		"  posting  members  (default)\n",
 		"  nonmember_action  hold  (default)\n", // the failed set applied nothing
@@ -98,18 +95,12 @@ func TestModCommands(t *testing.T) {
 	if a != 1 || b != 2 || c != 3 {
 		t.Fatalf("post IDs %d %d %d", a, b, c)
 	}
-	stdout, _, err := run(t, dir, "", "mod", "ls", list)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := mustRun(t, dir, "mod", "ls", list)
 	row := regexp.MustCompile(`(?m)^1 +announce@lists\.example\.org +held +2026-05-01 \d\d:00 +poster@example\.net +66 +A question +the sender is not a member$`)
 	if !strings.HasPrefix(stdout, "ID  LIST") || !row.MatchString(stdout) || strings.Count(stdout, "\n") != 4 {
 		t.Errorf("mod ls:\n%s", stdout)
 	}
-	stdout, _, err = run(t, dir, "", "mod", "show", "1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout = mustRun(t, dir, "mod", "show", "1")
 	for _, want := range []string{"post:     1\n", "state:    held\n", "why:      the sender is not a member\n",
 		"size:     66 bytes\n", "queue ID QTEST", "\nFrom: Poster <poster@example.net>\nSubject: A question\n\n"} {
 		if !strings.Contains(stdout, want) {

@@ -33,8 +33,7 @@ func TestTwoNodesEndToEnd(t *testing.T) {
 	root := t.TempDir()
 	dirA, dirB := filepath.Join(root, "a"), filepath.Join(root, "b")
 	node := func(dir, name, extra string) string {
-		return n.writeConfig(t, dir, fmt.Sprintf("[lists]\ndatabase = %q\n[node]\nname = %q\n"+
-			"[web]\nlisten = \"127.0.0.1:0\"\nbase_url = \"http://127.0.0.1\"\n%s", db, name, extra))
+		return n.writeConfig(t, dir, fmt.Sprintf("[lists]\ndatabase = %q\n[node]\nname = %q\n"+webConfig+"%s", db, name, extra))
 	}
 	cfgA, cfgB := node(dirA, "a", ""), node(dirB, "b", "")
 	// a that only queues (and waits an hour to run its queue), for the kill.
@@ -78,12 +77,9 @@ func TestTwoNodesEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	webB := webListenRE.FindStringSubmatch(pb.log.String())
-	if webB == nil {
-		t.Fatalf("no web endpoint in b's start-up log:\n%s", pb.log)
-	}
+	webB := pb.httpBase(t, webListenRE, "web endpoint of b")
 	form := url.Values{"List-Unsubscribe": {"One-Click"}}.Encode()
-	if code, body := webRequest(t, http.MethodPost, unsubscribe.URL("http://"+webB[1], tok), form); code != http.StatusOK {
+	if code, body := webRequest(t, http.MethodPost, unsubscribe.URL(webB, tok), form); code != http.StatusOK {
 		t.Fatalf("one-click POST to b: %d %q", code, body)
 	}
 	postTo(t, pa.addr, "poster@example.org", e2eList, nodePost(3))

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
-	msgauth "github.com/emersion/go-msgauth/dkim"
 	"github.com/google/go-cmp/cmp"
 
 	"fanmail/internal/dkimpy"
@@ -43,7 +41,7 @@ func TestVERPEndToEnd(t *testing.T) {
 	t.Parallel()
 	domains := []string{"d00.test", "d01.test"}
 	n := newFakeNet(t, domains, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	members := makeList(t, cfg, e2eList, domains, []int{3, 2})
 	fanmailCLI(t, cfg, "", "list", "set", e2eList, "personalize=verp")
 	p := startFanmail(t, cfg)
@@ -88,8 +86,7 @@ func TestFullEndToEnd(t *testing.T) {
 	t.Parallel()
 	domains := []string{"d00.test", "d01.test"}
 	n := newFakeNet(t, domains, nil)
-	dataDir := filepath.Join(t.TempDir(), "data")
-	cfg := n.writeConfig(t, dataDir, "[web]\nlisten = \"127.0.0.1:0\"\nbase_url = \"http://127.0.0.1\"\n")
+	cfg := n.newConfig(t, webConfig)
 	records := map[string]string{}
 	for _, alg := range []string{"rsa", "ed25519"} {
 		name, value := n.keygen(t, cfg, "lists.example.org", alg)
@@ -98,11 +95,7 @@ func TestFullEndToEnd(t *testing.T) {
 	members := makeList(t, cfg, e2eList, domains, []int{2, 2})
 	fanmailCLI(t, cfg, "", "list", "set", e2eList, "personalize=full", "footer=-- \nannounce mailing list")
 	p := startFanmail(t, cfg)
-	m := webListenRE.FindStringSubmatch(p.log.String())
-	if m == nil {
-		t.Fatalf("no web endpoint in the start-up log:\n%s", p.log)
-	}
-	base := "http://" + m[1]
+	base := p.httpBase(t, webListenRE, "web endpoint")
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	n.waitDelivered(t, len(members), 30*time.Second, p)
 
@@ -129,17 +122,7 @@ func TestFullEndToEnd(t *testing.T) {
 		if v := h.Get("List-Unsubscribe-Post"); v != "List-Unsubscribe=One-Click" || len(h.Values("List-Unsubscribe")) != 1 {
 			t.Errorf("%s: List-Unsubscribe-Post %q, %d List-Unsubscribe fields", mem, v, len(h.Values("List-Unsubscribe")))
 		}
-		dkimpy.AllPass(t, py, records, got, 2)
-		verifs, err := msgauth.VerifyWithOptions(bytes.NewReader(got), &msgauth.VerifyOptions{
-			LookupTXT: func(name string) ([]string, error) { return lookupTXT(n.dns.Addr(), name) },
-		})
-		if err != nil || len(verifs) != 2 {
-			t.Fatalf("go-msgauth: %d verifications, %v", len(verifs), err)
-		}
-		for _, v := range verifs {
-			if v.Err != nil || v.Domain != "lists.example.org" {
-				t.Errorf("go-msgauth: d=%s: %v", v.Domain, v.Err)
-			}
+		for _, v := range n.verifyListDKIM(t, py, records, got) {
 			for _, f := range []string{"list-unsubscribe", "list-unsubscribe-post", "from", "list-id"} {
 				if !slices.ContainsFunc(v.HeaderKeys, func(k string) bool { return strings.EqualFold(k, f) }) {
 					t.Errorf("%s: signature does not cover %s: h=%v", mem, f, v.HeaderKeys)

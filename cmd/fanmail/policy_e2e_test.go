@@ -7,9 +7,7 @@ package main
 import (
 	"bytes"
 	"database/sql"
-	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,31 +34,11 @@ func (r reply) String() string { return fmt.Sprintf("%s: %d %v %s", r.stage, r.c
 // send runs one transaction and returns the reply that ended it.
 func send(t testing.TB, addr, from, rcpt, msg string) reply {
 	t.Helper()
-	c := mailFrom(t, addr, "client.example.net", from)
-	defer c.Close()
-	var se *smtp.SMTPError
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		if !errors.As(err, &se) {
-			t.Fatal(err)
-		}
-		return reply{"rcpt", se.Code, se.EnhancedCode, se.Message}
+	status, stage, refused := transaction(t, addr, "client.example.net", from, rcpt, msg)
+	if refused != nil {
+		return reply{stage, refused.Code, refused.EnhancedCode, refused.Message}
 	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(w, msg); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		if !errors.As(err, &se) {
-			t.Fatal(err)
-		}
-		return reply{"data", se.Code, se.EnhancedCode, se.Message}
-	}
-	c.Quit()
-	_, text, _ := strings.Cut(resp.StatusText, " ")             // after the enhanced code
+	_, text, _ := strings.Cut(status, " ")                      // after the enhanced code
 	return reply{"data", 250, smtp.EnhancedCode{2, 0, 0}, text} // the client takes only 2xx here
 }
 
@@ -122,7 +100,7 @@ func modLsIDs(t testing.TB, cfg, list string) map[string]string {
 func TestPostingPolicyEndToEnd(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test", "d01.test", "d02.test", "lists.example.org"}, nil)
-	cfg := n.writeConfig(t, filepath.Join(t.TempDir(), "data"), "")
+	cfg := n.newConfig(t, "")
 	type outcome struct{ outsider, member string }
 	want := map[string]outcome{
 		"members/hold":      {"hold", "distribute"},
@@ -310,12 +288,8 @@ func TestModerationEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for modLsIDs(t, cfg, e2eList)["post-F"] != "" {
-		if time.Now().After(deadline) {
-			t.Fatal("post-F did not expire")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !poll(10*time.Second, 50*time.Millisecond, func() bool { return modLsIDs(t, cfg, e2eList)["post-F"] == "" }) {
+		t.Fatal("post-F did not expire")
 	}
 	if r := send(t, p.addr, "mod@d01.test", approveF, "Subject: yes\r\n\r\n"); r.stage != "rcpt" || r.code != 550 {
 		t.Errorf("token of an expired post: %v, want 550 at RCPT", r)

@@ -132,12 +132,8 @@ func TestSTARTTLSInjectionRefused(t *testing.T) {
 		t.Errorf("after the refusal got %q, want the connection closed", line)
 	}
 	c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.log.String(), "STARTTLS refused: commands pipelined after it") {
-		if time.Now().After(deadline) {
-			t.Fatal("refusal not logged")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitLog(p, "STARTTLS refused: commands pipelined after it") {
+		t.Fatal("refusal not logged")
 	}
 	p.stop(t)
 	if n.delivered() != 0 {
@@ -201,17 +197,14 @@ func TestCertificateReplacedOnDisk(t *testing.T) {
 		t.Fatalf("serial %v, want 1", c.SerialNumber)
 	}
 	writeCert(t, cert, key, 2)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var serial *big.Int
+	if !poll(10*time.Second, 200*time.Millisecond, func() bool {
 		s, c := dialTLS(t, p.addr)
 		s.Close()
-		if c.SerialNumber.Int64() == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still serving serial %v 10s after the files changed", c.SerialNumber)
-		}
-		time.Sleep(200 * time.Millisecond)
+		serial = c.SerialNumber
+		return serial.Int64() == 2
+	}) {
+		t.Fatalf("still serving serial %v 10s after the files changed", serial)
 	}
 	if err := os.WriteFile(cert, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -220,11 +213,8 @@ func TestCertificateReplacedOnDisk(t *testing.T) {
 	if s, c := dialTLS(t, p.addr); s.Close() != nil || c.SerialNumber.Int64() != 2 {
 		t.Errorf("after a broken replacement: serial %v, want the previous 2", c.SerialNumber)
 	}
-	for !strings.Contains(p.log.String(), "still serving the previous one") {
-		if time.Now().After(deadline.Add(5 * time.Second)) {
-			t.Fatal("the broken certificate was not logged")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !waitLog(p, "still serving the previous one") {
+		t.Fatal("the broken certificate was not logged")
 	}
 	p.stop(t)
 }

@@ -19,6 +19,10 @@ import (
 
 var webListenRE = regexp.MustCompile(`msg="web endpoint started" listen=(\S+)`)
 
+// webConfig turns the web endpoint on, on a free loopback port, its links
+// pointing back to loopback.
+const webConfig = "[web]\nlisten = \"127.0.0.1:0\"\nbase_url = \"http://127.0.0.1\"\n"
+
 // webRequest sends one request to the running server's web endpoint.
 func webRequest(t *testing.T, method, u, body string) (int, string) {
 	t.Helper()
@@ -47,16 +51,12 @@ func TestOneClickUnsubscribeEndToEnd(t *testing.T) {
 	domains := []string{"d00.test", "d01.test"}
 	n := newFakeNet(t, domains, nil)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	cfg := n.writeConfig(t, dataDir, "[web]\nlisten = \"127.0.0.1:0\"\nbase_url = \"http://127.0.0.1\"\n")
+	cfg := n.writeConfig(t, dataDir, webConfig)
 	members := makeList(t, cfg, e2eList, domains, []int{2, 2})
 	gone := members[1] // member0001@d00.test
 
 	p := startFanmail(t, cfg)
-	m := webListenRE.FindStringSubmatch(p.log.String())
-	if m == nil {
-		t.Fatalf("no web endpoint in the start-up log:\n%s", p.log)
-	}
-	base := "http://" + m[1]
+	base := p.httpBase(t, webListenRE, "web endpoint")
 
 	keyFile := filepath.Join(dataDir, "unsubscribe-keys", "1.key")
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != unsubscribe.KeySize {
