@@ -86,10 +86,13 @@ func remoteIP(c net.Conn) string {
 // it arrived as a real server's would, and closes it.
 func (s *Sink) reject(c net.Conn, reply *smtp.SMTPError) {
 	defer func() {
-		c.Close()
+		// Uncounted before the close the client sees, as trackedConn
+		// does: a client that dials again at once must not be counted
+		// beside a connection already gone.
 		s.mu.Lock()
 		s.open--
 		s.mu.Unlock()
+		c.Close()
 	}()
 	if !sleep(s.opts.RTT, s.quit, nil) {
 		return
