@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -169,7 +170,7 @@ func (p *pool) acquire(ctx context.Context, d *destination, src string) (*conn, 
 				p.retire(c)
 				continue
 			}
-			d.idle = append(d.idle[:i], d.idle[i+1:]...)
+			d.idle = slices.Delete(d.idle, i, i+1) // clears the vacated slot, which would keep the closed connection and its buffers alive
 			p.idle.Remove(c.elem)
 			d.lastUsed = now
 			p.mu.Unlock()
@@ -359,7 +360,7 @@ func (p *pool) evictLocked(c *conn) *conn {
 	p.idle.Remove(c.elem)
 	for i, ic := range d.idle {
 		if ic == c {
-			d.idle = append(d.idle[:i], d.idle[i+1:]...)
+			d.idle = slices.Delete(d.idle, i, i+1)
 			break
 		}
 	}
