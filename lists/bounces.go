@@ -90,7 +90,9 @@ type BounceResult struct {
 // order, each as RecordBounce would, and returns a result for each.
 func (s *Store) RecordBounces(ctx context.Context, list string, recs []BounceRecord) ([]BounceResult, error) {
 	out := make([]BounceResult, len(recs))
-	err := s.writeList(ctx, list, func(tx *sql.Tx, lid int64) error {
+	err := s.writeList(ctx, list, func(sqlTx *sql.Tx, lid int64) error {
+		tx := newPreparedTx(sqlTx)
+		defer tx.close()
 		for i, r := range recs {
 			member, err := findMember(ctx, tx, lid, r.Address)
 			if errors.Is(err, ErrNotMember) {
@@ -301,7 +303,7 @@ func bounceState(ctx context.Context, q queryer, lid int64, member string) (boun
 	return st, nil
 }
 
-func putBounceState(ctx context.Context, tx *sql.Tx, lid int64, member string, st bounces.State) error {
+func putBounceState(ctx context.Context, tx execer, lid int64, member string, st bounces.State) error {
 	var err error
 	if st == (bounces.State{}) {
 		_, err = tx.ExecContext(ctx, "DELETE FROM member_bounces WHERE list_id = ? AND address = ?", lid, member)
@@ -318,7 +320,7 @@ func putBounceState(ctx context.Context, tx *sql.Tx, lid int64, member string, s
 	return nil
 }
 
-func addBounceEvent(ctx context.Context, tx *sql.Tx, lid int64, member string, e BounceEvent) error {
+func addBounceEvent(ctx context.Context, tx execer, lid int64, member string, e BounceEvent) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO bounce_events(list_id, address, at, source, action, status, severity,
 		diagnostic, remote_mta, evidence, scored) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		lid, member, e.At.Unix(), clipText(e.Source, 20), clipText(e.Action, 20), clipText(e.Status, 20),
@@ -335,6 +337,11 @@ func addBounceEvent(ctx context.Context, tx *sql.Tx, lid int64, member string, e
 		return fmt.Errorf("record bounce of %s: %w", member, err)
 	}
 	return nil
+}
+
+// execer is what both *sql.Tx and *preparedTx offer for writing.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // clipText cuts s to at most n bytes, on a UTF-8 boundary.

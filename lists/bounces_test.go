@@ -3,8 +3,10 @@ package lists
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"fanmail/bounces"
 )
@@ -84,5 +86,36 @@ func testMemberBounces(t *testing.T, be backend) {
 	}
 	if dis, _ := s.DisabledMembers(ctx); len(dis) != 0 {
 		t.Errorf("a removed member's state stayed: %+v", dis)
+	}
+}
+
+// BenchmarkRecordBounces records a batch of 1,000 bounces, as the
+// delivery side's recorder writes a fan-out's 5xx replies, each a new
+// event for a member of a 10,000-member list.
+func BenchmarkRecordBounces(b *testing.B) {
+	ctx := context.Background()
+	s := openWithList(b, "l@example.org")
+	addrs := make([]string, 10_000)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("member%05d@d%02d.example", i, i%50)
+	}
+	addMembers(b, s, "l@example.org", addrs...)
+	now := time.Now()
+	recs := make([]BounceRecord, 1000)
+	score := func(st bounces.State) (bounces.State, bounces.Decision) {
+		st.Score++
+		st.LastBounce = now
+		return st, bounces.Decision{Reason: "hard bounce"}
+	}
+	for b.Loop() {
+		for i := range recs {
+			recs[i] = BounceRecord{Address: addrs[(i*7)%len(addrs)], Score: score,
+				Event: BounceEvent{At: now, Source: "smtp", Action: "failed", Status: "5.1.1", Severity: "hard",
+					Diagnostic: "550 5.1.1 no such user", RemoteMTA: "mx.example"}}
+		}
+		res, err := s.RecordBounces(ctx, "l@example.org", recs)
+		if err != nil || len(res) != len(recs) || res[0].NotMember {
+			b.Fatalf("RecordBounces = %d results, %v", len(res), err)
+		}
 	}
 }
