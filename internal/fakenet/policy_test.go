@@ -167,8 +167,11 @@ func TestSinkMaxRcpts(t *testing.T) {
 	}
 }
 
+// The delays below are long enough that a busy machine's scheduling
+// stall is not mistaken for a held reply.
+
 func TestSinkTarpitGreeting(t *testing.T) {
-	const delay = 250 * time.Millisecond
+	const delay = 500 * time.Millisecond
 	s := newSink(t, SinkOptions{GreetDelay: delay})
 	c, d := dialGreeted(t, s.Addr())
 	if d < delay {
@@ -191,7 +194,7 @@ func TestSinkTarpitGreeting(t *testing.T) {
 }
 
 func TestSinkSlowReplies(t *testing.T) {
-	const delay = 150 * time.Millisecond
+	const delay = 400 * time.Millisecond
 	s := newSink(t, SinkOptions{ReplyDelay: delay})
 	start := time.Now()
 	c := dialRaw(t, s.Addr())
