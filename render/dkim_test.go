@@ -87,18 +87,7 @@ func TestSignedCopies(t *testing.T) {
 			if !bytes.HasPrefix(msg, []byte("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d="+tt.wantD+";")) {
 				t.Errorf("the copy does not start with the RSA signature:\n%.300s", msg)
 			}
-			verifs, err := msgauth.VerifyWithOptions(bytes.NewReader(msg), &msgauth.VerifyOptions{
-				LookupTXT: func(name string) ([]string, error) {
-					v, ok := recs[strings.TrimSuffix(name, ".")+"."]
-					if !ok {
-						return nil, fmt.Errorf("no TXT record %s", name)
-					}
-					return []string{v}, nil
-				},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			verifs := verifyDKIM(t, msg, recs)
 			var ours int
 			for _, v := range verifs {
 				if v.Domain != tt.wantD {
@@ -156,4 +145,23 @@ func containsFold(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// verifyDKIM verifies msg's signatures with go-msgauth, its key records
+// looked up in recs (by fully qualified name).
+func verifyDKIM(t *testing.T, msg []byte, recs map[string]string) []*msgauth.Verification {
+	t.Helper()
+	verifs, err := msgauth.VerifyWithOptions(bytes.NewReader(msg), &msgauth.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) {
+			v, ok := recs[strings.TrimSuffix(name, ".")+"."]
+			if !ok {
+				return nil, fmt.Errorf("no TXT record %s", name)
+			}
+			return []string{v}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return verifs
 }

@@ -2,14 +2,11 @@ package render
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	msgauth "github.com/emersion/go-msgauth/dkim"
 
 	"fanmail/envelope"
 	"fanmail/internal/dkimpy"
@@ -118,18 +115,7 @@ func TestFullMember(t *testing.T) {
 				t.Errorf("member header lacks %q:\n%s", f, m.Header)
 			}
 		}
-		verifs, err := msgauth.VerifyWithOptions(bytes.NewReader(msg), &msgauth.VerifyOptions{
-			LookupTXT: func(name string) ([]string, error) {
-				v, ok := recs[strings.TrimSuffix(name, ".")+"."]
-				if !ok {
-					return nil, fmt.Errorf("no TXT record %s", name)
-				}
-				return []string{v}, nil
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		verifs := verifyDKIM(t, msg, recs)
 		if len(verifs) != 2 {
 			t.Fatalf("%d signatures, want 2 (RSA and Ed25519)", len(verifs))
 		}
