@@ -164,7 +164,7 @@ func TestDMARCMunge(t *testing.T) {
 			if c.Munged != tt.munged {
 				t.Fatalf("Munged = %v, want %v", c.Munged, tt.munged)
 			}
-			info, err := Inspect([]byte(got))
+			info, err := inspect([]byte(got))
 			if err != nil {
 				t.Fatal(err)
 			}

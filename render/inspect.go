@@ -14,7 +14,7 @@ type Info struct {
 	MessageID string   // the first Message-ID field's value, as written (unfolded); "" if none
 }
 
-// Parsed is a post's header read once: what Inspect tells of it, and
+// Parsed is a post's header read once: what the expander decides from, and
 // what Render makes every list's copy from (Post.Parsed), so a post is
 // parsed once however many lists it goes to.
 type Parsed struct {
@@ -45,14 +45,4 @@ func Parse(raw []byte) (*Parsed, error) {
 	}
 	info.MessageID = strings.TrimSpace(h.Get("Message-Id"))
 	return p, nil
-}
-
-// Inspect reads a post's header. It fails only for a header that does
-// not parse (ErrBadHeader).
-func Inspect(raw []byte) (Info, error) {
-	p, err := Parse(raw)
-	if err != nil {
-		return Info{}, err
-	}
-	return p.Info, nil
 }

@@ -129,7 +129,7 @@ func TestNonASCIIPrefix(t *testing.T) {
 	s.SubjectPrefix = "[café]"
 	for _, subj := range []string{"hello", "=?utf-8?q?caf=C3=A9?="} {
 		_, got := render(t, strings.Replace(plainPost, "Subject: hello", "Subject: "+subj, 1), s, dmarc.PolicyNone)
-		info, err := Inspect([]byte(got))
+		info, err := inspect([]byte(got))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,8 +147,8 @@ func TestBadHeader(t *testing.T) {
 	if !errors.Is(err, ErrBadHeader) {
 		t.Errorf("err = %v, want ErrBadHeader", err)
 	}
-	if _, err := Inspect(p.Header); !errors.Is(err, ErrBadHeader) {
-		t.Errorf("Inspect err = %v, want ErrBadHeader", err)
+	if _, err := inspect(p.Header); !errors.Is(err, ErrBadHeader) {
+		t.Errorf("Parse err = %v, want ErrBadHeader", err)
 	}
 }
 
@@ -165,20 +165,20 @@ func TestFixupFields(t *testing.T) {
 	}
 }
 
-func TestInspect(t *testing.T) {
+func TestParseInfo(t *testing.T) {
 	t.Parallel()
-	info, err := Inspect([]byte("From: =?utf-8?q?J=C3=BCrgen?= <J@Example.NET>, other@example.org\r\n" +
+	info, err := inspect([]byte("From: =?utf-8?q?J=C3=BCrgen?= <J@Example.NET>, other@example.org\r\n" +
 		"Subject: =?utf-8?q?caf=C3=A9?=\r\nList-Id: Some list <some.example.org>\r\nList-Id: <two.example.org>\r\n\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Info{From: "J@Example.NET", FromName: "Jürgen", Subject: "café", ListIDs: []string{"some.example.org", "two.example.org"}}
 	if diff := cmp.Diff(want, info); diff != "" {
-		t.Errorf("Inspect (-want +got):\n%s", diff)
+		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
 }
 
-func TestInspectMessageID(t *testing.T) {
+func TestParseMessageID(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ header, want string }{
 		{"Subject: x\r\nMessage-ID: <a@b>\r\n\r\n", "<a@b>"},
@@ -189,12 +189,21 @@ func TestInspectMessageID(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		info, err := Inspect([]byte(tt.header))
+		info, err := inspect([]byte(tt.header))
 		if err != nil {
-			t.Fatalf("Inspect(%q): %v", tt.header, err)
+			t.Fatalf("Parse(%q): %v", tt.header, err)
 		}
 		if info.MessageID != tt.want {
-			t.Errorf("Inspect(%q).MessageID = %q, want %q", tt.header, info.MessageID, tt.want)
+			t.Errorf("Parse(%q).Info.MessageID = %q, want %q", tt.header, info.MessageID, tt.want)
 		}
 	}
+}
+
+// inspect is what Parse tells of a header.
+func inspect(raw []byte) (Info, error) {
+	p, err := Parse(raw)
+	if err != nil {
+		return Info{}, err
+	}
+	return p.Info, nil
 }
