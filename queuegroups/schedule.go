@@ -1,8 +1,11 @@
 package queuegroups
 
 import (
+	"context"
 	"math"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // readyRing holds the messages with envelopes due, round-robin, so a
@@ -216,6 +219,24 @@ func (s SlotsOf) SlotsChanged() <-chan struct{} {
 	}
 	return nil
 }
+
+// Wrap returns the Deliverer that delivers each envelope with deliver,
+// which hands next what it does not handle itself, and that passes
+// next's Slots on (SlotsOf), as a deliverer wrapping another must.
+func Wrap(next Deliverer, deliver func(ctx context.Context, req envelope.Request, next Deliverer) []envelope.Result) Deliverer {
+	return wrapped{SlotsOf: SlotsOf{Next: next}, deliver: deliver}
+}
+
+type wrapped struct {
+	SlotsOf
+	deliver func(ctx context.Context, req envelope.Request, next Deliverer) []envelope.Result
+}
+
+func (w wrapped) Deliver(ctx context.Context, req envelope.Request) []envelope.Result {
+	return w.deliver(ctx, req, w.Next)
+}
+
+var _ Slotter = wrapped{}
 
 // admission keeps the deliveries in progress to each destination within
 // its slots and sets the rest of its due envelopes aside, in order, so
