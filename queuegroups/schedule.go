@@ -188,12 +188,12 @@ func (h timeHeap[T]) down(i0 int) bool {
 
 // Slotter is implemented by deliverers that know destinations;
 // *delivery.Agent is one, and a Deliverer that wraps another should pass
-// it on, or the queue admits every due envelope at once. Slots names the
-// destination a domain's mail goes to (several domains may share one)
-// and how many deliveries to it are worth having in progress at once,
-// without waiting or DNS; 0 or less means no limit. SlotsChanged
-// returns a channel closed when some destination may take more than
-// before (it answered, or its window grew); nil never fires.
+// it on (Wrap does), or the queue admits every due envelope at once.
+// Slots names the destination a domain's mail goes to (several domains
+// may share one) and how many deliveries to it are worth having in
+// progress at once, without waiting or DNS; 0 or less means no limit.
+// SlotsChanged returns a channel closed when some destination may take
+// more than before (it answered, or its window grew); nil never fires.
 type Slotter interface {
 	Slots(domain string) (dest string, n int)
 	SlotsChanged() <-chan struct{}
