@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"fmt"
 	"io"
 	"time"
 )
@@ -77,17 +76,10 @@ const (
 	Failed                      // 5xx or a permanent condition such as null MX
 )
 
-func (s Status) String() string {
-	switch s {
-	case Delivered:
-		return "sent"
-	case Deferred:
-		return "deferred"
-	case Failed:
-		return "bounced"
-	}
-	return fmt.Sprintf("status(%d)", int(s))
-}
+// statusNames are the Statuses as Postfix logs them (status=sent).
+var statusNames = [...]string{Delivered: "sent", Deferred: "deferred", Failed: "bounced"}
+
+func (s Status) String() string { return enumName(statusNames[:], s, "status") }
 
 // Result is what happened to one recipient, with the reply that decided
 // it: Code is 0 when no reply was received, and Host names the MX that

@@ -42,3 +42,21 @@ func TestRequestOnly(t *testing.T) {
 		t.Error("a part of a request without Progress has one")
 	}
 }
+
+// TestEnumNames: Status and Personalize print their names, and a value
+// without one as kind(n).
+func TestEnumNames(t *testing.T) {
+	for _, c := range []struct {
+		v    interface{ String() string }
+		want string
+	}{
+		{Delivered, "sent"}, {Deferred, "deferred"}, {Failed, "bounced"},
+		{Status(0), "status(0)"}, {Status(4), "status(4)"}, {Status(-1), "status(-1)"},
+		{PersonalizeOff, "off"}, {PersonalizeVERP, "verp"}, {PersonalizeFull, "full"},
+		{Personalize(3), "personalize(3)"}, {Personalize(255), "personalize(255)"},
+	} {
+		if got := c.v.String(); got != c.want {
+			t.Errorf("%T %d: String() = %q; want %q", c.v, c.v, got, c.want)
+		}
+	}
+}

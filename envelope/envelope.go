@@ -10,6 +10,8 @@
 // than a copy of its own, so no stage imports the one after it for them.
 package envelope
 
+import "fmt"
+
 // LocalDomain is the domain of envelopes whose recipients are the
 // |program and /file targets of an aliases file: a bracketed name, which
 // no real domain can be. Delivery runs the program or appends to the
@@ -36,3 +38,12 @@ func Local(sender, target string) Envelope {
 // IsLocal reports whether e is delivered locally (LocalDomain) rather
 // than over SMTP.
 func (e Envelope) IsLocal() bool { return e.Domain == LocalDomain }
+
+// enumName is names[v], the name of an enum's value, or kind(v) for a
+// value without one.
+func enumName[T ~int | ~byte](names []string, v T, kind string) string {
+	if int(v) >= 0 && int(v) < len(names) && names[v] != "" {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", kind, int(v))
+}

@@ -1,7 +1,5 @@
 package envelope
 
-import "fmt"
-
 // Personalize says how the members of a list get their copies of a post.
 // With PersonalizeOff an envelope is one SMTP transaction for up to r
 // recipients, all sent the same bytes; otherwise the envelope is still
@@ -17,17 +15,9 @@ const (
 	PersonalizeFull                    // VERP, and a one-click List-Unsubscribe under a per-member DKIM signature
 )
 
-func (p Personalize) String() string {
-	switch p {
-	case PersonalizeOff:
-		return "off"
-	case PersonalizeVERP:
-		return "verp"
-	case PersonalizeFull:
-		return "full"
-	}
-	return fmt.Sprintf("personalize(%d)", int(p))
-}
+var personalizeNames = [...]string{PersonalizeOff: "off", PersonalizeVERP: "verp", PersonalizeFull: "full"}
+
+func (p Personalize) String() string { return enumName(personalizeNames[:], p, "personalize") }
 
 // Personal is what a list part stores for its members' copies: the mode,
 // and a template that only the Personalizer reads (package render writes

@@ -48,30 +48,35 @@ type PolicyError struct {
 
 func (e *PolicyError) Error() string { return e.List + ": " + e.Reason }
 
-// decide applies list's posting policy to a post from p.
+// decide applies list's posting policy to a post from p. Announce and
+// members lists differ only in who may post, what a moderator is told
+// of a post from anyone else, and where its poster is sent instead.
 func (x *Expander) decide(ctx context.Context, list string, s lists.Settings, p poster) (decision, error) {
+	var (
+		may          func(ctx context.Context, list, addr string) (bool, error)
+		holdReason   string
+		rejectFormat string // of the list and the address to write to instead
+		instead      listaddr.Role
+	)
 	switch s.Posting {
 	case lists.PostingOpen:
 		return decision{verdict: distribute}, nil
 	case lists.PostingModerated:
 		return decision{verdict: hold, reason: "the list is moderated: every post waits for a moderator"}, nil
 	case lists.PostingAnnounce:
-		ok, err := x.anyOf(ctx, x.store.IsModerator, list, p)
-		if err != nil || ok {
-			return decision{verdict: distribute}, err
-		}
-		return nonmember(s, "the sender is not a moderator, and only moderators post to this announce list",
-			fmt.Sprintf("Only the moderators of %s may post to it; write to %s to reach its owner",
-				list, listaddr.Of(list, listaddr.Owner, ""))), nil
+		may, instead = x.store.IsModerator, listaddr.Owner
+		holdReason = "the sender is not a moderator, and only moderators post to this announce list"
+		rejectFormat = "Only the moderators of %s may post to it; write to %s to reach its owner"
 	default: // members
-		ok, err := x.anyOf(ctx, x.store.IsMember, list, p)
-		if err != nil || ok {
-			return decision{verdict: distribute}, err
-		}
-		return nonmember(s, "the sender is not a member",
-			fmt.Sprintf("Only members of %s may post to it; post from your member address, or subscribe by writing to %s",
-				list, listaddr.Of(list, listaddr.Request, ""))), nil
+		may, instead = x.store.IsMember, listaddr.Request
+		holdReason = "the sender is not a member"
+		rejectFormat = "Only members of %s may post to it; post from your member address, or subscribe by writing to %s"
 	}
+	ok, err := x.anyOf(ctx, may, list, p)
+	if err != nil || ok {
+		return decision{verdict: distribute}, err
+	}
+	return nonmember(s, holdReason, fmt.Sprintf(rejectFormat, list, listaddr.Of(list, instead, ""))), nil
 }
 
 // nonmember is the verdict of nonmember_action for a post from someone

@@ -96,6 +96,19 @@ func TestPostingPolicy(t *testing.T) {
 		{"announce", "reject", want{member: "reject", moderator: "distribute", outsider: "reject"}},
 		{"announce", "discard", want{member: "discard", moderator: "distribute", outsider: "discard"}},
 	}
+	// The reason a moderator is given for a held post, and a poster for a
+	// rejected one, per posting policy.
+	reasons := map[string]map[string]string{
+		"members": {
+			"hold":   "the sender is not a member",
+			"reject": "Only members of " + polList + " may post to it; post from your member address, or subscribe by writing to " + listaddr.Of(polList, listaddr.Request, ""),
+		},
+		"moderated": {"hold": "the list is moderated: every post waits for a moderator"},
+		"announce": {
+			"hold":   "the sender is not a moderator, and only moderators post to this announce list",
+			"reject": "Only the moderators of " + polList + " may post to it; write to " + listaddr.Of(polList, listaddr.Owner, "") + " to reach its owner",
+		},
+	}
 	for _, tt := range tests {
 		t.Run(tt.posting+"/"+tt.action, func(t *testing.T) {
 			t.Parallel()
@@ -107,6 +120,9 @@ func TestPostingPolicy(t *testing.T) {
 					got, detail := outcome(t, x, store, p)
 					if got != tt.want[poster] {
 						t.Errorf("post from %s (From: %s): %s (%s), want %s", p.Sender, poster, got, detail, tt.want[poster])
+					}
+					if want, ok := reasons[tt.posting][got]; ok && detail != want {
+						t.Errorf("post from %s (From: %s): %s with reason %q, want %q", p.Sender, poster, got, detail, want)
 					}
 				}
 			}

@@ -161,14 +161,8 @@ func (m *loadMonitor) sample() {
 	load, depth := -1.0, -1
 	if m.useLA {
 		v, err := m.cfg.LoadAvg()
-		switch {
-		case err != nil && !m.loadErr:
-			m.log.Warn("cannot read the load average; load thresholds are off until it can be read", "err", err)
-		case err == nil && m.loadErr:
-			m.log.Info("load average readable again", "load", v)
-		}
-		m.loadErr = err != nil
-		if err == nil {
+		if m.readable(&m.loadErr, err, "cannot read the load average; load thresholds are off until it can be read",
+			"load average readable again", "load", v) {
 			load = v
 		}
 	}
@@ -225,19 +219,28 @@ func (m *loadMonitor) sample() {
 // the floor off until it can, logged once: enqueueing will say more.
 func (m *loadMonitor) sampleDisk() bool {
 	free, err := m.cfg.FreeSpace()
-	switch {
-	case err != nil && !m.diskErr:
-		m.log.Warn("cannot read the spool's free space; min_free_space is off until it can be read", "err", err)
-	case err == nil && m.diskErr:
-		m.log.Info("spool free space readable again", "free", free)
-	}
-	m.diskErr = err != nil
-	if err != nil {
+	if !m.readable(&m.diskErr, err, "cannot read the spool's free space; min_free_space is off until it can be read",
+		"spool free space readable again", "free", free) {
 		m.free.Store(-1)
 		return false
 	}
 	m.free.Store(free)
 	return free < m.cfg.MinFreeSpace
+}
+
+// readable reports whether a signal was read (err is nil), logging only
+// the changes: the first failure (unreadable), with err, and the first
+// success after failures (again, with the value's attrs). *failing keeps
+// the last outcome between samples; it runs with m.mu held.
+func (m *loadMonitor) readable(failing *bool, err error, unreadable, again string, attrs ...any) bool {
+	switch {
+	case err != nil && !*failing:
+		m.log.Warn(unreadable, "err", err)
+	case err == nil && *failing:
+		m.log.Info(again, attrs...)
+	}
+	*failing = err != nil
+	return err == nil
 }
 
 // lowDisk reports whether new mail must wait for disk space: the free

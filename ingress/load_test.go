@@ -329,6 +329,57 @@ func TestLoadAvgUnreadable(t *testing.T) {
 	}
 }
 
+// A signal that cannot be read is logged when it starts failing and
+// when it reads again, once each time, and its threshold holds only
+// while it reads.
+func TestSignalUnreadableThenReadable(t *testing.T) {
+	t.Parallel()
+	// Each sample's read fails or not; a good read is over the threshold.
+	reads := []bool{false, false, true, true, false, true}
+	for _, c := range []struct {
+		name, unreadable, again string
+		monitor                 func(ok func() bool, log *slog.Logger) *loadMonitor
+		over                    loadState
+	}{
+		{"load average", "cannot read the load average; load thresholds are off until it can be read", "load average readable again",
+			func(ok func() bool, log *slog.Logger) *loadMonitor {
+				return newLoadMonitor(Load{RefuseLA: 2, Interval: time.Nanosecond, LoadAvg: func() (float64, error) {
+					if ok() {
+						return 9, nil
+					}
+					return 0, errors.New("no /proc")
+				}}, log)
+			}, stateRefuse},
+		{"free space", "cannot read the spool's free space; min_free_space is off until it can be read", "spool free space readable again",
+			func(ok func() bool, log *slog.Logger) *loadMonitor {
+				return newLoadMonitor(Load{MinFreeSpace: 10 << 20, Interval: time.Nanosecond, FreeSpace: func() (int64, error) {
+					if ok() {
+						return 1 << 20, nil
+					}
+					return 0, errors.New("statfs: no such file")
+				}}, log)
+			}, stateLowDisk},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var logs syncBuffer
+			i := 0
+			m := c.monitor(func() bool { return reads[i] }, logs.logger())
+			for ; i < len(reads); i++ {
+				time.Sleep(time.Microsecond) // past the interval: each current() samples
+				if got := m.current()&c.over != 0; got != reads[i] {
+					t.Errorf("sample %d (read %v): over the threshold %v", i, reads[i], got)
+				}
+			}
+			if n := logs.count(c.unreadable); n != 2 {
+				t.Errorf("%d warnings for two spells of failed reads, want 2", n)
+			}
+			if n := logs.count(c.again); n != 2 {
+				t.Errorf("%d recoveries logged for two, want 2", n)
+			}
+		})
+	}
+}
+
 func TestReadLoadAvg(t *testing.T) {
 	t.Parallel()
 	t.Run("real /proc/loadavg", func(t *testing.T) {

@@ -18,25 +18,18 @@ import (
 // between the queue and bounce processing; the queue knows nothing of
 // it.
 func (s *Service) Deliverer(next queuegroups.Deliverer) queuegroups.Deliverer {
-	return &deliverer{SlotsOf: queuegroups.SlotsOf{Next: next}, s: s}
+	return queuegroups.Wrap(next, s.deliver)
 }
 
-// deliverer passes the wrapped deliverer's Slots on (SlotsOf), as every
-// deliverer that wraps another must (see queuegroups.Slotter).
-type deliverer struct {
-	queuegroups.SlotsOf
-	s *Service
-}
-
-func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelope.Result {
+func (s *Service) deliver(ctx context.Context, req envelope.Request, next queuegroups.Deliverer) []envelope.Result {
 	if req.IsLocal() {
-		return d.Next.Deliver(ctx, req)
+		return next.Deliver(ctx, req)
 	}
 	// An envelope's recipients share its domain: outside the list
 	// domains, the usual case, none is looked at.
-	listDomain, err := d.s.cfg.Expander.IsListDomain(ctx, req.Domain)
+	listDomain, err := s.cfg.Expander.IsListDomain(ctx, req.Domain)
 	if err != nil {
-		d.s.log.Error("listmail: cannot tell whether a domain has lists; delivery deferred", "qid", req.QueueID, "domain", req.Domain, "err", err)
+		s.log.Error("listmail: cannot tell whether a domain has lists; delivery deferred", "qid", req.QueueID, "domain", req.Domain, "err", err)
 		out := make([]envelope.Result, len(req.Recipients))
 		for i, rcpt := range req.Recipients {
 			out[i] = envelope.Result{Recipient: rcpt, Status: envelope.Deferred, Relay: "listmail",
@@ -45,23 +38,23 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 		return out
 	}
 	if !listDomain {
-		got := d.Next.Deliver(ctx, req)
+		got := next.Deliver(ctx, req)
 		if len(got) == len(req.Recipients) {
-			d.s.observe(ctx, req, got)
+			s.observe(ctx, req, got)
 		}
 		return got
 	}
 	results := make([]envelope.Result, len(req.Recipients))
 	var others []int
 	for i, rcpt := range req.Recipients {
-		a, ok, err := d.s.cfg.Expander.Internal(ctx, rcpt)
+		a, ok, err := s.cfg.Expander.Internal(ctx, rcpt)
 		switch {
 		case err != nil:
-			d.s.log.Error("listmail: cannot tell whether a recipient is a list's own address; deferred", "qid", req.QueueID, "rcpt", rcpt, "err", err)
+			s.log.Error("listmail: cannot tell whether a recipient is a list's own address; deferred", "qid", req.QueueID, "rcpt", rcpt, "err", err)
 			results[i] = envelope.Result{Recipient: rcpt, Status: envelope.Deferred, Relay: "listmail",
 				Reply: envelope.Reply{Enhanced: "4.3.0", Text: "list store unavailable"}}
 		case ok:
-			results[i] = d.s.handle(ctx, incoming{qid: req.QueueID, sender: req.Sender, rcpt: rcpt, addr: a, open: req.Open, size: req.Size})
+			results[i] = s.handle(ctx, incoming{qid: req.QueueID, sender: req.Sender, rcpt: rcpt, addr: a, open: req.Open, size: req.Size})
 		default:
 			others = append(others, i)
 		}
@@ -73,13 +66,13 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 	if len(others) < len(req.Recipients) {
 		sub = req.Only(others)
 	}
-	got := d.Next.Deliver(ctx, sub)
+	got := next.Deliver(ctx, sub)
 	if len(got) != len(others) {
 		if len(others) == len(req.Recipients) {
 			return got // the queue reports the mismatch and defers the envelope
 		}
 		// The list's own addresses were handled: only the others wait.
-		d.s.log.Error("listmail: delivery returned the wrong number of results; deferring", "qid", req.QueueID,
+		s.log.Error("listmail: delivery returned the wrong number of results; deferring", "qid", req.QueueID,
 			"domain", req.Domain, "want", len(others), "got", len(got))
 		for _, i := range others {
 			results[i] = envelope.Result{Recipient: req.Recipients[i], Status: envelope.Deferred,
@@ -87,7 +80,7 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 		}
 		return results
 	}
-	d.s.observe(ctx, sub, got)
+	s.observe(ctx, sub, got)
 	if len(others) == len(req.Recipients) {
 		return got
 	}
@@ -96,8 +89,6 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 	}
 	return results
 }
-
-var _ queuegroups.Slotter = (*deliverer)(nil)
 
 // observe records the permanent failures of a list's mail: an envelope
 // from a list's bounce address whose recipients got a 5xx reply, or that

@@ -15,19 +15,11 @@ import (
 // each attempt; its final failure is the queue's (logged as "giving
 // up"), which the collector adds to bounced from Sources.Expired.
 func (m *Metrics) Deliverer(next queuegroups.Deliverer) queuegroups.Deliverer {
-	return &deliverer{SlotsOf: queuegroups.SlotsOf{Next: next}, m: m}
+	return queuegroups.Wrap(next, m.deliver)
 }
 
-// deliverer passes the wrapped deliverer's Slots on (SlotsOf), which
-// the queue uses to admit as many deliveries per destination as it can
-// take.
-type deliverer struct {
-	queuegroups.SlotsOf
-	m *Metrics
-}
-
-func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelope.Result {
-	results := d.Next.Deliver(ctx, req)
+func (m *Metrics) deliver(ctx context.Context, req envelope.Request, next queuegroups.Deliverer) []envelope.Result {
+	results := next.Deliver(ctx, req)
 	group := req.Group
 	if group == "" {
 		group = queuegroups.DefaultGroup
@@ -44,11 +36,11 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 		}
 	}
 	if delivered > 0 {
-		d.m.outcomes.WithLabelValues(group, "delivered").Add(float64(delivered))
+		m.outcomes.WithLabelValues(group, "delivered").Add(float64(delivered))
 		if !req.Received.IsZero() {
 			// One observation per recipient: they were all delivered
 			// in this attempt, so they share its latency.
-			h := d.m.latency.WithLabelValues(group)
+			h := m.latency.WithLabelValues(group)
 			lat := time.Since(req.Received).Seconds()
 			for range delivered {
 				h.Observe(lat)
@@ -56,12 +48,10 @@ func (d *deliverer) Deliver(ctx context.Context, req envelope.Request) []envelop
 		}
 	}
 	if deferred > 0 {
-		d.m.outcomes.WithLabelValues(group, "deferred").Add(float64(deferred))
+		m.outcomes.WithLabelValues(group, "deferred").Add(float64(deferred))
 	}
 	if bounced > 0 {
-		d.m.outcomes.WithLabelValues(group, "bounced").Add(float64(bounced))
+		m.outcomes.WithLabelValues(group, "bounced").Add(float64(bounced))
 	}
 	return results
 }
-
-var _ queuegroups.Slotter = (*deliverer)(nil)

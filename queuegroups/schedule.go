@@ -1,8 +1,11 @@
 package queuegroups
 
 import (
+	"context"
 	"math"
 	"time"
+
+	"fanmail/envelope"
 )
 
 // readyRing holds the messages with envelopes due, round-robin, so a
@@ -185,12 +188,12 @@ func (h timeHeap[T]) down(i0 int) bool {
 
 // Slotter is implemented by deliverers that know destinations;
 // *delivery.Agent is one, and a Deliverer that wraps another should pass
-// it on, or the queue admits every due envelope at once. Slots names the
-// destination a domain's mail goes to (several domains may share one)
-// and how many deliveries to it are worth having in progress at once,
-// without waiting or DNS; 0 or less means no limit. SlotsChanged
-// returns a channel closed when some destination may take more than
-// before (it answered, or its window grew); nil never fires.
+// it on (Wrap does), or the queue admits every due envelope at once.
+// Slots names the destination a domain's mail goes to (several domains
+// may share one) and how many deliveries to it are worth having in
+// progress at once, without waiting or DNS; 0 or less means no limit.
+// SlotsChanged returns a channel closed when some destination may take
+// more than before (it answered, or its window grew); nil never fires.
 type Slotter interface {
 	Slots(domain string) (dest string, n int)
 	SlotsChanged() <-chan struct{}
@@ -216,6 +219,24 @@ func (s SlotsOf) SlotsChanged() <-chan struct{} {
 	}
 	return nil
 }
+
+// Wrap returns the Deliverer that delivers each envelope with deliver,
+// which hands next what it does not handle itself, and that passes
+// next's Slots on (SlotsOf), as a deliverer wrapping another must.
+func Wrap(next Deliverer, deliver func(ctx context.Context, req envelope.Request, next Deliverer) []envelope.Result) Deliverer {
+	return wrapped{SlotsOf: SlotsOf{Next: next}, deliver: deliver}
+}
+
+type wrapped struct {
+	SlotsOf
+	deliver func(ctx context.Context, req envelope.Request, next Deliverer) []envelope.Result
+}
+
+func (w wrapped) Deliver(ctx context.Context, req envelope.Request) []envelope.Result {
+	return w.deliver(ctx, req, w.Next)
+}
+
+var _ Slotter = wrapped{}
 
 // admission keeps the deliveries in progress to each destination within
 // its slots and sets the rest of its due envelopes aside, in order, so

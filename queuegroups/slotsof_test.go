@@ -37,3 +37,32 @@ func TestSlotsOf(t *testing.T) {
 		t.Error("over a Slotter: SlotsChanged is not its channel")
 	}
 }
+
+// TestWrap: the wrapper delivers through its function, which is handed
+// the wrapped deliverer, and passes the wrapped deliverer's Slots on.
+func TestWrap(t *testing.T) {
+	t.Parallel()
+	inner := slottedDeliverer{changed: make(chan struct{})}
+	var got Deliverer
+	w := Wrap(inner, func(ctx context.Context, req envelope.Request, next Deliverer) []envelope.Result {
+		got = next
+		return []envelope.Result{{Recipient: req.Recipients[0], Status: envelope.Delivered}}
+	})
+	res := w.Deliver(context.Background(), envelope.Request{Envelope: envelope.Envelope{Recipients: []string{"a@a.example"}}})
+	if len(res) != 1 || res[0].Recipient != "a@a.example" || res[0].Status != envelope.Delivered {
+		t.Errorf("Deliver = %+v; want the function's results", res)
+	}
+	if got != Deliverer(inner) {
+		t.Errorf("the function was handed %#v; want the wrapped deliverer", got)
+	}
+	s, ok := w.(Slotter)
+	if !ok {
+		t.Fatal("the wrapper is no Slotter")
+	}
+	if dest, n := s.Slots("a.example"); dest != "mx-of-a.example" || n != 3 {
+		t.Errorf("Slots = %q, %d; want the wrapped deliverer's answer", dest, n)
+	}
+	if ch := s.SlotsChanged(); ch != inner.changed {
+		t.Error("SlotsChanged is not the wrapped deliverer's channel")
+	}
+}
