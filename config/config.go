@@ -43,6 +43,12 @@ type Config struct {
 	Listen         string `toml:"listen"`           // SMTP listen address
 	DataDir        string `toml:"data_dir"`         // holds lists.db and the spool
 	MaxMessageSize Size   `toml:"max_message_size"` // SIZE limit for incoming posts
+	// MemoryLimit is the server's soft memory limit (Go's GOMEMLIMIT):
+	// near it the garbage is collected more often. 0 (the default)
+	// derives it from the cap on deliveries in progress
+	// (queuegroups.AutoMemoryLimit); GOMEMLIMIT in the environment, "off"
+	// included, overrides both.
+	MemoryLimit Size `toml:"memory_limit"`
 	// AdminAddress receives mail to postmaster@ each list domain (RFC
 	// 5321 §4.5.1); AbuseAddress, when set, mail to
 	// abuse@ each list domain (RFC 2142). Neither is set by default.
@@ -314,6 +320,9 @@ func (c Config) Validate() error {
 	if c.MaxMessageSize <= 0 {
 		bad("max_message_size", "must be positive")
 	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
+		bad("memory_limit", "%d is below 32MB, less than the server itself needs; 0 derives it from max_queue_children", int64(c.MemoryLimit))
+	}
 	for _, r := range c.Delivery.Resolvers {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			bad("delivery.resolvers", "%q is not host:port, e.g. \"127.0.0.1:53\"", r)
@@ -473,6 +482,10 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// minMemoryLimit is the least memory_limit accepted: below it the
+// collector would run without pause on the server's own state.
+const minMemoryLimit = 32 << 20
 
 // Size is a byte count written as 1048576, "25MB" or "512KB".
 type Size int64

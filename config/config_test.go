@@ -173,6 +173,7 @@ func TestBadConfigs(t *testing.T) {
 		{"[queue]\nrunner = 4", "fanmail.toml:2: queue.runner: unknown key"},
 		{`max_message_size = "lots"`, `"lots" is not a size`},
 		{`max_message_size = 0`, "max_message_size: must be positive"},
+		{`memory_limit = "16MB"`, "memory_limit: 16777216 is below 32MB"},
 		{"[delivery]\nport = 70000", "delivery.port: 70000 is not a TCP port"},
 		{"[delivery]\nresolvers = [\"127.0.0.1\"]", `delivery.resolvers: "127.0.0.1" is not host:port`},
 		{"[delivery]\nconnect_timeout = \"soon\"", `"soon" is not a duration`},

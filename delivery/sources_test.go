@@ -22,21 +22,20 @@ func twoSources(perSource int) map[string]SourcePool {
 	}}}
 }
 
-// peers counts a sink's connections by client address, and the HELO
+// peers counts a sink's deliveries by client address, and the HELO
 // names each address gave.
 func peers(t *testing.T, s *fakenet.Sink) (conns map[string]int, helos map[string]string) {
 	t.Helper()
-	seen := map[string]bool{}
 	conns, helos = map[string]int{}, map[string]string{}
 	for _, d := range s.Deliveries() {
 		host, _, err := net.SplitHostPort(d.RemoteAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !seen[d.RemoteAddr] {
-			seen[d.RemoteAddr] = true
-			conns[host]++
-		}
+		// Where each delivery has a connection of its own, this is its
+		// connections; counting distinct host:port pairs instead missed
+		// one whenever a closed connection's port was given out again.
+		conns[host]++
 		helos[host] = d.Helo
 	}
 	return conns, helos
@@ -55,6 +54,9 @@ func TestSourceAddressesRoundRobin(t *testing.T) {
 		req := request("example.test", "a")
 		req.Group = "bulk"
 		checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), req))
+	}
+	if got := w.sinks[0].Connections(); got != 10 {
+		t.Errorf("%d connections for 10 deliveries, want one each", got)
 	}
 	conns, helos := peers(t, w.sinks[0])
 	if diff := cmp.Diff(map[string]int{"127.0.0.21": 5, "127.0.0.22": 5}, conns); diff != "" {

@@ -2,12 +2,15 @@ package queuegroups
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"fanmail/envelope"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // slotted is a deliverer with destinations: Slots gives each domain its
@@ -177,5 +180,50 @@ func TestOutcomeRetryAfter(t *testing.T) {
 				t.Errorf("attempts = %d, want %d", u.attempts, tt.wantAttempts)
 			}
 		})
+	}
+}
+
+// TestBiggestDomainFirst: a post's fresh envelopes are taken by the
+// size of their domain, biggest first, each domain's in the order
+// written, whatever order the domains were written in; with one
+// delivery at a time, that is the order of the attempts.
+func TestBiggestDomainFirst(t *testing.T) {
+	t.Parallel()
+	cfg := groupsConfig(t.TempDir())
+	cfg.Groups[0].Runners = 1
+	cfg.MaxQueueChildren = 1
+	d := newSlotted(nil)
+	q := opened(t, cfg, d)
+	ids := NewIDSource()
+	m := &Message{ID: ids.Next(), Received: time.Now(), Body: envelope.Bytes("Subject: hi\r\n\r\nhello\r\n")}
+	var p Part
+	for _, dom := range []struct {
+		name   string
+		rcpts  int
+		chunks int
+	}{{"a-small.test", 1, 1}, {"a-mid.test", 8, 2}, {"a-one.test", 2, 1}, {"a-big.test", 12, 3}} {
+		for c := range dom.chunks {
+			var rcpts []string
+			for i := range dom.rcpts / dom.chunks {
+				rcpts = append(rcpts, fmt.Sprintf("u%d-%d@%s", c, i, dom.name))
+			}
+			p.Envelopes = append(p.Envelopes, envelope.Envelope{Sender: "owner-list@example.org", Group: DefaultGroup, Domain: dom.name, Recipients: rcpts})
+		}
+	}
+	m.Parts = []Part{p}
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	q.Start()
+	waitFor(t, "every envelope", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.order) == 7
+	})
+	want := []string{"a-big.test", "a-big.test", "a-big.test", "a-mid.test", "a-mid.test", "a-one.test", "a-small.test"}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if diff := cmp.Diff(want, d.order); diff != "" {
+		t.Errorf("order of attempts (-want +got):\n%s", diff)
 	}
 }

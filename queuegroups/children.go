@@ -12,15 +12,16 @@ import "runtime"
 // a big fan-out the first seconds are all exchanges: with 4,096
 // deliveries on two cores each round trip waited behind thousands of
 // others, the few deliveries of a throttling provider (the run's longest
-// path) crawled, and the heap doubled. 128 per core still keeps a core
-// busy on 100 ms round trips (a few exchanges per delivery each round
-// trip) while a hundred tarpits or black holes each hold one, and keeps
-// a 1,000,000-member post on two cores near 200 MB (256 per core: near
-// 290 MB, for a median in the emulated Internet no better beyond noise).
+// path) crawled, and the heap doubled. 256 per core keeps the first
+// transactions to a long tail of slow domains (5 to 200 ms away, a few
+// round trips each) going at once, which is where the median recipient
+// of a real list's post waits, while a hundred tarpits or black holes
+// each hold one. What more deliveries cost in memory is mostly garbage
+// between collections, which AutoMemoryLimit bounds.
 // The result never goes below minAutoChildren, nor above maxAutoChildren.
 const (
 	reservedFiles   = 1024
-	childrenPerCPU  = 128
+	childrenPerCPU  = 256
 	minAutoChildren = 64
 	maxAutoChildren = 4096
 )
@@ -39,4 +40,22 @@ func AutoQueueChildren() int {
 // autoChildren is AutoQueueChildren for files open files and cpus cores.
 func autoChildren(files, cpus int) int {
 	return min(max(min((files-reservedFiles)/2, childrenPerCPU*cpus), minAutoChildren), maxAutoChildren)
+}
+
+// The automatic soft memory limit: memoryBase for everything but the
+// deliveries (the spool's state, the list store's cache, SMTP sessions,
+// the runtime), and memoryPerChild for each delivery the cap allows,
+// about three times what one holds live. The server collects garbage
+// only every fifth of its heap's growth (GOGC 400, for the CPU of small
+// posts), so without a limit the garbage of hundreds of deliveries,
+// not their live data, made most of a big fan-out's RSS.
+const (
+	memoryBase     = 96 << 20
+	memoryPerChild = 128 << 10
+)
+
+// AutoMemoryLimit is the soft memory limit for a server whose deliveries
+// in progress are capped at children: 160 MiB for 512.
+func AutoMemoryLimit(children int) int64 {
+	return memoryBase + int64(children)*memoryPerChild
 }

@@ -6,10 +6,10 @@ func TestAutoChildren(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ files, cpus, want int }{
 		{1024, 2, minAutoChildren},     // nothing left after the reserve
-		{20000, 2, 256},                // two cores: 128 each
-		{4096, 8, 1024},                // eight cores: 128 each, within the files
+		{20000, 2, 512},                // two cores: 256 each
+		{8192, 8, 2048},                // eight cores: 256 each, within the files
 		{1 << 20, 64, maxAutoChildren}, // a big machine: the ceiling
-		{1 << 20, 1, 128},
+		{1 << 20, 1, 256},
 		{2048, 16, 512}, // sixteen cores, but the files run out first
 	}
 	for _, tt := range tests {

@@ -75,6 +75,10 @@ func open(cfg Config, d Deliverer, readOnly bool) (*Queue, error) {
 	return q, nil
 }
 
+// MaxChildren is the cap on deliveries in progress over all groups:
+// MaxQueueChildren, or AutoQueueChildren when that is 0.
+func (q *Queue) MaxChildren() int { return cap(q.children) }
+
 func (q *Queue) closeDirs() {
 	for _, g := range q.order {
 		for _, d := range g.dirs {

@@ -2,6 +2,7 @@ package queuegroups
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"slices"
 	"time"
@@ -32,7 +33,9 @@ type msgState struct {
 	domains []string   // the destination domains, which slots index
 	intern  map[string]uint32
 
-	next    int               // the fresh cursor: the first slot index not yet looked at
+	next    int               // the fresh cursor: the first place in order not yet looked at
+	order   []int32           // slot indexes in the order fresh envelopes are taken (freshOrder); nil: index order
+	ordered bool              // order is set for this cursor
 	fresh   int               // envelopes never taken and not done
 	touched map[int]*envState // envelopes taken (or attempted before a restart) and not done
 
@@ -265,14 +268,49 @@ func (p parkedEnv) domain() string { return p.m.domains[p.m.slots[p.index].domai
 
 // nextFresh takes the next fresh envelope at the cursor, or nil.
 func (m *msgState) nextFresh() *envState {
+	if !m.ordered {
+		m.order, m.ordered = m.freshOrder(), true
+	}
 	for m.next < len(m.slots) {
 		i := m.next
+		if m.order != nil {
+			i = int(m.order[i])
+		}
 		m.next++
 		if m.slots[i].state == slotFresh {
 			return m.touch(i)
 		}
 	}
+	m.order = nil
 	return nil
+}
+
+// freshOrder is the order of the cursor: the envelopes of the domain
+// with the most recipients first, each domain's in the order written;
+// nil for index order, when there is one domain. The store reads a
+// list in domain order, and a list's big domains are anywhere in that
+// order, but each holds many recipients per delivery: taken first, they
+// bring the median member's arrival forward (on a long tail of slow
+// domains, by seconds), while their connections' limits set aside what
+// cannot go yet. It costs 4 bytes per envelope while the cursor walks,
+// a few hundred KB for ten million members.
+func (m *msgState) freshOrder() []int32 {
+	if len(m.domains) < 2 {
+		return nil
+	}
+	order := make([]int32, len(m.slots))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	total := make([]int, len(m.domains))
+	for _, s := range m.slots {
+		total[s.domain] += int(s.n)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int {
+		da, db := m.slots[a].domain, m.slots[b].domain
+		return cmp.Or(cmp.Compare(total[db], total[da]), cmp.Compare(da, db))
+	})
+	return order
 }
 
 // apply folds a status record into envelope u.env's state: the start

@@ -68,9 +68,25 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	s.memoryLimit = setMemoryLimit(cfg, s.queue.MaxChildren())
 	serveErr := s.run()
 	s.stop()
 	return serveErr
+}
+
+// setMemoryLimit applies memory_limit, or the limit derived from the cap
+// on deliveries in progress, unless GOMEMLIMIT in the environment has
+// set one; it returns the limit in force as the start-up line shows it.
+func setMemoryLimit(cfg config.Config, children int) string {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		return "GOMEMLIMIT=" + env
+	}
+	limit := int64(cfg.MemoryLimit)
+	if limit == 0 {
+		limit = queuegroups.AutoMemoryLimit(children)
+	}
+	debug.SetMemoryLimit(limit)
+	return fmt.Sprintf("%dMB", limit>>20)
 }
 
 // server is the pipeline of one fanmail serve, wired: the list store,
@@ -93,6 +109,8 @@ type server struct {
 	listmail *listmail.Service
 	keys     *dkim.Keyring
 	groups   int // queue groups, for the start-up line
+	// memoryLimit is the soft memory limit in force, for the start-up line.
+	memoryLimit string
 
 	modStop context.CancelFunc // stops the moderation and listmail runners, which queue mail: before the queue closes
 	modDone chan struct{}
@@ -261,7 +279,7 @@ func (s *server) run() error {
 	dataDir, _ := filepath.Abs(s.cfg.DataDir)
 	s.log.Info("fanmail started", "listen", s.smtp.Addr().String(), "hostname", s.cfg.Hostname,
 		"data_dir", dataDir, "lists_db", lists.Describe(s.cfg.ListsDB()), "node", s.cfg.Node.Name, "queue_groups", s.groups, "metrics", metricsAddr,
-		"starttls", s.keyPair != nil, "dkim_domains", signingDomains(s.keys))
+		"starttls", s.keyPair != nil, "dkim_domains", signingDomains(s.keys), "memory_limit", s.memoryLimit)
 	s.logOut.flush()
 	if s.aliases != nil {
 		go s.aliases.Watch(s.ctx, 2*time.Second)
