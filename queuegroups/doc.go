@@ -21,7 +21,8 @@
 //     pending message needs.
 //  3. Group (group.go, attempt.go, schedule.go, backoff.go): one queue
 //     group's directories, its schedule (messages with due envelopes,
-//     each with a cursor over its fresh ones; deferred envelopes;
+//     each with a cursor over its fresh ones, biggest domain first;
+//     deferred envelopes;
 //     queue-only messages), the admission of deliveries per destination
 //     (as many as the deliverer's Slots say each can use; the rest set
 //     aside until one ends), one delivery attempt and its outcome (the
@@ -32,7 +33,7 @@
 //     and recovery, Enqueue streaming a message's envelopes into its
 //     groups, each group's dispatcher starting a delivery goroutine per
 //     admitted envelope within its runners and the MaxQueueChildren cap
-//     (by default from the open-file limit), DSNs as each pass over a
+//     (by default from the open-file limit and the cores), DSNs as each pass over a
 //     share ends (with a record of whom they reported), and the
 //     operator's view (Stats, Summary, Show, Flush, Delete), which
 //     package control serves over a socket.
