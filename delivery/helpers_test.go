@@ -103,7 +103,7 @@ func (w *world) config() Config {
 func exampleAgent(t *testing.T, tweak func(*Config), sinkOpts ...fakenet.SinkOptions) (*world, *Agent) {
 	t.Helper()
 	w := newWorld(t, sinkOpts...)
-	w.zoneMX("example.test", 60, sinkIP(0))
+	w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 	cfg := w.config()
 	if tweak != nil {
 		tweak(&cfg)
@@ -143,18 +143,6 @@ func routedAgent(t *testing.T, addr string, tweak func(*Config)) *Agent {
 		tweak(&cfg)
 	}
 	return newAgent(t, cfg)
-}
-
-// zoneMX points domain at MX hosts mxN.<domain> with preference 10*(N+1),
-// each host's A record being the IP given.
-func (w *world) zoneMX(domain string, ttl uint32, ips ...string) {
-	var mxs []fakenet.MX
-	for i, ip := range ips {
-		host := fmt.Sprintf("mx%d.%s", i+1, domain)
-		mxs = append(mxs, fakenet.MX{Pref: uint16(10 * (i + 1)), Host: host})
-		w.dns.SetA(host, ttl, ip)
-	}
-	w.dns.SetMX(domain, ttl, mxs...)
 }
 
 const testBody = "Message-ID: <m1@list.test>\r\nSubject: test\r\n\r\nhello, list\r\n"
