@@ -163,24 +163,14 @@ func setBody(r *envelope.Request, body string) {
 	r.Size, r.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
 }
 
-// acceptLoop listens on addr and hands each connection to serve, on the
-// one accepting goroutine, until the test ends and closes the listener.
+// acceptLoop listens on addr and serves it with testutil.AcceptLoop.
 func acceptLoop(t testing.TB, addr string, serve func(net.Conn)) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			serve(c)
-		}
-	}()
+	testutil.AcceptLoop(t, ln, serve)
 	return ln
 }
 
