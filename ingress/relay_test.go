@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net/netip"
-	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +33,11 @@ func (r *raw) startTLSWith(cert *tls.Certificate) {
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
-	tc := tls.Client(r.c, cfg)
+	tc := tls.Client(r.Conn, cfg)
 	if err := tc.Handshake(); err != nil {
 		r.t.Fatalf("handshake: %v", err)
 	}
-	r.c, r.tp = tc, textproto.NewConn(tc)
+	r.SetConn(tc)
 }
 
 // A peer, known by its address, relays mail for other domains: queued
