@@ -46,8 +46,9 @@ type Config struct {
 	// MemoryLimit is the server's soft memory limit (Go's GOMEMLIMIT):
 	// near it the garbage is collected more often. 0 (the default)
 	// derives it from the cap on deliveries in progress
-	// (queuegroups.AutoMemoryLimit); GOMEMLIMIT in the environment, "off"
-	// included, overrides both.
+	// (queuegroups.AutoMemoryLimit) and keeps it above twice the live
+	// heap (internal/memlimit); a value set here is kept as it is.
+	// GOMEMLIMIT in the environment, "off" included, overrides both.
 	MemoryLimit Size `toml:"memory_limit"`
 	// AdminAddress receives mail to postmaster@ each list domain (RFC
 	// 5321 §4.5.1); AbuseAddress, when set, mail to

@@ -23,6 +23,7 @@ import (
 	"fanmail/dmarc"
 	"fanmail/expander"
 	"fanmail/ingress"
+	"fanmail/internal/memlimit"
 	"fanmail/listmail"
 	"fanmail/lists"
 	"fanmail/metrics"
@@ -68,25 +69,27 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s.memoryLimit = setMemoryLimit(cfg, s.queue.MaxChildren())
+	s.memoryLimit, s.memKeeper = setMemoryLimit(cfg, s.queue.MaxChildren(), log)
 	serveErr := s.run()
 	s.stop()
 	return serveErr
 }
 
-// setMemoryLimit applies memory_limit, or the limit derived from the cap
-// on deliveries in progress, unless GOMEMLIMIT in the environment has
-// set one; it returns the limit in force as the start-up line shows it.
-func setMemoryLimit(cfg config.Config, children int) string {
+// setMemoryLimit applies memory_limit exactly, or else the limit derived
+// from the cap on deliveries in progress, which a Keeper raises while the
+// live heap outgrows half of it; GOMEMLIMIT in the environment, when set,
+// has decided already. It returns the limit as the start-up line shows
+// it, and the Keeper, if any.
+func setMemoryLimit(cfg config.Config, children int, log *slog.Logger) (string, *memlimit.Keeper) {
 	if env := os.Getenv("GOMEMLIMIT"); env != "" {
-		return "GOMEMLIMIT=" + env
+		return "GOMEMLIMIT=" + env, nil
 	}
-	limit := int64(cfg.MemoryLimit)
-	if limit == 0 {
-		limit = queuegroups.AutoMemoryLimit(children)
+	if limit := int64(cfg.MemoryLimit); limit != 0 {
+		debug.SetMemoryLimit(limit)
+		return fmt.Sprintf("%dMB", limit>>20), nil
 	}
-	debug.SetMemoryLimit(limit)
-	return fmt.Sprintf("%dMB", limit>>20)
+	k := memlimit.New(queuegroups.AutoMemoryLimit(children), log)
+	return fmt.Sprintf("%dMB", k.Limit()>>20), k
 }
 
 // server is the pipeline of one fanmail serve, wired: the list store,
@@ -109,8 +112,11 @@ type server struct {
 	listmail *listmail.Service
 	keys     *dkim.Keyring
 	groups   int // queue groups, for the start-up line
-	// memoryLimit is the soft memory limit in force, for the start-up line.
+	// memoryLimit is the soft memory limit in force, for the start-up
+	// line; memKeeper, when the limit is derived, keeps it above twice
+	// the live heap.
 	memoryLimit string
+	memKeeper   *memlimit.Keeper
 
 	modStop context.CancelFunc // stops the moderation and listmail runners, which queue mail: before the queue closes
 	modDone chan struct{}
@@ -250,6 +256,9 @@ func (s *server) run() error {
 	defer signal.Stop(sigs)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.queue.Start()
+	if s.memKeeper != nil {
+		go s.memKeeper.Run(s.ctx, time.Second)
+	}
 	if err := control.Serve(s.ctx, s.cfg.AdminSocket(), controlView{s.queue, s.metrics}, s.log); err != nil {
 		s.log.Warn("queue tools will read the spool directly", "err", err)
 	}
