@@ -160,8 +160,8 @@ func TestHostileMXBounded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t)
-			w.zoneMX("good.test", 300, sinkIP(0))
-			w.zoneMX("hostile.test", 300, hostileIP)
+			w.dns.SetMXHosts("good.test", 300, sinkIP(0))
+			w.dns.SetMXHosts("hostile.test", 300, hostileIP)
 			var conns atomic.Int32
 			hungUp := make(chan int, 10) // bytes sent, once the client has gone
 			hostileMX(t, fmt.Sprintf("%s:%d", hostileIP, w.port), func(c net.Conn, r *bufio.Reader) error {

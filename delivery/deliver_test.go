@@ -21,7 +21,7 @@ import (
 func TestDeliverMXPreferenceOrder(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, fakenet.SinkOptions{}, fakenet.SinkOptions{})
-	w.zoneMX("example.test", 60, sinkIP(0), sinkIP(1))
+	w.dns.SetMXHosts("example.test", 60, sinkIP(0), sinkIP(1))
 	a := w.agent(w.config())
 
 	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
@@ -81,7 +81,7 @@ func TestDeliverFallsBackToNextMX(t *testing.T) {
 			if first == "" {
 				first = sinkIP(0)
 			}
-			w.zoneMX("example.test", 60, first, sinkIP(1))
+			w.dns.SetMXHosts("example.test", 60, first, sinkIP(1))
 			a := w.agent(w.config())
 
 			res := a.Deliver(ctxT(t), request("example.test", "a", "b", "c"))
@@ -102,7 +102,7 @@ func TestDeliverFallsBackToNextMX(t *testing.T) {
 func TestDeliverAllMXDown(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.zoneMX("example.test", 60, closedIP, "127.0.0.98")
+	w.dns.SetMXHosts("example.test", 60, closedIP, "127.0.0.98")
 	a := w.agent(w.config())
 	res := a.Deliver(ctxT(t), request("example.test", "a", "b"))
 	checkBriefs(t, repeat(brief{envelope.Deferred, 0, "4.4.1"}, 2), res)
@@ -150,7 +150,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 		{
 			name: "SERVFAIL",
 			zone: func(w *world) {
-				w.zoneMX("example.test", 60, sinkIP(0))
+				w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 				w.dns.SetRcode("example.test", dns.RcodeServerFailure)
 			},
 			want: brief{envelope.Deferred, 0, "4.4.3"},
@@ -159,7 +159,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 		{
 			name: "DNS timeout",
 			zone: func(w *world) {
-				w.zoneMX("example.test", 60, sinkIP(0))
+				w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 				w.dns.SetSilent("example.test", true)
 			},
 			want: brief{envelope.Deferred, 0, "4.4.3"},
@@ -185,7 +185,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 		{
 			name: "truncated UDP answer retried over TCP",
 			zone: func(w *world) {
-				w.zoneMX("example.test", 60, sinkIP(0))
+				w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 				w.dns.SetTruncate(true)
 			},
 			want:  sent,
@@ -309,7 +309,7 @@ func TestDeliver421AtRcpt(t *testing.T) {
 func TestDeliverRouteBypassesDNS(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.zoneMX("example.test", 60, closedIP) // DNS would send it nowhere
+	w.dns.SetMXHosts("example.test", 60, closedIP) // DNS would send it nowhere
 	cfg := w.config()
 	cfg.Routes = map[string]string{"example.test": w.sinks[0].Addr()}
 	a := w.agent(cfg)
@@ -453,8 +453,8 @@ func TestFallbackRelay(t *testing.T) {
 	w := newWorld(t, fakenet.SinkOptions{RcptHook: fakenet.RcptReplies{
 		"gone": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"},
 	}.Hook})
-	w.zoneMX("down.test", 60, closedIP)
-	w.zoneMX("up.test", 60, sinkIP(0))
+	w.dns.SetMXHosts("down.test", 60, closedIP)
+	w.dns.SetMXHosts("up.test", 60, sinkIP(0))
 	cfg := w.config()
 	cfg.FallbackRelay = w.sinks[0].Addr()
 	a := w.agent(cfg)

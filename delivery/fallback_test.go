@@ -40,7 +40,7 @@ func TestFallbackPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, tt.mx, fakenet.SinkOptions{})
-			w.zoneMX("example.test", 300, sinkIP(0))
+			w.dns.SetMXHosts("example.test", 300, sinkIP(0))
 			cfg := w.config()
 			cfg.FallbackRelay, cfg.FallbackPolicy = w.sinks[1].Addr(), tt.policy
 			a := w.agent(cfg)

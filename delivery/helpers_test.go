@@ -103,7 +103,7 @@ func (w *world) config() Config {
 func exampleAgent(t *testing.T, tweak func(*Config), sinkOpts ...fakenet.SinkOptions) (*world, *Agent) {
 	t.Helper()
 	w := newWorld(t, sinkOpts...)
-	w.zoneMX("example.test", 60, sinkIP(0))
+	w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 	cfg := w.config()
 	if tweak != nil {
 		tweak(&cfg)
@@ -145,18 +145,6 @@ func routedAgent(t *testing.T, addr string, tweak func(*Config)) *Agent {
 	return newAgent(t, cfg)
 }
 
-// zoneMX points domain at MX hosts mxN.<domain> with preference 10*(N+1),
-// each host's A record being the IP given.
-func (w *world) zoneMX(domain string, ttl uint32, ips ...string) {
-	var mxs []fakenet.MX
-	for i, ip := range ips {
-		host := fmt.Sprintf("mx%d.%s", i+1, domain)
-		mxs = append(mxs, fakenet.MX{Pref: uint16(10 * (i + 1)), Host: host})
-		w.dns.SetA(host, ttl, ip)
-	}
-	w.dns.SetMX(domain, ttl, mxs...)
-}
-
 const testBody = "Message-ID: <m1@list.test>\r\nSubject: test\r\n\r\nhello, list\r\n"
 
 func request(domain string, rcpts ...string) envelope.Request {
@@ -175,24 +163,14 @@ func setBody(r *envelope.Request, body string) {
 	r.Size, r.Open = int64(len(body)), func() io.Reader { return strings.NewReader(body) }
 }
 
-// acceptLoop listens on addr and hands each connection to serve, on the
-// one accepting goroutine, until the test ends and closes the listener.
+// acceptLoop listens on addr and serves it with testutil.AcceptLoop.
 func acceptLoop(t testing.TB, addr string, serve func(net.Conn)) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			serve(c)
-		}
-	}()
+	testutil.AcceptLoop(t, ln, serve)
 	return ln
 }
 

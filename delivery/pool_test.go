@@ -52,7 +52,7 @@ func TestConnectionLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t)
-			w.zoneMX("example.test", 60, sinkIP(0))
+			w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 			cfg := w.config()
 			tt.cfg(&cfg)
 			a := w.agent(cfg)
@@ -224,7 +224,7 @@ func TestReplyRuleSuspends(t *testing.T) {
 func TestDeadDestinationSuspended(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.zoneMX("example.test", 60, closedIP)
+	w.dns.SetMXHosts("example.test", 60, closedIP)
 	cfg := w.config()
 	cfg.InitialConcurrency, cfg.DeadAfter = 1, 2
 	a := w.agent(cfg)
@@ -275,7 +275,7 @@ func TestSlotWaitEndsWithContext(t *testing.T) {
 		return nil
 	}})
 	defer close(release)
-	w.zoneMX("example.test", 60, sinkIP(0))
+	w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 	cfg := w.config()
 	cfg.MaxConns = 1
 	cfg.SlotWait = 10 * time.Second

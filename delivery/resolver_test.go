@@ -33,7 +33,7 @@ func (w *world) resolver(clock *testutil.Clock) *resolver.Resolver {
 func TestMXCacheSingleflight(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.zoneMX("example.test", 300, sinkIP(0))
+	w.dns.SetMXHosts("example.test", 300, sinkIP(0))
 	cfg := w.config()
 	cfg.SlotWait = 10 * time.Second // 100 runners share the MX group's slots
 	clock := testutil.NewClock(time.Now())
@@ -86,7 +86,7 @@ func TestMXCacheSingleflight(t *testing.T) {
 func TestAdditionalSectionSavesALookup(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.zoneMX("example.test", 60, sinkIP(0))
+	w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 	w.dns.SetAdditional(true)
 	// An unrelated name in the additional section must not be cached.
 	if err := w.dns.AddRR("other.test. 60 IN A 127.0.0.1"); err != nil {
@@ -102,7 +102,7 @@ func TestAdditionalSectionSavesALookup(t *testing.T) {
 func TestZoneChangeSeenAfterTTL(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, fakenet.SinkOptions{}, fakenet.SinkOptions{})
-	w.zoneMX("example.test", 60, sinkIP(0))
+	w.dns.SetMXHosts("example.test", 60, sinkIP(0))
 	w.dns.SetA("new.example.test", 60, sinkIP(1))
 	clock := testutil.NewClock(time.Unix(1e9, 0))
 	cfg := w.config()

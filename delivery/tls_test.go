@@ -1,9 +1,6 @@
 package delivery
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -18,16 +15,13 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
 // selfSigned returns a certificate for 127.0.0.1 and a pool trusting it.
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
+	cert := testutil.SelfSigned(t, &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "mx.tls.test"},
 		NotBefore:             time.Now().Add(-time.Hour),
@@ -38,18 +32,10 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 		IsCA:                  true,
 		DNSNames:              []string{"mx.tls.test"},
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, pool
+	pool.AddCert(cert.Leaf)
+	return cert, pool
 }
 
 // tlsSink is a go-smtp server offering STARTTLS that records, for each

@@ -5,70 +5,53 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/internal/testutil"
 )
 
-// raw is an SMTP client that sends exactly what it is told, pipelined
-// or not, and reads the replies as they come.
+// raw is a testutil.RawSMTP that fails its test when a send or a reply
+// does.
 type raw struct {
-	t  *testing.T
-	c  net.Conn
-	tp *textproto.Conn
+	t *testing.T
+	*testutil.RawSMTP
 }
 
 // rawDial connects from the loopback address from ("" for any) and
 // reads the greeting.
 func rawDial(t *testing.T, addr, from string) (*raw, string) {
 	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if from != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
-	}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := &raw{t: t, c: c, tp: textproto.NewConn(c)}
-	greeting, err := r.reply()
-	if err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
-	return r, greeting
+	s, greeting := testutil.DialRawSMTP(t, addr, from, 30*time.Second)
+	return &raw{t: t, RawSMTP: s}, greeting
+}
+
+// dialServer starts a server with cfg, taking posts of up to 1 MiB,
+// and connects to it.
+func dialServer(t *testing.T, cfg Config) *raw {
+	t.Helper()
+	cfg.MaxMessageSize = 1 << 20
+	r, _ := rawDial(t, startWith(t, cfg).addr, "")
+	return r
 }
 
 // send writes lines, each ended with CRLF, in one write.
 func (r *raw) send(lines ...string) {
 	r.t.Helper()
-	if _, err := io.WriteString(r.c, strings.Join(lines, "\r\n")+"\r\n"); err != nil {
+	if _, err := io.WriteString(r.Conn, strings.Join(lines, "\r\n")+"\r\n"); err != nil {
 		r.t.Fatalf("send %q: %v", lines[0], err)
 	}
-}
-
-// reply reads one reply as "CODE text" (the text of its last line).
-func (r *raw) reply() (string, error) {
-	code, msg, err := r.tp.ReadResponse(0)
-	if err != nil {
-		if _, ok := err.(*textproto.Error); !ok {
-			return "", err
-		}
-	}
-	lines := strings.Split(msg, "\n")
-	return fmt.Sprintf("%d %s", code, lines[len(lines)-1]), nil
 }
 
 // cmd sends one line and returns its reply.
 func (r *raw) cmd(line string) string {
 	r.t.Helper()
 	r.send(line)
-	rep, err := r.reply()
+	rep, err := r.Reply()
 	if err != nil {
 		r.t.Fatalf("%s: %v", line, err)
 	}
@@ -78,7 +61,7 @@ func (r *raw) cmd(line string) string {
 // wantClosed checks that the server has closed the connection.
 func (r *raw) wantClosed() {
 	r.t.Helper()
-	if rep, err := r.reply(); err == nil {
+	if rep, err := r.Reply(); err == nil {
 		r.t.Errorf("got %q, want the connection closed", rep)
 	}
 }
@@ -89,7 +72,7 @@ func (r *raw) replyCodes(n int) []string {
 	r.t.Helper()
 	var got []string
 	for range n {
-		rep, err := r.reply()
+		rep, err := r.Reply()
 		if err != nil {
 			got = append(got, "closed")
 			break
@@ -153,9 +136,7 @@ func TestErrorLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.cfg.MaxMessageSize = 1 << 20
-			f := startWith(t, tt.cfg)
-			r, _ := rawDial(t, f.addr, "")
+			r := dialServer(t, tt.cfg)
 			for _, line := range tt.setup {
 				if rep := r.cmd(line); rep[0] != '2' {
 					t.Fatalf("%s: %s", line, rep)
@@ -164,7 +145,7 @@ func TestErrorLimit(t *testing.T) {
 			var got []string
 			for range 50 {
 				r.send(tt.cmd)
-				rep, err := r.reply()
+				rep, err := r.Reply()
 				if err != nil {
 					break
 				}
@@ -187,8 +168,7 @@ func TestErrorLimit(t *testing.T) {
 // A post accepted forgives the errors before it, as in Postfix.
 func TestErrorsForgivenByPost(t *testing.T) {
 	t.Parallel()
-	f := startWith(t, Config{MaxMessageSize: 1 << 20, MaxErrors: 3})
-	r, _ := rawDial(t, f.addr, "")
+	r := dialServer(t, Config{MaxErrors: 3})
 	r.cmd("EHLO client.example.org")
 	for round := range 3 {
 		r.cmd("MAIL FROM:<poster@example.org>")
@@ -234,9 +214,7 @@ func TestRecipientLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.cfg.MaxMessageSize = 1 << 20
-			f := startWith(t, tt.cfg)
-			r, _ := rawDial(t, f.addr, "")
+			r := dialServer(t, tt.cfg)
 			r.cmd("EHLO client.example.org")
 			r.cmd("MAIL FROM:<poster@example.org>")
 			// Pipelined, as a client would send them.
@@ -252,8 +230,7 @@ func TestRecipientLimit(t *testing.T) {
 // server answers those it read, closes, and looks nothing more up.
 func TestPipelinedUnknownRecipients(t *testing.T) {
 	t.Parallel()
-	f := startWith(t, Config{MaxMessageSize: 1 << 20})
-	r, _ := rawDial(t, f.addr, "")
+	r := dialServer(t, Config{})
 	r.cmd("EHLO client.example.org")
 	r.cmd("MAIL FROM:<poster@example.org>")
 	go func() {
@@ -261,7 +238,7 @@ func TestPipelinedUnknownRecipients(t *testing.T) {
 		for i := range 20000 {
 			fmt.Fprintf(&b, "RCPT TO:<nobody%d@lists.example.org>\r\n", i)
 		}
-		_, _ = r.c.Write(b.Bytes()) // fails once the server hangs up
+		_, _ = r.Conn.Write(b.Bytes()) // fails once the server hangs up
 	}()
 	want := append(repeat("550 5.1.1", DefaultConfig().MaxErrors-1), tooManyErrors)
 	if diff := cmp.Diff(want, r.replyCodes(len(want))); diff != "" {
@@ -280,7 +257,7 @@ func TestSessionLifetime(t *testing.T) {
 	var last string
 	for {
 		r.send("NOOP")
-		rep, err := r.reply()
+		rep, err := r.Reply()
 		if err != nil {
 			break
 		}

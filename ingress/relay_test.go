@@ -2,36 +2,25 @@ package ingress
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
 	"net/netip"
-	"net/textproto"
 	"strings"
 	"testing"
 	"time"
+
+	"fanmail/internal/testutil"
 )
 
 // clientCert is a fresh self-signed client certificate.
 func clientCert(t *testing.T) tls.Certificate {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "first.example.org"},
+	return testutil.SelfSigned(t, &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "first.example.org"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 }
 
 // startTLSWith is startTLS presenting cert.
@@ -44,11 +33,11 @@ func (r *raw) startTLSWith(cert *tls.Certificate) {
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
-	tc := tls.Client(r.c, cfg)
+	tc := tls.Client(r.Conn, cfg)
 	if err := tc.Handshake(); err != nil {
 		r.t.Fatalf("handshake: %v", err)
 	}
-	r.c, r.tp = tc, textproto.NewConn(tc)
+	r.SetConn(tc)
 }
 
 // A peer, known by its address, relays mail for other domains: queued

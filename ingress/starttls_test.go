@@ -2,36 +2,26 @@ package ingress
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/internal/testutil"
 )
 
 // testTLS is a server TLS config with a fresh self-signed certificate.
 func testTLS(t *testing.T) *tls.Config {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fanmail.test"},
-		DNSNames: []string{"fanmail.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}}, MinVersion: tls.VersionTLS12}
+	cert := testutil.SelfSigned(t, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fanmail.test"},
+		DNSNames: []string{"fanmail.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
 // startTLS sends STARTTLS, expects 220 and runs the handshake; the
@@ -41,18 +31,18 @@ func (r *raw) startTLS() {
 	if rep := r.cmd("STARTTLS"); !strings.HasPrefix(rep, "220 2.0.0") {
 		r.t.Fatalf("STARTTLS: %s", rep)
 	}
-	tc := tls.Client(r.c, &tls.Config{InsecureSkipVerify: true})
+	tc := tls.Client(r.Conn, &tls.Config{InsecureSkipVerify: true})
 	if err := tc.Handshake(); err != nil {
 		r.t.Fatalf("handshake: %v", err)
 	}
-	r.c, r.tp = tc, textproto.NewConn(tc)
+	r.SetConn(tc)
 }
 
 // ehlo sends EHLO and returns the extensions offered.
 func (r *raw) ehlo() []string {
 	r.t.Helper()
 	r.send("EHLO client.example.org")
-	_, msg, err := r.tp.ReadResponse(250)
+	_, msg, err := r.Text.ReadResponse(250)
 	if err != nil {
 		r.t.Fatalf("EHLO: %v", err)
 	}
@@ -147,7 +137,7 @@ func TestSTARTTLSRefused(t *testing.T) {
 			r.send(tt.send...)
 			var got []string
 			for range tt.want {
-				rep, err := r.reply()
+				rep, err := r.Reply()
 				if err != nil {
 					got = append(got, "closed")
 					break
@@ -188,7 +178,7 @@ func TestLimitsUnderTLS(t *testing.T) {
 		var got []string
 		for range 5 {
 			r.send("RCPT TO:<announce@lists.example.org>") // no MAIL: go-smtp answers
-			rep, err := r.reply()
+			rep, err := r.Reply()
 			if err != nil {
 				break
 			}
@@ -209,7 +199,7 @@ func TestLimitsUnderTLS(t *testing.T) {
 		r, _ := rawDial(t, f.addr, "")
 		r.ehlo()
 		r.startTLS()
-		rep, err := r.reply()
+		rep, err := r.Reply()
 		if err != nil || !strings.HasPrefix(rep, "421 4.4.2") || !strings.Contains(rep, "session time limit") {
 			t.Errorf("idle under TLS past the lifetime: %q, %v; want the guard's 421 4.4.2", rep, err)
 		}
@@ -252,12 +242,12 @@ func TestBarePostmaster(t *testing.T) {
 		}
 		if i == 2 {
 			r.send("BDAT " + strconv.Itoa(len(body)) + " LAST")
-			r.c.Write([]byte(body))
+			r.Conn.Write([]byte(body))
 		} else {
 			r.cmd("DATA")
 			r.send(body + ".")
 		}
-		rep, err := r.reply()
+		rep, err := r.Reply()
 		if err != nil || !strings.HasPrefix(rep, "250 2.0.0 OK queued as ") {
 			t.Fatalf("end of message after %s: %q %v", rcpt, rep, err)
 		}

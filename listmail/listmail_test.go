@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"fanmail/envelope"
 	"fanmail/expander"
+	"fanmail/internal/testutil"
 	"fanmail/listaddr"
 	"fanmail/lists"
 	"fanmail/queuegroups"
@@ -149,17 +149,6 @@ func (f *fixture) deliver(t *testing.T, sender string, msg string, rcpts ...stri
 	return f.d.Deliver(context.Background(), req)
 }
 
-var replyToRE = regexp.MustCompile(`(?m)^Reply-To: <([^>]+)>`)
-
-func replyTo(t *testing.T, s sent) string {
-	t.Helper()
-	m := replyToRE.FindSubmatch(s.data)
-	if m == nil {
-		t.Fatalf("no Reply-To in:\n%s", s.data)
-	}
-	return string(m[1])
-}
-
 func msg(from, subject, body string) string {
 	return "From: " + from + "\r\nSubject: " + subject + "\r\n\r\n" + body + "\r\n"
 }
@@ -199,7 +188,7 @@ func TestModeratedSubscribeByMail(t *testing.T) {
 	if len(out) != 1 || out[0].to != "bob@x.example" || out[0].from != "dev-bounces@lists.example.org" {
 		t.Fatalf("sent %+v, want one confirmation to bob from the bounce address", out)
 	}
-	confirm := replyTo(t, out[0])
+	confirm := testutil.ReplyTo(t, out[0].data)
 	a := listaddr.Parse(confirm)[1]
 	if a.Role != listaddr.Confirm || len(a.Token) != lists.TokenLen {
 		t.Fatalf("Reply-To %s is no confirmation address", confirm)
@@ -214,7 +203,7 @@ func TestModeratedSubscribeByMail(t *testing.T) {
 	if ok, _ := f.store.IsMember(ctx, "dev@lists.example.org", "bob@x.example"); ok {
 		t.Fatal("member before approval")
 	}
-	approve := replyTo(t, out[0])
+	approve := testutil.ReplyTo(t, out[0].data)
 	f.deliver(t, "mod@example.org", msg("mod@example.org", "ok", ""), approve)
 	out = f.q.take()
 	if len(out) != 1 || out[0].to != "bob@x.example" || !bytes.Contains(out[0].data, []byte("Welcome")) {
@@ -461,7 +450,7 @@ func TestReplyToWarningEnables(t *testing.T) {
 	if dis, _ := f.store.DisabledMembers(ctx); len(dis) != 1 {
 		t.Fatalf("disabled members %+v, want erin", dis)
 	}
-	f.deliver(t, "erin@x.example", msg("erin@x.example", "Re: Your delivery", "fixed it"), replyTo(t, warning))
+	f.deliver(t, "erin@x.example", msg("erin@x.example", "Re: Your delivery", "fixed it"), testutil.ReplyTo(t, warning.data))
 	if dis, _ := f.store.DisabledMembers(ctx); len(dis) != 0 {
 		t.Errorf("still disabled after the reply: %+v", dis)
 	}

@@ -34,7 +34,7 @@ func TestCacheTTL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			w := newTestDNS(t)
-			w.zoneMX("example.test", tt.ttl, "127.0.0.10")
+			w.dns.SetMXHosts("example.test", tt.ttl, "127.0.0.10")
 			r := newTestResolver(t, w.dns.Addr())
 			for i, step := range tt.advance {
 				r.clock.Advance(step)
@@ -111,7 +111,7 @@ func TestResolverFailsOverToNextServer(t *testing.T) {
 	defer broken.Close()
 	broken.SetRcode("example.test", dns.RcodeRefused)
 	w := newTestDNS(t)
-	w.zoneMX("example.test", 60, "127.0.0.10")
+	w.dns.SetMXHosts("example.test", 60, "127.0.0.10")
 	r, err := New(Config{Servers: []string{broken.Addr(), w.dns.Addr()}, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -182,18 +182,6 @@ func newTestDNS(t *testing.T) testDNS {
 	}
 	t.Cleanup(func() { d.Close() })
 	return testDNS{d}
-}
-
-// zoneMX points domain at MX hosts mxN.<domain> with preference 10*(N+1),
-// each host's A record being the IP given.
-func (w testDNS) zoneMX(domain string, ttl uint32, ips ...string) {
-	var mxs []fakenet.MX
-	for i, ip := range ips {
-		host := fmt.Sprintf("mx%d.%s", i+1, domain)
-		mxs = append(mxs, fakenet.MX{Pref: uint16(10 * (i + 1)), Host: host})
-		w.dns.SetA(host, ttl, ip)
-	}
-	w.dns.SetMX(domain, ttl, mxs...)
 }
 
 func ctxT(t *testing.T) context.Context {

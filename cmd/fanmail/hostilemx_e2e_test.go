@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 // TestHostileMXCostsLittle points one domain of a list at a hostile MX
@@ -96,20 +97,13 @@ func startHostileMX(t *testing.T, port int, greet func(w *bufio.Writer)) string 
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				go io.Copy(io.Discard, c) // the client's commands, unanswered
-				w := bufio.NewWriterSize(c, 64<<10)
-				greet(w)
-			}()
-		}
-	}()
+	testutil.AcceptLoop(t, ln, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			go io.Copy(io.Discard, c) // the client's commands, unanswered
+			w := bufio.NewWriterSize(c, 64<<10)
+			greet(w)
+		}()
+	})
 	return ln.Addr().(*net.TCPAddr).IP.String()
 }

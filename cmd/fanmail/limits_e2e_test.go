@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
-	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,11 +23,9 @@ import (
 	"fanmail/internal/testutil"
 )
 
-// rawSMTP is a client that sends exactly what it is told, pipelined or
-// not, and reads replies as they come.
+// rawSMTP is a testutil.RawSMTP with a large buffer for pipelining.
 type rawSMTP struct {
-	c net.Conn
-	r *textproto.Reader
+	*testutil.RawSMTP
 	w *bufio.Writer
 }
 
@@ -37,42 +33,16 @@ type rawSMTP struct {
 // returns the greeting.
 func dialRaw(t testing.TB, addr, from string) (*rawSMTP, string) {
 	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if from != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
-	}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-	s := &rawSMTP{c: c, r: textproto.NewReader(bufio.NewReader(c)), w: bufio.NewWriterSize(c, 64<<10)}
-	g, err := s.reply()
-	if err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
-	return s, g
-}
-
-// reply reads one reply as "CODE text" (the text of its last line).
-func (s *rawSMTP) reply() (string, error) {
-	code, msg, err := s.r.ReadResponse(0)
-	if err != nil {
-		if _, ok := err.(*textproto.Error); !ok {
-			return "", err
-		}
-	}
-	lines := strings.Split(msg, "\n")
-	return fmt.Sprintf("%d %s", code, lines[len(lines)-1]), nil
+	s, g := testutil.DialRawSMTP(t, addr, from, 2*time.Minute)
+	return &rawSMTP{RawSMTP: s, w: bufio.NewWriterSize(s.Conn, 64<<10)}, g
 }
 
 // cmd sends one line and returns its reply. A write error is left to
 // the read: a server that hung up may have answered already.
 func (s *rawSMTP) cmd(t testing.TB, line string) string {
 	t.Helper()
-	_, _ = io.WriteString(s.c, line+"\r\n")
-	rep, err := s.reply()
+	_, _ = io.WriteString(s.Conn, line+"\r\n")
+	rep, err := s.Reply()
 	if err != nil {
 		t.Fatalf("%s: %v", line, err)
 	}
@@ -92,14 +62,14 @@ func (s *rawSMTP) unknownRcpts(first, n int) (rejected int, last string) {
 	})
 	defer wg.Wait()
 	for range n {
-		rep, err := s.reply()
+		rep, err := s.Reply()
 		if err != nil {
-			s.c.Close() // unblocks the writer
+			s.Conn.Close() // unblocks the writer
 			return rejected, last
 		}
 		last = rep
 		if !strings.HasPrefix(rep, "550 5.1.1") {
-			s.c.Close()
+			s.Conn.Close()
 			return rejected, last
 		}
 		rejected++
@@ -151,7 +121,7 @@ func TestUnknownRecipientsMemory(t *testing.T) {
 					if sent < total && sent >= 500 && last != "421 4.7.0 fanmail.test Error: too many errors" {
 						t.Fatalf("session %d: last reply %q, want the error limit's 421", sessions, last)
 					}
-					s.c.Close()
+					s.Conn.Close()
 				}
 				peaks = append(peaks, p.peakRSS(t))
 				t.Logf("round %d: %d unknown RCPTs over %d sessions: peak RSS %d MB (%d MB at start)",
@@ -186,7 +156,7 @@ func TestSessionsPerClient(t *testing.T) {
 	if want := "421 4.7.0 fanmail.test Error: too many connections from 127.0.0.2"; g != want {
 		t.Errorf("session 4 from 127.0.0.2: %q, want %q", g, want)
 	}
-	if rep, err := s.reply(); err == nil {
+	if rep, err := s.Reply(); err == nil {
 		t.Errorf("refused connection stayed open: %q", rep)
 	}
 	if _, g := dialRaw(t, p.addr, "127.0.0.3"); !strings.HasPrefix(g, "220 ") {
@@ -216,7 +186,7 @@ func TestNoopLoopCutOff(t *testing.T) {
 	if noops != 119 || last != "421 4.7.0 fanmail.test Error: too many errors" {
 		t.Errorf("fast NOOP loop: %d NOOPs answered 250, then %q; want 119, then the 421", noops, last)
 	}
-	if rep, err := s.reply(); err == nil {
+	if rep, err := s.Reply(); err == nil {
 		t.Errorf("connection open after the 421: %q", rep)
 	}
 

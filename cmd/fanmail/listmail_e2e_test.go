@@ -19,23 +19,12 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 // mailList's domain has no DNS records in these tests: mail for its
 // addresses is handled inside fanmail or not at all.
 const mailList = "news@lists.example.org"
-
-var replyToRE = regexp.MustCompile(`(?m)^Reply-To: <?([^>\r\n]+)>?\r$`)
-
-// replyTo returns the Reply-To address of a delivered message.
-func replyTo(t testing.TB, d fakenet.Delivery) string {
-	t.Helper()
-	m := replyToRE.FindSubmatch(d.Data)
-	if m == nil {
-		t.Fatalf("no Reply-To in:\n%s", d.Data)
-	}
-	return string(m[1])
-}
 
 func command(from, subject, body string) string {
 	return "From: " + from + "\r\nTo: " + mailList + "\r\nSubject: " + subject + "\r\nMessage-ID: <" +
@@ -88,7 +77,7 @@ func TestSubscribeByMail(t *testing.T) {
 	if conf.From != "news-bounces@lists.example.org" || !bytes.Contains(conf.Data, []byte("Auto-Submitted: auto-replied")) {
 		t.Errorf("confirmation from <%s>:\n%s", conf.From, conf.Data)
 	}
-	token := replyTo(t, conf)
+	token := testutil.ReplyTo(t, conf.Data)
 	if !regexp.MustCompile(`^news-confirm\+[a-z2-7]{32}@lists\.example\.org$`).MatchString(token) {
 		t.Fatalf("confirmation address %q is not news-confirm+TOKEN (160 bits)", token)
 	}
@@ -113,7 +102,7 @@ func TestSubscribeByMail(t *testing.T) {
 	if r := send(t, p.addr, bob, "news-unsubscribe@lists.example.org", command(bob, "bye", "")); r.code != 250 {
 		t.Fatalf("unsubscribe: %v", r)
 	}
-	token2 := replyTo(t, n.waitMessages(t, bob, 3, p)[2])
+	token2 := testutil.ReplyTo(t, n.waitMessages(t, bob, 3, p)[2].Data)
 	if !memberSet(t, cfg, mailList)[bob] {
 		t.Fatal("unsubscribed before confirming")
 	}
@@ -125,7 +114,7 @@ func TestSubscribeByMail(t *testing.T) {
 	if r := send(t, p.addr, carol, request, command(carol, "Help?", "subscribe\r\nthanks")); r.code != 250 {
 		t.Fatalf("subscribe in the body: %v", r)
 	}
-	token3 := replyTo(t, n.waitMessages(t, carol, 1, p)[0])
+	token3 := testutil.ReplyTo(t, n.waitMessages(t, carol, 1, p)[0].Data)
 	time.Sleep(2100 * time.Millisecond)
 	if r := send(t, p.addr, carol, token3, command(carol, "late", "")); r.stage != "rcpt" || r.code != 550 ||
 		!strings.Contains(r.text, "unknown or has expired") {

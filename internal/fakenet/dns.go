@@ -138,6 +138,19 @@ func (d *DNS) SetMX(name string, ttl uint32, mxs ...MX) {
 	d.replace(name, dns.TypeMX, rrs)
 }
 
+// SetMXHosts points name at MX hosts mxN.<name> with preference
+// 10*N, N counting from 1, each host's A record being the IP given in
+// that place: a domain served by one or more sinks in one call.
+func (d *DNS) SetMXHosts(name string, ttl uint32, ips ...string) {
+	mxs := make([]MX, 0, len(ips))
+	for i, ip := range ips {
+		host := fmt.Sprintf("mx%d.%s", i+1, name)
+		mxs = append(mxs, MX{Pref: uint16(10 * (i + 1)), Host: host})
+		d.SetA(host, ttl, ip)
+	}
+	d.SetMX(name, ttl, mxs...)
+}
+
 // SetNullMX makes name advertise that it accepts no mail (RFC 7505).
 func (d *DNS) SetNullMX(name string, ttl uint32) {
 	d.SetMX(name, ttl, MX{Pref: 0, Host: "."})

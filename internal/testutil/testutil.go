@@ -6,9 +6,15 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -140,4 +146,57 @@ func CopyFile(t testing.TB, src, dst string, mode os.FileMode) {
 	if err := os.WriteFile(dst, data, mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// AcceptLoop accepts connections on ln and hands each to serve, on the
+// one accepting goroutine, until the test ends and closes ln. A serve
+// that talks for long starts its own goroutine.
+func AcceptLoop(t testing.TB, ln net.Listener, serve func(net.Conn)) {
+	t.Helper()
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			serve(c)
+		}
+	}()
+}
+
+// SelfSigned returns a certificate made from tmpl and signed by its own
+// fresh P-256 key, with the key and the parsed Leaf; tmpl says what it
+// is for (names, usages, validity, serial).
+func SelfSigned(t testing.TB, tmpl *x509.Certificate) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// replyToRE matches a Reply-To field of one address as go-message writes
+// it, "Reply-To: <addr>".
+var replyToRE = regexp.MustCompile(`(?m)^Reply-To: <([^>\r\n]+)>\r?$`)
+
+// ReplyTo returns the Reply-To address of the message msg, failing the
+// test if it has none: the address a confirmation or a moderation
+// request asks to be answered at.
+func ReplyTo(t testing.TB, msg []byte) string {
+	t.Helper()
+	m := replyToRE.FindSubmatch(msg)
+	if m == nil {
+		t.Fatalf("no Reply-To in:\n%s", msg)
+	}
+	return string(m[1])
 }
