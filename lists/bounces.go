@@ -329,9 +329,11 @@ func addBounceEvent(ctx context.Context, tx execer, lid int64, member string, e 
 	if err != nil {
 		return fmt.Errorf("record bounce of %s: %w", member, err)
 	}
-	// Only the newest few are kept.
-	_, err = tx.ExecContext(ctx, `DELETE FROM bounce_events WHERE list_id = ? AND address = ? AND id NOT IN
-		(SELECT id FROM bounce_events WHERE list_id = ? AND address = ? ORDER BY id DESC LIMIT ?)`,
+	// Only the newest few are kept: everything at or below the id of the
+	// first one past them, which is NULL (nothing to delete) for a member
+	// with fewer, one index seek either way.
+	_, err = tx.ExecContext(ctx, `DELETE FROM bounce_events WHERE list_id = ? AND address = ? AND id <=
+		(SELECT id FROM bounce_events WHERE list_id = ? AND address = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
 		lid, member, lid, member, maxBounceEvents)
 	if err != nil {
 		return fmt.Errorf("record bounce of %s: %w", member, err)
