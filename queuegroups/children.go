@@ -46,9 +46,9 @@ func autoChildren(files, cpus int) int {
 // deliveries (the spool's state, the list store's cache, SMTP sessions,
 // the runtime), and memoryPerChild for each delivery the cap allows,
 // about three times what one holds live. The server collects garbage
-// only every fifth of its heap's growth (GOGC 400, for the CPU of small
-// posts), so without a limit the garbage of hundreds of deliveries,
-// not their live data, made most of a big fan-out's RSS.
+// only once its heap is five times what is live (GOGC 400, for the CPU
+// of small posts), so without a limit the garbage of hundreds of
+// deliveries, not their live data, made most of a big fan-out's RSS.
 const (
 	memoryBase     = 96 << 20
 	memoryPerChild = 128 << 10
