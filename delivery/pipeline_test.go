@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
 var pipeExt = []string{"PIPELINING", "8BITMIME", "SIZE 1000000", "ENHANCEDSTATUSCODES"}
@@ -141,11 +142,10 @@ func TestLockStepWithoutPipelining(t *testing.T) {
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "c")))
 	a.Close()
 	// QUIT is sent without waiting for its reply: wait for the server.
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if _, cmds, _, _, _ := s.stats(); cmds[len(cmds)-1] == "QUIT" {
-			break
-		}
-	}
+	testutil.Poll(2*time.Second, 5*time.Millisecond, func() bool {
+		_, cmds, _, _, _ := s.stats()
+		return cmds[len(cmds)-1] == "QUIT"
+	})
 	conns, cmds, msgs, batches, violations := s.stats()
 	if violations != 0 || len(batches) != 0 {
 		t.Errorf("client pipelined without PIPELINING: %d early commands, %d groups", violations, len(batches))

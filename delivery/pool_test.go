@@ -10,6 +10,7 @@ import (
 
 	"fanmail/envelope"
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
@@ -78,16 +79,10 @@ func TestIdleTimeoutClosesCachedConnections(t *testing.T) {
 		cfg.ConnIdleTimeout = 40 * time.Millisecond
 	})
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if s, _ := a.Destination("example.test"); s.Open == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("idle connection never closed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 2*time.Second, "the idle connection to close", func() bool {
+		s, _ := a.Destination("example.test")
+		return s.Open == 0
+	})
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "b")))
 	if n := w.sinks[0].Connections(); n != 2 {
 		t.Errorf("connections = %d, want 2", n)
@@ -300,13 +295,9 @@ func TestCloseQuitsCachedConnections(t *testing.T) {
 	a := scriptedAgent(t, s, nil)
 	checkBriefs(t, []brief{sent}, a.Deliver(ctxT(t), request("example.test", "a")))
 	a.Close()
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, cmds, _, _, _ := s.stats(); cmds[len(cmds)-1] == "QUIT" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no QUIT on the cached connection after Close")
-		}
-	}
+	testutil.WaitFor(t, 2*time.Second, "QUIT on the cached connection after Close", func() bool {
+		_, cmds, _, _, _ := s.stats()
+		return cmds[len(cmds)-1] == "QUIT"
+	})
 	checkBriefs(t, []brief{{envelope.Deferred, 0, "4.3.2"}}, a.Deliver(ctxT(t), request("example.test", "b")))
 }

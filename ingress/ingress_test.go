@@ -249,16 +249,12 @@ func TestDeletedList(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The expander re-reads the store's version at most every 50ms.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := exp.Lookup(ctx, "gone@example.org")
-		if errors.Is(err, expander.ErrUnknownRecipient) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lookup 5s after delete: %v, want ErrUnknownRecipient", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var err error
+	if !testutil.Poll(5*time.Second, 10*time.Millisecond, func() bool {
+		_, err = exp.Lookup(ctx, "gone@example.org")
+		return errors.Is(err, expander.ErrUnknownRecipient)
+	}) {
+		t.Fatalf("lookup 5s after delete: %v, want ErrUnknownRecipient", err)
 	}
 }
 

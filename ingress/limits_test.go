@@ -301,16 +301,11 @@ func TestMaxSessionsPerClient(t *testing.T) {
 		t.Errorf("%d lines for 3 refusals, want 1", n)
 	}
 	first.cmd("QUIT")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, g := rawDial(t, f.addr, "127.0.0.2")
-		if strings.HasPrefix(g, "220") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("127.0.0.2 still refused after one of its sessions ended: %s", g)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testutil.Poll(5*time.Second, 20*time.Millisecond, func() bool {
+		_, g = rawDial(t, f.addr, "127.0.0.2")
+		return strings.HasPrefix(g, "220")
+	}) {
+		t.Fatalf("127.0.0.2 still refused after one of its sessions ended: %s", g)
 	}
 }
 

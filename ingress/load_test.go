@@ -233,19 +233,15 @@ func TestMaxSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server sees the QUIT and closes its side a moment later.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := greet(t, f.addr)
-		if err == nil {
-			if err := c.SendMail("poster@example.org", []string{"announce@lists.example.org"}, strings.NewReader(post)); err != nil {
-				t.Fatalf("post in the freed session: %v", err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no session accepted after one closed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var c *smtp.Client
+	if !testutil.Poll(5*time.Second, 20*time.Millisecond, func() bool {
+		c, err = greet(t, f.addr)
+		return err == nil
+	}) {
+		t.Fatalf("no session accepted after one closed: %v", err)
+	}
+	if err := c.SendMail("poster@example.org", []string{"announce@lists.example.org"}, strings.NewReader(post)); err != nil {
+		t.Fatalf("post in the freed session: %v", err)
 	}
 	if n := logs.count("overload cleared: below max_sessions, accepting connections"); n != 1 {
 		t.Errorf("%d cleared lines, want 1", n)

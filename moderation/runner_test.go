@@ -169,12 +169,8 @@ func (w *world) scan(r *Runner) {
 // wait waits until rcpt has n messages and returns them.
 func (w *world) wait(rcpt string, n int) []string {
 	w.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(w.box.messages(rcpt)) < n {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s got %d messages, want %d\n%s", rcpt, len(w.box.messages(rcpt)), n, w.logs)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testutil.Poll(10*time.Second, 5*time.Millisecond, func() bool { return len(w.box.messages(rcpt)) >= n }) {
+		w.t.Fatalf("%s got %d messages, want %d\n%s", rcpt, len(w.box.messages(rcpt)), n, w.logs)
 	}
 	time.Sleep(50 * time.Millisecond) // would-be extra copies show up
 	got := w.box.messages(rcpt)

@@ -1,7 +1,5 @@
 package queuegroups
 
-// Test helpers of this package that the queuegroups_test tests use too.
-var (
-	WaitWithin   = waitWithin
-	StatusFields = statusFields
-)
+// StatusFields is a test helper of this package that the
+// queuegroups_test tests use too.
+var StatusFields = statusFields

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
 // recorder is a scripted receiving side: it reads every message fully, as
@@ -155,19 +156,7 @@ func started(t *testing.T, cfg Config, d Deliverer) *Queue {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	waitWithin(t, 10*time.Second, what, cond)
-}
-
-// waitWithin fails t unless cond holds within d, looking every 5ms.
-func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func TestDeliversEveryRecipientOnceWithPrefix(t *testing.T) {

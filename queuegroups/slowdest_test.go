@@ -9,6 +9,7 @@ import (
 	"fanmail/delivery"
 	"fanmail/envelope"
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 	"fanmail/queuegroups"
 )
 
@@ -170,5 +171,5 @@ func message(ids *queuegroups.IDSource, spec ...any) *queuegroups.Message {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	queuegroups.WaitWithin(t, 20*time.Second, what, cond)
+	testutil.WaitFor(t, 20*time.Second, what, cond)
 }

@@ -98,7 +98,7 @@ func TestAliasReload(t *testing.T) {
 	accepts := func(rcpt string) bool { return rcptAccepted(t, p.addr, rcpt) }
 	waitAccepts := func(rcpt string, want bool) {
 		t.Helper()
-		if !poll(10*time.Second, 50*time.Millisecond, func() bool { return accepts(rcpt) == want }) {
+		if !testutil.Poll(10*time.Second, 50*time.Millisecond, func() bool { return accepts(rcpt) == want }) {
 			t.Fatalf("RCPT %s accepted=%v after 10s, want %v\n%s", rcpt, !want, want, p.log.String())
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 const e2eList = "announce@lists.example.org"
@@ -133,7 +134,7 @@ func TestCrashAfterAcceptRedelivers(t *testing.T) {
 		}
 	}
 	n.waitDelivered(t, free, 60*time.Second, p)
-	if !poll(30*time.Second, 10*time.Millisecond, func() bool { return stalled.Load() > 0 }) {
+	if !testutil.Poll(30*time.Second, 10*time.Millisecond, func() bool { return stalled.Load() > 0 }) {
 		t.Fatal("no held domain reached DATA before the kill")
 	}
 	// Give the free domains' status records time to reach the journal:
@@ -177,7 +178,7 @@ func TestQueuedBeforeStopDeliveredAfterRestart(t *testing.T) {
 	cfg := n.newConfig(t, "[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n")
 	p := serveList(t, cfg, "a@d00.test", "b@d01.test", "c@d02.test")
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
-	poll(20*time.Second, 10*time.Millisecond, func() bool {
+	testutil.Poll(20*time.Second, 10*time.Millisecond, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return refused >= 3

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 // concurrency tracks DATA transactions in progress at the sinks, per
@@ -341,7 +342,7 @@ group = "c"
 		if i == kills {
 			// Every post to every member, counted once: the total
 			// delivered includes duplicates.
-			if !poll(2*time.Minute, 50*time.Millisecond, func() bool { return missing(n, kills, members) == 0 }) {
+			if !testutil.Poll(2*time.Minute, 50*time.Millisecond, func() bool { return missing(n, kills, members) == 0 }) {
 				t.Logf("queue:\n%s", fanmailCLI(t, cfg, "", "queue"))
 				t.Fatalf("%d post-member pairs still undelivered after 2 minutes", missing(n, kills, members))
 			}

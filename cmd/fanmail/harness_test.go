@@ -236,23 +236,10 @@ func (n *fakeNet) waitDistinct(t testing.TB, want int, timeout time.Duration, p 
 
 func (n *fakeNet) waitCount(t testing.TB, what string, count func() int, want int, timeout time.Duration, p *proc) {
 	t.Helper()
-	if !poll(timeout, 20*time.Millisecond, func() bool { return count() >= want }) {
+	if !testutil.Poll(timeout, 20*time.Millisecond, func() bool { return count() >= want }) {
 		p.dumpLog(t)
 		t.Fatalf("sinks counted %d of %d %s after %v", count(), want, what, timeout)
 	}
-}
-
-// poll calls done every interval until it returns true or timeout has
-// passed, and reports whether it returned true.
-func poll(timeout, interval time.Duration, done func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !done() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-	return true
 }
 
 // proc is one running fanmail server.
@@ -333,7 +320,7 @@ func startFanmailArgs(t testing.TB, env []string, args ...string) *proc {
 // logged waits up to timeout until the server has logged s count times
 // or more, and reports whether it has.
 func (p *proc) logged(s string, count int, timeout time.Duration) bool {
-	return poll(timeout, 20*time.Millisecond, func() bool { return strings.Count(p.log.String(), s) >= count })
+	return testutil.Poll(timeout, 20*time.Millisecond, func() bool { return strings.Count(p.log.String(), s) >= count })
 }
 
 // waitLog waits up to 10s for the server to log s.

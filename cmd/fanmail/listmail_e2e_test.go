@@ -342,7 +342,7 @@ func TestRemoteBounceRecorded(t *testing.T) {
 	// A bare notice to vera's VERP address: it names her by the address.
 	postTo(t, p.addr, "", "dev-bounces+vera=example.org@lists.example.org",
 		"From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\nThe mail system could not deliver your message.\r\n")
-	if !poll(30*time.Second, 50*time.Millisecond, func() bool {
+	if !testutil.Poll(30*time.Second, 50*time.Millisecond, func() bool {
 		return strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "vera@example.org") &&
 			strings.Contains(fanmailCLI(t, cfg, "", "member", "ls", dev, "--bouncing"), "frank@example.net")
 	}) {

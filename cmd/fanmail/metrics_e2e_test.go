@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 var metricsAddrRE = regexp.MustCompile(`"fanmail started".* metrics=(\S+)`)
@@ -48,7 +49,7 @@ func TestMetricsEqualSinkCounts(t *testing.T) {
 	}
 	// The queue settles a moment after the last 250.
 	var fams map[string]*dto.MetricFamily
-	poll(10*time.Second, 50*time.Millisecond, func() bool {
+	testutil.Poll(10*time.Second, 50*time.Millisecond, func() bool {
 		fams = scrape(t, base+"/metrics")
 		return value(fams, "fanmail_queue_recipients", "group", "default") == 0 &&
 			value(fams, "fanmail_runners_busy", "group", "default") == 0
@@ -198,7 +199,7 @@ queuereturn = "3s"
 	// d02's expiry) were read inside: the expiry counts as bounced a
 	// moment before its DSN is queued, so bounced == 20 alone is not
 	// enough.
-	if !poll(30*time.Second, 100*time.Millisecond, func() bool {
+	if !testutil.Poll(30*time.Second, 100*time.Millisecond, func() bool {
 		fams = scrape(t, base+"/metrics")
 		return sum(fams, "fanmail_recipients_total", "bounced") == 20 && value(fams, "fanmail_recipients_total", "group", "control", "status", "delivered") >= 2 &&
 			value(fams, "fanmail_queue_recipients", "group", "default") == 0 && value(fams, "fanmail_queue_recipients", "group", "control") == 0

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fanmail/internal/fakenet"
+	"fanmail/internal/testutil"
 )
 
 // reply is what the server answered a transaction: at RCPT, or at the
@@ -288,7 +289,7 @@ func TestModerationEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if !poll(10*time.Second, 50*time.Millisecond, func() bool { return modLsIDs(t, cfg, e2eList)["post-F"] == "" }) {
+	if !testutil.Poll(10*time.Second, 50*time.Millisecond, func() bool { return modLsIDs(t, cfg, e2eList)["post-F"] == "" }) {
 		t.Fatal("post-F did not expire")
 	}
 	if r := send(t, p.addr, "mod@d01.test", approveF, "Subject: yes\r\n\r\n"); r.stage != "rcpt" || r.code != 550 {

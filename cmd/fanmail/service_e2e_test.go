@@ -189,7 +189,7 @@ func TestCertificateReplacedOnDisk(t *testing.T) {
 	}
 	writeCert(t, cert, key, 2)
 	var serial *big.Int
-	if !poll(10*time.Second, 200*time.Millisecond, func() bool {
+	if !testutil.Poll(10*time.Second, 200*time.Millisecond, func() bool {
 		s, c := dialTLS(t, p.addr)
 		s.Close()
 		serial = c.SerialNumber

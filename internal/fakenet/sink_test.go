@@ -11,6 +11,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/google/go-cmp/cmp"
+
+	"fanmail/internal/testutil"
 )
 
 const testMsg = "Message-ID: <1@test>\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -43,16 +45,12 @@ func dial(t *testing.T, addr string) *smtp.Client {
 // session, failing the test after two seconds of refusals.
 func waitSlot(t *testing.T, addr, helo string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		err := dial(t, addr).Hello(helo)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot never freed: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var err error
+	if !testutil.Poll(2*time.Second, 10*time.Millisecond, func() bool {
+		err = dial(t, addr).Hello(helo)
+		return err == nil
+	}) {
+		t.Fatalf("slot never freed: %v", err)
 	}
 }
 

@@ -200,3 +200,27 @@ func ReplyTo(t testing.TB, msg []byte) string {
 	}
 	return string(m[1])
 }
+
+// Poll calls cond every interval until it returns true or within has
+// passed, and reports whether it returned true. Tests wait this way for
+// what a server does in its own goroutines, with no sleep long enough to
+// be always right.
+func Poll(within, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+	return true
+}
+
+// WaitFor fails t unless cond holds within the given time, looking
+// every 5ms; what names the awaited state in the failure.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !Poll(within, 5*time.Millisecond, cond) {
+		t.Fatalf("timed out after %v waiting for %s", within, what)
+	}
+}
