@@ -70,22 +70,48 @@ func Send(ctx context.Context, q Queue, keys *dkim.Keyring, list, to, qid string
 	return nil
 }
 
-func compose(o outgoing, id string, date time.Time) ([]byte, error) {
+// Heading is what the header of a message a list writes says.
+type Heading struct {
+	List    string        // LIST@DOMAIN
+	From    listaddr.Role // which of the list's addresses it comes from
+	Name    string        // the sender's role after the list's name in From ("owner"); "" for none
+	To      string
+	ReplyTo string // "" for none
+	Subject string
+	Auto    string // Auto-Submitted (RFC 3834): auto-replied or auto-generated
+	ID      string // Message-ID, without <>
+	Date    time.Time
+}
+
+// Header returns the header of mail a list writes, content type aside:
+// Date, Message-ID, From (the list's address, named after the list),
+// To, Reply-To, Subject, Auto-Submitted and List-Id. listmail's answers
+// and the moderation runner's notices both start from it.
+func (hd Heading) Header() mail.Header {
 	var h mail.Header
-	h.SetDate(date)
-	h.SetMessageID(id)
-	name := localPart(o.list)
+	h.SetDate(hd.Date)
+	h.SetMessageID(hd.ID)
+	name, _, _ := strings.Cut(hd.List, "@")
+	if hd.Name != "" {
+		name += " " + hd.Name
+	}
+	h.SetAddressList("From", []*mail.Address{{Name: name, Address: listaddr.Of(hd.List, hd.From, "")}})
+	h.SetAddressList("To", []*mail.Address{{Address: hd.To}})
+	if hd.ReplyTo != "" {
+		h.SetAddressList("Reply-To", []*mail.Address{{Address: hd.ReplyTo}})
+	}
+	h.SetSubject(hd.Subject)
+	h.Set("Auto-Submitted", hd.Auto)
+	h.Set("List-Id", "<"+listaddr.ListID(hd.List)+">")
+	return h
+}
+
+func compose(o outgoing, id string, date time.Time) ([]byte, error) {
+	var role string
 	if o.from == listaddr.Owner {
-		name += " owner"
+		role = "owner"
 	}
-	h.SetAddressList("From", []*mail.Address{{Name: name, Address: listaddr.Of(o.list, o.from, "")}})
-	h.SetAddressList("To", []*mail.Address{{Address: o.to}})
-	if o.replyTo != "" {
-		h.SetAddressList("Reply-To", []*mail.Address{{Address: o.replyTo}})
-	}
-	h.SetSubject(o.subject)
-	h.Set("Auto-Submitted", o.auto)
-	h.Set("List-Id", "<"+listaddr.ListID(o.list)+">")
+	h := Heading{List: o.list, From: o.from, Name: role, To: o.to, ReplyTo: o.replyTo, Subject: o.subject, Auto: o.auto, ID: id, Date: date}.Header()
 	h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
 	h.Set("Content-Transfer-Encoding", "quoted-printable")
 	var b bytes.Buffer
@@ -100,9 +126,4 @@ func compose(o outgoing, id string, date time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("compose mail to %s: %w", o.to, err)
 	}
 	return b.Bytes(), nil
-}
-
-func localPart(list string) string {
-	l, _, _ := strings.Cut(list, "@")
-	return l
 }

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
 
 	"fanmail/listaddr"
+	"fanmail/listmail"
 	"fanmail/lists"
 )
 
@@ -37,17 +37,8 @@ type notice struct {
 
 // compose writes n as a message.
 func compose(n notice) ([]byte, error) {
-	var h mail.Header
-	h.SetDate(n.date)
-	h.SetMessageID(n.id)
-	h.SetAddressList("From", []*mail.Address{{Name: localPart(n.list) + " moderation", Address: listaddr.Of(n.list, listaddr.Owner, "")}})
-	h.SetAddressList("To", []*mail.Address{{Address: n.to}})
-	if n.replyTo != "" {
-		h.SetAddressList("Reply-To", []*mail.Address{{Address: n.replyTo}})
-	}
-	h.SetSubject(n.subject)
-	h.Set("Auto-Submitted", n.auto)
-	h.Set("List-Id", "<"+listaddr.ListID(n.list)+">")
+	h := listmail.Heading{List: n.list, From: listaddr.Owner, Name: "moderation", To: n.to, ReplyTo: n.replyTo,
+		Subject: n.subject, Auto: n.auto, ID: n.id, Date: n.date}.Header()
 	h.SetContentType("multipart/mixed", nil)
 
 	var b bytes.Buffer
@@ -88,11 +79,6 @@ func compose(n notice) ([]byte, error) {
 		return nil, fmt.Errorf("compose notice: %w", err)
 	}
 	return b.Bytes(), nil
-}
-
-func localPart(list string) string {
-	l, _, _ := strings.Cut(list, "@")
-	return l
 }
 
 // moderatorText is the text part of a moderator's notice.
