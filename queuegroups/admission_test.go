@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -22,16 +23,14 @@ type slotted struct {
 	hold    map[string]bool
 	release chan struct{}
 	rec     *recorder
+	busy    testutil.InFlight // by domain
 
 	mu    sync.Mutex
-	now   map[string]int
-	peak  map[string]int
 	order []string
 }
 
 func newSlotted(slots map[string]int, hold ...string) *slotted {
-	s := &slotted{slots: slots, hold: map[string]bool{}, release: make(chan struct{}), rec: newRecorder(nil),
-		now: map[string]int{}, peak: map[string]int{}}
+	s := &slotted{slots: slots, hold: map[string]bool{}, release: make(chan struct{}), rec: newRecorder(nil)}
 	for _, d := range hold {
 		s.hold[d] = true
 	}
@@ -49,9 +48,8 @@ func (s *slotted) Slots(domain string) (string, int) {
 func (s *slotted) SlotsChanged() <-chan struct{} { return nil }
 
 func (s *slotted) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
+	s.busy.Enter(env.Domain)
 	s.mu.Lock()
-	s.now[env.Domain]++
-	s.peak[env.Domain] = max(s.peak[env.Domain], s.now[env.Domain])
 	s.order = append(s.order, env.Domain)
 	s.mu.Unlock()
 	if s.hold[env.Domain] {
@@ -60,17 +58,11 @@ func (s *slotted) Deliver(ctx context.Context, env envelope.Request) []envelope.
 		case <-ctx.Done():
 		}
 	}
-	s.mu.Lock()
-	s.now[env.Domain]--
-	s.mu.Unlock()
+	s.busy.Leave(env.Domain)
 	return s.rec.Deliver(ctx, env)
 }
 
-func (s *slotted) inProgress(domain string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.now[domain]
-}
+func (s *slotted) inProgress(domain string) int { return s.busy.Now(domain) }
 
 // TestSlotsSetEnvelopesAside: a destination with one slot gets one
 // delivery at a time, however many of its envelopes are due, and the
@@ -113,8 +105,8 @@ func TestSlotsSetEnvelopesAside(t *testing.T) {
 	}
 	close(d.release)
 	waitFor(t, "the slow post", func() bool { return delivered(slow) == 40 })
-	if d.peak["a-slow.test"] != 1 {
-		t.Errorf("most deliveries at once to a one-slot destination = %d, want 1", d.peak["a-slow.test"])
+	if d.busy.Peak("a-slow.test") != 1 {
+		t.Errorf("most deliveries at once to a one-slot destination = %d, want 1", d.busy.Peak("a-slow.test"))
 	}
 }
 

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"fanmail/envelope"
+	"fanmail/internal/testutil"
 )
 
 // gate is a deliverer that holds every attempt until released and tracks
@@ -19,41 +19,25 @@ import (
 type gate struct {
 	rec     *recorder
 	release chan struct{}
-	mu      sync.Mutex
-	now     map[string]int
-	peak    map[string]int
-	total   int
-	peakAll int
+	busy    testutil.InFlight // by group
 }
 
 func newGate() *gate {
-	return &gate{rec: newRecorder(nil), release: make(chan struct{}), now: map[string]int{}, peak: map[string]int{}}
+	return &gate{rec: newRecorder(nil), release: make(chan struct{})}
 }
 
 func (g *gate) Deliver(ctx context.Context, env envelope.Request) []envelope.Result {
 	key := env.Domain[:1] // test domains start with their group's letter
-	g.mu.Lock()
-	g.now[key]++
-	g.total++
-	g.peak[key] = max(g.peak[key], g.now[key])
-	g.peakAll = max(g.peakAll, g.total)
-	g.mu.Unlock()
+	g.busy.Enter(key)
 	select {
 	case <-g.release:
 	case <-ctx.Done():
 	}
-	g.mu.Lock()
-	g.now[key]--
-	g.total--
-	g.mu.Unlock()
+	g.busy.Leave(key)
 	return g.rec.Deliver(ctx, env)
 }
 
-func (g *gate) running() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.total
-}
+func (g *gate) running() int { return g.busy.All() }
 
 // groupsConfig has the default group (domains a*), group "b" over two
 // directories (domains b*), and the control group (domains c*, sent
@@ -174,11 +158,11 @@ func TestRunnersRespectGroupAndGlobalCaps(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // give an over-eager runner time to show
 			close(g.release)
 			waitFor(t, "all delivered", func() bool { return q.Stats().Messages == 0 })
-			if g.peak["a"] > 3 || g.peak["b"] > 3 {
-				t.Errorf("peak attempts per group a=%d b=%d, want at most each group's 3 runners", g.peak["a"], g.peak["b"])
+			if g.busy.Peak("a") > 3 || g.busy.Peak("b") > 3 {
+				t.Errorf("peak attempts per group a=%d b=%d, want at most each group's 3 runners", g.busy.Peak("a"), g.busy.Peak("b"))
 			}
-			if g.peakAll != tt.wantAll {
-				t.Errorf("peak attempts over all groups %d, want %d", g.peakAll, tt.wantAll)
+			if g.busy.PeakAll() != tt.wantAll {
+				t.Errorf("peak attempts over all groups %d, want %d", g.busy.PeakAll(), tt.wantAll)
 			}
 		})
 	}

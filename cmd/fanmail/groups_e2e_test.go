@@ -17,29 +17,13 @@ import (
 	"fanmail/internal/testutil"
 )
 
-// concurrency tracks DATA transactions in progress at the sinks, per
-// queue group (by domain prefix) and in all.
-type concurrency struct {
-	mu      sync.Mutex
-	now     map[string]int
-	peak    map[string]int
-	all     int
-	peakAll int
-}
-
-func (c *concurrency) hook(group string, hold time.Duration) func(fakenet.Delivery) error {
+// holdData returns a sink DATA hook that holds each transaction for
+// hold and counts it in c under group while it does.
+func holdData(c *testutil.InFlight, group string, hold time.Duration) func(fakenet.Delivery) error {
 	return func(fakenet.Delivery) error {
-		c.mu.Lock()
-		c.now[group]++
-		c.all++
-		c.peak[group] = max(c.peak[group], c.now[group])
-		c.peakAll = max(c.peakAll, c.all)
-		c.mu.Unlock()
+		c.Enter(group)
+		defer c.Leave(group)
 		time.Sleep(hold)
-		c.mu.Lock()
-		c.now[group]--
-		c.all--
-		c.mu.Unlock()
 		return nil
 	}
 }
@@ -55,9 +39,9 @@ func TestRunnerCapsAtTheSinks(t *testing.T) {
 		domains = append(domains, b)
 		bDomains = append(bDomains, `"`+b+`"`)
 	}
-	c := &concurrency{now: map[string]int{}, peak: map[string]int{}}
+	var c testutil.InFlight // DATA transactions at the sinks, by group (domain prefix)
 	n := newFakeNet(t, domains, func(d string) fakenet.SinkOptions {
-		return fakenet.SinkOptions{DataHook: c.hook(d[:1], 20*time.Millisecond)}
+		return fakenet.SinkOptions{DataHook: holdData(&c, d[:1], 20*time.Millisecond)}
 	})
 	cfg := n.newConfig(t, fmt.Sprintf(`
 [queue]
@@ -76,14 +60,14 @@ group = "b"
 	p := startFanmail(t, cfg)
 	postTo(t, p.addr, "poster@example.org", e2eList, e2ePost)
 	n.waitDelivered(t, len(members), 60*time.Second, p)
-	if c.peak["a"] > 3 || c.peak["b"] > 3 {
-		t.Errorf("peak transactions per group a=%d b=%d, want at most 3 (runners)", c.peak["a"], c.peak["b"])
+	if c.Peak("a") > 3 || c.Peak("b") > 3 {
+		t.Errorf("peak transactions per group a=%d b=%d, want at most 3 (runners)", c.Peak("a"), c.Peak("b"))
 	}
-	if c.peakAll > 4 {
-		t.Errorf("peak transactions over all groups %d, want at most 4 (max_queue_children)", c.peakAll)
+	if c.PeakAll() > 4 {
+		t.Errorf("peak transactions over all groups %d, want at most 4 (max_queue_children)", c.PeakAll())
 	}
-	if c.peakAll < 4 {
-		t.Errorf("peak transactions %d never reached the cap of 4: the test proves nothing", c.peakAll)
+	if c.PeakAll() < 4 {
+		t.Errorf("peak transactions %d never reached the cap of 4: the test proves nothing", c.PeakAll())
 	}
 	for _, d := range domains {
 		if got := n.sinks[d].Transactions(); got != 10 {

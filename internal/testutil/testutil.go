@@ -224,3 +224,63 @@ func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 		t.Fatalf("timed out after %v waiting for %s", within, what)
 	}
 }
+
+// InFlight counts the calls in progress at once, per key (a queue
+// group, a destination) and in all, and the most there ever were: what
+// a test of a concurrency cap checks. The zero value is ready to use.
+type InFlight struct {
+	mu      sync.Mutex
+	now     map[string]int
+	peak    map[string]int
+	all     int
+	peakAll int
+}
+
+// Enter counts one more call in progress under key.
+func (f *InFlight) Enter(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.now == nil {
+		f.now, f.peak = map[string]int{}, map[string]int{}
+	}
+	f.now[key]++
+	f.all++
+	f.peak[key] = max(f.peak[key], f.now[key])
+	f.peakAll = max(f.peakAll, f.all)
+}
+
+// Leave counts a call under key as done.
+func (f *InFlight) Leave(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now[key]--
+	f.all--
+}
+
+// Now returns the calls in progress under key.
+func (f *InFlight) Now(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now[key]
+}
+
+// All returns the calls in progress under every key together.
+func (f *InFlight) All() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.all
+}
+
+// Peak returns the most calls there were in progress at once under key.
+func (f *InFlight) Peak(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peak[key]
+}
+
+// PeakAll returns the most calls there were in progress at once in all.
+func (f *InFlight) PeakAll() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peakAll
+}
