@@ -36,6 +36,15 @@ func IsPostgres(target string) bool {
 	return strings.HasPrefix(target, "postgres://") || strings.HasPrefix(target, "postgresql://")
 }
 
+// SQLiteFile returns the file of a store target that is SQLite
+// (sqlite:PATH or a plain PATH), and false for a PostgreSQL one.
+func SQLiteFile(target string) (string, bool) {
+	if IsPostgres(target) {
+		return "", false
+	}
+	return strings.TrimPrefix(target, "sqlite:"), true
+}
+
 // Describe returns target fit for a log line or an error: a URL's
 // password is replaced by xxxxx.
 func Describe(target string) string {

@@ -37,7 +37,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -163,10 +162,10 @@ type Store struct {
 // schema) and migrates an older schema; a schema newer than this fanmail
 // knows is an error.
 func Open(target string) (*Store, error) {
-	if IsPostgres(target) {
-		return openPostgres(target)
+	if file, ok := SQLiteFile(target); ok {
+		return openSQLite(file)
 	}
-	return openSQLite(strings.TrimPrefix(target, "sqlite:"))
+	return openPostgres(target)
 }
 
 func openSQLite(path string) (*Store, error) {

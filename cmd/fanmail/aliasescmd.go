@@ -95,7 +95,7 @@ func aliasesExpand(c *cli.Context) error {
 	}
 	// Lists are consulted only when a store exists: expand must not
 	// create one as a side effect.
-	file, sqlite := sqliteFile(cfg.ListsDB())
+	file, sqlite := lists.SQLiteFile(cfg.ListsDB())
 	if _, err := os.Stat(file); err == nil || !sqlite {
 		store, err := lists.Open(cfg.ListsDB())
 		if err != nil {

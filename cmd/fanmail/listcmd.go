@@ -58,7 +58,7 @@ func readStore(c *cli.Context, fn func(*lists.Store) error) error {
 			return err
 		}
 	}
-	if file, ok := sqliteFile(cfg.ListsDB()); ok {
+	if file, ok := lists.SQLiteFile(cfg.ListsDB()); ok {
 		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 			return &emptyDataDir{dir: storeDir(cfg)}
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -40,7 +39,7 @@ func migrate(c *cli.Context) error {
 	}
 	// A missing source file would be created empty by Open and copied
 	// as nothing: refuse it by name instead.
-	if path, ok := sqliteFile(from); ok {
+	if path, ok := lists.SQLiteFile(from); ok {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("migrate: --from %s: no such file (the list store is DATA_DIR/lists.db)", path)
 		} else if err != nil {
@@ -76,17 +75,8 @@ func migrate(c *cli.Context) error {
 // storeKey is what tells two store arguments apart: sqlite: and a
 // plain path name the same file.
 func storeKey(target string) string {
-	if file, ok := sqliteFile(target); ok {
+	if file, ok := lists.SQLiteFile(target); ok {
 		return file
 	}
 	return target
-}
-
-// sqliteFile returns the file of a list store target that is SQLite
-// (sqlite:PATH or a plain PATH), and false for a PostgreSQL one.
-func sqliteFile(target string) (string, bool) {
-	if lists.IsPostgres(target) {
-		return "", false
-	}
-	return strings.TrimPrefix(target, "sqlite:"), true
 }
