@@ -43,6 +43,8 @@ var conformance = []struct {
 	{"ConfirmRoundTrip", testConfirmRoundTrip},
 	{"ModeratedSubscription", testModeratedSubscription},
 	{"AllowAnswer", testAllowAnswer},
+	{"RequestsList", testRequestsList},
+	{"DecideRequests", testDecideRequests},
 	{"MemberBounces", testMemberBounces},
 }
 
