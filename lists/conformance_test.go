@@ -45,6 +45,7 @@ var conformance = []struct {
 	{"AllowAnswer", testAllowAnswer},
 	{"RequestsList", testRequestsList},
 	{"DecideRequests", testDecideRequests},
+	{"RequestWelcome", testRequestWelcome},
 	{"MemberBounces", testMemberBounces},
 }
 

@@ -13,6 +13,13 @@ import (
 // mail. The address's own confirmation stays the address's: a request
 // still waiting for it cannot be approved here (double opt-in); adding
 // or removing an address by hand is what the member commands are for.
+//
+// An approval here records what the running server does about it: the
+// request stays, in state welcome, until a server (listmail) claims it
+// (welcoming), sends the new member the welcome a moderator's reply by
+// mail would have got, and deletes it. A welcome no server sends within
+// welcomeTTL lapses with the request, as does one a crash interrupted
+// between its claim and its end: a welcome is sent at most once.
 
 // RequestState is where an open request stands.
 type RequestState string
@@ -24,6 +31,16 @@ const (
 	// for a moderator (subscribe_policy = moderate).
 	StateModerator RequestState = requestApprove
 )
+
+// States of a request approved here, for the server's welcome.
+const (
+	requestWelcome   = "welcome"   // approved: a server is to send the welcome
+	requestWelcoming = "welcoming" // a server is sending it
+)
+
+// welcomeTTL is how long an approved request waits for a server to send
+// its welcome.
+const welcomeTTL = 7 * 24 * time.Hour
 
 // OpenRequestInfo is an open request as an operator sees it.
 type OpenRequestInfo struct {
@@ -74,7 +91,8 @@ func (s *Store) Requests(ctx context.Context, list string) ([]OpenRequestInfo, e
 		return nil, err
 	}
 	return collect(ctx, s.db, "requests of "+list, scanOpenRequest,
-		requestColumns+requestsJoin+" WHERE r.list_id = ? AND r.expires > ? ORDER BY r.created, r.id", lid, s.now().Unix())
+		requestColumns+requestsJoin+" WHERE r.list_id = ? AND r.expires > ? AND r.state IN (?, ?) ORDER BY r.created, r.id",
+		lid, s.now().Unix(), requestConfirm, requestApprove)
 }
 
 // requestColumns are what scanOpenRequest reads, from requestsJoin.
@@ -97,12 +115,16 @@ type RequestOutcome struct {
 	// Changed says the membership changed (approve); false: nothing to
 	// do (already a member, or not one).
 	Changed bool
+	// Welcome says the running server now sends the new member the
+	// welcome (a subscription that changed the membership).
+	Welcome bool
 }
 
 // ApproveRequest approves request id of list for by (who decided, e.g.
 // "cli:root"), in one transaction: its tokens are used up (as a
-// moderator's reply uses them), the membership changed as it asks, and
-// the request deleted. Only a request waiting for a moderator can be
+// moderator's reply uses them) and the membership changed as it asks;
+// a subscription that added the member then waits in state welcome for
+// the server's welcome (Welcomes), any other request is deleted. Only a request waiting for a moderator can be
 // approved; any other is a *RequestError.
 func (s *Store) ApproveRequest(ctx context.Context, list string, id int64, by string) (RequestOutcome, error) {
 	var o RequestOutcome
@@ -122,6 +144,14 @@ func (s *Store) ApproveRequest(ctx context.Context, list string, id int64, by st
 		}
 		if o.Changed, err = applyRequest(ctx, tx, lid, r.Request); err != nil {
 			return err
+		}
+		if o.Welcome = o.Changed && r.Action == RequestSubscribe; o.Welcome {
+			_, err = tx.ExecContext(ctx, "UPDATE requests SET state = ?, expires = ? WHERE id = ?",
+				requestWelcome, s.now().Add(welcomeTTL).Unix(), id)
+			if err != nil {
+				return fmt.Errorf("approve request %d: %w", id, err)
+			}
+			return nil
 		}
 		return deleteRequest(ctx, tx, id, false)
 	})
@@ -152,7 +182,7 @@ func (s *Store) openRequest(ctx context.Context, tx *sql.Tx, list string, id int
 	}
 	var rlid int64
 	r, err := scanOpenRequest(func(dst ...any) error {
-		return tx.QueryRowContext(ctx, requestColumns+", r.list_id"+requestsJoin+" WHERE r.id = ?", id).
+		return tx.QueryRowContext(ctx, requestColumns+", r.list_id"+requestsJoin+" WHERE r.id = ? AND r.state IN (?, ?)", id, requestConfirm, requestApprove).
 			Scan(append(dst, &rlid)...)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -188,4 +218,51 @@ func deleteRequest(ctx context.Context, tx *sql.Tx, id int64, tokens bool) error
 		}
 	}
 	return nil
+}
+
+// Welcomes returns the requests approved on the server whose welcome
+// no server has sent yet, oldest first.
+func (s *Store) Welcomes(ctx context.Context) ([]Request, error) {
+	rows, err := collect(ctx, s.db, "welcomes", scanOpenRequest,
+		requestColumns+requestsJoin+" WHERE r.state = ? AND r.expires > ? ORDER BY r.id", requestWelcome, s.now().Unix())
+	out := make([]Request, len(rows))
+	for i, r := range rows {
+		out[i] = r.Request
+	}
+	return out, err
+}
+
+// ClaimWelcome marks the welcome of request id as being sent by this
+// caller, so that of several servers exactly one sends it, and reports
+// whether this caller got it. FinishWelcome ends the claim.
+func (s *Store) ClaimWelcome(ctx context.Context, id int64) (bool, error) {
+	var got bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE requests SET state = ? WHERE id = ? AND state = ?", requestWelcoming, id, requestWelcome)
+		if err != nil {
+			return fmt.Errorf("claim welcome of request %d: %w", id, err)
+		}
+		n, err := res.RowsAffected()
+		got = n == 1
+		return err
+	})
+	return got, err
+}
+
+// FinishWelcome ends a claim ClaimWelcome took: done deletes the request
+// (the welcome is queued, or there is none to send), else the welcome
+// waits for the next try.
+func (s *Store) FinishWelcome(ctx context.Context, id int64, done bool) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if done {
+			_, err = tx.ExecContext(ctx, "DELETE FROM requests WHERE id = ? AND state = ?", id, requestWelcoming)
+		} else {
+			_, err = tx.ExecContext(ctx, "UPDATE requests SET state = ? WHERE id = ? AND state = ?", requestWelcome, id, requestWelcoming)
+		}
+		if err != nil {
+			return fmt.Errorf("finish welcome of request %d: %w", id, err)
+		}
+		return nil
+	})
 }

@@ -113,6 +113,7 @@ func testDecideRequests(t *testing.T, be backend) {
 		wantErr error  // errors.Is
 		wantMsg string // the error's text
 		changed bool
+		welcome bool // the server is to send a welcome
 	}{
 		{op: "approve", list: "l@example.org", id: 2, wantErr: ErrUnconfirmed,
 			wantMsg: "request 2 (subscribe carol@x.example) waits for the address's own confirmation: request not confirmed by its address"},
@@ -124,7 +125,7 @@ func testDecideRequests(t *testing.T, be backend) {
 		{op: "reject", list: "l@example.org", id: 4, wantErr: ErrRequestExpired},
 		{op: "approve", list: "l@example.org", id: 99, wantErr: ErrNoRequest, wantMsg: "request 99 on l@example.org: no such request"},
 		{op: "approve", list: "nope@example.org", id: 1, wantErr: ErrNoList},
-		{op: "approve", list: "L@example.org", id: 1, changed: true},
+		{op: "approve", list: "L@example.org", id: 1, changed: true, welcome: true},
 		{op: "approve", list: "l@example.org", id: 1, wantErr: ErrNoRequest}, // done
 		{op: "approve", list: "l@example.org", id: 5},                        // already a member
 		{op: "reject", list: "l@example.org", id: 2},
@@ -133,12 +134,12 @@ func testDecideRequests(t *testing.T, be backend) {
 	}
 	for i, st := range steps {
 		var err error
-		var changed bool
+		var changed, welcome bool
 		switch st.op {
 		case "approve":
 			var o RequestOutcome
 			o, err = s.ApproveRequest(ctx, st.list, st.id, "cli:root")
-			changed = o.Changed
+			changed, welcome = o.Changed, o.Welcome
 		case "reject":
 			_, err = s.RejectRequest(ctx, st.list, st.id)
 		}
@@ -149,8 +150,8 @@ func testDecideRequests(t *testing.T, be backend) {
 		if st.wantMsg != "" && err.Error() != st.wantMsg {
 			t.Errorf("step %d: error %q, want %q", i+1, err, st.wantMsg)
 		}
-		if changed != st.changed {
-			t.Errorf("step %d: changed %v, want %v", i+1, changed, st.changed)
+		if changed != st.changed || welcome != st.welcome {
+			t.Errorf("step %d: changed %v, welcome %v; want %v, %v", i+1, changed, welcome, st.changed, st.welcome)
 		}
 	}
 	members, err := s.Members(ctx, "l@example.org")
@@ -173,5 +174,87 @@ func testDecideRequests(t *testing.T, be backend) {
 	var n int
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM tokens WHERE request_id IN (2, 3)").Scan(&n); err != nil || n != 0 {
 		t.Errorf("tokens of rejected requests: %d, %v; want none", n, err)
+	}
+}
+
+// testRequestWelcome: a subscription approved on the server waits for
+// one server to claim and send its welcome; it is no open request any
+// more, a failed send gives it back, and one nobody sends lapses.
+func testRequestWelcome(t *testing.T, be backend) {
+	s, _ := requestsFixture(t, be)
+	ctx := context.Background()
+	if got, err := s.Welcomes(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("welcomes before any approval: %+v, %v", got, err)
+	}
+	for _, id := range []int64{1, 5} { // 5 is a member already: no welcome
+		if _, err := s.ApproveRequest(ctx, "l@example.org", id, "cli:root"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []Request{{ID: 1, List: "l@example.org", Address: "bob@x.example", Action: RequestSubscribe,
+		Expires: created.Add(10*time.Minute + welcomeTTL)}}
+	got, err := s.Welcomes(ctx)
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" || err != nil {
+		t.Fatalf("welcomes (-want +got):\n%s%v", diff, err)
+	}
+	// Approved: no longer an open request, to list or to decide.
+	if open, _ := s.Requests(ctx, "l@example.org"); len(open) != 1 || open[0].ID != 2 {
+		t.Errorf("open requests %+v, want carol's (2) only", open)
+	}
+	if _, err := s.RejectRequest(ctx, "l@example.org", 1); !errors.Is(err, ErrNoRequest) {
+		t.Errorf("reject of an approved request: %v, want ErrNoRequest", err)
+	}
+	// One claim wins; a failed send gives it back; a done one is gone.
+	for i, c := range []struct {
+		claim bool // else finish
+		done  bool
+		got   bool
+	}{
+		{claim: true, got: true},
+		{claim: true, got: false},
+		{claim: false, done: false},
+		{claim: true, got: true},
+		{claim: false, done: true},
+		{claim: true, got: false},
+	} {
+		if !c.claim {
+			if err := s.FinishWelcome(ctx, 1, c.done); err != nil {
+				t.Fatalf("step %d: %v", i+1, err)
+			}
+			continue
+		}
+		if got, err := s.ClaimWelcome(ctx, 1); err != nil || got != c.got {
+			t.Errorf("step %d: claim %v, %v; want %v", i+1, got, err, c.got)
+		}
+	}
+	if got, err := s.Welcomes(ctx); err != nil || len(got) != 0 {
+		t.Errorf("welcomes after the welcome was sent: %+v, %v", got, err)
+	}
+	// One nobody sends lapses, and is no unconfirmed request then.
+	if _, err := s.ApproveRequest(ctx, "l@example.org", 6, "cli:root"); !errors.Is(err, ErrNoRequest) {
+		t.Fatalf("approve of no request: %v", err)
+	}
+	if _, _, err := s.OpenRequest(ctx, "l@example.org", "gina@x.example", RequestSubscribe, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.ExecContext(ctx, "UPDATE requests SET state = ? WHERE id = 6", requestApprove); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := s.ApproveRequest(ctx, "l@example.org", 6, "cli:root"); err != nil || !o.Welcome {
+		t.Fatalf("approve gina: %+v, %v", o, err)
+	}
+	gone, err := s.ExpireRequests(ctx, created.Add(welcomeTTL+time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, r := range gone {
+		ids = append(ids, r.ID)
+	}
+	if diff := cmp.Diff([]int64{2, 3, 4}, ids); diff != "" {
+		t.Errorf("expired requests (-want +got):\n%s", diff)
+	}
+	if n, err := hasRow(ctx, s.db, "SELECT 1 FROM requests WHERE id = 6"); err != nil || n {
+		t.Errorf("the lapsed welcome is still there (%v)", err)
 	}
 }

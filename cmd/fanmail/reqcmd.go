@@ -15,12 +15,14 @@ import (
 
 // The member request commands: the subscription requests made by mail
 // that wait for their address or a moderator, seen and decided on the
-// server. They change the store only: an approval sends no welcome mail.
+// server. They change the store only, as mod does: the running server
+// sends an approved subscription's welcome (listmail), as it does for a
+// moderator's approval by mail.
 
 func memberRequestCommands() []*cli.Command {
 	return []*cli.Command{
 		{Name: "requests", Usage: "list open requests made by mail: waiting for the address's confirmation, or for a moderator", ArgsUsage: "LIST", Action: memberRequests},
-		{Name: "approve", Usage: "approve requests waiting for a moderator: the membership changes now; no welcome mail is sent",
+		{Name: "approve", Usage: "approve subscriptions waiting for a moderator: the member is added now, and the server sends the welcome within a minute (or at its next start)",
 			ArgsUsage: "LIST ID...", Action: memberDecide("approve")},
 		{Name: "reject", Usage: "reject (delete) open requests; nobody is told", ArgsUsage: "LIST ID...", Action: memberDecide("reject")},
 	}
@@ -103,8 +105,8 @@ func decideRequest(c *cli.Context, store *lists.Store, list string, id int64, ac
 	}
 	r := o.Request
 	switch {
-	case o.Changed && r.Action == lists.RequestSubscribe:
-		fmt.Fprintf(w, "approved request %d: %s is now a member of %s (no welcome mail is sent)\n", id, r.Address, list)
+	case o.Welcome:
+		fmt.Fprintf(w, "approved request %d: %s is now a member of %s; the server sends the welcome within a minute, or at its next start\n", id, r.Address, list)
 	case o.Changed:
 		fmt.Fprintf(w, "approved request %d (%s %s) on %s\n", id, r.Action, r.Address, list)
 	default:

@@ -94,7 +94,7 @@ func TestMemberRequestCommands(t *testing.T) {
 	runSteps(t, dir, []step{{args: []string{"member", "add", list, "ivy@example.net"}}})
 	runSteps(t, dir, []step{
 		{args: []string{"member", "approve", list, "1"},
-			stdout: out("approved request 1: bob@example.net is now a member of " + list + " (no welcome mail is sent)\n")},
+			stdout: out("approved request 1: bob@example.net is now a member of " + list + "; the server sends the welcome within a minute, or at its next start\n")},
 		{args: []string{"member", "approve", list, "1"},
 			wantErr: "member approve: no open request 1 on " + list + ": it was approved, rejected or expired, or never existed (see: fanmail member requests " + list + ")"},
 		{args: []string{"member", "approve", list, "2"},
@@ -120,8 +120,8 @@ func TestMemberRequestCommands(t *testing.T) {
 		{args: []string{"member", "approve", "nope@example.org", "6"}, wantErr: "list nope@example.org does not exist"},
 		// Several IDs: each is decided, each failure named.
 		{args: []string{"member", "approve", list, "6", "2", "7", "8"},
-			stdout: out("approved request 6: gina@example.net is now a member of " + list + " (no welcome mail is sent)\n" +
-				"approved request 7: hal@example.net is now a member of " + list + " (no welcome mail is sent)\n" +
+			stdout: out("approved request 6: gina@example.net is now a member of " + list + "; the server sends the welcome within a minute, or at its next start\n" +
+				"approved request 7: hal@example.net is now a member of " + list + "; the server sends the welcome within a minute, or at its next start\n" +
 				"approved request 8 (subscribe ivy@example.net) on " + list + ": nothing to change, the request is closed\n"),
 			wantErr: "member approve: request 2 (subscribe carol@example.net) waits for the address's own confirmation"},
 		{args: []string{"member", "reject", list, "2", "5", "13", "11"},
