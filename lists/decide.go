@@ -149,12 +149,8 @@ func (s *Store) Retry(ctx context.Context, id int64, next time.Time, reason stri
 // sent. A claim that is no longer claim (a decision ended it, another
 // node took the post since) is left alone.
 func (s *Store) Unclaim(ctx context.Context, id int64, claim string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "UPDATE posts SET claim = '' WHERE id = ? AND claim = ?", id, claim); err != nil {
-			return fmt.Errorf("unclaim post %d: %w", id, err)
-		}
-		return nil
-	})
+	_, err := s.unclaim(ctx, id, claim)
+	return err
 }
 
 // Expire deletes the held and accepted posts whose time ran out by now

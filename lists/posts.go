@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -174,6 +175,10 @@ type PostFilter struct {
 	Due time.Time
 	// Claimed selects only posts with a claim (for recovery at start).
 	Claimed bool
+	// From selects posts whose From: address or envelope sender is
+	// this address, compared case-insensitively (on SQLite, only ASCII
+	// letters); "" = any.
+	From string
 }
 
 // Posts returns the stored posts that f selects, oldest first.
@@ -199,6 +204,11 @@ func (s *Store) Posts(ctx context.Context, f PostFilter) ([]Post, error) {
 	}
 	if f.Claimed {
 		q += " AND p.claim != ''"
+	}
+	if f.From != "" {
+		q += " AND (lower(p.from_addr) = ? OR lower(p.sender) = ?)"
+		from := strings.ToLower(f.From)
+		args = append(args, from, from)
 	}
 	return collect(ctx, s.db, "read posts", scanPost, q+" ORDER BY p.id", args...)
 }

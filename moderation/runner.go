@@ -150,7 +150,8 @@ func (r *Runner) Run(ctx context.Context) {
 // IDs does), or none: those were taken before nodes had names. The
 // claims of other nodes sharing the store are theirs to settle; those of
 // a node that never comes back are settled by a replacement started with
-// its [node] name.
+// its [node] name, or released by an operator (fanmail mod release), and
+// then taken by whichever node scans next.
 func (r *Runner) recover(ctx context.Context) error {
 	claimed, err := r.cfg.Store.Posts(ctx, lists.PostFilter{Claimed: true})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"fanmail/address"
 	"fanmail/lists"
 )
 
@@ -61,17 +62,25 @@ func moderatorCommand() *cli.Command {
 func modCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "mod",
-		Usage: "list, show, approve, reject and discard held posts",
+		Usage: "list, show, approve, reject and discard held posts; release the claims of a node that is gone",
 		Subcommands: []*cli.Command{
 			{Name: "ls", Usage: "list held posts, of one list or all", ArgsUsage: "[LIST]", Action: modLs},
 			{Name: "show", Usage: "show a held post: why it is held, its size and header", ArgsUsage: "ID", Action: modShow},
-			{Name: "approve", Usage: "distribute a held post as if it had been accepted", ArgsUsage: "ID", Action: modDecide("approve")},
 			{
-				Name: "reject", Usage: "reject a held post; the poster is told once (never a null sender)", ArgsUsage: "ID [--reason TEXT]",
-				Flags:  []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "`TEXT` for the poster"}},
-				Action: modDecide("reject"),
+				Name: "approve", Usage: "distribute held posts as if they had been accepted", ArgsUsage: "ID... | --list LIST --all|--from ADDR",
+				Flags: selectFlags(), Action: modDecide("approve"),
 			},
-			{Name: "discard", Usage: "delete a held post; nobody is told", ArgsUsage: "ID", Action: modDecide("discard")},
+			{
+				Name: "reject", Usage: "reject held posts; each poster is told once (never a null sender)",
+				ArgsUsage: "ID... | --list LIST --all|--from ADDR [--reason TEXT]",
+				Flags:     append(selectFlags(), &cli.StringFlag{Name: "reason", Usage: "`TEXT` for the posters"}),
+				Action:    modDecide("reject"),
+			},
+			{
+				Name: "discard", Usage: "delete held posts; nobody is told", ArgsUsage: "ID... | --list LIST --all|--from ADDR",
+				Flags: selectFlags(), Action: modDecide("discard"),
+			},
+			modReleaseCommand(),
 		},
 	}
 }
@@ -100,7 +109,8 @@ func modLs(c *cli.Context) error {
 	})
 }
 
-// postID reads the single ID argument of a mod command.
+// postID reads the single ID argument of mod show, or of a decision on
+// one post.
 func postID(c *cli.Context, cmd string, args []string) (int64, error) {
 	if len(args) != 1 {
 		return 0, fmt.Errorf("mod %s: give exactly one post ID (see them with: fanmail mod ls)", cmd)
@@ -155,39 +165,224 @@ func modShow(c *cli.Context) error {
 	})
 }
 
-// modDecide returns the action of mod approve, reject or discard.
+// selectFlags are the flags that pick held posts by list instead of ID.
+func selectFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "list", Usage: "decide held posts of `LIST` (with --all or --from) instead of posts named by ID"},
+		&cli.BoolFlag{Name: "all", Usage: "every held post of the --list"},
+		&cli.StringFlag{Name: "from", Usage: "the held posts of the --list whose From: or envelope sender is `ADDR`"},
+	}
+}
+
+// modDecide returns the action of mod approve, reject or discard: of one
+// post by ID, of several, or of the held posts of a list.
 func modDecide(action string) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		reason := c.String("reason")
-		id, err := postID(c, action, c.Args().Slice())
+		d := lists.Decision{Action: action, By: cliUser(), Note: c.String("reason")}
+		args := c.Args().Slice()
+		if len(args) == 1 && !c.IsSet("list") && !c.IsSet("all") && !c.IsSet("from") {
+			return decideOne(c, action, args, d)
+		}
+		sel, err := postSelector(c, action, args)
 		if err != nil {
 			return err
 		}
-		d := lists.Decision{Action: action, By: cliUser(), Note: reason}
 		return withStore(c, func(store *lists.Store) error {
-			p, err := store.Decide(c.Context, id, d)
-			if errors.Is(err, lists.ErrDecided) {
-				return fmt.Errorf("mod %s: %w: nothing changed", action, err)
-			}
-			if err != nil {
-				return noPost(id, err)
-			}
-			w := c.App.Writer
-			switch action {
-			case "approve":
-				fmt.Fprintf(w, "approved post %d to %s: the server distributes it now, or at its next start\n", id, p.List)
-			case "reject":
-				if p.Sender == "" {
-					fmt.Fprintf(w, "rejected post %d to %s: its sender is the null sender, so nobody is told\n", id, p.List)
-				} else {
-					fmt.Fprintf(w, "rejected post %d to %s: the server tells %s once\n", id, p.List, p.Sender)
-				}
-			case "discard":
-				fmt.Fprintf(w, "discarded post %d to %s\n", id, p.List)
-			}
-			return nil
+			return decideMany(c, store, action, sel, d)
 		})
 	}
+}
+
+// decideOne decides the one post args names; its failure is the
+// command's error.
+func decideOne(c *cli.Context, action string, args []string, d lists.Decision) error {
+	id, err := postID(c, action, args)
+	if err != nil {
+		return err
+	}
+	return withStore(c, func(store *lists.Store) error {
+		p, err := store.Decide(c.Context, id, d)
+		if errors.Is(err, lists.ErrDecided) {
+			return fmt.Errorf("mod %s: %w: nothing changed", action, err)
+		}
+		if err != nil {
+			return noPost(id, err)
+		}
+		fmt.Fprintln(c.App.Writer, decidedLine(action, p, true))
+		return nil
+	})
+}
+
+// decidedLine says what a decision did to p; long adds when the server
+// acts on an approval, which a list of many says once at its end.
+func decidedLine(action string, p lists.Post, long bool) string {
+	switch action {
+	case "approve":
+		if long {
+			return fmt.Sprintf("approved post %d to %s: the server distributes it now, or at its next start", p.ID, p.List)
+		}
+		return fmt.Sprintf("approved post %d to %s", p.ID, p.List)
+	case "reject":
+		if p.Sender == "" {
+			return fmt.Sprintf("rejected post %d to %s: its sender is the null sender, so nobody is told", p.ID, p.List)
+		}
+		return fmt.Sprintf("rejected post %d to %s: the server tells %s once", p.ID, p.List, p.Sender)
+	}
+	return fmt.Sprintf("discarded post %d to %s", p.ID, p.List)
+}
+
+// selector is which posts a decision of several applies to: the IDs
+// given (with the arguments that were not IDs), or a list's held posts.
+type selector struct {
+	ids     []int64
+	badArgs []string // "argument N "X": ..." for each argument that is no post ID
+	list    string
+	from    string // with list: only posts from this address
+}
+
+// postSelector reads ID... or --list LIST --all|--from ADDR. Arguments
+// that are no post ID are failures of their own, as a missing post is:
+// the others are decided all the same. A repeated ID counts once.
+func postSelector(c *cli.Context, action string, args []string) (selector, error) {
+	var sel selector
+	list := strings.TrimSpace(c.String("list"))
+	if c.IsSet("list") || c.Bool("all") || c.IsSet("from") {
+		switch {
+		case len(args) > 0:
+			return sel, fmt.Errorf("mod %s: give post IDs or --list, not both", action)
+		case list == "":
+			return sel, fmt.Errorf("mod %s: --all and --from need --list LIST, e.g. fanmail mod %s --list announce@lists.example.org --all", action, action)
+		case !c.Bool("all") && !c.IsSet("from"):
+			// --list alone is refused, so that a forgotten --from does
+			// not decide a whole list.
+			return sel, fmt.Errorf("mod %s: with --list, say which posts: --all (every held post of the list) or --from ADDR", action)
+		case c.Bool("all") && c.IsSet("from"):
+			return sel, fmt.Errorf("mod %s: give --all or --from ADDR, not both", action)
+		}
+		sel.list = list
+		if c.IsSet("from") {
+			from, err := address.Normalize(c.String("from"))
+			if err != nil {
+				return sel, fmt.Errorf("mod %s: --from %q: %w", action, c.String("from"), err)
+			}
+			sel.from = from
+		}
+		return sel, nil
+	}
+	if len(args) == 0 {
+		return sel, fmt.Errorf("mod %s: give one or more post IDs (see them with: fanmail mod ls), or --list LIST --all", action)
+	}
+	seen := map[int64]bool{}
+	for i, a := range args {
+		id, err := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
+		if err != nil || id <= 0 {
+			sel.badArgs = append(sel.badArgs, fmt.Sprintf("argument %d %q is not a post ID (a number from: fanmail mod ls)", i+1, a))
+			continue
+		}
+		if !seen[id] {
+			seen[id] = true
+			sel.ids = append(sel.ids, id)
+		}
+	}
+	return sel, nil
+}
+
+// decideMany decides the posts sel picks.
+func decideMany(c *cli.Context, store *lists.Store, action string, sel selector, d lists.Decision) error {
+	if sel.list == "" {
+		return decideIDs(c, store, action, sel, d)
+	}
+	posts, err := store.Posts(c.Context, lists.PostFilter{List: sel.list, State: lists.PostHeld, From: sel.from})
+	if err != nil {
+		return noList(sel.list, err)
+	}
+	if len(posts) == 0 {
+		fmt.Fprintf(c.App.ErrWriter, "no held posts%s to %s\n", fromPart(sel.from), sel.list)
+		return nil
+	}
+	for _, p := range posts {
+		sel.ids = append(sel.ids, p.ID)
+	}
+	return decideIDs(c, store, action, sel, d)
+}
+
+// decideIDs decides the posts sel.ids, each on its own: a post that
+// fails is reported on stderr and the others go on; stdout says what
+// became of each, then the count. Any failure makes the command fail.
+// Posts picked by --list (sel.list set) that a moderator or another
+// command decided since they were listed are skipped, not failed: they
+// are no longer held, which is what the selector asks for.
+func decideIDs(c *cli.Context, store *lists.Store, action string, sel selector, d lists.Decision) error {
+	ids := sel.ids
+	w, ew := c.App.Writer, c.App.ErrWriter
+	failed := len(sel.badArgs)
+	for _, b := range sel.badArgs {
+		fmt.Fprintf(ew, "mod %s: %s\n", action, b)
+	}
+	done, skipped := 0, 0
+	for _, o := range store.DecideEach(c.Context, ids, d) {
+		switch {
+		case o.Err == nil:
+			done++
+			fmt.Fprintln(w, decidedLine(action, o.Post, false))
+		case sel.list != "" && (errors.Is(o.Err, lists.ErrDecided) || errors.Is(o.Err, lists.ErrNoPost)):
+			skipped++
+			fmt.Fprintf(w, "skipped post %d: decided meanwhile (%s)\n", o.ID, decidedMeanwhile(o))
+		case errors.Is(o.Err, lists.ErrDecided):
+			failed++
+			fmt.Fprintf(ew, "mod %s: %v: nothing changed\n", action, o.Err)
+		default:
+			failed++
+			fmt.Fprintf(ew, "mod %s: %v\n", action, noPost(o.ID, o.Err))
+		}
+	}
+	total := done + skipped + failed
+	summary := fmt.Sprintf("%s %d of %s", pastTense(action), done, plural(total, "post", "posts"))
+	var notes []string
+	if skipped > 0 {
+		notes = append(notes, fmt.Sprintf("%d skipped", skipped))
+	}
+	if failed > 0 {
+		notes = append(notes, fmt.Sprintf("%d failed", failed))
+	}
+	if len(notes) > 0 {
+		summary += " (" + strings.Join(notes, ", ") + ")"
+	}
+	if action == "approve" && done > 0 {
+		summary += ": the server distributes them now, or at its next start"
+	}
+	fmt.Fprintln(w, summary)
+	if failed > 0 {
+		return fmt.Errorf("mod %s: %s of %d not %s (see above)", action, plural(failed, "post", "posts"), total, pastTense(action))
+	}
+	return nil
+}
+
+// decidedMeanwhile says what became of a post a --list run found held
+// and could not decide.
+func decidedMeanwhile(o lists.Outcome) string {
+	if errors.Is(o.Err, lists.ErrNoPost) {
+		return "discarded or distributed since"
+	}
+	msg := o.Err.Error()
+	return strings.TrimSuffix(msg, ": "+lists.ErrDecided.Error())
+}
+
+func fromPart(from string) string {
+	if from == "" {
+		return ""
+	}
+	return " from " + from
+}
+
+func pastTense(action string) string {
+	switch action {
+	case "approve":
+		return "approved"
+	case "reject":
+		return "rejected"
+	}
+	return "discarded"
 }
 
 // cliUser names who decided from the command line, for the log and for

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/urfave/cli/v2"
 
 	"fanmail/lists"
 )
@@ -68,6 +73,12 @@ func TestModeratorCommands(t *testing.T) {
 // server does, and returns its ID.
 func holdTestPost(t *testing.T, dir, sender string) int64 {
 	t.Helper()
+	return holdTestPostFrom(t, dir, sender, "poster@example.net")
+}
+
+// holdTestPostFrom is holdTestPost with a From: address of its own.
+func holdTestPostFrom(t *testing.T, dir, sender, from string) int64 {
+	t.Helper()
 	s, err := lists.Open(filepath.Join(dir, "lists.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +87,7 @@ func holdTestPost(t *testing.T, dir, sender string) int64 {
 	received := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	id, err := s.AddPost(context.Background(), lists.Post{List: list, State: lists.PostHeld,
 		Reason: "the sender is not a member", QueueID: "QTEST", Received: received, Sender: sender,
-		From: "poster@example.net", Subject: "A question", Helo: "mx.example.net", RemoteAddr: "192.0.2.7",
+		From: from, Subject: "A question", Helo: "mx.example.net", RemoteAddr: "192.0.2.7",
 		Expires: received.Add(14 * 24 * time.Hour)},
 		strings.NewReader("From: Poster <poster@example.net>\r\nSubject: A question\r\n\r\nHello?\r\n"))
 	if err != nil {
@@ -123,7 +134,7 @@ func TestModCommands(t *testing.T) {
 		{args: []string{"mod", "discard", "3"}, wantErr: "post 3 is already rejected by " + me},
 		{args: []string{"mod", "discard", "9"}, wantErr: "no held post 9: it was distributed, discarded or expired, or never existed (see: fanmail mod ls)"},
 		{args: []string{"mod", "show", "x"}, wantErr: `mod show: "x" is not a post ID (a number from: fanmail mod ls)`},
-		{args: []string{"mod", "approve"}, wantErr: "mod approve: give exactly one post ID"},
+		{args: []string{"mod", "approve"}, wantErr: "mod approve: give one or more post IDs"},
 		{args: []string{"mod", "discard", "1", "--reason", "x"}, wantErr: "mod discard: unknown option --reason"},
 		{args: []string{"mod", "ls", "nope@example.org"}, wantErr: "list nope@example.org does not exist"},
 	})
@@ -140,5 +151,208 @@ func TestModCommands(t *testing.T) {
 	p, err := s.GetPost(context.Background(), 3)
 	if err != nil || p.State != lists.PostRejected || p.Note != "not here" {
 		t.Errorf("post 3 = %+v, %v; want rejected with the reason given", p, err)
+	}
+}
+
+// openTestStore opens the data directory's store, closed when the test
+// ends.
+func openTestStore(t *testing.T, dir string) *lists.Store {
+	t.Helper()
+	s, err := lists.Open(filepath.Join(dir, "lists.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestModDecideMany: several IDs are decided each on its own; a missing,
+// already decided or malformed one is reported and fails the command,
+// but the others are decided; --list picks a list's held posts, all or
+// from one address, and skips what was decided meanwhile.
+func TestModDecideMany(t *testing.T) {
+	dir := t.TempDir()
+	const other = "other@lists.example.org"
+	runSteps(t, dir, []step{{args: []string{"list", "create", list}}, {args: []string{"list", "create", other}}})
+	for range 4 {
+		holdTestPost(t, dir, "poster@example.net") // 1-4
+	}
+	runSteps(t, dir, []step{
+		{args: []string{"mod", "reject", "--reason", "spam", "2"}},
+		{args: []string{"mod", "discard", "1", "2", "x", "9", "3", "1"},
+			stdout: out("discarded post 1 to announce@lists.example.org\n" +
+				"discarded post 3 to announce@lists.example.org\n" +
+				"discarded 2 of 5 posts (3 failed)\n"),
+			stderr: out(`mod discard: argument 3 "x" is not a post ID (a number from: fanmail mod ls)` + "\n" +
+				"mod discard: post 2 is already rejected by " + cliUser() + ": post already decided: nothing changed\n" +
+				"mod discard: no held post 9: it was distributed, discarded or expired, or never existed (see: fanmail mod ls)\n"),
+			wantErr: "mod discard: 3 posts of 5 not discarded (see above)"},
+		{args: []string{"mod", "approve", "4", "5"}, wantErr: "1 post of 2 not approved",
+			stdout: out("approved post 4 to announce@lists.example.org\n" +
+				"approved 1 of 2 posts (1 failed): the server distributes them now, or at its next start\n")},
+		{args: []string{"mod", "approve", "4"}, wantErr: "mod approve: post 4 is already approved by " + cliUser()},
+	})
+
+	// A spam wave: three posts from one address (in From: or as the
+	// envelope sender), two from others, one to another list.
+	spam := []int64{
+		holdTestPostFrom(t, dir, "bounce@spam.example", "Offer@spam.example"),
+		holdTestPostFrom(t, dir, "offer@spam.example", "poster@example.net"),
+	}
+	good := holdTestPost(t, dir, "poster@example.net")
+	spam = append(spam, holdTestPostFrom(t, dir, "offer@spam.example", "offer@spam.example"))
+	s := openTestStore(t, dir)
+	ctx := context.Background()
+	elsewhere, err := s.AddPost(ctx, lists.Post{List: other, State: lists.PostHeld, Sender: "offer@spam.example",
+		Received: time.Now(), Expires: time.Now().Add(time.Hour)}, strings.NewReader("Subject: x\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, dir, []step{
+		{args: []string{"mod", "discard", "--list", list, "--from", "<OFFER@spam.example>"},
+			stdout: out(fmt.Sprintf("discarded post %[1]d to %[4]s\ndiscarded post %[2]d to %[4]s\ndiscarded post %[3]d to %[4]s\n",
+				spam[0], spam[1], spam[2], list) + "discarded 3 of 3 posts\n")},
+		{args: []string{"mod", "discard", "--list", list, "--from", "offer@spam.example"}, stdout: out(""),
+			stderr: out("no held posts from offer@spam.example to " + list + "\n")},
+		{args: []string{"mod", "discard", "--list", list}, wantErr: "mod discard: with --list, say which posts: --all"},
+		{args: []string{"mod", "discard", "--all"}, wantErr: "mod discard: --all and --from need --list LIST"},
+		{args: []string{"mod", "discard", "--list", list, "--all", "3"}, wantErr: "give post IDs or --list, not both"},
+		{args: []string{"mod", "discard", "--list", list, "--all", "--from", "a@b.example"}, wantErr: "give --all or --from ADDR, not both"},
+		{args: []string{"mod", "discard", "--list", list, "--from", "bad@@x"}, wantErr: `mod discard: --from "bad@@x": more than one @`},
+		{args: []string{"mod", "discard", "--list", "nope@example.org", "--all"}, wantErr: "list nope@example.org does not exist"},
+		{args: []string{"mod", "approve", "--list", list, "--all"},
+			stdout: out(fmt.Sprintf("approved post %d to %s\n", good, list) +
+				"approved 1 of 1 post: the server distributes them now, or at its next start\n")},
+	})
+	if p, err := s.GetPost(ctx, elsewhere); err != nil || p.State != lists.PostHeld {
+		t.Errorf("the post to the other list = %+v, %v; want still held", p, err)
+	}
+}
+
+// TestModDecideManySkipsDecidedMeanwhile: a post --list found held that
+// a moderator decides before the command reaches it is skipped, not a
+// failure. decideIDs is driven with the IDs --list would have read, one
+// of them decided in between.
+func TestModDecideManySkipsDecidedMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	runSteps(t, dir, []step{{args: []string{"list", "create", list}}})
+	a, b := holdTestPost(t, dir, "poster@example.net"), holdTestPost(t, dir, "poster@example.net")
+	s := openTestStore(t, dir)
+	var o, e strings.Builder
+	app := newApp()
+	app.Writer, app.ErrWriter = &o, &e
+	app.Commands = append(app.Commands, &cli.Command{Name: "race", Action: func(c *cli.Context) error {
+		// A moderator's reply approves b between the listing and the
+		// decisions.
+		if _, err := s.Decide(c.Context, b, lists.Decision{Action: "approve", By: "mod@example.org"}); err != nil {
+			return err
+		}
+		return decideIDs(c, s, "discard", selector{ids: []int64{a, b}, list: list}, lists.Decision{Action: "discard", By: "cli"})
+	}})
+	if err := runApp(app, []string{"fanmail", "--data-dir", dir, "race"}); err != nil {
+		t.Fatalf("race: %v\n%s", err, e.String())
+	}
+	want := fmt.Sprintf("discarded post %d to %s\nskipped post %d: decided meanwhile (post %d is already approved by mod@example.org)\n"+
+		"discarded 1 of 2 posts (1 skipped)\n", a, list, b, b)
+	if diff := cmp.Diff(want, o.String()); diff != "" {
+		t.Errorf("stdout (-want +got):\n%s", diff)
+	}
+}
+
+// TestModRelease: the claims of a named node are listed, and released
+// only with --force; a claim of another node, or one without a node,
+// stays; a claim that changed since the listing is a failure.
+func TestModRelease(t *testing.T) {
+	dir := t.TempDir()
+	runSteps(t, dir, []step{{args: []string{"list", "create", list}}})
+	s := openTestStore(t, dir)
+	ctx := context.Background()
+	held := holdTestPost(t, dir, "poster@example.net")
+	approved := holdTestPost(t, dir, "poster@example.net")
+	rejected := holdTestPost(t, dir, "poster@example.net")
+	mine := holdTestPost(t, dir, "poster@example.net")
+	unnamed := holdTestPost(t, dir, "poster@example.net")
+	if got, err := s.ClaimNotice(ctx, held, "0KXJ5V3F8A1B2C30.mx2"); err != nil || !got {
+		t.Fatal(got, err)
+	}
+	for _, c := range []struct {
+		id     int64
+		action string
+		claim  string
+	}{
+		{approved, "approve", "0KXJ5V3F8A1B2C31.mx2"},
+		{rejected, "reject", "0KXJ5V3F8A1B2C32.mx2"},
+		{mine, "approve", "0KXJ5V3F8A1B2C33.mx1"},
+		{unnamed, "approve", "0KXJ5V3F8A1B2C34"},
+	} {
+		if _, err := s.Decide(ctx, c.id, lists.Decision{Action: c.action, By: "cli"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Claim(ctx, c.id, c.claim); err != nil || !got {
+			t.Fatal(got, err)
+		}
+	}
+	config := filepath.Join(dir, "fanmail.toml")
+	if err := os.WriteFile(config, []byte("[node]\nname = \"mx1\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	table := "ID  LIST                        STATE     CLAIM (QUEUE ID)      THE NODE WAS\n" +
+		fmt.Sprintf("%d   %s  held      0KXJ5V3F8A1B2C30.mx2  notifying the moderators\n", held, list) +
+		fmt.Sprintf("%d   %s  accepted  0KXJ5V3F8A1B2C31.mx2  distributing the post\n", approved, list) +
+		fmt.Sprintf("%d   %s  rejected  0KXJ5V3F8A1B2C32.mx2  telling the poster of the rejection\n", rejected, list)
+	runSteps(t, dir, []step{
+		{args: []string{"mod", "release"}, wantErr: "mod release: give --node NAME"},
+		{args: []string{"mod", "release", "mx2"}, wantErr: `mod release: unexpected argument "mx2"; give --node NAME`},
+		{args: []string{"--config", config, "mod", "release", "--node", "mx1", "--force"},
+			wantErr: "mod release: mx1 is this node's own name ([node] name): start fanmail serve here instead"},
+		{args: []string{"mod", "release", "--node", "mx9"}, stdout: out(""), stderr: out("node mx9 holds no claims on held posts\n")},
+		{args: []string{"mod", "release", "--node", "mx2"}, stdout: out(table),
+			wantErr: "mod release: nothing released. fanmail cannot tell whether node mx2 is running"},
+	})
+	// Nothing changed without --force.
+	if claimed, err := s.Posts(ctx, lists.PostFilter{Claimed: true}); err != nil || len(claimed) != 5 {
+		t.Fatalf("claimed after a listing = %d posts, %v; want all 5", len(claimed), err)
+	}
+	runSteps(t, dir, []step{
+		{args: []string{"mod", "release", "--node", "mx2", "--force"}, stdout: out(
+			fmt.Sprintf("released post %d to %s (held, claim 0KXJ5V3F8A1B2C30.mx2): the next node to look takes it over\n", held, list) +
+				fmt.Sprintf("released post %d to %s (accepted, claim 0KXJ5V3F8A1B2C31.mx2): the next node to look takes it over\n", approved, list) +
+				fmt.Sprintf("released post %d to %s (rejected, claim 0KXJ5V3F8A1B2C32.mx2): the next node to look takes it over\n", rejected, list) +
+				"released 3 of 3 claims of node mx2\n")},
+		{args: []string{"mod", "release", "--node", "mx2", "--force"}, stderr: out("node mx2 holds no claims on held posts\n")},
+	})
+	claimed, err := s.Posts(ctx, lists.PostFilter{Claimed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []int64
+	for _, p := range claimed {
+		left = append(left, p.ID)
+	}
+	if diff := cmp.Diff([]int64{mine, unnamed}, left); diff != "" {
+		t.Errorf("claims left (-want +got):\n%s", diff)
+	}
+
+	// A claim that changes between listing and release (the node was
+	// alive after all) is reported and fails the command.
+	if _, err := s.Decide(ctx, holdTestPost(t, dir, "poster@example.net"), lists.Decision{Action: "approve", By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	posts, err := s.Posts(ctx, lists.PostFilter{State: lists.PostAccepted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := posts[len(posts)-1]
+	last.Claim = "0KXJ5V3F8A1B2C35.mx3"
+	var o, e strings.Builder
+	app := newApp()
+	app.Writer, app.ErrWriter = &o, &e
+	app.Commands = append(app.Commands, &cli.Command{Name: "race", Action: func(c *cli.Context) error {
+		return releaseClaims(c, s, "mx3", []lists.Post{last})
+	}})
+	err = runApp(app, []string{"fanmail", "--data-dir", dir, "race"})
+	if err == nil || !strings.Contains(err.Error(), "1 claim of 1 not released") ||
+		!strings.Contains(e.String(), "the claim changed or the post is gone since it was listed: is node mx3 still running?") {
+		t.Errorf("release of a changed claim: %v\n%s", err, e.String())
 	}
 }
