@@ -316,9 +316,9 @@ const rejectTimeout = 10 * time.Second
 
 // loadListener answers 421 at connect while the server is refusing or
 // full, overall or for the connecting client, or while the client is
-// over its connection rate. go-smtp only calls the
-// backend at EHLO, after its own 220, so a greeting-time refusal has to
-// happen here, before go-smtp sees the connection.
+// over its connection rate. go-smtp only calls the backend at EHLO,
+// after its own 220, so a greeting-time refusal has to happen here,
+// before go-smtp sees the connection.
 type loadListener struct {
 	net.Listener
 	s *Server
