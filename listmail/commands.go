@@ -240,8 +240,8 @@ To approve it, reply to this message; any reply will do. It goes to
 This address works once, until %s; a subscription nobody approves by
 then lapses. To decline, ignore this message.
 
-On the server: fanmail member add %s %s
-`, r.Address, l, confirm, r.Expires.UTC().Format(time.RFC1123Z), l, r.Address)
+On the server: fanmail member approve %[5]s %[6]d, fanmail member reject %[5]s %[6]d
+`, r.Address, l, confirm, r.Expires.UTC().Format(time.RFC1123Z), l, r.ID)
 }
 
 func welcomeText(l, addr string) string {

@@ -31,7 +31,9 @@
 //     for a list's mail (its envelope sender is the list's bounce
 //     address), which are bounces no report will bring.
 //   - Runner (runner.go): the warnings and removals that come due with
-//     time, and the expiry of requests and of the answer counts.
+//     time, the welcomes of subscriptions approved on the server (the
+//     store records the approval; a server sends the welcome once), and
+//     the expiry of requests and of the answer counts.
 //
 // Whatever it sends it composes itself and queues in the control group
 // from the list's bounce address; mail for an owner is forwarded

@@ -32,6 +32,9 @@ type Store interface {
 	UpdateBounce(ctx context.Context, list, addr string, fn lists.Scorer) (bounces.Decision, error)
 	DisabledMembers(ctx context.Context) ([]lists.MemberBounces, error)
 	ExpireRequests(ctx context.Context, now time.Time) ([]lists.Request, error)
+	Welcomes(ctx context.Context) ([]lists.Request, error)
+	ClaimWelcome(ctx context.Context, id int64) (bool, error)
+	FinishWelcome(ctx context.Context, id int64, done bool) error
 	SweepAnswers(ctx context.Context, now time.Time) error
 }
 

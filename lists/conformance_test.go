@@ -43,6 +43,9 @@ var conformance = []struct {
 	{"ConfirmRoundTrip", testConfirmRoundTrip},
 	{"ModeratedSubscription", testModeratedSubscription},
 	{"AllowAnswer", testAllowAnswer},
+	{"RequestsList", testRequestsList},
+	{"DecideRequests", testDecideRequests},
+	{"RequestWelcome", testRequestWelcome},
 	{"MemberBounces", testMemberBounces},
 }
 

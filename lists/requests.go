@@ -37,7 +37,8 @@ const (
 	PurposeApproveRequest TokenPurpose = "approve-request"
 )
 
-// Request states.
+// Request states (and those of one approved on the server, waiting
+// for its welcome: reqadmin.go).
 const (
 	requestConfirm = "confirm" // waits for the address
 	requestApprove = "approve" // confirmed; waits for a moderator
@@ -353,7 +354,8 @@ func applyRequest(ctx context.Context, tx *sql.Tx, lid int64, r Request) (bool, 
 }
 
 // ExpireRequests deletes the requests whose time ran out by now, with
-// their tokens, and returns them. With nothing to delete it writes
+// their tokens, and returns those that were open (not the approved ones
+// whose welcome lapsed, reqadmin.go). With nothing to delete it writes
 // nothing.
 func (s *Store) ExpireRequests(ctx context.Context, now time.Time) ([]Request, error) {
 	due, err := hasRow(ctx, s.db, "SELECT 1 FROM requests WHERE expires <= ? LIMIT 1", now.Unix())
@@ -370,7 +372,8 @@ func (s *Store) ExpireRequests(ctx context.Context, now time.Time) ([]Request, e
 			r.Expires = time.Unix(exp, 0)
 			return r, err
 		}, `SELECT r.id, l.address, r.address, r.action, r.expires
-			FROM requests r JOIN lists l ON l.id = r.list_id WHERE r.expires <= ? ORDER BY r.id`, now.Unix())
+			FROM requests r JOIN lists l ON l.id = r.list_id WHERE r.expires <= ? AND r.state IN (?, ?) ORDER BY r.id`,
+			now.Unix(), requestConfirm, requestApprove)
 		if err != nil {
 			return err
 		}

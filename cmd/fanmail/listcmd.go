@@ -263,8 +263,8 @@ func memberCommand() *cli.Command {
 	fileFlag := &cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read addresses from `FILE`, one per line (- for standard input)"}
 	return &cli.Command{
 		Name:  "member",
-		Usage: "add, remove and list a list's members",
-		Subcommands: []*cli.Command{
+		Usage: "add, remove and list a list's members; see and decide requests made by mail",
+		Subcommands: append([]*cli.Command{
 			{
 				Name:      "add",
 				Usage:     "add members (all or nothing: one bad address and nothing is added)",
@@ -289,7 +289,7 @@ func memberCommand() *cli.Command {
 				}},
 			{Name: "show", Usage: "show a member: delivery state, bounce score and the evidence of its last bounces", ArgsUsage: "LIST ADDR", Action: memberShow},
 			{Name: "enable", Usage: "enable a member's delivery that bounces disabled, with a clean score", ArgsUsage: "LIST ADDR", Action: memberEnable},
-		},
+		}, memberRequestCommands()...),
 	}
 }
 
