@@ -121,6 +121,14 @@ type LoadControl struct {
 	// MaxSessionsPerClient is the open sessions of one IPv4 address or
 	// IPv6 /64; 421 4.7.0 beyond.
 	MaxSessionsPerClient int `toml:"max_sessions_per_client"`
+	// MaxConnectionRatePerClient is the connections one IPv4 address or
+	// IPv6 /64 may open per ConnectionRateWindow, refused ones included;
+	// 421 4.7.0 beyond; 0 is off.
+	MaxConnectionRatePerClient int      `toml:"max_connection_rate_per_client"`
+	ConnectionRateWindow       Duration `toml:"connection_rate_window"`
+	// ConnectionRateExempt are the addresses and networks never counted
+	// ("127.0.0.0/8", "::1"); [relay] peers are never counted either.
+	ConnectionRateExempt []string `toml:"connection_rate_exempt"`
 }
 
 // Default returns the configuration used when no file is given: the
@@ -156,6 +164,10 @@ func Default() Config {
 			MaxSessions:          in.Load.MaxSessions,
 			MaxSessionsPerClient: in.Load.MaxSessionsPerClient,
 			Delay:                Duration(in.Load.Delay),
+
+			MaxConnectionRatePerClient: in.Load.MaxConnectionRatePerClient,
+			ConnectionRateWindow:       Duration(in.Load.ConnectionRateWindow),
+			ConnectionRateExempt:       peerStrings(in.Load.ConnectionRateExempt),
 		},
 		Aliases: Aliases{ProgramTimeout: Duration(d.ProgramTimeout)},
 		TLS:     TLS{MinVersion: "1.2"},
@@ -401,6 +413,17 @@ func (l LoadControl) validate(bad func(key, format string, args ...any)) {
 		"load.max_sessions":            l.MaxSessions,
 		"load.max_sessions_per_client": l.MaxSessionsPerClient,
 	})
+	if l.MaxConnectionRatePerClient < 0 {
+		bad("load.max_connection_rate_per_client", "must not be negative (0 turns it off; Postfix operators use 30 to 60 a minute)")
+	}
+	if l.ConnectionRateWindow < Duration(time.Second) {
+		bad("load.connection_rate_window", "%v is below 1s; give a duration such as \"60s\" (Postfix anvil_rate_time_unit)", l.ConnectionRateWindow)
+	}
+	for _, p := range l.ConnectionRateExempt {
+		if _, err := parsePeer(p); err != nil {
+			bad("load.connection_rate_exempt", "%q is not an address or network such as \"127.0.0.0/8\" or \"::1\"", p)
+		}
+	}
 	// Refusing below the queueing threshold would skip the gentler step
 	// (sendmail TUNING: RefuseLA above QueueLA).
 	if l.RefuseLA > 0 && l.QueueLA > 0 && l.RefuseLA < l.QueueLA {
@@ -457,6 +480,10 @@ func (c *Config) IngressConfig(log *slog.Logger, queueDepth func() int) ingress.
 			Delay:                l.Delay.D(),
 			QueueDepth:           queueDepth,
 			MinFreeSpace:         int64(s.MinFreeSpace),
+
+			MaxConnectionRatePerClient: l.MaxConnectionRatePerClient,
+			ConnectionRateWindow:       l.ConnectionRateWindow.D(),
+			ConnectionRateExempt:       parsePeers(l.ConnectionRateExempt),
 		},
 		Logger: log,
 	}

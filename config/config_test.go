@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,9 +68,10 @@ func TestLoadControlDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := float64(runtime.NumCPU())
-	want := LoadControl{QueueLA: 8 * n, RefuseLA: 12 * n, Delay: Duration(time.Second), MaxSessions: 500, MaxSessionsPerClient: 20}
-	if cfg.Load != want {
-		t.Errorf("load defaults: %+v, want %+v (sendmail's QueueLA and RefuseLA per CPU, depth off, sessions capped)", cfg.Load, want)
+	want := LoadControl{QueueLA: 8 * n, RefuseLA: 12 * n, Delay: Duration(time.Second), MaxSessions: 500, MaxSessionsPerClient: 20,
+		MaxConnectionRatePerClient: 120, ConnectionRateWindow: Duration(time.Minute), ConnectionRateExempt: []string{"127.0.0.0/8", "::1"}}
+	if diff := cmp.Diff(want, cfg.Load); diff != "" {
+		t.Errorf("load defaults (sendmail's QueueLA and RefuseLA per CPU, depth off, sessions and their rate capped, the host exempt) (-want +got):\n%s", diff)
 	}
 }
 
@@ -85,15 +87,40 @@ queue_depth_refuse = 50000
 max_sessions = 200
 max_sessions_per_client = 5
 delay = "250ms"
+max_connection_rate_per_client = 0
+connection_rate_window = "10m"
+connection_rate_exempt = []
 `)
 	want := LoadControl{QueueLA: 6, DelayLA: 4.5, QueueDepthQueue: 10000, QueueDepthDelay: 20000,
-		QueueDepthRefuse: 50000, MaxSessions: 200, MaxSessionsPerClient: 5, Delay: Duration(250 * time.Millisecond)}
-	if cfg.Load != want {
-		t.Errorf("load: %+v, want %+v", cfg.Load, want)
+		QueueDepthRefuse: 50000, MaxSessions: 200, MaxSessionsPerClient: 5, Delay: Duration(250 * time.Millisecond),
+		ConnectionRateWindow: Duration(10 * time.Minute), ConnectionRateExempt: []string{}}
+	if diff := cmp.Diff(want, cfg.Load); diff != "" {
+		t.Errorf("load (-want +got):\n%s", diff)
 	}
 	// A refuse threshold of 0 is off, so it does not have to exceed queue_la.
 	if _, err := load(t, "[load]\nqueue_la = 50\nrefuse_la = 0"); err != nil {
 		t.Errorf("refuse_la off with queue_la set: %v", err)
+	}
+}
+
+// The connection-rate keys reach ingress as they are written; the
+// relay peers travel as Peers, which ingress exempts as well.
+func TestConnectionRateMapping(t *testing.T) {
+	cfg := mustLoad(t, `
+[load]
+max_connection_rate_per_client = 30
+connection_rate_window = "2m"
+connection_rate_exempt = ["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"]
+[relay]
+peers = ["192.0.2.7"]
+`)
+	in := cfg.IngressConfig(nil, nil)
+	got := []any{in.Load.MaxConnectionRatePerClient, in.Load.ConnectionRateWindow, in.Load.ConnectionRateExempt, in.Peers.Networks}
+	want := []any{30, 2 * time.Minute,
+		[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")},
+		[]netip.Prefix{netip.MustParsePrefix("192.0.2.7/32")}}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("ingress config (-want +got):\n%s", diff)
 	}
 }
 
@@ -218,6 +245,14 @@ func TestBadConfigs(t *testing.T) {
 		{"[load]\nmax_sessions = 0", "load.max_sessions: must be at least 1; sessions are never unlimited"},
 		{"[load]\nmax_sessions_per_client = 0", "load.max_sessions_per_client: must be at least 1"},
 		{"[load]\nmax_sessions_per_client = \"many\"", "max_sessions_per_client"},
+		{"[load]\nmax_connection_rate_per_client = -1", "load.max_connection_rate_per_client: must not be negative (0 turns it off"},
+		{"[load]\nmax_connection_rate_per_client = \"60/min\"", "max_connection_rate_per_client"},
+		{"[load]\nconnection_rate_window = \"0s\"", `load.connection_rate_window: 0s is below 1s; give a duration such as "60s"`},
+		{"[load]\nconnection_rate_window = \"500ms\"", "load.connection_rate_window: 500ms is below 1s"},
+		{"[load]\nconnection_rate_window = \"a minute\"", "connection_rate_window"},
+		{"[load]\nconnection_rate_exempt = [\"localhost\"]", `load.connection_rate_exempt: "localhost" is not an address or network such as "127.0.0.0/8"`},
+		{"[load]\nconnection_rate_exempt = [\"10.0.0.0/33\"]", `load.connection_rate_exempt: "10.0.0.0/33" is not an address or network`},
+		{"[load]\nconnection_rate_exempt = \"127.0.0.1\"", "connection_rate_exempt"},
 		{"[smtp]\nmax_recipients = 99", "smtp.max_recipients: 99 is below the 100 recipients RFC 5321 requires"},
 		{"[smtp]\nrecipient_overshoot = 0", "smtp.recipient_overshoot: must be at least 1"},
 		{"[smtp]\nmax_errors = 0", "smtp.max_errors: must be at least 1"},
@@ -427,7 +462,9 @@ func TestDefaultsAreThePackages(t *testing.T) {
 		in.MaxErrors != id.MaxErrors || in.MaxJunkCommands != id.MaxJunkCommands || in.ReadTimeout != id.ReadTimeout ||
 		in.WriteTimeout != id.WriteTimeout || in.SessionTimeout != id.SessionTimeout ||
 		in.Load.MaxSessions != id.Load.MaxSessions || in.Load.MaxSessionsPerClient != id.Load.MaxSessionsPerClient ||
-		in.Load.MinFreeSpace != id.Load.MinFreeSpace {
+		in.Load.MinFreeSpace != id.Load.MinFreeSpace || in.Load.MaxConnectionRatePerClient != id.Load.MaxConnectionRatePerClient ||
+		in.Load.ConnectionRateWindow != id.Load.ConnectionRateWindow ||
+		!slices.Equal(in.Load.ConnectionRateExempt, id.Load.ConnectionRateExempt) {
 		t.Errorf("ingress config %+v, want ingress.DefaultConfig's %+v", in, id)
 	}
 	if r := cfg.Routing().RecipientsPerEnvelope[queuegroups.DefaultGroup]; r != expander.DefaultRecipientsPerEnvelope {

@@ -49,12 +49,7 @@ func (c *Config) validateRelay(bad func(key, format string, args ...any)) {
 
 // RelayPeers is [relay] as ingress takes it.
 func (c *Config) RelayPeers() ingress.Peers {
-	var p ingress.Peers
-	for _, s := range c.Relay.Peers {
-		if n, err := parsePeer(s); err == nil {
-			p.Networks = append(p.Networks, n)
-		}
-	}
+	p := ingress.Peers{Networks: parsePeers(c.Relay.Peers)}
 	for _, s := range c.Relay.PeerCerts {
 		if f, err := parseFingerprint(s); err == nil {
 			p.Certs = append(p.Certs, f)
@@ -73,6 +68,31 @@ func parsePeer(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// parsePeers parses validated addresses and networks.
+func parsePeers(ss []string) []netip.Prefix {
+	var ps []netip.Prefix
+	for _, s := range ss {
+		if p, err := parsePeer(s); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// peerStrings writes networks as parsePeer reads them, a single address
+// bare.
+func peerStrings(ps []netip.Prefix) []string {
+	ss := make([]string, len(ps))
+	for i, p := range ps {
+		if p.IsSingleIP() {
+			ss[i] = p.Addr().String()
+		} else {
+			ss[i] = p.String()
+		}
+	}
+	return ss
 }
 
 func parseFingerprint(s string) ([32]byte, error) {

@@ -7,7 +7,8 @@ package ingress
 // thresholds: queue only (accept, but leave delivery to the next queue
 // run), delay (slow every transaction command down) and refuse (421 at
 // connect). Beside them stand caps on open sessions, overall and per
-// client, and a floor of free disk space under the spool (Postfix's
+// client, a cap on the rate of new connections per client (rate.go),
+// and a floor of free disk space under the spool (Postfix's
 // queue_minfree): below it new mail gets 452 4.3.1 instead of filling
 // the disk.
 
@@ -18,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -46,6 +48,19 @@ type Load struct {
 	// IPv4 address, or an IPv6 /64, which one host usually has whole
 	// (Postfix smtpd_client_connection_count_limit).
 	MaxSessionsPerClient int
+
+	// MaxConnectionRatePerClient caps the connections one client (as
+	// for MaxSessionsPerClient) may open in ConnectionRateWindow, refused
+	// ones included (Postfix smtpd_client_connection_rate_limit per
+	// anvil_rate_time_unit); 0 is no cap (rate.go).
+	MaxConnectionRatePerClient int
+	ConnectionRateWindow       time.Duration // 0 takes DefaultConfig's (1m)
+	// ConnectionRateExempt are the networks whose clients the rate cap
+	// never counts (Postfix smtpd_client_event_limit_exceptions); relay
+	// peers' networks (Config.Peers) are exempt as well.
+	ConnectionRateExempt []netip.Prefix
+	// Now is the connection-rate windows' clock; nil is time.Now.
+	Now func() time.Time
 
 	// MinFreeSpace is the floor of free bytes on every filesystem in
 	// Spool (statfs; the space an unprivileged writer may use): below it
@@ -300,9 +315,10 @@ func readLoadAvg(path string) (float64, error) {
 const rejectTimeout = 10 * time.Second
 
 // loadListener answers 421 at connect while the server is refusing or
-// full, overall or for the connecting client. go-smtp only calls the
-// backend at EHLO, after its own 220, so a greeting-time refusal has to
-// happen here, before go-smtp sees the connection.
+// full, overall or for the connecting client, or while the client is
+// over its connection rate. go-smtp only calls the backend at EHLO,
+// after its own 220, so a greeting-time refusal has to happen here,
+// before go-smtp sees the connection.
 type loadListener struct {
 	net.Listener
 	s *Server
@@ -310,6 +326,7 @@ type loadListener struct {
 	sessions atomic.Int64 // connections handed to go-smtp and not yet closed
 	full     atomic.Bool  // max_sessions reached; for transition logging
 	rejects  sync.WaitGroup
+	rate     *rateLimiter // nil: no connection-rate cap
 
 	mu      sync.Mutex
 	clients map[string]*clientSessions // by clientKey; only clients with open sessions
@@ -342,6 +359,12 @@ func (l *loadListener) Accept() (net.Conn, error) {
 			continue
 		}
 		key := clientKey(c.RemoteAddr())
+		// Before the session cap, so that every attempt counts, as in
+		// Postfix; both refusals read alike, as they do there.
+		if l.rate != nil && !l.rate.exempted(c.RemoteAddr()) && !l.rate.allow(key) {
+			l.reject(c, "max_connection_rate_per_client", "4.7.0", "Error: too many connections from "+key)
+			continue
+		}
 		if !l.admit(key) {
 			// Postfix's words for its per-client cap.
 			l.reject(c, "max_sessions_per_client", "4.7.0", "Error: too many connections from "+key)

@@ -24,7 +24,8 @@ type Stats struct {
 	Rejected map[Rejection]int64
 	// Refused counts sessions turned away with 421 before the SMTP
 	// greeting, by reason ("overload", "max_sessions",
-	// "max_sessions_per_client"), or cut short ("too_many_errors",
+	// "max_sessions_per_client", "max_connection_rate_per_client"), or
+	// cut short ("too_many_errors",
 	// "starttls_pipelining").
 	Refused map[string]int64
 	// BytesIn and BytesOut count the SMTP dialogue, commands and

@@ -132,7 +132,7 @@ var (
 			"or bounced (a 5xx, or the queue lifetime ran out after deferrals).", []string{"group", "status"}, nil)
 	descAccepted  = prometheus.NewDesc("fanmail_posts_accepted_total", "Posts answered 250 after DATA.", nil, nil)
 	descRejected  = prometheus.NewDesc("fanmail_smtp_rejected_total", "SMTP commands refused, by command and reason (unknown_recipient, loop, too_big, temp_failure, ...).", []string{"command", "reason"}, nil)
-	descRefused   = prometheus.NewDesc("fanmail_smtp_connections_refused_total", "SMTP sessions refused with 421, by reason: overload (load control), max_sessions and max_sessions_per_client (the session caps) at connect, too_many_errors (cut short by the error limit).", []string{"reason"}, nil)
+	descRefused   = prometheus.NewDesc("fanmail_smtp_connections_refused_total", "SMTP sessions refused with 421, by reason: overload (load control), max_sessions and max_sessions_per_client (the session caps) and max_connection_rate_per_client (the connection rate cap) at connect, too_many_errors (cut short by the error limit).", []string{"reason"}, nil)
 	descSessions  = prometheus.NewDesc("fanmail_smtp_sessions", "SMTP sessions open now.", nil, nil)
 	descBytes     = prometheus.NewDesc("fanmail_smtp_bytes_total", "Bytes of the inbound SMTP dialogue, by direction: in (commands and messages) and out (replies), counted as plaintext, under TLS too.", []string{"direction"}, nil)
 	descSessTotal = prometheus.NewDesc("fanmail_smtp_sessions_total", "SMTP sessions accepted since start.", nil, nil)

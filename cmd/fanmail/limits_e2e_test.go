@@ -165,6 +165,49 @@ func TestSessionsPerClient(t *testing.T) {
 	p.stop(t)
 }
 
+// Past max_connection_rate_per_client connections in its window a
+// client gets 421 4.7.0 at connect; an exempt address never does, nor
+// does the host itself under the default exemption (what fanmail-bench
+// relies on).
+func TestConnectionRatePerClient(t *testing.T) {
+	t.Parallel()
+	_, cfg := oneDomain(t, "max_connection_rate_per_client = 3\nconnection_rate_exempt = [\"127.0.0.3\"]\n") // under [load]
+	p := startFanmail(t, cfg)
+	for i := range 3 {
+		s, g := dialRaw(t, p.addr, "127.0.0.2")
+		if !strings.HasPrefix(g, "220 ") {
+			t.Fatalf("connection %d from 127.0.0.2: %q", i+1, g)
+		}
+		s.cmd(t, "QUIT")
+	}
+	s, g := dialRaw(t, p.addr, "127.0.0.2")
+	if want := "421 4.7.0 fanmail.test Error: too many connections from 127.0.0.2"; g != want {
+		t.Errorf("connection 4 from 127.0.0.2 in one minute: %q, want %q", g, want)
+	}
+	if rep, err := s.Reply(); err == nil {
+		t.Errorf("refused connection stayed open: %q", rep)
+	}
+	for i := range 10 {
+		s, g := dialRaw(t, p.addr, "127.0.0.3")
+		if !strings.HasPrefix(g, "220 ") {
+			t.Fatalf("connection %d from exempt 127.0.0.3: %q", i+1, g)
+		}
+		s.cmd(t, "QUIT")
+	}
+	p.stop(t)
+
+	_, cfg = oneDomain(t, "")
+	p = startFanmail(t, cfg)
+	for i := range 150 { // past the default 120 a minute
+		s, g := dialRaw(t, p.addr, "127.0.0.2")
+		if !strings.HasPrefix(g, "220 ") {
+			t.Fatalf("connection %d from loopback under the defaults: %q", i+1, g)
+		}
+		s.cmd(t, "QUIT")
+	}
+	p.stop(t)
+}
+
 // A NOOP loop is cut by the junk-command limit; a slow one, by the
 // session's lifetime.
 func TestNoopLoopCutOff(t *testing.T) {
