@@ -58,12 +58,14 @@ type TokenUsedError struct {
 }
 
 func (e *TokenUsedError) Error() string {
-	return fmt.Sprintf("the post was already %s by %s", pastTense(e.Action), e.By)
+	return fmt.Sprintf("the post was already %s by %s", PastTense(e.Action), e.By)
 }
 
 func (e *TokenUsedError) Unwrap() error { return ErrTokenUsed }
 
-func pastTense(action string) string {
+// PastTense is how a decision on a held post reads once made: approve,
+// reject and discard become approved, rejected and discarded.
+func PastTense(action string) string {
 	switch action {
 	case "approve":
 		return "approved"

@@ -337,7 +337,7 @@ func decideIDs(c *cli.Context, store *lists.Store, action string, sel selector, 
 		}
 	}
 	total := done + skipped + failed
-	summary := fmt.Sprintf("%s %d of %s", pastTense(action), done, plural(total, "post", "posts"))
+	summary := fmt.Sprintf("%s %d of %s", lists.PastTense(action), done, plural(total, "post", "posts"))
 	var notes []string
 	if skipped > 0 {
 		notes = append(notes, fmt.Sprintf("%d skipped", skipped))
@@ -353,7 +353,7 @@ func decideIDs(c *cli.Context, store *lists.Store, action string, sel selector, 
 	}
 	fmt.Fprintln(w, summary)
 	if failed > 0 {
-		return fmt.Errorf("mod %s: %s of %d not %s (see above)", action, plural(failed, "post", "posts"), total, pastTense(action))
+		return fmt.Errorf("mod %s: %s of %d not %s (see above)", action, plural(failed, "post", "posts"), total, lists.PastTense(action))
 	}
 	return nil
 }
@@ -373,16 +373,6 @@ func fromPart(from string) string {
 		return ""
 	}
 	return " from " + from
-}
-
-func pastTense(action string) string {
-	switch action {
-	case "approve":
-		return "approved"
-	case "reject":
-		return "rejected"
-	}
-	return "discarded"
 }
 
 // cliUser names who decided from the command line, for the log and for
