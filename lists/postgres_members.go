@@ -12,22 +12,27 @@ import (
 // A bulk member import on PostgreSQL goes through COPY rather than
 // multi-row INSERTs: the binary COPY protocol streams the rows with no
 // statement to parse and plan per batch and no round trip per batch.
-// COPY cannot skip a row that is already there, so the rows go into a
-// temporary table first, each address once, and one INSERT ... SELECT
-// moves into members those not already on the list. All of it runs in
-// one write transaction of the store, so the import is still all or
-// nothing and still bumps the change counter the expander watches.
+// COPY cannot skip a row, so the rows go into a temporary table first,
+// and one INSERT ... SELECT moves into members each address once, and
+// only those not already on the list. All of it runs in one write
+// transaction of the store, so the import is still all or nothing and
+// still bumps the change counter the expander watches.
 //
-// The INSERT has no ON CONFLICT DO NOTHING, unlike the SQLite path:
-// its speculative insertion cost about 40% of the INSERT's time. It
-// needs none. Addresses given twice are dropped before the COPY, and
-// members already on the list by the NOT EXISTS, both by exact bytes as
-// the primary key compares them (members.address is COLLATE "C"), so a
-// local part in another case is another member, as on SQLite. And no
-// other member can arrive meanwhile: every writer of members takes the
-// store's write lock first (Store.write), which this transaction holds.
-// Were something to bypass that lock and add one of the same members,
-// the INSERT fails on the primary key and nothing is applied.
+// The INSERT has no ON CONFLICT DO NOTHING, unlike the SQLite path: its
+// speculative insertion cost about 40% of the INSERT's time, and it
+// needs none. DISTINCT ON drops addresses given twice and NOT EXISTS
+// members already on the list, both comparing bytes as the primary key
+// does (members.address is COLLATE "C"), so a local part in another
+// case is another member, as on SQLite. And no other member can arrive
+// meanwhile: every writer of members takes the store's write lock first
+// (Store.write), which this transaction holds. Were something to bypass
+// that lock and add one of the same members, the INSERT would fail on
+// the primary key and nothing would be applied.
+//
+// What remains is PostgreSQL's own cost per row, about 7 µs on the
+// benchmark machine: the row and its two index entries in the WAL, and
+// the check of the foreign key to lists, which PostgreSQL runs as a
+// trigger per row (about 3.3 µs of it; disabling it needs a superuser).
 
 // memberImportTable is the temporary table an import copies into; it
 // lives in the transaction's session only and goes at its end.
@@ -58,24 +63,29 @@ func (d *pgDialect) addMembers(ctx context.Context, s *Store, list string, norm,
 		) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("add members to %s: create import table: %w", list, err)
 		}
-		src := newMemberRows(norm, domains, progress)
+		src := &memberRows{norm: norm, domains: domains, progress: progress}
 		err = conn.Raw(func(driverConn any) error {
 			pc, err := pgxConnOf(driverConn)
 			if err != nil {
 				return err
 			}
 			n, err := pc.CopyFrom(ctx, pgx.Identifier{memberImportTable}, []string{"address", "domain"}, src)
-			if err == nil && n != int64(src.copied) {
-				err = fmt.Errorf("the server took %d of %d rows", n, src.copied)
+			if err == nil && n != int64(len(norm)) {
+				err = fmt.Errorf("the server took %d of %d rows", n, len(norm))
 			}
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("add members to %s: copy: %w", list, err)
 		}
+		// In the primary key's order, so that its index grows at its
+		// right edge rather than everywhere: a quarter less time and
+		// WAL for a million members.
 		res, err := tx.ExecContext(ctx, `INSERT INTO members(list_id, address, domain)
-			SELECT ?, i.address, i.domain FROM `+memberImportTable+` i
-			WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.list_id = ? AND m.address = i.address)`, id, id)
+			SELECT DISTINCT ON (i.address) CAST(? AS BIGINT), i.address, i.domain
+			FROM `+memberImportTable+` i
+			WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.list_id = ? AND m.address = i.address)
+			ORDER BY i.address`, id, id)
 		if err != nil {
 			return fmt.Errorf("add members to %s: %w", list, err)
 		}
@@ -131,39 +141,26 @@ func pgxConnOf(driverConn any) (*pgx.Conn, error) {
 	return c, nil
 }
 
-// memberRows feeds the addresses to CopyFrom, each once (the first of
-// those that are equal), calling progress every progressEvery input
-// rows as the INSERTs of the SQLite path do (the last call, done ==
-// total, comes after the commit).
+// memberRows feeds the addresses to CopyFrom, calling progress every
+// progressEvery rows as the INSERTs of the SQLite path do (the last
+// call, done == total, comes after the commit).
 type memberRows struct {
 	norm, domains []string
 	progress      func(done, total int)
-	seen          map[string]struct{}
-	i             int // input rows read so far
-	copied        int // rows handed to CopyFrom
+	i             int // rows handed out so far
 	row           [2]any
 }
 
-func newMemberRows(norm, domains []string, progress func(done, total int)) *memberRows {
-	return &memberRows{norm: norm, domains: domains, progress: progress, seen: make(map[string]struct{}, len(norm))}
-}
-
 func (r *memberRows) Next() bool {
-	for r.i < len(r.norm) {
-		a := r.norm[r.i]
-		r.i++
-		if r.progress != nil && r.i%progressEvery == 0 && r.i < len(r.norm) {
-			r.progress(r.i, len(r.norm))
-		}
-		if _, dup := r.seen[a]; dup {
-			continue
-		}
-		r.seen[a] = struct{}{}
-		r.row[0], r.row[1] = a, r.domains[r.i-1]
-		r.copied++
-		return true
+	if r.i >= len(r.norm) {
+		return false
 	}
-	return false
+	r.row[0], r.row[1] = r.norm[r.i], r.domains[r.i]
+	r.i++
+	if r.progress != nil && r.i%progressEvery == 0 && r.i < len(r.norm) {
+		r.progress(r.i, len(r.norm))
+	}
+	return true
 }
 
 func (r *memberRows) Values() ([]any, error) { return r.row[:], nil }
