@@ -3,6 +3,7 @@ package aliases
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"fanmail/address"
 )
@@ -62,16 +63,9 @@ func (t Target) String() string {
 	case Include:
 		return ":include:" + t.Value
 	case Program:
-		s = "|" + t.Value
-		if strings.ContainsAny(s, " \t,\"\\()<>") {
-			s = quote(s)
-		}
-		return s
+		return quoteExec("|" + t.Value)
 	case File:
-		if strings.ContainsAny(s, " \t,\"\\()<>") {
-			s = quote(s)
-		}
-		return s
+		return quoteExec(s)
 	}
 	if t.NoAlias {
 		return `\` + s
@@ -150,6 +144,17 @@ func quoteName(s string) string {
 }
 
 // quote writes s as a quoted string.
+// quoteExec writes a program or file target so that it reads back the
+// same: quoted when it holds a blank of any kind (a vertical tab at the
+// end of a quoted file name would otherwise be trimmed off on reading)
+// or a character that separates or comments targets.
+func quoteExec(s string) string {
+	if strings.ContainsAny(s, ",\"\\()<>") || strings.ContainsFunc(s, unicode.IsSpace) {
+		return quote(s)
+	}
+	return s
+}
+
 func quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')

@@ -10,11 +10,11 @@ import (
 
 // AllowAnswer decides, and records if so, whether fanmail may send addr
 // one more answer to a command by mail at now: at most perDay in the 24
-// hours before now, counted per address over every list (compared
-// without regard to case), so nobody can use the server to mail-bomb a
-// third party by sending commands in its name. perDay 0 allows none.
+// hours before now, counted per mailbox over every list, so nobody can
+// use the server to mail-bomb a third party by sending commands in its
+// name. perDay 0 allows none.
 func (s *Store) AllowAnswer(ctx context.Context, addr string, now time.Time, perDay int) (bool, error) {
-	key := strings.ToLower(addr)
+	key := answerKey(addr)
 	var ok bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		since := now.Add(-24 * time.Hour).Unix()
@@ -34,6 +34,23 @@ func (s *Store) AllowAnswer(ctx context.Context, addr string, now time.Time, per
 		return nil
 	})
 	return ok, err
+}
+
+// answerKey is the mailbox an answer to addr lands in, as far as the
+// limit can tell: compared without regard to case, and with a +detail
+// (RFC 5233 subaddress, which most providers deliver to the same
+// mailbox) left off, so that a+1@, a+2@, ... share a@'s allowance
+// instead of each bringing its own.
+func answerKey(addr string) string {
+	key := strings.ToLower(addr)
+	at := strings.LastIndexByte(key, '@')
+	if at < 0 {
+		return key
+	}
+	if plus := strings.IndexByte(key[:at], '+'); plus > 0 {
+		key = key[:plus] + key[at:]
+	}
+	return key
 }
 
 // SweepAnswers forgets answers older than a day, of every address.

@@ -122,21 +122,23 @@ func testModeratedSubscription(t *testing.T, be backend) {
 	}
 }
 
-// testAllowAnswer: at most perDay answers to an address in any 24
-// hours, whatever the case of its letters.
+// testAllowAnswer: at most perDay answers to a mailbox in any 24
+// hours, whatever the case of its letters or the +detail of its
+// address.
 func testAllowAnswer(t *testing.T, be backend) {
 	ctx := context.Background()
 	s := be.withList(t, "l@example.org")
 	at := created
 	var got []bool
-	for i, a := range []string{"v@x.example", "V@X.example", "v@x.example", "other@x.example"} {
+	for i, a := range []string{"v@x.example", "V@X.example", "v@x.example", "other@x.example",
+		"w+1@x.example", "W+2@x.example", "w@x.example", "w+3@y.example", "+w@x.example"} {
 		ok, err := s.AllowAnswer(ctx, a, at.Add(time.Duration(i)*time.Hour), 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, ok)
 	}
-	if diff := cmp.Diff([]bool{true, true, false, true}, got); diff != "" {
+	if diff := cmp.Diff([]bool{true, true, false, true, true, true, false, true, true}, got); diff != "" {
 		t.Errorf("allowed (-want +got):\n%s", diff)
 	}
 	if ok, _ := s.AllowAnswer(ctx, "v@x.example", at.Add(24*time.Hour+time.Second), 2); !ok {

@@ -72,6 +72,10 @@ func (kr *Keyring) Verify(token string) (list, member string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("%w: not base64url: %v", ErrInvalid, err)
 	}
+	// Even a strict decoder skips CR and LF; a token is one spelling only.
+	if enc.EncodedLen(n) != len(token) {
+		return "", "", fmt.Errorf("%w: line breaks inside", ErrInvalid)
+	}
 	id, l, m, err := parse(raw[:n])
 	if err != nil {
 		return "", "", err
