@@ -143,7 +143,10 @@ func pgxConnOf(driverConn any) (*pgx.Conn, error) {
 
 // memberRows feeds the addresses to CopyFrom, calling progress every
 // progressEvery rows as the INSERTs of the SQLite path do (the last
-// call, done == total, comes after the commit).
+// call, done == total, comes after the commit). Here a row counts as
+// done once it is sent to the server: the COPY is quick and the INSERT
+// that follows it is most of the server's work, so the count reaches
+// its last step early and stays there until the commit.
 type memberRows struct {
 	norm, domains []string
 	progress      func(done, total int)
