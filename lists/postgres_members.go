@@ -35,7 +35,9 @@ import (
 // trigger per row (about 3.3 µs of it; disabling it needs a superuser).
 
 // memberImportTable is the temporary table an import copies into; it
-// lives in the transaction's session only and goes at its end.
+// lives in the transaction's session only and goes at its end. Always
+// named with its schema, pg_temp, so that no table of that name
+// elsewhere on the search path can be taken for it.
 const memberImportTable = "fanmail_member_import"
 
 // addMembers is AddMembersProgress on PostgreSQL, given the normalized
@@ -57,7 +59,7 @@ func (d *pgDialect) addMembers(ctx context.Context, s *Store, list string, norm,
 		}
 		// Column types as members has them; COLLATE "C" so that the
 		// rows compare as the primary key compares them.
-		if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE `+memberImportTable+` (
+		if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE pg_temp.`+memberImportTable+` (
 			address TEXT COLLATE "C" NOT NULL,
 			domain  TEXT COLLATE "C" NOT NULL
 		) ON COMMIT DROP`); err != nil {
@@ -69,7 +71,7 @@ func (d *pgDialect) addMembers(ctx context.Context, s *Store, list string, norm,
 			if err != nil {
 				return err
 			}
-			n, err := pc.CopyFrom(ctx, pgx.Identifier{memberImportTable}, []string{"address", "domain"}, src)
+			n, err := pc.CopyFrom(ctx, pgx.Identifier{"pg_temp", memberImportTable}, []string{"address", "domain"}, src)
 			if err == nil && n != int64(len(norm)) {
 				err = fmt.Errorf("the server took %d of %d rows", n, len(norm))
 			}
@@ -83,7 +85,7 @@ func (d *pgDialect) addMembers(ctx context.Context, s *Store, list string, norm,
 		// WAL for a million members.
 		res, err := tx.ExecContext(ctx, `INSERT INTO members(list_id, address, domain)
 			SELECT DISTINCT ON (i.address) CAST(? AS BIGINT), i.address, i.domain
-			FROM `+memberImportTable+` i
+			FROM pg_temp.`+memberImportTable+` i
 			WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.list_id = ? AND m.address = i.address)
 			ORDER BY i.address`, id, id)
 		if err != nil {
