@@ -53,6 +53,12 @@ func (s *Store) AddMembersProgress(ctx context.Context, list string, addrs []str
 	} else {
 		added, err = s.insertMembers(ctx, list, norm, domains, progress)
 	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// Cancelled halfway: database/sql rolls the transaction back
+		// as ctx ends, and the next statement fails only with "statement
+		// is closed"; the cause is what the caller needs.
+		return 0, fmt.Errorf("add members to %s: %w", list, ctx.Err())
+	}
 	if err != nil {
 		return 0, err
 	}
