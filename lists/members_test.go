@@ -184,22 +184,34 @@ func members100k() []string {
 // BenchmarkAddMembers100k imports 100,000 members into a new list, on
 // SQLite and on a durable (fsync on) PostgreSQL cluster of its own.
 func BenchmarkAddMembers100k(b *testing.B) {
-	b.Run("sqlite", func(b *testing.B) { benchAddMembers(b, sqliteBackend()) })
+	b.Run("sqlite", func(b *testing.B) { benchAddMembers(b, sqliteBackend(), 0) })
 	b.Run("postgres", func(b *testing.B) {
-		benchAddMembers(b, postgresBackend(pgtest.StartOptions(b, pgtest.Options{Durable: true})))
+		benchAddMembers(b, postgresBackend(pgtest.StartOptions(b, pgtest.Options{Durable: true})), 0)
 	})
 }
 
-func benchAddMembers(b *testing.B, be backend) {
+// BenchmarkAddMembers100kHalfPresent imports the same 100,000 members
+// into a list that already has half of them: the import that skips.
+func BenchmarkAddMembers100kHalfPresent(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchAddMembers(b, sqliteBackend(), 50_000) })
+	b.Run("postgres", func(b *testing.B) {
+		benchAddMembers(b, postgresBackend(pgtest.StartOptions(b, pgtest.Options{Durable: true})), 50_000)
+	})
+}
+
+// benchAddMembers times the import of members100k into a new list that
+// holds the first present of them already.
+func benchAddMembers(b *testing.B, be backend, present int) {
 	ctx := context.Background()
 	addrs := members100k()
 	for b.Loop() {
 		b.StopTimer()
 		s := be.withList(b, "l@example.org")
+		addMembers(b, s, "l@example.org", addrs[:present]...)
 		b.StartTimer()
 		n, err := s.AddMembers(ctx, "l@example.org", addrs)
-		if err != nil || n != len(addrs) {
-			b.Fatalf("AddMembers = %d, %v", n, err)
+		if err != nil || n != len(addrs)-present {
+			b.Fatalf("AddMembers = %d, %v; want %d", n, err, len(addrs)-present)
 		}
 	}
 }
