@@ -85,17 +85,8 @@ func testAddMembersImport(t *testing.T, be backend) {
 			if added != tt.wantAdded {
 				t.Errorf("AddMembers added %d, want %d", added, tt.wantAdded)
 			}
-			got, err := s.Members(ctx, list)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("Members (-want +got):\n%s", diff)
-			}
-			wantOther := append([]string{}, tt.onOther...)
-			if got, err := s.Members(ctx, other); err != nil || !cmp.Equal(wantOther, got) {
-				t.Errorf("Members of the other list = %v, %v; want %v", got, err, wantOther)
-			}
+			checkMembers(t, s, list, tt.want)
+			checkMembers(t, s, other, append([]string{}, tt.onOther...))
 		})
 	}
 }

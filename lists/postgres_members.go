@@ -52,7 +52,7 @@ func (d *pgDialect) addMembers(ctx context.Context, s *Store, list string, norm,
 	}
 	defer conn.Close()
 	var added int
-	err = writeOn(ctx, s, conn, func(tx *sql.Tx) error {
+	err = s.writeOn(ctx, conn, func(tx *sql.Tx) error {
 		id, err := listID(ctx, tx, list)
 		if err != nil {
 			return err
@@ -102,27 +102,6 @@ func (d *pgDialect) addMembers(ctx context.Context, s *Store, list string, norm,
 		return 0, err
 	}
 	return added, nil
-}
-
-// writeOn is Store.write on conn: a write transaction begun on that
-// connection, taking the store's write lock first and committed if fn
-// succeeds.
-func writeOn(ctx context.Context, s *Store, conn *sql.Conn, fn func(*sql.Tx) error) error {
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback()
-	if err := s.d.beginWrite(ctx, tx); err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
 }
 
 // pgxConnOf returns the pgx connection under a driver connection of the

@@ -273,7 +273,19 @@ func (s *Store) Version(ctx context.Context) (int64, error) {
 // lock from its start (see the package doc), and commits it if fn
 // succeeds.
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	return s.writeOn(ctx, s.db, fn)
+}
+
+// txBeginner is what *sql.DB and *sql.Conn offer to begin a transaction.
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// writeOn is write with the transaction begun on b: the store's pool,
+// or one connection of it that the caller needs the transaction on (the
+// PostgreSQL import, whose COPY goes through that connection).
+func (s *Store) writeOn(ctx context.Context, b txBeginner, fn func(*sql.Tx) error) error {
+	tx, err := b.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
