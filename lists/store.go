@@ -139,6 +139,10 @@ var migrations = []string{
 	// A held post keeps whether it came with SMTPUTF8, so its approved
 	// copy asks the next servers for it as the original would have.
 	`ALTER TABLE posts ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;`,
+
+	// Each server's sign of life (nodes.go), so that releasing the
+	// claims of a node that still runs can be refused.
+	migrationNodes,
 }
 
 // tableOrder is every table of the schema, each after the tables it
@@ -146,7 +150,7 @@ var migrations = []string{
 // migration that adds a table adds it here too (Copy refuses a store
 // with a table it does not list).
 var tableOrder = []string{"lists", "members", "settings", "moderators", "posts", "post_chunks", "tokens",
-	"requests", "answers", "member_bounces", "bounce_events"}
+	"requests", "answers", "member_bounces", "bounce_events", "nodes"}
 
 // Store is an open list store. It is safe for concurrent use.
 type Store struct {
