@@ -10,8 +10,9 @@
 // a post: each list's settings (settings.go: one table defines every key,
 // its default and what it accepts), its moderators, the posts that wait
 // for a moderator or for their distribution, body and all (posts.go,
-// decide.go), and the single-use tokens of commands sent by mail
-// (tokens.go). Whatever one process decides there (the CLI approving a
+// decide.go), the single-use tokens of commands sent by mail
+// (tokens.go), and each server's start, heartbeat and clean stop
+// (nodes.go). Whatever one process decides there (the CLI approving a
 // post, the server taking a moderator's reply) every other sees.
 //
 // Every query is written once, in SQL both databases accept; dialect.go
