@@ -54,6 +54,7 @@ var conformance = []struct {
 	{"DecideRequests", testDecideRequests},
 	{"RequestWelcome", testRequestWelcome},
 	{"MemberBounces", testMemberBounces},
+	{"Nodes", testNodes},
 }
 
 // runConformance runs the suite on the stores be opens.

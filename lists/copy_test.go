@@ -62,6 +62,13 @@ func fill(t *testing.T, s *Store) (held int64) {
 	if err := s.DeletePost(ctx, last); err != nil {
 		t.Fatal(err)
 	}
+	// A node that ran and stopped cleanly.
+	if err := s.NodeStarted(ctx, "n1", "v1", created); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.NodeStopped(ctx, "n1", created.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	// A request by mail waiting for its confirmation (a token), an
 	// answer counted, and a member's bounce with its evidence.
 	if _, _, err := s.OpenRequest(ctx, "talk@example.org", "new@example.org", RequestSubscribe, time.Hour); err != nil {
@@ -137,6 +144,11 @@ func dump(t *testing.T, s *Store) map[string]any {
 		posts[i].Received, posts[i].Expires = p.Received.UTC(), p.Expires.UTC()
 	}
 	out["posts"] = posts
+	nodes, err := s.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["nodes"] = nodes
 	return out
 }
 
@@ -156,7 +168,7 @@ func testCopy(t *testing.T, be backend) {
 				t.Fatal(err)
 			}
 			wantCounts := map[string]int64{"lists": 2, "members": 1237, "settings": 2, "moderators": 1,
-				"posts": 2, "post_chunks": 6, "tokens": 2, "requests": 1, "answers": 1, "member_bounces": 1, "bounce_events": 1}
+				"posts": 2, "post_chunks": 6, "tokens": 2, "requests": 1, "answers": 1, "member_bounces": 1, "bounce_events": 1, "nodes": 1}
 			got := map[string]int64{}
 			for _, c := range counts {
 				got[c.Table] = c.Rows

@@ -10,8 +10,9 @@
 // a post: each list's settings (settings.go: one table defines every key,
 // its default and what it accepts), its moderators, the posts that wait
 // for a moderator or for their distribution, body and all (posts.go,
-// decide.go), and the single-use tokens of commands sent by mail
-// (tokens.go). Whatever one process decides there (the CLI approving a
+// decide.go), the single-use tokens of commands sent by mail
+// (tokens.go), and each server's start, heartbeat and clean stop
+// (nodes.go). Whatever one process decides there (the CLI approving a
 // post, the server taking a moderator's reply) every other sees.
 //
 // Every query is written once, in SQL both databases accept; dialect.go
@@ -139,6 +140,10 @@ var migrations = []string{
 	// A held post keeps whether it came with SMTPUTF8, so its approved
 	// copy asks the next servers for it as the original would have.
 	`ALTER TABLE posts ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;`,
+
+	// Each server's sign of life (nodes.go), so that releasing the
+	// claims of a node that still runs can be refused.
+	migrationNodes,
 }
 
 // tableOrder is every table of the schema, each after the tables it
@@ -146,7 +151,7 @@ var migrations = []string{
 // migration that adds a table adds it here too (Copy refuses a store
 // with a table it does not list).
 var tableOrder = []string{"lists", "members", "settings", "moderators", "posts", "post_chunks", "tokens",
-	"requests", "answers", "member_bounces", "bounce_events"}
+	"requests", "answers", "member_bounces", "bounce_events", "nodes"}
 
 // Store is an open list store. It is safe for concurrent use.
 type Store struct {

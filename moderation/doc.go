@@ -20,5 +20,7 @@
 // it) a few times a second and looks again at least every RescanEvery,
 // for retries and expiry. At start it settles claims a crash left: a
 // claim whose message reached the queue is finished, any other is given
-// up and done again.
+// up and done again. While it runs it writes the node's heartbeat to the
+// store, and records the node's start and clean stop (heartbeat.go), so
+// that fanmail mod release never gives up a running node's claims.
 package moderation

@@ -108,17 +108,18 @@ func waitTotal(t *testing.T, a, b *world, rcpt string, n int) {
 func sleepBriefly() { time.Sleep(5 * time.Millisecond) }
 
 // TestStoreOutageLoggedOnce: a store that stops answering (here: closed)
-// is one error line for the outage, not one per poll.
+// is one error line for the outage, not one per poll or heartbeat.
 func TestStoreOutageLoggedOnce(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newNode(t, "", "n1")
 	r := New(Config{Store: w.store, Expander: w.exp, Queue: w.queue, IDs: w.ids, Poll: 5 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(w.logs, nil))})
+		HeartbeatEvery: 5 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(w.logs, nil))})
 	w.store.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	r.Run(ctx)
-	for _, line := range []string{"list store unreachable", "cannot settle claims"} {
+	for _, line := range []string{"list store unreachable", "cannot settle claims", "cannot record this node's start",
+		"cannot record this node's clean stop"} {
 		if n := strings.Count(w.logs.String(), line); n != 1 {
 			t.Errorf("%q logged %d times in 40 polls, want once:\n%s", line, n, w.logs)
 		}

@@ -33,6 +33,9 @@ type Store interface {
 	Retry(ctx context.Context, id int64, next time.Time, reason string) error
 	Unclaim(ctx context.Context, id int64, claim string) error
 	Expire(ctx context.Context, now time.Time) ([]lists.Post, error)
+	NodeStarted(ctx context.Context, node, version string, now time.Time) error
+	Heartbeat(ctx context.Context, node string, now time.Time) error
+	NodeStopped(ctx context.Context, node string, now time.Time) error
 }
 
 // Distributor renders an accepted post for its list as if it had just
@@ -61,6 +64,12 @@ type Config struct {
 	// RescanEvery is how often the store is looked at with no version
 	// change, for retries and expiry; default 15s.
 	RescanEvery time.Duration
+	// HeartbeatEvery is how often the node's heartbeat is written
+	// (heartbeat.go); default lists.HeartbeatEvery, which the store's
+	// rule for a gone node (lists.GoneAfter) counts on.
+	HeartbeatEvery time.Duration
+	// Version is the fanmail version the node's start records.
+	Version string
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -79,6 +88,9 @@ func New(cfg Config) *Runner {
 	if cfg.RescanEvery <= 0 {
 		cfg.RescanEvery = 15 * time.Second
 	}
+	if cfg.HeartbeatEvery <= 0 {
+		cfg.HeartbeatEvery = lists.HeartbeatEvery
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -88,8 +100,21 @@ func New(cfg Config) *Runner {
 	return &Runner{cfg: cfg, log: cfg.Logger}
 }
 
-// Run settles the claims a crash left, then works until ctx ends.
+// Run records the node's start, settles the claims a crash left, then
+// works, with a heartbeat, until ctx ends, and records the clean stop.
 func (r *Runner) Run(ctx context.Context) {
+	if node := r.cfg.IDs.Node(); node != "" {
+		beating := make(chan struct{})
+		started := r.started(ctx, node)
+		go func() {
+			defer close(beating)
+			r.heartbeat(ctx, node, started)
+		}()
+		defer func() {
+			<-beating
+			r.stopped(node)
+		}()
+	}
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
 	recovered := false

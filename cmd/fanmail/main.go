@@ -48,6 +48,7 @@ func newApp() *cli.App {
 			modCommand(),
 			queueCommand(),
 			statusCommand(),
+			nodeCommand(),
 			configCommand(),
 			aliasesCommand(),
 			migrateCommand(),

@@ -80,14 +80,18 @@ func TestModBulkEndToEnd(t *testing.T) {
 }
 
 // TestModReleaseEndToEnd: a post approved and claimed by node "gone"
-// (which then vanished) waits while node "live" runs, even across its
-// restart; mod release --node gone lists it and refuses without
-// --force; with --force, live distributes it, once.
+// waits while node "live" runs, even across its restart. While gone's
+// heartbeat is recent, mod release --node gone refuses even with
+// --force; the CLI of another node ("ops") sees live's own heartbeat,
+// and its clean stop. Once gone has been silent for long, mod release
+// lists its claim and refuses without --force; with --force, live
+// distributes it, once.
 func TestModReleaseEndToEnd(t *testing.T) {
 	t.Parallel()
 	n := newFakeNet(t, []string{"d00.test", "lists.example.org"}, nil)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	cfg := n.writeConfig(t, dataDir, "[node]\nname = \"live\"\n")
+	ops := n.writeConfig(t, dataDir, "[node]\nname = \"ops\"\n")
 	fanmailCLI(t, cfg, "", "list", "create", e2eList)
 	fanmailCLI(t, cfg, "", "member", "add", e2eList, "m1@d00.test")
 	p := startFanmail(t, cfg)
@@ -99,16 +103,18 @@ func TestModReleaseEndToEnd(t *testing.T) {
 	ids := modLsIDs(t, cfg, e2eList)
 	p.stop(t)
 
-	// Node gone approved "stuck" and claimed it, then vanished.
+	// Node gone approved "stuck" and claimed it, and its last heartbeat
+	// is a moment ago: it runs somewhere.
 	fanmailCLI(t, cfg, "", "mod", "approve", ids["stuck"], ids["free"])
 	s, err := lists.Open(filepath.Join(dataDir, "lists.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	ctx := context.Background()
 	const claim = "0KXJ5V3F8A1B2C3D.gone"
 	var stuck int64
-	posts, err := s.Posts(context.Background(), lists.PostFilter{List: e2eList})
+	posts, err := s.Posts(ctx, lists.PostFilter{List: e2eList})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +123,11 @@ func TestModReleaseEndToEnd(t *testing.T) {
 			stuck = post.ID
 		}
 	}
-	if got, err := s.Claim(context.Background(), stuck, claim); err != nil || !got {
+	if got, err := s.Claim(ctx, stuck, claim); err != nil || !got {
 		t.Fatalf("claim post %d as node gone: %v, %v", stuck, got, err)
+	}
+	if err := s.NodeStarted(ctx, "gone", "old", time.Now()); err != nil {
+		t.Fatal(err)
 	}
 
 	// live settles only its own claims at start: "free" goes out,
@@ -128,13 +137,37 @@ func TestModReleaseEndToEnd(t *testing.T) {
 	if n.copiesOf("m1@d00.test", "free") != 1 {
 		t.Fatalf("the member did not get the unclaimed post")
 	}
-	out, err := runBinary(t, "--config", cfg, "mod", "release", "--node", "gone")
-	if err == nil || !strings.Contains(out, claim+"  distributing the post") || !strings.Contains(out, "nothing released") {
-		t.Fatalf("mod release without --force: %v\n%s", err, out)
+	out, err := runBinary(t, "--config", cfg, "mod", "release", "--node", "gone", "--force")
+	if err == nil || !strings.Contains(out, claim+"  distributing the post") || !strings.Contains(out, ", running\n") ||
+		!strings.Contains(out, "nothing released, --force or not: node gone is running") {
+		t.Fatalf("mod release --force of a running node: %v\n%s", err, out)
 	}
 	if out, err := runBinary(t, "--config", cfg, "mod", "release", "--node", "live", "--force"); err == nil ||
 		!strings.Contains(out, "live is this node's own name") {
 		t.Errorf("mod release of the node's own name: %v\n%s", err, out)
+	}
+	// live's own heartbeat, read by another node's CLI; it holds no claim.
+	out = fanmailCLI(t, ops, "", "mod", "release", "--node", "live")
+	if !strings.Contains(out, "node live: last seen ") || !strings.Contains(out, ", running\n") ||
+		!strings.Contains(out, "node live holds no claims on held posts") {
+		t.Errorf("mod release --node live from node ops, while live runs:\n%s", out)
+	}
+	p.stop(t)
+	out = fanmailCLI(t, ops, "", "mod", "release", "--node", "live")
+	if !strings.Contains(out, ", stopped cleanly\n") {
+		t.Errorf("mod release --node live from node ops, after live stopped:\n%s", out)
+	}
+
+	// gone was last heard of an hour ago: its claim is listed, and
+	// released with --force.
+	if err := s.NodeStarted(ctx, "gone", "old", time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	p = startFanmail(t, cfg)
+	out, err = runBinary(t, "--config", cfg, "mod", "release", "--node", "gone")
+	if err == nil || !strings.Contains(out, claim+"  distributing the post") || !strings.Contains(out, "gone: no heartbeat for over") ||
+		!strings.Contains(out, "nothing released. Node gone is not running") {
+		t.Fatalf("mod release without --force: %v\n%s", err, out)
 	}
 	if c := n.copiesOf("m1@d00.test", "stuck"); c != 0 {
 		t.Fatalf("the claimed post went out before its claim was released (%d copies)", c)

@@ -259,9 +259,12 @@ func TestModDecideManySkipsDecidedMeanwhile(t *testing.T) {
 	}
 }
 
-// TestModRelease: the claims of a named node are listed, and released
-// only with --force; a claim of another node, or one without a node,
-// stays; a claim that changed since the listing is a failure.
+// TestModRelease: the claims of a named node are listed with when it
+// was last seen; a running node's are never released, a gone or
+// stopped one's only with --force, and so are those of a node that never
+// reported; a name that neither reported nor holds a claim is an error;
+// a claim of another node, or one without a node, stays; a claim that
+// changed since the listing is a failure.
 func TestModRelease(t *testing.T) {
 	dir := t.TempDir()
 	runSteps(t, dir, []step{{args: []string{"list", "create", list}}})
@@ -305,20 +308,80 @@ func TestModRelease(t *testing.T) {
 		{args: []string{"mod", "release", "mx2"}, wantErr: `mod release: unexpected argument "mx2"; give --node NAME`},
 		{args: []string{"--config", config, "mod", "release", "--node", "mx1", "--force"},
 			wantErr: "mod release: mx1 is this node's own name ([node] name): start fanmail serve here instead"},
-		{args: []string{"mod", "release", "--node", "mx9"}, stdout: out(""), stderr: out("node mx9 holds no claims on held posts\n")},
-		{args: []string{"mod", "release", "--node", "mx2"}, stdout: out(table),
-			wantErr: "mod release: nothing released. fanmail cannot tell whether node mx2 is running"},
+		// A name that neither reported nor holds a claim: a typo, most likely.
+		{args: []string{"mod", "release", "--node", "mx9", "--force"}, stdout: out("node mx9 never reported to this list store\n"),
+			wantErr: "mod release: nothing to release: no node named mx9 ever reported to this list store (none did), and no claim names it; check the name"},
+		// mx2 holds claims and never reported (a fanmail from before the
+		// heartbeat): they are listed, and released only with --force.
+		{args: []string{"mod", "release", "--node", "mx2"}, stdout: out("node mx2 never reported to this list store\n" + table),
+			wantErr: "mod release: nothing released. Node mx2 never reported to this list store: it last ran a fanmail from before nodes reported (or the name is wrong), so fanmail cannot tell whether it is running"},
 	})
-	// Nothing changed without --force.
+	// mx2 runs: refused, --force or not, and the listing says when it
+	// was last seen.
+	now := time.Now()
+	if err := s.NodeStarted(ctx, "mx2", "v1", now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Heartbeat(ctx, "mx2", now); err != nil {
+		t.Fatal(err)
+	}
+	seen := now.UTC().Format(time.RFC3339)
+	for _, force := range []string{"", "--force"} {
+		args := []string{"mod", "release", "--node", "mx2"}
+		if force != "" {
+			args = append(args, force)
+		}
+		stdout, _, err := run(t, dir, "", args...)
+		if err == nil || !strings.Contains(err.Error(), "nothing released, --force or not: node mx2 is running") {
+			t.Errorf("mod release %s of a running node: %v", force, err)
+		}
+		if first, rest, _ := strings.Cut(stdout, "\n"); !strings.HasPrefix(first, "node mx2: last seen "+seen+" (") ||
+			!strings.HasSuffix(first, " ago), running") || rest != table {
+			t.Errorf("mod release %s of a running node: stdout\n%s", force, stdout)
+		}
+	}
+	// A name with no claims, when nodes did report, lists them.
+	runSteps(t, dir, []step{{args: []string{"mod", "release", "--node", "mx9"},
+		wantErr: "no node named mx9 ever reported to this list store (nodes that did: mx2), and no claim names it"}})
+	// mx2 stops cleanly: down, but its spool may hold a claim's message.
+	if err := s.NodeStopped(ctx, "mx2", now); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err := run(t, dir, "", "mod", "release", "--node", "mx2")
+	if err == nil || !strings.Contains(err.Error(), "nothing released. Node mx2 is not running, but its spool may still hold the message") ||
+		!strings.Contains(err.Error(), "then run again with --force") {
+		t.Errorf("mod release of a node stopped cleanly: %v", err)
+	}
+	if first, rest, _ := strings.Cut(stdout, "\n"); !strings.HasPrefix(first, "node mx2: last seen "+seen+" (") ||
+		!strings.HasSuffix(first, " ago), stopped cleanly") || rest != table {
+		t.Errorf("mod release of a node stopped cleanly: stdout\n%s", stdout)
+	}
+	// Nothing changed without --force, nor for a running node with it.
 	if claimed, err := s.Posts(ctx, lists.PostFilter{Claimed: true}); err != nil || len(claimed) != 5 {
 		t.Fatalf("claimed after a listing = %d posts, %v; want all 5", len(claimed), err)
 	}
+	// mx2 crashed long ago (it started again, then fell silent): gone,
+	// and --force releases.
+	stale := now.Add(-2 * lists.GoneAfter)
+	if err := s.NodeStarted(ctx, "mx2", "v1", stale); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = run(t, dir, "", "mod", "release", "--node", "mx2", "--force")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "node mx2: last seen " + stale.UTC().Format(time.RFC3339) + " (1m30s ago), gone: no heartbeat for over 45s, " +
+		"and it did not stop cleanly (crashed, killed, or cut off from the list store)\n" +
+		fmt.Sprintf("released post %d to %s (held, claim 0KXJ5V3F8A1B2C30.mx2): the next node to look takes it over\n", held, list) +
+		fmt.Sprintf("released post %d to %s (accepted, claim 0KXJ5V3F8A1B2C31.mx2): the next node to look takes it over\n", approved, list) +
+		fmt.Sprintf("released post %d to %s (rejected, claim 0KXJ5V3F8A1B2C32.mx2): the next node to look takes it over\n", rejected, list) +
+		"released 3 of 3 claims of node mx2\n"
+	// The age is taken when the command runs, a moment after now.
+	stdout = regexp.MustCompile(`\(1m3[0-2]s ago\)`).ReplaceAllString(stdout, "(1m30s ago)")
+	if diff := cmp.Diff(want, stdout); diff != "" {
+		t.Errorf("mod release --force of a gone node (-want +got):\n%s", diff)
+	}
 	runSteps(t, dir, []step{
-		{args: []string{"mod", "release", "--node", "mx2", "--force"}, stdout: out(
-			fmt.Sprintf("released post %d to %s (held, claim 0KXJ5V3F8A1B2C30.mx2): the next node to look takes it over\n", held, list) +
-				fmt.Sprintf("released post %d to %s (accepted, claim 0KXJ5V3F8A1B2C31.mx2): the next node to look takes it over\n", approved, list) +
-				fmt.Sprintf("released post %d to %s (rejected, claim 0KXJ5V3F8A1B2C32.mx2): the next node to look takes it over\n", rejected, list) +
-				"released 3 of 3 claims of node mx2\n")},
 		{args: []string{"mod", "release", "--node", "mx2", "--force"}, stderr: out("node mx2 holds no claims on held posts\n")},
 	})
 	claimed, err := s.Posts(ctx, lists.PostFilter{Claimed: true})

@@ -234,8 +234,10 @@ func buildServer(cfg config.Config, logOut *logWriter, log *slog.Logger) (_ *ser
 		ic.TLS, ic.RequireTLS = ingress.ServerTLS(s.keyPair, cfg.TLS.MinTLSVersion()), cfg.TLS.Required
 	}
 	s.smtp = ingress.New(ic, exp, s.queue, ids)
+	// The runner also writes the node's heartbeat, which mod release
+	// reads on other nodes.
 	s.mod = moderation.New(moderation.Config{Store: s.store, Expander: exp, Queue: s.queue, IDs: ids,
-		Keys: s.keys, Hostname: cfg.Hostname, Logger: s.log})
+		Keys: s.keys, Hostname: cfg.Hostname, Logger: s.log, Version: readBuildInfo().String()})
 	if err := s.smtp.Listen(); err != nil {
 		return nil, err
 	}
