@@ -124,8 +124,9 @@ type RequestOutcome struct {
 // "cli:root"), in one transaction: its tokens are used up (as a
 // moderator's reply uses them) and the membership changed as it asks;
 // a subscription that added the member then waits in state welcome for
-// the server's welcome (Welcomes), any other request is deleted. Only a request waiting for a moderator can be
-// approved; any other is a *RequestError.
+// the server's welcome (Welcomes), any other request is deleted. Only a
+// request waiting for a moderator can be approved; any other is a
+// *RequestError.
 func (s *Store) ApproveRequest(ctx context.Context, list string, id int64, by string) (RequestOutcome, error) {
 	var o RequestOutcome
 	err := s.write(ctx, func(tx *sql.Tx) error {

@@ -113,17 +113,21 @@ func modRelease(c *cli.Context) error {
 		case known:
 			return fmt.Errorf("mod release: nothing released. Node %s is not running, but its spool may still hold the message "+
 				"of a claim above (queued just before it stopped or lost the list store): releasing that claim sends the post twice. "+
-				"Make sure that none of the queue IDs above is in its spool (fanmail queue on that node; if its spool can be "+
-				"moved to a replacement started with [node] name = %q, do that instead: it settles these claims itself), "+
-				"then run again with --force", node, node)
+				"Make sure that %s", node, spoolCheck(node))
 		}
 		return fmt.Errorf("mod release: nothing released. Node %s never reported to this list store: it last ran a fanmail "+
 			"from before nodes reported (or the name is wrong), so fanmail cannot tell whether it is running. Releasing the "+
 			"claim of a node that still runs, or whose spool holds the queue ID, sends that post twice. Make sure %s is "+
-			"stopped for good and that none of the queue IDs above is in its spool (fanmail queue on that node; if its spool "+
-			"can be moved to a replacement started with [node] name = %q, do that instead: it settles these claims itself), "+
-			"then run again with --force", node, node, node)
+			"stopped for good and that %s", node, node, spoolCheck(node))
 	})
+}
+
+// spoolCheck is what an operator checks on node before --force, and
+// the better way out when its spool survives.
+func spoolCheck(node string) string {
+	return fmt.Sprintf("none of the queue IDs above is in its spool (fanmail queue on that node; if its spool can be "+
+		"moved to a replacement started with [node] name = %q, do that instead: it settles these claims itself), "+
+		"then run again with --force", node)
 }
 
 // unknownNode is the error for a name that neither reported nor holds
