@@ -13,8 +13,8 @@ import (
 // the warnings and removals of members whose delivery bounces disabled,
 // the welcomes of subscriptions approved on the server (fanmail member
 // approve), and the expiry of requests nobody confirmed and of answer
-// counts; and
-// it records the 5xx replies of lists' mail in batches meanwhile.
+// counts; and it records the 5xx replies of lists' mail in batches
+// meanwhile.
 func (s *Service) Run(ctx context.Context) {
 	// The 5xx replies delivery gets are recorded in batches from now on
 	// (recorder.go), until ctx ends.
